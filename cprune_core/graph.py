@@ -1,0 +1,154 @@
+"""Neuron-similarity graphs of one layer.
+
+Each neuron (a Linear output unit or a Conv2d output filter) is a node; the weight on edge
+(i, j) is the cosine similarity of the two neurons' incoming weight vectors where it exceeds
+the threshold tau. Everything here works on torch tensors, on whatever device they live.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
+import torch
+from torch import nn
+
+EPS = 1e-8
+
+
+class NonFiniteWeightsError(ValueError):
+    """A layer's weights contain NaN or Inf, so similarities are undefined."""
+
+
+def weight_vectors(module: nn.Module, layer_name: str = "layer") -> torch.Tensor:
+    """One row per neuron: a Linear row, or a Conv2d filter flattened to in_channels*kh*kw."""
+    if not isinstance(module, (nn.Linear, nn.Conv2d)):
+        raise TypeError(f"{layer_name} is a {type(module).__name__}; only Linear and Conv2d layers have neurons here.")
+    vectors = module.weight.detach().flatten(1)
+    if not torch.isfinite(vectors).all():
+        bad = (~torch.isfinite(vectors)).any(1).nonzero().flatten().tolist()
+        raise NonFiniteWeightsError(
+            f"Layer {layer_name} has NaN or Inf weights in {len(bad)} neuron(s) (first: {bad[:5]}); "
+            "similarities are undefined. Load a healthy checkpoint or re-initialise the layer."
+        )
+    return vectors
+
+
+def cosine_similarity(vectors: torch.Tensor) -> torch.Tensor:
+    """S = W_hat W_hat^T with W_hat the rows divided by (norm + eps); float32, one n x n copy."""
+    vectors = vectors.float()
+    normalised = vectors / (vectors.norm(dim=1, keepdim=True) + EPS)
+    return normalised @ normalised.T
+
+
+def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = False) -> torch.Tensor:
+    """A_ij = S_ij where S_ij > tau and i != j, else 0.
+
+    With ``inplace=True`` the similarity matrix is overwritten, so a 4,096-neuron layer holds
+    one 64 MiB matrix instead of two.
+    """
+    if not 0.0 <= tau < 1.0:
+        raise ValueError(f"tau must be in [0, 1), got {tau}.")
+    adjacency = similarity if inplace else similarity.clone()
+    adjacency.masked_fill_(adjacency <= tau, 0.0)
+    adjacency.fill_diagonal_(0.0)
+    return adjacency
+
+
+def adjacency_for(module: nn.Module, tau: float, layer_name: str = "layer") -> torch.Tensor:
+    """Similarity and thresholding of a layer in one pass, holding a single n x n matrix."""
+    return threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    nodes: int
+    edges: int
+    density: float  # edges / (n (n - 1) / 2); 0 for n < 2
+    components: int  # connected components, isolated nodes included
+    isolated: int  # nodes with no edge
+    largest_component: int
+
+
+def summarize(adjacency: torch.Tensor) -> GraphSummary:
+    n = adjacency.shape[0]
+    sparse = to_scipy(adjacency)
+    edges = sparse.nnz // 2
+    components, labels = scipy.sparse.csgraph.connected_components(sparse, directed=False)
+    degree = np.diff(sparse.indptr)
+    return GraphSummary(
+        nodes=n, edges=edges, density=edges / (n * (n - 1) / 2) if n > 1 else 0.0,
+        components=int(components), isolated=int((degree == 0).sum()),
+        largest_component=int(np.bincount(labels).max()) if n else 0,
+    )
+
+
+def to_scipy(adjacency: torch.Tensor) -> scipy.sparse.csr_array:
+    rows, cols = torch.nonzero(adjacency, as_tuple=True)
+    values = adjacency[rows, cols].double().cpu().numpy()
+    n = adjacency.shape[0]
+    return scipy.sparse.csr_array((values, (rows.cpu().numpy(), cols.cpu().numpy())), shape=(n, n))
+
+
+MAX_NETWORKX_EDGES = 2_000_000
+
+
+def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) -> nx.Graph:
+    """Undirected weighted networkx Graph with nodes 0..n-1 (isolated nodes included).
+
+    Refuses graphs with more than ``max_edges`` edges: networkx stores each edge as Python
+    dicts, and a dense 4,096-neuron graph would need gigabytes. Raise tau to thin it.
+    """
+    upper = torch.triu(adjacency, diagonal=1)
+    rows, cols = torch.nonzero(upper, as_tuple=True)
+    if rows.numel() > max_edges:
+        raise ValueError(
+            f"The graph has {rows.numel():,} edges, more than {max_edges:,} for networkx; raise tau to thin it."
+        )
+    graph = nx.Graph()
+    graph.add_nodes_from(range(adjacency.shape[0]))
+    weights = upper[rows, cols].tolist()
+    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights))
+    return graph
+
+
+def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The ``limit`` heaviest edges (i < j), strongest first, and the total edge count."""
+    upper = torch.triu(adjacency, diagonal=1)
+    rows, cols = torch.nonzero(upper, as_tuple=True)
+    weights = upper[rows, cols]
+    total = int(weights.numel())
+    if total > limit:
+        top = torch.topk(weights, limit).indices
+        rows, cols, weights = rows[top], cols[top], weights[top]
+    else:
+        order = torch.argsort(weights, descending=True)
+        rows, cols, weights = rows[order], cols[order], weights[order]
+    return rows.cpu().numpy(), cols.cpu().numpy(), weights.cpu().numpy(), total
+
+
+def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """Node positions (n x 2) that depend on the weights only, never on tau.
+
+    Principal components of the normalised weight vectors place similar neurons close
+    together (cosine distance is monotone in the Euclidean distance of unit vectors); a small
+    seeded jitter separates exact duplicates. Cache it per (backbone, layer).
+    """
+    vectors = vectors.float()
+    normalised = vectors / (vectors.norm(dim=1, keepdim=True) + EPS)
+    n = normalised.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    if n < 3:
+        coords = torch.zeros(n, 2)
+    else:
+        centred = normalised - normalised.mean(0, keepdim=True)
+        with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global RNG
+            torch.manual_seed(seed)
+            _, _, v = torch.pca_lowrank(centred.cpu(), q=2, center=False, niter=4)
+        coords = centred.cpu() @ v[:, :2]
+        spread = coords.abs().max().clamp_min(EPS)
+        coords = coords / spread
+    coords = coords + 0.01 * torch.randn(n, 2, generator=generator)
+    return coords.numpy()

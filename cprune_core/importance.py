@@ -1,0 +1,180 @@
+"""Importance criteria: one small class per criterion, one call signature.
+
+``criterion(vectors)`` takes a layer's weight vectors (n neurons x d inputs, see
+graph.weight_vectors) and returns one score per neuron; higher means keep. Graph criteria
+build the tau-thresholded similarity graph themselves. ``GroupImportance`` plugs any of them
+into torch-pruning, so coupled layers (residual adds, depthwise convs) are scored together.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from .centrality import PowerIterationFailedConvergence, eigenvector_centrality, pagerank, weighted_degree
+from .graph import cosine_similarity, threshold_adjacency, weight_vectors
+
+DEFAULT_TAU = 0.1
+RANKING_MAX_ITER = 20_000
+
+
+class Criterion:
+    name: str = ""
+    uses_graph: bool = False
+
+    def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class GraphCriterion(Criterion):
+    uses_graph = True
+
+    def __init__(self, tau: float = DEFAULT_TAU):
+        if not 0.0 <= tau < 1.0:
+            raise ValueError(f"tau must be in [0, 1), got {tau}.")
+        self.tau = tau
+
+    def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.from_adjacency(threshold_adjacency(cosine_similarity(vectors), self.tau, inplace=True))
+
+    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def ranking_centrality(adjacency: torch.Tensor) -> torch.Tensor:
+    """Eigenvector centrality for ranking. Sparse graphs of many components with nearly equal
+    leading eigenvalues converge slowly; past the iteration budget the last iterate is still a
+    sound ranking, so it is used with a warning instead of failing the whole prune."""
+    try:
+        return eigenvector_centrality(adjacency, max_iter=RANKING_MAX_ITER)
+    except PowerIterationFailedConvergence as exc:
+        warnings.warn(f"eigenvector centrality: {exc}; using the last iterate", RuntimeWarning, stacklevel=2)
+        return exc.last
+
+
+class EigenvectorCentrality(GraphCriterion):
+    """The paper's criterion: keep the most central neurons."""
+
+    name = "eigenvector"
+
+    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+        return ranking_centrality(adjacency)
+
+
+class InverseEigenvector(GraphCriterion):
+    """Control: keep the least central neurons."""
+
+    name = "inverse-eigenvector"
+
+    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+        return -ranking_centrality(adjacency)
+
+
+class Degree(GraphCriterion):
+    name = "degree"
+
+    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+        return weighted_degree(adjacency)
+
+
+class PageRank(GraphCriterion):
+    name = "pagerank"
+
+    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+        return pagerank(adjacency)
+
+
+class L1Norm(Criterion):
+    name = "l1"
+
+    def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors.float().abs().sum(1)
+
+
+class L2Norm(Criterion):
+    name = "l2"
+
+    def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors.float().norm(dim=1)
+
+
+class FPGM(Criterion):
+    """Filter pruning via geometric median (He et al. 2019): neurons closest to the others
+    are the most replaceable, so the score is the summed distance to all other neurons."""
+
+    name = "fpgm"
+
+    def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
+        vectors = vectors.float()
+        return torch.cdist(vectors, vectors).sum(1)
+
+
+class RandomScores(Criterion):
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed + vectors.shape[0])
+        return torch.rand(vectors.shape[0], generator=generator).to(vectors.device)
+
+
+CRITERIA: dict[str, type[Criterion]] = {
+    c.name: c for c in (EigenvectorCentrality, InverseEigenvector, L1Norm, L2Norm, FPGM, Degree, PageRank, RandomScores)
+}
+
+
+def make_criterion(name: str, tau: float = DEFAULT_TAU, seed: int = 0) -> Criterion:
+    try:
+        cls = CRITERIA[name]
+    except KeyError:
+        raise KeyError(f"Unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}.") from None
+    if issubclass(cls, GraphCriterion):
+        return cls(tau)
+    if cls is RandomScores:
+        return cls(seed)
+    return cls()
+
+
+def scores_for(module: nn.Module, criterion: Criterion, layer_name: str = "layer") -> torch.Tensor:
+    return criterion(weight_vectors(module, layer_name))
+
+
+def _rank_normalise(scores: torch.Tensor) -> torch.Tensor:
+    """Ranks in [0, 1]: puts criteria of different layers on one scale before averaging."""
+    ranks = torch.empty_like(scores, dtype=torch.float32)
+    ranks[torch.argsort(scores, stable=True)] = torch.arange(scores.numel(), dtype=torch.float32, device=scores.device)
+    return ranks / max(scores.numel() - 1, 1)
+
+
+class GroupImportance(tp.importance.Importance):
+    """torch-pruning importance: the criterion on every layer whose output channels the group
+    removes (depthwise convs excluded: they follow their producer), averaged over layers after
+    rank normalisation. A group with one such layer gets exactly that layer's ranking."""
+
+    def __init__(self, criterion: Criterion, module_names: dict[nn.Module, str] | None = None):
+        self.criterion = criterion
+        self.module_names = module_names or {}
+
+    @torch.no_grad()
+    def __call__(self, group) -> torch.Tensor:
+        per_layer = []
+        for dep, _ in group:
+            module = dep.target.module
+            if not isinstance(module, (nn.Conv2d, nn.Linear)) or not group._DG.is_out_channel_pruning_fn(dep.handler):
+                continue
+            if isinstance(module, nn.Conv2d) and module.groups > 1:
+                continue
+            name = self.module_names.get(module, type(module).__name__)
+            per_layer.append((scores_for(module, self.criterion, name), dep))
+        if not per_layer:
+            return None
+        if len(per_layer) == 1:
+            return per_layer[0][0]
+        return torch.stack([_rank_normalise(s) for s, _ in per_layer]).mean(0)

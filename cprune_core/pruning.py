@@ -1,0 +1,199 @@
+"""Structural pruning with torch-pruning's dependency graph (DepGraph).
+
+A *group* is the set of channels that must be removed together: a layer's output
+channels, the BatchNorm after it, the depthwise conv that follows, the next layer's input
+channels, and for residual networks every layer added to the same residual stream. Scores
+come from our criteria (importance.py) through torch-pruning's Importance interface, always
+computed on the unpruned weights, so the kept set is exactly what the graph views show.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from .importance import Criterion, GroupImportance
+from .registry import BackboneSpec, get_submodule
+
+
+def keep_count(channels: int, keep_ratio: float) -> int:
+    """Neurons kept at ``keep_ratio``: round(n * ratio), at least 1, at most n."""
+    if not 0.0 < keep_ratio <= 1.0:
+        raise ValueError(f"keep ratio must be in (0, 1], got {keep_ratio}.")
+    return min(channels, max(1, round(channels * keep_ratio)))
+
+
+def example_input(spec: BackboneSpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.zeros(1, 3, spec.input_size, spec.input_size, device=device)
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+@dataclass(frozen=True)
+class GroupEffect:
+    """What removing one channel of a group does to one module."""
+
+    module: str
+    dim: str  # "out" (output channels/features, BatchNorm channels) or "in"
+    per_channel: int  # entries removed per group channel (e.g. 49 after a 7x7 flatten)
+
+
+@dataclass
+class PrunableGroup:
+    index: int
+    layers: list[str]  # Conv2d/Linear layers whose neurons the group removes (scored by the criterion)
+    channels: int
+    followers: list[str] = field(default_factory=list)  # depthwise convs that follow their producer
+    effects: list[GroupEffect] = field(default_factory=list)
+
+    @property
+    def root(self) -> str:
+        return self.layers[0]
+
+
+class PruningGraph:
+    """torch-pruning's DependencyGraph of a model, with the classifier protected."""
+
+    def __init__(self, model: nn.Module, spec: BackboneSpec):
+        self.model = model
+        self.spec = spec
+        self.names = {module: name for name, module in model.named_modules()}
+        device = next(model.parameters()).device
+        self.dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_input(spec, device), verbose=False)
+        classifier = get_submodule(model, spec.classifier)
+        self.groups: list[PrunableGroup] = []
+        for tp_group in self.dg.get_all_groups(ignored_layers=[classifier], root_module_types=(nn.Conv2d, nn.Linear)):
+            self.groups.append(self._describe(tp_group))
+        order = {name: i for i, name in enumerate(self.names.values())}
+        self.groups.sort(key=lambda g: order[g.root])  # forward (definition) order, for people
+        for index, group in enumerate(self.groups):
+            group.index = index
+        self.group_of: dict[str, int] = {name: g.index for g in self.groups for name in g.layers + g.followers}
+
+    def _describe(self, tp_group) -> PrunableGroup:
+        channels = len(tp_group[0].idxs)
+        layers, followers, effects = [], [], []
+        for dep, idxs in tp_group:
+            module = dep.target.module
+            name = self.names.get(module)
+            if name is None:
+                continue
+            is_out = self.dg.is_out_channel_pruning_fn(dep.handler)
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and is_out:
+                (followers if _is_depthwise(module) else layers).append(name)
+            if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+                dim = "out" if is_out or isinstance(module, nn.BatchNorm2d) or _is_depthwise(module) else "in"
+                effect = GroupEffect(name, dim, len(idxs) // channels)
+                if effect not in effects:
+                    effects.append(effect)
+        return PrunableGroup(-1, layers, channels, followers, effects)
+
+    def group_for(self, layer: str) -> PrunableGroup:
+        try:
+            return self.groups[self.group_of[layer]]
+        except KeyError:
+            raise KeyError(
+                f"Layer {layer!r} cannot be pruned on its own: it is the classifier, not a Conv2d/Linear, "
+                "or its channels are tied to the network's input or output."
+            ) from None
+
+    def prune_group(self, group: PrunableGroup, remove: list[int]) -> None:
+        if not remove:
+            return
+        root = get_submodule(self.model, group.root)
+        handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else tp.prune_conv_out_channels
+        tp_group = self.dg.get_pruning_group(root, handler, idxs=remove)
+        if not self.dg.check_pruning_group(tp_group):
+            raise ValueError(f"Pruning {len(remove)} of {group.channels} channels of {group.root} would empty a layer.")
+        tp_group.prune()
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    kept: dict[str, list[int]]  # layer name -> original indices of the kept neurons (sorted)
+    channels: dict[str, int]  # layer name -> neurons before pruning
+
+
+def select_groups(graph: PruningGraph, layers: list[str] | None) -> list[PrunableGroup]:
+    """The groups holding ``layers`` (each once), or every prunable group when None."""
+    if layers is None:
+        return list(graph.groups)
+    chosen: dict[int, PrunableGroup] = {}
+    for layer in layers:
+        group = graph.group_for(layer)
+        chosen.setdefault(group.index, group)
+    return list(chosen.values())
+
+
+def keep_plan(graph: PruningGraph, layers: list[str] | None, keep: float | dict[str, int]) -> dict[int, int]:
+    """Group index -> neurons kept, from one keep ratio or from counts per layer."""
+    plan = {}
+    for group in select_groups(graph, layers):
+        if isinstance(keep, dict):
+            counts = [keep[name] for name in group.layers if name in keep]
+            if not counts:
+                continue
+            count = max(counts)
+            if not 1 <= count <= group.channels:
+                raise ValueError(f"Keep count {count} for {group.root} must be between 1 and {group.channels}.")
+        else:
+            count = keep_count(group.channels, keep)
+        plan[group.index] = count
+    return plan
+
+
+def prune_model(
+    model: nn.Module,
+    spec: BackboneSpec,
+    criterion: Criterion,
+    keep: float | dict[str, int],
+    layers: list[str] | None = None,
+    inplace: bool = False,
+) -> PruneResult:
+    """Remove the lowest-scored neurons of ``layers`` (all prunable layers when None).
+
+    ``keep`` is a ratio in (0, 1] applied to every selected layer, or a count per layer name.
+    The model shrinks for real (smaller weight tensors) and still runs.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    graph = PruningGraph(model, spec)
+    importance = GroupImportance(criterion, graph.names)
+    plan = keep_plan(graph, layers, keep)
+    scores = {}
+    for index in plan:  # score every group on the unpruned weights first
+        group = graph.groups[index]
+        root = get_submodule(model, group.root)
+        tp_group = graph.dg.get_pruning_group(root, tp.prune_linear_out_channels if isinstance(root, nn.Linear)
+                                              else tp.prune_conv_out_channels, list(range(group.channels)))
+        scores[index] = importance(tp_group).cpu()
+    kept, channels = {}, {}
+    for index, count in plan.items():
+        group = graph.groups[index]
+        order = torch.argsort(scores[index], descending=True, stable=True)
+        keep_idx = sorted(order[:count].tolist())
+        graph.prune_group(group, sorted(order[count:].tolist()))
+        for name in group.layers:
+            kept[name], channels[name] = keep_idx, group.channels
+    return PruneResult(model, kept, channels)
+
+
+def apply_kept(model: nn.Module, spec: BackboneSpec, kept: dict[str, list[int]]) -> nn.Module:
+    """Re-apply saved kept indices to a fresh, unpruned model of the same backbone (in place)."""
+    graph = PruningGraph(model, spec)
+    done = set()
+    for name, keep_idx in kept.items():
+        group = graph.group_for(name)
+        if group.index in done:
+            continue
+        done.add(group.index)
+        if max(keep_idx, default=-1) >= group.channels:
+            raise ValueError(f"Saved indices for {name} exceed its {group.channels} neurons: wrong backbone?")
+        graph.prune_group(group, sorted(set(range(group.channels)) - set(keep_idx)))
+    return model

