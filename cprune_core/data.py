@@ -65,6 +65,13 @@ class DatasetError(ValueError):
 class UnreadableImageError(DatasetError):
     """An image file cannot be decoded (corrupt, truncated, empty or unsafe to decode)."""
 
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+    def __reduce__(self):  # picklable across DataLoader worker processes
+        return type(self), (self.path, self.reason)
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -153,9 +160,9 @@ def _decode_rgb(path: str | os.PathLike, draft_size: tuple[int, int]) -> Image.I
             rgb = _to_rgb(image)
         ImageOps.exif_transpose(rgb, in_place=True)
     except Image.DecompressionBombError as err:
-        raise UnreadableImageError(f"{path}: too large to decode safely ({err})") from err
+        raise UnreadableImageError(path, f"too large to decode safely ({err})") from err
     except _DECODE_ERRORS as err:
-        raise UnreadableImageError(f"{path}: cannot decode image ({err})") from err
+        raise UnreadableImageError(path, f"cannot decode image ({err})") from err
     return rgb
 
 
@@ -448,7 +455,7 @@ def _decode_problem(key: tuple[str, int, int]) -> str | None:
     try:
         _decode_rgb(path, draft_size=(1, 1))  # a full check at the cheapest scale
     except UnreadableImageError as err:
-        return str(err.__cause__ or err)
+        return err.reason
     return None
 
 

@@ -1,0 +1,99 @@
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cprune_core.graph import (NonFiniteWeightsError, adjacency_for, cosine_similarity, layout_2d, strongest_edges,
+                               summarize, threshold_adjacency, to_networkx, weight_vectors)
+
+
+def test_weight_vectors_linear_rows_and_flattened_filters():
+    linear = nn.Linear(5, 3)
+    assert torch.equal(weight_vectors(linear), linear.weight)
+    conv = nn.Conv2d(4, 6, 3)
+    vectors = weight_vectors(conv)
+    assert vectors.shape == (6, 4 * 3 * 3)
+    assert torch.equal(vectors[2], conv.weight[2].flatten())
+    with pytest.raises(TypeError):
+        weight_vectors(nn.BatchNorm2d(3))
+
+
+def test_cosine_similarity_matches_definition():
+    vectors = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [-1.0, 0.0]])
+    s = cosine_similarity(vectors)
+    assert s[0, 1] == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+    assert s[0, 2] == pytest.approx(0.0, abs=1e-6)
+    assert s[0, 3] == pytest.approx(-1.0, abs=1e-6)
+    assert torch.allclose(s, s.T)
+    assert torch.allclose(torch.diagonal(s), torch.ones(4), atol=1e-6)
+
+
+def test_threshold_is_strict_drops_diagonal_and_can_work_in_place():
+    s = torch.tensor([[1.0, 0.5, 0.2], [0.5, 1.0, 0.8], [0.2, 0.8, 1.0]])
+    a = threshold_adjacency(s, 0.5)
+    assert a.tolist() == [[0, 0, 0], [0, 0, 0.800000011920929], [0, 0.800000011920929, 0]]
+    assert s[0, 0] == 1.0  # not modified
+    threshold_adjacency(s, 0.1, inplace=True)
+    assert s[0, 0] == 0.0 and s[0, 2] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        threshold_adjacency(s, 1.0)
+
+
+def test_summary_counts_components_and_isolated_nodes():
+    a = torch.zeros(6, 6)
+    for i, j in [(0, 1), (1, 2), (3, 4)]:
+        a[i, j] = a[j, i] = 0.5
+    summary = summarize(a)
+    assert (summary.nodes, summary.edges, summary.components, summary.isolated, summary.largest_component) == (6, 3, 3, 1, 3)
+    assert summary.density == pytest.approx(3 / 15)
+    assert summarize(torch.zeros(1, 1)).density == 0.0
+
+
+def test_networkx_export_keeps_isolated_nodes_and_weights():
+    a = torch.zeros(4, 4)
+    a[0, 2] = a[2, 0] = 0.7
+    graph = to_networkx(a)
+    assert sorted(graph.nodes) == [0, 1, 2, 3]
+    assert graph.number_of_edges() == 1 and graph[0][2]["weight"] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="raise tau"):
+        to_networkx(a, max_edges=0)
+
+
+def test_strongest_edges_come_first_and_total_is_reported():
+    a = torch.zeros(4, 4)
+    for (i, j), w in {(0, 1): 0.3, (1, 2): 0.9, (2, 3): 0.6}.items():
+        a[i, j] = a[j, i] = w
+    rows, cols, weights, total = strongest_edges(a, limit=2)
+    assert total == 3
+    assert list(zip(rows, cols)) == [(1, 2), (2, 3)]
+    assert weights.tolist() == pytest.approx([0.9, 0.6])
+
+
+def test_layout_is_deterministic_and_places_similar_neurons_together():
+    torch.manual_seed(1)
+    base = torch.randn(3, 20)
+    vectors = torch.cat([base[0] + 0.01 * torch.randn(10, 20), base[1] + 0.01 * torch.randn(10, 20)])
+    first, second = layout_2d(vectors), layout_2d(vectors)
+    assert np.array_equal(first, second) and first.shape == (20, 2)
+    within = np.linalg.norm(first[:10] - first[:10].mean(0), axis=1).mean()
+    between = np.linalg.norm(first[:10].mean(0) - first[10:].mean(0))
+    assert between > 5 * within
+
+
+def test_non_finite_weights_name_the_layer():
+    layer = nn.Linear(4, 3)
+    with torch.no_grad():
+        layer.weight[1, 2] = float("nan")
+    with pytest.raises(NonFiniteWeightsError, match="classifier.0.*1 neuron"):
+        adjacency_for(layer, 0.1, "classifier.0")
+
+
+def test_real_layer_graph_is_symmetric_with_no_self_loops(lite0):
+    a = adjacency_for(lite0.model.get_submodule("head.1"), 0.1, "head.1")
+    assert a.shape == (1280, 1280)
+    assert torch.equal(a, a.T) and not torch.diagonal(a).any()
+    assert (a[a > 0] > 0.1).all()
+    assert nx.number_of_edges(to_networkx(a)) == summarize(a).edges
