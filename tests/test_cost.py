@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from cprune_core.cost import CostModel, exact_cost, measure_latency_ms
+from cprune_core.importance import make_criterion
+from cprune_core.pruning import PruningGraph, keep_plan, prune_model
+from cprune_core.registry import BACKBONES, load_backbone
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_live_estimate_equals_the_exact_count(name):
+    backbone = load_backbone(name, "random")
+    model, spec = backbone.model, backbone.spec
+    graph = PruningGraph(model, spec)
+    costs = CostModel(model, graph, spec.input_size)
+    assert costs.base == exact_cost(model, spec.input_size)
+    for layers, keep in [(None, 0.25), (None, 0.6), ([spec.head_layer], 0.1)]:
+        estimate = costs.estimate(keep_plan(graph, layers, keep))
+        pruned = prune_model(model, spec, make_criterion("random"), keep, layers).model
+        assert estimate == exact_cost(pruned, spec.input_size), (layers, keep)
+
+
+def test_known_figures_of_the_offline_default(lite0):
+    cost = exact_cost(lite0.model, 224)
+    assert cost.params == 4_652_008  # EfficientNet-Lite0 as published: 4.65 M parameters
+    assert 380e6 < cost.macs < 410e6  # about 0.4 G MACs at 224
+
+
+def test_layer_estimate_and_latency(lite0):
+    graph = PruningGraph(lite0.model, lite0.spec)
+    costs = CostModel(lite0.model, graph, 224)
+    full = costs.layer_estimate("head.1", 1280)
+    assert full.params == 1280 * 320 and full.macs == 1280 * 320 * 7 * 7
+    assert costs.layer_estimate("head.1", 640).macs == full.macs // 2
+    assert measure_latency_ms(lite0.model, 96, repeats=3, warmup=1) > 0
