@@ -1,0 +1,213 @@
+"""Local record of runs (config, metric history, final figures, status) in SQLite.
+
+The app's comparison page and the CLI read and write the same database, by default
+``~/.cache/cprune/runs.sqlite`` (``$CPRUNE_HOME/runs.sqlite`` when CPRUNE_HOME is set). Every
+write is one transaction, so a process killed midway leaves the previous, consistent state.
+A run whose process died while it was "running" is marked "interrupted" the next time a store
+is opened on the same machine.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .engine import FinetuneConfig, MetricEvent, cache_home
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    ended REAL,
+    status TEXT NOT NULL,
+    message TEXT,
+    config TEXT NOT NULL,
+    final TEXT,
+    model_dir TEXT,
+    host TEXT,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+# Columns of list_runs(): flattened from config and final figures.
+CONFIG_COLUMNS = ("dataset", "backbone", "mode", "criterion", "keep", "tau", "epochs", "seed")
+FINAL_COLUMNS = ("test_acc", "val_acc", "params", "macs", "latency_ms", "duration_s")
+
+
+def default_store_path() -> Path:
+    return cache_home() / "runs.sqlite"
+
+
+def _json(value) -> str:
+    # NaN/inf are not JSON: store them as null so every reader can parse the record.
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(value))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunStore:
+    """SQLite store of runs. Safe to open from several processes (WAL journal, busy timeout)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+        self.mark_interrupted()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with db:  # one transaction: committed on success, rolled back on any exception
+                yield db
+        finally:
+            db.close()
+
+    def create_run(self, config: dict, kind: str = "finetune") -> int:
+        """Record a new run as "running" and return its id."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (kind, created, status, config, host, pid) VALUES (?, ?, 'running', ?, ?, ?)",
+                (kind, time.time(), _json(config), socket.gethostname(), os.getpid()),
+            )
+            return int(cursor.lastrowid)
+
+    def append_events(self, run_id: int, events: Iterable[MetricEvent | dict]) -> None:
+        """Append events to a run's history (all or none)."""
+        rows = [e.to_dict() if isinstance(e, MetricEvent) else dict(e) for e in events]
+        with self._connect() as db:
+            start = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = ?",
+                               (run_id,)).fetchone()[0]
+            db.executemany("INSERT INTO events (run_id, seq, event) VALUES (?, ?, ?)",
+                           [(run_id, start + i, _json(row)) for i, row in enumerate(rows)])
+
+    def finish_run(self, run_id: int, status: str, final: dict | None = None,
+                   model_dir: str | Path | None = None) -> None:
+        """Set a run's end status ("finished", "stopped", "failed", "interrupted") and final figures."""
+        message = (final or {}).get("message")
+        with self._connect() as db:
+            db.execute("UPDATE runs SET status = ?, ended = ?, final = ?, message = ?, "
+                       "model_dir = COALESCE(?, model_dir) WHERE id = ?",
+                       (status, time.time(), _json(final) if final is not None else None, message,
+                        str(model_dir) if model_dir else None, run_id))
+
+    def set_model_dir(self, run_id: int, model_dir: str | Path) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE runs SET model_dir = ? WHERE id = ?", (str(model_dir), run_id))
+
+    def mark_interrupted(self) -> int:
+        """Mark "running" rows of dead processes on this host as "interrupted"; returns how many."""
+        host = socket.gethostname()
+        with self._connect() as db:
+            rows = db.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall()
+            dead = [row["id"] for row in rows if row["pid"] is None or not _pid_alive(row["pid"])]
+            db.executemany("UPDATE runs SET status = 'interrupted', ended = ?, "
+                           "message = 'The process running it ended before it finished.' WHERE id = ?",
+                           [(time.time(), run_id) for run_id in dead])
+        return len(dead)
+
+    def list_runs(self) -> list[dict]:
+        """One flat dict per run, newest first (see CONFIG_COLUMNS and FINAL_COLUMNS)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
+        return [self._flat(row) for row in rows]
+
+    def get_run(self, run_id: int) -> dict | None:
+        """A run's flat fields plus ``config``, ``final`` and ``history`` (list of event dicts)."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            events = db.execute("SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+        run = self._flat(row)
+        run["config"] = json.loads(row["config"])
+        run["final"] = json.loads(row["final"]) if row["final"] else None
+        run["history"] = [json.loads(e["event"]) for e in events]
+        return run
+
+    def delete_run(self, run_id: int) -> bool:
+        with self._connect() as db:
+            db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+            return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+
+    @staticmethod
+    def _flat(row: sqlite3.Row) -> dict:
+        config = json.loads(row["config"])
+        final = json.loads(row["final"]) if row["final"] else {}
+        flat = {"id": row["id"], "kind": row["kind"], "created": row["created"], "ended": row["ended"],
+                "status": row["status"], "message": row["message"], "model_dir": row["model_dir"]}
+        flat.update({name: config.get(name) for name in CONFIG_COLUMNS})
+        flat.update({name: final.get(name) for name in FINAL_COLUMNS})
+        if flat["duration_s"] is None and row["ended"]:
+            flat["duration_s"] = row["ended"] - row["created"]
+        return flat
+
+
+class Recording:
+    """Iterate to pass ``events`` through while recording them; ``run_id`` is known at once.
+
+    The run ends as the end event says; an exception ends it "failed" (and is re-raised); a
+    consumer that stops iterating early (closing the generator) ends it "interrupted".
+    """
+
+    def __init__(self, store: RunStore, config: FinetuneConfig | dict, events: Iterable[MetricEvent],
+                 kind: str = "finetune"):
+        self.store = store
+        self.events = events
+        config_dict = config.to_dict() if isinstance(config, FinetuneConfig) else dict(config)
+        self.run_id = store.create_run(config_dict, kind)
+        self.final: dict | None = None
+
+    def __iter__(self) -> Iterator[MetricEvent]:
+        status = "interrupted"
+        final: dict | None = None
+        try:
+            for event in self.events:
+                self.store.append_events(self.run_id, [event])
+                if event.kind == "end":
+                    final = self.final = event.final
+                    status = final["status"]
+                yield event
+        except Exception as error:
+            status, final = "failed", {"status": "failed", "message": f"{type(error).__name__}: {error}"}
+            raise
+        finally:
+            self.store.finish_run(self.run_id, status, final)
+
+
+def record(store: RunStore, config: FinetuneConfig | dict, events: Iterable[MetricEvent],
+           kind: str = "finetune") -> Recording:
+    """Wrap an event stream so that iterating it records the run in ``store``."""
+    return Recording(store, config, events, kind)

@@ -1,0 +1,120 @@
+"""Tests for the command line (python -m cprune_core)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cprune_core import cli
+from cprune_core.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+
+
+def make_tiny_folder(root: Path, classes=CLASSES, per_class: int = 8, size: int = 48) -> Path:
+    """root/<class>/<i>.jpg: noisy images whose colour says the class."""
+    rng = np.random.default_rng(0)
+    for name, colour in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{name}_{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    return make_tiny_folder(tmp_path_factory.mktemp("cli") / "colours")
+
+
+@pytest.fixture(autouse=True)
+def private_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
+
+
+def tiny_args(folder: Path, *extra: str) -> list[str]:
+    return ["finetune", "--dataset", "folder", "--root", str(folder), "--image-size", "64", "--epochs", "1",
+            "--batch-size", "4", "--val-fraction", "0.25", "--test-fraction", "0.25", "--quiet", *extra]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cprune_core", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def help_text(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate"])
+def test_help_explains_every_option(command, capsys):
+    text = help_text(command, capsys)
+    subparsers = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    for action in subparsers.choices[command]._actions:
+        for option in action.option_strings:
+            assert option in text
+        assert action.help, f"{action.option_strings} has no help"
+
+
+def test_finetune_json_reports_parseable_final_figures_and_records_the_run(tiny_folder, capsys):
+    assert cli.main(tiny_args(tiny_folder, "--json", "--keep", "0.25")) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "finished" and 0.0 <= report["test_acc"] <= 1.0
+    assert report["kept"] == {"head.1": 320} and report["params"] > 0 and report["config"]["keep"] == 0.25
+    [row] = RunStore().list_runs()
+    assert row["id"] == report["run_id"] and row["status"] == "finished" and row["test_acc"] == report["test_acc"]
+
+
+def test_baseline_summary_table_and_no_record(tiny_folder, capsys):
+    assert cli.main(tiny_args(tiny_folder, "--baseline", "--no-record")) == 0
+
+    out = capsys.readouterr().out
+    assert "method                 baseline" in out and "test accuracy" in out
+    assert RunStore().list_runs() == []
+
+
+def test_saved_model_evaluates_per_class_on_any_folder(tiny_folder, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert cli.main(tiny_args(tiny_folder, "--save", str(model_dir), "--export", "onnx", "--export", "torchscript",
+                              "--json")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model_dir"] == str(model_dir)
+    assert {p.name for p in model_dir.iterdir()} == {"model.pt", "model.json", "model.onnx", "model.ts"}
+
+    subset = make_tiny_folder(tmp_path / "subset", {"red": CLASSES["red"], "blue": CLASSES["blue"]}, per_class=3)
+    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(subset)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["class", "correct", "total", "accuracy"]
+    assert [line.split()[0] for line in lines[1:]] == ["blue", "red", "overall"]
+    assert [line.split()[2] for line in lines[1:]] == ["3", "3", "6"]
+
+    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(subset), "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["total"] == 6 and set(evaluation["per_class"]) == {"blue", "red"}
+
+    other = make_tiny_folder(tmp_path / "other", {"cat": (1, 2, 3), "red": (200, 0, 0)}, per_class=2)
+    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(other)]) == 2
+    assert "classes the model was not trained on: cat" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["finetune", "--backbone", "alexnet"], "invalid choice: 'alexnet'"),
+    (["finetune", "--keep", "0"], "error: keep must be in (0, 1]"),
+    (["finetune", "--dataset", "folder", "--root", "/no/such/folder", "--epochs", "1"], "Dataset folder not found"),
+    (["evaluate", "--model", "/no/such/model", "--root", "."], "is not a saved model directory"),
+])
+def test_bad_inputs_give_one_clear_error_and_a_nonzero_exit(args, message):
+    completed = run_cli(*args)
+    assert completed.returncode != 0
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
