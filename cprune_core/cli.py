@@ -11,10 +11,13 @@ import json
 import signal
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
 
+from . import experiment
 from .checkpoint import export_onnx, export_torchscript, load_model, save_model
 from .data import DATASETS, DatasetError, build_transform, load_dataset
 from .engine import (DEVICES, MODES, RUN_ERRORS, TRAIN_SCOPES, WEIGHTS, Finetuner, FinetuneConfig, evaluate_model,
@@ -75,7 +78,10 @@ def add_finetune_command(subparsers) -> None:
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="Training epochs.")
     training.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="Mini-batch size.")
-    training.add_argument("--lr", type=float, default=DEFAULTS.lr, help="AdamW learning rate (cosine schedule).")
+    training.add_argument("--lr", type=float, default=DEFAULTS.lr, help="AdamW learning rate of the backbone layers being "
+                                                                         "trained (cosine schedule).")
+    training.add_argument("--head-lr-scale", type=float, default=DEFAULTS.head_lr_scale,
+                          help="The new classifier head learns at this multiple of --lr.")
     training.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="AdamW weight decay.")
     training.add_argument("--seed", type=int, default=DEFAULTS.seed,
                           help="Seed of the split, head init and shuffling.")
@@ -106,7 +112,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         backbone=args.backbone, weights=args.weights, checkpoint=args.checkpoint, dataset=args.dataset,
         dataset_root=args.root, mode="baseline" if args.baseline else args.mode, criterion=args.criterion,
         keep=args.keep, tau=args.tau, layers=layers, train_scope=args.train_scope, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, image_size=args.image_size,
+        batch_size=args.batch_size, lr=args.lr, head_lr_scale=args.head_lr_scale, weight_decay=args.weight_decay,
+        image_size=args.image_size,
         seed=args.seed, train_per_class=args.train_per_class, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, device=args.device, log_every=args.log_every, disk_cache=args.disk_cache)
     config.validate()
@@ -283,7 +290,71 @@ def evaluate_command(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- entry point
 
 # One function per subcommand: adding a command is one more entry here.
-COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command]
+# ----------------------------------------------------------------------------- experiment
+
+
+def add_experiment_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "experiment", help="Reproduce the paper's comparison as a table (paper-table).",
+        description="paper-table: for each backbone x dataset regime x seed, on the same split, run the conventional "
+                    "baseline, fine-tuning without pruning, and prune-then-fine-tune with each criterion and keep "
+                    "ratio; record every run in the store and write results.md, results.csv and results.png in --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("name", choices=["paper-table"], help="Which experiment.")
+    parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="Backbones; default efficientnet_lite0.")
+    parser.add_argument("--datasets", nargs="+", choices=list(experiment.REGIMES),
+                        help="Dataset regimes; default the offline pair flowers128 and flowers128-10shot "
+                             "(--quick: flowers-sample).")
+    parser.add_argument("--seeds", type=int, help="Number of seeds (0..N-1); default 5 (--quick: 2).")
+    parser.add_argument("--quick", action="store_true",
+                        help="A reduced grid (eigenvector and random at keep 0.25 and 0.5, no tau sweep, 3 epochs) "
+                             "that runs in minutes on a CPU: for tests and for checking the set-up.")
+    parser.add_argument("--epochs", type=int, help="Epochs per run; default 8 (--quick: 3).")
+    parser.add_argument("--image-size", type=int, default=experiment.DEFAULT_IMAGE_SIZE,
+                        help="Input size; the flowers photos are 128 px, so larger sizes only upsample "
+                             "(use 224 for the downloaded datasets).")
+    parser.add_argument("--device", default=DEFAULTS.device, choices=DEVICES, help="auto: CUDA, then MPS, then CPU.")
+    parser.add_argument("--out", default=str(experiment.DOCS_DIR), help="Folder for the report, CSV and plot.")
+    parser.add_argument("--no-record", action="store_true", help="Do not record the runs in the local run store.")
+    parser.set_defaults(handler=run_experiment_command)
+
+
+def run_experiment_command(args) -> int:
+    grid = experiment.paper_table_grid(quick=args.quick, backbones=args.backbones, regimes=args.datasets,
+                                       seeds=args.seeds, epochs=args.epochs, image_size=args.image_size,
+                                       device=args.device)
+    command = "python -m cprune_core experiment paper-table " + " ".join(
+        part for part in [
+            "--quick" if args.quick else "",
+            f"--backbones {' '.join(args.backbones)}" if args.backbones else "",
+            f"--datasets {' '.join(args.datasets)}" if args.datasets else "",
+            f"--seeds {args.seeds}" if args.seeds else "",
+            f"--epochs {args.epochs}" if args.epochs else "",
+            f"--image-size {args.image_size}" if args.image_size != experiment.DEFAULT_IMAGE_SIZE else "",
+        ] if part)
+    store = None if args.no_record else RunStore()
+    bar = tqdm(total=len(grid.plan), unit="run", file=sys.stderr)
+
+    def on_run(index, planned, row):
+        bar.update(1)
+        accuracy = "-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%"
+        bar.set_postfix_str(f"{planned.regime.label} seed {planned.config.seed} {row['criterion']} "
+                            f"keep {row['keep']:g}: {accuracy}")
+
+    recorder = (lambda config, events: record(store, config, events, kind="experiment")) if store else None
+    start = time.perf_counter()
+    rows = experiment.run_plan(grid.plan, record=recorder, on_run=on_run)
+    bar.close()
+    paths = experiment.write_report(rows, Path(args.out), command=command.strip(),
+                                    elapsed_s=time.perf_counter() - start,
+                                    device=experiment.describe_device(resolve_device(args.device)), base=grid.base)
+    print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0 if all(row["status"] == "finished" for row in rows) else EXIT_FAILED
+
+
+COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command, add_experiment_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

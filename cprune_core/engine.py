@@ -86,7 +86,8 @@ class FinetuneConfig:
     train_scope: str = "suffix"  # pruned/finetune: "suffix" (frozen cached prefix) or "all" (whole network)
     epochs: int = 5
     batch_size: int = 32
-    lr: float = 1e-3  # AdamW, cosine decay to 0 over all steps
+    lr: float = 1e-3  # AdamW, cosine decay to 0 over all steps; the new head gets head_lr_scale * lr
+    head_lr_scale: float = 10.0  # a freshly initialised head learns faster than pretrained layers
     weight_decay: float = 1e-4
     image_size: int | None = None  # None: the backbone's input size
     seed: int = 0
@@ -124,6 +125,8 @@ class FinetuneConfig:
             raise ValueError(f"train_per_class must be at least 1 (or None for all), got {self.train_per_class}.")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}.")
+        if not self.head_lr_scale > 0:
+            raise ValueError(f"head_lr_scale must be positive, got {self.head_lr_scale}.")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
         fractions_ok = 0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
@@ -639,8 +642,12 @@ class Finetuner:
         config = self.config
         steps_per_epoch = len(sources["train"])
         self._total_steps = config.epochs * steps_per_epoch
-        parameters = [p for p in trainable.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        head = set(get_submodule(self.model, self.spec.classifier).parameters())
+        body = [p for p in trainable.parameters() if p.requires_grad and p not in head]
+        groups = [{"params": list(head), "lr": config.lr * config.head_lr_scale}]
+        if body:
+            groups.append({"params": body, "lr": config.lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self._total_steps)
         loss_fn = nn.CrossEntropyLoss()
         yield self._event("start", message=f"Training {count_params(trainable):,} parameters on "

@@ -16,7 +16,7 @@ writes docs/results.md, a CSV and an accuracy-vs-MACs plot.
 from __future__ import annotations
 
 import math
-import time
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -61,9 +61,40 @@ def download_regimes() -> list[Regime]:
             Regime("oxford-flowers102", "oxford-flowers102")]
 
 
-REGIME_SETS: dict[str, Callable[[], list[Regime]]] = {
-    "offline": offline_regimes, "quick": quick_regimes, "download": download_regimes,
-}
+REGIMES: dict[str, Regime] = {regime.label: regime for regime in
+                               offline_regimes() + quick_regimes() + download_regimes()}
+DEFAULT_BACKBONES = ("efficientnet_lite0",)
+DEFAULT_SEEDS = 5
+DEFAULT_EPOCHS = 8
+DEFAULT_IMAGE_SIZE = 128
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
+
+
+@dataclass
+class Grid:
+    base: FinetuneConfig
+    plan: list[PlannedRun]
+
+
+def paper_table_grid(quick: bool = False, backbones: Iterable[str] | None = None, regimes: Iterable[str] | None = None,
+                     seeds: int | None = None, epochs: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
+                     device: str = "auto") -> Grid:
+    """The runs of ``paper-table`` (``quick``: a reduced grid for tests and set-up checks)."""
+    chosen = [REGIMES[name] for name in regimes] if regimes else (quick_regimes() if quick else offline_regimes())
+    base = FinetuneConfig(epochs=epochs or (3 if quick else DEFAULT_EPOCHS), image_size=image_size, device=device,
+                          log_every=1000)
+    extra = dict(criteria=("eigenvector", "random"), keep_ratios=(0.25, 0.5), tau_sweep=()) if quick else {}
+    plan = plan_runs(backbones or DEFAULT_BACKBONES, chosen, range(seeds or (2 if quick else DEFAULT_SEEDS)),
+                     base=base, **extra)
+    return Grid(base, plan)
+
+
+def describe_device(device) -> str:
+    if device.type == "cuda":
+        import torch
+
+        return f"CUDA GPU {torch.cuda.get_device_name(device)}"
+    return f"{device.type.upper()} ({os.cpu_count()} cores)" if device.type == "cpu" else device.type.upper()
 
 
 @dataclass(frozen=True)
