@@ -1,0 +1,128 @@
+"""Fine-tune: train the conventional baseline and the pruned model in a background worker."""
+import pandas as pd
+import streamlit as st
+
+from cprune_core.data import DATASETS
+from cprune_core.engine import FinetuneConfig
+
+from ui import charts, sidebar, worker
+
+MODES = {"baseline": "baseline (frozen backbone, new head)", "pruned": "pruned, then fine-tuned",
+         "finetune": "fine-tuned, nothing pruned"}
+
+st.title("Fine-tune")
+st.caption("Replace the ImageNet head with one for the chosen dataset and train. The baseline trains only the head; "
+           "the pruned model is pruned with the settings of the Prune page, then fine-tuned. Runs go on in the "
+           "background: switch pages or reload, and come back.")
+
+key, bundle = sidebar.require_model()
+manager = worker.run_manager()
+session = st.session_state
+layer = session["layer"] if session["layer"] in bundle.prunable else bundle.loaded.spec.head_layer
+
+with st.container(border=True):
+    top = st.columns([3, 2])
+    modes = top[0].multiselect("Runs", list(MODES), default=["baseline", "pruned"], format_func=MODES.get,
+                               key="ft_modes")
+    scope = top[1].radio("Prune", [f"layer {layer}", "all prunable layers"], key="ft_scope", horizontal=True)
+    st.caption(f"Pruning: criterion **{session['criterion']}**, keep ratio **{session['keep']:.2f}**, "
+               f"τ **{session['tau']:.2f}** (change them on the Prune page).")
+    cells = st.columns(6)
+    epochs = cells[0].number_input("Epochs", 1, 100, 3, key="ft_epochs")
+    batch_size = cells[1].selectbox("Batch size", [8, 16, 32, 64, 128], index=2, key="ft_batch")
+    lr = cells[2].selectbox("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], index=2, key="ft_lr",
+                            format_func=lambda v: f"{v:g}")
+    image_size = cells[3].selectbox("Image size", [64, 96, 128, 160, 192, 224], index=5, key="ft_image_size",
+                                    help="Smaller images train faster on a CPU.")
+    train_scope = cells[4].radio("Train", ["suffix", "all"], key="ft_train_scope",
+                                 help="suffix: the head and the last block (frozen prefix features are cached); "
+                                      "all: the whole network (slow on a CPU).")
+    per_class = cells[5].number_input("Train images per class (0: all)", 0, 10_000, 0, key="ft_per_class")
+    dataset = session["dataset"]
+    root = ""
+    if DATASETS[dataset].default_root is None:
+        root = st.text_input("Dataset folder", key="ft_root",
+                             help="A folder with one sub-folder per class" if dataset == "folder" else
+                             "Where the dataset is (or will be downloaded); empty: the default cache.").strip()
+    launch = st.button("Start", type="primary", key="ft_start", disabled=not modes)
+
+
+def _configs() -> dict[str, FinetuneConfig]:
+    common = dict(backbone=key.backbone, weights=key.weights, checkpoint=key.checkpoint or None, dataset=dataset,
+                  dataset_root=root or None, criterion=session["criterion"], keep=session["keep"],
+                  tau=session["tau"], layers=[layer] if scope.startswith("layer") else ["all"],
+                  train_scope=train_scope, epochs=int(epochs), batch_size=batch_size, lr=lr,
+                  image_size=image_size, train_per_class=int(per_class) or None)
+    return {mode: FinetuneConfig(mode=mode, **common) for mode in modes}
+
+
+if launch:
+    try:
+        configs = _configs()
+        for config in configs.values():
+            config.validate()
+    except ValueError as exc:
+        st.error(f"{exc} Fix the setting above and start again.")
+    else:
+        if dataset == "folder" and not root:
+            st.error("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
+        elif not manager.start(configs):
+            st.warning("A run is already in progress on this server (one at a time). Wait for it to finish or "
+                       "stop it below, then start again.")
+
+snapshot = manager.snapshot()
+session["ft_polling"] = snapshot.running
+
+
+def _status(track: worker.Track) -> None:
+    last = track.events[-1] if track.events else None
+    final = track.final
+    if final is None:
+        progress = last.progress if last else 0.0
+        parts = [f"epoch {last.epoch}" if last and last.epoch else "preparing",
+                 f"ETA {last.eta_s:.0f} s" if last and last.eta_s is not None else "",
+                 f"{last.images_per_s:.0f} images/s" if last and last.images_per_s else "",
+                 last.message if last else "waiting"]
+        st.progress(min(max(progress, 0.0), 1.0), text=f"**{track.label}** · " + " · ".join(p for p in parts if p))
+        return
+    if final["status"] == "failed":
+        st.error(f"**{track.label}** failed: {final['message']}")
+    elif final["status"] == "stopped":
+        st.warning(f"**{track.label}** stopped after {final['steps_done']} of {final['total_steps']} steps.")
+    else:
+        st.progress(1.0, text=f"**{track.label}** finished in {final['duration_s']:.0f} s")
+
+
+@st.fragment(run_every=1.0 if snapshot.running else None)
+def run_view() -> None:
+    current = manager.snapshot()
+    if session.get("ft_polling") and not current.running:
+        session["ft_polling"] = False
+        st.rerun()  # the launch ended: redraw the page once and stop polling
+    if not current.tracks:
+        st.info("No run on this server yet: choose the runs above and press Start.")
+        return
+    if current.error:
+        st.error(f"The worker crashed; please report this.\n\n```\n{current.error}\n```")
+    if current.running:
+        st.button("Stop", key="ft_stop", on_click=manager.stop, disabled=current.stopping,
+                  help="Ends the run within one batch.")
+        if current.stopping:
+            st.caption("Stopping after the current batch …")
+    for track in current.tracks:
+        _status(track)
+    curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in current.tracks])
+    if not curves.empty:
+        st.plotly_chart(charts.training_curves(curves), key="ft_curves", config={"displaylogo": False})
+    finished = [dict(run=t.label, status=t.final["status"], test_acc=t.final["test_acc"], params=t.final["params"],
+                     macs=t.final["macs"], latency_ms=t.final["latency_ms"], duration_s=t.final["duration_s"])
+                for t in current.tracks if t.final]
+    if finished:
+        st.dataframe(pd.DataFrame(finished), hide_index=True, key="ft_table",
+                     column_config={"test_acc": st.column_config.NumberColumn("test accuracy", format="%.3f"),
+                                    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+                                    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
+
+
+st.subheader("Run")
+run_view()

@@ -1,0 +1,29 @@
+"""Layer-wise centrality: how concentrated centrality is in every prunable layer at once."""
+import streamlit as st
+
+from ui import cache, charts, sidebar, state
+
+st.title("Layer-wise centrality")
+st.caption("Eigenvector centrality of every prunable layer at the same τ. A concentrated layer (high Gini, a large "
+           "top-10 % share) has a few hub neurons; a flat one has many interchangeable neurons.")
+
+key, bundle = sidebar.require_model()
+tau = state.bound(st.slider, "tau", "Similarity threshold τ", min_value=state.TAU_RANGE[0],
+                  max_value=state.TAU_RANGE[1], step=0.01)
+with st.spinner(f"Building the graphs of {len(bundle.prunable)} layers …"):
+    summary, values = cache.layerwise(key, tau)
+
+st.plotly_chart(charts.layerwise_boxes(values), key="layerwise_boxes", config={"displaylogo": False})
+st.plotly_chart(charts.layerwise_concentration(summary), key="layerwise_concentration",
+                config={"displaylogo": False})
+
+
+st.markdown("**Select a layer to open it in the graph explorer.**")
+event = st.dataframe(summary, key="layerwise_table", on_select="rerun", selection_mode="single-row",
+                     hide_index=True, width="stretch",
+                     column_config={"density": st.column_config.NumberColumn(format="%.4f"),
+                                    "gini": st.column_config.NumberColumn(format="%.3f"),
+                                    "top 10% share": st.column_config.NumberColumn(format="%.3f")})
+if event.selection.rows:
+    state.set_value("layer", summary["layer"].iloc[event.selection.rows[0]])
+    st.switch_page("app_pages/explorer.py")

@@ -1,0 +1,121 @@
+"""Prune: rank neurons by a criterion, see the cost live, then build the real pruned model."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cprune_core import CRITERIA, exact_cost, keep_count, keep_plan, make_criterion, measure_latency_ms, prune_model
+
+from ui import cache, charts, sidebar, state
+
+st.title("Prune")
+st.caption("Keep the neurons a criterion ranks highest. The paper's criterion is eigenvector centrality in the "
+           "neuron-similarity graph; the others are for comparison. Costs below update live, with no forward pass.")
+
+key, bundle = sidebar.require_model()
+sidebar.require_layer(bundle, prunable_only=True)
+
+controls = st.columns([2, 2, 2, 3])
+layer = state.bound(controls[0].selectbox, "layer", "Layer", options=bundle.prunable)
+info = bundle.info(layer)
+criterion = state.bound(controls[1].selectbox, "criterion", "Criterion", options=list(CRITERIA))
+scope = controls[2].radio("Prune", ["this layer", "all prunable layers"], key="prune_scope")
+graph_based = CRITERIA[criterion].uses_graph
+tau = state.bound(controls[3].slider, "tau", "Similarity threshold τ", min_value=state.TAU_RANGE[0],
+                  max_value=state.TAU_RANGE[1], step=0.01, disabled=not graph_based,
+                  help="Used by the graph criteria (eigenvector, inverse-eigenvector, degree, pagerank).")
+
+scores = cache.criterion_scores(key, layer, criterion, tau)
+rule_options = ["keep ratio", "score cut-off"] if scope == "this layer" else ["keep ratio"]
+rule = st.radio("Rule", rule_options, horizontal=True, key="prune_rule",
+                help="A score cut-off applies to one layer; all layers share one keep ratio.")
+if rule == "score cut-off":
+    low, high = float(scores.min()), float(scores.max())
+    cutoff = st.slider(f"Keep neurons with {criterion} score ≥", low, max(high, low + 1e-9),
+                       float(np.quantile(scores, 0.5)), step=(high - low) / 200 or 1e-9, format="%.5f", key=f"cutoff_{layer}_{criterion}_{tau}")
+    kept_here = max(1, int((scores >= cutoff).sum()))
+    keep = {layer: kept_here}
+else:
+    keep_ratio = state.bound(st.slider, "keep", "Keep ratio", min_value=state.KEEP_RANGE[0],
+                             max_value=state.KEEP_RANGE[1], step=0.05,
+                             help="Fraction of neurons kept in each pruned layer.")
+    kept_here = keep_count(info.neurons, keep_ratio)
+    keep = keep_ratio
+layers = [layer] if scope == "this layer" else None
+
+kept_set = cache.kept_set(scores, kept_here)
+cutoff_score = float(np.min(scores[list(kept_set)]))
+plan = keep_plan(bundle.graph, layers, keep)
+before, after = bundle.cost.base, bundle.cost.estimate(plan)
+layer_before = bundle.cost.layer_estimate(layer, info.neurons)
+layer_after = bundle.cost.layer_estimate(layer, kept_here)
+
+
+def removed(base: int, now: int) -> str:
+    return f"-{100 * (base - now) / base:.1f} %" if base else "0 %"
+
+
+st.subheader("Cost, live")
+st.caption(f"Layer figures are for {layer}; model figures for the whole network, against the unpruned model.")
+cells = st.columns(6)
+cells[0].metric("Layer neurons kept", f"{kept_here:,} / {info.neurons:,}", removed(info.neurons, kept_here),
+                delta_color="off")
+cells[1].metric("Layer params", f"{layer_after.params:,}", removed(layer_before.params, layer_after.params),
+                delta_color="off")
+cells[2].metric("Layer MACs", f"{layer_after.macs / 1e6:,.2f} M", removed(layer_before.macs, layer_after.macs),
+                delta_color="off")
+cells[3].metric("Model params", f"{after.params / 1e6:,.3f} M", removed(before.params, after.params), delta_color="off",
+                help=f"before: {before.params:,}")
+cells[4].metric("Model MACs", f"{after.macs / 1e6:,.1f} M", removed(before.macs, after.macs), delta_color="off",
+                help=f"before: {before.macs:,}")
+cells[5].metric("Layers pruned", f"{len(plan)}")
+if info.note:
+    st.caption(f"{layer}: {info.note}. Coupled layers are pruned together; the real pruning ranks them by the "
+               "criterion averaged over the coupled layers, so its kept set can differ from the one shown here.")
+
+hist, graph = st.columns([2, 3])
+with hist:
+    st.plotly_chart(charts.score_histogram(scores, cutoff_score, criterion), key="score_histogram",
+                    config={"displaylogo": False})
+    others = [name for name in CRITERIA if name != criterion]
+    overlap = []
+    for other in others:
+        other_set = cache.kept_set(cache.criterion_scores(key, layer, other, tau), kept_here)
+        overlap.append({"criterion": other, "Jaccard with kept set": len(kept_set & other_set) / len(kept_set | other_set)})
+    st.markdown(f"**Overlap of the kept set with other criteria** ({kept_here} kept of {info.neurons})")
+    st.dataframe(pd.DataFrame(overlap), hide_index=True, width="stretch",
+                 column_config={"Jaccard with kept set": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                        format="%.2f")})
+with graph:
+    view = cache.layer_graph(key, layer, tau)
+    mask = np.zeros(info.neurons, bool)
+    mask[list(kept_set)] = True
+    drawn = min(1000, len(view.edge_rows))
+    st.caption(f"Pruned neurons in grey; the {drawn:,} strongest of {view.summary.edges:,} edges at τ = {tau:.2f}.")
+    st.plotly_chart(charts.graph_figure(view, cache.layout(key, layer), drawn, kept=mask), key="prune_graph",
+                    config={"displaylogo": False})
+
+st.subheader("Build the pruned model")
+st.caption("Removes the neurons for real (smaller weight tensors) with torch-pruning, then counts parameters and "
+           "MACs with a forward pass and measures latency on this machine.")
+settings = (key, criterion, tau, str(keep), scope, layer)
+if st.button("Build pruned model", type="primary", key="build"):
+    with st.spinner("Pruning and measuring …"):
+        result = prune_model(bundle.loaded.model, bundle.loaded.spec, make_criterion(criterion, tau), keep, layers)
+        size = bundle.loaded.spec.input_size
+        cost = exact_cost(result.model, size)
+        st.session_state["built"] = (settings, cost, measure_latency_ms(result.model, size))
+built = st.session_state.get("built")
+if built and built[0] == settings:
+    _, cost, latency = built
+    base_params, base_macs, base_latency = cache.measured_cost(key)
+    st.dataframe(pd.DataFrame({
+        "": ["params", "MACs", "latency (ms, batch 1)"],
+        "original": [f"{base_params:,}", f"{base_macs:,}", f"{base_latency:.1f}"],
+        "pruned": [f"{cost.params:,}", f"{cost.macs:,}", f"{latency:.1f}"],
+        "change": [removed(base_params, cost.params), removed(base_macs, cost.macs),
+                   f"{100 * (latency - base_latency) / base_latency:+.1f} %"],
+    }), hide_index=True)
+    if (cost.params, cost.macs) != (after.params, after.macs):
+        st.warning("The live estimate and the built model disagree; please report this.")
+elif built:
+    st.caption("Settings changed since the last build: build again to measure them.")

@@ -1,0 +1,85 @@
+"""Results: every recorded fine-tuning run, compared."""
+import io
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from cprune_core.engine import MetricEvent
+from cprune_core.store import RunStore
+
+from ui import charts
+
+COLUMNS = ["id", "created", "status", "dataset", "backbone", "mode", "criterion", "keep", "tau", "test_acc", "params",
+           "macs", "latency_ms", "duration_s"]
+
+st.title("Results")
+st.caption("Every run recorded on this machine (by this app or the command line). Click a column header to sort; "
+           "select rows to overlay their curves.")
+
+store = RunStore()
+runs = pd.DataFrame(store.list_runs())
+if runs.empty:
+    st.info("No runs recorded yet: start one on the Fine-tune page.")
+    st.page_link("app_pages/finetune.py", label="Go to Fine-tune")
+    st.stop()
+runs["created"] = [datetime.fromtimestamp(t) for t in runs["created"]]
+table = runs[COLUMNS]
+
+event = st.dataframe(table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
+                     width="stretch", column_config={
+                         "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+                         "test_acc": st.column_config.NumberColumn("test accuracy", format="%.3f"),
+                         "params": st.column_config.NumberColumn(format="localized"),
+                         "macs": st.column_config.NumberColumn("MACs", format="localized"),
+                         "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+                         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
+st.download_button("Download the table (CSV)", table.to_csv(index=False), file_name="cprune-runs.csv",
+                   mime="text/csv", key="runs_csv", on_click="ignore")
+
+chosen = table.iloc[event.selection.rows] if event.selection.rows else table.head(2)
+left, right = st.columns(2)
+with left:
+    st.markdown("**Curves of " + ("the selected runs**" if event.selection.rows else "the two newest runs**"))
+    points = []
+    for run_id in chosen["id"]:
+        run = store.get_run(int(run_id))
+        events = [MetricEvent.from_dict(e) for e in run["history"]]
+        points.append(charts.curve_points(f"#{run_id} {run['mode']}", events, run["config"]["epochs"]))
+    curves = pd.concat(points)
+    if curves.empty:
+        st.caption("These runs logged no training steps.")
+    else:
+        st.plotly_chart(charts.training_curves(curves), key="results_curves", config={"displaylogo": False})
+with right:
+    st.markdown("**Test accuracy against MACs**")
+    scored = runs.dropna(subset=["test_acc", "macs"])
+    if scored.empty:
+        st.caption("No run has a test accuracy yet.")
+    else:
+        st.plotly_chart(charts.accuracy_vs_macs(scored), key="results_scatter", config={"displaylogo": False})
+
+st.subheader("Download a model")
+saved = runs[[bool(d) and Path(d, "model.json").is_file() for d in runs["model_dir"].fillna("")]]
+if saved.empty:
+    st.caption("No saved model yet: finished runs of the Fine-tune page save theirs.")
+else:
+    run_id = st.selectbox("Run", saved["id"], key="download_run",
+                          format_func=lambda i: f"#{i} · {saved.set_index('id').loc[i, 'mode']} · "
+                                                f"{saved.set_index('id').loc[i, 'backbone']}")
+    folder = Path(saved.set_index("id").loc[run_id, "model_dir"])
+
+    def zipped() -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for file in sorted(folder.iterdir()):
+                if file.is_file():
+                    archive.write(file, file.name)
+        return buffer.getvalue()
+
+    st.download_button("Download model (zip: model.pt + model.json)", zipped, file_name=f"cprune-run-{run_id}.zip",
+                       mime="application/zip", key="model_zip", on_click="ignore")
+    st.caption("Reload it with cprune_core.checkpoint.load_model(folder) after unzipping; the weights are a plain "
+               "state dict (torch.load(..., weights_only=True)).")

@@ -1,0 +1,282 @@
+"""Every page of the Streamlit app through streamlit.testing.v1.AppTest, on the offline default.
+
+Pages are reached as a user reaches them: app.py (st.navigation, shared sidebar) and
+AppTest.switch_page. Fine-tuning runs are tiny (64-pixel images, a few images per class).
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from ui.worker import run_manager
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 180
+
+
+@pytest.fixture(autouse=True, scope="module")
+def run_store_home(tmp_path_factory):
+    """Runs of these tests go to a fresh store (CPRUNE_HOME), not the user's."""
+    previous = os.environ.get("CPRUNE_HOME")
+    os.environ["CPRUNE_HOME"] = str(tmp_path_factory.mktemp("cprune-home"))
+    yield
+    if previous is None:
+        os.environ.pop("CPRUNE_HOME")
+    else:
+        os.environ["CPRUNE_HOME"] = previous
+
+
+def open_app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def errors(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def plotly_charts(at: AppTest) -> list:
+    return [el for el in at.main.get("plotly_chart")]
+
+
+def test_explorer_default_and_widgets():
+    at = open_app()
+    assert at.title[0].value == "Graph explorer"
+    assert at.session_state["layer"] == "head.1"
+    assert not at.error
+    assert len(plotly_charts(at)) == 2  # the graph and the neuron's weights
+    labels = [m.label for m in at.metric]
+    assert labels == ["Neurons", "Edges", "Density", "Components", "Isolated neurons"]
+    assert at.metric[0].value == "1,280"
+    edges_at_default = at.metric[1].value
+
+    at.slider(key="widget_tau").set_value(0.3).run()
+    assert_clean(at)
+    assert at.metric[1].value != edges_at_default
+    assert at.query_params["tau"] == "0.3"
+
+    at.selectbox(key="widget_layer").set_value("blocks.1.expand.1").run()
+    assert_clean(at)
+    assert at.metric[0].value == "96"
+    assert at.query_params["layer"] == "blocks.1.expand.1"
+
+    at.number_input(key="neuron").set_value(5).run()
+    assert_clean(at)
+    assert "neuron 5" in at.main.get("plotly_chart")[-1].proto.spec
+
+    at.segmented_control(key="graph_view").set_value("pyvis physics").run()
+    assert_clean(at)
+    frames = at.main.get("iframe")
+    assert frames, "the pyvis view is drawn in an iframe"
+
+
+def test_pyvis_html_is_self_contained():
+    from ui import cache, pyvis_view
+
+    key = cache.ModelKey("efficientnet_lite0", "pretrained")
+    page = pyvis_view.network_html(cache.layer_graph(key, "blocks.1.expand.1", 0.1), "<script>alert(1)</script>")
+    assert "vis.Network" in page or "new vis" in page
+    assert pyvis_view.external_urls(page) == []
+    assert "<script>alert(1)</script>" not in page
+
+
+def test_link_state_from_url_and_bad_parameters():
+    at = open_app(layer="stem.1", tau="0.25", criterion="l1", keep="0.3", backbone="nope")
+    assert at.session_state["layer"] == "stem.1"
+    assert at.session_state["tau"] == 0.25
+    assert at.session_state["backbone"] == "efficientnet_lite0"
+    assert any("unknown backbone" in w.value for w in at.warning)
+    at.switch_page("app_pages/prune.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="widget_criterion").value == "l1"
+    assert at.slider(key="widget_keep").value == 0.3
+
+
+def test_prune_page_live_metrics_and_build():
+    at = open_app("prune")
+    assert at.title[0].value == "Prune"
+    model_params = next(m for m in at.metric if m.label == "Model params")
+    assert "-" in model_params.delta
+    before = model_params.value
+
+    at.slider(key="widget_keep").set_value(0.25).run()
+    assert_clean(at)
+    assert next(m for m in at.metric if m.label == "Model params").value != before
+    assert next(m for m in at.metric if m.label == "Layer neurons kept").value == "320 / 1,280"
+
+    for criterion in ("l2", "fpgm", "pagerank", "eigenvector"):
+        at.selectbox(key="widget_criterion").set_value(criterion).run()
+        assert_clean(at)
+    at.slider(key="widget_tau").set_value(0.2).run()
+    assert_clean(at)
+    at.radio(key="prune_rule").set_value("score cut-off").run()
+    assert_clean(at)
+    at.radio(key="prune_scope").set_value("all prunable layers").run()
+    assert_clean(at)
+    assert next(m for m in at.metric if m.label == "Layers pruned").value != "1"
+
+    at.button(key="build").click().run()
+    assert_clean(at)
+    built = at.dataframe[-1].value
+    assert list(built["pruned"])[0] != list(built["original"])[0]
+    assert not any("disagree" in w.value for w in at.warning)
+
+
+def test_layerwise_page_and_open_in_explorer():
+    at = open_app("layerwise")
+    assert at.title[0].value == "Layer-wise centrality"
+    summary = at.dataframe[0].value
+    assert len(summary) == 33 and {"gini", "top 10% share", "density"} <= set(summary.columns)
+    at.slider(key="widget_tau").set_value(0.05).run()
+    assert_clean(at)
+    at.session_state["layerwise_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Graph explorer"
+    assert at.session_state["layer"] == summary["layer"][2]
+
+
+def test_random_init_other_backbone():
+    at = open_app()
+    at.radio(key="weights").set_value("random").run()
+    at.selectbox(key="widget_backbone").set_value("resnet18").run()
+    assert_clean(at)
+    assert not at.error
+    assert at.session_state["layer"] == "layer4.1.conv1"
+    assert "random init" in " ".join(c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"this is not a checkpoint", "Could not read"),
+    ("wrong-keys", "unexpected keys: foo.weight"),
+])
+def test_bad_checkpoint_upload_is_an_error(content, expected):
+    if content == "wrong-keys":
+        buffer = io.BytesIO()
+        torch.save({"foo.weight": torch.zeros(2, 2)}, buffer)
+        content = buffer.getvalue()
+    at = open_app()
+    at.radio(key="weights").set_value("checkpoint").run()
+    assert_clean(at)
+    at.file_uploader(key="checkpoint_upload").upload("model.pt", content).run()
+    assert_clean(at)
+    assert expected in errors(at)
+    assert any("No model is loaded" in i.value for i in at.info)
+
+
+def _finetune_page(**settings) -> AppTest:
+    at = open_app("finetune")
+    at.selectbox(key="ft_image_size").set_value(settings.pop("image_size", 64))
+    at.selectbox(key="ft_batch").set_value(8)
+    for key, value in settings.items():
+        widget = at.number_input(key=key) if key in ("ft_epochs", "ft_per_class") else at.radio(key=key)
+        widget.set_value(value)
+    return at
+
+
+def _wait_for_run(at: AppTest, timeout: float) -> None:
+    assert run_manager().wait(timeout), "the run did not end in time"
+    at.run()
+    assert_clean(at)
+
+
+def test_finetune_baseline_and_pruned_to_the_end():
+    at = _finetune_page(ft_epochs=1, ft_per_class=4)
+    at.button(key="ft_start").click().run()
+    assert_clean(at)
+    assert not at.error
+    _wait_for_run(at, 300)
+    table = at.dataframe[-1].value
+    assert list(table["run"]) == ["baseline", "pruned"]
+    assert set(table["status"]) == {"finished"}
+    assert table["params"][1] < table["params"][0]
+    assert at.main.get("plotly_chart"), "loss and accuracy curves"
+
+    at.switch_page("app_pages/results.py").run()
+    assert_clean(at)
+    runs = at.dataframe[0].value
+    assert set(runs["mode"]) >= {"baseline", "pruned"} and set(runs["status"]) == {"finished"}
+    assert len(at.main.get("plotly_chart")) == 2  # curves and accuracy against MACs
+    assert at.get("download_button"), "CSV and model downloads"
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.selectbox(key="download_run").set_value(int(runs["id"][1])).run()
+    assert_clean(at)
+
+
+def test_results_page_with_no_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
+    at = open_app("results")
+    assert any("No runs recorded yet" in i.value for i in at.info)
+
+
+def test_finetune_stop_and_one_run_at_a_time():
+    at = _finetune_page(ft_epochs=50, ft_per_class=0, ft_train_scope="all")
+    at.multiselect(key="ft_modes").set_value(["finetune"])
+    at.button(key="ft_start").click().run()
+    assert_clean(at)
+    other = _finetune_page(ft_epochs=1)
+    other.button(key="ft_start").click().run()
+    assert any("already in progress" in w.value for w in other.warning)
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(e.kind == "start" for t in run_manager().snapshot().tracks
+                                              for e in t.events):
+        time.sleep(0.5)
+    at.run()
+    at.button(key="ft_stop").click().run()
+    assert_clean(at)
+    _wait_for_run(at, 120)
+    assert run_manager().snapshot().tracks[0].final["status"] == "stopped"
+    assert any("stopped" in w.value for w in at.warning)
+
+
+def test_finetune_invalid_dataset_folder_is_an_error(tmp_path):
+    at = open_app()
+    at.selectbox(key="dataset").set_value("folder").run()
+    at.switch_page("app_pages/finetune.py").run()
+    assert_clean(at)
+    at.button(key="ft_start").click().run()
+    assert "needs a folder" in errors(at)
+    at.text_input(key="ft_root").set_value(str(tmp_path / "missing")).run()
+    at.selectbox(key="ft_image_size").set_value(64)
+    at.button(key="ft_start").click().run()
+    _wait_for_run(at, 120)
+    assert "failed" in errors(at)
+
+
+def test_unavailable_weights_offer_random_init(monkeypatch):
+    from dataclasses import replace
+
+    from cprune_core import BACKBONES, WeightsUnavailableError
+
+    build = BACKBONES["resnet18"].build
+
+    def offline(pretrained: bool):
+        if pretrained:
+            raise WeightsUnavailableError("Could not load the ImageNet weights of resnet18 (offline).")
+        return build(False)
+
+    monkeypatch.setitem(BACKBONES, "resnet18", replace(BACKBONES["resnet18"], build=offline))
+    at = open_app()
+    at.selectbox(key="widget_backbone").set_value("resnet18").run()
+    assert_clean(at)
+    assert "offline" in errors(at)
+    at.button[0].click().run()  # "Use random init instead"
+    assert_clean(at)
+    assert not at.error
+    assert at.radio(key="weights").value == "random"

@@ -1,0 +1,157 @@
+"""Cached calls into cprune_core, keyed by what they depend on.
+
+Models, their pruning graph and cost model are resources (one shared object per backbone and
+weights); arrays derived from them (layouts, scores, graph views) are data keyed by backbone,
+weights, layer and tau. A model is named by a ``ModelKey`` (hashable, so it can key caches).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from cprune_core import (CostModel, LayerInfo, PruningGraph, cosine_similarity, exact_cost, layout_2d, list_layers,
+                         load_backbone, make_criterion, measure_latency_ms, summarize, threshold_adjacency,
+                         weight_vectors)
+from cprune_core.graph import GraphSummary, strongest_edges
+from cprune_core.importance import ranking_centrality
+from cprune_core.registry import Backbone
+
+EDGE_LIMIT = 3000  # edges drawn by the Plotly view, strongest first
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    backbone: str
+    weights: str  # "pretrained", "random" or "checkpoint"
+    checkpoint: str = ""  # path of the uploaded state dict when weights == "checkpoint"
+
+
+@dataclass
+class ModelBundle:
+    """A loaded backbone with the objects every page needs from it."""
+
+    loaded: Backbone
+    graph: PruningGraph
+    cost: CostModel
+    layers: list[LayerInfo]
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [info.name for info in self.layers]
+
+    @property
+    def prunable(self) -> list[str]:
+        return [info.name for info in self.layers if info.prunable]
+
+    def info(self, layer: str) -> LayerInfo:
+        return next(info for info in self.layers if info.name == layer)
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def model_bundle(key: ModelKey) -> ModelBundle:
+    loaded = load_backbone(key.backbone, key.weights, key.checkpoint or None)
+    graph = PruningGraph(loaded.model, loaded.spec)
+    cost = CostModel(loaded.model, graph, loaded.spec.input_size)
+    return ModelBundle(loaded, graph, cost, list_layers(loaded.model, graph))
+
+
+def layer_vectors(key: ModelKey, layer: str) -> torch.Tensor:
+    model = model_bundle(key).loaded.model
+    return weight_vectors(model.get_submodule(layer), layer)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def similarity(key: ModelKey, layer: str) -> torch.Tensor:
+    """Cosine similarity of a layer's neurons (n x n, read-only: copy before changing)."""
+    return cosine_similarity(layer_vectors(key, layer))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def layout(key: ModelKey, layer: str) -> np.ndarray:
+    """Node positions: depend on the weights only, so moving tau never moves a node."""
+    return layout_2d(layer_vectors(key, layer))
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """The thresholded similarity graph of one layer, as the views need it."""
+
+    summary: GraphSummary
+    centrality: np.ndarray  # eigenvector centrality per neuron
+    degree: np.ndarray  # number of edges per neuron
+    norms: np.ndarray  # L2 norm of each neuron's weight vector
+    edge_rows: np.ndarray  # strongest edges first, at most EDGE_LIMIT
+    edge_cols: np.ndarray
+    edge_weights: np.ndarray
+    centrality_note: str  # non-empty when power iteration stopped before converging
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def layer_graph(key: ModelKey, layer: str, tau: float) -> LayerGraph:
+    adjacency = threshold_adjacency(similarity(key, layer), tau)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        centrality = ranking_centrality(adjacency)
+    rows, cols, weights, _ = strongest_edges(adjacency, EDGE_LIMIT)
+    return LayerGraph(
+        summary=summarize(adjacency),
+        centrality=centrality.numpy(),
+        degree=(adjacency > 0).sum(1).numpy(),
+        norms=layer_vectors(key, layer).norm(dim=1).numpy(),
+        edge_rows=rows, edge_cols=cols, edge_weights=weights,
+        centrality_note="; ".join(str(w.message) for w in caught),
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def criterion_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> np.ndarray:
+    """One score per neuron of ``layer`` (higher = keep), on the unpruned weights."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ranking_centrality's slow-convergence note
+        return make_criterion(criterion, tau)(layer_vectors(key, layer)).numpy()
+
+
+def kept_set(scores: np.ndarray, count: int) -> set[int]:
+    """The ``count`` best-scored neurons (ties broken by index, as prune_model does)."""
+    order = torch.argsort(torch.from_numpy(scores), descending=True, stable=True)
+    return set(order[:count].tolist())
+
+
+def concentration(values: np.ndarray) -> tuple[float, float]:
+    """(Gini coefficient, share of the total held by the top 10 %) of non-negative values."""
+    values = np.sort(np.abs(values))
+    total = values.sum()
+    if len(values) == 0 or total == 0:
+        return 0.0, 0.0
+    n = len(values)
+    gini = float((2 * np.arange(1, n + 1) - n - 1) @ values / (n * total))
+    top = values[-max(1, round(0.1 * n)):].sum()
+    return gini, float(top / total)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def layerwise(key: ModelKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per prunable layer at ``tau``: a summary table and the long-form centralities."""
+    rows, values = [], []
+    for name in model_bundle(key).prunable:
+        view = layer_graph(key, name, tau)
+        gini, top10 = concentration(view.centrality)
+        rows.append({"layer": name, "neurons": view.summary.nodes, "edges": view.summary.edges,
+                     "density": view.summary.density, "components": view.summary.components,
+                     "isolated": view.summary.isolated, "gini": gini, "top 10% share": top10})
+        values.append(pd.DataFrame({"layer": name, "centrality": view.centrality}))
+    return pd.DataFrame(rows), pd.concat(values, ignore_index=True)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def measured_cost(key: ModelKey) -> tuple[int, int, float]:
+    """Exact params, MACs and median latency (ms) of the unpruned model."""
+    bundle = model_bundle(key)
+    size = bundle.loaded.spec.input_size
+    cost = exact_cost(bundle.loaded.model, size)
+    return cost.params, cost.macs, measure_latency_ms(bundle.loaded.model, size)

@@ -1,0 +1,182 @@
+"""Plotly figure builders. Inputs are plain arrays; nothing here computes a metric."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cprune_core.engine import MetricEvent
+
+from .cache import LayerGraph
+
+COLORSCALE = "Viridis"
+PRUNED_COLOR = "#c8ccd0"
+SELECTED_COLOR = "#d62728"
+
+
+def _edge_lines(xy: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y arrays drawing every edge as one segment, separated by NaN (one trace for all)."""
+    x = np.full(3 * len(rows), np.nan)
+    y = np.full(3 * len(rows), np.nan)
+    x[0::3], x[1::3] = xy[rows, 0], xy[cols, 0]
+    y[0::3], y[1::3] = xy[rows, 1], xy[cols, 1]
+    return x, y
+
+
+def _node_sizes(degree: np.ndarray) -> np.ndarray:
+    top = max(int(degree.max(initial=0)), 1)
+    return 5 + 13 * np.sqrt(degree / top)
+
+
+def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.ndarray | None = None,
+                 selected: int | None = None, neighbours: list[int] | None = None) -> go.Figure:
+    """The neuron-similarity graph: WebGL nodes coloured by centrality, sized by degree.
+
+    ``kept`` (boolean per neuron) greys out the others; ``selected`` rings one neuron and
+    draws its edges to ``neighbours``. Each node's customdata starts with its neuron index.
+    """
+    n = len(view.centrality)
+    rows, cols = view.edge_rows[:edges_shown], view.edge_cols[:edges_shown]
+    ex, ey = _edge_lines(xy, rows, cols)
+    figure = go.Figure()
+    figure.add_trace(go.Scattergl(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
+                                  line=dict(width=0.6, color="rgba(90, 110, 130, 0.22)"), name="edges"))
+    custom = np.column_stack([np.arange(n), view.centrality, view.degree, view.norms])
+    hover = ("neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<br>degree %{customdata[2]:.0f}"
+             "<br>L2 norm %{customdata[3]:.3f}<extra></extra>")
+    sizes = _node_sizes(view.degree)
+    shown = np.ones(n, bool) if kept is None else kept
+    if not shown.all():
+        figure.add_trace(go.Scattergl(
+            x=xy[~shown, 0], y=xy[~shown, 1], mode="markers", name="pruned", customdata=custom[~shown],
+            hovertemplate="pruned " + hover, marker=dict(color=PRUNED_COLOR, size=sizes[~shown])))
+    figure.add_trace(go.Scattergl(
+        x=xy[shown, 0], y=xy[shown, 1], mode="markers", name="kept" if kept is not None else "neurons",
+        customdata=custom[shown], hovertemplate=hover,
+        marker=dict(color=view.centrality[shown], colorscale=COLORSCALE, size=sizes[shown],
+                    cmin=float(view.centrality.min()), cmax=float(view.centrality.max()),
+                    colorbar=dict(title=dict(text="eigenvector<br>centrality"), thickness=14),
+                    line=dict(width=0))))
+    if selected is not None:
+        others = [j for j in (neighbours or []) if j != selected]
+        if others:
+            sx, sy = _edge_lines(xy, np.full(len(others), selected), np.array(others))
+            figure.add_trace(go.Scattergl(x=sx, y=sy, mode="lines", hoverinfo="skip", name="nearest neighbours",
+                                          line=dict(width=1.5, color=SELECTED_COLOR)))
+        figure.add_trace(go.Scattergl(
+            x=xy[[selected], 0], y=xy[[selected], 1], mode="markers", name=f"neuron {selected}",
+            customdata=custom[[selected]], hovertemplate=hover,
+            marker=dict(size=sizes[selected] + 10, color="rgba(0,0,0,0)", line=dict(width=2.5, color=SELECTED_COLOR))))
+    figure.update_layout(
+        height=560, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white", dragmode="pan",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), clickmode="event+select",
+        xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
+    )
+    return figure
+
+
+def filter_image(weights: np.ndarray, title: str) -> go.Figure:
+    """One neuron's weights as a heatmap: a conv filter as input channels x kernel taps
+    (tiled near-square when the kernel is 1x1), a Linear neuron as a near-square grid."""
+    if weights.ndim == 3 and weights.shape[1] * weights.shape[2] > 1:
+        channels, kh, kw = weights.shape
+        columns = math.ceil(math.sqrt(channels))
+        grid = np.full((math.ceil(channels / columns) * (kh + 1), columns * (kw + 1)), np.nan)
+        for c in range(channels):
+            r, q = divmod(c, columns)
+            grid[r * (kh + 1): r * (kh + 1) + kh, q * (kw + 1): q * (kw + 1) + kw] = weights[c]
+    else:
+        flat = weights.ravel()
+        columns = math.ceil(math.sqrt(flat.size))
+        grid = np.full(math.ceil(flat.size / columns) * columns, np.nan)
+        grid[: flat.size] = flat
+        grid = grid.reshape(-1, columns)
+    limit = float(np.nanmax(np.abs(grid))) or 1.0
+    figure = px.imshow(grid, color_continuous_scale="RdBu_r", zmin=-limit, zmax=limit, aspect="equal")
+    figure.update_layout(title=title, height=300, margin=dict(l=0, r=0, t=40, b=0),
+                         coloraxis_colorbar=dict(thickness=10))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure
+
+
+def score_histogram(scores: np.ndarray, cutoff: float, criterion: str) -> go.Figure:
+    """Distribution of a criterion's scores with the keep cut-off drawn (kept: at or above it)."""
+    figure = go.Figure(go.Histogram(x=scores, nbinsx=60, marker_color="#2a6f97", name=criterion))
+    figure.add_vline(x=cutoff, line=dict(color=SELECTED_COLOR, width=2, dash="dash"),
+                     annotation_text="cut-off: keep ≥", annotation_position="top right")
+    figure.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"{criterion} score",
+                         yaxis_title="neurons", bargap=0.02)
+    return figure
+
+
+def layerwise_boxes(values: pd.DataFrame) -> go.Figure:
+    """Centrality distribution of every layer, one box per layer, in network order."""
+    figure = px.box(values, x="layer", y="centrality", points=False)
+    figure.update_traces(marker_color="#2a6f97")
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_tickangle=-60,
+                         yaxis_title="eigenvector centrality", xaxis_title=None)
+    return figure
+
+
+def layerwise_concentration(summary: pd.DataFrame) -> go.Figure:
+    """Gini and top-10 % share per layer, with graph density."""
+    figure = go.Figure()
+    for column, color in (("gini", "#2a6f97"), ("top 10% share", "#e07a5f"), ("density", "#81b29a")):
+        figure.add_trace(go.Scatter(x=summary["layer"], y=summary[column], mode="lines+markers", name=column,
+                                    line=dict(color=color), customdata=summary[["layer"]],
+                                    hovertemplate="%{customdata[0]}<br>" + column + " %{y:.3f}<extra></extra>"))
+    figure.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_tickangle=-60,
+                         yaxis=dict(range=[0, 1]), legend=dict(orientation="h", y=1.08))
+    return figure
+
+
+def curve_points(run: str, events: list[MetricEvent], epochs: int) -> pd.DataFrame:
+    """Rows (run, epoch, metric, value) for ``training_curves``: running train loss and accuracy
+    from step events (from epoch means when a run logged no steps), val accuracy per epoch."""
+    steps = [e for e in events if e.kind == "step"]
+    epoch_ends = [e for e in events if e.kind == "epoch"]
+    rows = []
+    for event in steps or epoch_ends:
+        x = event.progress * epochs if steps else event.epoch
+        rows += [(run, x, "train loss", event.train_loss), (run, x, "train acc", event.train_acc)]
+    rows += [(run, e.epoch, "val acc", e.val_acc) for e in epoch_ends]
+    frame = pd.DataFrame(rows, columns=["run", "epoch", "metric", "value"])
+    return frame.dropna(subset=["value"])
+
+
+def training_curves(curves: pd.DataFrame) -> go.Figure:
+    """Loss and accuracy of several runs on one figure.
+
+    ``curves`` has one row per point: run, epoch (fractional), metric ("train loss",
+    "train acc" or "val acc") and value. Runs share a colour; metrics a dash style.
+    """
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    palette = px.colors.qualitative.D3
+    dashes = {"train loss": "solid", "train acc": "dot", "val acc": "solid"}
+    for index, (run, points) in enumerate(curves.groupby("run", sort=False)):
+        colour = palette[index % len(palette)]
+        for metric, series in points.groupby("metric", sort=False):
+            figure.add_trace(go.Scatter(
+                x=series["epoch"], y=series["value"], name=f"{run}: {metric}", legendgroup=run,
+                mode="lines+markers" if metric == "val acc" else "lines",
+                line=dict(color=colour, dash=dashes.get(metric, "solid"))),
+                row=1, col=1 if metric.endswith("loss") else 2)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(range=[0, 1], row=1, col=2)
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    return figure
+
+
+def accuracy_vs_macs(runs: pd.DataFrame) -> go.Figure:
+    """Test accuracy against MACs, one point per run (hover: run id, mode and criterion)."""
+    figure = px.scatter(runs, x="macs", y="test_acc", color="mode", symbol="backbone",
+                        hover_data=["id", "criterion", "keep", "tau", "dataset"])
+    figure.update_traces(marker=dict(size=11))
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="MACs",
+                         yaxis_title="test accuracy")
+    return figure

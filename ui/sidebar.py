@@ -1,0 +1,121 @@
+"""The sidebar every page shares: backbone and its weights, dataset, device, shareable link."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from cprune_core import BACKBONES, CheckpointError, WeightsUnavailableError, get_spec
+from cprune_core.data import DATASETS
+from cprune_core.engine import resolve_device
+
+from . import state
+from .cache import ModelBundle, ModelKey, model_bundle
+
+WEIGHT_CHOICES = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "cprune-uploads"
+
+
+def device_in_use() -> str:
+    """The device fine-tuning runs on (the engine's choice), in words."""
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Write an uploaded checkpoint to a temp file named by its content (so it keys caches)."""
+    UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)[-80:] or "checkpoint.pt"
+    path = UPLOAD_DIR / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def _weights_cached(backbone: str) -> bool:
+    url = get_spec(backbone).weights_url
+    return url is None or (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+
+
+def _use_random_weights() -> None:
+    st.session_state["weights"] = "random"
+
+
+def render() -> None:
+    """Draw the sidebar and load the chosen model into st.session_state["model_key"]
+    (None, with the reason shown, when it cannot be loaded)."""
+    sidebar = st.sidebar
+    st.session_state.setdefault("weights", "pretrained")
+    st.session_state.setdefault("dataset", next(iter(DATASETS)))
+    with sidebar:
+        backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
+                               format_func=lambda name: BACKBONES[name].title)
+        weights = st.radio("Weights", list(WEIGHT_CHOICES), format_func=WEIGHT_CHOICES.get, key="weights",
+                           horizontal=True)
+        key = ModelKey(backbone, weights)
+        if weights == "checkpoint":
+            upload = st.file_uploader("State dict (.pt/.pth)", key="checkpoint_upload",
+                                      help="torch.save(model.state_dict(), path) of this backbone; read with "
+                                           "weights_only=True.")
+            if upload is None:
+                st.info("Upload a checkpoint of the chosen backbone, or choose other weights.")
+                key = None
+            else:
+                key = ModelKey(backbone, weights, str(save_upload(upload.name, upload.getvalue())))
+        st.session_state["model_key"] = key and _load(key)
+        st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
+        st.caption(f"Device in use: **{device_in_use()}**")
+        st.caption("Share this view: the page's URL holds the backbone, layer, τ, criterion and keep ratio.")
+        for problem in st.session_state.pop("url_rejected", []):
+            st.warning(f"Ignored a link parameter ({problem}); using the default.")
+
+
+def _load(key: ModelKey) -> ModelKey | None:
+    spec = get_spec(key.backbone)
+    if key.weights == "pretrained" and not _weights_cached(key.backbone):
+        message = f"Downloading the ImageNet weights of {spec.title} from {spec.weights_url} …"
+    else:
+        message = f"Loading {spec.title} …"
+    try:
+        with st.spinner(message):
+            bundle = model_bundle(key)
+    except WeightsUnavailableError as exc:
+        st.error(str(exc))
+        st.button("Use random init instead", on_click=_use_random_weights)
+        return None
+    except CheckpointError as exc:
+        st.error(f"{exc}")
+        return None
+    status = bundle.loaded.weights_status
+    st.caption(f"Weights: **{status}**" + ("" if bundle.loaded.pretrained else " (untrained: graphs show structure "
+                                                                                 "of random weights)"))
+    return key
+
+
+def require_model() -> tuple[ModelKey, ModelBundle]:
+    """The loaded model of the sidebar's choice; stops the page with a message if there is none."""
+    key = st.session_state.get("model_key")
+    if key is None:
+        st.info("No model is loaded: fix the choice in the sidebar (the message there says how).")
+        st.stop()
+    return key, model_bundle(key)
+
+
+def require_layer(bundle: ModelBundle, prunable_only: bool = False) -> str:
+    """The shared layer, reset to the backbone's head layer when it is not one of this model's."""
+    options = bundle.prunable if prunable_only else bundle.layer_names
+    head = bundle.loaded.spec.head_layer
+    wanted = st.session_state["layer"]
+    if state.ensure_choice("layer", options, head if head in options else options[0]) and wanted:
+        st.caption(f"Layer {wanted!r} is not {'a prunable' if prunable_only else 'a'} layer of this model; "
+                   f"showing {st.session_state['layer']}.")
+    return st.session_state["layer"]

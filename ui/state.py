@@ -1,0 +1,106 @@
+"""Session state that pages share, mirrored in the URL so a view can be shared as a link.
+
+Each shared value lives under its own name in st.session_state ("backbone", "layer", "tau",
+"criterion", "keep"). Widgets bind to it through ``bound``: the widget gets its own key,
+seeded from the shared value on every run, because Streamlit resets a widget that first
+appears on another page. On the first run of a session the values come from the URL's query
+parameters (checked, with a warning for any that are not valid), later runs write them back.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+from cprune_core import BACKBONES, CRITERIA, DEFAULT_BACKBONE, DEFAULT_TAU
+
+TAU_RANGE = (0.0, 0.95)
+KEEP_RANGE = (0.05, 1.0)
+DEFAULTS: dict[str, Any] = {
+    "backbone": DEFAULT_BACKBONE,
+    "layer": "",  # "" means the backbone's head layer
+    "tau": DEFAULT_TAU,
+    "criterion": "eigenvector",
+    "keep": 0.5,
+}
+URL_PARAMS = tuple(DEFAULTS)  # the link-able view
+_READY = "_state_ready"
+
+
+def _parse(name: str, text: str) -> Any:
+    """A URL value as the type the app uses; ValueError when it is not a valid choice."""
+    if name == "backbone":
+        if text not in BACKBONES:
+            raise ValueError(f"unknown backbone {text!r}")
+        return text
+    if name == "criterion":
+        if text not in CRITERIA:
+            raise ValueError(f"unknown criterion {text!r}")
+        return text
+    if name in ("tau", "keep"):
+        low, high = TAU_RANGE if name == "tau" else KEEP_RANGE
+        value = round(float(text), 2)
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low} and {high}")
+        return value
+    return text  # layer: checked against the backbone's layers by the page that uses it
+
+
+def init() -> None:
+    """Once per session: shared values from the URL, else the defaults. Then, every run,
+    copy widget values into the shared names so the whole run sees the latest input."""
+    state = st.session_state
+    if not state.get(_READY):
+        rejected = []
+        for name, default in DEFAULTS.items():
+            value = default
+            if name in st.query_params:
+                try:
+                    value = _parse(name, st.query_params[name])
+                except ValueError as exc:
+                    rejected.append(f"{name}: {exc}")
+            state[name] = value
+        state["url_rejected"] = rejected
+        state[_READY] = True
+    for name in DEFAULTS:
+        key = widget_key(name)
+        if key in state:
+            state[name] = state[key]
+
+
+def write_url() -> None:
+    """Put the shared values in the URL (only those that changed, to keep history quiet)."""
+    for name in URL_PARAMS:
+        value = st.session_state[name]
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        if not text:
+            st.query_params.pop(name, None)
+        elif st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
+def widget_key(name: str) -> str:
+    return f"widget_{name}"
+
+
+def bound(widget: Callable[..., Any], name: str, label: str, **kwargs: Any) -> Any:
+    """Draw ``widget`` bound to the shared value ``name`` and return its value."""
+    key = widget_key(name)
+    st.session_state[key] = st.session_state[name]  # init() copied any new widget input into it
+    value = widget(label, key=key, **kwargs)
+    st.session_state[name] = value
+    return value
+
+
+def set_value(name: str, value: Any) -> None:
+    """Change a shared value from code (a callback, or before its widget is drawn)."""
+    st.session_state[name] = value
+    st.session_state.pop(widget_key(name), None)
+
+
+def ensure_choice(name: str, options: Sequence[Any], fallback: Any) -> bool:
+    """Reset ``name`` to ``fallback`` if it is not one of ``options``; True when it was reset."""
+    if st.session_state[name] in options:
+        return False
+    set_value(name, fallback)
+    return True
