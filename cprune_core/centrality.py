@@ -76,3 +76,20 @@ def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 200, 
         if (x - previous).abs().sum() < n * tol:
             return x
     raise PowerIterationFailedConvergence(max_iter, x)
+
+
+def concentration(scores: torch.Tensor) -> tuple[float, float]:
+    """(Gini coefficient, share of the total held by the top 10% of nodes) of |scores|.
+
+    0 and 0.1 for perfectly even scores; both tend to 1 when one node holds everything.
+    An all-zero or empty vector gives (0, 0).
+    """
+    values = torch.sort(scores.detach().abs().double().flatten()).values
+    total = values.sum()
+    n = values.numel()
+    if n == 0 or total == 0:
+        return 0.0, 0.0
+    ranks = torch.arange(1, n + 1, dtype=torch.float64, device=values.device)
+    gini = float(((2 * ranks - n - 1) * values).sum() / (n * total))
+    top = values[-max(1, round(0.1 * n)):].sum()
+    return gini, float(top / total)

@@ -26,6 +26,12 @@ def keep_count(channels: int, keep_ratio: float) -> int:
     return min(channels, max(1, round(channels * keep_ratio)))
 
 
+def kept_indices(scores: torch.Tensor, count: int) -> list[int]:
+    """Sorted indices of the ``count`` best-scored neurons; ties keep the lower index."""
+    order = torch.argsort(scores.cpu(), descending=True, stable=True)
+    return sorted(order[:count].tolist())
+
+
 def example_input(spec: BackboneSpec, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.zeros(1, 3, spec.input_size, spec.input_size, device=device)
 
@@ -176,9 +182,8 @@ def prune_model(
     kept, channels = {}, {}
     for index, count in plan.items():
         group = graph.groups[index]
-        order = torch.argsort(scores[index], descending=True, stable=True)
-        keep_idx = sorted(order[:count].tolist())
-        graph.prune_group(group, sorted(order[count:].tolist()))
+        keep_idx = kept_indices(scores[index], count)
+        graph.prune_group(group, sorted(set(range(group.channels)) - set(keep_idx)))
         for name in group.layers:
             kept[name], channels[name] = keep_idx, group.channels
     return PruneResult(model, kept, channels)

@@ -96,3 +96,14 @@ def test_eigenvector_criterion_uses_the_same_graph(lite0):
     criterion = make_criterion("eigenvector", tau=0.1)
     direct = eigenvector_centrality(adjacency_for(head, 0.1))
     assert torch.allclose(criterion(head.weight.detach().flatten(1)), direct)
+
+
+def test_concentration_extremes():
+    from cprune_core.centrality import concentration
+
+    assert concentration(torch.ones(100)) == pytest.approx((0.0, 0.1))
+    one_hub = torch.zeros(100)
+    one_hub[3] = 1.0
+    gini, top = concentration(one_hub)
+    assert gini == pytest.approx(0.99) and top == pytest.approx(1.0)
+    assert concentration(torch.zeros(5)) == (0.0, 0.0)

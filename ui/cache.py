@@ -17,7 +17,9 @@ import torch
 from cprune_core import (CostModel, LayerInfo, PruningGraph, cosine_similarity, exact_cost, layout_2d, list_layers,
                          load_backbone, make_criterion, measure_latency_ms, summarize, threshold_adjacency,
                          weight_vectors)
+from cprune_core.centrality import concentration
 from cprune_core.graph import GraphSummary, strongest_edges
+from cprune_core.pruning import kept_indices
 from cprune_core.importance import ranking_centrality
 from cprune_core.registry import Backbone
 
@@ -117,21 +119,8 @@ def criterion_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> n
 
 
 def kept_set(scores: np.ndarray, count: int) -> set[int]:
-    """The ``count`` best-scored neurons (ties broken by index, as prune_model does)."""
-    order = torch.argsort(torch.from_numpy(scores), descending=True, stable=True)
-    return set(order[:count].tolist())
-
-
-def concentration(values: np.ndarray) -> tuple[float, float]:
-    """(Gini coefficient, share of the total held by the top 10 %) of non-negative values."""
-    values = np.sort(np.abs(values))
-    total = values.sum()
-    if len(values) == 0 or total == 0:
-        return 0.0, 0.0
-    n = len(values)
-    gini = float((2 * np.arange(1, n + 1) - n - 1) @ values / (n * total))
-    top = values[-max(1, round(0.1 * n)):].sum()
-    return gini, float(top / total)
+    """The ``count`` best-scored neurons, chosen exactly as prune_model chooses them."""
+    return set(kept_indices(torch.from_numpy(scores), count))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -140,7 +129,7 @@ def layerwise(key: ModelKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, values = [], []
     for name in model_bundle(key).prunable:
         view = layer_graph(key, name, tau)
-        gini, top10 = concentration(view.centrality)
+        gini, top10 = concentration(torch.from_numpy(view.centrality))
         rows.append({"layer": name, "neurons": view.summary.nodes, "edges": view.summary.edges,
                      "density": view.summary.density, "components": view.summary.components,
                      "isolated": view.summary.isolated, "gini": gini, "top 10% share": top10})
