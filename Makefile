@@ -21,7 +21,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; fi; }
 
+# The background request runs app.py once as soon as the server is up (the script health
+# check), so torch is imported and the default model cached before the first visitor.
 run: install
+	( sleep 3; $(PY) -c "import urllib.request as u; u.urlopen('http://localhost:$(PORT)/_stcore/script-health-check', timeout=180)" >/dev/null 2>&1 ) &
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: install browser
@@ -30,6 +33,7 @@ test: install browser
 bench: install
 	$(PY) bench/bench_graph.py
 	$(PY) bench/bench_cost.py
+	$(PY) bench/bench_finetune.py
 
 paper-table: install
 	$(PY) -m cprune_core experiment paper-table

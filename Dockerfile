@@ -1,0 +1,12 @@
+# CPU image of the app: docker build -t cprune . && docker run -p 8501:8501 cprune
+FROM python:3.11-slim
+WORKDIR /app
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+COPY requirements.txt .
+# The CPU wheel of the pinned torch keeps the image small; requirements.txt pins the same version.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
+ && pip install -r requirements.txt
+COPY . .
+EXPOSE 8501
+HEALTHCHECK CMD python -c "import urllib.request as u; u.urlopen('http://localhost:8501/_stcore/health')"
+CMD ["streamlit", "run", "app.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true"]
