@@ -6,28 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cprune_core import cli
 from cprune_core.store import RunStore
+from tiny_data import CLASSES, make_tiny_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
-
-
-def make_tiny_folder(root: Path, classes=CLASSES, per_class: int = 8, size: int = 48) -> Path:
-    """root/<class>/<i>.jpg: noisy images whose colour says the class."""
-    rng = np.random.default_rng(0)
-    for name, colour in classes.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{name}_{i}.jpg", quality=90)
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
     return make_tiny_folder(tmp_path_factory.mktemp("cli") / "colours")

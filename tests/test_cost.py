@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from cprune_core.cost import CostModel, exact_cost, measure_latency_ms
 from cprune_core.importance import make_criterion

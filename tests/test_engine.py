@@ -5,11 +5,9 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
-from PIL import Image
 
 from cprune_core import engine
 from cprune_core.checkpoint import export_onnx, export_torchscript, load_model, save_model
@@ -17,20 +15,7 @@ from cprune_core.data import build_transform, load_dataset
 from cprune_core.engine import FeatureCache, FinetuneConfig, MetricEvent, evaluate_model, finetune, run
 from cprune_core.pruning import PruningGraph
 from cprune_core.registry import CheckpointError
-
-CLASSES = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
-
-
-def make_tiny_folder(root: Path, per_class: int = 8, size: int = 48) -> Path:
-    """root/<class>/<i>.jpg: noisy images whose colour says the class."""
-    rng = np.random.default_rng(0)
-    for name, colour in CLASSES.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{name}_{i}.jpg", quality=90)
-    return root
-
+from tiny_data import make_tiny_folder
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from cprune_core.centrality import eigenvector_centrality
 from cprune_core.graph import adjacency_for
