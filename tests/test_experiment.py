@@ -44,10 +44,10 @@ def test_plan_covers_the_grid_once():
     assert sweep == {0.05, 0.1, 0.2, 0.3}
 
 
-def fake_row(seed, criterion, acc, keep=1.0, tau=math.nan, method=None):
+def fake_row(seed, criterion, acc, keep=1.0, tau=math.nan, method=None, val=None):
     method = method or ("pruned" if criterion not in ("conventional", "finetune") else criterion)
     return {"regime": "r", "backbone": "b", "dataset": "d", "seed": seed, "method": method, "criterion": criterion,
-            "keep": keep, "tau": tau, "test_acc": acc, "val_acc": acc, "params": 100 if method != "pruned" else 50,
+            "keep": keep, "tau": tau, "test_acc": acc, "val_acc": acc if val is None else val, "params": 100 if method != "pruned" else 50,
             "macs": 1000 if method != "pruned" else 400, "latency_ms": 1.0, "duration_s": 1.0,
             "status": "finished", "message": ""}
 
@@ -83,3 +83,12 @@ def test_failed_runs_are_listed_not_averaged(tmp_path):
     paths = experiment.write_report(rows, tmp_path, command="cmd", elapsed_s=60, device="CPU", base=FinetuneConfig())
     text = paths["md"].read_text()
     assert "1 not finished" in text and "boom" in text
+
+
+def test_keep_ratio_is_chosen_on_validation_not_test():
+    rows = []
+    for seed in range(3):
+        rows.append(fake_row(seed, "conventional", 0.5))
+        rows.append(fake_row(seed, "eigenvector", 0.9, keep=0.25, tau=0.1, val=0.4))  # best on test only
+        rows.append(fake_row(seed, "eigenvector", 0.6, keep=0.5, tau=0.1, val=0.7))
+    assert "keep ratio 0.5 chosen on validation" in experiment.verdict(experiment.summarise(rows), "r", "b")
