@@ -92,3 +92,37 @@ def test_keep_ratio_is_chosen_on_validation_not_test():
         rows.append(fake_row(seed, "eigenvector", 0.9, keep=0.25, tau=0.1, val=0.4))  # best on test only
         rows.append(fake_row(seed, "eigenvector", 0.6, keep=0.5, tau=0.1, val=0.7))
     assert "keep ratio 0.5 chosen on validation" in experiment.verdict(experiment.summarise(rows), "r", "b")
+
+
+def test_gpu_grid_code_path_on_tiny_flowers102_with_a_torchvision_backbone(tmp_path, monkeypatch):
+    """The path the CUDA run takes (a torchvision backbone, Flowers102's official splits), on data
+    made here; weights are random because nothing can be downloaded in tests. A pretrained run
+    whose weights cannot be fetched is reported as failed, with the reason, not averaged."""
+    import urllib.error
+
+    import torchvision
+
+    from test_data import make_flowers102
+
+    labels = [1, 2, 3] * 8
+    ids = list(range(1, 25))
+    make_flowers102(tmp_path, labels, {"train": ids[:9], "val": ids[9:15], "test": ids[15:]})
+    regime = experiment.Regime("tiny-flowers102", "oxford-flowers102", str(tmp_path))
+    base = FinetuneConfig(weights="random", image_size=64, epochs=1, batch_size=4, device="cpu")
+    plan = experiment.plan_runs(["resnet18"], [regime], range(2), criteria=("eigenvector",), keep_ratios=(0.5,),
+                                tau_sweep=(), base=base)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    pretrained = experiment.PlannedRun(regime, "conventional", FinetuneConfig(
+        backbone="resnet18", dataset="oxford-flowers102", dataset_root=str(tmp_path), image_size=64, epochs=1))
+    rows = experiment.run_plan(plan + [pretrained])
+    assert [r["status"] for r in rows] == ["finished"] * 6 + ["failed"]
+    assert all(r["n_train"] == 9 and r["n_test"] == 9 for r in rows[:6])  # the official split sizes
+    pruned = [r for r in rows if r["method"] == "pruned"]
+    assert all(r["params"] < rows[0]["params"] for r in pruned)
+    paths = experiment.write_report(rows, tmp_path / "out", command="cmd", elapsed_s=1, device="CPU", base=base)
+    text = paths["md"].read_text()
+    assert "resnet18 on tiny-flowers102" in text and "1 not finished" in text and "no network" in text
