@@ -295,7 +295,7 @@ def write_report(rows: list[dict], out_dir: Path, *, command: str, elapsed_s: fl
         "**Result:** " + (" ".join(verdicts) if verdicts else "no finished runs."),
         "",
         f"Set-up: image size {base.image_size or 'registry default'}, {base.epochs} epochs, batch {base.batch_size}, "
-        f"lr {base.lr:g}, train scope '{base.train_scope}' (the pruned layer is each backbone's dense layer nearest the "
+        f"lr {base.lr:g} (new head x{base.head_lr_scale:g}), train scope '{base.train_scope}' (the pruned layer is each backbone's dense layer nearest the "
         f"classifier; its input features are cached). 'conventional' trains a new linear head on the frozen backbone; "
         f"'finetune' trains the same layers as the pruned runs, unpruned. Differences are paired by seed (same split); "
         f"intervals are 95% t-intervals over seeds. Accuracy on the held-out test split.",
