@@ -6,7 +6,7 @@ size, classifier or feature split; every other module reads it from here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,12 +45,6 @@ class BackboneSpec:
     suffix_start: str  # first module of the trainable suffix; the frozen prefix before it is cacheable
     flatten_before: str  # where torchvision's forward() flattens (a top-level child)
     weights_url: str | None = None  # torchvision download (None: ships in a package)
-    notes: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def num_imagenet_classes(self) -> int:
-        return 1000
 
 
 def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Module]:

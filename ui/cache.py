@@ -113,9 +113,12 @@ def layer_graph(key: ModelKey, layer: str, tau: float) -> LayerGraph:
 @st.cache_data(max_entries=64, show_spinner=False)
 def criterion_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> np.ndarray:
     """One score per neuron of ``layer`` (higher = keep), on the unpruned weights."""
+    scorer = make_criterion(criterion, tau)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # ranking_centrality's slow-convergence note
-        return make_criterion(criterion, tau)(layer_vectors(key, layer)).numpy()
+        if scorer.uses_graph:  # reuse the cached similarity: no second n x n matrix product per tau
+            return scorer.from_adjacency(threshold_adjacency(similarity(key, layer), tau)).numpy()
+        return scorer(layer_vectors(key, layer)).numpy()
 
 
 def kept_set(scores: np.ndarray, count: int) -> set[int]:
