@@ -2,18 +2,25 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+LOG := $(VENV)/install.log
 PORT ?= 8501
+# A background request runs app.py once as soon as the server is up (GET /_stcore/script-health-check):
+# torch is imported and the default model cached before the first visitor arrives.
+WARM_UP = ( sleep 3; $(PY) -c "import urllib.request as u; u.urlopen('http://localhost:$(PORT)/_stcore/script-health-check', timeout=180)" >/dev/null 2>&1 ) &
 
-.PHONY: install browser run test bench paper-table clean
+.PHONY: install browser run serve dev test lint bench paper-table clean
 
+# Everything a fresh machine needs: the pinned requirements, then this project itself (editable,
+# which also installs the `cprune` command). pip's output goes to $(LOG), shown only on failure.
 install: $(STAMP)
 
-$(STAMP): requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	rm -f $(VENV)/.installed-* && touch $@
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing into $(VENV) (the first time takes several minutes; log: $(LOG))"
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -r requirements.txt \
+	   && $(PY) -m pip install --no-deps -e . ; } > $(LOG) 2>&1 || { tail -n 30 $(LOG); exit 1; }
+	@rm -f $(VENV)/.installed-* && touch $@
 
 # Debian's chromium for the end-to-end browser test (never `playwright install`).
 browser:
@@ -21,13 +28,26 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; fi; }
 
-# The background request runs app.py once as soon as the server is up (the script health
-# check), so torch is imported and the default model cached before the first visitor.
+# The app on this machine only (http://localhost:$(PORT)).
 run: install
-	( sleep 3; $(PY) -c "import urllib.request as u; u.urlopen('http://localhost:$(PORT)/_stcore/script-health-check', timeout=180)" >/dev/null 2>&1 ) &
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	@$(WARM_UP)
+	@$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
 
-test: install browser
+# The app for a classroom: every interface of this machine. Read "Serving to a network" in the README.
+serve: install
+	@echo "Serving CPrune on every network interface, port $(PORT): anyone who can reach this machine can use it."
+	@$(WARM_UP)
+	@$(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0
+
+# Development: reload pages when a source file changes (the watcher is off by default).
+dev: install
+	@$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost \
+	  --server.fileWatcherType auto --server.runOnSave true
+
+lint: install
+	$(PY) -m ruff check .
+
+test: install browser lint
 	$(PY) -m pytest
 
 bench: install
@@ -39,4 +59,4 @@ paper-table: install
 	$(PY) -m cprune_core experiment paper-table
 
 clean:
-	rm -rf .pytest_cache screenshots
+	rm -rf .pytest_cache .ruff_cache screenshots

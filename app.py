@@ -1,23 +1,14 @@
 """CPrune: explore neuron-similarity graphs, prune by eigenvector centrality, fine-tune.
 
-Run with `make run` or `streamlit run app.py`.
+Run with `make run` (or `streamlit run app.py`). The pages are listed in ui/navigation.py.
 """
 import streamlit as st
 
-from ui import sidebar, state
+from ui import navigation, sidebar, state
 
-# No page icons: Streamlit fetches Material icons for the favicon from Google's servers.
 st.set_page_config(page_title="CPrune: centrality-based pruning", layout="wide")
 
-PAGES = [
-    st.Page("app_pages/explorer.py", title="Graph explorer", default=True),  # served at /
-    st.Page("app_pages/prune.py", title="Prune", url_path="prune"),
-    st.Page("app_pages/layerwise.py", title="Layer-wise centrality", url_path="layerwise"),
-    st.Page("app_pages/finetune.py", title="Fine-tune", url_path="finetune"),
-    st.Page("app_pages/results.py", title="Results", url_path="results"),
-]
-
-page = st.navigation(PAGES)
+page = st.navigation(navigation.st_pages())
 state.init()
 sidebar.render()
 state.write_url()

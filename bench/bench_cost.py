@@ -5,15 +5,12 @@ next to the exact count it must equal (prune for real + FlopCounterMode forward 
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cprune_core.cost import CostModel, exact_cost  # noqa: E402
-from cprune_core.importance import make_criterion  # noqa: E402
-from cprune_core.pruning import PruningGraph, keep_plan, prune_model  # noqa: E402
-from cprune_core.registry import BACKBONES, load_backbone  # noqa: E402
+from cprune_core.cost import CostModel, exact_cost
+from cprune_core.importance import make_criterion
+from cprune_core.pruning import PruningGraph, keep_plan, prune_model
+from cprune_core.registry import BACKBONES, load_backbone
 
 RATIOS = [i / 20 for i in range(1, 21)]
 

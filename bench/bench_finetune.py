@@ -9,24 +9,22 @@ the same data (target: at least 85% of it).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cprune_core.data import build_transform, collate_skip_bad, load_dataset
+from cprune_core.engine import Finetuner
+from cprune_core.features import FeatureCache
+from cprune_core.paths import SHARED_FLOWERS
+from cprune_core.registry import get_spec, load_backbone, replace_classifier
+from cprune_core.schema import FinetuneConfig, RunSummary
 
-from cprune_core.data import SHARED_FLOWERS, build_transform, collate_skip_bad, load_dataset  # noqa: E402
-from cprune_core.engine import FeatureCache, Finetuner, FinetuneConfig  # noqa: E402
-from cprune_core.registry import get_spec, load_backbone, replace_classifier  # noqa: E402
 
-
-def run_collecting(config: FinetuneConfig, cache: FeatureCache) -> tuple[dict, list]:
+def run_collecting(config: FinetuneConfig, cache: FeatureCache) -> tuple[RunSummary, list]:
     job = Finetuner(config, cache)
     epoch_times, last = [], None
     for event in job.events():
@@ -36,7 +34,7 @@ def run_collecting(config: FinetuneConfig, cache: FeatureCache) -> tuple[dict, l
             now = time.perf_counter()
             epoch_times.append(now - last)
             last = now
-    return job.final, epoch_times
+    return job.summary, epoch_times
 
 
 def bench_cached_head_epochs() -> None:
@@ -51,14 +49,14 @@ def bench_cached_head_epochs() -> None:
     cache = FeatureCache()
     started = time.perf_counter()
     final, epochs = run_collecting(replace(config, mode="baseline"), cache)
-    print(f"   baseline: {final['n_images']['train']} train images, first run {time.perf_counter() - started:.1f} s "
-          f"(feature pass included), test acc {final['test_acc']:.3f}")
+    print(f"   baseline: {final.n_images['train']} train images, first run {time.perf_counter() - started:.1f} s "
+          f"(feature pass included), test acc {final.test_acc:.3f}")
     print(f"   head-only epoch (batch 32, validation included): {', '.join(f'{t:.3f}' for t in epochs)} s "
           f"-> {'OK' if max(epochs) < 1.0 else 'SLOW'} (target < 1 s)")
     started = time.perf_counter()
     final, epochs = run_collecting(replace(config, mode="pruned"), cache)
     print(f"   pruned (head.1 keep 0.5, suffix trained on cached 320x3x3 features): "
-          f"run {time.perf_counter() - started:.1f} s, epochs {', '.join(f'{t:.3f}' for t in epochs)} s, test acc {final['test_acc']:.3f}")
+          f"run {time.perf_counter() - started:.1f} s, epochs {', '.join(f'{t:.3f}' for t in epochs)} s, test acc {final.test_acc:.3f}")
 
 
 def bench_offline_default() -> None:
@@ -69,9 +67,9 @@ def bench_offline_default() -> None:
     for mode in ("baseline", "pruned"):
         started = time.perf_counter()
         final, _ = run_collecting(FinetuneConfig(mode=mode, device="cpu"), cache)
-        print(f"   {mode:8s}: {time.perf_counter() - started:5.1f} s, test acc {final['test_acc']:.3f}, "
-              f"val acc {final['val_acc']:.3f}, params {final['params']:,}, MACs {final['macs']:,}, "
-              f"latency {final['latency_ms']:.1f} ms")
+        print(f"   {mode:8s}: {time.perf_counter() - started:5.1f} s, test acc {final.test_acc:.3f}, "
+              f"val acc {final.val_acc:.3f}, params {final.params:,}, MACs {final.macs:,}, "
+              f"latency {final.latency_ms:.1f} ms")
     total = time.perf_counter() - total_start
     print(f"   both: {total:.1f} s -> {'OK' if total < 180 else 'SLOW'} (target < 180 s)")
 
@@ -133,10 +131,10 @@ def bench_cuda_throughput() -> None:
             now = time.perf_counter()
             epoch_seconds.append(now - last)
             last = now
-    if job.final["status"] != "finished":
-        print(f"   engine run {job.final['status']}: {job.final['message']}")
+    if job.summary.status != "finished":
+        print(f"   engine run {job.summary.status}: {job.summary.message}")
         return
-    images = job.final["n_images"]["train"]
+    images = job.summary.n_images["train"]
     engine_rate = images * len(epoch_seconds[1:]) / sum(epoch_seconds[1:])  # epoch 1 warms up cuDNN and workers
     plain_rate = plain_loop_images_per_s(config, epochs=3)
     ratio = engine_rate / plain_rate

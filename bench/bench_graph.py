@@ -10,18 +10,17 @@ graph still has edges (random 25,088-d vectors have cosine similarities of about
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cprune_core.centrality import eigenvector_centrality  # noqa: E402
-from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency, to_networkx, weight_vectors  # noqa: E402
-from cprune_core.registry import WeightsUnavailableError, load_backbone  # noqa: E402
+from cprune_core.centrality import eigenvector_centrality
+from cprune_core.errors import WeightsUnavailableError
+from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency, to_networkx
+from cprune_core.layers import weight_vectors
+from cprune_core.registry import load_backbone
 
 
 def main() -> None:

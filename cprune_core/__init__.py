@@ -3,22 +3,45 @@
 Data flows one way: registry -> model -> layer -> graph -> scores -> pruned model ->
 training -> store. No Streamlit in here.
 """
-from .centrality import (PowerIterationFailedConvergence, concentration, eigenvector_centrality, pagerank,
-                         weighted_degree)
-from .cost import Cost, CostModel, count_macs, count_params, exact_cost, measure_latency_ms
-from .graph import (GraphSummary, NonFiniteWeightsError, adjacency_for, cosine_similarity, layout_2d, summarize,
-                    threshold_adjacency, to_networkx, weight_vectors)
-from .importance import CRITERIA, DEFAULT_TAU, Criterion, GroupImportance, make_criterion
-from .layers import LayerInfo, list_layers
-from .pruning import PruneResult, PruningGraph, apply_kept, keep_count, keep_plan, kept_indices, prune_model
-from .registry import (BACKBONES, DEFAULT_BACKBONE, Backbone, BackboneSpec, CheckpointError, WeightsUnavailableError,
-                       get_spec, load_backbone)
-
-from .engine import (FEATURE_CACHE, Evaluation, FeatureCache, Finetuner, FinetuneConfig, MetricEvent, RunResult,
-                     evaluate_model, finetune, resolve_device)
-from .engine import run as run_finetune
-from .store import Recording, RunStore, record
+from .centrality import concentration, eigenvector_centrality, pagerank, power_iteration, weighted_degree
 from .checkpoint import SavedModel, export_onnx, export_torchscript, load_model, save_model
+from .cost import Cost, CostModel, count_macs, count_params, exact_cost, measure_latency_ms
+from .data import DATASETS, load_dataset
+from .device import describe_device, resolve_device
+from .engine import Finetuner, finetune, run
+from .errors import (CheckpointError, ConfigError, CPruneError, DatasetError, NonFiniteWeightsError,
+                     PathNotAllowedError, PowerIterationFailedConvergence, StoreError, UnreadableImageError,
+                     WeightsUnavailableError)
+from .evaluation import Evaluation, evaluate_model
+from .features import FEATURE_CACHE, FeatureCache
+from .graph import (GraphSummary, adjacency_for, cosine_similarity, layout_2d, normalise_rows, summarize,
+                    threshold_adjacency, to_networkx)
+from .importance import CRITERIA, DEFAULT_TAU, Criterion, GroupImportance, make_criterion
+from .layers import weight_vectors
+from .paths import cache_home
+from .pruning import (LayerInfo, PruneResult, PruningGraph, apply_kept, keep_count, keep_plan, kept_indices,
+                      list_layers, prune_model)
+from .ranges import KEEP, TAU, Range
+from .registry import BACKBONES, DEFAULT_BACKBONE, Backbone, BackboneSpec, get_spec, load_backbone
+from .runs import run_and_record
+from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
 from .split import split_model
+from .store import RunRecord, RunStore
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree",
+    "SavedModel", "export_onnx", "export_torchscript", "load_model", "save_model",
+    "Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms",
+    "DATASETS", "load_dataset", "describe_device", "resolve_device", "Finetuner", "finetune", "run",
+    "CheckpointError", "ConfigError", "CPruneError", "DatasetError", "NonFiniteWeightsError", "PathNotAllowedError",
+    "PowerIterationFailedConvergence", "StoreError", "UnreadableImageError", "WeightsUnavailableError",
+    "Evaluation", "evaluate_model", "FEATURE_CACHE", "FeatureCache",
+    "GraphSummary", "adjacency_for", "cosine_similarity", "layout_2d", "normalise_rows", "summarize",
+    "threshold_adjacency", "to_networkx",
+    "CRITERIA", "DEFAULT_TAU", "Criterion", "GroupImportance", "make_criterion",
+    "LayerInfo", "list_layers", "weight_vectors", "cache_home",
+    "PruneResult", "PruningGraph", "apply_kept", "keep_count", "keep_plan", "kept_indices", "prune_model",
+    "KEEP", "TAU", "Range", "BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneSpec", "get_spec", "load_backbone",
+    "run_and_record", "EventKind", "FinetuneConfig", "MetricEvent", "RunResult", "RunStatus", "RunSummary",
+    "split_model", "RunRecord", "RunStore",
+]

@@ -15,42 +15,83 @@ Behaviour on awkward graphs (tested in tests/test_centrality.py):
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import torch
 
+from .errors import ConfigError, PowerIterationFailedConvergence
 
-class PowerIterationFailedConvergence(RuntimeError):
-    def __init__(self, max_iter: int, last: torch.Tensor):
-        super().__init__(f"power iteration did not converge within {max_iter} iterations")
-        self.max_iter = max_iter
-        self.last = last
+__all__ = ["PowerStep", "power_iteration", "eigenvector_centrality", "weighted_degree", "pagerank", "concentration"]
 
 
 def _check_square(adjacency: torch.Tensor) -> int:
     if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
-        raise ValueError(f"adjacency must be a square matrix, got shape {tuple(adjacency.shape)}")
+        raise ConfigError(f"adjacency must be a square matrix, got shape {tuple(adjacency.shape)}")
     if (adjacency < 0).any():
-        raise ValueError("adjacency must be non-negative for a Perron (eigenvector) centrality")
+        raise ConfigError("adjacency must be non-negative for a Perron (eigenvector) centrality")
     return adjacency.shape[0]
+
+
+@dataclass(frozen=True)
+class PowerStep:
+    """One step k of power iteration: the new iterate x_k and how it got there.
+
+    The L1 change and the eigenvalue estimate stay tensors until read, so a GPU is not
+    synchronised for figures nobody looks at.
+    """
+
+    k: int  # 1-based
+    x: torch.Tensor  # unit L2 norm
+    converged: bool  # L1 change < n * tol
+    change_tensor: torch.Tensor
+    rayleigh_tensor: torch.Tensor
+
+    @property
+    def change(self) -> float:
+        """L1 distance between x_k and x_(k-1)."""
+        return float(self.change_tensor)
+
+    @property
+    def eigenvalue(self) -> float:
+        """Rayleigh quotient of A at x_(k-1): the estimate of lambda_max."""
+        return float(self.rayleigh_tensor)
+
+
+def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 1e-6) -> Iterator[PowerStep]:
+    """The steps of power iteration on (I + A) from the uniform vector, up to convergence or max_iter.
+
+    The shift by I keeps bipartite graphs from oscillating (as networkx.eigenvector_centrality
+    does); iteration stops after the first step whose L1 change is below n * tol.
+    """
+    n = _check_square(adjacency)
+    x = adjacency.new_full((n,), 1.0 / n)
+    tiny = torch.finfo(x.dtype).tiny
+    for k in range(1, max_iter + 1):
+        previous = x
+        spread = adjacency @ previous
+        x = previous + spread
+        x = x / x.norm().clamp_min(tiny)
+        change = (x - previous).abs().sum()
+        converged = bool(change < n * tol)
+        yield PowerStep(k, x, converged, change, (previous @ spread) / (previous @ previous).clamp_min(tiny))
+        if converged:
+            return
 
 
 def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 1e-6) -> torch.Tensor:
     """Eigenvector centrality: the non-negative x with A x = lambda_max x, ||x||_2 = 1.
 
-    Power iteration on (I + A) from the uniform vector (the shift keeps bipartite graphs from
-    oscillating and is what networkx.eigenvector_centrality does), stopping when the L1 change
-    is below n * tol. Returns float32 scores on the adjacency's device.
+    The last step of ``power_iteration``. Returns float32 scores on the adjacency's device;
+    raises PowerIterationFailedConvergence (carrying the last iterate) after ``max_iter`` steps.
     """
-    n = _check_square(adjacency)
-    if n == 0:
+    if _check_square(adjacency) == 0:
         return adjacency.new_zeros(0)
-    x = adjacency.new_full((n,), 1.0 / n)
-    for _ in range(max_iter):
-        previous = x
-        x = previous + adjacency @ previous
-        x = x / x.norm().clamp_min(torch.finfo(x.dtype).tiny)
-        if (x - previous).abs().sum() < n * tol:
-            return x
-    raise PowerIterationFailedConvergence(max_iter, x)
+    step = None
+    for step in power_iteration(adjacency, max_iter, tol):
+        if step.converged:
+            return step.x
+    raise PowerIterationFailedConvergence(max_iter, step.x if step else None)
 
 
 def weighted_degree(adjacency: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .engine import RunResult
+from .errors import CheckpointError
 from .pruning import apply_kept
-from .registry import BackboneSpec, CheckpointError, get_spec, load_backbone, read_state_dict, replace_classifier
+from .registry import BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
+from .schema import RunResult
+
+__all__ = ["SavedModel", "save_model", "load_model", "export_onnx", "export_torchscript", "WEIGHTS_FILE", "SPEC_FILE"]
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.pt"
@@ -58,7 +61,7 @@ def _atomic_write(path: Path, write) -> None:
 def save_model(result: RunResult, directory: str | Path) -> Path:
     """Write a run's model to ``directory`` (created if needed); returns the directory."""
     if result.model is None:
-        raise ValueError(f"The run has no model to save (status {result.status}: {result.final.get('message')}).")
+        raise CheckpointError(f"The run has no model to save (status {result.status}: {result.summary.message}).")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = result.config
@@ -78,7 +81,7 @@ def save_model(result: RunResult, directory: str | Path) -> Path:
         "image_size": config.image_size or spec.input_size,
         "mean": list(spec.mean),
         "std": list(spec.std),
-        "test_acc": result.final.get("test_acc"),
+        "test_acc": result.summary.test_acc,
         "status": result.status,
         "config": config.to_dict(),
     }

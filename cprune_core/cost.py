@@ -14,7 +14,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .layers import is_depthwise
 from .pruning import PruningGraph, example_input
+
+__all__ = ["Cost", "CostModel", "count_params", "count_macs", "exact_cost", "measure_latency_ms"]
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,13 @@ class _LayerShape:
     groups: int = 1
     positions: int = 1  # output spatial positions per image
     bias: bool = False
+    depthwise: bool = False  # channels follow the producer: in == out
 
     def cost(self, out_channels: int, in_channels: int) -> Cost:
         if self.kind == "bn":
             return Cost(2 * out_channels, 0)
         if self.kind == "conv":
-            depthwise = self.groups > 1 and self.groups == self.in_channels
-            per_filter_in = 1 if depthwise else in_channels // self.groups
+            per_filter_in = 1 if self.depthwise else in_channels // self.groups
             weights = out_channels * per_filter_in * self.kernel
             return Cost(weights + (out_channels if self.bias else 0), weights * self.positions)
         weights = out_channels * in_channels
@@ -100,7 +103,7 @@ class CostModel:
                 if isinstance(module, nn.Conv2d):
                     self.shapes[name] = _LayerShape("conv", module.out_channels, module.in_channels,
                                                     module.kernel_size[0] * module.kernel_size[1], module.groups,
-                                                    positions, module.bias is not None)
+                                                    positions, module.bias is not None, is_depthwise(module))
                 elif isinstance(module, nn.Linear):
                     self.shapes[name] = _LayerShape("linear", module.out_features, module.in_features,
                                                     positions=int(output[0].numel() // module.out_features),
@@ -139,8 +142,8 @@ class CostModel:
         for name, shape in self.shapes.items():
             out_channels = shape.out_channels - removed_out.get(name, 0)
             in_channels = shape.in_channels - removed_in.get(name, 0)
-            if shape.kind == "conv" and shape.groups > 1 and shape.groups == shape.in_channels:
-                in_channels = out_channels  # depthwise: channels follow the producer
+            if shape.depthwise:
+                in_channels = out_channels
             cost = shape.cost(out_channels, in_channels)
             params += cost.params
             macs += cost.macs

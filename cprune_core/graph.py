@@ -15,31 +15,25 @@ import scipy.sparse.csgraph
 import torch
 from torch import nn
 
+from .errors import ConfigError
+from .layers import weight_vectors
+from .ranges import TAU
+
+__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize", "to_scipy",
+           "to_networkx", "strongest_edges", "layout_2d", "MAX_NETWORKX_EDGES"]
+
 EPS = 1e-8
 
 
-class NonFiniteWeightsError(ValueError):
-    """A layer's weights contain NaN or Inf, so similarities are undefined."""
-
-
-def weight_vectors(module: nn.Module, layer_name: str = "layer") -> torch.Tensor:
-    """One row per neuron: a Linear row, or a Conv2d filter flattened to in_channels*kh*kw."""
-    if not isinstance(module, (nn.Linear, nn.Conv2d)):
-        raise TypeError(f"{layer_name} is a {type(module).__name__}; only Linear and Conv2d layers have neurons here.")
-    vectors = module.weight.detach().flatten(1)
-    if not torch.isfinite(vectors).all():
-        bad = (~torch.isfinite(vectors)).any(1).nonzero().flatten().tolist()
-        raise NonFiniteWeightsError(
-            f"Layer {layer_name} has NaN or Inf weights in {len(bad)} neuron(s) (first: {bad[:5]}); "
-            "similarities are undefined. Load a healthy checkpoint or re-initialise the layer."
-        )
-    return vectors
+def normalise_rows(vectors: torch.Tensor) -> torch.Tensor:
+    """W_hat: each row divided by (its L2 norm + eps), in float32; an all-zero row stays zero."""
+    vectors = vectors.float()
+    return vectors / (vectors.norm(dim=1, keepdim=True) + EPS)
 
 
 def cosine_similarity(vectors: torch.Tensor) -> torch.Tensor:
-    """S = W_hat W_hat^T with W_hat the rows divided by (norm + eps); float32, one n x n copy."""
-    vectors = vectors.float()
-    normalised = vectors / (vectors.norm(dim=1, keepdim=True) + EPS)
+    """S = W_hat W_hat^T (see normalise_rows); float32, one n x n copy."""
+    normalised = normalise_rows(vectors)
     return normalised @ normalised.T
 
 
@@ -49,8 +43,7 @@ def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = Fa
     With ``inplace=True`` the similarity matrix is overwritten, so a 4,096-neuron layer holds
     one 64 MiB matrix instead of two.
     """
-    if not 0.0 <= tau < 1.0:
-        raise ValueError(f"tau must be in [0, 1), got {tau}.")
+    TAU.check(tau, "tau")
     adjacency = similarity if inplace else similarity.clone()
     adjacency.masked_fill_(adjacency <= tau, 0.0)
     adjacency.fill_diagonal_(0.0)
@@ -104,7 +97,7 @@ def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) ->
     upper = torch.triu(adjacency, diagonal=1)
     rows, cols = torch.nonzero(upper, as_tuple=True)
     if rows.numel() > max_edges:
-        raise ValueError(
+        raise ConfigError(
             f"The graph has {rows.numel():,} edges, more than {max_edges:,} for networkx; raise tau to thin it."
         )
     graph = nx.Graph()
@@ -136,8 +129,7 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
     together (cosine distance is monotone in the Euclidean distance of unit vectors); a small
     seeded jitter separates exact duplicates. Cache it per (backbone, layer).
     """
-    vectors = vectors.float()
-    normalised = vectors / (vectors.norm(dim=1, keepdim=True) + EPS)
+    normalised = normalise_rows(vectors)
     n = normalised.shape[0]
     generator = torch.Generator().manual_seed(seed)
     if n < 3:

@@ -13,8 +13,14 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .centrality import PowerIterationFailedConvergence, eigenvector_centrality, pagerank, weighted_degree
-from .graph import cosine_similarity, threshold_adjacency, weight_vectors
+from .centrality import eigenvector_centrality, pagerank, weighted_degree
+from .errors import PowerIterationFailedConvergence
+from .graph import cosine_similarity, threshold_adjacency
+from .layers import has_neurons, is_depthwise, weight_vectors
+from .ranges import TAU, choose
+
+__all__ = ["CRITERIA", "DEFAULT_TAU", "Criterion", "GraphCriterion", "GroupImportance", "make_criterion", "scores_for",
+           "ranking_centrality"]
 
 DEFAULT_TAU = 0.1
 RANKING_MAX_ITER = 20_000
@@ -35,9 +41,7 @@ class GraphCriterion(Criterion):
     uses_graph = True
 
     def __init__(self, tau: float = DEFAULT_TAU):
-        if not 0.0 <= tau < 1.0:
-            raise ValueError(f"tau must be in [0, 1), got {tau}.")
-        self.tau = tau
+        self.tau = TAU.check(tau, "tau")
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
         return self.from_adjacency(threshold_adjacency(cosine_similarity(vectors), self.tau, inplace=True))
@@ -131,10 +135,7 @@ CRITERIA: dict[str, type[Criterion]] = {
 
 
 def make_criterion(name: str, tau: float = DEFAULT_TAU, seed: int = 0) -> Criterion:
-    try:
-        cls = CRITERIA[name]
-    except KeyError:
-        raise KeyError(f"Unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}.") from None
+    cls = choose(name, CRITERIA, "criterion")
     if issubclass(cls, GraphCriterion):
         return cls(tau)
     if cls is RandomScores:
@@ -167,9 +168,7 @@ class GroupImportance(tp.importance.Importance):
         per_layer = []
         for dep, _ in group:
             module = dep.target.module
-            if not isinstance(module, (nn.Conv2d, nn.Linear)) or not group._DG.is_out_channel_pruning_fn(dep.handler):
-                continue
-            if isinstance(module, nn.Conv2d) and module.groups > 1:
+            if not has_neurons(module) or is_depthwise(module) or not group._DG.is_out_channel_pruning_fn(dep.handler):
                 continue
             name = self.module_names.get(module, type(module).__name__)
             per_layer.append((scores_for(module, self.criterion, name), dep))

@@ -9,20 +9,25 @@ computed on the unpruned weights, so the kept set is exactly what the graph view
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from .errors import ConfigError
 from .importance import Criterion, GroupImportance
+from .layers import has_neurons, is_depthwise
+from .ranges import KEEP
 from .registry import BackboneSpec, get_submodule
+
+__all__ = ["PruningGraph", "PrunableGroup", "GroupEffect", "PruneResult", "keep_count", "kept_indices", "keep_plan",
+           "select_groups", "prune_model", "apply_kept", "example_input", "LayerInfo", "list_layers"]
 
 
 def keep_count(channels: int, keep_ratio: float) -> int:
     """Neurons kept at ``keep_ratio``: round(n * ratio), at least 1, at most n."""
-    if not 0.0 < keep_ratio <= 1.0:
-        raise ValueError(f"keep ratio must be in (0, 1], got {keep_ratio}.")
+    KEEP.check(keep_ratio, "keep ratio")
     return min(channels, max(1, round(channels * keep_ratio)))
 
 
@@ -34,10 +39,6 @@ def kept_indices(scores: torch.Tensor, count: int) -> list[int]:
 
 def example_input(spec: BackboneSpec, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.zeros(1, 3, spec.input_size, spec.input_size, device=device)
-
-
-def _is_depthwise(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,10 @@ class PruningGraph:
             if name is None:
                 continue
             is_out = self.dg.is_out_channel_pruning_fn(dep.handler)
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and is_out:
-                (followers if _is_depthwise(module) else layers).append(name)
-            if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
-                dim = "out" if is_out or isinstance(module, nn.BatchNorm2d) or _is_depthwise(module) else "in"
+            if has_neurons(module) and is_out:
+                (followers if is_depthwise(module) else layers).append(name)
+            if has_neurons(module) or isinstance(module, nn.BatchNorm2d):
+                dim = "out" if is_out or isinstance(module, nn.BatchNorm2d) or is_depthwise(module) else "in"
                 effect = GroupEffect(name, dim, len(idxs) // channels)
                 if effect not in effects:
                     effects.append(effect)
@@ -103,19 +104,23 @@ class PruningGraph:
         try:
             return self.groups[self.group_of[layer]]
         except KeyError:
-            raise KeyError(
+            raise ConfigError(
                 f"Layer {layer!r} cannot be pruned on its own: it is the classifier, not a Conv2d/Linear, "
                 "or its channels are tied to the network's input or output."
             ) from None
 
+    def tp_group(self, group: PrunableGroup, indices: list[int]):
+        """torch-pruning's group for removing ``indices`` of ``group``'s channels."""
+        root = get_submodule(self.model, group.root)
+        handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else tp.prune_conv_out_channels
+        return self.dg.get_pruning_group(root, handler, idxs=indices)
+
     def prune_group(self, group: PrunableGroup, remove: list[int]) -> None:
         if not remove:
             return
-        root = get_submodule(self.model, group.root)
-        handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else tp.prune_conv_out_channels
-        tp_group = self.dg.get_pruning_group(root, handler, idxs=remove)
+        tp_group = self.tp_group(group, remove)
         if not self.dg.check_pruning_group(tp_group):
-            raise ValueError(f"Pruning {len(remove)} of {group.channels} channels of {group.root} would empty a layer.")
+            raise ConfigError(f"Pruning {len(remove)} of {group.channels} channels of {group.root} would empty a layer.")
         tp_group.prune()
 
 
@@ -147,7 +152,7 @@ def keep_plan(graph: PruningGraph, layers: list[str] | None, keep: float | dict[
                 continue
             count = max(counts)
             if not 1 <= count <= group.channels:
-                raise ValueError(f"Keep count {count} for {group.root} must be between 1 and {group.channels}.")
+                raise ConfigError(f"Keep count {count} for {group.root} must be between 1 and {group.channels}.")
         else:
             count = keep_count(group.channels, keep)
         plan[group.index] = count
@@ -175,10 +180,7 @@ def prune_model(
     scores = {}
     for index in plan:  # score every group on the unpruned weights first
         group = graph.groups[index]
-        root = get_submodule(model, group.root)
-        tp_group = graph.dg.get_pruning_group(root, tp.prune_linear_out_channels if isinstance(root, nn.Linear)
-                                              else tp.prune_conv_out_channels, list(range(group.channels)))
-        scores[index] = importance(tp_group).cpu()
+        scores[index] = importance(graph.tp_group(group, list(range(group.channels)))).cpu()
     kept, channels = {}, {}
     for index, count in plan.items():
         group = graph.groups[index]
@@ -199,6 +201,44 @@ def apply_kept(model: nn.Module, spec: BackboneSpec, kept: dict[str, list[int]])
             continue
         done.add(group.index)
         if max(keep_idx, default=-1) >= group.channels:
-            raise ValueError(f"Saved indices for {name} exceed its {group.channels} neurons: wrong backbone?")
+            raise ConfigError(f"Saved indices for {name} exceed its {group.channels} neurons: wrong backbone?")
         graph.prune_group(group, sorted(set(range(group.channels)) - set(keep_idx)))
     return model
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    kind: str  # "Linear", "Conv2d" or "Conv2d (depthwise)"
+    neurons: int  # output units or output filters
+    vector_length: int  # length of each neuron's incoming weight vector
+    params: int
+    prunable: bool
+    note: str  # why not prunable, or what it is coupled with
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def list_layers(model: nn.Module, graph: PruningGraph) -> list[LayerInfo]:
+    """Every Linear/Conv2d layer in definition order, with its pruning status in ``graph``."""
+    rows = []
+    for name, module in model.named_modules():
+        if not has_neurons(module):
+            continue
+        depthwise = is_depthwise(module)
+        kind = "Linear" if isinstance(module, nn.Linear) else ("Conv2d (depthwise)" if depthwise else "Conv2d")
+        params = sum(p.numel() for p in module.parameters())
+        group = graph.groups[graph.group_of[name]] if name in graph.group_of else None
+        if name == graph.spec.classifier:
+            prunable, note = False, "final classifier: replaced for fine-tuning"
+        elif group is None:
+            prunable, note = False, "channels tied to the network's input or output"
+        elif depthwise:
+            prunable, note = False, f"follows its producer {group.root}"
+        else:
+            prunable = True
+            partners = [other for other in group.layers if other != name]
+            note = f"coupled with {len(partners)} layer(s) by a residual add: {', '.join(partners[:3])}" if partners else ""
+        rows.append(LayerInfo(name, kind, module.weight.shape[0], module.weight[0].numel(), params, prunable, note))
+    return rows

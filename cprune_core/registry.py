@@ -6,27 +6,27 @@ size, classifier or feature split; every other module reads it from here.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
 from torch import nn
 
+from .errors import CheckpointError, ConfigError, WeightsUnavailableError
 from .models.efficientnet_lite import efficientnet_lite0
+from .ranges import Range, choose
+
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "WEIGHT_SOURCES", "BackboneSpec", "Backbone", "get_spec", "load_backbone",
+           "get_submodule", "replace_classifier", "read_state_dict", "load_checkpoint_into", "weights_cache_path",
+           "MAX_CHECKPOINT_BYTES", "MAX_INPUT_SIZE"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_CHECKPOINT_BYTES = 600 * 1024 * 1024  # VGG16 is 528 MiB; anything larger is not one of ours
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be loaded (offline, or the cache file is missing)."""
-
-
-class CheckpointError(ValueError):
-    """A user checkpoint is unreadable, too large or for another architecture."""
+MAX_INPUT_SIZE = 1024  # a 1,024 px batch of 32 already needs tens of GiB of activations to train
+WEIGHT_SOURCES = ("pretrained", "random", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ class BackboneSpec:
     suffix_start: str  # first module of the trainable suffix; the frozen prefix before it is cacheable
     flatten_before: str  # where torchvision's forward() flattens (a top-level child)
     weights_url: str | None = None  # torchvision download (None: ships in a package)
+    min_input_size: int = 32  # each backbone downsamples 32x: a smaller input leaves no spatial position
+
+    @property
+    def input_sizes(self) -> Range:
+        """Image sizes this backbone can take: from its downsampling factor up to what memory allows."""
+        return Range(self.min_input_size, MAX_INPUT_SIZE, integer=True)
 
 
 def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Module]:
@@ -60,8 +66,18 @@ def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Mo
     return build
 
 
+def _hub_file(url: str) -> Path:
+    """Where torch.hub (and so torchvision) caches a download: $TORCH_HOME/hub/checkpoints/<file>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def weights_cache_path(spec: BackboneSpec) -> Path | None:
+    """Where torchvision caches this backbone's pretrained weights (None: they ship in a package)."""
+    return _hub_file(spec.weights_url) if spec.weights_url else None
+
+
 def _offline_message(arch: str, url: str, exc: Exception) -> str:
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    cache = _hub_file(url)
     return (
         f"Could not load the ImageNet weights of {arch}: {type(exc).__name__}: {exc}. "
         f"torchvision downloads them from {url} and caches them at {cache}. "
@@ -119,10 +135,7 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def get_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise KeyError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.") from None
+    return choose(name, BACKBONES, "backbone")
 
 
 @dataclass
@@ -157,7 +170,7 @@ def load_backbone(name: str, weights: str = "pretrained", checkpoint: str | Path
         load_checkpoint_into(model, spec, checkpoint)
         status = f"checkpoint: {Path(checkpoint).name}"
     else:
-        raise ValueError(f"weights must be 'pretrained', 'random' or 'checkpoint', not {weights!r}")
+        choose(weights, WEIGHT_SOURCES, "weights")
     return Backbone(spec, model.eval(), status)
 
 
@@ -165,7 +178,7 @@ def get_submodule(model: nn.Module, path: str) -> nn.Module:
     try:
         return model.get_submodule(path)
     except AttributeError:
-        raise KeyError(f"The model has no layer named {path!r}.") from None
+        raise ConfigError(f"The model has no layer named {path!r}.") from None
 
 
 def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -> nn.Linear:
@@ -195,8 +208,14 @@ def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> 
         ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path.name} is not a state dict (a mapping of names to tensors).")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path.name} is not a state dict (a mapping of parameter names to tensors). "
+                              "Save it with torch.save(model.state_dict(), path).")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"{path.name} has NaN or Inf values in {len(broken)} tensor(s) (first: {broken[0]}); "
+                              "the training that wrote it diverged. Use an earlier, healthy checkpoint.")
     return state
 
 

@@ -14,11 +14,15 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from .engine import FinetuneConfig, MetricEvent, cache_home
+from .paths import store_path
+from .schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
+
+__all__ = ["RunStore", "RunRecord", "Recording", "record"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,10 +48,6 @@ CREATE TABLE IF NOT EXISTS events (
 # Columns of list_runs(): flattened from config and final figures.
 CONFIG_COLUMNS = ("dataset", "backbone", "mode", "criterion", "keep", "tau", "epochs", "seed")
 FINAL_COLUMNS = ("test_acc", "val_acc", "params", "macs", "latency_ms", "duration_s")
-
-
-def default_store_path() -> Path:
-    return cache_home() / "runs.sqlite"
 
 
 def _json(value) -> str:
@@ -77,7 +77,7 @@ class RunStore:
     """SQLite store of runs. Safe to open from several processes (WAL journal, busy timeout)."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else default_store_path()
+        self.path = Path(path) if path is not None else store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
@@ -99,28 +99,28 @@ class RunStore:
         """Record a new run as "running" and return its id."""
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO runs (kind, created, status, config, host, pid) VALUES (?, ?, 'running', ?, ?, ?)",
-                (kind, time.time(), _json(config), socket.gethostname(), os.getpid()),
+                "INSERT INTO runs (kind, created, status, config, host, pid) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, time.time(), RunStatus.RUNNING, _json(config), socket.gethostname(), os.getpid()),
             )
             return int(cursor.lastrowid)
 
-    def append_events(self, run_id: int, events: Iterable[MetricEvent | dict]) -> None:
+    def append_events(self, run_id: int, events: Iterable[MetricEvent]) -> None:
         """Append events to a run's history (all or none)."""
-        rows = [e.to_dict() if isinstance(e, MetricEvent) else dict(e) for e in events]
+        rows = [event.to_dict() for event in events]
         with self._connect() as db:
             start = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = ?",
                                (run_id,)).fetchone()[0]
             db.executemany("INSERT INTO events (run_id, seq, event) VALUES (?, ?, ?)",
                            [(run_id, start + i, _json(row)) for i, row in enumerate(rows)])
 
-    def finish_run(self, run_id: int, status: str, final: dict | None = None,
-                   model_dir: str | Path | None = None) -> None:
-        """Set a run's end status ("finished", "stopped", "failed", "interrupted") and final figures."""
-        message = (final or {}).get("message")
+    def finish_run(self, run_id: int, status: RunStatus, summary: RunSummary | None = None,
+                   model_dir: str | Path | None = None, message: str | None = None) -> None:
+        """Set a run's end status and its summary (the message is the summary's unless given)."""
+        message = message if message is not None else (summary.message if summary else None)
         with self._connect() as db:
             db.execute("UPDATE runs SET status = ?, ended = ?, final = ?, message = ?, "
                        "model_dir = COALESCE(?, model_dir) WHERE id = ?",
-                       (status, time.time(), _json(final) if final is not None else None, message,
+                       (status, time.time(), _json(summary.to_dict()) if summary is not None else None, message,
                         str(model_dir) if model_dir else None, run_id))
 
     def set_model_dir(self, run_id: int, model_dir: str | Path) -> None:
@@ -131,11 +131,12 @@ class RunStore:
         """Mark "running" rows of dead processes on this host as "interrupted"; returns how many."""
         host = socket.gethostname()
         with self._connect() as db:
-            rows = db.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall()
+            rows = db.execute("SELECT id, pid FROM runs WHERE status = ? AND host = ?",
+                              (RunStatus.RUNNING, host)).fetchall()
             dead = [row["id"] for row in rows if row["pid"] is None or not _pid_alive(row["pid"])]
-            db.executemany("UPDATE runs SET status = 'interrupted', ended = ?, "
+            db.executemany("UPDATE runs SET status = ?, ended = ?, "
                            "message = 'The process running it ended before it finished.' WHERE id = ?",
-                           [(time.time(), run_id) for run_id in dead])
+                           [(RunStatus.INTERRUPTED, time.time(), run_id) for run_id in dead])
         return len(dead)
 
     def list_runs(self) -> list[dict]:
@@ -144,18 +145,18 @@ class RunStore:
             rows = db.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
         return [self._flat(row) for row in rows]
 
-    def get_run(self, run_id: int) -> dict | None:
-        """A run's flat fields plus ``config``, ``final`` and ``history`` (list of event dicts)."""
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """One run with its configuration, summary and event history (None when there is no such run)."""
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 return None
             events = db.execute("SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
-        run = self._flat(row)
-        run["config"] = json.loads(row["config"])
-        run["final"] = json.loads(row["final"]) if row["final"] else None
-        run["history"] = [json.loads(e["event"]) for e in events]
-        return run
+        return RunRecord(
+            id=row["id"], kind=row["kind"], created=row["created"], ended=row["ended"], status=RunStatus(row["status"]),
+            message=row["message"], model_dir=row["model_dir"], config=json.loads(row["config"]),
+            summary=RunSummary.from_dict(json.loads(row["final"])) if row["final"] else None,
+            history=[MetricEvent.from_dict(json.loads(e["event"])) for e in events])
 
     def delete_run(self, run_id: int) -> bool:
         with self._connect() as db:
@@ -175,6 +176,22 @@ class RunStore:
         return flat
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored run."""
+
+    id: int
+    kind: str  # "finetune" (CLI, app) or "experiment"
+    created: float
+    ended: float | None
+    status: RunStatus
+    message: str | None
+    model_dir: str | None
+    config: dict  # FinetuneConfig.to_dict() of the version that ran it
+    summary: RunSummary | None
+    history: list[MetricEvent]
+
+
 class Recording:
     """Iterate to pass ``events`` through while recording them; ``run_id`` is known at once.
 
@@ -182,32 +199,30 @@ class Recording:
     consumer that stops iterating early (closing the generator) ends it "interrupted".
     """
 
-    def __init__(self, store: RunStore, config: FinetuneConfig | dict, events: Iterable[MetricEvent],
+    def __init__(self, store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
                  kind: str = "finetune"):
         self.store = store
         self.events = events
-        config_dict = config.to_dict() if isinstance(config, FinetuneConfig) else dict(config)
-        self.run_id = store.create_run(config_dict, kind)
-        self.final: dict | None = None
+        self.run_id = store.create_run(config.to_dict(), kind)
+        self.summary: RunSummary | None = None
 
     def __iter__(self) -> Iterator[MetricEvent]:
-        status = "interrupted"
-        final: dict | None = None
+        status, message = RunStatus.INTERRUPTED, None
         try:
             for event in self.events:
                 self.store.append_events(self.run_id, [event])
-                if event.kind == "end":
-                    final = self.final = event.final
-                    status = final["status"]
+                if event.kind == EventKind.END:
+                    self.summary = event.final
+                    status = self.summary.status
                 yield event
-        except Exception as error:
-            status, final = "failed", {"status": "failed", "message": f"{type(error).__name__}: {error}"}
+        except Exception as error:  # recorded, then re-raised for the caller to report
+            status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
             raise
         finally:
-            self.store.finish_run(self.run_id, status, final)
+            self.store.finish_run(self.run_id, status, self.summary, message=message)
 
 
-def record(store: RunStore, config: FinetuneConfig | dict, events: Iterable[MetricEvent],
+def record(store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
            kind: str = "finetune") -> Recording:
     """Wrap an event stream so that iterating it records the run in ``store``."""
     return Recording(store, config, events, kind)

@@ -1,14 +1,7 @@
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from cprune_core.registry import load_backbone  # noqa: E402
+from cprune_core.registry import load_backbone
 
 
 @pytest.fixture(scope="session")

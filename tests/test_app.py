@@ -37,7 +37,7 @@ def open_app(page: str | None = None, **query) -> AppTest:
     at.query_params.update(query)
     at.run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     assert_clean(at)
     return at
 
@@ -101,7 +101,7 @@ def test_link_state_from_url_and_bad_parameters():
     assert at.session_state["tau"] == 0.25
     assert at.session_state["backbone"] == "efficientnet_lite0"
     assert any("unknown backbone" in w.value for w in at.warning)
-    at.switch_page("app_pages/prune.py").run()
+    at.switch_page("pages/prune.py").run()
     assert_clean(at)
     assert at.selectbox(key="widget_criterion").value == "l1"
     assert at.slider(key="widget_keep").value == 0.3
@@ -207,7 +207,7 @@ def test_finetune_baseline_and_pruned_to_the_end():
     assert table["params"][1] < table["params"][0]
     assert at.main.get("plotly_chart"), "loss and accuracy curves"
 
-    at.switch_page("app_pages/results.py").run()
+    at.switch_page("pages/results.py").run()
     assert_clean(at)
     runs = at.dataframe[0].value
     assert set(runs["mode"]) >= {"baseline", "pruned"} and set(runs["status"]) == {"finished"}
@@ -241,14 +241,14 @@ def test_finetune_stop_and_one_run_at_a_time():
     at.button(key="ft_stop").click().run()
     assert_clean(at)
     _wait_for_run(at, 120)
-    assert run_manager().snapshot().tracks[0].final["status"] == "stopped"
+    assert run_manager().snapshot().tracks[0].final.status == "stopped"
     assert any("stopped" in w.value for w in at.warning)
 
 
 def test_finetune_invalid_dataset_folder_is_an_error(tmp_path):
     at = open_app()
     at.selectbox(key="dataset").set_value("folder").run()
-    at.switch_page("app_pages/finetune.py").run()
+    at.switch_page("pages/finetune.py").run()
     assert_clean(at)
     at.button(key="ft_start").click().run()
     assert "needs a folder" in errors(at)

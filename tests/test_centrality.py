@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from cprune_core.centrality import PowerIterationFailedConvergence, eigenvector_centrality, pagerank, weighted_degree
+from cprune_core.centrality import eigenvector_centrality, pagerank, weighted_degree
+from cprune_core.errors import PowerIterationFailedConvergence
 from cprune_core.graph import adjacency_for, cosine_similarity, threshold_adjacency, to_networkx
 from cprune_core.importance import make_criterion
 

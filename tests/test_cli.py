@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_data import CLASSES, make_tiny_folder
 
 from cprune_core import cli
 from cprune_core.store import RunStore
-from tiny_data import CLASSES, make_tiny_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_saved_model_evaluates_per_class_on_any_folder(tiny_folder, tmp_path, ca
     assert evaluation["total"] == 6 and set(evaluation["per_class"]) == {"blue", "red"}
 
     other = make_tiny_folder(tmp_path / "other", {"cat": (1, 2, 3), "red": (200, 0, 0)}, per_class=2)
-    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(other)]) == 2
+    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(other)]) == 3
     assert "classes the model was not trained on: cat" in capsys.readouterr().err
 
 

@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import Flowers102
 
 from cprune_core import data
-from cprune_core.data import DatasetError, UnreadableImageError, collate_skip_bad, load_dataset
+from cprune_core.data import collate_skip_bad, indexing, load_dataset, tf_flowers
+from cprune_core.errors import ConfigError, DatasetError, UnreadableImageError
+from cprune_core.paths import SHARED_FLOWERS
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -109,9 +111,9 @@ def test_flowers_sample_ships_with_the_repo():
     assert image.shape == (3, 64, 64) and 0 <= label < 5
 
 
-@pytest.mark.skipif(not data.SHARED_FLOWERS.is_dir(), reason="../shared/data/flowers128 not present")
+@pytest.mark.skipif(not SHARED_FLOWERS.is_dir(), reason="../shared/data/flowers128 not present")
 def test_shared_flowers128_indexes_completely():
-    summary = load_dataset("tf-flowers", data.SHARED_FLOWERS).summary()
+    summary = load_dataset("tf-flowers", SHARED_FLOWERS).summary()
 
     assert summary["n_classes"] == 5
     assert sum(summary["splits"].values()) == 3660
@@ -217,7 +219,7 @@ def test_tf_flowers_offline_suggests_a_local_folder(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(data, "download_and_extract_archive", offline)
+    monkeypatch.setattr(tf_flowers, "download_and_extract_archive", offline)
     with pytest.raises(DatasetError) as error:
         load_dataset("tf-flowers", cache_dir=tmp_path)
 
@@ -233,18 +235,18 @@ def test_tf_flowers_download_is_cached(tmp_path, monkeypatch):
         calls.append(url)
         make_image_folder(Path(download_root) / "flower_photos", {"daisy": 3, "tulip": 3})
 
-    monkeypatch.setattr(data, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(tf_flowers, "download_and_extract_archive", fake_download)
     first = load_dataset("tf-flowers", cache_dir=tmp_path)
     again = load_dataset("tf-flowers", cache_dir=tmp_path)
 
-    assert calls == [data.TF_FLOWERS_URL]
+    assert calls == [tf_flowers.URL]
     assert first.classes == again.classes == ["daisy", "tulip"]
     assert first.root == tmp_path / "flower_photos"
     assert [p.name for p in tmp_path.iterdir()] == ["flower_photos"]
 
 
 def test_tf_flowers_without_download_does_not_fetch(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "download_and_extract_archive", pytest.fail)
+    monkeypatch.setattr(tf_flowers, "download_and_extract_archive", pytest.fail)
     with pytest.raises(DatasetError, match="download is off"):
         load_dataset("tf-flowers", cache_dir=tmp_path, download=False)
 
@@ -253,17 +255,18 @@ def test_tf_flowers_without_download_does_not_fetch(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, message",
+    "name, kwargs, message, kind",
     [
-        ("imagenet", {}, "Unknown dataset"),
-        ("folder", {}, "needs a root"),
-        ("folder", {"root": "/no/such/folder"}, "not found"),
-        ("folder", {"val_fraction": 0.5, "test_fraction": 0.5}, "sum to less than 1"),
-        ("folder", {"train_per_class": 0}, "at least 1"),
+        ("imagenet", {}, "Unknown dataset", ConfigError),
+        ("folder", {}, "needs a root", DatasetError),
+        ("folder", {"root": "/no/such/folder"}, "not found", DatasetError),
+        ("folder", {"val_fraction": 0.5, "test_fraction": 0.5}, "sum to less than 1", ConfigError),
+        ("folder", {"val_fraction": float("nan")}, "val_fraction must be in", ConfigError),
+        ("folder", {"train_per_class": 0}, "at least 1", ConfigError),
     ],
 )
-def test_bad_arguments_are_refused(name, kwargs, message):
-    with pytest.raises(DatasetError, match=message):
+def test_bad_arguments_are_refused(name, kwargs, message, kind):
+    with pytest.raises(kind, match=message):
         load_dataset(name, **kwargs)
 
 
@@ -342,8 +345,8 @@ def test_scan_is_cached_per_file_version(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "d", {"cat": 3, "dog": 3})
     load_dataset("folder", root)
     decoded = []
-    original = data._decode_problem
-    monkeypatch.setattr(data, "_decode_problem", lambda key: decoded.append(key[0]) or original(key))
+    original = indexing.decode_problem
+    monkeypatch.setattr(indexing, "decode_problem", lambda key: decoded.append(key[0]) or original(key))
 
     load_dataset("folder", root)
     assert decoded == []

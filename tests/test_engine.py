@@ -8,14 +8,18 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from tiny_data import make_tiny_folder
 
-from cprune_core import engine
 from cprune_core.checkpoint import export_onnx, export_torchscript, load_model, save_model
 from cprune_core.data import build_transform, load_dataset
-from cprune_core.engine import FeatureCache, FinetuneConfig, MetricEvent, evaluate_model, finetune, run
+from cprune_core.device import Precision
+from cprune_core.engine import finetune, run
+from cprune_core.errors import CheckpointError, ConfigError
+from cprune_core.evaluation import evaluate_model
+from cprune_core.features import FeatureCache
 from cprune_core.pruning import PruningGraph
-from cprune_core.registry import CheckpointError
-from tiny_data import make_tiny_folder
+from cprune_core.schema import FinetuneConfig, MetricEvent
+
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
@@ -38,14 +42,14 @@ def kinds(history: list[MetricEvent]) -> list[str]:
 def test_baseline_trains_only_a_new_head_and_reports_every_figure(tiny_config):
     result = run(replace(tiny_config, mode="baseline"))
 
-    assert result.status == "finished", result.final["message"]
+    assert result.status == "finished", result.summary.message
     names = kinds(result.history)
     assert names[0] == "prepare" and names[-1] == "end" and "start" in names
-    assert names.count("epoch") == 2 and names.count("step") == result.final["total_steps"] == 2 * 3
-    final = result.final
-    assert 0.0 <= final["test_acc"] <= 1.0 and final["val_acc"] is not None
-    assert final["params"] > 3_000_000 and final["macs"] > 0 and final["latency_ms"] > 0
-    assert final["n_images"] == {"train": 12, "val": 6, "test": 6} and final["n_skipped"] == 0
+    assert names.count("epoch") == 2 and names.count("step") == result.summary.total_steps == 2 * 3
+    final = result.summary
+    assert 0.0 <= final.test_acc <= 1.0 and final.val_acc is not None
+    assert final.params > 3_000_000 and final.macs > 0 and final.latency_ms > 0
+    assert final.n_images == {"train": 12, "val": 6, "test": 6} and final.n_skipped == 0
     assert result.model.classifier.out_features == 3 and result.kept == {}
     steps = [e for e in result.history if e.kind == "step"]
     assert steps[-1].progress == 1.0 and steps[-1].images_per_s > 0 and steps[-1].eta_s == 0
@@ -55,12 +59,12 @@ def test_baseline_trains_only_a_new_head_and_reports_every_figure(tiny_config):
 def test_pruned_mode_prunes_the_head_layer_and_trains_the_suffix(tiny_config):
     result = run(tiny_config)
 
-    assert result.status == "finished", result.final["message"]
+    assert result.status == "finished", result.summary.message
     assert list(result.kept) == ["head.1"] and len(result.kept["head.1"]) == 320
-    assert result.final["kept"] == {"head.1": 320} and result.final["channels"] == {"head.1": 1280}
+    assert result.summary.kept == {"head.1": 320} and result.summary.channels == {"head.1": 1280}
     assert result.model.classifier.in_features == 320
     baseline = run(replace(tiny_config, mode="baseline"))
-    assert result.final["params"] < baseline.final["params"] and result.final["macs"] < baseline.final["macs"]
+    assert result.summary.params < baseline.summary.params and result.summary.macs < baseline.summary.macs
 
 
 def test_finetune_mode_trains_the_suffix_unpruned(tiny_config):
@@ -76,7 +80,7 @@ def test_train_scope_all_prunes_every_layer_and_trains_on_images(tiny_config):
     config = replace(tiny_config, layers=["all"], train_scope="all", keep=0.75, epochs=1)
     result = run(config)
 
-    assert result.status == "finished", result.final["message"]
+    assert result.status == "finished", result.summary.message
     assert len(result.kept) > 20
     assert not any(e.message.startswith("Computing") for e in result.history)  # no feature cache
 
@@ -86,7 +90,7 @@ def test_suffix_scope_refuses_to_prune_a_frozen_layer(tiny_config, lite0):
     result = run(replace(tiny_config, layers=[prefix_layer]))
 
     assert result.status == "failed"
-    assert "frozen prefix" in result.final["message"] and "train_scope='all'" in result.final["message"]
+    assert "frozen prefix" in result.summary.message and "train_scope='all'" in result.summary.message
 
 
 # ----------------------------------------------------------------------------- control
@@ -102,9 +106,9 @@ def test_stop_is_honoured_within_one_batch(tiny_config):
     history = list(finetune(replace(tiny_config, mode="finetune", epochs=3), stop, stop_after_first_step))
 
     end = history[-1]
-    assert end.kind == "end" and end.final["status"] == "stopped"
-    assert end.final["steps_done"] == 1 < end.final["total_steps"] == 9
-    assert end.final["test_acc"] is not None  # evaluated on the partially trained model
+    assert end.kind == "end" and end.final.status == "stopped"
+    assert end.final.steps_done == 1 < end.final.total_steps == 9
+    assert end.final.test_acc is not None  # evaluated on the partially trained model
 
 
 def test_same_config_and_seed_give_identical_history_on_cpu(tiny_config):
@@ -114,7 +118,7 @@ def test_same_config_and_seed_give_identical_history_on_cpu(tiny_config):
 
     config = replace(tiny_config, device="cpu")
     first, second = run(config), run(config)
-    assert curve(first) == curve(second) and first.final["test_acc"] == second.final["test_acc"]
+    assert curve(first) == curve(second) and first.summary.test_acc == second.summary.test_acc
     other_seed = run(replace(config, seed=1))
     assert curve(other_seed) != curve(first)
 
@@ -149,7 +153,7 @@ def test_disk_cache_serves_a_later_run_in_a_fresh_cache(tiny_config, tmp_path, m
     assert len(list((tmp_path / "features").glob("*.pt"))) == 3
     assert any(e.message.startswith("Computing") for e in first)
     assert not any(e.message.startswith("Computing") for e in second)
-    assert second[-1].final["test_acc"] == first[-1].final["test_acc"]
+    assert second[-1].final.test_acc == first[-1].final.test_acc
 
 
 def test_feature_cache_evicts_least_recently_used():
@@ -163,21 +167,21 @@ def test_out_of_memory_ends_the_run_with_the_batch_size_to_reduce(tiny_config, m
     def out_of_memory(self, loss, optimizer):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine._Precision, "step", out_of_memory)
+    monkeypatch.setattr(Precision, "step", out_of_memory)
     end = list(finetune(replace(tiny_config, batch_size=8)))[-1]
 
-    assert end.final["status"] == "failed"
-    assert "batch size 8" in end.final["message"] and "smaller batch size (e.g. 4)" in end.final["message"]
+    assert end.final.status == "failed"
+    assert "batch size 8" in end.final.message and "smaller batch size (e.g. 4)" in end.final.message
 
 
 def test_an_empty_validation_split_gives_no_val_accuracy(tiny_config):
     result = run(replace(tiny_config, mode="baseline", val_fraction=0.0, epochs=1))
-    assert result.status == "finished" and result.final["val_acc"] is None and result.final["test_acc"] is not None
+    assert result.status == "finished" and result.summary.val_acc is None and result.summary.test_acc is not None
 
 
 def test_a_missing_dataset_ends_the_run_as_failed_with_the_reason(tiny_config, tmp_path):
     end = list(finetune(replace(tiny_config, dataset_root=str(tmp_path / "nowhere"))))[-1]
-    assert end.kind == "end" and end.final["status"] == "failed" and "not found" in end.final["message"]
+    assert end.kind == "end" and end.final.status == "failed" and "not found" in end.final.message
 
 
 @pytest.mark.parametrize("change, message", [
@@ -188,7 +192,7 @@ def test_a_missing_dataset_ends_the_run_as_failed_with_the_reason(tiny_config, t
     ({"weights": "checkpoint"}, "needs a checkpoint file"),
 ])
 def test_impossible_values_are_refused_before_running(change, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
         finetune(replace(FinetuneConfig(), **change))
 
@@ -196,7 +200,7 @@ def test_impossible_values_are_refused_before_running(change, message):
 def test_config_round_trips_through_a_dict():
     config = FinetuneConfig(mode="finetune", layers=["head.1"], epochs=3)
     assert FinetuneConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="Unknown FinetuneConfig field"):
+    with pytest.raises(ConfigError, match="Unknown FinetuneConfig field"):
         FinetuneConfig.from_dict({"epoch": 3})
 
 
@@ -212,7 +216,7 @@ def test_saved_model_reloads_with_the_same_test_accuracy(tiny_config, tmp_path):
     splits = load_dataset("folder", tiny_config.dataset_root, val_fraction=0.25, test_fraction=0.25)
     transform = build_transform(64, saved.info["mean"], saved.info["std"], train=False)
     evaluation = evaluate_model(saved.model, splits.test, transform)
-    assert evaluation.accuracy == pytest.approx(result.final["test_acc"]) == pytest.approx(saved.info["test_acc"])
+    assert evaluation.accuracy == pytest.approx(result.summary.test_acc) == pytest.approx(saved.info["test_acc"])
     assert sum(total for _, total in evaluation.per_class.values()) == 6
     x = torch.randn(2, 3, 64, 64)
     assert torch.allclose(saved.model(x), result.model.eval()(x), atol=1e-5)
@@ -246,4 +250,4 @@ def test_pretrained_baseline_on_the_flowers_sample_is_well_above_chance():
                             epochs=10, lr=3e-3)
     result = run(config)
     assert result.status == "finished"
-    assert result.final["test_acc"] > 0.5  # chance is 0.2 (5 classes)
+    assert result.summary.test_acc > 0.5  # chance is 0.2 (5 classes)

@@ -6,7 +6,7 @@ import pytest
 
 from cprune_core import experiment
 from cprune_core.cli import main
-from cprune_core.engine import FinetuneConfig
+from cprune_core.schema import FinetuneConfig
 
 CHANCE = 1 / 5  # five flower classes
 
@@ -101,7 +101,6 @@ def test_gpu_grid_code_path_on_tiny_flowers102_with_a_torchvision_backbone(tmp_p
     import urllib.error
 
     import torchvision
-
     from test_data import make_flowers102
 
     labels = [1, 2, 3] * 8

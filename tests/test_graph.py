@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from cprune_core.graph import (NonFiniteWeightsError, adjacency_for, cosine_similarity, layout_2d, strongest_edges,
-                               summarize, threshold_adjacency, to_networkx, weight_vectors)
+from cprune_core.errors import ConfigError, NonFiniteWeightsError
+from cprune_core.graph import (adjacency_for, cosine_similarity, layout_2d, strongest_edges, summarize,
+                               threshold_adjacency, to_networkx)
+from cprune_core.layers import weight_vectors
 
 
 def test_weight_vectors_linear_rows_and_flattened_filters():
@@ -17,7 +19,7 @@ def test_weight_vectors_linear_rows_and_flattened_filters():
     vectors = weight_vectors(conv)
     assert vectors.shape == (6, 4 * 3 * 3)
     assert torch.equal(vectors[2], conv.weight[2].flatten())
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="only Linear and Conv2d"):
         weight_vectors(nn.BatchNorm2d(3))
 
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from cprune_core.errors import ConfigError
 from cprune_core.importance import CRITERIA, make_criterion
 
 VECTORS = torch.tensor([[3.0, 0.0], [0.0, -1.0], [1.0, 1.0], [2.9, 0.1]])
@@ -38,7 +39,7 @@ def test_random_is_seeded():
 
 
 def test_bad_names_and_tau():
-    with pytest.raises(KeyError, match="choose one of"):
+    with pytest.raises(ConfigError, match="choose one of"):
         make_criterion("betweenness")
     with pytest.raises(ValueError, match="tau"):
         make_criterion("eigenvector", tau=1.5)

@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from cprune_core.centrality import eigenvector_centrality
+from cprune_core.errors import ConfigError
 from cprune_core.graph import adjacency_for
 from cprune_core.importance import make_criterion
-from cprune_core.layers import list_layers
+from cprune_core.pruning import list_layers
 from cprune_core.pruning import PruningGraph, apply_kept, keep_count, prune_model
 from cprune_core.registry import BACKBONES, load_backbone
 
@@ -76,7 +77,7 @@ def test_saved_indices_rebuild_the_same_model(lite0):
 
 
 def test_unprunable_layers_are_refused(lite0):
-    with pytest.raises(KeyError, match="cannot be pruned"):
+    with pytest.raises(ConfigError, match="cannot be pruned"):
         prune_model(lite0.model, lite0.spec, make_criterion("l1"), 0.5, ["classifier"])
     with pytest.raises(ValueError, match="between 1 and 1280"):
         prune_model(lite0.model, lite0.spec, make_criterion("l1"), {"head.1": 0})

@@ -7,8 +7,8 @@ import torchvision
 from PIL import Image
 from skimage import data
 
-from cprune_core.registry import (BACKBONES, CheckpointError, WeightsUnavailableError, load_backbone,
-                                  read_state_dict)
+from cprune_core.errors import CheckpointError, WeightsUnavailableError
+from cprune_core.registry import BACKBONES, load_backbone, read_state_dict
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO, CUP, COFFEE_MUG = 967, 968, 504

@@ -10,22 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from cprune_core.engine import FinetuneConfig, MetricEvent
-from cprune_core.store import RunStore, default_store_path, record
+from cprune_core.paths import store_path
+from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
+from cprune_core.store import RunStore, record
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_run(status: str = "finished", steps: int = 3):
     """An event stream shaped like the engine's, without training anything."""
-    yield MetricEvent("prepare", message="Loading")
-    yield MetricEvent("start", total_steps=steps)
+    yield MetricEvent(EventKind.PREPARE, message="Loading")
+    yield MetricEvent(EventKind.START, total_steps=steps)
     for step in range(1, steps + 1):
-        yield MetricEvent("step", step=step, total_steps=steps, progress=step / steps, train_loss=1.0 / step)
-    yield MetricEvent("epoch", epoch=1, step=steps, total_steps=steps, progress=1.0, val_acc=0.5)
-    final = {"status": status, "message": status.title(), "test_acc": 0.75, "params": 1000, "macs": 5000,
-             "latency_ms": 1.5, "duration_s": 2.0, "val_acc": 0.5}
-    yield MetricEvent("end", step=steps, total_steps=steps, progress=1.0, final=final)
+        yield MetricEvent(EventKind.STEP, step=step, total_steps=steps, progress=step / steps, train_loss=1.0 / step)
+    yield MetricEvent(EventKind.EPOCH, epoch=1, step=steps, total_steps=steps, progress=1.0, val_acc=0.5)
+    final = RunSummary(status=status, message=status.title(), test_acc=0.75, params=1000, macs=5000,
+                       latency_ms=1.5, duration_s=2.0, val_acc=0.5)
+    yield MetricEvent(EventKind.END, step=steps, total_steps=steps, progress=1.0, final=final)
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def store(tmp_path) -> RunStore:
 
 def test_default_path_follows_cprune_home(monkeypatch, tmp_path):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
-    assert default_store_path() == tmp_path / "runs.sqlite"
+    assert store_path() == tmp_path / "runs.sqlite" == RunStore().path
 
 
 def test_record_stores_config_history_and_final_figures(store):
@@ -45,9 +46,9 @@ def test_record_stores_config_history_and_final_figures(store):
 
     assert [e.kind for e in events][-1] == "end"
     run = store.get_run(recording.run_id)
-    assert run["status"] == "finished" and run["config"] == config.to_dict()
-    assert [e["kind"] for e in run["history"]] == [e.kind for e in events]
-    assert run["final"]["test_acc"] == 0.75
+    assert run.status == "finished" and run.config == config.to_dict()
+    assert run.history == events
+    assert run.summary.test_acc == 0.75 and run.summary == events[-1].final
     [row] = store.list_runs()
     assert row["id"] == recording.run_id
     assert {k: row[k] for k in ("dataset", "backbone", "mode", "criterion", "keep", "test_acc", "params", "macs",
@@ -66,8 +67,8 @@ def test_an_exception_mid_run_leaves_a_readable_record_marked_failed(store):
         list(recording)
 
     run = store.get_run(recording.run_id)
-    assert run["status"] == "failed" and "disk on fire" in run["message"]
-    assert len(run["history"]) == 3
+    assert run.status == "failed" and "disk on fire" in run.message
+    assert len(run.history) == 3
 
 
 def test_a_consumer_that_stops_early_leaves_the_run_interrupted(store):
@@ -77,49 +78,50 @@ def test_a_consumer_that_stops_early_leaves_the_run_interrupted(store):
     events.close()  # what happens to the stream when an app session is abandoned
 
     run = store.get_run(recording.run_id)
-    assert run["status"] == "interrupted" and len(run["history"]) == 1
+    assert run.status == "interrupted" and len(run.history) == 1
 
 
 def test_a_killed_process_leaves_a_running_row_that_becomes_interrupted(tmp_path):
     path = tmp_path / "runs.sqlite"
     script = textwrap.dedent(f"""
-        import os, sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from cprune_core.engine import MetricEvent
+        import os
+        from cprune_core.schema import EventKind, MetricEvent
         from cprune_core.store import RunStore
         store = RunStore({str(path)!r})
         run_id = store.create_run({{"mode": "pruned"}})
-        store.append_events(run_id, [MetricEvent("start", total_steps=10)])
+        store.append_events(run_id, [MetricEvent(EventKind.START, total_steps=10)])
         os._exit(9)  # killed: no finally, no finish_run
     """)
-    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 9
+    assert subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=120).returncode == 9
 
     store = RunStore(path)  # opening the store tidies up after dead processes
     [row] = store.list_runs()
     assert row["status"] == "interrupted" and "ended before it finished" in row["message"]
-    assert len(store.get_run(row["id"])["history"]) == 1
+    assert len(store.get_run(row["id"]).history) == 1
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_a_running_row_of_a_live_process_is_left_alone(store):
     run_id = store.create_run({"mode": "baseline"})
-    assert RunStore(store.path).get_run(run_id)["status"] == "running"
+    assert RunStore(store.path).get_run(run_id).status == "running"
 
 
 def test_a_failed_batch_of_events_is_written_all_or_nothing(store):
     run_id = store.create_run({})
-    store.append_events(run_id, [MetricEvent("start")])
+    store.append_events(run_id, [MetricEvent(EventKind.START)])
     with pytest.raises(TypeError):
-        store.append_events(run_id, [MetricEvent("step", step=1), MetricEvent("step", message=object())])
-    assert [e["kind"] for e in store.get_run(run_id)["history"]] == ["start"]
+        store.append_events(run_id, [MetricEvent(EventKind.STEP, step=1),
+                                     MetricEvent(EventKind.STEP, message=object())])
+    assert [e.kind for e in store.get_run(run_id).history] == ["start"]
 
 
 def test_non_finite_figures_are_stored_as_null(store):
     run_id = store.create_run({"keep": 0.5})
-    store.finish_run(run_id, "finished", {"test_acc": math.nan, "latency_ms": math.inf}, model_dir="/m")
+    summary = RunSummary("finished", "Finished.", test_acc=math.nan, latency_ms=math.inf)
+    store.finish_run(run_id, "finished", summary, model_dir="/m")
     run = store.get_run(run_id)
-    assert run["final"] == {"test_acc": None, "latency_ms": None} and run["model_dir"] == "/m"
+    assert run.summary.test_acc is None and run.summary.latency_ms is None and run.model_dir == "/m"
 
 
 def test_delete_run_removes_it_and_its_history(store):

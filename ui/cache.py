@@ -14,14 +14,11 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from cprune_core import (CostModel, LayerInfo, PruningGraph, cosine_similarity, exact_cost, layout_2d, list_layers,
-                         load_backbone, make_criterion, measure_latency_ms, summarize, threshold_adjacency,
-                         weight_vectors)
-from cprune_core.centrality import concentration
-from cprune_core.graph import GraphSummary, strongest_edges
-from cprune_core.pruning import kept_indices
+from cprune_core import (Backbone, CostModel, GraphSummary, LayerInfo, PruningGraph, concentration, cosine_similarity,
+                         exact_cost, kept_indices, layout_2d, list_layers, load_backbone, make_criterion,
+                         measure_latency_ms, summarize, threshold_adjacency, weight_vectors)
+from cprune_core.graph import strongest_edges
 from cprune_core.importance import ranking_centrality
-from cprune_core.registry import Backbone
 
 EDGE_LIMIT = 3000  # edges drawn by the Plotly view, strongest first
 

@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cprune_core.engine import MetricEvent
+from cprune_core.schema import EventKind, MetricEvent
 
 from .cache import LayerGraph
 
@@ -138,8 +138,8 @@ def layerwise_concentration(summary: pd.DataFrame) -> go.Figure:
 def curve_points(run: str, events: list[MetricEvent], epochs: int) -> pd.DataFrame:
     """Rows (run, epoch, metric, value) for ``training_curves``: running train loss and accuracy
     from step events (from epoch means when a run logged no steps), val accuracy per epoch."""
-    steps = [e for e in events if e.kind == "step"]
-    epoch_ends = [e for e in events if e.kind == "epoch"]
+    steps = [e for e in events if e.kind == EventKind.STEP]
+    epoch_ends = [e for e in events if e.kind == EventKind.EPOCH]
     rows = []
     for event in steps or epoch_ends:
         x = event.progress * epochs if steps else event.epoch

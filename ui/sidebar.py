@@ -2,33 +2,21 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 from pathlib import Path
 
 import streamlit as st
-import torch
 
-from cprune_core import BACKBONES, CheckpointError, WeightsUnavailableError, get_spec
-from cprune_core.data import DATASETS
-from cprune_core.engine import resolve_device
+from cprune_core import (BACKBONES, DATASETS, CheckpointError, WeightsUnavailableError, describe_device, get_spec,
+                         resolve_device)
+from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
 
 from . import state
 from .cache import ModelBundle, ModelKey, model_bundle
 
-WEIGHT_CHOICES = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
+WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cprune-uploads"
-
-
-def device_in_use() -> str:
-    """The device fine-tuning runs on (the engine's choice), in words."""
-    device = resolve_device("auto")
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "mps":
-        return "mps (Apple GPU)"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def save_upload(name: str, data: bytes) -> Path:
@@ -42,8 +30,8 @@ def save_upload(name: str, data: bytes) -> Path:
 
 
 def _weights_cached(backbone: str) -> bool:
-    url = get_spec(backbone).weights_url
-    return url is None or (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+    path = weights_cache_path(get_spec(backbone))
+    return path is None or path.is_file()
 
 
 def _use_random_weights() -> None:
@@ -59,7 +47,7 @@ def render() -> None:
     with sidebar:
         backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
                                format_func=lambda name: BACKBONES[name].title)
-        weights = st.radio("Weights", list(WEIGHT_CHOICES), format_func=WEIGHT_CHOICES.get, key="weights",
+        weights = st.radio("Weights", WEIGHT_SOURCES, format_func=WEIGHT_LABELS.get, key="weights",
                            horizontal=True)
         key = ModelKey(backbone, weights)
         if weights == "checkpoint":
@@ -73,7 +61,7 @@ def render() -> None:
                 key = ModelKey(backbone, weights, str(save_upload(upload.name, upload.getvalue())))
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
-        st.caption(f"Device in use: **{device_in_use()}**")
+        st.caption(f"Device in use: **{describe_device(resolve_device('auto'))}**")
         st.caption("Share this view: the page's URL holds the backbone, layer, τ, criterion and keep ratio.")
         for problem in st.session_state.pop("url_rejected", []):
             st.warning(f"Ignored a link parameter ({problem}); using the default.")

@@ -8,14 +8,24 @@ parameters (checked, with a warning for any that are not valid), later runs writ
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import streamlit as st
 
-from cprune_core import BACKBONES, CRITERIA, DEFAULT_BACKBONE, DEFAULT_TAU
+from cprune_core import BACKBONES, CRITERIA, DEFAULT_BACKBONE, DEFAULT_TAU, KEEP, TAU, Range
 
-TAU_RANGE = (0.0, 0.95)
-KEEP_RANGE = (0.05, 1.0)
+
+def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
+    """A slider's end points within ``valid``: an open end moves in by one step."""
+    low = valid.low + step if valid.low_open else valid.low
+    high = valid.high - step if valid.high_open else valid.high
+    return round(low, 10), round(high, 10)
+
+
+TAU_STEP, KEEP_STEP = 0.01, 0.05
+TAU_RANGE = slider_bounds(TAU, TAU_STEP)
+KEEP_RANGE = slider_bounds(KEEP, KEEP_STEP)
 DEFAULTS: dict[str, Any] = {
     "backbone": DEFAULT_BACKBONE,
     "layer": "",  # "" means the backbone's head layer
@@ -104,3 +114,15 @@ def ensure_choice(name: str, options: Sequence[Any], fallback: Any) -> bool:
         return False
     set_value(name, fallback)
     return True
+
+
+def tau_slider(container: Any = st, **kwargs: Any) -> float:
+    """The shared tau slider (bound to "tau"), drawn in ``container``."""
+    return bound(container.slider, "tau", "Similarity threshold τ", min_value=TAU_RANGE[0], max_value=TAU_RANGE[1],
+                 step=TAU_STEP, **kwargs)
+
+
+def keep_slider(container: Any = st, **kwargs: Any) -> float:
+    """The shared keep-ratio slider (bound to "keep"), drawn in ``container``."""
+    return bound(container.slider, "keep", "Keep ratio", min_value=KEEP_RANGE[0], max_value=KEEP_RANGE[1],
+                 step=KEEP_STEP, **kwargs)

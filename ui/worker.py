@@ -1,27 +1,28 @@
 """Background fine-tuning runs, one at a time per server.
 
 The ``RunManager`` lives in st.cache_resource, so it outlives reruns, page switches and browser
-refreshes. A plain thread (no st.* calls) consumes the engine's event stream for each run in
-turn and appends the events to lock-protected lists; pages read a ``snapshot`` and poll it.
+refreshes. A plain thread (no st.* calls) runs each run in turn through ``run_and_record``
+and appends its events to lock-protected lists; pages read a ``snapshot`` and poll it.
 Stopping sets a threading.Event that the engine checks before every batch. Each run is
-recorded in the run store, and its model saved next to the store, as the CLI does.
+recorded in the run store and its model saved under paths.models_dir(), as the CLI does.
 """
 from __future__ import annotations
 
 import threading
 import time
 import traceback
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterator
 
 import streamlit as st
 
-from cprune_core.checkpoint import save_model
-from cprune_core.engine import Finetuner, FinetuneConfig, MetricEvent
-from cprune_core.store import RunStore, record
+from cprune_core import FinetuneConfig, MetricEvent, RunStore, run_and_record
+from cprune_core.paths import models_dir
+from cprune_core.schema import EventKind, RunSummary
 
-Stream = Callable[[FinetuneConfig, threading.Event], Iterator[MetricEvent]]
+# runner(config, stop, on_event): runs one config to its end, handing every event to on_event.
+Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None]], object]
 
 
 @dataclass
@@ -33,8 +34,8 @@ class Track:
     events: list[MetricEvent] = field(default_factory=list)
 
     @property
-    def final(self) -> dict | None:
-        return self.events[-1].final if self.events and self.events[-1].kind == "end" else None
+    def final(self) -> RunSummary | None:
+        return self.events[-1].final if self.events and self.events[-1].kind == EventKind.END else None
 
 
 @dataclass
@@ -47,8 +48,8 @@ class Snapshot:
 
 
 class RunManager:
-    def __init__(self, stream: Stream):
-        self._stream = stream
+    def __init__(self, runner: Runner):
+        self._runner = runner
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,33 +86,24 @@ class RunManager:
             tracks = [Track(t.label, t.config, list(t.events)) for t in self._tracks]
             return Snapshot(running, running and self._stop.is_set(), self._started, tracks, self._error)
 
+    def _append(self, track: Track, event: MetricEvent) -> None:
+        with self._lock:
+            track.events.append(event)
+
     def _work(self, tracks: list[Track], stop: threading.Event) -> None:
         try:
             for track in tracks:
                 if stop.is_set():
                     break
-                for event in self._stream(track.config, stop):
-                    with self._lock:
-                        track.events.append(event)
+                self._runner(track.config, stop, lambda event, track=track: self._append(track, event))
         except Exception:  # a bug, not a failed run: keep the server alive and show it
             with self._lock:
                 self._error = traceback.format_exc(limit=6)
 
 
-def recorded_run(config: FinetuneConfig, stop: threading.Event) -> Iterator[MetricEvent]:
-    """The engine's events for ``config``, recorded in the run store; the trained model is saved
-    under the store's folder (models/run-<id>) and linked to the run."""
-    job = Finetuner(config)
-    store = RunStore()
-    recording = record(store, config, job.events(stop))
-    yield from recording
-    result = job.result()
-    if result.model is not None and result.status != "failed":
-        store.set_model_dir(recording.run_id, save_model(result, models_dir(store) / f"run-{recording.run_id}"))
-
-
-def models_dir(store: RunStore) -> Path:
-    return store.path.parent / "models"
+def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callable[[MetricEvent], None]) -> None:
+    """Run ``config``, recorded in the run store, its model saved in a new folder of models_dir()."""
+    run_and_record(config, RunStore(), models_dir() / uuid.uuid4().hex, stop, on_event)
 
 
 @st.cache_resource

@@ -1,15 +1,14 @@
 """Layer-wise centrality: how concentrated centrality is in every prunable layer at once."""
 import streamlit as st
 
-from ui import cache, charts, sidebar, state
+from ui import cache, charts, frame, sidebar, state
 
-st.title("Layer-wise centrality")
-st.caption("Eigenvector centrality of every prunable layer at the same τ. A concentrated layer (high Gini, a large "
-           "top-10 % share) has a few hub neurons; a flat one has many interchangeable neurons.")
+frame.start("Layer-wise centrality",
+            "Eigenvector centrality of every prunable layer at the same τ. A concentrated layer (high Gini, a large "
+            "top-10 % share) has a few hub neurons; a flat one has many interchangeable neurons.")
 
 key, bundle = sidebar.require_model()
-tau = state.bound(st.slider, "tau", "Similarity threshold τ", min_value=state.TAU_RANGE[0],
-                  max_value=state.TAU_RANGE[1], step=0.01)
+tau = state.tau_slider()
 with st.spinner(f"Building the graphs of {len(bundle.prunable)} layers …"):
     summary, values = cache.layerwise(key, tau)
 
@@ -26,4 +25,4 @@ event = st.dataframe(summary, key="layerwise_table", on_select="rerun", selectio
                                     "top 10% share": st.column_config.NumberColumn(format="%.3f")})
 if event.selection.rows:
     state.set_value("layer", summary["layer"].iloc[event.selection.rows[0]])
-    st.switch_page("app_pages/explorer.py")
+    st.switch_page("pages/explorer.py")

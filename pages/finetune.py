@@ -2,42 +2,55 @@
 import pandas as pd
 import streamlit as st
 
-from cprune_core.data import DATASETS
-from cprune_core.engine import FinetuneConfig
+from cprune_core import DATASETS, ConfigError, FinetuneConfig
+from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus, config_options
+from ui import charts, frame, sidebar, worker
 
-from ui import charts, sidebar, worker
+MODE_LABELS = {"baseline": "baseline (frozen backbone, new head)", "pruned": "pruned, then fine-tuned",
+               "finetune": "fine-tuned, nothing pruned"}
+OPTIONS, DEFAULTS = config_options(), FinetuneConfig()
 
-MODES = {"baseline": "baseline (frozen backbone, new head)", "pruned": "pruned, then fine-tuned",
-         "finetune": "fine-tuned, nothing pruned"}
-
-st.title("Fine-tune")
-st.caption("Replace the ImageNet head with one for the chosen dataset and train. The baseline trains only the head; "
-           "the pruned model is pruned with the settings of the Prune page, then fine-tuned. Runs go on in the "
-           "background: switch pages or reload, and come back.")
+frame.start("Fine-tune",
+            "Replace the ImageNet head with one for the chosen dataset and train. The baseline trains only the head; "
+            "the pruned model is pruned with the settings of the Prune page, then fine-tuned. Runs go on in the "
+            "background: switch pages or reload, and come back.")
 
 key, bundle = sidebar.require_model()
 manager = worker.run_manager()
 session = st.session_state
-layer = session["layer"] if session["layer"] in bundle.prunable else bundle.loaded.spec.head_layer
+spec = bundle.loaded.spec
+layer = session["layer"] if session["layer"] in bundle.prunable else spec.head_layer
+
+
+def choices_within(name: str, candidates: list) -> list:
+    """The candidates the field's valid range allows."""
+    return [value for value in candidates if value in OPTIONS[name].range]
+
 
 with st.container(border=True):
     top = st.columns([3, 2])
-    modes = top[0].multiselect("Runs", list(MODES), default=["baseline", "pruned"], format_func=MODES.get,
-                               key="ft_modes")
+    modes = top[0].multiselect("Runs", MODES, default=["baseline", "pruned"], format_func=MODE_LABELS.get,
+                               key="ft_modes", help=OPTIONS["mode"].help)
     scope = top[1].radio("Prune", [f"layer {layer}", "all prunable layers"], key="ft_scope", horizontal=True)
     st.caption(f"Pruning: criterion **{session['criterion']}**, keep ratio **{session['keep']:.2f}**, "
                f"τ **{session['tau']:.2f}** (change them on the Prune page).")
     cells = st.columns(6)
-    epochs = cells[0].number_input("Epochs", 1, 100, 3, key="ft_epochs")
-    batch_size = cells[1].selectbox("Batch size", [8, 16, 32, 64, 128], index=2, key="ft_batch")
-    lr = cells[2].selectbox("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], index=2, key="ft_lr",
-                            format_func=lambda v: f"{v:g}")
-    image_size = cells[3].selectbox("Image size", [64, 96, 128, 160, 192, 224], index=5, key="ft_image_size",
-                                    help="Smaller images train faster on a CPU.")
-    train_scope = cells[4].radio("Train", ["suffix", "all"], key="ft_train_scope",
-                                 help="suffix: the head and the last block (frozen prefix features are cached); "
-                                      "all: the whole network (slow on a CPU).")
-    per_class = cells[5].number_input("Train images per class (0: all)", 0, 10_000, 0, key="ft_per_class")
+    epochs_range = OPTIONS["epochs"].range
+    epochs = cells[0].number_input("Epochs", int(epochs_range.low), int(epochs_range.high), DEFAULTS.epochs,
+                                   key="ft_epochs", help=OPTIONS["epochs"].help)
+    batch_sizes = choices_within("batch_size", [2 ** k for k in range(13)])
+    batch_size = cells[1].selectbox("Batch size", batch_sizes, index=batch_sizes.index(DEFAULTS.batch_size),
+                                    key="ft_batch", help=OPTIONS["batch_size"].help)
+    rates = choices_within("lr", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, DEFAULTS.lr}))
+    lr = cells[2].selectbox("Learning rate", rates, index=rates.index(DEFAULTS.lr), key="ft_lr",
+                            format_func=lambda v: f"{v:g}", help=OPTIONS["lr"].help)
+    sizes = [size for size in range(32, 2 * spec.input_size + 1, 32) if size in spec.input_sizes]
+    image_size = cells[3].selectbox("Image size", sizes, index=sizes.index(spec.input_size), key="ft_image_size",
+                                    help="Smaller images train faster on a CPU. " + OPTIONS["image_size"].help)
+    train_scope = cells[4].radio("Train", TRAIN_SCOPES, key="ft_train_scope", help=OPTIONS["train_scope"].help)
+    per_class = cells[5].number_input("Train images per class (0: all)", 0,
+                                      int(OPTIONS["train_per_class"].range.high), 0, key="ft_per_class",
+                                      help=OPTIONS["train_per_class"].help)
     dataset = session["dataset"]
     root = ""
     if DATASETS[dataset].default_root is None:
@@ -61,7 +74,7 @@ if launch:
         configs = _configs()
         for config in configs.values():
             config.validate()
-    except ValueError as exc:
+    except ConfigError as exc:
         st.error(f"{exc} Fix the setting above and start again.")
     else:
         if dataset == "folder" and not root:
@@ -85,12 +98,12 @@ def _status(track: worker.Track) -> None:
                  last.message if last else "waiting"]
         st.progress(min(max(progress, 0.0), 1.0), text=f"**{track.label}** · " + " · ".join(p for p in parts if p))
         return
-    if final["status"] == "failed":
-        st.error(f"**{track.label}** failed: {final['message']}")
-    elif final["status"] == "stopped":
-        st.warning(f"**{track.label}** stopped after {final['steps_done']} of {final['total_steps']} steps.")
+    if final.status == RunStatus.FAILED:
+        st.error(f"**{track.label}** failed: {final.message}")
+    elif final.status == RunStatus.STOPPED:
+        st.warning(f"**{track.label}** stopped after {final.steps_done} of {final.total_steps} steps.")
     else:
-        st.progress(1.0, text=f"**{track.label}** finished in {final['duration_s']:.0f} s")
+        st.progress(1.0, text=f"**{track.label}** finished in {final.duration_s:.0f} s")
 
 
 @st.fragment(run_every=1.0 if snapshot.running else None)
@@ -114,8 +127,8 @@ def run_view() -> None:
     curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in current.tracks])
     if not curves.empty:
         st.plotly_chart(charts.training_curves(curves), key="ft_curves", config={"displaylogo": False})
-    finished = [dict(run=t.label, status=t.final["status"], test_acc=t.final["test_acc"], params=t.final["params"],
-                     macs=t.final["macs"], latency_ms=t.final["latency_ms"], duration_s=t.final["duration_s"])
+    finished = [dict(run=t.label, status=str(t.final.status), test_acc=t.final.test_acc, params=t.final.params,
+                     macs=t.final.macs, latency_ms=t.final.latency_ms, duration_s=t.final.duration_s)
                 for t in current.tracks if t.final]
     if finished:
         st.dataframe(pd.DataFrame(finished), hide_index=True, key="ft_table",

@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import cache, charts, pyvis_view, sidebar, state
+from ui import cache, charts, frame, pyvis_view, sidebar, state
 
-st.title("Graph explorer")
-st.caption("Each neuron of a layer is a node; two neurons are linked when the cosine similarity of their "
-           "weight vectors exceeds τ. Central neurons are similar to many others, which are similar to many others.")
+frame.start("Graph explorer",
+            "Each neuron of a layer is a node; two neurons are linked when the cosine similarity of their "
+            "weight vectors exceeds τ. Central neurons are similar to many others, which are similar to many others.")
 
 key, bundle = sidebar.require_model()
 layer = sidebar.require_layer(bundle)
@@ -27,9 +27,8 @@ with st.expander("Layers of the model: select a row to explore it", expanded=Tru
 left, right = st.columns([3, 2])
 layer = state.bound(left.selectbox, "layer", "Layer", options=bundle.layer_names,
                     format_func=lambda name: f"{name} · {bundle.info(name).kind} · {bundle.info(name).neurons} neurons")
-tau = state.bound(right.slider, "tau", "Similarity threshold τ", min_value=state.TAU_RANGE[0],
-                  max_value=state.TAU_RANGE[1], step=0.01, help="Edges keep only pairs with cosine similarity > τ. "
-                  "Moving τ only refilters edges: the layout stays put.")
+tau = state.tau_slider(right, help="Edges keep only pairs with cosine similarity > τ. "
+                                  "Moving τ only refilters edges: the layout stays put.")
 
 with st.spinner("Building the similarity graph …"):
     view = cache.layer_graph(key, layer, tau)

@@ -7,23 +7,21 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from cprune_core.engine import MetricEvent
-from cprune_core.store import RunStore
-
-from ui import charts
+from cprune_core import RunStore
+from ui import charts, frame
 
 COLUMNS = ["id", "created", "status", "dataset", "backbone", "mode", "criterion", "keep", "tau", "test_acc", "params",
            "macs", "latency_ms", "duration_s"]
 
-st.title("Results")
-st.caption("Every run recorded on this machine (by this app or the command line). Click a column header to sort; "
-           "select rows to overlay their curves.")
+frame.start("Results",
+            "Every run recorded on this machine (by this app or the command line). Click a column header to sort; "
+            "select rows to overlay their curves.")
 
 store = RunStore()
 runs = pd.DataFrame(store.list_runs())
 if runs.empty:
     st.info("No runs recorded yet: start one on the Fine-tune page.")
-    st.page_link("app_pages/finetune.py", label="Go to Fine-tune")
+    st.page_link("pages/finetune.py", label="Go to Fine-tune")
     st.stop()
 runs["created"] = [datetime.fromtimestamp(t) for t in runs["created"]]
 table = runs[COLUMNS]
@@ -46,8 +44,7 @@ with left:
     points = []
     for run_id in chosen["id"]:
         run = store.get_run(int(run_id))
-        events = [MetricEvent.from_dict(e) for e in run["history"]]
-        points.append(charts.curve_points(f"#{run_id} {run['mode']}", events, run["config"]["epochs"]))
+        points.append(charts.curve_points(f"#{run_id} {run.config['mode']}", run.history, run.config["epochs"]))
     curves = pd.concat(points)
     if curves.empty:
         st.caption("These runs logged no training steps.")

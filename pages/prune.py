@@ -4,12 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from cprune_core import CRITERIA, exact_cost, keep_count, keep_plan, make_criterion, measure_latency_ms, prune_model
+from ui import cache, charts, frame, sidebar, state
 
-from ui import cache, charts, sidebar, state
-
-st.title("Prune")
-st.caption("Keep the neurons a criterion ranks highest. The paper's criterion is eigenvector centrality in the "
-           "neuron-similarity graph; the others are for comparison. Costs below update live, with no forward pass.")
+frame.start("Prune",
+            "Keep the neurons a criterion ranks highest. The paper's criterion is eigenvector centrality in the "
+            "neuron-similarity graph; the others are for comparison. Costs below update live, with no forward pass.")
 
 key, bundle = sidebar.require_model()
 sidebar.require_layer(bundle, prunable_only=True)
@@ -20,9 +19,8 @@ info = bundle.info(layer)
 criterion = state.bound(controls[1].selectbox, "criterion", "Criterion", options=list(CRITERIA))
 scope = controls[2].radio("Prune", ["this layer", "all prunable layers"], key="prune_scope")
 graph_based = CRITERIA[criterion].uses_graph
-tau = state.bound(controls[3].slider, "tau", "Similarity threshold τ", min_value=state.TAU_RANGE[0],
-                  max_value=state.TAU_RANGE[1], step=0.01, disabled=not graph_based,
-                  help="Used by the graph criteria (eigenvector, inverse-eigenvector, degree, pagerank).")
+tau = state.tau_slider(controls[3], disabled=not graph_based,
+                       help="Used by the graph criteria (eigenvector, inverse-eigenvector, degree, pagerank).")
 
 scores = cache.criterion_scores(key, layer, criterion, tau)
 rule_options = ["keep ratio", "score cut-off"] if scope == "this layer" else ["keep ratio"]
@@ -35,9 +33,7 @@ if rule == "score cut-off":
     kept_here = max(1, int((scores >= cutoff).sum()))
     keep = {layer: kept_here}
 else:
-    keep_ratio = state.bound(st.slider, "keep", "Keep ratio", min_value=state.KEEP_RANGE[0],
-                             max_value=state.KEEP_RANGE[1], step=0.05,
-                             help="Fraction of neurons kept in each pruned layer.")
+    keep_ratio = state.keep_slider(help="Fraction of neurons kept in each pruned layer.")
     kept_here = keep_count(info.neurons, keep_ratio)
     keep = keep_ratio
 layers = [layer] if scope == "this layer" else None

@@ -1,0 +1,51 @@
+"""Command line: ``cprune COMMAND`` (or ``python -m cprune_core COMMAND``).
+
+Each subcommand is registered by one ``add_*_command(subparsers)`` function listed in
+``COMMANDS``; it sets ``handler`` (args -> exit code). A CPruneError prints one ``error:``
+line and exits with the code of its kind (EXIT_CODES), as does an OSError (a file the user
+named cannot be read or written); anything else is a bug and shows its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from ..errors import CPruneError
+from .evaluate import add_evaluate_command
+from .experiment import add_experiment_command
+from .finetune import add_finetune_command
+
+__all__ = ["main", "build_parser", "COMMANDS", "EXIT_CODES"]
+
+EXIT_CODES = {
+    0: "success",
+    1: "the run (or a run of the experiment) failed; the message says why",
+    2: "usage: an unknown option or an impossible value",
+    3: "input: a dataset, checkpoint, saved model, weights or run store that cannot be used",
+    130: "stopped with Ctrl-C (the partial run is reported)",
+}
+
+COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command, add_experiment_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = "exit status: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+    parser = argparse.ArgumentParser(prog="cprune", epilog=epilog,
+                                     description="CPrune: eigenvector-centrality pruning and fine-tuning.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CPruneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # a file or folder of the machine's user: unreadable, unwritable, full disk
+        print(f"error: {error}", file=sys.stderr)
+        return 3

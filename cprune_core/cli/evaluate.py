@@ -1,0 +1,69 @@
+"""``evaluate``: accuracy of a saved model on a dataset, per class and overall."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..checkpoint import load_model
+from ..data import DATASETS, build_transform, load_dataset
+from ..device import DEVICES, resolve_device
+from ..errors import DatasetError
+from ..evaluation import evaluate_model
+from .finetune import percent
+
+__all__ = ["add_evaluate_command"]
+
+
+def add_evaluate_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="Accuracy of a saved model on a dataset, per class and overall.",
+        description="Load a model directory written by `finetune --save` and measure its accuracy on a "
+                    "dataset. Classes are matched by name; every class of the data must be a class of the model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", required=True, metavar="DIR", help="Saved model directory (model.json + model.pt).")
+    parser.add_argument("--dataset", default="folder", choices=list(DATASETS),
+                        help="Dataset; 'folder' is any folder with one sub-folder of images per class.")
+    parser.add_argument("--root", help="Dataset folder (required for 'folder').")
+    parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
+                        help="Which images: all, or one split made with --seed and the default fractions.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split (with --split train/val/test).")
+    parser.add_argument("--batch-size", type=int, default=64, help="Evaluation batch size.")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA, then MPS, then CPU.")
+    parser.add_argument("--json", action="store_true", help="Print the accuracies as JSON on stdout.")
+    parser.set_defaults(handler=evaluate_command)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    saved = load_model(args.model)
+    if args.split == "all":
+        splits = load_dataset(args.dataset, args.root, seed=args.seed, val_fraction=0.0, test_fraction=0.0)
+        dataset = splits.train
+    else:
+        splits = load_dataset(args.dataset, args.root, seed=args.seed)
+        dataset = getattr(splits, args.split)
+    unknown = [name for name in splits.classes if name not in saved.classes]
+    if unknown:
+        raise DatasetError(
+            f"The data has classes the model was not trained on: {', '.join(unknown)}. "
+            f"Model classes: {', '.join(saved.classes)}. Use a folder whose sub-folders are named like those.")
+    label_map = [saved.classes.index(name) for name in splits.classes]
+    transform = build_transform(saved.image_size, saved.info["mean"], saved.info["std"], train=False)
+    evaluation = evaluate_model(saved.model, dataset, transform, batch_size=args.batch_size,
+                                device=resolve_device(args.device), label_map=label_map)
+    per_class = {name: {"correct": c, "total": t, "accuracy": c / t if t else None}
+                 for name, (c, t) in evaluation.per_class.items()}
+    report = {"model": str(args.model), "dataset": args.dataset, "root": str(splits.root), "split": args.split,
+              "accuracy": evaluation.accuracy, "correct": evaluation.correct, "total": evaluation.total,
+              "n_skipped": len(splits.skipped) + dataset.n_failed, "per_class": per_class}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    width = max(len("overall"), *(len(name) for name in per_class))
+    print(f"{'class':<{width}}  {'correct':>7}  {'total':>5}  accuracy")
+    for name, row in per_class.items():
+        print(f"{name:<{width}}  {row['correct']:>7}  {row['total']:>5}  {percent(row['accuracy']) or '-'}")
+    overall = percent(evaluation.accuracy) or "-"
+    print(f"{'overall':<{width}}  {evaluation.correct:>7}  {evaluation.total:>5}  {overall}")
+    if report["n_skipped"]:
+        print(f"({report['n_skipped']} unreadable images skipped)")
+    return 0

@@ -1,0 +1,152 @@
+"""``finetune``: prune and fine-tune a backbone on a dataset (or train the baseline)."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..checkpoint import export_onnx, export_torchscript
+from ..errors import ConfigError
+from ..runs import run_and_record
+from ..schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus
+from ..store import RunStore
+from .options import add_config_options, config_from_args
+
+__all__ = ["add_finetune_command", "summary_table"]
+
+EXPORTERS = {"onnx": (export_onnx, "model.onnx"), "torchscript": (export_torchscript, "model.ts")}
+
+
+def add_finetune_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "finetune", help="Prune and fine-tune a backbone on a dataset (or train the baseline).",
+        description="Fine-tune a backbone on an image-classification dataset: the conventional baseline "
+                    "(frozen backbone + new head), prune-then-fine-tune, or fine-tune without pruning. "
+                    "Prints progress, then a summary (or JSON with --json).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(parser)
+    parser.add_argument("--baseline", action="store_true", help="Shorthand for --mode baseline.")
+    output = parser.add_argument_group("output")
+    output.add_argument("--save", metavar="DIR", help="Save the fine-tuned model (model.pt + model.json) in DIR.")
+    output.add_argument("--export", action="append", choices=tuple(EXPORTERS), default=[],
+                        help="Also export the saved model to DIR/model.onnx or DIR/model.ts "
+                             "(repeatable; needs --save).")
+    output.add_argument("--no-record", action="store_true", help="Do not record the run in the run store.")
+    output.add_argument("--store", metavar="FILE", help="Run store file; none: $CPRUNE_HOME/runs.sqlite, "
+                                                        "else ~/.cache/cprune/runs.sqlite.")
+    output.add_argument("--json", action="store_true", help="Print the final figures as JSON on stdout.")
+    output.add_argument("--quiet", action="store_true", help="No progress bar.")
+    parser.set_defaults(handler=finetune_command)
+
+
+class ProgressBar:
+    """The run's progress on stderr, fed one MetricEvent at a time."""
+
+    def __init__(self, quiet: bool):
+        self.bar = tqdm(total=None, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, event: MetricEvent) -> None:
+        bar = self.bar
+        if event.kind == EventKind.PREPARE:
+            bar.set_description_str(event.message)
+        elif event.kind == EventKind.START:
+            bar.reset(total=event.total_steps)
+            bar.set_description_str("Training")
+        elif event.kind in (EventKind.STEP, EventKind.EPOCH):
+            bar.update(event.step - bar.n)
+            postfix = {"loss": event.train_loss, "train_acc": event.train_acc}
+            if event.kind == EventKind.EPOCH:
+                postfix["val_acc"] = event.val_acc
+            bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items() if v is not None})
+            bar.set_description_str(f"Epoch {event.epoch}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextmanager
+def stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: stop after the current batch and report; a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():  # signals need the main thread
+        yield
+        return
+
+    def request_stop(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def finetune_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args, **({"mode": "baseline"} if args.baseline else {}))
+    if args.export and not args.save:
+        raise ConfigError("--export needs --save DIR (the exported files go next to the saved model).")
+    store = None if args.no_record else RunStore(args.store)
+    stop = threading.Event()
+    bar = ProgressBar(args.quiet)
+    try:
+        with stop_on_ctrl_c(stop):
+            result = run_and_record(config, store, args.save, stop, on_event=bar)
+    finally:
+        bar.close()
+    if result.model_dir is not None:
+        image_size = config.image_size or result.spec.input_size
+        for kind in args.export:
+            export, file_name = EXPORTERS[kind]
+            export(result.model, Path(result.model_dir) / file_name, image_size)
+    summary = result.summary
+    if summary.status == RunStatus.FAILED:
+        print(f"error: {summary.message}", file=sys.stderr)
+    if args.json:
+        report = {"run_id": result.run_id, "model_dir": result.model_dir, **summary.to_dict(),
+                  "config": config.to_dict()}
+        print(json.dumps(report, indent=2))
+    elif summary.status != RunStatus.FAILED:
+        print(summary_table(config, result))
+    return {RunStatus.FINISHED: 0, RunStatus.STOPPED: 130}.get(summary.status, 1)
+
+
+def _format(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def percent(value: float | None) -> str | None:
+    return None if value is None else f"{100 * value:.1f}%"
+
+
+def summary_table(config: FinetuneConfig, result: RunResult) -> str:
+    """A two-column text table of the run's outcome."""
+    summary = result.summary
+    method = config.mode if config.mode != "pruned" else (
+        f"pruned ({config.criterion}, keep {config.keep:g}, tau {config.tau:g})")
+    kept = ", ".join(f"{layer} {summary.kept[layer]}/{summary.channels.get(layer, '?')}" for layer in summary.kept)
+    rows = [
+        ("status", summary.status), ("message", summary.message), ("backbone", config.backbone),
+        ("dataset", config.dataset), ("method", method),
+        ("images train/val/test", "/".join(str(n) for n in summary.n_images.values()) or None),
+        ("test accuracy", percent(summary.test_acc)), ("val accuracy", percent(summary.val_acc)),
+        ("params", summary.params), ("MACs", summary.macs), ("latency (ms, batch 1)", summary.latency_ms),
+        ("kept neurons", kept or None), ("epochs", summary.epochs_done), ("duration (s)", summary.duration_s),
+        ("skipped images", summary.n_skipped), ("device", summary.device), ("run id", result.run_id),
+        ("model saved in", result.model_dir),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {_format(value)}" for name, value in rows)

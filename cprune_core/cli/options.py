@@ -1,0 +1,59 @@
+"""Command-line options derived from FinetuneConfig's fields: one source for names, types,
+defaults, choices, ranges and help (the idea of transformers' HfArgumentParser)."""
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from typing import Any
+
+from ..schema import FinetuneConfig, config_options
+
+__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list"]
+
+
+def comma_list(text: str) -> list[str]:
+    """"a, b,c" -> ["a", "b", "c"] (empty items dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _base_type(hint: Any) -> type:
+    """int for ``int | None``, list for ``list[str] | None``, and so on."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def add_config_argument(group, name: str, **overrides: Any) -> None:
+    """Add the option of FinetuneConfig field ``name`` to ``group`` (overrides: argparse keywords)."""
+    option = config_options()[name]
+    kind = _base_type(typing.get_type_hints(FinetuneConfig)[name])
+    help_text = option.help + (f" Valid: {option.range}." if option.range else "")
+    keywords: dict[str, Any] = {"dest": name, "default": getattr(FinetuneConfig(), name), "help": help_text}
+    if kind is bool:
+        keywords["action"] = "store_true"
+    elif kind is list:
+        keywords.update(type=comma_list, metavar="NAMES")
+    else:
+        keywords.update(type=kind, choices=option.choices)
+        if option.flag:  # e.g. --root ROOT, not --root DATASET_ROOT
+            keywords["metavar"] = option.flag.lstrip("-").upper()
+    keywords.update(overrides)
+    group.add_argument(option.flag or "--" + name.replace("_", "-"), **keywords)
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Every FinetuneConfig field as an option, in argument groups (model, data, method, training)."""
+    groups: dict[str, Any] = {}
+    for name, option in config_options().items():
+        if option.group not in groups:
+            groups[option.group] = parser.add_argument_group(option.group)
+        add_config_argument(groups[option.group], name)
+
+
+def config_from_args(args: argparse.Namespace, **changes: Any) -> FinetuneConfig:
+    """The validated FinetuneConfig of parsed options (``changes`` override them)."""
+    values = {name: getattr(args, name) for name in config_options()}
+    config = FinetuneConfig(**{**values, **changes})
+    config.validate()
+    return config

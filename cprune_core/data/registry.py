@@ -1,0 +1,123 @@
+"""Dataset registry: one entry per source holds how to locate (or download) and index its data.
+
+``load_dataset`` is the one way in: locate the folder, index it, then split it with a seed
+(or keep the source's official splits) and wrap each split as an ``ImageListDataset``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ranges import choose
+from ..paths import SAMPLE_FLOWERS, datasets_dir
+from . import caltech101, flowers102, folder, tf_flowers
+from .dataset import SPLITS, DatasetSplits, ImageListDataset
+from .indexing import Index, existing_dir, index_image_folder
+from .splits import check_split_arguments, keep_per_class, stratified_split
+
+__all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One entry of ``DATASETS``.
+
+    locate(root, cache_dir, download) -> the folder holding the data (``root`` is None or an
+    existing folder); index(folder) -> its readable images per class (and official splits).
+    default_root: where the data is read from when root is None without downloading (the
+    embedded sample); None when the source is downloaded into the cache or needs a root.
+    """
+
+    name: str
+    description: str
+    locate: Callable[[Path | None, Path, bool], Path]
+    index: Callable[[Path], Index]
+    needs_download: bool
+    default_root: Path | None = None
+
+
+DATASETS: dict[str, DatasetSource] = {
+    source.name: source
+    for source in (
+        DatasetSource(
+            "flowers-sample",
+            "Offline sample shipped with the app: 5 flower classes x 100 photos (TF Flowers, 128x128).",
+            folder.locate_sample, index_image_folder, needs_download=False, default_root=SAMPLE_FLOWERS,
+        ),
+        DatasetSource(
+            "tf-flowers",
+            "TensorFlow flowers: 3,670 photos of 5 classes (218 MB download), or a local folder with the same layout.",
+            tf_flowers.locate, index_image_folder, needs_download=True,
+        ),
+        DatasetSource(
+            "oxford-flowers102",
+            "Oxford Flowers-102: 8,189 photos of 102 classes with the official splits (330 MB download).",
+            flowers102.locate, flowers102.index, needs_download=True,
+        ),
+        DatasetSource(
+            "caltech101",
+            "Caltech-101: about 8,700 images of 101 object classes (130 MB download).",
+            caltech101.locate, caltech101.index, needs_download=True,
+        ),
+        DatasetSource(
+            "folder",
+            "Your own images: a folder with one sub-folder per class.",
+            folder.locate_folder, index_image_folder, needs_download=False,
+        ),
+    )
+}
+DEFAULT_DATASET = "flowers-sample"
+
+
+def get_source(name: str) -> DatasetSource:
+    return choose(name, DATASETS, "dataset")
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    train_per_class: int | None = None,
+    download: bool = True,
+    cache_dir: Path | None = None,
+) -> DatasetSplits:
+    """Locate (or download), index and split one of `DATASETS`.
+
+    root: the dataset folder; None uses the embedded sample (flowers-sample) or downloads
+    into cache_dir (default paths.datasets_dir()). "folder" requires a root.
+    Splits are stratified per class and depend only on seed; oxford-flowers102 keeps its
+    official train/val/test splits and ignores the fractions. train_per_class=k keeps k
+    seeded train images per class (few-shot); val and test are unchanged.
+    Raises ConfigError for impossible arguments and DatasetError for data that cannot be used.
+    """
+    source = get_source(name)
+    check_split_arguments(val_fraction, test_fraction, train_per_class)
+    started = time.perf_counter()
+    root = existing_dir(root) if root is not None else None
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
+    data_folder = source.locate(root, cache_dir, download)
+    index = source.index(data_folder)
+    by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)
+    if train_per_class is not None:
+        by_split["train"] = keep_per_class(by_split["train"], index.classes, train_per_class, seed)
+    datasets = {
+        split: ImageListDataset(
+            [(path, label) for label, paths in enumerate(by_split[split]) for path in paths], index.classes
+        )
+        for split in SPLITS
+    }
+    log.info(
+        "Loaded %s from %s: %d classes, %s images, %d skipped (%.1f s)",
+        name, data_folder, len(index.classes), "/".join(str(len(d)) for d in datasets.values()),
+        len(index.skipped), time.perf_counter() - started,
+    )
+    return DatasetSplits(name=name, classes=index.classes, **datasets, skipped=index.skipped,
+                         dropped_classes=index.dropped_classes, root=data_folder)

@@ -1,0 +1,90 @@
+"""Devices, mixed precision and out-of-memory detection, apart from training (as timm/utils/cuda.py)."""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+
+import torch
+
+from .errors import ConfigError
+from .ranges import choose
+
+__all__ = ["DEVICES", "resolve_device", "describe_device", "Precision", "is_out_of_memory", "to_device",
+           "loader_workers"]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto": CUDA, then Apple MPS, then CPU; otherwise the named device (checked to exist).
+
+    "cuda" is whatever CUDA device torch sees as current: under Ray (or CUDA_VISIBLE_DEVICES)
+    that is the GPU assigned to this process; CPrune never picks an index itself.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+    return torch.device(choose(name, DEVICES, "device"))
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, e.g. "cuda (NVIDIA H100 80GB HBM3)" or "cpu (2 threads)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, MPS's, or the host allocator failing on the CPU."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and ("MPS backend out of memory" in message
+                                                or "DefaultCPUAllocator: can't allocate memory" in message)
+
+
+class Precision:
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); fp32 elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.dtype = None
+        if device.type == "cuda":
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+
+def to_device(batch, device: torch.device):
+    """(inputs, labels) on ``device``; images channels-last on CUDA (faster convolutions with AMP)."""
+    inputs, labels = batch
+    non_blocking = device.type == "cuda"
+    inputs = inputs.to(device, non_blocking=non_blocking)
+    if device.type == "cuda" and inputs.ndim == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs, labels.to(device, non_blocking=non_blocking)
+
+
+def loader_workers(device: torch.device) -> int:
+    # On CPU the model needs every core; loader workers would only compete with it.
+    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)

@@ -1,0 +1,73 @@
+"""The exceptions CPrune raises on purpose, in one hierarchy (as networkx/exception.py).
+
+Every one of them is a ``CPruneError``: a problem of the input or of the machine, with a
+message that says what failed and what to do. A run that meets one ends "failed" with that
+message; the CLI prints it on one line and exits with the code its class names. Any other
+exception is a bug in CPrune and is reported as one (with its traceback).
+
+All of them pickle with their message (they cross DataLoader worker and Ray task processes).
+"""
+from __future__ import annotations
+
+__all__ = [
+    "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
+    "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence", "StoreError",
+]
+
+
+class CPruneError(Exception):
+    """Base class: an expected problem, explained in the message."""
+
+    exit_code = 3  # the CLI's exit status for this kind of problem (see cli.EXIT_CODES)
+
+
+class ConfigError(CPruneError, ValueError):
+    """An impossible setting: a value out of its range, an unknown name, a wrong combination."""
+
+    exit_code = 2
+
+
+class DatasetError(CPruneError):
+    """A dataset cannot be located, downloaded, indexed or read."""
+
+
+class UnreadableImageError(DatasetError):
+    """One image file cannot be decoded (corrupt, truncated, empty or unsafe to decode)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
+
+
+class PathNotAllowedError(DatasetError):
+    """A visitor asked for a folder outside the configured data roots (the message names no path)."""
+
+
+class CheckpointError(CPruneError):
+    """A checkpoint or saved model is unreadable, too large, tampered with or for another architecture."""
+
+
+class WeightsUnavailableError(CPruneError):
+    """Pretrained weights could not be loaded (offline, or the cache file is missing)."""
+
+
+class NonFiniteWeightsError(CPruneError, ValueError):
+    """A layer's weights contain NaN or Inf, so similarities are undefined."""
+
+
+class PowerIterationFailedConvergence(CPruneError):
+    """Power iteration did not converge; ``last`` holds the last iterate (as networkx's exception)."""
+
+    def __init__(self, max_iter: int, last=None) -> None:
+        super().__init__(f"power iteration did not converge within {max_iter} iterations")
+        self.max_iter, self.last = max_iter, last
+
+    def __reduce__(self):
+        return type(self), (self.max_iter, self.last)
+
+
+class StoreError(CPruneError):
+    """The run store cannot be opened or written (corrupt, truncated, unwritable, not a file)."""

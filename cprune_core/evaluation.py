@@ -1,0 +1,76 @@
+"""Accuracy of a model on batches or on a dataset, overall and per class."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data import ImageListDataset, collate_skip_bad
+from .device import Precision, to_device
+
+__all__ = ["Evaluation", "accuracy_counts", "accuracy", "evaluate_model"]
+
+
+@dataclass
+class Evaluation:
+    accuracy: float | None  # None when no sample could be evaluated
+    correct: int
+    total: int
+    per_class: dict[str, tuple[int, int]]  # class -> (correct, total)
+
+
+def accuracy_counts(model: nn.Module, batches: Iterable, device: torch.device, precision: Precision,
+                    num_classes: int, stop: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, total) per label over ``batches`` of (inputs, labels); None batches are skipped.
+    Stops early when ``stop`` is set. The model is left in the mode it came in."""
+    correct = torch.zeros(num_classes, dtype=torch.long)
+    total = torch.zeros(num_classes, dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            if stop is not None and stop.is_set():
+                break
+            if batch is None:
+                continue
+            inputs, labels = to_device(batch, device)
+            with precision.autocast():
+                predictions = model(inputs).argmax(1)
+            labels, hits = labels.cpu(), (predictions == labels).cpu()
+            total += torch.bincount(labels, minlength=num_classes)
+            correct += torch.bincount(labels[hits], minlength=num_classes)
+    model.train(was_training)
+    return correct, total
+
+
+def accuracy(model: nn.Module, batches: Iterable, device: torch.device, precision: Precision, num_classes: int,
+             stop: threading.Event | None = None) -> float | None:
+    """Overall accuracy over ``batches`` (None when there was nothing to evaluate)."""
+    correct, total = accuracy_counts(model, batches, device, precision, num_classes, stop)
+    return int(correct.sum()) / int(total.sum()) if int(total.sum()) else None
+
+
+def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, batch_size: int = 64,
+                   device: str | torch.device = "cpu", label_map: list[int] | None = None,
+                   class_names: list[str] | None = None) -> Evaluation:
+    """Accuracy of ``model`` on ``dataset`` read with ``transform``, overall and per class.
+
+    ``label_map[dataset_label]`` gives the model's output index of each dataset class (classes
+    matched by name by the caller); per-class figures are keyed by the dataset's class names.
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    loader = DataLoader(dataset.with_transform(transform), batch_size=batch_size, shuffle=False,
+                        collate_fn=collate_skip_bad)
+    mapping = torch.tensor(label_map if label_map is not None else range(len(dataset.classes)))
+    batches = ((x, mapping[y]) for x, y in filter(None, loader))
+    num_outputs = int(mapping.max()) + 1
+    correct, total = accuracy_counts(model, batches, device, Precision(device), num_outputs)
+    names = class_names or dataset.classes
+    per_class = {name: (int(correct[mapping[i]]), int(total[mapping[i]])) for i, name in enumerate(names)}
+    n_correct, n_total = int(correct.sum()), int(total.sum())
+    return Evaluation(n_correct / n_total if n_total else None, n_correct, n_total, per_class)

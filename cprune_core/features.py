@@ -1,0 +1,202 @@
+"""The feature cache: what a frozen prefix computes runs once per (backbone, weights, split, size, cut).
+
+Frozen prefix outputs are kept in an LRU cache in memory (``FEATURE_CACHE``) and, when asked,
+on disk under ``paths.features_dir()``. A baseline's pooled features are computed from the
+prefix features by the frozen suffix, so a baseline and a pruned run on the same data share
+the expensive pass. Frozen modules run in eval mode, so features of the *train* split use the
+evaluation transform (no augmentation); augmentation needs train_scope "all".
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data import ImageListDataset
+from .device import Precision, to_device
+from .errors import DatasetError
+from .paths import features_dir
+
+__all__ = ["FEATURE_CACHE", "FeatureCache", "TensorBatches", "samples_digest", "weights_id", "file_version", "extract_features",
+           "pooled_features", "FEATURE_BATCH_SIZE"]
+
+FEATURE_BATCH_SIZE = 64
+Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
+
+
+class FeatureCache:
+    """LRU cache of frozen features in memory, optionally backed by files on disk.
+
+    Memory is bounded by ``max_bytes`` (env CPRUNE_FEATURE_CACHE_MB, default 2048); disk files
+    are written atomically, read with ``torch.load(weights_only=True)`` and checked, so a damaged
+    or tampered file is recomputed, never trusted.
+    """
+
+    def __init__(self, max_bytes: int | None = None, disk_dir: str | Path | None = None):
+        mb = int(os.environ.get("CPRUNE_FEATURE_CACHE_MB", "2048"))
+        self.max_bytes = max_bytes if max_bytes is not None else mb * 2**20
+        self._disk_dir = Path(disk_dir) if disk_dir else None
+        self._entries: OrderedDict[str, Features] = OrderedDict()
+        self._lock = threading.Lock()  # the app may run several runs from different threads
+
+    @property
+    def disk_dir(self) -> Path:
+        return self._disk_dir or features_dir()  # read when used: CPRUNE_HOME may change
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+    def get(self, key: str, disk: bool = False) -> Features | None:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        path = self.disk_dir / f"{key}.pt"
+        if disk and path.is_file():
+            value = _read_features(path)
+            if value is not None:
+                self._store(key, value)
+            return value
+        return None
+
+    def put(self, key: str, value: Features, disk: bool = False) -> None:
+        self._store(key, value)
+        if disk:
+            self.disk_dir.mkdir(parents=True, exist_ok=True)
+            path = self.disk_dir / f"{key}.pt"
+            temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+            torch.save({"features": value[0], "labels": value[1]}, temporary)
+            os.replace(temporary, path)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _store(self, key: str, value: Features) -> None:
+        size = sum(t.numel() * t.element_size() for t in value)
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > 1 and self._bytes() > self.max_bytes:
+                self._entries.popitem(last=False)
+            if size > self.max_bytes:
+                self._entries.pop(key, None)
+
+    def _bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for value in self._entries.values() for t in value)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _read_features(path: Path) -> Features | None:
+    """A disk entry, or None when it is unreadable or not what put() writes."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        features, labels = saved["features"], saved["labels"]
+    except Exception:  # any damage means "recompute"
+        return None
+    sound = (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)
+             and features.is_floating_point() and labels.dtype == torch.long and labels.ndim == 1
+             and features.ndim >= 2 and len(features) == len(labels) and bool(torch.isfinite(features).all())
+             and (len(labels) == 0 or int(labels.min()) >= 0))
+    return (features, labels) if sound else None
+
+
+FEATURE_CACHE = FeatureCache()
+
+
+def file_version(path: str) -> tuple[int, int] | None:
+    """(size, mtime) of a file, or None when it cannot be read: a cache key part that changes with the file."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def weights_id(weights: str, checkpoint: str | None) -> str:
+    """Names the starting weights in cache keys; a checkpoint by its path and file version."""
+    if weights != "checkpoint" or checkpoint is None:
+        return weights
+    return f"checkpoint:{Path(checkpoint).resolve()}:{file_version(checkpoint)}"
+
+
+def samples_digest(dataset: ImageListDataset) -> str:
+    """Identifies a split's exact contents (paths, labels, file versions) for cache keys."""
+    digest = hashlib.sha256()
+    for path, label in dataset.samples:
+        digest.update(repr((path, label, file_version(path))).encode())
+    return digest.hexdigest()
+
+
+class TensorBatches:
+    """Mini-batches over cached features, shuffled by a seeded generator each epoch."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 generator: torch.Generator | None = None):
+        self.features, self.labels, self.batch_size, self.generator = features, labels, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.generator is not None else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield self.features[index], self.labels[index]
+
+
+def extract_features(prefix: nn.Module, loader: DataLoader, device: torch.device, precision: Precision,
+                     stop: threading.Event, split: str) -> Iterator[int]:
+    """Run ``prefix`` over ``loader``: yields each batch's 1-based number, returns the features
+    (None when ``stop`` was set). DatasetError when no image of the split could be read."""
+    features, labels = [], []
+    prefix.eval()
+    with torch.no_grad():
+        for index, batch in enumerate(loader):
+            if stop.is_set():
+                return None
+            yield index + 1
+            if batch is None:
+                continue
+            inputs, batch_labels = to_device(batch, device)
+            with precision.autocast():
+                output = prefix(inputs)
+            features.append(output.float().cpu().contiguous())
+            labels.append(batch_labels.cpu())
+    if not features:
+        raise DatasetError(f"No image of the {split} split could be read.")
+    return torch.cat(features), torch.cat(labels)
+
+
+def pooled_features(suffix: nn.Module, classifier: nn.Module, cached: dict[str, Features],
+                    device: torch.device) -> dict[str, Features]:
+    """What the frozen suffix feeds ``classifier``, from the prefix features of each split."""
+    captured: list[torch.Tensor] = []
+    hook = classifier.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].float().cpu()))
+    pooled = {}
+    try:
+        suffix.eval()
+        with torch.no_grad():
+            for split, (features, labels) in cached.items():
+                if len(labels) == 0:
+                    pooled[split] = features, labels
+                    continue
+                captured.clear()
+                for start in range(0, len(features), FEATURE_BATCH_SIZE):
+                    suffix(features[start:start + FEATURE_BATCH_SIZE].to(device))
+                pooled[split] = torch.cat(captured), labels
+    finally:
+        hook.remove()
+    return pooled

@@ -1,0 +1,68 @@
+"""Valid values, each rule written once: ranges of the method's numbers, and choosing by name.
+
+The core checks its inputs against these, ``FinetuneConfig`` carries them on its fields, and
+the CLI and the app derive their options and widget limits from them. A check rejects NaN,
+infinities and booleans, and raises ``ConfigError`` with the name, the value and the range.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Range", "TAU", "KEEP", "FRACTION", "choose"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of valid values; ``integer`` asks for whole numbers."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def check(self, value, name: str):
+        """``value`` unchanged when it lies in the range, else ConfigError naming ``name``."""
+        if value not in self:
+            kind = " (a whole number)" if self.integer else ""
+            raise ConfigError(f"{name} must be in {self}{kind}, got {value!r}.")
+        return value
+
+    def __str__(self) -> str:
+        def show(number: float) -> str:
+            return f"{number:g}" if not self.integer else str(int(number))
+
+        return f"{'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}{')' if self.high_open else ']'}"
+
+
+TAU = Range(0.0, 1.0, high_open=True)  # similarity threshold: an edge needs cosine similarity > tau
+KEEP = Range(0.0, 1.0, low_open=True)  # fraction of a layer's neurons kept
+FRACTION = Range(0.0, 1.0, high_open=True)  # share of each class held out for validation or test
+
+
+def choose(value: Any, options: Collection, what: str) -> Any:
+    """``options[value]`` for a mapping (``value`` itself for other collections) when ``value`` is one of
+    ``options``; else ConfigError: "Unknown <what> <value>; choose one of <options>."."""
+    try:
+        known = value in options
+    except TypeError:  # an unhashable value is no option
+        known = False
+    if not known:
+        raise ConfigError(f"Unknown {what} {value!r}; choose one of {', '.join(map(str, options))}.")
+    return options[value] if isinstance(options, dict) else value

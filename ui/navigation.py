@@ -1,0 +1,28 @@
+"""The app's pages, in navigation order: the one list app.py, page links and the tests read."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    script: str  # relative to the repository root
+    title: str
+    url_path: str  # "" for the default page, served at /
+
+
+PAGES = (
+    PageEntry("pages/explorer.py", "Graph explorer", ""),
+    PageEntry("pages/prune.py", "Prune", "prune"),
+    PageEntry("pages/layerwise.py", "Layer-wise centrality", "layerwise"),
+    PageEntry("pages/finetune.py", "Fine-tune", "finetune"),
+    PageEntry("pages/results.py", "Results", "results"),
+)
+
+
+def st_pages() -> list:
+    """PAGES as st.Page objects for st.navigation (no icons: Streamlit would fetch their font from Google)."""
+    return [st.Page(entry.script, title=entry.title, default=True) if not entry.url_path
+            else st.Page(entry.script, title=entry.title, url_path=entry.url_path) for entry in PAGES]
