@@ -5,6 +5,13 @@ The app's comparison page and the CLI read and write the same database, by defau
 write is one transaction, so a process killed midway leaves the previous, consistent state.
 A run whose process died while it was "running" is marked "interrupted" the next time a store
 is opened on the same machine.
+
+A store file that is not a readable SQLite database (corrupt, truncated) is kept beside it as
+``<name>.damaged-<time>`` and a fresh store started (``recovered_from`` says so); one that cannot
+be created or written, or is not a file, raises StoreError saying what to do.
+
+Each run records who launched it (``owner``: the app session, None for the command line) and,
+for experiments, a ``run_key`` (a hash of its whole configuration) so a grid can resume.
 """
 from __future__ import annotations
 
@@ -15,10 +22,11 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StoreError
 from .paths import store_path
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
@@ -36,7 +44,9 @@ CREATE TABLE IF NOT EXISTS runs (
     final TEXT,
     model_dir TEXT,
     host TEXT,
-    pid INTEGER
+    pid INTEGER,
+    owner TEXT,
+    run_key TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -45,6 +55,7 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 );
 """
+ADDED_COLUMNS = (("owner", "TEXT"), ("run_key", "TEXT"))  # added to stores of earlier versions on open
 # Columns of list_runs(): flattened from config and final figures.
 CONFIG_COLUMNS = ("dataset", "backbone", "mode", "criterion", "keep", "tau", "epochs", "seed")
 FINAL_COLUMNS = ("test_acc", "val_acc", "params", "macs", "latency_ms", "duration_s")
@@ -73,34 +84,93 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class _Damaged(Exception):
+    """The file is there but is not a readable run store."""
+
+
 class RunStore:
     """SQLite store of runs. Safe to open from several processes (WAL journal, busy timeout)."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovered_from: Path | None = None  # where a damaged store was set aside
+        try:
+            self._open()
+        except _Damaged as damage:
+            self.recovered_from = self._set_aside(damage)
+            self._open()
+        self.mark_interrupted()
+
+    def _open(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"The run store {self.path} is a folder, not a file. Name a file with --store FILE "
+                             "(or set CPRUNE_HOME), or run with --no-record.")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"The run store's folder {self.path.parent} cannot be created ({error.strerror}). "
+                             "Name a writable file with --store FILE (or set CPRUNE_HOME), or run with --no-record.") \
+                from error
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                check = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            if "not a database" in str(error) or "malformed" in str(error):
+                raise _Damaged(str(error)) from error
+            raise self._unusable(error) from error
+        if check != "ok":
+            raise _Damaged(check)
         with self._connect() as db:
             db.executescript(SCHEMA)
-        self.mark_interrupted()
+            present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in ADDED_COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+    def _set_aside(self, damage: _Damaged) -> Path:
+        """Rename a damaged store (and its journal files) out of the way; nothing is deleted."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    part.rename(f"{aside}{suffix}")
+        except OSError as error:
+            raise StoreError(f"The run store {self.path} is damaged ({damage}) and cannot be moved aside "
+                             f"({error.strerror}). Name another file with --store FILE, or run with --no-record.") \
+                from error
+        return aside
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.Error as error:
+            raise self._unusable(error) from error
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             with db:  # one transaction: committed on success, rolled back on any exception
                 yield db
+        except sqlite3.Error as error:
+            raise self._unusable(error) from error
         finally:
             db.close()
 
-    def create_run(self, config: dict, kind: str = "finetune") -> int:
+    def _unusable(self, error: sqlite3.Error) -> StoreError:
+        return StoreError(f"The run store {self.path} cannot be used ({error}). Name a writable file with "
+                          "--store FILE (or set CPRUNE_HOME), or run with --no-record.")
+
+    def create_run(self, config: dict, kind: str = "finetune", owner: str | None = None,
+                   run_key: str | None = None) -> int:
         """Record a new run as "running" and return its id."""
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO runs (kind, created, status, config, host, pid) VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, time.time(), RunStatus.RUNNING, _json(config), socket.gethostname(), os.getpid()),
+                "INSERT INTO runs (kind, created, status, config, host, pid, owner, run_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, time.time(), RunStatus.RUNNING, _json(config), socket.gethostname(), os.getpid(), owner,
+                 run_key),
             )
             return int(cursor.lastrowid)
 
@@ -139,10 +209,15 @@ class RunStore:
                            [(RunStatus.INTERRUPTED, time.time(), run_id) for run_id in dead])
         return len(dead)
 
-    def list_runs(self) -> list[dict]:
-        """One flat dict per run, newest first (see CONFIG_COLUMNS and FINAL_COLUMNS)."""
+    def list_runs(self, visible_to: str | None = None) -> list[dict]:
+        """One flat dict per run, newest first (see CONFIG_COLUMNS and FINAL_COLUMNS). With ``visible_to``,
+        only the runs that owner launched and those of the command line (no owner)."""
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
+            if visible_to is None:
+                rows = db.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
+            else:
+                rows = db.execute("SELECT * FROM runs WHERE owner IS NULL OR owner = ? ORDER BY id DESC",
+                                  (visible_to,)).fetchall()
         return [self._flat(row) for row in rows]
 
     def get_run(self, run_id: int) -> RunRecord | None:
@@ -154,7 +229,8 @@ class RunStore:
             events = db.execute("SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
         return RunRecord(
             id=row["id"], kind=row["kind"], created=row["created"], ended=row["ended"], status=RunStatus(row["status"]),
-            message=row["message"], model_dir=row["model_dir"], config=json.loads(row["config"]),
+            message=row["message"], model_dir=row["model_dir"], owner=row["owner"], run_key=row["run_key"],
+            config=json.loads(row["config"]),
             summary=RunSummary.from_dict(json.loads(row["final"])) if row["final"] else None,
             history=[MetricEvent.from_dict(json.loads(e["event"])) for e in events])
 
@@ -187,6 +263,8 @@ class RunRecord:
     status: RunStatus
     message: str | None
     model_dir: str | None
+    owner: str | None  # the app session that launched it; None: the command line
+    run_key: str | None  # an experiment's hash of the whole configuration
     config: dict  # FinetuneConfig.to_dict() of the version that ran it
     summary: RunSummary | None
     history: list[MetricEvent]
@@ -200,10 +278,10 @@ class Recording:
     """
 
     def __init__(self, store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
-                 kind: str = "finetune"):
+                 kind: str = "finetune", owner: str | None = None):
         self.store = store
         self.events = events
-        self.run_id = store.create_run(config.to_dict(), kind)
+        self.run_id = store.create_run(config.to_dict(), kind, owner)
         self.summary: RunSummary | None = None
 
     def __iter__(self) -> Iterator[MetricEvent]:
@@ -223,6 +301,6 @@ class Recording:
 
 
 def record(store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
-           kind: str = "finetune") -> Recording:
+           kind: str = "finetune", owner: str | None = None) -> Recording:
     """Wrap an event stream so that iterating it records the run in ``store``."""
-    return Recording(store, config, events, kind)
+    return Recording(store, config, events, kind, owner)

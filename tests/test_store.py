@@ -12,7 +12,8 @@ import pytest
 
 from cprune_core.paths import store_path
 from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
-from cprune_core.store import RunStore, record
+from cprune_core.errors import StoreError
+from cprune_core.store import SCHEMA, RunStore, record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,3 +131,58 @@ def test_delete_run_removes_it_and_its_history(store):
     assert store.delete_run(recording.run_id)
     assert store.get_run(recording.run_id) is None and store.list_runs() == []
     assert not store.delete_run(recording.run_id)
+
+
+# ----------------------------------------------------------------------------- damaged and unusable stores
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_is_kept_aside_and_a_fresh_one_started(tmp_path, damage):
+    path = tmp_path / "runs.sqlite"
+    good = RunStore(path)
+    list(record(good, FinetuneConfig(), fake_run()))
+    content = path.read_bytes()
+    path.write_bytes(b"this is not sqlite at all" * 100 if damage == "garbage" else content[: len(content) // 3])
+    Path(f"{path}-wal").unlink(missing_ok=True)
+    damaged_bytes = path.read_bytes()
+
+    store = RunStore(path)
+    assert store.recovered_from is not None and store.recovered_from.read_bytes() == damaged_bytes  # nothing lost
+    assert store.list_runs() == []
+    list(record(store, FinetuneConfig(), fake_run()))
+    assert len(store.list_runs()) == 1
+
+
+def test_a_store_that_is_a_folder_or_cannot_be_created_says_what_to_do(tmp_path):
+    folder = tmp_path / "runs.sqlite"
+    folder.mkdir()
+    with pytest.raises(StoreError, match="is a folder, not a file.*--no-record"):
+        RunStore(folder)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot be created.*--no-record"):
+        RunStore(blocker / "sub" / "runs.sqlite")
+
+
+@pytest.mark.skipif(not Path("/proc/version").is_file(), reason="needs Linux's /proc")
+def test_an_unwritable_file_that_is_no_store_says_what_to_do():
+    with pytest.raises(StoreError, match="cannot be used.*--no-record"):
+        RunStore("/proc/version")  # not even root may write it
+
+
+def test_stores_of_earlier_versions_gain_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.replace(",\n    owner TEXT,\n    run_key TEXT", ""))
+        db.execute("INSERT INTO runs (kind, created, status, config) VALUES ('finetune', 0, 'finished', '{}')")
+    store = RunStore(path)
+    [row] = store.list_runs(visible_to="someone")  # a run of the command line: visible to every visitor
+    assert store.get_run(row["id"]).owner is None
+
+
+def test_visitors_see_their_own_runs_and_those_of_the_command_line(store):
+    mine = store.create_run({}, owner="me")
+    theirs = store.create_run({}, owner="them")
+    cli = store.create_run({})
+    assert {r["id"] for r in store.list_runs(visible_to="me")} == {mine, cli}
+    assert {r["id"] for r in store.list_runs()} == {mine, theirs, cli}
