@@ -10,6 +10,7 @@ code is ever loaded. Every file is written to a temporary name and renamed into 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import warnings
@@ -19,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .pruning import apply_kept
-from .registry import BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
+from .registry import BACKBONES, BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
 from .schema import RunResult
 
 __all__ = ["SavedModel", "save_model", "load_model", "export_onnx", "export_torchscript", "WEIGHTS_FILE", "SPEC_FILE"]
@@ -91,28 +92,69 @@ def save_model(result: RunResult, directory: str | Path) -> Path:
     return directory
 
 
+MAX_SPEC_BYTES = 16 * 2**20  # a model.json lists kept indices: a few MiB for the largest backbone
+
+
+def _field(info: dict, name: str, kind: type | tuple[type, ...], check=None, why: str = ""):
+    """info[name] when it is a ``kind`` (booleans are not numbers) that passes ``check``; else CheckpointError."""
+    value = info.get(name)
+    if (name not in info or isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)
+            or (check is not None and not check(value))):
+        raise CheckpointError(f"{SPEC_FILE}: field {name!r} {why or 'is missing or has the wrong type'} "
+                              f"(found {str(value)[:80]!r}). The file was changed after saving; save the model again.")
+    return value
+
+
+def _read_info(spec_path: Path) -> dict:
+    """model.json, checked field by field: never a traceback, never a silently wrong accuracy."""
+    if spec_path.stat().st_size > MAX_SPEC_BYTES:
+        raise CheckpointError(f"{spec_path} is larger than {MAX_SPEC_BYTES // 2**20} MiB: not one we wrote.")
+    try:
+        info = json.loads(spec_path.read_text())
+    except (ValueError, RecursionError) as error:  # RecursionError: absurdly nested JSON
+        raise CheckpointError(f"{spec_path} is not valid JSON ({str(error)[:120]}).") from error
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{spec_path} does not hold a JSON object.")
+    _field(info, "format_version", int, lambda v: v == FORMAT_VERSION, f"must be {FORMAT_VERSION}")
+    spec = get_spec(_field(info, "backbone", str, lambda v: v in BACKBONES, "must name a known backbone"))
+    _field(info, "classes", list, lambda v: len(v) >= 2 and all(isinstance(c, str) and c for c in v)
+           and len(set(v)) == len(v), "must list two or more distinct class names")
+    _field(info, "num_classes", int, lambda v: v == len(info["classes"]), "must equal the number of classes")
+    _field(info, "image_size", int, lambda v: v in spec.input_sizes, f"must be in {spec.input_sizes}")
+    for name, expected in (("mean", spec.mean), ("std", spec.std)):
+        _field(info, name, list, lambda v, e=expected: len(v) == len(e) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isclose(x, y, abs_tol=1e-6)
+            for x, y in zip(v, e)), f"must be {spec.name}'s preprocessing {list(expected)}")
+    _field(info, "kept", dict, lambda v: all(
+        isinstance(layer, str) and isinstance(indices, list) and indices
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices)
+        and len(set(indices)) == len(indices) for layer, indices in v.items()),
+        "must map layer names to lists of distinct neuron indices")
+    return info
+
+
 def load_model(directory: str | Path) -> SavedModel:
-    """Rebuild a saved model (eval mode, CPU). Raises CheckpointError when the directory is not one."""
+    """Rebuild a saved model (eval mode, CPU). CheckpointError, naming the field or the weights, when
+    the directory is not a saved model or anything in it was changed after saving."""
     directory = Path(directory)
     spec_path = directory / SPEC_FILE
     if not spec_path.is_file():
         raise CheckpointError(f"{directory} is not a saved model directory (no {SPEC_FILE}). "
-                              "Save one with `python -m cprune_core finetune ... --save DIR`.")
-    try:
-        info = json.loads(spec_path.read_text())
-        spec = get_spec(info["backbone"])
-        kept = {layer: [int(i) for i in indices] for layer, indices in info["kept"].items()}
-        num_classes = int(info["num_classes"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{spec_path} is damaged or from another version: {error}") from error
+                              "Save one with `cprune finetune ... --save DIR`.")
+    info = _read_info(spec_path)
+    spec = get_spec(info["backbone"])
     model = load_backbone(spec.name, "random").model
-    apply_kept(model, spec, kept)
-    replace_classifier(model, spec, num_classes)
+    try:
+        apply_kept(model, spec, info["kept"])
+    except ConfigError as error:
+        raise CheckpointError(f"{SPEC_FILE}: field 'kept' does not fit {spec.name}: {error}") from error
+    replace_classifier(model, spec, info["num_classes"])
     state = read_state_dict(directory / WEIGHTS_FILE)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise CheckpointError(f"{directory / WEIGHTS_FILE} does not match {SPEC_FILE}: {error}") from error
+        raise CheckpointError(f"{directory / WEIGHTS_FILE} does not match {SPEC_FILE} "
+                              f"({' '.join(str(error).split())[:300]}): save the model again.") from error
     return SavedModel(model.eval(), spec, info)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader
 from .cost import count_macs, count_params, measure_latency_ms
 from .data import SPLITS, build_transform, collate_skip_bad, load_dataset
 from .device import Precision, is_out_of_memory, loader_workers, resolve_device, to_device
-from .errors import CPruneError, DatasetError
+from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
 from .features import (FEATURE_BATCH_SIZE, FEATURE_CACHE, FeatureCache, TensorBatches, extract_features,
                        pooled_features, samples_digest, weights_id)
@@ -114,8 +115,10 @@ class Finetuner:
     Latency is measured at batch 1 on the training device; the returned model is on the CPU.
     """
 
-    def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None):
+    def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None,
+                 data_roots: list[Path] | None = None):
         config.validate()
+        self.data_roots = data_roots  # the app's visitors read datasets only inside these folders
         self.config = config
         self.cache = feature_cache if feature_cache is not None else FEATURE_CACHE
         self.spec = get_spec(config.backbone)
@@ -140,8 +143,10 @@ class Finetuner:
             self.device = resolve_device(self.config.device)
             self.precision = Precision(self.device)
             yield from self._run()
+        except StopRequested as stopped:
+            yield self._end(RunStatus.STOPPED, str(stopped))
         except CPruneError as error:
-            yield self._end(RunStatus.FAILED, str(error))
+            yield self._end(RunStatus.FAILED, str(error), error=type(error).__name__)
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
@@ -150,7 +155,7 @@ class Finetuner:
             size = self.config.batch_size
             yield self._end(RunStatus.FAILED, f"Out of {self.device.type.upper()} memory at batch size {size}. "
                                               f"Try a smaller batch size (e.g. {max(1, size // 2)}) or a smaller "
-                                              "image size.")
+                                              "image size.", error="OutOfMemory")
 
     def result(self) -> RunResult:
         if self.summary is None:
@@ -163,7 +168,8 @@ class Finetuner:
         image_size = config.image_size or spec.input_size
         yield self._prepare(f"Loading {config.dataset}")
         splits = load_dataset(config.dataset, config.dataset_root, seed=config.seed, val_fraction=config.val_fraction,
-                              test_fraction=config.test_fraction, train_per_class=config.train_per_class)
+                              test_fraction=config.test_fraction, train_per_class=config.train_per_class,
+                              roots=self.data_roots, stop=self._stop)
         self.classes = list(splits.classes)
         self._datasets = {split: getattr(splits, split) for split in SPLITS}
         self._n_skipped = len(splits.skipped)
@@ -226,7 +232,8 @@ class Finetuner:
             return torch.empty(0), torch.empty(0, dtype=torch.long)
         key = self.cache.key("prefix", config.backbone, weights_id(config.weights, config.checkpoint),
                              self.spec.suffix_start, image_size, samples_digest(dataset))
-        value = self.cache.get(key, disk=config.disk_cache)
+        value = self.cache.get(key, disk=config.disk_cache,
+                               accept=lambda found: self._fits(prefix, found, image_size, len(dataset)))
         if value is None:
             loader = DataLoader(dataset.with_transform(transform), batch_size=FEATURE_BATCH_SIZE, shuffle=False,
                                 collate_fn=collate_skip_bad, num_workers=loader_workers(self.device))
@@ -251,6 +258,15 @@ class Finetuner:
             return self._end(RunStatus.STOPPED, message, **figures)
         return self._end(RunStatus.FINISHED, "Finished.", **figures)
 
+    def _fits(self, prefix: nn.Module, features, image_size: int, n_samples: int) -> bool:
+        """Whether features read from disk are what ``prefix`` makes for this split (a tampered or stale
+        file is recomputed): the shape of one image's features, the count and the labels."""
+        values, labels = features
+        with torch.no_grad():
+            expected = prefix.eval()(torch.zeros(1, 3, image_size, image_size, device=self.device)).shape[1:]
+        return (values.shape[1:] == expected and len(labels) <= n_samples
+                and (len(labels) == 0 or int(labels.max()) < len(self.classes)))
+
     def _prepare(self, message: str) -> MetricEvent:
         return self.progress.event(EventKind.PREPARE, message=message)
 
@@ -274,10 +290,10 @@ class Finetuner:
 
 
 def finetune(config: FinetuneConfig, stop: threading.Event | None = None,
-             on_event: Callable[[MetricEvent], None] | None = None,
-             feature_cache: FeatureCache | None = None) -> Iterator[MetricEvent]:
+             on_event: Callable[[MetricEvent], None] | None = None, feature_cache: FeatureCache | None = None,
+             data_roots: list[Path] | None = None) -> Iterator[MetricEvent]:
     """The run's event stream. The config is validated now (ConfigError); the run starts on iteration."""
-    return Finetuner(config, feature_cache).events(stop, on_event)
+    return Finetuner(config, feature_cache, data_roots).events(stop, on_event)
 
 
 def run(config: FinetuneConfig, stop: threading.Event | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
     "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence", "StoreError",
+    "StopRequested", "exit_code_for",
 ]
 
 
@@ -71,3 +72,19 @@ class PowerIterationFailedConvergence(CPruneError):
 
 class StoreError(CPruneError):
     """The run store cannot be opened or written (corrupt, truncated, unwritable, not a file)."""
+
+
+class StopRequested(CPruneError):
+    """Long preparation (indexing a dataset) was stopped on request: a run ends "stopped", not "failed"."""
+
+
+def exit_code_for(kind: str | None) -> int:
+    """The CLI's exit status for a run that failed with error ``kind`` (a class name, as RunSummary.error):
+    that class's code; 1 for running out of memory or an unknown kind."""
+    pending = [CPruneError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == kind:
+            return cls.exit_code
+        pending.extend(cls.__subclasses__())
+    return 1

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -25,8 +25,8 @@ from .device import Precision, to_device
 from .errors import DatasetError
 from .paths import features_dir
 
-__all__ = ["FEATURE_CACHE", "FeatureCache", "TensorBatches", "samples_digest", "weights_id", "file_version", "extract_features",
-           "pooled_features", "FEATURE_BATCH_SIZE"]
+__all__ = ["FEATURE_CACHE", "FeatureCache", "TensorBatches", "samples_digest", "weights_id", "file_version",
+           "extract_features", "pooled_features", "FEATURE_BATCH_SIZE"]
 
 FEATURE_BATCH_SIZE = 64
 Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
@@ -55,7 +55,8 @@ class FeatureCache:
     def key(*parts) -> str:
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
-    def get(self, key: str, disk: bool = False) -> Features | None:
+    def get(self, key: str, disk: bool = False, accept: Callable[[Features], bool] | None = None) -> Features | None:
+        """The entry for ``key`` from memory, else (``disk``) from its file when ``accept`` approves it."""
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -63,8 +64,9 @@ class FeatureCache:
         path = self.disk_dir / f"{key}.pt"
         if disk and path.is_file():
             value = _read_features(path)
-            if value is not None:
-                self._store(key, value)
+            if value is None or (accept is not None and not accept(value)):
+                return None
+            self._store(key, value)
             return value
         return None
 

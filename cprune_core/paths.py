@@ -7,10 +7,13 @@ lives under ``cache_home()``: ``$CPRUNE_HOME`` when set, else ``$XDG_CACHE_HOME/
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = ["REPO_ROOT", "ASSETS_DIR", "SAMPLE_FLOWERS", "SHARED_DATA", "SHARED_FLOWERS", "DOCS_DIR", "cache_home",
-           "datasets_dir", "features_dir", "models_dir", "store_path"]
+           "datasets_dir", "features_dir", "models_dir", "store_path", "writable_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -46,3 +49,17 @@ def models_dir() -> Path:
 def store_path() -> Path:
     """The SQLite run store shared by the CLI and the app."""
     return cache_home() / "runs.sqlite"
+
+
+def writable_dir(path: str | os.PathLike, option: str) -> Path:
+    """``path`` as a folder (created when missing) that this process can write, checked by writing a
+    file there; else ConfigError naming ``option``. Used before long work whose output would be lost."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{option} {folder} cannot be written ({error.strerror or error}): "
+                          "choose a folder you can write.") from error
+    return folder

@@ -16,13 +16,15 @@ __all__ = ["run_and_record"]
 
 def run_and_record(config: FinetuneConfig, store: RunStore | None, save_dir: str | Path | None = None,
                    stop: threading.Event | None = None, on_event: Callable[[MetricEvent], None] | None = None,
-                   *, kind: str = "finetune", feature_cache: FeatureCache | None = None) -> RunResult:
+                   *, kind: str = "finetune", owner: str | None = None, feature_cache: FeatureCache | None = None,
+                   data_roots: list[Path] | None = None) -> RunResult:
     """Run ``config`` to its end, recording it in ``store`` (None: not recorded) and saving the trained
     model in ``save_dir`` (None: not saved; a failed run saves nothing). ``on_event`` sees every event
-    as it happens; ``stop`` ends the run within one batch. The result carries run_id and model_dir."""
-    job = Finetuner(config, feature_cache)
+    as it happens; ``stop`` ends the run within one batch. ``owner`` (the app's visitor) is recorded with
+    the run; ``data_roots`` confines the dataset to those folders. The result carries run_id and model_dir."""
+    job = Finetuner(config, feature_cache, data_roots)
     events = job.events(stop, on_event)
-    recording = record(store, config, events, kind) if store is not None else None
+    recording = record(store, config, events, kind, owner) if store is not None else None
     for _ in recording if recording is not None else events:
         pass
     result = job.result()

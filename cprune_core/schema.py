@@ -173,6 +173,7 @@ class RunSummary:
     kept: dict[str, int] = field(default_factory=dict)  # pruned layer -> neurons kept
     channels: dict[str, int] = field(default_factory=dict)  # pruned layer -> neurons before pruning
     device: str = ""
+    error: str | None = None  # what failed the run: a CPruneError class name, or "OutOfMemory"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))  # also from the plain string of a stored run

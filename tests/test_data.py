@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from torchvision.datasets import Flowers102
 
 from cprune_core import data
 from cprune_core.data import collate_skip_bad, indexing, load_dataset, tf_flowers
-from cprune_core.errors import ConfigError, DatasetError, UnreadableImageError
-from cprune_core.paths import SHARED_FLOWERS
+from cprune_core.data.roots import NOT_ALLOWED, data_roots
+from cprune_core.errors import ConfigError, DatasetError, PathNotAllowedError, StopRequested, UnreadableImageError
+from cprune_core.paths import ASSETS_DIR, SHARED_FLOWERS
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -473,3 +475,110 @@ def test_with_transform_returns_a_copy(three_classes):
     assert transformed.samples is dataset.samples
     assert transformed[0][0].shape == (3, 24, 24)
     assert dataset[0][0].shape == (3, 16, 16)  # no transform: the image as a float tensor
+
+
+# ----------------------------------------------------------------------------- hostile folders
+
+
+def test_links_that_lead_back_up_loop_or_point_at_themselves_end_and_count_each_image_once(three_classes):
+    os.symlink(three_classes, three_classes / "cat" / "up")  # back to the dataset root: a loop
+    os.symlink("..", three_classes / "dog" / "parent")  # relative, also a loop
+    os.symlink(three_classes / "fox", three_classes / "cat" / "fox-alias")  # another class's images
+    os.symlink("self", three_classes / "cat" / "self")  # a link to itself
+    os.symlink(three_classes / "dog" / "dog_000.jpg", three_classes / "cat" / "stolen.jpg")
+
+    splits = load_dataset("folder", three_classes)
+
+    assert splits.summary()["per_class"]["cat"] == {"train": 14, "val": 3, "test": 3}  # its own 20 only
+    assert sum(splits.summary()["splits"].values()) == 60
+    reasons = dict(splits.skipped)
+    assert reasons[str(three_classes / "cat" / "stolen.jpg")].startswith("link back into this dataset")
+    assert reasons[str(three_classes / "cat" / "up")].startswith("link back into this dataset")
+
+
+def test_a_class_folder_that_links_to_another_class_is_not_a_second_class(three_classes):
+    os.symlink(three_classes / "dog", three_classes / "alias")
+    splits = load_dataset("folder", three_classes)
+    assert splits.classes == ["cat", "dog", "fox"]
+
+
+def test_links_into_a_store_outside_the_dataset_are_followed_once(tmp_path):
+    store = make_image_folder(tmp_path / "store", {"a": 8, "b": 8})
+    dataset = tmp_path / "links"
+    (dataset / "first").mkdir(parents=True)
+    (dataset / "second").mkdir()
+    for path in (store / "a").iterdir():
+        os.symlink(path, dataset / "first" / path.name)
+    os.symlink(store / "b", dataset / "second" / "all")
+    os.symlink(store / "b", dataset / "second" / "again")  # the same folder twice: indexed once
+
+    splits = load_dataset("folder", dataset, val_fraction=0, test_fraction=0)
+
+    assert splits.train.class_counts() == [8, 8]
+    assert any("second time" in why for _, why in splits.skipped)
+
+
+def test_special_files_and_broken_links_are_skipped_not_opened(three_classes):
+    os.mkfifo(three_classes / "cat" / "pipe.jpg")  # opening it would block forever
+    os.symlink(three_classes.parent / "nowhere.jpg", three_classes / "dog" / "broken.jpg")
+    splits = load_dataset("folder", three_classes)
+    reasons = dict(splits.skipped)
+    assert reasons[str(three_classes / "cat" / "pipe.jpg")].startswith("not a regular file")
+    assert reasons[str(three_classes / "dog" / "broken.jpg")].startswith("broken link")
+    assert sum(splits.summary()["splits"].values()) == 60
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_system_tree_ends_within_the_budget(monkeypatch):
+    monkeypatch.setenv("CPRUNE_INDEX_MAX_ENTRIES", "2000")  # /proc/self/root leads to the whole file system
+    with pytest.raises(DatasetError, match="more than 2,000 files and folders"):
+        load_dataset("folder", "/proc")
+
+
+def test_the_time_budget_ends_a_slow_walk(three_classes):
+    walk = indexing.Walk(three_classes, budget=indexing.WalkBudget(max_entries=10**6, max_seconds=0.0))
+    with pytest.raises(DatasetError, match="took longer than 0 s"):
+        walk.class_folders()
+
+
+def test_indexing_stops_when_asked(three_classes):
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StopRequested, match="Stopped while indexing"):
+        load_dataset("folder", three_classes, stop=stop)
+
+
+def test_visitors_are_confined_to_the_data_roots_with_one_message(three_classes, tmp_path):
+    roots = [three_classes.parent.resolve()]
+    assert load_dataset("folder", three_classes, roots=roots).classes == ["cat", "dog", "fox"]
+    outside = tmp_path.parent
+    messages = set()
+    for path in ("/etc", "/no/such/folder", str(outside), "/proc/self", str(three_classes / ".." / "..")):
+        with pytest.raises(PathNotAllowedError) as error:
+            load_dataset("folder", path, roots=roots)
+        messages.add(str(error.value))
+    assert messages == {NOT_ALLOWED}  # the same words whether the folder exists or not
+    escape = three_classes.parent / "escape"
+    os.symlink("/etc", escape)
+    with pytest.raises(PathNotAllowedError):
+        load_dataset("folder", escape, roots=roots)
+
+
+def test_links_out_of_the_data_roots_are_not_read(tmp_path):
+    outside = make_image_folder(tmp_path / "private", {"secret": 3})
+    dataset = make_image_folder(tmp_path / "data" / "set", {"cat": 4, "dog": 4})
+    os.symlink(outside / "secret", dataset / "cat" / "peek")
+    roots = [(tmp_path / "data").resolve()]
+    splits = load_dataset("folder", dataset, roots=roots, val_fraction=0, test_fraction=0)
+    assert splits.train.class_counts() == [4, 4]
+    assert dict(splits.skipped)[str(dataset / "cat" / "peek")].startswith("link to a place outside")
+    assert load_dataset("folder", dataset, val_fraction=0, test_fraction=0).train.class_counts() == [7, 4]
+
+
+def test_default_data_roots_and_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("CPRUNE_DATA_ROOTS", raising=False)
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
+    defaults = data_roots()
+    assert ASSETS_DIR.resolve() in defaults and (tmp_path / "datasets").resolve() in defaults
+    monkeypatch.setenv("CPRUNE_DATA_ROOTS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    assert data_roots() == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]

@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from tqdm import tqdm
 
 from .. import experiment
 from ..device import describe_device, resolve_device
-from ..paths import DOCS_DIR
+from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
 from ..store import RunStore
 from .options import add_config_argument
@@ -45,6 +44,7 @@ def add_experiment_command(subparsers) -> None:
 
 
 def run_experiment_command(args) -> int:
+    out = writable_dir(args.out, "--out")
     grid = experiment.paper_table_grid(quick=args.quick, backbones=args.backbones, regimes=args.datasets,
                                        seeds=args.seeds, epochs=args.epochs, image_size=args.image_size,
                                        device=args.device)
@@ -69,7 +69,7 @@ def run_experiment_command(args) -> int:
     start = time.perf_counter()
     rows = experiment.run_plan(grid.plan, store, on_run=on_run)
     bar.close()
-    paths = experiment.write_report(rows, Path(args.out), command=command.strip(),
+    paths = experiment.write_report(rows, out, command=command.strip(),
                                     elapsed_s=time.perf_counter() - start,
                                     device=describe_device(resolve_device(args.device)), base=grid.base)
     print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))

@@ -13,7 +13,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..checkpoint import export_onnx, export_torchscript
-from ..errors import ConfigError
+from ..errors import ConfigError, exit_code_for
+from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus
 from ..store import RunStore
@@ -93,6 +94,8 @@ def finetune_command(args: argparse.Namespace) -> int:
     config = config_from_args(args, **({"mode": "baseline"} if args.baseline else {}))
     if args.export and not args.save:
         raise ConfigError("--export needs --save DIR (the exported files go next to the saved model).")
+    if args.save:
+        writable_dir(args.save, "--save")
     store = None if args.no_record else RunStore(args.store)
     stop = threading.Event()
     bar = ProgressBar(args.quiet)
@@ -115,7 +118,7 @@ def finetune_command(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     elif summary.status != RunStatus.FAILED:
         print(summary_table(config, result))
-    return {RunStatus.FINISHED: 0, RunStatus.STOPPED: 130}.get(summary.status, 1)
+    return {RunStatus.FINISHED: 0, RunStatus.STOPPED: 130}.get(summary.status) or exit_code_for(summary.error)
 
 
 def _format(value) -> str:

@@ -1,6 +1,7 @@
 """Caltech-101: 101_ObjectCategories/ in the ImageFolder layout, without its BACKGROUND_Google class."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from torchvision.datasets import Caltech101
@@ -32,5 +33,5 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     return target
 
 
-def index(folder: Path) -> Index:
-    return index_image_folder(folder, exclude=EXCLUDED)
+def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event | None = None) -> Index:
+    return index_image_folder(folder, EXCLUDED, roots, stop)

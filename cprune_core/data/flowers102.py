@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from ..errors import DatasetError
 from .dataset import SPLITS
 from .download import download_errors
 from .indexing import Index, finish_index, scan_images
+from .roots import is_inside
 
 __all__ = ["URL", "locate", "index"]
 
@@ -53,8 +55,9 @@ def _read_labels_and_splits(folder: Path) -> tuple[np.ndarray, dict[str, list[in
     return labels, ids_by_split
 
 
-def index(folder: Path) -> Index:
-    """Index Flowers-102 with its official splits from setid.mat and labels from imagelabels.mat."""
+def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event | None = None) -> Index:
+    """Index Flowers-102 with its official splits from setid.mat and labels from imagelabels.mat
+    (with ``roots``, images whose real path lies outside them are skipped)."""
     labels, ids_by_split = _read_labels_and_splits(folder)
     split_by_path: dict[str, str] = {}
     label_by_path: dict[str, int] = {}
@@ -70,10 +73,12 @@ def index(folder: Path) -> Index:
             label_by_path[path] = int(labels[image_id - 1])
 
     listed = sorted(split_by_path)
-    present = [path for path in listed if os.path.isfile(path)]
-    problems = scan_images(present)
+    outside = {path for path in listed if roots is not None and not is_inside(path, roots)}
+    present = [path for path in listed if path not in outside and os.path.isfile(path)]
+    problems = scan_images(present, stop)
     skipped = sorted(
-        [(path, "listed in setid.mat but missing") for path in listed if path not in problems]
+        [(path, "link to a place outside the server's data folders") for path in outside]
+        + [(path, "listed in setid.mat but missing") for path in listed if path not in problems and path not in outside]
         + [(path, problem) for path, problem in problems.items() if problem is not None]
     )
     label_ids = sorted(set(label_by_path.values()))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ class DatasetSource:
     """One entry of ``DATASETS``.
 
     locate(root, cache_dir, download) -> the folder holding the data (``root`` is None or an
-    existing folder); index(folder) -> its readable images per class (and official splits).
+    existing folder); index(folder, roots, stop) -> its readable images per class (and official
+    splits), reading nothing outside ``roots`` when given and ending early when ``stop`` is set.
     default_root: where the data is read from when root is None without downloading (the
     embedded sample); None when the source is downloaded into the cache or needs a root.
     """
@@ -36,7 +38,7 @@ class DatasetSource:
     name: str
     description: str
     locate: Callable[[Path | None, Path, bool], Path]
-    index: Callable[[Path], Index]
+    index: Callable[..., Index]  # index(folder, *, roots, stop)
     needs_download: bool
     default_root: Path | None = None
 
@@ -88,6 +90,8 @@ def load_dataset(
     train_per_class: int | None = None,
     download: bool = True,
     cache_dir: Path | None = None,
+    roots: list[Path] | None = None,
+    stop: threading.Event | None = None,
 ) -> DatasetSplits:
     """Locate (or download), index and split one of `DATASETS`.
 
@@ -96,15 +100,17 @@ def load_dataset(
     Splits are stratified per class and depend only on seed; oxford-flowers102 keeps its
     official train/val/test splits and ignores the fractions. train_per_class=k keeps k
     seeded train images per class (few-shot); val and test are unchanged.
+    roots: the folders a visitor may read (data_roots()); None, as for the command line, reads
+    anything. stop: ends indexing early with StopRequested.
     Raises ConfigError for impossible arguments and DatasetError for data that cannot be used.
     """
     source = get_source(name)
     check_split_arguments(val_fraction, test_fraction, train_per_class)
     started = time.perf_counter()
-    root = existing_dir(root) if root is not None else None
+    root = existing_dir(root, roots=roots) if root is not None else None
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
     data_folder = source.locate(root, cache_dir, download)
-    index = source.index(data_folder)
+    index = source.index(data_folder, roots=roots, stop=stop)
     by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)
     if train_per_class is not None:
         by_split["train"] = keep_per_class(by_split["train"], index.classes, train_per_class, seed)

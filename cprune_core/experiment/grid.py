@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from ..importance import DEFAULT_TAU
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
+from ..ranges import Range
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, RunSummary
 from ..store import RunStore
@@ -65,6 +66,7 @@ DEFAULT_BACKBONES = ("efficientnet_lite0",)
 DEFAULT_SEEDS = 5
 DEFAULT_EPOCHS = 8
 DEFAULT_IMAGE_SIZE = 128
+SEEDS = Range(1, 1000, integer=True)  # how many seeds a grid runs (0..N-1)
 
 
 @dataclass
@@ -78,11 +80,13 @@ def paper_table_grid(quick: bool = False, backbones: Iterable[str] | None = None
                      device: str = "auto") -> Grid:
     """The runs of ``paper-table`` (``quick``: a reduced grid for tests and set-up checks)."""
     chosen = [REGIMES[name] for name in regimes] if regimes else (quick_regimes() if quick else offline_regimes())
-    base = FinetuneConfig(epochs=epochs or (3 if quick else DEFAULT_EPOCHS), image_size=image_size, device=device,
-                          log_every=1000)
+    seeds = seeds if seeds is not None else (2 if quick else DEFAULT_SEEDS)
+    SEEDS.check(seeds, "seeds")
+    base = FinetuneConfig(epochs=epochs if epochs is not None else (3 if quick else DEFAULT_EPOCHS),
+                          image_size=image_size, device=device, log_every=1000)
+    base.validate()  # an impossible value is refused before the first run
     extra = dict(criteria=("eigenvector", "random"), keep_ratios=(0.25, 0.5), tau_sweep=()) if quick else {}
-    plan = plan_runs(backbones or DEFAULT_BACKBONES, chosen, range(seeds or (2 if quick else DEFAULT_SEEDS)),
-                     base=base, **extra)
+    plan = plan_runs(backbones or DEFAULT_BACKBONES, chosen, range(seeds), base=base, **extra)
     return Grid(base, plan)
 
 
