@@ -1,28 +1,37 @@
-"""Background fine-tuning runs, one at a time per server.
+"""Background fine-tuning for a roomful of visitors: a first-in, first-out queue of launches.
 
-The ``RunManager`` lives in st.cache_resource, so it outlives reruns, page switches and browser
-refreshes. A plain thread (no st.* calls) runs each run in turn through ``run_and_record``
-and appends its events to lock-protected lists; pages read a ``snapshot`` and poll it.
-Stopping sets a threading.Event that the engine checks before every batch. Each run is
-recorded in the run store and its model saved under paths.models_dir(), as the CLI does.
+A launch is one visitor's press of Start: its runs (e.g. the baseline, then the pruned model)
+run one after another. The ``RunQueue`` lives in st.cache_resource, so it outlives reruns and
+page switches; plain worker threads (no st.* calls) take launches in the order they came, at
+most ``CPRUNE_CONCURRENT_RUNS`` at a time (default 1: on a CPU one run already uses every core).
+
+Each launch belongs to the visitor (browser session) that made it: only that visitor sees its
+runs' progress and can stop it; everyone sees how many launches are queued or running. A visitor
+may have at most ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` launches waiting or running (default 2).
+Stopping a queued launch takes it out of the queue; stopping a running one ends it within a batch.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
-from cprune_core import FinetuneConfig, MetricEvent, RunStore, run_and_record
+from cprune_core import ConfigError, FinetuneConfig, MetricEvent, RunStore, StoreError, run_and_record
+from cprune_core.data import data_roots
 from cprune_core.paths import models_dir
 from cprune_core.schema import EventKind, RunSummary
 
-# runner(config, stop, on_event): runs one config to its end, handing every event to on_event.
-Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None]], object]
+# runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
+Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
+KEPT_PER_VISITOR = 5  # ended launches a visitor still sees
 
 
 @dataclass
@@ -39,74 +48,147 @@ class Track:
 
 
 @dataclass
-class Snapshot:
-    running: bool
-    stopping: bool
-    started: float | None  # time.time() of the launch
+class Launch:
+    id: str
+    owner: str
     tracks: list[Track]
-    error: str  # a crash of the worker itself (not a failed run: those end with status "failed")
+    created: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    state: str = "queued"  # "queued", "running", "ended"
+    error: str = ""  # a crash of the worker itself, i.e. a bug (a failed run ends with status "failed")
+
+    def copy(self) -> Launch:
+        tracks = [Track(t.label, t.config, list(t.events)) for t in self.tracks]
+        return Launch(self.id, self.owner, tracks, self.created, self.stop, self.state, self.error)
 
 
-class RunManager:
-    def __init__(self, runner: Runner):
+@dataclass
+class VisitorView:
+    """What one visitor may see: their own launches (newest first) and how busy the server is."""
+
+    launches: list[Launch]
+    positions: dict[str, int]  # launch id -> place in the queue (1 = next), for queued launches
+    queued: int  # launches waiting, everyone's
+    running: int  # launches running, everyone's
+
+    @property
+    def active(self) -> bool:
+        return any(launch.state != "ended" for launch in self.launches)
+
+
+def _setting(name: str, default: int) -> int:
+    value = int(os.environ.get(name, default))
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}.")
+    return value
+
+
+class RunQueue:
+    def __init__(self, runner: Runner, workers: int, per_visitor: int):
         self._runner = runner
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._tracks: list[Track] = []
-        self._started: float | None = None
-        self._error = ""
+        self._per_visitor = per_visitor
+        self._lock = threading.Condition()
+        self._queue: deque[Launch] = deque()
+        self._launches: dict[str, Launch] = {}
+        self._threads = [threading.Thread(target=self._work, name=f"cprune-run-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
-    def start(self, configs: dict[str, FinetuneConfig]) -> bool:
-        """Launch the runs in order; False (nothing started) if a launch is still running."""
+    def submit(self, owner: str, configs: dict[str, FinetuneConfig]) -> Launch:
+        """Queue a launch for ``owner``; ConfigError when they already have as many waiting or running as allowed."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            pending = [launch for launch in self._launches.values() if launch.owner == owner and launch.state != "ended"]
+            if len(pending) >= self._per_visitor:
+                raise ConfigError(f"You already have {len(pending)} launch(es) waiting or running (the limit is "
+                                  f"{self._per_visitor}). Wait for one to end, or stop one.")
+            launch = Launch(uuid.uuid4().hex[:12], owner, [Track(label, c) for label, c in configs.items()], time.time())
+            self._launches[launch.id] = launch
+            self._queue.append(launch)
+            self._forget_old(owner)
+            self._lock.notify()
+            return launch.copy()
+
+    def stop(self, owner: str, launch_id: str) -> bool:
+        """Stop one of ``owner``'s launches (taken out of the queue, or ended within a batch); False otherwise."""
+        with self._lock:
+            launch = self._launches.get(launch_id)
+            if launch is None or launch.owner != owner or launch.state == "ended":
                 return False
-            self._stop = threading.Event()
-            self._tracks = [Track(label, config) for label, config in configs.items()]
-            self._started, self._error = time.time(), ""
-            self._thread = threading.Thread(target=self._work, args=(list(self._tracks), self._stop),
-                                            name="cprune-finetune", daemon=True)
-            self._thread.start()
-        return True
+            launch.stop.set()
+            if launch.state == "queued":
+                self._queue.remove(launch)
+                launch.state = "ended"
+            return True
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def wait(self, timeout: float) -> bool:
-        """Block until the launch ends (for tests and scripts); True if it has."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return thread is None or not thread.is_alive()
-
-    def snapshot(self) -> Snapshot:
+    def view(self, owner: str) -> VisitorView:
         with self._lock:
-            running = self._thread is not None and self._thread.is_alive()
-            tracks = [Track(t.label, t.config, list(t.events)) for t in self._tracks]
-            return Snapshot(running, running and self._stop.is_set(), self._started, tracks, self._error)
+            mine = sorted((launch for launch in self._launches.values() if launch.owner == owner),
+                          key=lambda launch: launch.created, reverse=True)
+            positions = {launch.id: place for place, launch in enumerate(self._queue, 1) if launch.owner == owner}
+            running = sum(launch.state == "running" for launch in self._launches.values())
+            return VisitorView([launch.copy() for launch in mine], positions, len(self._queue), running)
+
+    def wait(self, launch_id: str, timeout: float) -> bool:
+        """Block until the launch has ended (for tests and scripts); True if it has."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._launches[launch_id].state != "ended":
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+            return True
+
+    def _forget_old(self, owner: str) -> None:
+        ended = sorted((launch for launch in self._launches.values() if launch.owner == owner
+                        and launch.state == "ended"), key=lambda launch: launch.created)
+        for launch in ended[:-KEPT_PER_VISITOR]:
+            del self._launches[launch.id]
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._lock.wait()
+                launch = self._queue.popleft()
+                launch.state = "running"
+            try:
+                for track in launch.tracks:
+                    if launch.stop.is_set():
+                        break
+                    self._runner(track.config, launch.stop, lambda event, track=track: self._append(track, event),
+                                 launch.owner)
+            except Exception:  # a bug, not a failed run: keep the server alive and show it to its visitor
+                with self._lock:
+                    launch.error = traceback.format_exc(limit=6)
+            with self._lock:
+                launch.state = "ended"
+                self._lock.notify_all()
 
     def _append(self, track: Track, event: MetricEvent) -> None:
         with self._lock:
             track.events.append(event)
 
-    def _work(self, tracks: list[Track], stop: threading.Event) -> None:
-        try:
-            for track in tracks:
-                if stop.is_set():
-                    break
-                self._runner(track.config, stop, lambda event, track=track: self._append(track, event))
-        except Exception:  # a bug, not a failed run: keep the server alive and show it
-            with self._lock:
-                self._error = traceback.format_exc(limit=6)
 
-
-def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callable[[MetricEvent], None]) -> None:
-    """Run ``config``, recorded in the run store, its model saved in a new folder of models_dir()."""
-    run_and_record(config, RunStore(), models_dir() / uuid.uuid4().hex, stop, on_event)
+def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callable[[MetricEvent], None],
+                 owner: str) -> None:
+    """Run ``config`` with the dataset confined to the data roots, recorded in the run store as ``owner``'s,
+    its model saved in a new folder of models_dir(). A store that cannot be used does not stop the run."""
+    try:
+        store = RunStore()
+    except StoreError as error:
+        store = None
+        on_event(MetricEvent(EventKind.PREPARE, message=f"This run is not recorded: {error}"))
+    else:
+        if store.recovered_from is not None:
+            on_event(MetricEvent(EventKind.PREPARE, message=f"The run store was damaged: it is kept as "
+                                                            f"{store.recovered_from} and a fresh one was started."))
+    save_dir: Path = models_dir() / uuid.uuid4().hex
+    run_and_record(config, store, save_dir, stop, on_event, owner=owner, data_roots=data_roots())
 
 
 @st.cache_resource
-def run_manager() -> RunManager:
-    """The server's one run manager."""
-    return RunManager(recorded_run)
+def run_queue() -> RunQueue:
+    """The server's one queue."""
+    return RunQueue(recorded_run, _setting("CPRUNE_CONCURRENT_RUNS", 1), _setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2))

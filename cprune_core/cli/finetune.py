@@ -118,7 +118,9 @@ def finetune_command(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     elif summary.status != RunStatus.FAILED:
         print(summary_table(config, result))
-    return {RunStatus.FINISHED: 0, RunStatus.STOPPED: 130}.get(summary.status) or exit_code_for(summary.error)
+    if summary.status == RunStatus.FAILED:
+        return exit_code_for(summary.error)
+    return 130 if summary.status == RunStatus.STOPPED else 0
 
 
 def _format(value) -> str:
