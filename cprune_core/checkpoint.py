@@ -25,11 +25,15 @@ from .pruning import apply_kept
 from .registry import BACKBONES, BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
 from .schema import RunResult
 
-__all__ = ["SavedModel", "save_model", "load_model", "export_onnx", "export_torchscript", "WEIGHTS_FILE", "SPEC_FILE"]
+__all__ = ["SavedModel", "save_model", "load_model", "model_files", "export_onnx", "export_torchscript",
+           "WEIGHTS_FILE", "SPEC_FILE", "ONNX_FILE", "TORCHSCRIPT_FILE", "MODEL_FILES"]
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.pt"
 SPEC_FILE = "model.json"
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.ts"
+MODEL_FILES = (SPEC_FILE, WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE)  # everything a model directory may hold
 
 
 @dataclass
@@ -156,6 +160,14 @@ def load_model(directory: str | Path) -> SavedModel:
         raise CheckpointError(f"{directory / WEIGHTS_FILE} does not match {SPEC_FILE} "
                               f"({' '.join(str(error).split())[:300]}): save the model again.") from error
     return SavedModel(model.eval(), spec, info)
+
+
+def model_files(directory: str | Path) -> list[Path]:
+    """The model's own files in ``directory`` (MODEL_FILES that are regular files, not links), whatever
+    else lies there: what a download of the model may contain."""
+    directory = Path(directory)
+    return [directory / name for name in MODEL_FILES
+            if (directory / name).is_file() and not (directory / name).is_symlink()]
 
 
 def export_torchscript(model: nn.Module, path: str | Path, image_size: int) -> Path:

@@ -1,10 +1,16 @@
 """Fine-tune: train the conventional baseline and the pruned model in a background worker."""
+from datetime import datetime
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
-from cprune_core import DATASETS, ConfigError, FinetuneConfig
+from cprune_core import DATASETS, ConfigError, CPruneError, FinetuneConfig
+from cprune_core.data import confine, data_roots
 from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus, config_options
-from ui import charts, frame, sidebar, worker
+from ui import charts, frame, sidebar, state, worker
+from ui.text import plain
+from ui.uploads import uploads
 
 MODE_LABELS = {"baseline": "baseline (frozen backbone, new head)", "pruned": "pruned, then fine-tuned",
                "finetune": "fine-tuned, nothing pruned"}
@@ -13,10 +19,12 @@ OPTIONS, DEFAULTS = config_options(), FinetuneConfig()
 frame.start("Fine-tune",
             "Replace the ImageNet head with one for the chosen dataset and train. The baseline trains only the head; "
             "the pruned model is pruned with the settings of the Prune page, then fine-tuned. Runs go on in the "
-            "background: switch pages or reload, and come back.")
+            "background: switch pages and come back. They belong to this browser tab (a reload opens a new one); "
+            "every finished run is also on the Results page.")
 
 key, bundle = sidebar.require_model()
-manager = worker.run_manager()
+queue = worker.run_queue()
+me = state.visitor()
 session = st.session_state
 spec = bundle.loaded.spec
 layer = session["layer"] if session["layer"] in bundle.prunable else spec.head_layer
@@ -54,9 +62,11 @@ with st.container(border=True):
     dataset = session["dataset"]
     root = ""
     if DATASETS[dataset].default_root is None:
+        roots = ", ".join(str(path) for path in data_roots())
         root = st.text_input("Dataset folder", key="ft_root",
-                             help="A folder with one sub-folder per class" if dataset == "folder" else
-                             "Where the dataset is (or will be downloaded); empty: the default cache.").strip()
+                             help=("A folder with one sub-folder per class" if dataset == "folder" else
+                                   "Where the dataset is (or will be downloaded); empty: the default cache")
+                             + f". It must lie inside this server's data folders: {roots}.").strip()
     launch = st.button("Start", type="primary", key="ft_start", disabled=not modes)
 
 
@@ -71,20 +81,20 @@ def _configs() -> dict[str, FinetuneConfig]:
 
 if launch:
     try:
+        if dataset == "folder" and not root:
+            raise ConfigError("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
+        if root:
+            confine(root, data_roots())  # a refused folder gets words that tell nothing about it
         configs = _configs()
         for config in configs.values():
             config.validate()
-    except ConfigError as exc:
-        st.error(f"{exc} Fix the setting above and start again.")
-    else:
-        if dataset == "folder" and not root:
-            st.error("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
-        elif not manager.start(configs):
-            st.warning("A run is already in progress on this server (one at a time). Wait for it to finish or "
-                       "stop it below, then start again.")
+        submitted = queue.submit(me, configs)
+        if key.weights == "checkpoint":
+            uploads().hold(Path(key.checkpoint), f"launch:{submitted.id}")
+    except CPruneError as exc:
+        st.error(plain(exc))
 
-snapshot = manager.snapshot()
-session["ft_polling"] = snapshot.running
+session["ft_polling"] = queue.view(me).active
 
 
 def _status(track: worker.Track) -> None:
@@ -95,47 +105,62 @@ def _status(track: worker.Track) -> None:
         parts = [f"epoch {last.epoch}" if last and last.epoch else "preparing",
                  f"ETA {last.eta_s:.0f} s" if last and last.eta_s is not None else "",
                  f"{last.images_per_s:.0f} images/s" if last and last.images_per_s else "",
-                 last.message if last else "waiting"]
+                 plain(last.message) if last else "waiting"]
         st.progress(min(max(progress, 0.0), 1.0), text=f"**{track.label}** · " + " · ".join(p for p in parts if p))
         return
     if final.status == RunStatus.FAILED:
-        st.error(f"**{track.label}** failed: {final.message}")
+        st.error(f"**{track.label}** failed: {plain(final.message)}")
     elif final.status == RunStatus.STOPPED:
         st.warning(f"**{track.label}** stopped after {final.steps_done} of {final.total_steps} steps.")
     else:
         st.progress(1.0, text=f"**{track.label}** finished in {final.duration_s:.0f} s")
 
 
-@st.fragment(run_every=1.0 if snapshot.running else None)
+def _launch_view(launch: worker.Launch, position: int | None) -> None:
+    started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
+    where = {"queued": f"waiting, number {position} in the queue", "running": "running"}.get(launch.state, "ended")
+    with st.container(border=True):
+        st.markdown(f"**Started at {started}** · {where}")
+        if launch.error:
+            st.error("The worker crashed while running this launch: that is a bug, please report it.")
+            st.code(launch.error, language=None)
+        if launch.state != "ended":
+            stopping = launch.stop.is_set()
+            st.button("Cancel" if launch.state == "queued" else "Stop", key=f"ft_stop_{launch.id}",
+                      on_click=queue.stop, args=(me, launch.id), disabled=stopping,
+                      help="Takes a waiting launch out of the queue; ends a running one within one batch.")
+            if stopping:
+                st.caption("Stopping after the current batch …")
+        for track in launch.tracks:
+            _status(track)
+        curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in launch.tracks])
+        if not curves.empty:
+            st.plotly_chart(charts.training_curves(curves), key=f"ft_curves_{launch.id}",
+                            config={"displaylogo": False})
+        finished = [dict(run=t.label, status=str(t.final.status), test_acc=t.final.test_acc, params=t.final.params,
+                         macs=t.final.macs, latency_ms=t.final.latency_ms, duration_s=t.final.duration_s)
+                    for t in launch.tracks if t.final]
+        if finished:
+            st.dataframe(pd.DataFrame(finished), hide_index=True, key=f"ft_table_{launch.id}",
+                         column_config={"test_acc": st.column_config.NumberColumn("test accuracy", format="%.3f"),
+                                        "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+                                        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
+
+
+@st.fragment(run_every=1.0 if session["ft_polling"] else None)
 def run_view() -> None:
-    current = manager.snapshot()
-    if session.get("ft_polling") and not current.running:
+    view = queue.view(me)
+    if session.get("ft_polling") and not view.active:
         session["ft_polling"] = False
-        st.rerun()  # the launch ended: redraw the page once and stop polling
-    if not current.tracks:
-        st.info("No run on this server yet: choose the runs above and press Start.")
-        return
-    if current.error:
-        st.error(f"The worker crashed; please report this.\n\n```\n{current.error}\n```")
-    if current.running:
-        st.button("Stop", key="ft_stop", on_click=manager.stop, disabled=current.stopping,
-                  help="Ends the run within one batch.")
-        if current.stopping:
-            st.caption("Stopping after the current batch …")
-    for track in current.tracks:
-        _status(track)
-    curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in current.tracks])
-    if not curves.empty:
-        st.plotly_chart(charts.training_curves(curves), key="ft_curves", config={"displaylogo": False})
-    finished = [dict(run=t.label, status=str(t.final.status), test_acc=t.final.test_acc, params=t.final.params,
-                     macs=t.final.macs, latency_ms=t.final.latency_ms, duration_s=t.final.duration_s)
-                for t in current.tracks if t.final]
-    if finished:
-        st.dataframe(pd.DataFrame(finished), hide_index=True, key="ft_table",
-                     column_config={"test_acc": st.column_config.NumberColumn("test accuracy", format="%.3f"),
-                                    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
-                                    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
+        st.rerun()  # your launches ended: redraw the page once and stop polling
+    st.caption(f"On this server now: {view.running} launch(es) running, {view.queued} waiting. Launches you start "
+               "here are yours: only this browser tab sees their progress and can stop them; finished runs are "
+               "also on the Results page.")
+    if not view.launches:
+        st.info("You have no runs yet: choose the runs above and press Start.")
+    for launch in view.launches:
+        _launch_view(launch, view.positions.get(launch.id))
 
 
-st.subheader("Run")
+st.subheader("Your runs")
 run_view()

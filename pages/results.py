@@ -7,18 +7,26 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from cprune_core import RunStore
-from ui import charts, frame
+from cprune_core import RunStore, StoreError
+from cprune_core.checkpoint import SPEC_FILE, model_files
+from ui import charts, frame, state
+from ui.text import plain
 
 COLUMNS = ["id", "created", "status", "dataset", "backbone", "mode", "criterion", "keep", "tau", "test_acc", "params",
            "macs", "latency_ms", "duration_s"]
 
 frame.start("Results",
-            "Every run recorded on this machine (by this app or the command line). Click a column header to sort; "
-            "select rows to overlay their curves.")
+            "Your runs and those of the command line on this machine (other visitors' runs are theirs). Click a "
+            "column header to sort; select rows to overlay their curves.")
 
-store = RunStore()
-runs = pd.DataFrame(store.list_runs())
+try:
+    store = RunStore()
+    runs = pd.DataFrame(store.list_runs(visible_to=state.visitor()))
+except StoreError as error:
+    st.error(plain(error))
+    st.stop()
+if store.recovered_from is not None:
+    st.warning(f"The run store was damaged: it is kept as {plain(store.recovered_from)} and a fresh one was started.")
 if runs.empty:
     st.info("No runs recorded yet: start one on the Fine-tune page.")
     st.page_link("pages/finetune.py", label="Go to Fine-tune")
@@ -59,7 +67,7 @@ with right:
         st.plotly_chart(charts.accuracy_vs_macs(scored), key="results_scatter", config={"displaylogo": False})
 
 st.subheader("Download a model")
-saved = runs[[bool(d) and Path(d, "model.json").is_file() for d in runs["model_dir"].fillna("")]]
+saved = runs[[bool(d) and Path(d, SPEC_FILE).is_file() for d in runs["model_dir"].fillna("")]]
 if saved.empty:
     st.caption("No saved model yet: finished runs of the Fine-tune page save theirs.")
 else:
@@ -71,9 +79,8 @@ else:
     def zipped() -> bytes:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
-            for file in sorted(folder.iterdir()):
-                if file.is_file():
-                    archive.write(file, file.name)
+            for file in model_files(folder):  # the model's own files only, whatever else lies in its folder
+                archive.write(file, file.name)
         return buffer.getvalue()
 
     st.download_button("Download model (zip: model.pt + model.json)", zipped, file_name=f"cprune-run-{run_id}.zip",

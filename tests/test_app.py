@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from ui.worker import run_manager
+from cprune_core import FinetuneConfig
+from ui.worker import run_queue
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 180
@@ -46,8 +48,13 @@ def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def shown(markdown: str) -> str:
+    """What a visitor reads: the Markdown source with ui.text.plain's backslash escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def errors(at: AppTest) -> str:
-    return "\n".join(e.value for e in at.error)
+    return "\n".join(shown(e.value) for e in at.error)
 
 
 def plotly_charts(at: AppTest) -> list:
@@ -100,7 +107,7 @@ def test_link_state_from_url_and_bad_parameters():
     assert at.session_state["layer"] == "stem.1"
     assert at.session_state["tau"] == 0.25
     assert at.session_state["backbone"] == "efficientnet_lite0"
-    assert any("unknown backbone" in w.value for w in at.warning)
+    assert any("unknown backbone" in shown(w.value) for w in at.warning)
     at.switch_page("pages/prune.py").run()
     assert_clean(at)
     assert at.selectbox(key="widget_criterion").value == "l1"
@@ -189,8 +196,13 @@ def _finetune_page(**settings) -> AppTest:
     return at
 
 
-def _wait_for_run(at: AppTest, timeout: float) -> None:
-    assert run_manager().wait(timeout), "the run did not end in time"
+def launches(at: AppTest) -> list:
+    return run_queue().view(at.session_state["_visitor"]).launches
+
+
+def _wait_for_runs(at: AppTest, timeout: float) -> None:
+    for launch in launches(at):
+        assert run_queue().wait(launch.id, timeout), "the run did not end in time"
     at.run()
     assert_clean(at)
 
@@ -200,7 +212,7 @@ def test_finetune_baseline_and_pruned_to_the_end():
     at.button(key="ft_start").click().run()
     assert_clean(at)
     assert not at.error
-    _wait_for_run(at, 300)
+    _wait_for_runs(at, 300)
     table = at.dataframe[-1].value
     assert list(table["run"]) == ["baseline", "pruned"]
     assert set(table["status"]) == {"finished"}
@@ -217,6 +229,9 @@ def test_finetune_baseline_and_pruned_to_the_end():
     at.selectbox(key="download_run").set_value(int(runs["id"][1])).run()
     assert_clean(at)
 
+    other = open_app("results")  # another visitor sees none of these runs
+    assert not other.dataframe or not set(other.dataframe[0].value["id"]) & set(runs["id"])
+
 
 def test_results_page_with_no_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
@@ -224,25 +239,57 @@ def test_results_page_with_no_runs(monkeypatch, tmp_path):
     assert any("No runs recorded yet" in i.value for i in at.info)
 
 
-def test_finetune_stop_and_one_run_at_a_time():
-    at = _finetune_page(ft_epochs=50, ft_per_class=0, ft_train_scope="all")
-    at.multiselect(key="ft_modes").set_value(["finetune"])
-    at.button(key="ft_start").click().run()
-    assert_clean(at)
-    other = _finetune_page(ft_epochs=1)
-    other.button(key="ft_start").click().run()
-    assert any("already in progress" in w.value for w in other.warning)
+def test_a_damaged_run_store_is_reported_on_the_results_page(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
+    (tmp_path / "runs.sqlite").write_bytes(b"not a database" * 100)
+    at = open_app("results")
+    assert any("was damaged" in shown(w.value) for w in at.warning)
+    (tmp_path / "runs.sqlite").unlink()
+    (tmp_path / "runs.sqlite").mkdir()
+    at = open_app("results")
+    assert "is a folder, not a file" in errors(at)
+
+
+def test_visitors_queue_and_own_their_runs():
+    first = _finetune_page(ft_epochs=50, ft_per_class=0, ft_train_scope="all")
+    first.multiselect(key="ft_modes").set_value(["finetune"])
+    first.button(key="ft_start").click().run()
+    assert_clean(first)
+    second = _finetune_page(ft_epochs=1, ft_per_class=4)
+    second.multiselect(key="ft_modes").set_value(["baseline"])
+    second.button(key="ft_start").click().run()
+    assert_clean(second)
+    assert not second.error, "queued, not refused"
+    [theirs], [mine] = launches(first), launches(second)
+    assert any("number 1 in the queue" in m.value for m in second.markdown)
+    assert not run_queue().stop(second.session_state["_visitor"], theirs.id), "only its visitor stops a launch"
+    assert all(f"ft_stop_{theirs.id}" != b.key for b in second.button)
 
     deadline = time.time() + 120
-    while time.time() < deadline and not any(e.kind == "start" for t in run_manager().snapshot().tracks
-                                              for e in t.events):
+    while time.time() < deadline and not any(e.kind == "start" for t in launches(first)[0].tracks for e in t.events):
         time.sleep(0.5)
-    at.run()
-    at.button(key="ft_stop").click().run()
-    assert_clean(at)
-    _wait_for_run(at, 120)
-    assert run_manager().snapshot().tracks[0].final.status == "stopped"
-    assert any("stopped" in w.value for w in at.warning)
+    first.run()
+    first.button(key=f"ft_stop_{theirs.id}").click().run()
+    assert_clean(first)
+    assert run_queue().wait(theirs.id, 120) and run_queue().wait(mine.id, 300)
+    first.run()
+    second.run()
+    assert launches(first)[0].tracks[0].final.status == "stopped"
+    assert any("stopped" in w.value for w in first.warning)
+    assert launches(second)[0].tracks[0].final.status == "finished"
+
+
+def test_a_visitor_may_queue_only_so_many_launches():
+    at = _finetune_page(ft_epochs=1, ft_per_class=4)
+    at.multiselect(key="ft_modes").set_value(["baseline"])
+    visitor = at.session_state["_visitor"]
+    config = FinetuneConfig(mode="baseline", epochs=1, image_size=64, train_per_class=2)
+    held = [run_queue().submit(visitor, {"baseline": config}) for _ in range(2)]
+    at.button(key="ft_start").click().run()
+    assert "limit is 2" in errors(at)
+    for launch in held:
+        run_queue().stop(visitor, launch.id)
+        assert run_queue().wait(launch.id, 300)
 
 
 def test_finetune_invalid_dataset_folder_is_an_error(tmp_path):
@@ -255,8 +302,8 @@ def test_finetune_invalid_dataset_folder_is_an_error(tmp_path):
     at.text_input(key="ft_root").set_value(str(tmp_path / "missing")).run()
     at.selectbox(key="ft_image_size").set_value(64)
     at.button(key="ft_start").click().run()
-    _wait_for_run(at, 120)
-    assert "failed" in errors(at)
+    assert "not one of this server's data folders" in errors(at) and str(tmp_path) not in errors(at)
+    assert not launches(at), "nothing was queued"
 
 
 def test_unavailable_weights_offer_random_init(monkeypatch):

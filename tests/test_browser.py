@@ -169,6 +169,13 @@ def test_every_page_offline(server):
             assert metric(page, "Edges") != edges
             shoot(page, "explorer")
 
+            # A shared link cannot put markup on the page: the rejected values are shown as text.
+            page.goto(f"{server}/?backbone=![pixel](https://example.com/p.png)&layer=[x](https://example.com)")
+            page.get_by_text("Ignored a link parameter").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            assert "![pixel](https://example.com/p.png)" in page.locator('[data-testid="stAlert"]').first.inner_text()
+            assert not page.locator('img[src*="example.com"], a[href*="example.com"]').count()
+
             page.goto(f"{server}/?layer=blocks.1.expand.1")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             wait_idle(page)

@@ -103,3 +103,38 @@ def test_bad_inputs_give_one_clear_error_and_a_nonzero_exit(args, message):
     assert completed.returncode != 0
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["finetune", "--lr", "nan"], 2, "lr must be in (0, 10], got nan"),
+    (["finetune", "--keep", "inf"], 2, "keep must be in (0, 1]"),
+    (["finetune", "--image-size", "8"], 2, "image_size must be in [32, 1024]"),
+    (["finetune", "--seed", "-1"], 2, "seed must be in"),
+    (["experiment", "paper-table", "--quick", "--seeds", "0"], 2, "seeds must be in [1, 1000]"),
+    (["experiment", "paper-table", "--quick", "--epochs", "0"], 2, "epochs must be in [1, 1000]"),
+    (["experiment", "paper-table", "--quick", "--out", "/proc/cprune"], 2, "--out /proc/cprune cannot be written"),
+    (["finetune", "--save", "/proc/cprune"], 2, "--save /proc/cprune cannot be written"),
+    (["finetune", "--store", "/proc/version"], 3, "run store /proc/version cannot be used"),
+])
+def test_impossible_values_and_unusable_files_are_one_line_with_their_exit_code(args, code, message):
+    completed = run_cli(*args)
+    assert completed.returncode == code, completed.stderr
+    assert completed.stderr.strip().splitlines() == [f"error: {completed.stderr.strip()[7:]}"]
+    assert message in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_a_damaged_store_is_set_aside_with_one_warning_and_the_run_goes_on(tiny_folder, tmp_path, capsys):
+    store = tmp_path / "runs.sqlite"
+    store.write_bytes(b"garbage" * 50)
+    assert cli.main(tiny_args(tiny_folder, "--baseline", "--store", str(store))) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "kept as" in warning[0]
+    assert len(RunStore(store).list_runs()) == 1 and list(tmp_path.glob("runs.sqlite.damaged-*"))
+
+
+def test_a_run_that_fails_on_its_data_exits_with_the_input_code(tmp_path):
+    (tmp_path / "empty").mkdir()
+    completed = run_cli("finetune", "--dataset", "folder", "--root", str(tmp_path / "empty"), "--quiet")
+    assert completed.returncode == 3 and "No class sub-folders" in completed.stderr
+    assert [line for line in completed.stderr.splitlines() if line.startswith("error:")] == \
+        completed.stderr.strip().splitlines()

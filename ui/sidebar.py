@@ -1,12 +1,10 @@
 """The sidebar every page shares: backbone and its weights, dataset, device, shareable link."""
 from __future__ import annotations
 
-import hashlib
-import re
-import tempfile
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cprune_core import (BACKBONES, DATASETS, CheckpointError, WeightsUnavailableError, describe_device, get_spec,
                          resolve_device)
@@ -14,19 +12,10 @@ from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
 
 from . import state
 from .cache import ModelBundle, ModelKey, model_bundle
+from .text import plain
+from .uploads import uploads
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
-UPLOAD_DIR = Path(tempfile.gettempdir()) / "cprune-uploads"
-
-
-def save_upload(name: str, data: bytes) -> Path:
-    """Write an uploaded checkpoint to a temp file named by its content (so it keys caches)."""
-    UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)[-80:] or "checkpoint.pt"
-    path = UPLOAD_DIR / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
-    if not path.exists():
-        path.write_bytes(data)
-    return path
 
 
 def _weights_cached(backbone: str) -> bool:
@@ -58,13 +47,23 @@ def render() -> None:
                 st.info("Upload a checkpoint of the chosen backbone, or choose other weights.")
                 key = None
             else:
-                key = ModelKey(backbone, weights, str(save_upload(upload.name, upload.getvalue())))
+                key = _keep_upload(backbone, upload)
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
         st.caption(f"Device in use: **{describe_device(resolve_device('auto'))}**")
         st.caption("Share this view: the page's URL holds the backbone, layer, τ, criterion and keep ratio.")
         for problem in st.session_state.pop("url_rejected", []):
-            st.warning(f"Ignored a link parameter ({problem}); using the default.")
+            st.warning(f"Ignored a link parameter ({plain(problem)}); using the default.")
+
+
+def _keep_upload(backbone: str, upload) -> ModelKey | None:
+    """The uploaded checkpoint kept for this session (None, with the reason shown, when refused)."""
+    try:
+        path = uploads().add(get_script_run_ctx().session_id, upload.name, upload.getvalue())
+    except CheckpointError as exc:
+        st.error(plain(exc))
+        return None
+    return ModelKey(backbone, "checkpoint", str(path))
 
 
 def _load(key: ModelKey) -> ModelKey | None:
@@ -77,15 +76,16 @@ def _load(key: ModelKey) -> ModelKey | None:
         with st.spinner(message):
             bundle = model_bundle(key)
     except WeightsUnavailableError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.button("Use random init instead", on_click=_use_random_weights)
         return None
-    except CheckpointError as exc:
-        st.error(f"{exc}")
+    except CheckpointError as exc:  # refused: the file goes at once
+        uploads().reject(Path(key.checkpoint), get_script_run_ctx().session_id)
+        st.error(plain(exc))
         return None
     status = bundle.loaded.weights_status
-    st.caption(f"Weights: **{status}**" + ("" if bundle.loaded.pretrained else " (untrained: graphs show structure "
-                                                                                 "of random weights)"))
+    st.caption(f"Weights: **{plain(status)}**" + ("" if bundle.loaded.pretrained else " (untrained: graphs show "
+                                                                                        "structure of random weights)"))
     return key
 
 
@@ -104,6 +104,6 @@ def require_layer(bundle: ModelBundle, prunable_only: bool = False) -> str:
     head = bundle.loaded.spec.head_layer
     wanted = st.session_state["layer"]
     if state.ensure_choice("layer", options, head if head in options else options[0]) and wanted:
-        st.caption(f"Layer {wanted!r} is not {'a prunable' if prunable_only else 'a'} layer of this model; "
-                   f"showing {st.session_state['layer']}.")
+        st.caption(f"Layer {plain(repr(wanted))} is not {'a prunable' if prunable_only else 'a'} layer of this "
+                   f"model; showing {st.session_state['layer']}.")
     return st.session_state["layer"]

@@ -8,6 +8,7 @@ parameters (checked, with a warning for any that are not valid), later runs writ
 """
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -126,3 +127,8 @@ def keep_slider(container: Any = st, **kwargs: Any) -> float:
     """The shared keep-ratio slider (bound to "keep"), drawn in ``container``."""
     return bound(container.slider, "keep", "Keep ratio", min_value=KEEP_RANGE[0], max_value=KEEP_RANGE[1],
                  step=KEEP_STEP, **kwargs)
+
+
+def visitor() -> str:
+    """This browser session's private id: it owns the session's runs. Never shown, never in a link."""
+    return st.session_state.setdefault("_visitor", secrets.token_hex(16))

@@ -129,6 +129,12 @@ class RunQueue:
             running = sum(launch.state == "running" for launch in self._launches.values())
             return VisitorView([launch.copy() for launch in mine], positions, len(self._queue), running)
 
+    def is_pending(self, launch_id: str) -> bool:
+        """Whether the launch is still waiting or running."""
+        with self._lock:
+            launch = self._launches.get(launch_id)
+            return launch is not None and launch.state != "ended"
+
     def wait(self, launch_id: str, timeout: float) -> bool:
         """Block until the launch has ended (for tests and scripts); True if it has."""
         deadline = time.monotonic() + timeout

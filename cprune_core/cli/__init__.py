@@ -8,6 +8,7 @@ named cannot be read or written); anything else is a bug and shows its traceback
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The core's warnings (skipped images, dropped classes) as "warning:" lines, not a logging format.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return args.handler(args)
     except CPruneError as error:

@@ -11,8 +11,7 @@ from .. import experiment
 from ..device import describe_device, resolve_device
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
-from ..store import RunStore
-from .options import add_config_argument
+from .options import add_config_argument, open_store
 
 __all__ = ["add_experiment_command"]
 
@@ -57,7 +56,7 @@ def run_experiment_command(args) -> int:
             f"--epochs {args.epochs}" if args.epochs else "",
             f"--image-size {args.image_size}" if args.image_size != experiment.DEFAULT_IMAGE_SIZE else "",
         ] if part)
-    store = None if args.no_record else RunStore()
+    store = None if args.no_record else open_store(None)
     bar = tqdm(total=len(grid.plan), unit="run", file=sys.stderr)
 
     def on_run(index, planned, row):

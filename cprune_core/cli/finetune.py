@@ -12,17 +12,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..checkpoint import export_onnx, export_torchscript
+from ..checkpoint import ONNX_FILE, TORCHSCRIPT_FILE, export_onnx, export_torchscript
 from ..errors import ConfigError, exit_code_for
 from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus
-from ..store import RunStore
-from .options import add_config_options, config_from_args
+from .options import add_config_options, config_from_args, open_store
 
 __all__ = ["add_finetune_command", "summary_table"]
 
-EXPORTERS = {"onnx": (export_onnx, "model.onnx"), "torchscript": (export_torchscript, "model.ts")}
+EXPORTERS = {"onnx": (export_onnx, ONNX_FILE), "torchscript": (export_torchscript, TORCHSCRIPT_FILE)}
 
 
 def add_finetune_command(subparsers) -> None:
@@ -96,7 +95,7 @@ def finetune_command(args: argparse.Namespace) -> int:
         raise ConfigError("--export needs --save DIR (the exported files go next to the saved model).")
     if args.save:
         writable_dir(args.save, "--save")
-    store = None if args.no_record else RunStore(args.store)
+    store = None if args.no_record else open_store(args.store)
     stop = threading.Event()
     bar = ProgressBar(args.quiet)
     try:

@@ -1,15 +1,18 @@
-"""Command-line options derived from FinetuneConfig's fields: one source for names, types,
-defaults, choices, ranges and help (the idea of transformers' HfArgumentParser)."""
+"""What the commands share: options derived from FinetuneConfig's fields (one source for names,
+types, defaults, choices, ranges and help: the idea of transformers' HfArgumentParser), and
+opening the run store."""
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from typing import Any
 
 from ..schema import FinetuneConfig, config_options
+from ..store import RunStore
 
-__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list"]
+__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "open_store"]
 
 
 def comma_list(text: str) -> list[str]:
@@ -57,3 +60,12 @@ def config_from_args(args: argparse.Namespace, **changes: Any) -> FinetuneConfig
     config = FinetuneConfig(**{**values, **changes})
     config.validate()
     return config
+
+
+def open_store(path: str | None) -> RunStore:
+    """The run store (StoreError when unusable); one warning line on stderr when a damaged store was set aside."""
+    store = RunStore(path)
+    if store.recovered_from is not None:
+        print(f"warning: the run store {store.path} was damaged; it is kept as {store.recovered_from} and a fresh "
+              "store was started.", file=sys.stderr)
+    return store
