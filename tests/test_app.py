@@ -16,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from cprune_core import FinetuneConfig
+from ui.uploads import uploads
 from ui.worker import run_queue
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -168,15 +169,22 @@ def test_random_init_other_backbone():
     assert "random init" in " ".join(c.value for c in at.sidebar.caption)
 
 
+def saved_bytes(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("content, expected", [
     (b"this is not a checkpoint", "Could not read"),
-    ("wrong-keys", "unexpected keys: foo.weight"),
+    ({"foo.weight": torch.zeros(2, 2)}, "unexpected keys: foo.weight"),
+    ({"stem.1.weight": torch.zeros(2), 7: torch.zeros(2)}, "not a state dict"),
+    ({"stem.1.weight": [1.0, 2.0]}, "not a state dict"),
+    ({"stem.1.weight": torch.tensor([1.0, float("nan")])}, "NaN or Inf"),
 ])
-def test_bad_checkpoint_upload_is_an_error(content, expected):
-    if content == "wrong-keys":
-        buffer = io.BytesIO()
-        torch.save({"foo.weight": torch.zeros(2, 2)}, buffer)
-        content = buffer.getvalue()
+def test_bad_checkpoint_upload_is_an_error_and_is_deleted(content, expected):
+    if not isinstance(content, bytes):
+        content = saved_bytes(content)
     at = open_app()
     at.radio(key="weights").set_value("checkpoint").run()
     assert_clean(at)
@@ -184,6 +192,7 @@ def test_bad_checkpoint_upload_is_an_error(content, expected):
     assert_clean(at)
     assert expected in errors(at)
     assert any("No model is loaded" in i.value for i in at.info)
+    assert list(uploads().folder.iterdir()) == [], "a refused upload is deleted at once"
 
 
 def _finetune_page(**settings) -> AppTest:

@@ -12,7 +12,7 @@ from tiny_data import make_tiny_folder
 
 from cprune_core.checkpoint import export_onnx, export_torchscript, load_model, save_model
 from cprune_core.data import build_transform, load_dataset
-from cprune_core.device import Precision
+from cprune_core.device import Precision, is_out_of_memory
 from cprune_core.engine import finetune, run
 from cprune_core.errors import CheckpointError, ConfigError
 from cprune_core.evaluation import evaluate_model
@@ -156,6 +156,30 @@ def test_disk_cache_serves_a_later_run_in_a_fresh_cache(tiny_config, tmp_path, m
     assert second[-1].final.test_acc == first[-1].final.test_acc
 
 
+@pytest.mark.parametrize("tamper", ["shape", "labels", "garbage", "nan"])
+def test_a_tampered_disk_feature_file_is_recomputed_not_trusted(tiny_config, tmp_path, monkeypatch, tamper):
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
+    config = replace(tiny_config, mode="baseline", epochs=1, disk_cache=True)
+    first = list(finetune(config, feature_cache=FeatureCache()))
+    for path in (tmp_path / "features").glob("*.pt"):
+        if tamper == "garbage":
+            path.write_bytes(b"not a tensor file")
+            continue
+        saved = torch.load(path, weights_only=True)
+        features, labels = saved["features"], saved["labels"]
+        if tamper == "shape":
+            features = features[:, :8]
+        elif tamper == "labels":
+            labels = labels + 100
+        else:
+            features = features.clone().fill_(float("nan"))
+        torch.save({"features": features, "labels": labels}, path)
+    second = list(finetune(config, feature_cache=FeatureCache()))
+
+    assert any(e.message.startswith("Computing") for e in second)
+    assert second[-1].final.status == "finished" and second[-1].final.test_acc == first[-1].final.test_acc
+
+
 def test_feature_cache_evicts_least_recently_used():
     cache = FeatureCache(max_bytes=2 * (16 * 4 + 8))
     for key in "abc":
@@ -163,15 +187,26 @@ def test_feature_cache_evicts_least_recently_used():
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
 
 
-def test_out_of_memory_ends_the_run_with_the_batch_size_to_reduce(tiny_config, monkeypatch):
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_out_of_memory_ends_the_run_with_the_batch_size_to_reduce(tiny_config, monkeypatch, error):
     def out_of_memory(self, loss, optimizer):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise error
 
     monkeypatch.setattr(Precision, "step", out_of_memory)
     end = list(finetune(replace(tiny_config, batch_size=8)))[-1]
 
-    assert end.final.status == "failed"
-    assert "batch size 8" in end.final.message and "smaller batch size (e.g. 4)" in end.final.message
+    assert end.final.status == "failed" and end.final.error == "OutOfMemory"
+    assert "memory at batch size 8" in end.final.message and "smaller batch size (e.g. 4)" in end.final.message
+
+
+def test_a_real_cpu_allocation_failure_is_recognised():
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(2**50, dtype=torch.uint8)  # a petabyte: refused at once, nothing allocated
+    assert is_out_of_memory(info.value)
 
 
 def test_an_empty_validation_split_gives_no_val_accuracy(tiny_config):

@@ -9,7 +9,7 @@ import pytest
 
 from cprune_core import CheckpointError
 from cprune_core.checkpoint import MODEL_FILES, model_files
-from ui.text import plain
+from ui.text import ZERO_WIDTH_SPACE, plain
 from ui.uploads import Uploads
 
 
@@ -89,9 +89,11 @@ def test_downloads_hold_the_models_own_files_only(tmp_path):
 
 @pytest.mark.parametrize("text", [
     "![pixel](https://example.com/p.png)", "[click](https://example.com)", "<img src=x onerror=alert(1)>",
-    "https://example.com/x", "**bold** _it_ `code` $x^2$ :red[alarm] :smile: # heading", "a\\b",
+    "https://example.com/x", "www.example.com", "mail me@example.com", "**bold** _it_ `code` $x^2$ :red[alarm] :smile: # heading", "a\\b",
 ])
 def test_visitor_text_is_escaped_so_markdown_shows_it_literally(text):
     escaped = plain(text)
-    assert re.sub(r"\\(.)", r"\1", escaped) == text  # unescaping gives the text back
+    shown = re.sub(r"\\(.)", r"\1", escaped).replace(ZERO_WIDTH_SPACE, "")
+    assert shown == text  # what a reader sees is the text, unchanged
     assert not re.search(r"(?<!\\)[\[\]()<>*_`$:!#]", escaped)  # no markup character left unescaped
+    assert not re.search(r"(?i)://|www\\?\.|@\w", escaped.replace("\\", ""))  # no bare address to autolink

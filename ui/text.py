@@ -3,16 +3,20 @@
 Streamlit renders the body of st.markdown, st.caption, st.error and the like as Markdown: a
 shared link whose parameter is ``![x](https://host/pixel.png)`` would put a live image (an
 outside request) on the page. ``plain`` backslash-escapes every ASCII punctuation character,
-which CommonMark then shows literally: no link, image, emphasis, HTML, math, emoji shortcode or
-Streamlit colour directive can form from it.
+which CommonMark then shows literally, so no link, image, emphasis, HTML, math, emoji shortcode
+or Streamlit colour directive can form. GitHub-flavoured Markdown also turns bare addresses
+(``https://...``, ``www....``, ``a@b.org``) into links after parsing, whatever the escapes, so a
+zero-width space is put into each: the text reads the same and links nowhere.
 """
 from __future__ import annotations
 
 import re
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)")
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 def plain(text: object) -> str:
-    """``text`` escaped for any Markdown-rendering Streamlit call."""
-    return _PUNCTUATION.sub(r"\\\1", str(text))
+    """``text`` made safe for any Markdown-rendering Streamlit call: it is shown exactly as written."""
+    return _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(ZERO_WIDTH_SPACE, str(text)))
