@@ -32,6 +32,8 @@ from cprune_core.schema import EventKind, RunSummary
 # runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
 KEPT_PER_VISITOR = 5  # ended launches a visitor still sees
+KEPT_IN_ALL = 200  # ended launches kept at all (visitors who left leave theirs behind)
+MAX_WAITING = 100  # launches waiting, everyone's: more would only wait for hours
 
 
 @dataclass
@@ -102,6 +104,8 @@ class RunQueue:
             if len(pending) >= self._per_visitor:
                 raise ConfigError(f"You already have {len(pending)} launch(es) waiting or running (the limit is "
                                   f"{self._per_visitor}). Wait for one to end, or stop one.")
+            if len(self._queue) >= MAX_WAITING:
+                raise ConfigError(f"The server's queue is full ({MAX_WAITING} launches waiting). Try again later.")
             launch = Launch(uuid.uuid4().hex[:12], owner, [Track(label, c) for label, c in configs.items()], time.time())
             self._launches[launch.id] = launch
             self._queue.append(launch)
@@ -147,10 +151,10 @@ class RunQueue:
             return True
 
     def _forget_old(self, owner: str) -> None:
-        ended = sorted((launch for launch in self._launches.values() if launch.owner == owner
-                        and launch.state == "ended"), key=lambda launch: launch.created)
-        for launch in ended[:-KEPT_PER_VISITOR]:
-            del self._launches[launch.id]
+        ended = sorted((launch for launch in self._launches.values() if launch.state == "ended"),
+                       key=lambda launch: launch.created)
+        for launch in [launch for launch in ended if launch.owner == owner][:-KEPT_PER_VISITOR] + ended[:-KEPT_IN_ALL]:
+            self._launches.pop(launch.id, None)
 
     def _work(self) -> None:
         while True:
