@@ -20,7 +20,7 @@ from .layers import weight_vectors
 from .ranges import TAU
 
 __all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize", "to_scipy",
-           "to_networkx", "strongest_edges", "layout_2d", "MAX_NETWORKX_EDGES"]
+           "to_networkx", "strongest_edges", "layout_2d", "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES"]
 
 EPS = 1e-8
 
@@ -144,3 +144,57 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
         coords = coords / spread
     coords = coords + 0.01 * torch.randn(n, 2, generator=generator)
     return coords.numpy()
+
+
+MAX_FORCE_LAYOUT_NODES = 4096
+REPULSION_SAMPLE = 256  # nodes each node is pushed away from per step (all of them in smaller graphs)
+
+
+def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) -> np.ndarray:
+    """Node positions (n x 2, within [-1, 1]) of the thresholded graph itself: Fruchterman-Reingold.
+
+    Edges pull their ends together in proportion to their weight; nodes push each other apart
+    (each step against a seeded sample of REPULSION_SAMPLE nodes, scaled up, so a step costs
+    n x 256 rather than n x n); a weak pull to the centre keeps isolated nodes and small
+    components in view; the step size cools linearly. The start is the principal components of
+    the adjacency rows plus a seeded jitter, so the same graph always looks the same.
+    Awkward cases: n = 0 gives an empty array, n = 1 the origin; a graph with no edge spreads its
+    nodes evenly around the centre. More than MAX_FORCE_LAYOUT_NODES nodes: ConfigError (use
+    layout_2d).
+    """
+    n = adjacency.shape[0]
+    if n > MAX_FORCE_LAYOUT_NODES:
+        raise ConfigError(f"A force-directed layout of {n:,} neurons is offered up to {MAX_FORCE_LAYOUT_NODES:,} "
+                          "neurons; use the weight-PCA layout.")
+    if n < 2:
+        return np.zeros((n, 2), dtype=np.float32)
+    weights = torch.triu(adjacency.detach().float().cpu(), diagonal=1)
+    rows, cols = torch.nonzero(weights, as_tuple=True)
+    pulls = weights[rows, cols]
+    pulls = pulls / pulls.mean() if len(pulls) else pulls  # relative weights: the pull balances the push at tau
+    generator = torch.Generator().manual_seed(seed)
+    position = 0.1 * torch.randn(n, 2, generator=generator)
+    if n >= 3 and len(rows):
+        symmetric = weights + weights.T
+        centred = symmetric - symmetric.mean(0, keepdim=True)
+        with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global RNG
+            torch.manual_seed(seed)
+            _, _, v = torch.pca_lowrank(centred, q=2, center=False, niter=4)
+        start = centred @ v[:, :2]
+        position += start / start.abs().max().clamp_min(EPS)
+    ideal = 1.0 / np.sqrt(n)  # the distance at which a pull and a push balance, in a unit area
+    sample_size = min(n, REPULSION_SAMPLE)
+    for step in range(iterations):
+        others = torch.randperm(n, generator=generator)[:sample_size] if sample_size < n else torch.arange(n)
+        delta = position[:, None, :] - position[None, others, :]
+        push = (ideal * ideal / delta.pow(2).sum(-1).clamp_min(1e-8))[..., None] * delta
+        move = push.sum(1) * (n / sample_size)
+        along = position[cols] - position[rows]
+        pull = (pulls * along.norm(dim=1) / ideal)[:, None] * along
+        move.index_add_(0, rows, pull)
+        move.index_add_(0, cols, -pull)
+        move -= 0.05 * position * n * ideal  # gravity: a weak pull to the centre
+        length = move.norm(dim=1, keepdim=True).clamp_min(EPS)
+        position = position + move / length * torch.clamp(length, max=0.1 * (1 - step / iterations))
+    position = position - position.mean(0, keepdim=True)
+    return (position / position.abs().max().clamp_min(EPS)).numpy()

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from cprune_core.errors import ConfigError, NonFiniteWeightsError
-from cprune_core.graph import (adjacency_for, cosine_similarity, layout_2d, strongest_edges, summarize,
-                               threshold_adjacency, to_networkx)
+from cprune_core.graph import (MAX_FORCE_LAYOUT_NODES, adjacency_for, cosine_similarity, force_layout, layout_2d,
+                               strongest_edges, summarize, threshold_adjacency, to_networkx)
 from cprune_core.layers import weight_vectors
 
 
@@ -99,3 +99,39 @@ def test_real_layer_graph_is_symmetric_with_no_self_loops(lite0):
     assert torch.equal(a, a.T) and not torch.diagonal(a).any()
     assert (a[a > 0] > 0.1).all()
     assert nx.number_of_edges(to_networkx(a)) == summarize(a).edges
+
+
+# ----------------------------------------------------------------------------- force-directed layout
+
+
+def two_cliques(n: int = 10) -> torch.Tensor:
+    adjacency = torch.zeros(2 * n, 2 * n)
+    adjacency[:n, :n] = 0.5
+    adjacency[n:, n:] = 0.5
+    adjacency.fill_diagonal_(0)
+    return adjacency
+
+
+def test_force_layout_puts_linked_neurons_together_and_is_repeatable():
+    adjacency = two_cliques()
+    xy = force_layout(adjacency)
+    assert xy.shape == (20, 2) and np.isfinite(xy).all() and np.abs(xy).max() <= 1.0 + 1e-6
+    within = np.linalg.norm(xy[:10, None] - xy[None, :10], axis=-1).mean()
+    between = np.linalg.norm(xy[:10, None] - xy[None, 10:], axis=-1).mean()
+    assert within < 0.5 * between
+    assert np.array_equal(xy, force_layout(adjacency)) and not np.array_equal(xy, force_layout(adjacency, seed=1))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7])
+def test_force_layout_of_small_and_edgeless_graphs(n):
+    xy = force_layout(torch.zeros(n, n))
+    assert xy.shape == (n, 2) and np.isfinite(xy).all()
+    if n == 1:
+        assert np.array_equal(xy, np.zeros((1, 2)))
+    if n == 7:  # no edge: spread around the centre, no two nodes on top of each other
+        assert np.linalg.norm(xy[:, None] - xy[None], axis=-1)[np.triu_indices(7, 1)].min() > 0.05
+
+
+def test_force_layout_refuses_very_large_graphs():
+    with pytest.raises(ConfigError, match="weight-PCA layout"):
+        force_layout(torch.zeros(MAX_FORCE_LAYOUT_NODES + 1, MAX_FORCE_LAYOUT_NODES + 1))
