@@ -6,6 +6,7 @@ the threshold tau. Everything here works on torch tensors, on whatever device th
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import networkx as nx
@@ -20,7 +21,7 @@ from .layers import weight_vectors
 from .ranges import TAU
 
 __all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize", "to_scipy",
-           "to_networkx", "strongest_edges", "layout_2d", "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES"]
+           "to_networkx", "strongest_edges", "layout_2d", "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES", "tau_for_mean_degree", "graph_file", "GRAPH_FORMATS"]
 
 EPS = 1e-8
 
@@ -105,6 +106,43 @@ def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) ->
     weights = upper[rows, cols].tolist()
     graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights))
     return graph
+
+
+def tau_for_mean_degree(similarity: torch.Tensor, mean_degree: float) -> float:
+    """The threshold (a multiple of 0.01, in [0, 0.99]) at which neurons have about ``mean_degree`` edges
+    on average: the similarity quantile that leaves that many pairs above it. Useful where no pair
+    clears the current tau, as in random-init layers (cosine similarities of random d-dimensional
+    vectors are about +-1/sqrt(d)). A graph of fewer than two neurons gives 0."""
+    n = similarity.shape[0]
+    wanted = round(mean_degree * n / 2)  # edges
+    if n < 2 or wanted < 1:
+        return 0.0
+    rows, cols = torch.triu_indices(n, n, offset=1, device=similarity.device)
+    pairs = similarity[rows, cols].float()
+    if wanted >= len(pairs):
+        return 0.0
+    tau = float(torch.kthvalue(pairs.cpu(), len(pairs) - wanted).values)  # `wanted` pairs lie above it
+    return float(np.clip(np.floor(tau * 100) / 100, 0.0, 0.99))
+
+
+GRAPH_FORMATS = ("graphml", "gexf")  # read by Gephi, Cytoscape and networkx
+
+
+def graph_file(adjacency: torch.Tensor, node_values: dict[str, np.ndarray], file_format: str,
+               max_edges: int = MAX_NETWORKX_EDGES) -> bytes:
+    """The thresholded graph as a GraphML or GEXF file: nodes 0..n-1 with ``node_values`` as
+    attributes (e.g. centrality, degree, x, y), edges with their cosine similarity as weight."""
+    graph = to_networkx(adjacency, max_edges)
+    for name, values in node_values.items():
+        nx.set_node_attributes(graph, {i: float(v) for i, v in enumerate(values)}, name)
+    buffer = io.BytesIO()
+    if file_format == "graphml":
+        nx.write_graphml(graph, buffer)
+    elif file_format == "gexf":
+        nx.write_gexf(graph, buffer)
+    else:
+        raise ConfigError(f"Unknown graph format {file_format!r}; choose one of {', '.join(GRAPH_FORMATS)}.")
+    return buffer.getvalue()
 
 
 def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

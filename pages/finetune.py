@@ -136,7 +136,7 @@ def _launch_view(launch: worker.Launch, position: int | None) -> None:
         curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in launch.tracks])
         if not curves.empty:
             st.plotly_chart(charts.training_curves(curves), key=f"ft_curves_{launch.id}",
-                            config={"displaylogo": False})
+                            config=state.chart_config("ft_curves"))
         finished = [dict(run=t.label, status=str(t.final.status), test_acc=t.final.test_acc, params=t.final.params,
                          macs=t.final.macs, latency_ms=t.final.latency_ms, duration_s=t.final.duration_s)
                     for t in launch.tracks if t.final]

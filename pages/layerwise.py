@@ -12,9 +12,9 @@ tau = state.tau_slider()
 with st.spinner(f"Building the graphs of {len(bundle.prunable)} layers …"):
     summary, values = cache.layerwise(key, tau)
 
-st.plotly_chart(charts.layerwise_boxes(values), key="layerwise_boxes", config={"displaylogo": False})
+st.plotly_chart(charts.layerwise_boxes(values), key="layerwise_boxes", config=state.chart_config("layerwise_boxes"))
 st.plotly_chart(charts.layerwise_concentration(summary), key="layerwise_concentration",
-                config={"displaylogo": False})
+                config=state.chart_config("layerwise_concentration"))
 
 
 st.markdown("**Select a layer to open it in the graph explorer.**")

@@ -71,7 +71,7 @@ if info.note:
 hist, graph = st.columns([2, 3])
 with hist:
     st.plotly_chart(charts.score_histogram(scores, cutoff_score, criterion), key="score_histogram",
-                    config={"displaylogo": False})
+                    config=state.chart_config("score_histogram"))
     others = [name for name in CRITERIA if name != criterion]
     overlap = []
     for other in others:
@@ -87,8 +87,8 @@ with graph:
     mask[list(kept_set)] = True
     drawn = min(1000, len(view.edge_rows))
     st.caption(f"Pruned neurons in grey; the {drawn:,} strongest of {view.summary.edges:,} edges at τ = {tau:.2f}.")
-    st.plotly_chart(charts.graph_figure(view, cache.layout(key, layer), drawn, kept=mask), key="prune_graph",
-                    config={"displaylogo": False})
+    st.plotly_chart(charts.graph_figure(view, cache.positions(key, layer, tau), drawn, kept=mask), key="prune_graph",
+                    config=state.chart_config("prune_graph"))
 
 st.subheader("Build the pruned model")
 st.caption("Removes the neurons for real (smaller weight tensors) with torch-pruning, then counts parameters and "

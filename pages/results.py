@@ -57,14 +57,16 @@ with left:
     if curves.empty:
         st.caption("These runs logged no training steps.")
     else:
-        st.plotly_chart(charts.training_curves(curves), key="results_curves", config={"displaylogo": False})
+        st.plotly_chart(charts.training_curves(curves), key="results_curves",
+                        config=state.chart_config("results_curves"))
 with right:
     st.markdown("**Test accuracy against MACs**")
     scored = runs.dropna(subset=["test_acc", "macs"])
     if scored.empty:
         st.caption("No run has a test accuracy yet.")
     else:
-        st.plotly_chart(charts.accuracy_vs_macs(scored), key="results_scatter", config={"displaylogo": False})
+        st.plotly_chart(charts.accuracy_vs_macs(scored), key="results_scatter",
+                        config=state.chart_config("results_scatter"))
 
 st.subheader("Download a model")
 saved = runs[[bool(d) and Path(d, SPEC_FILE).is_file() for d in runs["model_dir"].fillna("")]]

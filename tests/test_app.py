@@ -159,7 +159,7 @@ def test_layerwise_page_and_open_in_explorer():
     assert at.session_state["layer"] == summary["layer"][2]
 
 
-def test_random_init_other_backbone():
+def test_random_init_other_backbone_explains_an_empty_graph_and_offers_a_tau():
     at = open_app()
     at.radio(key="weights").set_value("random").run()
     at.selectbox(key="widget_backbone").set_value("resnet18").run()
@@ -167,6 +167,25 @@ def test_random_init_other_backbone():
     assert not at.error
     assert at.session_state["layer"] == "layer4.1.conv1"
     assert "random init" in " ".join(c.value for c in at.sidebar.caption)
+    assert at.metric[1].value == "0"
+    note = " ".join(i.value for i in at.info)
+    assert "random" in note and "about ±0.015" in note  # 1/sqrt(512 x 3 x 3)
+    at.button(key="use_suggested_tau").click().run()
+    assert_clean(at)
+    edges = int(at.metric[1].value.replace(",", ""))
+    assert 512 * 10 / 2 <= edges <= 512 * 20 and at.session_state["tau"] > 0
+
+
+def test_explorer_layouts_kept_highlight_and_graph_files():
+    at = open_app(layer="blocks.1.expand.1", keep="0.25")
+    assert at.session_state["graph_layout"] == "force"
+    at.segmented_control(key="graph_layout").set_value("pca").run()
+    assert_clean(at)
+    at.toggle(key="show_kept").set_value(True).run()
+    assert_clean(at)
+    figure = at.main.get("plotly_chart")[0].proto.spec
+    assert '"name":"pruned"' in figure.replace(" ", "") and "circle-open" in figure
+    assert {b.proto.label for b in at.get("download_button")} >= {"GRAPHML", "GEXF"}
 
 
 def saved_bytes(value) -> bytes:

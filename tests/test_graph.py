@@ -1,3 +1,4 @@
+import io
 import math
 
 import networkx as nx
@@ -7,8 +8,9 @@ import torch
 from torch import nn
 
 from cprune_core.errors import ConfigError, NonFiniteWeightsError
-from cprune_core.graph import (MAX_FORCE_LAYOUT_NODES, adjacency_for, cosine_similarity, force_layout, layout_2d,
-                               strongest_edges, summarize, threshold_adjacency, to_networkx)
+from cprune_core.graph import (MAX_FORCE_LAYOUT_NODES, adjacency_for, cosine_similarity, force_layout, graph_file,
+                               layout_2d, strongest_edges, summarize, tau_for_mean_degree, threshold_adjacency,
+                               to_networkx)
 from cprune_core.layers import weight_vectors
 
 
@@ -135,3 +137,26 @@ def test_force_layout_of_small_and_edgeless_graphs(n):
 def test_force_layout_refuses_very_large_graphs():
     with pytest.raises(ConfigError, match="weight-PCA layout"):
         force_layout(torch.zeros(MAX_FORCE_LAYOUT_NODES + 1, MAX_FORCE_LAYOUT_NODES + 1))
+
+
+def test_tau_for_mean_degree_gives_about_that_many_edges_and_handles_tiny_graphs():
+    torch.manual_seed(0)
+    similarity = cosine_similarity(torch.randn(300, 500))  # random vectors: similarities near 0
+    tau = tau_for_mean_degree(similarity, 10)
+    assert 0.0 < tau < 0.2 and tau == round(tau, 2)
+    degree = 2 * summarize(threshold_adjacency(similarity, tau)).edges / 300
+    assert 10 <= degree <= 40  # tau is rounded down to 0.01, so at least as many
+    assert tau_for_mean_degree(similarity[:1, :1], 10) == 0.0
+    assert tau_for_mean_degree(cosine_similarity(torch.randn(3, 4)), 10) == 0.0  # wants more pairs than exist
+
+
+@pytest.mark.parametrize("file_format, marker", [("graphml", b"<graphml"), ("gexf", b"<gexf")])
+def test_graph_files_hold_nodes_edges_and_attributes(file_format, marker):
+    adjacency = threshold_adjacency(cosine_similarity(torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])), 0.5)
+    content = graph_file(adjacency, {"centrality": np.array([0.7, 0.7, 0.0])}, file_format)
+    assert marker in content
+    graph = (nx.read_graphml if file_format == "graphml" else nx.read_gexf)(io.BytesIO(content))
+    assert graph.number_of_nodes() == 3 and graph.number_of_edges() == 1
+    assert float(graph.nodes["0"]["centrality"]) == pytest.approx(0.7)
+    with pytest.raises(ConfigError, match="Unknown graph format"):
+        graph_file(adjacency, {}, "dot")

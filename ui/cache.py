@@ -17,6 +17,7 @@ import torch
 from cprune_core import (Backbone, CostModel, GraphSummary, LayerInfo, PruningGraph, concentration, cosine_similarity,
                          exact_cost, kept_indices, layout_2d, list_layers, load_backbone, make_criterion,
                          measure_latency_ms, summarize, threshold_adjacency, weight_vectors)
+from cprune_core import graph
 from cprune_core.graph import strongest_edges
 from cprune_core.importance import ranking_centrality
 
@@ -74,6 +75,39 @@ def similarity(key: ModelKey, layer: str) -> torch.Tensor:
 def layout(key: ModelKey, layer: str) -> np.ndarray:
     """Node positions: depend on the weights only, so moving tau never moves a node."""
     return layout_2d(layer_vectors(key, layer))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def force_layout(key: ModelKey, layer: str, tau: float) -> np.ndarray:
+    """Force-directed positions of the thresholded graph: computed once per layer and tau."""
+    return graph.force_layout(threshold_adjacency(similarity(key, layer), tau))
+
+
+LAYOUTS = {"force": "force-directed", "pca": "weight PCA"}
+
+
+def positions(key: ModelKey, layer: str, tau: float) -> np.ndarray:
+    """Node positions in the layout chosen on the explorer (force-directed when the layer allows it)."""
+    if st.session_state.get("graph_layout", "force") == "force" and model_bundle(key).info(layer).neurons <= \
+            graph.MAX_FORCE_LAYOUT_NODES:
+        return force_layout(key, layer, tau)
+    return layout(key, layer)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def suggested_tau(key: ModelKey, layer: str) -> float:
+    """The tau at which the layer's neurons have about ten edges each."""
+    return graph.tau_for_mean_degree(similarity(key, layer), 10)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def graph_file(key: ModelKey, layer: str, tau: float, file_format: str) -> bytes:
+    """The thresholded graph with each neuron's centrality, degree, L2 norm and both layouts' positions."""
+    view = layer_graph(key, layer, tau)
+    pca = layout(key, layer)
+    values = {"centrality": view.centrality, "degree": view.degree, "l2_norm": view.norms,
+              "pca_x": pca[:, 0], "pca_y": pca[:, 1]}
+    return graph.graph_file(threshold_adjacency(similarity(key, layer), tau), values, file_format)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from cprune_core.schema import EventKind, MetricEvent
 from .cache import LayerGraph
 
 COLORSCALE = "Viridis"
-PRUNED_COLOR = "#c8ccd0"
+PRUNED_COLOR = "#8a939c"
 SELECTED_COLOR = "#d62728"
 
 
@@ -34,10 +34,12 @@ def _node_sizes(degree: np.ndarray) -> np.ndarray:
 
 def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.ndarray | None = None,
                  selected: int | None = None, neighbours: list[int] | None = None) -> go.Figure:
-    """The neuron-similarity graph: WebGL nodes coloured by centrality, sized by degree.
+    """The neuron-similarity graph: WebGL nodes coloured by centrality, sized by degree, the most
+    central drawn on top.
 
-    ``kept`` (boolean per neuron) greys out the others; ``selected`` rings one neuron and
-    draws its edges to ``neighbours``. Each node's customdata starts with its neuron index.
+    ``kept`` (boolean per neuron) draws the neurons pruning would remove as hollow circles;
+    ``selected`` rings one neuron and draws its edges to ``neighbours``. Each node's customdata
+    starts with its neuron index.
     """
     n = len(view.centrality)
     rows, cols = view.edge_rows[:edges_shown], view.edge_cols[:edges_shown]
@@ -49,15 +51,19 @@ def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.nd
     hover = ("neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<br>degree %{customdata[2]:.0f}"
              "<br>L2 norm %{customdata[3]:.3f}<extra></extra>")
     sizes = _node_sizes(view.degree)
+    order = np.argsort(view.centrality, kind="stable")  # the most central last, so on top
     shown = np.ones(n, bool) if kept is None else kept
-    if not shown.all():
+    pruned = order[~shown[order]]
+    if len(pruned):
         figure.add_trace(go.Scattergl(
-            x=xy[~shown, 0], y=xy[~shown, 1], mode="markers", name="pruned", customdata=custom[~shown],
-            hovertemplate="pruned " + hover, marker=dict(color=PRUNED_COLOR, size=sizes[~shown])))
+            x=xy[pruned, 0], y=xy[pruned, 1], mode="markers", name="pruned", customdata=custom[pruned],
+            hovertemplate="pruned " + hover,
+            marker=dict(symbol="circle-open", color=PRUNED_COLOR, size=sizes[pruned], line=dict(width=1.5))))
+    keep = order[shown[order]]
     figure.add_trace(go.Scattergl(
-        x=xy[shown, 0], y=xy[shown, 1], mode="markers", name="kept" if kept is not None else "neurons",
-        customdata=custom[shown], hovertemplate=hover,
-        marker=dict(color=view.centrality[shown], colorscale=COLORSCALE, size=sizes[shown],
+        x=xy[keep, 0], y=xy[keep, 1], mode="markers", name="kept" if kept is not None else "neurons",
+        customdata=custom[keep], hovertemplate=hover,
+        marker=dict(color=view.centrality[keep], colorscale=COLORSCALE, size=sizes[keep],
                     cmin=float(view.centrality.min()), cmax=float(view.centrality.max()),
                     colorbar=dict(title=dict(text="eigenvector<br>centrality"), thickness=14),
                     line=dict(width=0))))

@@ -51,6 +51,8 @@ def render() -> None:
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
         st.caption(f"Device in use: **{describe_device(resolve_device('auto'))}**")
+        st.radio("Chart downloads", state.CHART_FORMATS, format_func=str.upper, key="chart_format", horizontal=True,
+                 help="The camera button above each chart saves it in this format (drawn in your browser).")
         st.caption("Share this view: the page's URL holds the backbone, layer, τ, criterion and keep ratio.")
         for problem in st.session_state.pop("url_rejected", []):
             st.warning(f"Ignored a link parameter ({plain(problem)}); using the default.")

@@ -132,3 +132,13 @@ def keep_slider(container: Any = st, **kwargs: Any) -> float:
 def visitor() -> str:
     """This browser session's private id: it owns the session's runs. Never shown, never in a link."""
     return st.session_state.setdefault("_visitor", secrets.token_hex(16))
+
+
+CHART_FORMATS = ("png", "svg")
+
+
+def chart_config(name: str) -> dict:
+    """Plotly's config for a chart: its camera button saves ``name``.png or .svg (the format chosen in the
+    sidebar), drawn by Plotly in the browser, with no request to any server."""
+    return {"displaylogo": False, "toImageButtonOptions": {"format": st.session_state.get("chart_format", "png"),
+                                                           "filename": name, "scale": 2}}
