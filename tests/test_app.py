@@ -11,11 +11,13 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cprune_core import FinetuneConfig
+from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
+                         kept_indices, power_iteration)
 from ui.uploads import uploads
 from ui.worker import run_queue
 
@@ -355,3 +357,43 @@ def test_unavailable_weights_offer_random_init(monkeypatch):
     assert_clean(at)
     assert not at.error
     assert at.radio(key="weights").value == "random"
+
+
+def test_how_it_works_shows_the_cores_numbers_for_the_layer(lite0):
+    at = open_app("how_it_works", tau="0.2", keep="0.25")
+    assert at.title[0].value == "How it works" and at.session_state["hiw_layer"] == "stem.1"
+    module = lite0.model.get_submodule("stem.1")
+    adjacency = adjacency_for(module, 0.2, "stem.1")
+    steps = list(power_iteration(adjacency, max_iter=20_000))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Step k"] == f"1 of {len(steps)}"
+    assert metrics["λ estimate"] == f"{steps[0].eigenvalue:.6f}" and metrics["L1 change"] == f"{steps[0].change:.3e}"
+    at.slider(key="hiw_step").set_value(5).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["λ estimate"] == f"{steps[4].eigenvalue:.6f}" and metrics["L1 change"] == f"{steps[4].change:.3e}"
+    edges = int(torch.count_nonzero(torch.triu(adjacency, 1)))
+    assert any(f"**{edges}** of the 496 pairs" in m.value for m in at.markdown)
+
+    centrality = eigenvector_centrality(adjacency, max_iter=20_000)
+    ranking = at.dataframe[-1].value.sort_values("neuron")  # the ranking table, last on the page
+    assert np.array_equal(ranking["centrality"].to_numpy(), centrality.numpy())
+    kept = kept_indices(centrality, keep_count(32, 0.25))
+    assert sorted(ranking.loc[ranking["kept"], "neuron"]) == kept
+    graph = PruningGraph(lite0.model, lite0.spec)
+    cost = CostModel(lite0.model, graph, 224)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Weight matrix"] == "8 × 27" and metrics["Neurons kept"] == "8 of 32"
+    assert metrics["Layer params"] == f"{cost.layer_estimate('stem.1', 8).params:,}"
+    assert metrics["Layer MACs"] == f"{cost.layer_estimate('stem.1', 8).macs:,}"
+    assert any("from the core's `eigenvector_centrality` is **0.0e+00**" in m.value for m in at.markdown)
+
+    at.button(key="hiw_open_prune").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Prune" and at.session_state["layer"] == "stem.1"
+    assert at.session_state["criterion"] == "eigenvector" and at.session_state["keep"] == 0.25
+
+
+def test_how_it_works_takes_the_nearest_small_layer_to_a_big_one():
+    at = open_app("how_it_works", layer="blocks.5.expand.1")
+    assert at.session_state["hiw_layer"] != "blocks.5.expand.1"
+    assert any("too many to show step by step" in c.value for c in at.caption)

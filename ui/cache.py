@@ -16,10 +16,11 @@ import torch
 
 from cprune_core import (Backbone, CostModel, GraphSummary, LayerInfo, PruningGraph, concentration, cosine_similarity,
                          exact_cost, kept_indices, layout_2d, list_layers, load_backbone, make_criterion,
-                         measure_latency_ms, summarize, threshold_adjacency, weight_vectors)
+                         measure_latency_ms, normalise_rows, power_iteration, summarize, threshold_adjacency,
+                         weight_vectors)
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
-from cprune_core.importance import ranking_centrality
+from cprune_core.importance import RANKING_MAX_ITER, ranking_centrality
 
 EDGE_LIMIT = 3000  # edges drawn by the Plotly view, strongest first
 
@@ -108,6 +109,39 @@ def graph_file(key: ModelKey, layer: str, tau: float, file_format: str) -> bytes
     values = {"centrality": view.centrality, "degree": view.degree, "l2_norm": view.norms,
               "pca_x": pca[:, 0], "pca_y": pca[:, 1]}
     return graph.graph_file(threshold_adjacency(similarity(key, layer), tau), values, file_format)
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    """Every quantity of the method for one small layer, step by step, from the core's own functions."""
+
+    weights: np.ndarray  # W: neurons x inputs
+    normalised: np.ndarray  # W-hat: each row divided by its L2 norm
+    similarity: np.ndarray  # S = W-hat W-hat^T
+    adjacency: np.ndarray  # A: S where S > tau, off the diagonal
+    iterates: np.ndarray  # x_k of power iteration, one row per step k = 1..K
+    changes: np.ndarray  # L1 change of each step
+    eigenvalues: np.ndarray  # the eigenvalue estimate at each step
+    converged: bool
+    tolerance: float  # the L1 change below which iteration stops: n x tol
+    centrality: np.ndarray  # what pruning ranks by (importance.ranking_centrality)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def walkthrough(key: ModelKey, layer: str, tau: float) -> Walkthrough:
+    vectors = layer_vectors(key, layer)
+    similarity_matrix = cosine_similarity(vectors)
+    adjacency = threshold_adjacency(similarity_matrix, tau)
+    steps = list(power_iteration(adjacency, max_iter=RANKING_MAX_ITER))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a slow convergence is shown on the page
+        centrality = ranking_centrality(adjacency)
+    return Walkthrough(
+        weights=vectors.float().numpy(), normalised=normalise_rows(vectors).numpy(),
+        similarity=similarity_matrix.numpy(), adjacency=adjacency.numpy(),
+        iterates=torch.stack([step.x for step in steps]).numpy(),
+        changes=np.array([step.change for step in steps]), eigenvalues=np.array([step.eigenvalue for step in steps]),
+        converged=steps[-1].converged, tolerance=adjacency.shape[0] * 1e-6, centrality=centrality.numpy())
 
 
 @dataclass(frozen=True)

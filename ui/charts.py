@@ -186,3 +186,65 @@ def accuracy_vs_macs(runs: pd.DataFrame) -> go.Figure:
     figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="MACs",
                          yaxis_title="test accuracy")
     return figure
+
+
+def matrix_heatmap(matrix: np.ndarray, title: str, x_title: str, y_title: str, *, symmetric_range: bool = True,
+                   dimmed_rows: np.ndarray | None = None, height: int = 320) -> go.Figure:
+    """A matrix as a heatmap, row 0 at the top; ``dimmed_rows`` (boolean per row) are blanked out in grey."""
+    shown = matrix.astype(float).copy()
+    limit = float(np.abs(shown).max()) or 1.0
+    if dimmed_rows is not None:
+        shown[dimmed_rows] = np.nan
+    figure = go.Figure(go.Heatmap(z=shown, colorscale="RdBu_r" if symmetric_range else "Viridis",
+                                  zmin=-limit if symmetric_range else 0.0, zmax=limit, hoverongaps=False,
+                                  colorbar=dict(thickness=10),
+                                  hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{z:.4f}}<extra></extra>"))
+    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor=PRUNED_COLOR)
+    figure.update_xaxes(title_text=x_title)
+    figure.update_yaxes(title_text=y_title, autorange="reversed")
+    return figure
+
+
+def small_graph(adjacency: np.ndarray, xy: np.ndarray, centrality: np.ndarray, kept: np.ndarray | None = None,
+                height: int = 420) -> go.Figure:
+    """A small graph with every node labelled by its index and every edge drawn (width by weight)."""
+    rows, cols = np.nonzero(np.triu(adjacency, 1))
+    figure = go.Figure()
+    if len(rows):
+        weights = adjacency[rows, cols]
+        for width, band in ((0.6, weights < np.median(weights)), (1.6, weights >= np.median(weights))):
+            ex, ey = _edge_lines(xy, rows[band], cols[band])
+            figure.add_trace(go.Scatter(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
+                                        line=dict(width=width, color="rgba(90, 110, 130, 0.45)")))
+    symbols = np.where(kept, "circle", "circle-open") if kept is not None else "circle"
+    figure.add_trace(go.Scatter(
+        x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=[str(i) for i in range(len(xy))],
+        textposition="top center", showlegend=False, customdata=np.column_stack([np.arange(len(xy)), centrality]),
+        hovertemplate="neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<extra></extra>",
+        marker=dict(size=14, symbol=symbols, color=centrality, colorscale=COLORSCALE, line=dict(width=1.5),
+                    colorbar=dict(title=dict(text="centrality"), thickness=10))))
+    figure.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                         xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"))
+    return figure
+
+
+def iterate_bars(x: np.ndarray, step: int, kept: np.ndarray | None = None) -> go.Figure:
+    """The iterate x_k of power iteration, one bar per neuron (kept ones coloured when given)."""
+    colors = np.where(kept, "#2a6f97", PRUNED_COLOR) if kept is not None else "#2a6f97"
+    figure = go.Figure(go.Bar(x=np.arange(len(x)), y=x, marker_color=colors,
+                              hovertemplate="neuron %{x}<br>x %{y:.5f}<extra></extra>"))
+    figure.update_layout(title=f"x_{step}", height=300, margin=dict(l=10, r=10, t=40, b=10), bargap=0.1,
+                         xaxis_title="neuron", yaxis_title="entry of x")
+    return figure
+
+
+def convergence(changes: np.ndarray, tolerance: float, step: int) -> go.Figure:
+    """The L1 change of each step of power iteration on a log axis, down to the tolerance."""
+    steps = np.arange(1, len(changes) + 1)
+    figure = go.Figure(go.Scatter(x=steps, y=np.maximum(changes, 1e-12), mode="lines+markers", name="L1 change",
+                                  hovertemplate="step %{x}<br>change %{y:.3g}<extra></extra>"))
+    figure.add_hline(y=tolerance, line=dict(color=SELECTED_COLOR, dash="dash"), annotation_text="tolerance n·10⁻⁶")
+    figure.add_vline(x=step, line=dict(color="#888", dash="dot"))
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log",
+                         xaxis_title="step k", yaxis_title="‖x_k − x_(k−1)‖₁", showlegend=False)
+    return figure

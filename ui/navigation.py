@@ -15,6 +15,7 @@ class PageEntry:
 
 PAGES = (
     PageEntry("pages/explorer.py", "Graph explorer", ""),
+    PageEntry("pages/how_it_works.py", "How it works", "how-it-works"),
     PageEntry("pages/prune.py", "Prune", "prune"),
     PageEntry("pages/layerwise.py", "Layer-wise centrality", "layerwise"),
     PageEntry("pages/finetune.py", "Fine-tune", "finetune"),
