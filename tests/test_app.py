@@ -21,7 +21,8 @@ from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for,
 from ui.uploads import uploads
 from ui.worker import run_queue
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
 TIMEOUT = 180
 
 
@@ -360,7 +361,7 @@ def test_unavailable_weights_offer_random_init(monkeypatch):
 
 
 def test_how_it_works_shows_the_cores_numbers_for_the_layer(lite0):
-    at = open_app("how_it_works", tau="0.2", keep="0.25")
+    at = open_app("how-it-works", tau="0.2", keep="0.25")
     assert at.title[0].value == "How it works" and at.session_state["hiw_layer"] == "stem.1"
     module = lite0.model.get_submodule("stem.1")
     adjacency = adjacency_for(module, 0.2, "stem.1")
@@ -394,6 +395,14 @@ def test_how_it_works_shows_the_cores_numbers_for_the_layer(lite0):
 
 
 def test_how_it_works_takes_the_nearest_small_layer_to_a_big_one():
-    at = open_app("how_it_works", layer="blocks.5.expand.1")
+    at = open_app("how-it-works", layer="blocks.5.expand.1")
     assert at.session_state["hiw_layer"] != "blocks.5.expand.1"
     assert any("too many to show step by step" in c.value for c in at.caption)
+
+
+def test_every_page_url_is_its_file_name_as_legacy_mode_would_serve_it():
+    from ui.navigation import PAGES
+
+    for entry in PAGES:
+        assert Path(ROOT / entry.script).is_file()
+        assert entry.url_path in ("", Path(entry.script).stem), entry

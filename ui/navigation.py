@@ -10,12 +10,14 @@ import streamlit as st
 class PageEntry:
     script: str  # relative to the repository root
     title: str
-    url_path: str  # "" for the default page, served at /
+    # "" for the default page, served at /; else the script's file name without .py, which is the path
+    # Streamlit's legacy pages/ mode gives it too (see frame.py): a first request then finds the same page.
+    url_path: str
 
 
 PAGES = (
     PageEntry("pages/explorer.py", "Graph explorer", ""),
-    PageEntry("pages/how_it_works.py", "How it works", "how-it-works"),
+    PageEntry("pages/how-it-works.py", "How it works", "how-it-works"),
     PageEntry("pages/prune.py", "Prune", "prune"),
     PageEntry("pages/layerwise.py", "Layer-wise centrality", "layerwise"),
     PageEntry("pages/finetune.py", "Fine-tune", "finetune"),
