@@ -34,9 +34,13 @@ On the CPU:
   loop) are printed with "target ... applies on CUDA" and do not fail the run;
 - check 1 has no second device to compare with, and says so;
 - check 5 limits the process's address space (RLIMIT_AS) to its current size plus 256 MiB
-  during the failing run: the allocator really fails, and nothing else on the machine can lose
-  memory to it. (Linux refuses one allocation larger than RAM + swap at once, but no training
-  step makes such an allocation while its inputs are small enough to load.)
+  during the failing run, the memory available being that headroom plus what malloc holds free:
+  the allocator really fails, and nothing else on the machine can lose memory to it. (Linux
+  refuses one allocation larger than RAM + swap at once, but no training step makes such an
+  allocation while its inputs are small enough to load.) oneDNN and NNPACK are off for that run:
+  a convolution library that cannot allocate fails in its own words (oneDNN: "could not create a
+  primitive", which cannot be told from its other errors; NNPACK: "posix_memalign failed"), and
+  the engine recognises only PyTorch's own allocator's failure on the CPU.
 Everything else fails on any device: different kept sets, a run that does not finish, a
 non-finite loss, no test accuracy, a stop after more than one step, no MACs saved, a traceback
 or another message on out of memory, a next run that does not finish.
@@ -103,7 +107,7 @@ FULL = Sizes(graph_neurons=None, train_image_size=224, train_batch=64, warmup_st
              run_image_size=128, run_batch=32, run_epochs=2, run_train_per_class=None, latency_image_size=224,
              latency_batches=(1, 64), oom_image_size=512)
 TINY = Sizes(graph_neurons=256, train_image_size=32, train_batch=4, warmup_steps=2, timed_steps=4,
-             run_image_size=32, run_batch=4, run_epochs=2, run_train_per_class=4, latency_image_size=64,
+             run_image_size=32, run_batch=4, run_epochs=2, run_train_per_class=4, latency_image_size=32,
              latency_batches=(1, 4), oom_image_size=128)
 
 
@@ -373,17 +377,26 @@ def address_space() -> int:
 
 @contextmanager
 def memory_limit(setup: Setup):
-    """CUDA: nothing to do, the device's memory is the limit. CPU: the address space is capped at its
-    current size plus CPU_OOM_HEADROOM, restored afterwards."""
+    """CUDA: nothing to do, the device's memory is the limit. CPU: the address space capped at its current
+    size plus CPU_OOM_HEADROOM, and oneDNN and NNPACK off, until the block ends.
+
+    A convolution library that cannot allocate says so in its own words (oneDNN: "could not create a
+    primitive", NNPACK: "posix_memalign failed"); PyTorch's own kernels allocate through PyTorch's
+    allocator, whose failure is the one the engine recognises on the CPU.
+    """
     if setup.device.type == "cuda":
         yield
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
     resource.setrlimit(resource.RLIMIT_AS, (address_space() + CPU_OOM_HEADROOM, hard))
     try:
-        yield
+        with torch.backends.nnpack.flags(enabled=False):
+            yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        torch.backends.mkldnn.enabled = onednn
 
 
 def check_out_of_memory(report: Report, setup: Setup) -> None:
@@ -399,7 +412,8 @@ def check_out_of_memory(report: Report, setup: Setup) -> None:
     else:
         gc.collect()
         available = CPU_OOM_HEADROOM + malloc_free_bytes()
-        where = f"the {CPU_OOM_HEADROOM / 2**20:.0f} MiB address-space headroom plus malloc's free bytes,"
+        where = (f"(oneDNN and NNPACK off) the {CPU_OOM_HEADROOM / 2**20:.0f} MiB address-space headroom plus malloc's free "
+                 "bytes,")
     batch = available // per_image + 1
     report.figure("5 batch that cannot fit", f"batch {batch} at {sizes.oom_image_size} px: {batch} x "
                                              f"{per_image / 2**20:.1f} MiB saved per image > {where} "
