@@ -1,7 +1,7 @@
 """Prove the GPU path: the app's CUDA claims checked in one run of a few minutes.
 
-    python bench/gpu_check.py --device cuda [--flowers DIR]   # the real check, on a CUDA GPU
-    python bench/gpu_check.py --device cpu --tiny             # the same code at tiny sizes (tests/test_gpu_check.py)
+    python bench/gpu_check.py [--flowers DIR]              # the real check, on a CUDA GPU
+    python bench/gpu_check.py --device cpu --tiny          # the same code at tiny sizes (tests/test_gpu_check.py)
 
 It prints the device, then one line per figure ("check N ...: figure (target) OK|FAIL"), and
 exits 1 when any check fails (a check that raises fails with its traceback; the others still run).
@@ -26,14 +26,15 @@ exits 1 when any check fails (a check that raises fails with its traceback; the 
    no traceback; the next run in the same process finishes.
 
 ``--tiny`` shrinks every check so the whole script takes well under a minute on two CPU cores:
-a 256 x 25,088 random Linear layer for check 1, 32-64 px images, batch 4, a few steps, the
-embedded flowers-sample with a few training images per class, latency at batch 1 and 4.
+a 256 x 25,088 random Linear layer for check 1, 32 px images (128 px for check 5), batch 4, a
+few steps, the embedded flowers-sample with 4 training images per class, latency at batch 1
+and 4.
 
 On the CPU:
 - targets that only mean something on a GPU (centrality < 50 ms, engine >= 85% of the plain
   loop) are printed with "target ... applies on CUDA" and do not fail the run;
 - check 1 has no second device to compare with, and says so;
-- check 5 limits the process's address space (RLIMIT_AS) to its current size plus 256 MiB
+- check 5 (Linux only: glibc, /proc) limits the process's address space (RLIMIT_AS) to its current size plus 256 MiB
   during the failing run, the memory available being that headroom plus what malloc holds free:
   the allocator really fails, and nothing else on the machine can lose memory to it. (Linux
   refuses one allocation larger than RAM + swap at once, but no training step makes such an
@@ -67,8 +68,9 @@ from torch import nn
 
 from cprune_core.centrality import eigenvector_centrality
 from cprune_core.cost import count_macs, measure_latency_ms
-from cprune_core.device import DEVICES, Precision, describe_device, resolve_device
+from cprune_core.device import Precision, describe_device, resolve_device
 from cprune_core.engine import Finetuner, train_epochs
+from cprune_core.errors import ConfigError
 from cprune_core.features import TensorBatches
 from cprune_core.graph import cosine_similarity, threshold_adjacency
 from cprune_core.importance import make_criterion
@@ -77,7 +79,7 @@ from cprune_core.paths import SHARED_FLOWERS
 from cprune_core.progress import Progress
 from cprune_core.pruning import keep_count, kept_indices, prune_model
 from cprune_core.registry import get_spec, get_submodule, load_backbone, replace_classifier
-from cprune_core.schema import EventKind, FinetuneConfig, RunStatus, RunSummary
+from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
 GRAPH_TAU = 0.01  # random 25,088-d weight vectors have cosine similarities of about +-0.006
 GRAPH_KEEP = 0.5
@@ -93,7 +95,7 @@ class Sizes:
     train_image_size: int  # check 2
     train_batch: int
     warmup_steps: int  # also the engine's log_every, so its step events mark the timed span
-    timed_steps: int  # a multiple of warmup_steps
+    timed_steps: int  # a multiple of warmup_steps, so the engine's last step event ends the timed span
     run_image_size: int  # checks 3 and 5
     run_batch: int
     run_epochs: int
@@ -156,7 +158,8 @@ class Setup:
 
 
 def run_to_end(config: FinetuneConfig, stop: threading.Event | None = None,
-               on_event: Callable | None = None) -> tuple[RunSummary, Finetuner]:
+               on_event: Callable[[MetricEvent], None] | None = None) -> tuple[RunSummary, Finetuner]:
+    """The run's summary, and the job itself: its precision is the one the run used."""
     job = Finetuner(config)
     for _ in job.events(stop, on_event):
         pass
@@ -217,19 +220,20 @@ def engine_images_per_s(model: nn.Module, head: nn.Module, images: torch.Tensor,
     sizes = setup.sizes
     config = FinetuneConfig(mode="finetune", train_scope="all", epochs=1, batch_size=sizes.train_batch,
                             log_every=sizes.warmup_steps, device=setup.device.type)
-    marks = []
+    marks = []  # (steps done, seconds) at each step event
 
     def mark(event) -> None:
         if event.kind == EventKind.STEP:
             setup.synchronize()
-            marks.append(time.perf_counter())
+            marks.append((event.step, time.perf_counter()))
 
     sources = {"train": synthetic_batches(images, labels, sizes.train_batch),
                "val": synthetic_batches(images[:sizes.train_batch], labels[:sizes.train_batch], sizes.train_batch)}
     for _ in train_epochs(model, head, sources, config, Precision(setup.device), Progress(mark), threading.Event(),
                           len(labels), N_CLASSES):
         pass
-    return (len(marks) - 1) * sizes.warmup_steps * sizes.train_batch / (marks[-1] - marks[0])
+    (first_step, first_time), (last_step, last_time) = marks[0], marks[-1]
+    return (last_step - first_step) * sizes.train_batch / (last_time - first_time)
 
 
 def plain_loop_images_per_s(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, setup: Setup) -> float:
@@ -288,10 +292,9 @@ def check_throughput(report: Report, setup: Setup) -> None:
 def check_real_run(report: Report, setup: Setup) -> None:
     config = setup.run_config()
     summary, job = run_to_end(config)
-    images_per_s = job.progress.history[-1].images_per_s or 0.0
     report.figure("3 run", f"{summary.status} after {summary.epochs_done} epochs, {summary.steps_done} steps, "
                            f"{summary.n_images.get('train', 0)} training images at {config.image_size} px, "
-                           f"{summary.duration_s:.1f} s, {images_per_s:,.1f} img/s ({summary.message})",
+                           f"{summary.duration_s:.1f} s ({summary.message})",
                   summary.status == RunStatus.FINISHED and summary.epochs_done == config.epochs)
     dtype = job.precision.dtype
     report.figure("3 precision", f"autocast {dtype}" if dtype else "fp32 (AMP applies on CUDA)",
@@ -412,12 +415,12 @@ def check_out_of_memory(report: Report, setup: Setup) -> None:
     else:
         gc.collect()
         available = CPU_OOM_HEADROOM + malloc_free_bytes()
-        where = (f"(oneDNN and NNPACK off) the {CPU_OOM_HEADROOM / 2**20:.0f} MiB address-space headroom plus malloc's free "
-                 "bytes,")
+        where = (f"the {CPU_OOM_HEADROOM / 2**20:.0f} MiB address-space headroom plus malloc's free bytes "
+                 "(oneDNN and NNPACK off)")
     batch = available // per_image + 1
     report.figure("5 batch that cannot fit", f"batch {batch} at {sizes.oom_image_size} px: {batch} x "
-                                             f"{per_image / 2**20:.1f} MiB saved per image > {where} "
-                                             f"{available / 2**20:,.0f} MiB")
+                                             f"{per_image / 2**20:.1f} MiB saved per image > "
+                                             f"{available / 2**20:,.0f} MiB available, {where}")
     config = setup.run_config(image_size=sizes.oom_image_size, batch_size=batch, epochs=1,
                               train_per_class=math.ceil(batch / N_CLASSES))
     allocated_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
@@ -445,7 +448,7 @@ CHECKS = [check_graph, check_throughput, check_real_run, check_pruned_latency, c
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA, then MPS, then CPU.")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="default: cuda")
     parser.add_argument("--tiny", action="store_true", help="Tiny sizes: the whole script in well under a minute "
                                                             "on a CPU.")
     parser.add_argument("--checks", type=lambda text: [int(n) for n in text.split(",")],
@@ -454,7 +457,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"flowers128 folder for checks 3 and 5 (default: {SHARED_FLOWERS}); --tiny uses the "
                              "embedded flowers-sample")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as error:
+        parser.error(str(error))
     setup = Setup(device, TINY if args.tiny else FULL, args.flowers, args.tiny)
     report = Report(device)
     started = time.perf_counter()
