@@ -157,6 +157,10 @@ class Setup:
         return replace(config, **overrides)
 
 
+def rounded(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3f}"
+
+
 def run_to_end(config: FinetuneConfig, stop: threading.Event | None = None,
                on_event: Callable[[MetricEvent], None] | None = None) -> tuple[RunSummary, Finetuner]:
     """The run's summary, and the job itself: its precision is the one the run used."""
@@ -300,8 +304,8 @@ def check_real_run(report: Report, setup: Setup) -> None:
     report.figure("3 precision", f"autocast {dtype}" if dtype else "fp32 (AMP applies on CUDA)",
                   dtype is not None if setup.device.type == "cuda" else None)
     loss = summary.train_loss
-    report.figure("3 train loss", f"{loss}", loss is not None and math.isfinite(loss))
-    report.figure("3 test accuracy", f"{summary.test_acc}", summary.test_acc is not None)
+    report.figure("3 train loss", rounded(loss), loss is not None and math.isfinite(loss))
+    report.figure("3 test accuracy", rounded(summary.test_acc), summary.test_acc is not None)
 
     stop = threading.Event()
 
@@ -439,7 +443,8 @@ def check_out_of_memory(report: Report, setup: Setup) -> None:
                                                            "reserved")
     summary, _ = run_to_end(setup.run_config(epochs=1))
     loss = summary.train_loss
-    report.figure("5 next run", f"{summary.status}, train loss {loss}, test accuracy {summary.test_acc}",
+    report.figure("5 next run", f"{summary.status}, train loss {rounded(loss)}, test accuracy "
+                                f"{rounded(summary.test_acc)}",
                   summary.status == RunStatus.FINISHED and loss is not None and math.isfinite(loss))
 
 
