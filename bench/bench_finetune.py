@@ -1,10 +1,10 @@
-"""Fine-tuning speed: cached head epochs, the offline default end to end, and CUDA throughput.
+"""Fine-tuning speed on the CPU: cached head epochs and the offline default end to end.
 
 Run: .venv/bin/python bench/bench_finetune.py [--skip-head] [--skip-default]
 Targets (2-core CPU): one head-only epoch on cached features of ~3,000 images under 1 s; the
 offline default (efficientnet_lite0 on flowers-sample, baseline then pruned) under 3 minutes.
-With a CUDA GPU, the engine's training throughput is compared with a plain PyTorch loop on
-the same data (target: at least 85% of it).
+The GPU figures (the engine's throughput against a plain PyTorch loop among them) come from
+bench/gpu_check.py.
 """
 from __future__ import annotations
 
@@ -13,14 +13,10 @@ import time
 from dataclasses import replace
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
-from cprune_core.data import build_transform, collate_skip_bad, load_dataset
 from cprune_core.engine import Finetuner
 from cprune_core.features import FeatureCache
 from cprune_core.paths import SHARED_FLOWERS
-from cprune_core.registry import get_spec, load_backbone, replace_classifier
 from cprune_core.schema import FinetuneConfig, RunSummary
 
 
@@ -74,74 +70,6 @@ def bench_offline_default() -> None:
     print(f"   both: {total:.1f} s -> {'OK' if total < 180 else 'SLOW'} (target < 180 s)")
 
 
-def plain_loop_images_per_s(config: FinetuneConfig, epochs: int) -> float:
-    """The same training (whole network, AMP, channels_last) written as a plain PyTorch loop."""
-    spec = get_spec(config.backbone)
-    splits = load_dataset(config.dataset, config.dataset_root, seed=config.seed, val_fraction=config.val_fraction,
-                          test_fraction=config.test_fraction)
-    size = config.image_size or spec.input_size
-    loader = DataLoader(splits.train.with_transform(build_transform(size, spec.mean, spec.std, train=True)),
-                        batch_size=config.batch_size, shuffle=True, num_workers=8, pin_memory=True,
-                        collate_fn=collate_skip_bad)
-    model = load_backbone(config.backbone).model
-    replace_classifier(model, spec, len(splits.classes))
-    model = model.cuda().to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    seen, timed = 0, 0.0
-    for epoch in range(epochs):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        count = 0
-        for images, labels in loader:
-            images = images.cuda(non_blocking=True).contiguous(memory_format=torch.channels_last)
-            labels = labels.cuda(non_blocking=True)
-            with torch.autocast("cuda", dtype=dtype):
-                loss = loss_fn(model(images).float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            count += len(labels)
-        torch.cuda.synchronize()
-        if epoch > 0:  # the first epoch warms up cuDNN and the loader workers
-            seen, timed = seen + count, timed + time.perf_counter() - start
-    return seen / timed
-
-
-def bench_cuda_throughput() -> None:
-    print("== CUDA training throughput: engine vs plain PyTorch loop (whole network, images)")
-    if not torch.cuda.is_available():
-        print("   no CUDA GPU here")
-        return
-    root = str(SHARED_FLOWERS) if SHARED_FLOWERS.is_dir() else None
-    # A tiny validation split keeps the engine's per-epoch validation out of the comparison.
-    config = FinetuneConfig(dataset="folder" if root else "flowers-sample", dataset_root=root, mode="finetune",
-                            train_scope="all", epochs=3, batch_size=64, val_fraction=0.02, device="cuda",
-                            log_every=1000)
-    job = Finetuner(config)
-    epoch_seconds, last = [], None
-    for event in job.events():
-        if event.kind == "start":
-            last = time.perf_counter()
-        elif event.kind == "epoch":
-            torch.cuda.synchronize()
-            now = time.perf_counter()
-            epoch_seconds.append(now - last)
-            last = now
-    if job.summary.status != "finished":
-        print(f"   engine run {job.summary.status}: {job.summary.message}")
-        return
-    images = job.summary.n_images["train"]
-    engine_rate = images * len(epoch_seconds[1:]) / sum(epoch_seconds[1:])  # epoch 1 warms up cuDNN and workers
-    plain_rate = plain_loop_images_per_s(config, epochs=3)
-    ratio = engine_rate / plain_rate
-    print(f"   {torch.cuda.get_device_name()}: engine {engine_rate:.0f} img/s, plain loop {plain_rate:.0f} img/s, "
-          f"ratio {ratio:.2f} -> {'OK' if ratio >= 0.85 else 'SLOW'} (target >= 0.85)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-head", action="store_true", help="Skip the cached-feature epoch benchmark.")
@@ -152,7 +80,6 @@ def main() -> None:
         bench_cached_head_epochs()
     if not args.skip_default:
         bench_offline_default()
-    bench_cuda_throughput()
 
 
 if __name__ == "__main__":
