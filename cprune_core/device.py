@@ -40,16 +40,18 @@ def describe_device(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":
         return "mps (Apple GPU)"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, MPS's, or the host allocator failing on the CPU."""
+    """CUDA's OutOfMemoryError, MPS's, or an allocation failing on the CPU (PyTorch's allocator, or a kernel
+    library's own posix_memalign, as NNPACK's: errno 12, "Cannot allocate memory")."""
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
     message = str(error)
-    return isinstance(error, RuntimeError) and ("MPS backend out of memory" in message
-                                                or "DefaultCPUAllocator: can't allocate memory" in message)
+    return isinstance(error, RuntimeError) and any(sign in message for sign in (
+        "MPS backend out of memory", "DefaultCPUAllocator: can't allocate memory", "Cannot allocate memory"))
 
 
 class Precision:

@@ -143,19 +143,23 @@ class Finetuner:
             self.device = resolve_device(self.config.device)
             self.precision = Precision(self.device)
             yield from self._run()
+            return
         except StopRequested as stopped:
             yield self._end(RunStatus.STOPPED, str(stopped))
+            return
         except CPruneError as error:
             yield self._end(RunStatus.FAILED, str(error), error=type(error).__name__)
+            return
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            size = self.config.batch_size
-            yield self._end(RunStatus.FAILED, f"Out of {self.device.type.upper()} memory at batch size {size}. "
-                                              f"Try a smaller batch size (e.g. {max(1, size // 2)}) or a smaller "
-                                              "image size.", error="OutOfMemory")
+        # Out of memory. Only now, with the exception and the batch its traceback held gone, can memory be freed.
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        size = self.config.batch_size
+        yield self._end(RunStatus.FAILED, f"Out of {self.device.type.upper()} memory at batch size {size}. "
+                                          f"Try a smaller batch size (e.g. {max(1, size // 2)}) or a smaller "
+                                          "image size.", error="OutOfMemory")
 
     def result(self) -> RunResult:
         if self.summary is None:
