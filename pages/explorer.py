@@ -43,13 +43,14 @@ def graph_section() -> None:
     neurons = bundle.info(layer).neurons
     controls[2].segmented_control("Layout", list(cache.LAYOUTS), format_func=cache.LAYOUTS.get, key="graph_layout",
                                   default="force", disabled=neurons > MAX_FORCE_LAYOUT_NODES,
-                                  help="force-directed: the thresholded graph itself (linked neurons pulled "
-                                       "together); weight PCA: the weight vectors' principal components, the same "
-                                       f"at every τ. Force-directed is offered up to {MAX_FORCE_LAYOUT_NODES:,} "
-                                       "neurons.")
+                                  help="force-directed: the graph itself, linked neurons pulled together, "
+                                       f"laid out at τ = {cache.suggested_tau(key, layer):.2f} (about ten edges "
+                                       "per neuron); weight PCA: the weight vectors' principal components. Both "
+                                       "stay put as τ moves: only the edges change. Force-directed is offered up "
+                                       f"to {MAX_FORCE_LAYOUT_NODES:,} neurons.")
     with st.spinner("Building the similarity graph …"):
         view = cache.layer_graph(key, layer, tau)
-        xy = cache.positions(key, layer, tau)
+        xy = cache.positions(key, layer)
     summary = view.summary
     stats = st.columns(5)
     stats[0].metric("Neurons", f"{summary.nodes:,}")

@@ -87,7 +87,7 @@ with graph:
     mask[list(kept_set)] = True
     drawn = min(1000, len(view.edge_rows))
     st.caption(f"Pruned neurons in grey; the {drawn:,} strongest of {view.summary.edges:,} edges at τ = {tau:.2f}.")
-    st.plotly_chart(charts.graph_figure(view, cache.positions(key, layer, tau), drawn, kept=mask), key="prune_graph",
+    st.plotly_chart(charts.graph_figure(view, cache.positions(key, layer), drawn, kept=mask), key="prune_graph",
                     config=state.chart_config("prune_graph"))
 
 st.subheader("Build the pruned model")

@@ -87,11 +87,13 @@ def force_layout(key: ModelKey, layer: str, tau: float) -> np.ndarray:
 LAYOUTS = {"force": "force-directed", "pca": "weight PCA"}
 
 
-def positions(key: ModelKey, layer: str, tau: float) -> np.ndarray:
-    """Node positions in the layout chosen on the explorer (force-directed when the layer allows it)."""
+def positions(key: ModelKey, layer: str) -> np.ndarray:
+    """Node positions in the layout chosen on the explorer. Force-directed (where the layer allows it) lays out
+    the graph at the layer's suggested tau, about ten edges per neuron, once per layer: moving tau then only
+    refilters edges, so nodes stay put and a move costs no new layout."""
     if st.session_state.get("graph_layout", "force") == "force" and model_bundle(key).info(layer).neurons <= \
             graph.MAX_FORCE_LAYOUT_NODES:
-        return force_layout(key, layer, tau)
+        return force_layout(key, layer, suggested_tau(key, layer))
     return layout(key, layer)
 
 
