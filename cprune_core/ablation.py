@@ -541,8 +541,9 @@ def _curve_clause(curve: ZeroShotCurve) -> str:
         span = f"at keep {ratios[0]}" if len(ratios) == 1 else f"at every keep ratio from {ratios[0]} to {ratios[-1]}"
         where = f"{places[0]} random pruning's range over {seeds} seeds {span}"
     else:
-        where = ", ".join(f"{place} random pruning's range over {seeds} seeds at keep {ratio}"
-                          for place, ratio in zip(places, ratios))
+        at = {place: [ratio for p, ratio in zip(places, ratios) if p == place] for place in dict.fromkeys(places)}
+        where = f"{places[0]} random pruning's range over {seeds} seeds at keep {' and '.join(at[places[0]])}, " + \
+            ", ".join(f"{place} it at keep {' and '.join(ratios_at)}" for place, ratios_at in list(at.items())[1:])
     return f"before any fine-tuning, keeping the most central neurons gives validation accuracy {where} ({detail})"
 
 
