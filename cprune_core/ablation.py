@@ -270,7 +270,7 @@ class ForwardAblator(LayerAblator):
     def remove_each(self, neurons: Sequence[int], *, progress: ProgressCallback | None = None,
                     stop: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
         neurons = list(neurons)
-        which = f"a sample of {len(neurons)} of the {self.n_neurons}" if len(neurons) < self.n_neurons else "all"
+        which = f"a sample of {len(neurons):,} of the {self.n_neurons:,}" if len(neurons) < self.n_neurons else "all"
         message = f"Removing each neuron of {self.layer} ({which} neurons; a forward pass each)"
         losses, accuracies = np.empty(len(neurons)), np.empty(len(neurons))
         for i, neuron in enumerate(neurons):
@@ -418,15 +418,17 @@ class Correlation:
     per_seed: list[float]  # rho per scores row (one per seed for random)
 
 
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row pair of ``x`` and ``y`` (B x n), NaN where a row is constant."""
-    rx = stats.rankdata(x, axis=1)
-    ry = stats.rankdata(y, axis=1)
-    rx -= rx.mean(1, keepdims=True)
-    ry -= ry.mean(1, keepdims=True)
-    denominator = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+def _centred_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks within each row (ties: average rank, as spearmanr), minus the row's mean rank."""
+    ranks = stats.rankdata(values, axis=1)
+    return ranks - ranks.mean(1, keepdims=True)
+
+
+def _rank_correlation(x_ranks: np.ndarray, y_ranks: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of centred ranks: Spearman's rho, NaN where a row is constant."""
+    denominator = np.sqrt((x_ranks * x_ranks).sum(1) * (y_ranks * y_ranks).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (rx * ry).sum(1) / denominator, np.nan)
+        return np.where(denominator > 0, (x_ranks * y_ranks).sum(1) / denominator, np.nan)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -447,12 +449,12 @@ def criterion_correlations(result: AblationResult, scores: dict[str, np.ndarray]
         return {name: Correlation(name, math.nan, math.nan, math.nan, [math.nan] * len(rows))
                 for name, rows in scores.items()}
     resampled = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    resampled_importance = importance[resampled]
+    importance_ranks = _centred_ranks(importance[resampled])
     correlations = {}
     for name, rows in scores.items():
         measured = rows[:, result.neurons]
         per_seed = [_spearman(row, importance) for row in measured]
-        boot = np.concatenate([_row_spearman(row[resampled], resampled_importance) for row in measured])
+        boot = np.concatenate([_rank_correlation(_centred_ranks(row[resampled]), importance_ranks) for row in measured])
         defined = boot[~np.isnan(boot)]
         low, high = np.percentile(defined, [2.5, 97.5]) if len(defined) else (math.nan, math.nan)
         rho = float(np.mean(per_seed)) if not np.isnan(per_seed).any() else math.nan
@@ -552,10 +554,10 @@ def summary_sentence(result: AblationResult, correlations: dict[str, Correlation
     criterion that best predicts the ablation effect, whether eigenvector centrality's interval
     excludes 0, and where its zero-shot accuracy lies against the random band at keep ratios up to
     0.2 (each part only when the criteria it needs were computed)."""
-    measured = (f"a sample of {len(result.neurons)} of the {result.n_neurons} neurons" if result.sampled
-                else f"all {result.n_neurons} neurons")
+    measured = (f"a sample of {len(result.neurons):,} of the {result.n_neurons:,} neurons" if result.sampled
+                else f"all {result.n_neurons:,} neurons")
     harmful = int((result.delta_loss > 0).sum())
-    parts = [f"Of {measured} of {result.layer}, {harmful} raise the validation loss when removed alone "
+    parts = [f"Of {measured} of {result.layer}, {harmful:,} raise the validation loss when removed alone "
              f"(largest rise {result.delta_loss.max(initial=0.0):.4f}, median change {np.median(result.delta_loss):+.5f})"]
     ranked = sorted((c for c in correlations.values() if c.criterion != "random" and not math.isnan(c.spearman)),
                     key=lambda c: c.spearman, reverse=True)

@@ -170,9 +170,9 @@ def test_another_layer_is_measured_on_a_sample_with_progress_and_says_so(trained
     result = ablation_effects(ablator, neurons, progress=lambda done, total, message: calls.append((done, total, message)))
     assert result.sampled and len(result.neurons) == 4 and result.n_neurons == 1152
     assert [(done, total) for done, total, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert "a sample of 4 of the 1152" in calls[0][2]
+    assert "a sample of 4 of the 1,152" in calls[0][2]
     curve = ZeroShotCurve(np.array([0.1]), np.array([115]), {}, {}, result.full_acc)
-    assert "Of a sample of 4 of the 1152 neurons of blocks.15.expand.1" in summary_sentence(result, {}, curve)
+    assert "Of a sample of 4 of the 1,152 neurons of blocks.15.expand.1" in summary_sentence(result, {}, curve)
 
 
 def test_stop_ends_the_analysis(trained):
@@ -232,7 +232,7 @@ def test_vectorised_bootstrap_rho_equals_scipy_row_by_row():
     rng = np.random.default_rng(2)
     x, y = rng.integers(0, 5, size=(20, 30)).astype(float), rng.normal(size=(20, 30))  # ties, as resamples have
     expected = [stats.spearmanr(a, b).statistic for a, b in zip(x, y)]
-    assert ablation._row_spearman(x, y) == pytest.approx(expected)
+    assert ablation._rank_correlation(ablation._centred_ranks(x), ablation._centred_ranks(y)) == pytest.approx(expected)
 
 
 def synthetic(eigen_rho, eigen_ci, best_rho, eigen_acc, random_acc):
@@ -279,7 +279,7 @@ def test_quick_command_line_json_has_every_criterion_and_writes_the_report(confi
     assert (report["backbone"], report["dataset"], report["layer"], report["method"]) == \
         ("efficientnet_lite0", "colours (folder)", "head.1", "pooled")
     assert report["neurons_measured"] == report["neurons"] == 1280 and not report["sampled"]
-    assert report["sentence"].startswith("Of all 1280 neurons of head.1")
+    assert report["sentence"].startswith("Of all 1,280 neurons of head.1")
     assert set(report["zero_shot"]["criteria"]) == set(CRITERIA) and "min" in report["zero_shot"]["criteria"]["random"]
     markdown = (tmp_path / "importance.md").read_text().splitlines()
     assert markdown[0] == "# Does centrality predict importance?"
