@@ -283,9 +283,9 @@ class ForwardAblator(LayerAblator):
 
 
 def _rest_cut(model: nn.Module, group: PrunableGroup) -> str:
-    """Where the rest of the network starts for ``group``: at its first module, or at the outermost
-    block holding it that is not an ``nn.Sequential`` (inside a block with a skip connection the
-    children are not a chain, so the cut cannot fall between them)."""
+    """Where the rest of the network starts for ``group``: at its first module when every container
+    above that is an ``nn.Sequential``, else at the outermost container above it that is not one
+    (the children of a block with a skip connection are not a chain, so no cut falls among them)."""
     order = {name: index for index, (name, _) in enumerate(model.named_modules())}
     first = min((effect.module for effect in group.effects), key=order.__getitem__)
     parts = first.split(".")
