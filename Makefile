@@ -9,7 +9,7 @@ PORT ?= 8501
 # torch is imported and the default model cached before the first visitor arrives.
 WARM_UP = ( sleep 3; $(PY) -c "import urllib.request as u; u.urlopen('http://localhost:$(PORT)/_stcore/script-health-check', timeout=180)" >/dev/null 2>&1 ) &
 
-.PHONY: install browser run serve dev test lint bench gpu-check paper-table clean
+.PHONY: install browser run serve dev test lint bench gpu-check paper-table importance clean
 
 # Everything a fresh machine needs: the pinned requirements, then this project itself (editable,
 # which also installs the `cprune` command). pip's output goes to $(LOG), shown only on failure.
@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/bench_graph.py
 	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_finetune.py
+	$(PY) bench/bench_ablation.py
 
 # The GPU path, on a machine with a CUDA GPU (README: "The GPU check"); exits non-zero if a check fails.
 gpu-check: install
@@ -61,6 +62,9 @@ gpu-check: install
 
 paper-table: install
 	$(PY) -m cprune_core experiment paper-table
+
+importance: install
+	$(PY) -m cprune_core experiment importance
 
 clean:
 	rm -rf .pytest_cache .ruff_cache screenshots

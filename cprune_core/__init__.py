@@ -10,8 +10,8 @@ from .data import DATASETS, load_dataset
 from .device import describe_device, resolve_device
 from .engine import Finetuner, finetune, run
 from .errors import (CheckpointError, ConfigError, CPruneError, DatasetError, NonFiniteWeightsError,
-                     PathNotAllowedError, PowerIterationFailedConvergence, StoreError, UnreadableImageError,
-                     WeightsUnavailableError)
+                     PathNotAllowedError, PowerIterationFailedConvergence, StopRequested, StoreError,
+                     UnreadableImageError, WeightsUnavailableError)
 from .evaluation import Evaluation, evaluate_model
 from .features import FEATURE_CACHE, FeatureCache
 from .graph import (GraphSummary, adjacency_for, cosine_similarity, layout_2d, normalise_rows, summarize,
@@ -34,7 +34,7 @@ __all__ = [
     "Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms",
     "DATASETS", "load_dataset", "describe_device", "resolve_device", "Finetuner", "finetune", "run",
     "CheckpointError", "ConfigError", "CPruneError", "DatasetError", "NonFiniteWeightsError", "PathNotAllowedError",
-    "PowerIterationFailedConvergence", "StoreError", "UnreadableImageError", "WeightsUnavailableError",
+    "PowerIterationFailedConvergence", "StopRequested", "StoreError", "UnreadableImageError", "WeightsUnavailableError",
     "Evaluation", "evaluate_model", "FEATURE_CACHE", "FeatureCache",
     "GraphSummary", "adjacency_for", "cosine_similarity", "layout_2d", "normalise_rows", "summarize",
     "threshold_adjacency", "to_networkx",

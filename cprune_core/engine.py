@@ -32,12 +32,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .cost import count_macs, count_params, measure_latency_ms
-from .data import SPLITS, build_transform, collate_skip_bad, load_dataset
+from .data import SPLITS, ImageListDataset, build_transform, collate_skip_bad, load_dataset
 from .device import Precision, is_out_of_memory, loader_workers, resolve_device, to_device
 from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
-from .features import (FEATURE_BATCH_SIZE, FEATURE_CACHE, FeatureCache, TensorBatches, extract_features,
-                       pooled_features, samples_digest, weights_id)
+from .features import (FEATURE_CACHE, FeatureCache, Features, TensorBatches, cached_prefix_features, pooled_features,
+                       weights_id)
 from .importance import make_criterion
 from .progress import Progress
 from .pruning import prune_model
@@ -113,6 +113,8 @@ class Finetuner:
     """One run of ``config`` (iterate ``events()`` once); afterwards ``result()`` holds the model.
 
     Latency is measured at batch 1 on the training device; the returned model is on the CPU.
+    When the run trains on cached features, ``features`` holds them per split afterwards (for a
+    baseline: what the classifier sees, the pooled features); ``datasets`` holds the splits.
     """
 
     def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None,
@@ -127,12 +129,18 @@ class Finetuner:
         self.kept: dict[str, list[int]] = {}
         self.channels: dict[str, int] = {}
         self.summary: RunSummary | None = None
+        self.features: dict[str, Features] = {}
         self.progress = Progress()
         self.device = torch.device("cpu")
         self.precision = Precision(self.device)
         self._stop = threading.Event()
-        self._datasets = {}
+        self._datasets: dict[str, ImageListDataset] = {}
         self._n_skipped = 0
+
+    @property
+    def datasets(self) -> dict[str, ImageListDataset]:
+        """The run's train, val and test splits (empty until the run has loaded its dataset)."""
+        return self._datasets
 
     def events(self, stop: threading.Event | None = None,
                on_event: Callable[[MetricEvent], None] | None = None) -> Iterator[MetricEvent]:
@@ -218,6 +226,7 @@ class Finetuner:
             if config.mode == "baseline":
                 trainable = get_submodule(self.model, spec.classifier)
                 cached = pooled_features(suffix, trainable, cached, self.device)
+            self.features = cached
             sources = {split: TensorBatches(*cached[split], config.batch_size) for split in cached}
             generator = torch.Generator().manual_seed(config.seed)
             sources["train"] = TensorBatches(*cached["train"], config.batch_size, generator)
@@ -231,21 +240,12 @@ class Finetuner:
 
     def _prefix_features(self, prefix: nn.Module, split: str, transform, image_size: int):
         """Features of the frozen prefix for one split, from the cache or computed (None if stopped)."""
-        dataset, config = self._datasets[split], self.config
-        if len(dataset) == 0:  # e.g. val_fraction=0: nothing to evaluate
-            return torch.empty(0), torch.empty(0, dtype=torch.long)
-        key = self.cache.key("prefix", config.backbone, weights_id(config.weights, config.checkpoint),
-                             self.spec.suffix_start, image_size, samples_digest(dataset))
-        value = self.cache.get(key, disk=config.disk_cache,
-                               accept=lambda found: self._fits(prefix, found, image_size, len(dataset)))
-        if value is None:
-            loader = DataLoader(dataset.with_transform(transform), batch_size=FEATURE_BATCH_SIZE, shuffle=False,
-                                collate_fn=collate_skip_bad, num_workers=loader_workers(self.device))
-            batches = extract_features(prefix, loader, self.device, self.precision, self._stop, split)
-            value = yield from self._relay(batches, lambda i: f"Computing {split} features: batch {i}/{len(loader)}")
-            if value is not None:
-                self.cache.put(key, value, disk=config.disk_cache)
-        return value
+        config = self.config
+        steps = cached_prefix_features(self.cache, prefix, self._datasets[split], transform, backbone=config.backbone,
+                                       weights=weights_id(config.weights, config.checkpoint),
+                                       cut=self.spec.suffix_start, image_size=image_size, precision=self.precision,
+                                       stop=self._stop, split=split, disk=config.disk_cache)
+        return (yield from self._relay(steps, lambda step: f"Computing {split} features: batch {step[0]}/{step[1]}"))
 
     def _finish(self, trainable: nn.Module, sources: dict, image_size: int) -> MetricEvent:
         stopped = self._stop.is_set()
@@ -261,15 +261,6 @@ class Finetuner:
             message = f"Stopped after {self.progress.step} of {self.progress.total_steps} steps."
             return self._end(RunStatus.STOPPED, message, **figures)
         return self._end(RunStatus.FINISHED, "Finished.", **figures)
-
-    def _fits(self, prefix: nn.Module, features, image_size: int, n_samples: int) -> bool:
-        """Whether features read from disk are what ``prefix`` makes for this split (a tampered or stale
-        file is recomputed): the shape of one image's features, the count and the labels."""
-        values, labels = features
-        with torch.no_grad():
-            expected = prefix.eval()(torch.zeros(1, 3, image_size, image_size, device=self.device)).shape[1:]
-        return (values.shape[1:] == expected and len(labels) <= n_samples
-                and (len(labels) == 0 or int(labels.max()) < len(self.classes)))
 
     def _prepare(self, message: str) -> MetricEvent:
         return self.progress.event(EventKind.PREPARE, message=message)

@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = [
     "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
     "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence", "StoreError",
-    "StopRequested", "exit_code_for",
+    "StopRequested", "exit_code_for", "error_from",
 ]
 
 
@@ -78,13 +78,28 @@ class StopRequested(CPruneError):
     """Long preparation (indexing a dataset) was stopped on request: a run ends "stopped", not "failed"."""
 
 
-def exit_code_for(kind: str | None) -> int:
-    """The CLI's exit status for a run that failed with error ``kind`` (a class name, as RunSummary.error):
-    that class's code; 1 for running out of memory or an unknown kind."""
+def _kind(name: str | None) -> type[CPruneError] | None:
+    """The CPruneError class called ``name`` (a RunSummary.error), or None."""
     pending = [CPruneError]
     while pending:
         cls = pending.pop()
-        if cls.__name__ == kind:
-            return cls.exit_code
+        if cls.__name__ == name:
+            return cls
         pending.extend(cls.__subclasses__())
-    return 1
+    return None
+
+
+def exit_code_for(kind: str | None) -> int:
+    """The CLI's exit status for a run that failed with error ``kind`` (a class name, as RunSummary.error):
+    that class's code; 1 for running out of memory or an unknown kind."""
+    cls = _kind(kind)
+    return cls.exit_code if cls is not None else 1
+
+
+def error_from(kind: str | None, message: str) -> CPruneError:
+    """The error a failed run reported (its RunSummary's ``error`` and ``message``), to raise again
+    where the run was a step of something larger; a plain CPruneError for out of memory."""
+    cls = _kind(kind)
+    if cls is None or cls in (UnreadableImageError, PowerIterationFailedConvergence):  # need more than a message
+        return CPruneError(message)
+    return cls(message)

@@ -20,13 +20,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import ImageListDataset
-from .device import Precision, to_device
+from .data import ImageListDataset, collate_skip_bad
+from .device import Precision, loader_workers, to_device
 from .errors import DatasetError
 from .paths import features_dir
 
-__all__ = ["FEATURE_CACHE", "FeatureCache", "TensorBatches", "samples_digest", "weights_id", "file_version",
-           "extract_features", "pooled_features", "FEATURE_BATCH_SIZE"]
+__all__ = ["FEATURE_CACHE", "FeatureCache", "Features", "TensorBatches", "samples_digest", "weights_id", "file_version",
+           "extract_features", "cached_prefix_features", "pooled_features", "FEATURE_BATCH_SIZE"]
 
 FEATURE_BATCH_SIZE = 64
 Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
@@ -160,8 +160,8 @@ class TensorBatches:
 
 
 def extract_features(prefix: nn.Module, loader: DataLoader, device: torch.device, precision: Precision,
-                     stop: threading.Event, split: str) -> Iterator[int]:
-    """Run ``prefix`` over ``loader``: yields each batch's 1-based number, returns the features
+                     stop: threading.Event, split: str) -> Iterator[tuple[int, int]]:
+    """Run ``prefix`` over ``loader``: yields (1-based batch number, batches), returns the features
     (None when ``stop`` was set). DatasetError when no image of the split could be read."""
     features, labels = [], []
     prefix.eval()
@@ -169,7 +169,7 @@ def extract_features(prefix: nn.Module, loader: DataLoader, device: torch.device
         for index, batch in enumerate(loader):
             if stop.is_set():
                 return None
-            yield index + 1
+            yield index + 1, len(loader)
             if batch is None:
                 continue
             inputs, batch_labels = to_device(batch, device)
@@ -180,6 +180,36 @@ def extract_features(prefix: nn.Module, loader: DataLoader, device: torch.device
     if not features:
         raise DatasetError(f"No image of the {split} split could be read.")
     return torch.cat(features), torch.cat(labels)
+
+
+def cached_prefix_features(cache: FeatureCache, prefix: nn.Module, dataset: ImageListDataset, transform, *,
+                           backbone: str, weights: str, cut: str, image_size: int, precision: Precision,
+                           stop: threading.Event, split: str, disk: bool = False) -> Iterator[tuple[int, int]]:
+    """What ``prefix`` (the model before the module ``cut``) computes on ``dataset``: from ``cache``, or
+    computed and stored there. Yields (batch, batches) while computing; returns the features (None
+    when ``stop`` was set; empty tensors for an empty split). ``weights`` is ``weights_id(...)``."""
+    if len(dataset) == 0:  # e.g. val_fraction=0: nothing to evaluate
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    key = cache.key("prefix", backbone, weights, cut, image_size, samples_digest(dataset))
+    value = cache.get(key, disk=disk, accept=lambda found: _fits(prefix, found, image_size, dataset, precision.device))
+    if value is None:
+        loader = DataLoader(dataset.with_transform(transform), batch_size=FEATURE_BATCH_SIZE, shuffle=False,
+                            collate_fn=collate_skip_bad, num_workers=loader_workers(precision.device))
+        value = yield from extract_features(prefix, loader, precision.device, precision, stop, split)
+        if value is not None:
+            cache.put(key, value, disk=disk)
+    return value
+
+
+def _fits(prefix: nn.Module, features: Features, image_size: int, dataset: ImageListDataset,
+          device: torch.device) -> bool:
+    """Whether features read from disk are what ``prefix`` makes for ``dataset`` (a tampered or stale file is
+    recomputed): the shape of one image's features, no more samples than the split, labels of its classes."""
+    values, labels = features
+    with torch.no_grad():
+        expected = prefix.eval()(torch.zeros(1, 3, image_size, image_size, device=device)).shape[1:]
+    return (values.shape[1:] == expected and len(labels) <= len(dataset)
+            and (len(labels) == 0 or int(labels.max()) < len(dataset.classes)))
 
 
 def pooled_features(suffix: nn.Module, classifier: nn.Module, cached: dict[str, Features],

@@ -115,6 +115,11 @@ class PruningGraph:
         handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else tp.prune_conv_out_channels
         return self.dg.get_pruning_group(root, handler, idxs=indices)
 
+    def group_scores(self, group: PrunableGroup, criterion: Criterion) -> torch.Tensor:
+        """One score per channel of ``group`` (on the CPU): what pruning ranks the group's channels by."""
+        importance = GroupImportance(criterion, self.names)
+        return importance(self.tp_group(group, list(range(group.channels)))).cpu()
+
     def prune_group(self, group: PrunableGroup, remove: list[int]) -> None:
         if not remove:
             return
@@ -175,12 +180,9 @@ def prune_model(
     if not inplace:
         model = copy.deepcopy(model)
     graph = PruningGraph(model, spec)
-    importance = GroupImportance(criterion, graph.names)
     plan = keep_plan(graph, layers, keep)
-    scores = {}
-    for index in plan:  # score every group on the unpruned weights first
-        group = graph.groups[index]
-        scores[index] = importance(graph.tp_group(group, list(range(group.channels)))).cpu()
+    # Score every group on the unpruned weights first.
+    scores = {index: graph.group_scores(graph.groups[index], criterion) for index in plan}
     kept, channels = {}, {}
     for index, count in plan.items():
         group = graph.groups[index]

@@ -156,9 +156,10 @@ def run_view() -> None:
     st.caption(f"On this server now: {view.running} launch(es) running, {view.queued} waiting. Launches you start "
                "here are yours: only this browser tab sees their progress and can stop them; finished runs are "
                "also on the Results page.")
-    if not view.launches:
+    runs = [launch for launch in view.launches if launch.task is None]  # analyses have their own page
+    if not runs:
         st.info("You have no runs yet: choose the runs above and press Start.")
-    for launch in view.launches:
+    for launch in runs:
         _launch_view(launch, view.positions.get(launch.id))
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from cprune_core.ablation import analyse_importance
 from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
                          kept_indices, power_iteration)
 from ui.uploads import uploads
@@ -406,3 +407,40 @@ def test_every_page_url_is_its_file_name_as_legacy_mode_would_serve_it():
     for entry in PAGES:
         assert Path(ROOT / entry.script).is_file()
         assert entry.url_path in ("", Path(entry.script).stem), entry
+
+
+def _analyse(at: AppTest, timeout: float = 600) -> None:
+    at.button(key="imp_start").click().run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    [launch] = [launch for launch in launches(at) if launch.task is not None and launch.state != "ended"]
+    assert run_queue().wait(launch.id, timeout)
+    at.run()
+    assert_clean(at)
+
+
+def test_importance_page_shows_the_analysis_of_the_head_layer():
+    at = open_app("importance")
+    at.selectbox(key="imp_image_size").set_value(32)
+    at.number_input(key="imp_seeds").set_value(2)
+    _analyse(at)
+    assert "head.1" in " ".join(i.value for i in at.info)  # the generated sentence
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Neurons measured"] == "all 1,280"
+    table = at.dataframe[0].value.set_index("criterion")
+    config = FinetuneConfig(mode="baseline", epochs=8, image_size=32, log_every=1000)
+    expected = analyse_importance(config, "head.1", tau=0.1, seeds=2)  # features cached by the page's run
+    for name, correlation in expected.correlations.items():
+        assert table.loc[name, "Spearman rho"] == pytest.approx(correlation.spearman, nan_ok=True)
+    assert len(at.main.get("plotly_chart")) == 2  # the scatter panels and the zero-shot curve
+
+
+def test_importance_page_says_when_it_measured_a_sample():
+    at = open_app("importance")
+    at.selectbox(key="imp_layer").set_value("blocks.15.project.1")
+    at.selectbox(key="imp_image_size").set_value(32)
+    at.number_input(key="imp_seeds").set_value(1)
+    at.number_input(key="imp_sample").set_value(3)
+    _analyse(at)
+    assert {m.label: m.value for m in at.metric}["Neurons measured"] == "3 of 320"
+    assert any("This is a sample: 3 of the 320 neurons" in c.value for c in at.caption)

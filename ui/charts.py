@@ -248,3 +248,56 @@ def convergence(changes: np.ndarray, tolerance: float, step: int) -> go.Figure:
     figure.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log",
                          xaxis_title="step k", yaxis_title="‖x_k − x_(k−1)‖₁", showlegend=False)
     return figure
+
+
+def importance_scatter(scores: dict[str, np.ndarray], neurons: np.ndarray, delta_loss: np.ndarray,
+                       correlations: dict) -> go.Figure:
+    """Each criterion's score (x; the first seed's for random) against each measured neuron's ablation effect
+    (y), one panel per criterion, titled with Spearman's rho and its 95% interval."""
+    names = list(scores)
+    columns = min(4, len(names))
+    rows = math.ceil(len(names) / columns)
+
+    def title(name: str) -> str:
+        rho = correlations[name]
+        if math.isnan(rho.spearman):
+            return f"{name}<br>ρ undefined"
+        return f"{name}<br>ρ {rho.spearman:+.3f} [{rho.ci_low:+.2f}, {rho.ci_high:+.2f}]"
+
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=[title(name) for name in names],
+                           horizontal_spacing=0.05, vertical_spacing=0.16)
+    for index, name in enumerate(names):
+        figure.add_trace(go.Scattergl(
+            x=scores[name][0][neurons], y=delta_loss, mode="markers", showlegend=False, customdata=neurons,
+            marker=dict(size=4, color="#2a6f97", opacity=0.6),
+            hovertemplate="neuron %{customdata}<br>score %{x:.4g}<br>Δ loss %{y:+.5f}<extra></extra>"),
+            row=index // columns + 1, col=index % columns + 1)
+    figure.update_yaxes(title_text="Δ val loss when removed", col=1)
+    figure.update_layout(height=270 * rows + 40, margin=dict(l=10, r=10, t=50, b=10))
+    figure.update_annotations(font_size=12)
+    return figure
+
+
+def zero_shot_figure(curve) -> go.Figure:
+    """Validation accuracy before any fine-tuning against keep ratio, a line per criterion, with the random
+    criterion as a band over its seeds (min to max, mean dashed) and the unpruned accuracy as a line."""
+    figure = go.Figure()
+    ratios = curve.keep_ratios
+    if "random" in curve.accuracy:
+        mean, low, high = curve.band("random")
+        figure.add_trace(go.Scatter(x=ratios, y=100 * high, mode="lines", line=dict(width=0), showlegend=False,
+                                    hoverinfo="skip"))
+        figure.add_trace(go.Scatter(x=ratios, y=100 * low, mode="lines", line=dict(width=0), fill="tonexty",
+                                    fillcolor="rgba(136, 136, 136, 0.25)",
+                                    name=f"random ({len(curve.accuracy['random'])} seeds, min-max)"))
+        figure.add_trace(go.Scatter(x=ratios, y=100 * mean, mode="lines", line=dict(color="#777", dash="dash"),
+                                    name="random (mean)"))
+    palette = px.colors.qualitative.D3
+    for index, (name, rows) in enumerate((n, r) for n, r in curve.accuracy.items() if n != "random"):
+        figure.add_trace(go.Scatter(x=ratios, y=100 * rows[0], mode="lines+markers", name=name,
+                                    line=dict(color=palette[index % len(palette)],
+                                              width=3 if name == "eigenvector" else 1.5)))
+    figure.add_hline(y=100 * curve.full_acc, line=dict(color="#444", dash="dot"), annotation_text="unpruned")
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="keep ratio",
+                         yaxis_title="validation accuracy (%), no fine-tuning", legend=dict(font_size=11))
+    return figure

@@ -20,6 +20,7 @@ PAGES = (
     PageEntry("pages/how-it-works.py", "How it works", "how-it-works"),
     PageEntry("pages/prune.py", "Prune", "prune"),
     PageEntry("pages/layerwise.py", "Layer-wise centrality", "layerwise"),
+    PageEntry("pages/importance.py", "Does centrality predict importance?", "importance"),
     PageEntry("pages/finetune.py", "Fine-tune", "finetune"),
     PageEntry("pages/results.py", "Results", "results"),
 )

@@ -1,7 +1,8 @@
-"""Background fine-tuning for a roomful of visitors: a first-in, first-out queue of launches.
+"""Background work for a roomful of visitors: a first-in, first-out queue of launches.
 
-A launch is one visitor's press of Start: its runs (e.g. the baseline, then the pruned model)
-run one after another. The ``RunQueue`` lives in st.cache_resource, so it outlives reruns and
+A launch is one visitor's press of Start: fine-tuning runs (e.g. the baseline, then the pruned
+model) that run one after another, or one analysis task (e.g. the importance analysis), which
+reports its progress and keeps its result for the visitor. The ``RunQueue`` lives in st.cache_resource, so it outlives reruns and
 page switches; plain worker threads (no st.* calls) take launches in the order they came, at
 most ``CPRUNE_CONCURRENT_RUNS`` at a time (default 1: on a CPU one run already uses every core).
 
@@ -24,13 +25,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from cprune_core import ConfigError, FinetuneConfig, MetricEvent, RunStore, StoreError, run_and_record
+from cprune_core import (ConfigError, CPruneError, FinetuneConfig, MetricEvent, RunStore, StopRequested, StoreError,
+                         run_and_record)
 from cprune_core.data import data_roots
 from cprune_core.paths import models_dir
 from cprune_core.schema import EventKind, RunSummary
 
 # runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
+# task(stop, progress) -> result, where progress(done, total, message) reports how far it got (total 0: unknown).
+Task = Callable[[threading.Event, Callable[[int, int, str], None]], object]
 KEPT_PER_VISITOR = 5  # ended launches a visitor still sees
 KEPT_IN_ALL = 200  # ended launches kept at all (visitors who left leave theirs behind)
 MAX_WAITING = 100  # launches waiting, everyone's: more would only wait for hours
@@ -53,15 +57,21 @@ class Track:
 class Launch:
     id: str
     owner: str
-    tracks: list[Track]
+    tracks: list[Track]  # fine-tuning runs; none for a task
     created: float
+    task: Task | None = None
+    title: str = ""  # what the task is, in words
     stop: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"  # "queued", "running", "ended"
     error: str = ""  # a crash of the worker itself, i.e. a bug (a failed run ends with status "failed")
+    progress: tuple[int, int, str] = (0, 0, "")  # a task's (done, total, message)
+    result: object = None  # what a task returned
+    failure: str = ""  # why a task could not be done (a CPruneError's message, or that it was stopped)
 
     def copy(self) -> Launch:
         tracks = [Track(t.label, t.config, list(t.events)) for t in self.tracks]
-        return Launch(self.id, self.owner, tracks, self.created, self.stop, self.state, self.error)
+        return Launch(self.id, self.owner, tracks, self.created, self.task, self.title, self.stop, self.state,
+                      self.error, self.progress, self.result, self.failure)
 
 
 @dataclass
@@ -98,7 +108,17 @@ class RunQueue:
             thread.start()
 
     def submit(self, owner: str, configs: dict[str, FinetuneConfig]) -> Launch:
-        """Queue a launch for ``owner``; ConfigError when they already have as many waiting or running as allowed."""
+        """Queue fine-tuning runs for ``owner``; ConfigError when they already have as many launches waiting or
+        running as allowed, or the queue is full."""
+        return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [Track(label, c) for label, c in configs.items()],
+                                    time.time()))
+
+    def submit_task(self, owner: str, title: str, task: Task) -> Launch:
+        """Queue an analysis task for ``owner`` (the same limits as ``submit``)."""
+        return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [], time.time(), task, title))
+
+    def _enqueue(self, launch: Launch) -> Launch:
+        owner = launch.owner
         with self._lock:
             pending = [launch for launch in self._launches.values() if launch.owner == owner and launch.state != "ended"]
             if len(pending) >= self._per_visitor:
@@ -106,7 +126,6 @@ class RunQueue:
                                   f"{self._per_visitor}). Wait for one to end, or stop one.")
             if len(self._queue) >= MAX_WAITING:
                 raise ConfigError(f"The server's queue is full ({MAX_WAITING} launches waiting). Try again later.")
-            launch = Launch(uuid.uuid4().hex[:12], owner, [Track(label, c) for label, c in configs.items()], time.time())
             self._launches[launch.id] = launch
             self._queue.append(launch)
             self._forget_old(owner)
@@ -164,6 +183,8 @@ class RunQueue:
                 launch = self._queue.popleft()
                 launch.state = "running"
             try:
+                if launch.task is not None:
+                    self._run_task(launch)
                 for track in launch.tracks:
                     if launch.stop.is_set():
                         break
@@ -175,6 +196,23 @@ class RunQueue:
             with self._lock:
                 launch.state = "ended"
                 self._lock.notify_all()
+
+    def _run_task(self, launch: Launch) -> None:
+        def progress(done: int, total: int, message: str) -> None:
+            with self._lock:
+                launch.progress = (done, total, message)
+
+        try:
+            result = launch.task(launch.stop, progress)
+        except StopRequested:
+            failure = "Stopped."
+        except CPruneError as error:  # the input cannot be used: said to the visitor, not a bug
+            failure = str(error)
+        else:
+            failure = ""
+        with self._lock:
+            launch.result = None if failure else result
+            launch.failure = failure
 
     def _append(self, track: Track, event: MetricEvent) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""``experiment paper-table``: the paper's comparison as a generated report."""
+"""``experiment NAME``: generated reports. ``paper-table``: the paper's comparison (here); ``importance``:
+does centrality predict importance (importance.py)."""
 from __future__ import annotations
 
 import argparse
@@ -11,19 +12,25 @@ from .. import experiment
 from ..device import describe_device, resolve_device
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
+from .importance import add_importance_command
 from .options import add_config_argument, open_store
 
 __all__ = ["add_experiment_command"]
 
 
 def add_experiment_command(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "experiment", help="Reproduce the paper's comparison as a table (paper-table).",
+    experiments = subparsers.add_parser(
+        "experiment", help="Generated reports: the paper's comparison (paper-table); does centrality predict "
+                           "importance (importance).",
+        description="Each experiment writes a generated report (Markdown, CSV and PNG) in --out; "
+                    "`experiment NAME --help` lists its options.")
+    names = experiments.add_subparsers(dest="name", required=True, metavar="NAME")
+    parser = names.add_parser(
+        "paper-table", help="Reproduce the paper's comparison as a table.",
         description="paper-table: for each backbone x dataset regime x seed, on the same split, run the conventional "
                     "baseline, fine-tuning without pruning, and prune-then-fine-tune with each criterion and keep "
                     "ratio; record every run in the store and write results.md, results.csv and results.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("name", choices=["paper-table"], help="Which experiment.")
     parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="Backbones; default efficientnet_lite0.")
     parser.add_argument("--datasets", nargs="+", choices=list(experiment.REGIMES),
                         help="Dataset regimes; default the offline pair flowers128 and flowers128-10shot "
@@ -40,6 +47,7 @@ def add_experiment_command(subparsers) -> None:
     parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
     parser.add_argument("--no-record", action="store_true", help="Do not record the runs in the local run store.")
     parser.set_defaults(handler=run_experiment_command)
+    add_importance_command(names)
 
 
 def run_experiment_command(args) -> int:

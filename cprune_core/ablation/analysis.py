@@ -1,0 +1,80 @@
+"""``analyse_importance``: the whole analysis of one layer, as the app and ``experiment importance`` run it."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..features import FeatureCache
+from ..importance import CRITERIA, DEFAULT_TAU
+from ..ranges import KEEP, TAU, choose
+from ..registry import get_spec, load_backbone
+from ..schema import FinetuneConfig, RunSummary
+from .ablators import layer_ablator
+from .baseline import (DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS,
+                       ProgressCallback, prunable_group, train_baseline)
+from .sentence import summary_sentence
+from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
+                         criterion_scores, sample_neurons, zero_shot_curve)
+
+__all__ = ["ImportanceAnalysis", "analyse_importance"]
+
+
+@dataclass
+class ImportanceAnalysis:
+    """Everything ``analyse_importance`` computed, for the report, the JSON and the app's figures."""
+
+    config: FinetuneConfig  # the baseline run that trained the head
+    layer: str
+    baseline: RunSummary
+    result: AblationResult
+    scores: dict[str, np.ndarray]  # criterion -> runs x n_neurons
+    correlations: dict[str, Correlation]
+    curve: ZeroShotCurve
+    sentence: str
+    tau: float
+    seeds: int
+    resamples: int
+
+
+def analyse_importance(config: FinetuneConfig, layer: str | None = None, *, criteria: Iterable[str] = tuple(CRITERIA),
+                       tau: float = DEFAULT_TAU, seeds: int = 5, sample_size: int = DEFAULT_SAMPLE_SIZE,
+                       resamples: int = DEFAULT_RESAMPLES, keep_ratios: Sequence[float] = ZERO_SHOT_KEEP_RATIOS,
+                       progress: ProgressCallback | None = None, stop: threading.Event | None = None,
+                       feature_cache: FeatureCache | None = None,
+                       data_roots: list[Path] | None = None) -> ImportanceAnalysis:
+    """Train the head once (``config``'s backbone, dataset, split and seed), then measure ``layer``'s
+    neurons (None: the backbone's head layer): every neuron when that is one operation, else a
+    seeded sample of ``sample_size``. Every setting and the layer are checked before any training
+    (ConfigError); ``data_roots`` confines the dataset to those folders, as for the app's visitors."""
+    criteria = list(criteria)
+    if not criteria:
+        raise ConfigError("Choose at least one criterion.")
+    for name in criteria:
+        choose(name, CRITERIA, "criterion")
+    SEEDS.check(seeds, "seeds")
+    SAMPLE_SIZES.check(sample_size, "sample size")
+    RESAMPLES.check(resamples, "bootstrap resamples")
+    TAU.check(tau, "tau")
+    for ratio in keep_ratios:
+        KEEP.check(ratio, "keep ratio")
+    config = replace(config, mode="baseline")
+    config.validate()
+    spec = get_spec(config.backbone)
+    layer = layer or spec.head_layer
+    prunable_group(load_backbone(config.backbone, config.weights, config.checkpoint).model, spec, layer)
+
+    trained = train_baseline(config, progress=progress, stop=stop, feature_cache=feature_cache, data_roots=data_roots)
+    graph, group = prunable_group(trained.model, spec, layer)
+    ablator = layer_ablator(trained, graph, group, layer, progress=progress, stop=stop, feature_cache=feature_cache)
+    neurons = None if ablator.exhaustive else sample_neurons(ablator.n_neurons, sample_size, config.seed)
+    result = ablation_effects(ablator, neurons, progress=progress, stop=stop)
+    scores = criterion_scores(graph, group, criteria, tau=tau, seeds=seeds)
+    correlations = criterion_correlations(result, scores, resamples=resamples, seed=config.seed)
+    curve = zero_shot_curve(ablator, scores, keep_ratios, progress=progress, stop=stop)
+    return ImportanceAnalysis(trained.config, layer, trained.summary, result, scores, correlations, curve,
+                              summary_sentence(result, correlations, curve), tau, seeds, resamples)

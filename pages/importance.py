@@ -1,0 +1,136 @@
+"""Does centrality predict importance? Each neuron's exact ablation effect against every criterion."""
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from cprune_core import DATASETS, ConfigError, CPruneError, FinetuneConfig
+from cprune_core.ablation import DEFAULT_SAMPLE_SIZE, SAMPLE_SIZES, SEEDS, analyse_importance
+from cprune_core.data import confine, data_roots
+from cprune_core.experiment.grid import DEFAULT_EPOCHS
+from ui import charts, frame, sidebar, state, worker
+from ui.text import plain
+from ui.uploads import uploads
+
+frame.start("Does centrality predict importance?",
+            "The method's premise is that the most central neurons are the ones that matter. Here a new head is "
+            "trained once on the frozen backbone, then each neuron is removed alone (as pruning removes it, with no "
+            "retraining) and the change in validation loss measured: does any criterion predict that change?")
+
+key, bundle = sidebar.require_model()
+queue, me = worker.run_queue(), state.visitor()
+spec = bundle.loaded.spec
+session = st.session_state
+
+with st.container(border=True):
+    top = st.columns([3, 1, 1, 1])
+    layers = bundle.prunable
+    layer = top[0].selectbox("Layer", layers, index=layers.index(spec.head_layer) if spec.head_layer in layers else 0,
+                             key="imp_layer",
+                             help=f"{spec.head_layer}, which reaches the classifier through pooling, is measured "
+                                  "exactly for every neuron in one operation on cached features; any other layer by a "
+                                  "forward pass of the rest of the network per neuron, so on a sample of neurons.")
+    seeds = top[1].number_input("Random seeds", int(SEEDS.low), 20, 5, key="imp_seeds",
+                                help="The random criterion is scored once per seed: its band in the curve below.")
+    sample = top[2].number_input("Neurons sampled", 1, int(SAMPLE_SIZES.high), DEFAULT_SAMPLE_SIZE, key="imp_sample",
+                                 help="For layers measured by a forward pass each (not the head layer).",
+                                 disabled=layer == spec.head_layer)
+    sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
+    image_size = top[3].selectbox("Image size", sizes, index=sizes.index(128) if 128 in sizes else len(sizes) - 1,
+                                  key="imp_image_size", help="The flower photos are 128 px; smaller is faster.")
+    dataset = session["dataset"]
+    root = ""
+    if DATASETS[dataset].default_root is None:
+        root = st.text_input("Dataset folder", key="imp_root",
+                             help="A folder inside this server's data folders: "
+                                  + ", ".join(str(path) for path in data_roots()) + ".").strip()
+    st.caption(f"On {dataset} (the sidebar's dataset), τ = {session['tau']:.2f} for the graph criteria, the split of "
+               f"seed 0, a head trained for {DEFAULT_EPOCHS} epochs; the validation split measures every effect.")
+    launch = st.button("Analyse", type="primary", key="imp_start")
+
+if launch:
+    try:
+        if dataset == "folder" and not root:
+            raise ConfigError("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
+        if root:
+            confine(root, data_roots())
+        config = FinetuneConfig(backbone=key.backbone, weights=key.weights, checkpoint=key.checkpoint or None,
+                                dataset=dataset, dataset_root=root or None, mode="baseline", epochs=DEFAULT_EPOCHS,
+                                image_size=image_size, log_every=1000)
+        config.validate()
+        tau, roots = session["tau"], data_roots()
+        submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
+            config, layer, tau=tau, seeds=int(seeds), sample_size=int(sample), progress=progress, stop=stop,
+            data_roots=roots))
+        if key.weights == "checkpoint":
+            uploads().hold(Path(key.checkpoint), f"launch:{submitted.id}")
+    except CPruneError as exc:
+        st.error(plain(exc))
+
+
+def _result(analysis) -> None:
+    result = analysis.result
+    st.info(plain(analysis.sentence))
+    cells = st.columns(4)
+    measured = (f"{len(result.neurons):,} of {result.n_neurons:,}" if result.sampled else f"all {result.n_neurons:,}")
+    cells[0].metric("Neurons measured", measured, help="A sample, a forward pass each." if result.sampled else
+                    "Exactly, in one operation on the cached pooled features.")
+    cells[1].metric("Validation accuracy", f"{100 * result.full_acc:.1f}%", help="Of the trained head, nothing removed.")
+    cells[2].metric("Validation loss", f"{result.full_loss:.4f}")
+    cells[3].metric("Largest rise in loss", f"{result.delta_loss.max(initial=0.0):.4f}",
+                    help="When one neuron is removed alone.")
+    if result.sampled:
+        st.caption(f"This is a sample: {len(result.neurons):,} of the {result.n_neurons:,} neurons of {result.layer}, "
+                   "drawn with seed 0.")
+    st.markdown("**Each criterion's score against the ablation effect** (Spearman's ρ, 95% bootstrap interval over "
+                "neurons)")
+    st.plotly_chart(charts.importance_scatter(analysis.scores, result.neurons, result.delta_loss,
+                                              analysis.correlations),
+                    key="imp_scatter", config=state.chart_config(f"importance-{result.layer}"))
+    table = pd.DataFrame([{"criterion": c.criterion, "Spearman rho": c.spearman, "95% CI low": c.ci_low,
+                           "95% CI high": c.ci_high} for c in analysis.correlations.values()])
+    st.dataframe(table.sort_values("Spearman rho", ascending=False), hide_index=True,
+                 column_config={name: st.column_config.NumberColumn(format="%+.3f")
+                                for name in ("Spearman rho", "95% CI low", "95% CI high")})
+    st.markdown("**Pruned with no fine-tuning: validation accuracy against keep ratio**")
+    st.plotly_chart(charts.zero_shot_figure(analysis.curve), key="imp_curve",
+                    config=state.chart_config(f"zero-shot-{result.layer}"))
+
+
+def _launch(launch: worker.Launch, position: int | None) -> None:
+    started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
+    where = {"queued": f"waiting, number {position} in the queue", "running": "running"}.get(launch.state, "ended")
+    with st.container(border=True):
+        st.markdown(f"**{plain(launch.title)}**, started at {started} · {where}")
+        if launch.state != "ended":
+            st.button("Cancel" if launch.state == "queued" else "Stop", key=f"imp_stop_{launch.id}",
+                      on_click=queue.stop, args=(me, launch.id), disabled=launch.stop.is_set())
+            done, total, message = launch.progress
+            st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
+        elif launch.error:
+            st.error("The analysis crashed: that is a bug, please report it.")
+            st.code(launch.error, language=None)
+        elif launch.failure:
+            st.warning(plain(launch.failure))
+        elif launch.result is not None:
+            _result(launch.result)
+
+
+@st.fragment(run_every=1.0 if session.setdefault("imp_polling", False) else None)
+def analyses() -> None:
+    view = queue.view(me)
+    mine = [launch for launch in view.launches if launch.task is not None]
+    active = any(launch.state != "ended" for launch in mine)
+    if session["imp_polling"] != active:
+        session["imp_polling"] = active
+        st.rerun()  # start or stop polling
+    if not mine:
+        st.info("No analysis yet: choose a layer and press Analyse. The first one computes the dataset's features "
+                "(a minute or more on a CPU); later ones reuse them.")
+    ended = [launch for launch in mine if launch.state == "ended"]
+    for launch in [launch for launch in mine if launch.state != "ended"] + ended[:1]:  # the newest result only
+        _launch(launch, view.positions.get(launch.id))
+
+
+analyses()
