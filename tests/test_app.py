@@ -424,7 +424,7 @@ def test_importance_page_shows_the_analysis_of_the_head_layer():
     at.selectbox(key="imp_image_size").set_value(32)
     at.number_input(key="imp_seeds").set_value(2)
     _analyse(at)
-    assert "head.1" in " ".join(i.value for i in at.info)  # the generated sentence
+    assert "neurons of head.1" in " ".join(shown(i.value) for i in at.info)  # the generated sentence
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Neurons measured"] == "all 1,280"
     table = at.dataframe[0].value.set_index("criterion")
@@ -437,7 +437,7 @@ def test_importance_page_shows_the_analysis_of_the_head_layer():
 
 def test_importance_page_says_when_it_measured_a_sample():
     at = open_app("importance")
-    at.selectbox(key="imp_layer").set_value("blocks.15.project.1")
+    at.selectbox(key="imp_layer").set_value("blocks.15.project.1").run()
     at.selectbox(key="imp_image_size").set_value(32)
     at.number_input(key="imp_seeds").set_value(1)
     at.number_input(key="imp_sample").set_value(3)
