@@ -97,7 +97,9 @@ def widget_key(name: str) -> str:
 def bound(widget: Callable[..., Any], name: str, label: str, **kwargs: Any) -> Any:
     """Draw ``widget`` bound to the shared value ``name`` and return its value."""
     key = widget_key(name)
-    st.session_state[key] = st.session_state[name]  # init() copied any new widget input into it
+    if key in st.session_state:  # the widget's latest input; a fragment's rerun does not run init()
+        st.session_state[name] = st.session_state[key]
+    st.session_state[key] = st.session_state[name]
     value = widget(label, key=key, **kwargs)
     st.session_state[name] = value
     return value
