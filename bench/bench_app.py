@@ -71,7 +71,7 @@ def first_page(browser, warm_up: bool) -> tuple[float, float]:
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        page.locator(".js-plotly-plot canvas").first.wait_for(state="attached", timeout=180_000)
+        page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(state="attached", timeout=180_000)
         wait_idle(page, settle_ms=100)
         usable = time.perf_counter() - started
         page.close()
@@ -87,7 +87,7 @@ def tau_moves(browser, moves: int) -> list[float]:
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/?layer=head.1")
-        page.locator(".js-plotly-plot canvas").first.wait_for(state="attached", timeout=180_000)
+        page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(state="attached", timeout=180_000)
         wait_idle(page, settle_ms=500)
         slider = page.locator('[data-testid="stSlider"]').filter(has_text="Similarity threshold").get_by_role("slider")
         timings = []

@@ -139,13 +139,13 @@ def test_every_page_offline(server):
             start = time.perf_counter()
             page.goto(f"{server}/?layer=head.1")
             page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
-            page.locator(".js-plotly-plot canvas").first.wait_for(state="attached")
+            page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(state="attached")
             wait_idle(page)
             timings["first page (new session)"] = time.perf_counter() - start
 
             page.reload()
             start = time.perf_counter()
-            page.locator(".js-plotly-plot canvas").first.wait_for(state="attached", timeout=60_000)
+            page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(state="attached", timeout=60_000)
             wait_idle(page)
             timings["first page (reload)"] = time.perf_counter() - start
 

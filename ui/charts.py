@@ -15,6 +15,7 @@ from .cache import LayerGraph
 
 COLORSCALE = "Viridis"
 PRUNED_COLOR = "#8a939c"
+SVG_MAX_NODES = 2048  # larger graphs are drawn with WebGL
 SELECTED_COLOR = "#d62728"
 
 
@@ -42,10 +43,11 @@ def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.nd
     starts with its neuron index.
     """
     n = len(view.centrality)
+    trace = go.Scattergl if n > SVG_MAX_NODES else go.Scatter  # SVG redraws faster where WebGL is emulated
     rows, cols = view.edge_rows[:edges_shown], view.edge_cols[:edges_shown]
     ex, ey = _edge_lines(xy, rows, cols)
     figure = go.Figure()
-    figure.add_trace(go.Scattergl(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
+    figure.add_trace(trace(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
                                   line=dict(width=0.6, color="rgba(90, 110, 130, 0.22)"), name="edges"))
     custom = np.column_stack([np.arange(n), view.centrality, view.degree, view.norms])
     hover = ("neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<br>degree %{customdata[2]:.0f}"
@@ -55,12 +57,12 @@ def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.nd
     shown = np.ones(n, bool) if kept is None else kept
     pruned = order[~shown[order]]
     if len(pruned):
-        figure.add_trace(go.Scattergl(
+        figure.add_trace(trace(
             x=xy[pruned, 0], y=xy[pruned, 1], mode="markers", name="pruned", customdata=custom[pruned],
             hovertemplate="pruned " + hover,
             marker=dict(symbol="circle-open", color=PRUNED_COLOR, size=sizes[pruned], line=dict(width=1.5))))
     keep = order[shown[order]]
-    figure.add_trace(go.Scattergl(
+    figure.add_trace(trace(
         x=xy[keep, 0], y=xy[keep, 1], mode="markers", name="kept" if kept is not None else "neurons",
         customdata=custom[keep], hovertemplate=hover,
         marker=dict(color=view.centrality[keep], colorscale=COLORSCALE, size=sizes[keep],
@@ -71,9 +73,9 @@ def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.nd
         others = [j for j in (neighbours or []) if j != selected]
         if others:
             sx, sy = _edge_lines(xy, np.full(len(others), selected), np.array(others))
-            figure.add_trace(go.Scattergl(x=sx, y=sy, mode="lines", hoverinfo="skip", name="nearest neighbours",
+            figure.add_trace(trace(x=sx, y=sy, mode="lines", hoverinfo="skip", name="nearest neighbours",
                                           line=dict(width=1.5, color=SELECTED_COLOR)))
-        figure.add_trace(go.Scattergl(
+        figure.add_trace(trace(
             x=xy[[selected], 0], y=xy[[selected], 1], mode="markers", name=f"neuron {selected}",
             customdata=custom[[selected]], hovertemplate=hover,
             marker=dict(size=sizes[selected] + 10, color="rgba(0,0,0,0)", line=dict(width=2.5, color=SELECTED_COLOR))))
