@@ -1,8 +1,12 @@
-"""Experiments built on the engine: the paper's comparison as one reproducible table."""
+"""Experiments built on the engine: the paper's comparison as one reproducible table, run in this
+process or on a Ray cluster."""
+from .executors import EXECUTORS, LocalExecutor, Outcome, RayExecutor
 from .grid import (COMPARED_CRITERIA, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, REGIMES, TAU_SWEEP, Grid,
-                   PlannedRun, Regime, offline_regimes, paper_table_grid, plan_runs, row_for, run_plan)
+                   GridProgress, PlannedRun, Regime, offline_regimes, paper_table_grid, plan_runs, row_for, run_key,
+                   run_plan)
 from .report import markdown_table, paired_interval, plot_accuracy_vs_macs, summarise, verdict, write_report
 
 __all__ = ["COMPARED_CRITERIA", "DEFAULT_IMAGE_SIZE", "FEW_SHOT", "KEEP_RATIOS", "REGIMES", "TAU_SWEEP", "Grid",
-           "PlannedRun", "Regime", "offline_regimes", "paper_table_grid", "plan_runs", "row_for", "run_plan",
+           "GridProgress", "PlannedRun", "Regime", "offline_regimes", "paper_table_grid", "plan_runs", "row_for",
+           "run_key", "run_plan", "EXECUTORS", "LocalExecutor", "Outcome", "RayExecutor",
            "markdown_table", "paired_interval", "plot_accuracy_vs_macs", "summarise", "verdict", "write_report"]

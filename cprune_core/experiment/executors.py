@@ -1,0 +1,219 @@
+"""Where a grid's runs execute: in this process one after another (``LocalExecutor``), or as Ray
+tasks on a cluster (``RayExecutor``). Both take (index, config) jobs and yield an ``Outcome`` per
+run as it ends, in whatever order runs end; neither touches the run store (the driver,
+``grid.run_plan``, records each outcome in one transaction when it arrives).
+
+Ray is imported only when a ``RayExecutor`` is entered, so the command line and the app never
+pay for it. Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs
+(fractions share a GPU); Ray picks the node and sets CUDA_VISIBLE_DEVICES, and the run uses
+the device torch then sees as current (``device.resolve_device`` never picks an index). A task
+given no GPU sees none, so "auto" falls back to the CPU instead of using a GPU Ray gave to
+another task.
+
+Faults: a task whose worker process dies (killed, out of memory, node lost) is submitted once
+more; a second death ends the run "failed" with the reason. The driver resubmits it, rather than
+Ray's ``max_retries``, so that it knows and reports which runs were retried and why. An expected
+problem inside a run (a CPruneError) is not a fault: the run ends "failed" on its own. Any
+other exception is a bug and is raised in the driver with the worker's traceback, as the local
+executor would.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..device import describe_device, resolve_device
+from ..errors import ClusterError, ConfigError, CPruneError
+from ..runs import run_and_record
+from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
+
+__all__ = ["Outcome", "LocalExecutor", "RayExecutor", "EXECUTORS", "run_config", "probe_address"]
+
+EXECUTORS = ("local", "ray")
+Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
+PROBE_TIMEOUT_S = 10.0
+# The folder that holds the driver's cprune_core: first on every worker's Python path, so a node with
+# the same checkout at the same path runs the driver's code rather than another installed version.
+CODE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass
+class Outcome:
+    """One run that has ended (or could not be run: a worker died twice)."""
+
+    index: int
+    summary: RunSummary
+    history: list[MetricEvent] = field(default_factory=list)
+    retried_after: str = ""  # why a first attempt was lost ("" when it was not)
+    host: str | None = None  # the machine that ran it
+    node: str | None = None  # its Ray node id (None when run locally)
+
+
+def run_config(config: FinetuneConfig, threads: int | None = None) -> tuple[RunSummary, list[MetricEvent]]:
+    """Run one configuration to its end without recording it: (summary, history). ``threads``: torch's
+    CPU threads for this run (None: unchanged)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    result = run_and_record(config, None, kind="experiment")
+    return result.summary, result.history
+
+
+class LocalExecutor:
+    """Runs each job in this process, one after another (the frozen features stay cached between runs)."""
+
+    name = "local"
+    slots = 1  # runs at once
+
+    def __init__(self, device: str = "auto"):
+        self.device = device
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def describe(self) -> str:
+        return describe_device(resolve_device(self.device))
+
+    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+        for index, config in jobs:
+            summary, history = run_config(config)
+            yield Outcome(index, summary, history, host=socket.gethostname())
+
+
+def _run_on_worker(config: FinetuneConfig, threads: int) -> tuple[RunSummary, list[MetricEvent], str, str]:
+    """The Ray task: one run on whichever node Ray chose, with Ray's CPUs as torch's threads."""
+    import ray
+
+    summary, history = run_config(config, threads)
+    return summary, history, socket.gethostname(), ray.get_runtime_context().get_node_id()
+
+
+def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise ClusterError unless a TCP connection to ``address`` (host:port, or ray://host:port) opens
+    within ``timeout_s``: ray.init itself retries an unreachable address for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001).")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise ClusterError(f"Cannot reach the Ray cluster at {address} ({reason}). Start it with `ray start --head` "
+                           "on its head node, or correct --ray-address (or RAY_ADDRESS).") from None
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray, which is not installed: run `make install` "
+                          "(or `pip install -r requirements.txt`).") from None
+    return ray
+
+
+class RayExecutor:
+    """Runs each job as a Ray task: on the cluster at ``address`` (default $RAY_ADDRESS), else on a
+    Ray started on this machine for the duration (``with RayExecutor(...) as executor``)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, cpus_per_run: float = 1.0, gpus_per_run: float | None = None):
+        """``gpus_per_run`` None: one GPU per run where the cluster has GPUs, else none."""
+        if not cpus_per_run > 0:
+            raise ConfigError(f"--cpus-per-run must be positive, got {cpus_per_run:g}.")
+        if gpus_per_run is not None and (gpus_per_run < 0 or (gpus_per_run > 1 and gpus_per_run != int(gpus_per_run))):
+            raise ConfigError(f"--gpus-per-run must be a fraction up to 1 (several runs share a GPU) or a whole "
+                              f"number, got {gpus_per_run:g}.")
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
+        self.slots = 0
+        self._resources: dict = {}
+        self._connected_here = False
+
+    def __enter__(self) -> RayExecutor:
+        ray = import_ray()
+        if not ray.is_initialized():
+            if self.address not in (None, "auto", "local"):
+                probe_address(self.address)
+            runtime_env = {"env_vars": {"PYTHONPATH": CODE_ROOT,
+                                        # Hide the GPUs from a task that was given none (Ray leaves them visible).
+                                        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
+            try:
+                ray.init(address=self.address, runtime_env=runtime_env, logging_level="WARNING",
+                         **({} if self.address else {"include_dashboard": False}))
+            except (ConnectionError, RuntimeError) as error:
+                raise ClusterError(f"Cannot connect to the Ray cluster at {self.address or 'this machine'}: "
+                                   f"{str(error).splitlines()[0]}") from None
+            self._connected_here = True
+        self._resources = ray.cluster_resources()
+        if self.gpus_per_run is None:
+            self.gpus_per_run = 1.0 if self._resources.get("GPU", 0) else 0.0
+        self.slots = self._capacity()
+        if self.slots == 0:
+            self.__exit__()
+            raise ClusterError(f"No node of the Ray cluster can hold one run ({self.cpus_per_run:g} CPUs, "
+                               f"{self.gpus_per_run:g} GPUs): it has {self._resources.get('CPU', 0):g} CPUs and "
+                               f"{self._resources.get('GPU', 0):g} GPUs. Lower --cpus-per-run or --gpus-per-run, "
+                               "or add nodes.")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._connected_here:
+            import ray
+
+            ray.shutdown()
+            self._connected_here = False
+
+    def _capacity(self) -> int:
+        """How many runs the cluster's CPUs and GPUs hold at once."""
+        fits = [math.floor(self._resources.get("CPU", 0) / self.cpus_per_run + 1e-9)]
+        if self.gpus_per_run:
+            fits.append(math.floor(self._resources.get("GPU", 0) / self.gpus_per_run + 1e-9))
+        return min(fits)
+
+    def describe(self) -> str:
+        import ray
+
+        nodes = sum(node["Alive"] for node in ray.nodes())
+        return (f"a Ray cluster of {nodes} node{'s' * (nodes != 1)} ({self._resources.get('CPU', 0):g} CPUs, "
+                f"{self._resources.get('GPU', 0):g} GPUs; {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU "
+                f"per run, {self.slots} at once)")
+
+    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        task = ray.remote(_run_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                                                  max_retries=0)
+        threads = max(1, math.floor(self.cpus_per_run))
+        pending = {task.remote(config, threads): (index, config, "") for index, config in jobs}
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            index, config, retried_after = pending.pop(ready)
+            try:
+                summary, history, host, node = ray.get(ready)
+            except RayTaskError as error:  # raised here as the local executor would
+                if isinstance(error.cause, CPruneError):  # its one-line message, for the command line
+                    raise error.cause from None
+                raise error.as_instanceof_cause() from None  # a bug: with the worker's traceback
+            except RayError as error:  # the worker died: killed, out of memory, or its node was lost
+                reason = f"{type(error).__name__}: {_first_line(error)}"
+                if not retried_after:
+                    pending[task.remote(config, threads)] = (index, config, reason)
+                    continue
+                summary, history, host, node = RunSummary(
+                    RunStatus.FAILED, f"The worker running it died twice; last: {reason}"), [], None, None
+            yield Outcome(index, summary, history, retried_after, host, node)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
