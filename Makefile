@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/bench_graph.py
 	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_finetune.py
+	$(PY) bench/bench_ray.py
 
 paper-table: install
 	$(PY) -m cprune_core experiment paper-table

@@ -39,6 +39,7 @@ def add_experiment_command(subparsers) -> None:
     add_config_argument(parser, "image_size", default=experiment.DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px, so larger sizes only upsample "
                              "(use 224 for the downloaded datasets).")
+    add_config_argument(parser, "train_scope")
     add_config_argument(parser, "device")
     parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
     parser.add_argument("--no-record", action="store_true",
@@ -72,7 +73,7 @@ def make_executor(args):
 def run_experiment_command(args) -> int:
     grid = experiment.paper_table_grid(quick=args.quick, backbones=args.backbones, regimes=args.datasets,
                                        seeds=args.seeds, epochs=args.epochs, image_size=args.image_size,
-                                       device=args.device)
+                                       device=args.device, train_scope=args.train_scope)
     command = "python -m cprune_core experiment paper-table " + " ".join(
         part for part in [
             "--quick" if args.quick else "",
@@ -81,6 +82,7 @@ def run_experiment_command(args) -> int:
             f"--seeds {args.seeds}" if args.seeds else "",
             f"--epochs {args.epochs}" if args.epochs else "",
             f"--image-size {args.image_size}" if args.image_size != experiment.DEFAULT_IMAGE_SIZE else "",
+            f"--train-scope {args.train_scope}" if args.train_scope != "suffix" else "",
             f"--executor {args.executor}" if args.executor != "local" else "",
         ] if part)
     store = None if args.no_record else RunStore()

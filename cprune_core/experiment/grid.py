@@ -81,11 +81,11 @@ class Grid:
 
 def paper_table_grid(quick: bool = False, backbones: Iterable[str] | None = None, regimes: Iterable[str] | None = None,
                      seeds: int | None = None, epochs: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
-                     device: str = "auto") -> Grid:
+                     device: str = "auto", train_scope: str = "suffix") -> Grid:
     """The runs of ``paper-table`` (``quick``: a reduced grid for tests and set-up checks)."""
     chosen = [REGIMES[name] for name in regimes] if regimes else (quick_regimes() if quick else offline_regimes())
     base = FinetuneConfig(epochs=epochs or (3 if quick else DEFAULT_EPOCHS), image_size=image_size, device=device,
-                          log_every=1000)
+                          train_scope=train_scope, log_every=1000)
     extra = dict(criteria=("eigenvector", "random"), keep_ratios=(0.25, 0.5), tau_sweep=()) if quick else {}
     plan = plan_runs(backbones or DEFAULT_BACKBONES, chosen, range(seeds or (2 if quick else DEFAULT_SEEDS)),
                      base=base, **extra)
