@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from torchvision.datasets import Flowers102
 
 from cprune_core import data
 from cprune_core.data import collate_skip_bad, indexing, load_dataset, tf_flowers
+from cprune_core.data.download import download_lock
 from cprune_core.errors import ConfigError, DatasetError, UnreadableImageError
 from cprune_core.paths import SHARED_FLOWERS
 
@@ -473,3 +475,20 @@ def test_with_transform_returns_a_copy(three_classes):
     assert transformed.samples is dataset.samples
     assert transformed[0][0].shape == (3, 24, 24)
     assert dataset[0][0].shape == (3, 16, 16)  # no transform: the image as a float tensor
+
+
+def test_the_download_lock_lets_one_downloader_in_at_a_time(tmp_path):
+    """Two runs of one node needing the same download: the second waits for the first."""
+    order = []
+
+    def second():
+        with download_lock(tmp_path):
+            order.append("second")
+
+    with download_lock(tmp_path):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        order.append("first done")
+    waiting.join()
+    assert order == ["first done", "second"]

@@ -17,7 +17,6 @@ from tiny_data import make_tiny_folder
 
 from cprune_core import experiment
 from cprune_core.cli import main
-from cprune_core.data.download import download_lock
 from cprune_core.errors import ClusterError, ConfigError
 from cprune_core.schema import FinetuneConfig
 from cprune_core.store import RunStore
@@ -96,22 +95,6 @@ def test_a_grid_in_which_every_run_fails_still_gets_its_report(tiny_regime, tmp_
     paths = experiment.write_report(rows, tmp_path / "out", command="cmd", elapsed_s=1, device="cpu", base=BASE)
     text = paths["md"].read_text()
     assert "2 not finished" in text and "no finished runs" in text and "none.pt" in text
-
-
-def test_the_download_lock_lets_one_downloader_in_at_a_time(tmp_path):
-    order = []
-
-    def second():
-        with download_lock(tmp_path, "tf-flowers"):
-            order.append("second")
-
-    with download_lock(tmp_path, "tf-flowers"):
-        waiting = threading.Thread(target=second)
-        waiting.start()
-        waiting.join(timeout=0.5)
-        order.append("first done")
-    waiting.join()
-    assert order == ["first done", "second"]
 
 
 # --- Ray: bad input ---------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Downloads: what a failed one looks like, turned into one DatasetError that says what to do, and
-one download at a time per dataset and cache folder."""
+one download at a time per cache folder."""
 from __future__ import annotations
 
 import fcntl
+import os
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -27,16 +28,18 @@ def download_errors(what: str, advice: str) -> Iterator[None]:
 
 
 @contextmanager
-def download_lock(cache_dir: Path, name: str) -> Iterator[None]:
-    """Hold ``cache_dir/.<name>.lock`` exclusively: the runs of a node (Ray tasks, app workers) that all
-    need ``name`` wait for the first one's download instead of downloading it side by side. The lock is
-    released by the kernel when its holder dies."""
+def download_lock(cache_dir: Path) -> Iterator[None]:
+    """Hold ``cache_dir`` locked (flock on the folder itself, which leaves no file behind): the runs of a
+    node (Ray tasks, app workers) that need a dataset wait for the first one's download instead of
+    downloading it side by side. The kernel releases the lock when its holder dies."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(cache_dir / f".{name}.lock", "w")  # noqa: SIM115 (held across the yield)
+        folder = os.open(cache_dir, os.O_RDONLY)
     except OSError as error:
         raise DatasetError(f"The dataset cache {cache_dir} cannot be written ({error.strerror}). Set CPRUNE_HOME to a "
                            "writable folder, or pass the dataset's folder as root.") from error
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(folder)

@@ -106,7 +106,7 @@ def load_dataset(
     root = existing_dir(root) if root is not None else None
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
     downloads_here = root is None and source.needs_download and download
-    with download_lock(cache_dir, name) if downloads_here else nullcontext():
+    with download_lock(cache_dir) if downloads_here else nullcontext():
         data_folder = source.locate(root, cache_dir, download)
     index = source.index(data_folder)
     by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)

@@ -1,6 +1,6 @@
 """Experiments built on the engine: the paper's comparison as one reproducible table, run in this
 process or on a Ray cluster."""
-from .executors import EXECUTORS, LocalExecutor, Outcome, RayExecutor
+from .executors import EXECUTORS, Executor, LocalExecutor, Outcome, RayExecutor
 from .grid import (COMPARED_CRITERIA, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, REGIMES, TAU_SWEEP, Grid,
                    GridProgress, PlannedRun, Regime, offline_regimes, paper_table_grid, plan_runs, row_for, run_key,
                    run_plan)
@@ -8,5 +8,5 @@ from .report import markdown_table, paired_interval, plot_accuracy_vs_macs, summ
 
 __all__ = ["COMPARED_CRITERIA", "DEFAULT_IMAGE_SIZE", "FEW_SHOT", "KEEP_RATIOS", "REGIMES", "TAU_SWEEP", "Grid",
            "GridProgress", "PlannedRun", "Regime", "offline_regimes", "paper_table_grid", "plan_runs", "row_for",
-           "run_key", "run_plan", "EXECUTORS", "LocalExecutor", "Outcome", "RayExecutor",
+           "run_key", "run_plan", "EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor",
            "markdown_table", "paired_interval", "plot_accuracy_vs_macs", "summarise", "verdict", "write_report"]

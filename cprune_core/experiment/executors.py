@@ -25,13 +25,14 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ..device import describe_device, resolve_device
 from ..errors import ClusterError, ConfigError, CPruneError
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
-__all__ = ["Outcome", "LocalExecutor", "RayExecutor", "EXECUTORS", "run_config", "probe_address"]
+__all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "EXECUTORS", "run_config", "probe_address"]
 
 EXECUTORS = ("local", "ray")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
@@ -53,6 +54,18 @@ class Outcome:
     node: str | None = None  # its Ray node id (None when run locally)
 
 
+class Executor(Protocol):
+    """What ``grid.run_plan`` needs of an executor (entered, ``with executor:``, before ``run``)."""
+
+    slots: int  # how many runs it runs at once
+
+    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+        """Run every job, yielding each one's Outcome as it ends."""
+
+    def describe(self) -> str:
+        """Where the runs execute, in words, for the report."""
+
+
 def run_config(config: FinetuneConfig, threads: int | None = None) -> tuple[RunSummary, list[MetricEvent]]:
     """Run one configuration to its end without recording it: (summary, history). ``threads``: torch's
     CPU threads for this run (None: unchanged)."""
@@ -67,7 +80,6 @@ def run_config(config: FinetuneConfig, threads: int | None = None) -> tuple[RunS
 class LocalExecutor:
     """Runs each job in this process, one after another (the frozen features stay cached between runs)."""
 
-    name = "local"
     slots = 1  # runs at once
 
     def __init__(self, device: str = "auto"):
@@ -123,8 +135,6 @@ class RayExecutor:
     """Runs each job as a Ray task: on the cluster at ``address`` (default $RAY_ADDRESS), else on a
     Ray started on this machine for the duration (``with RayExecutor(...) as executor``)."""
 
-    name = "ray"
-
     def __init__(self, address: str | None = None, *, cpus_per_run: float = 1.0, gpus_per_run: float | None = None):
         """``gpus_per_run`` None: one GPU per run where the cluster has GPUs, else none."""
         if not cpus_per_run > 0:
@@ -156,13 +166,13 @@ class RayExecutor:
         self._resources = ray.cluster_resources()
         if self.gpus_per_run is None:
             self.gpus_per_run = 1.0 if self._resources.get("GPU", 0) else 0.0
-        self.slots = self._capacity()
+        self.slots = sum(self._runs_held(node["Resources"]) for node in ray.nodes() if node["Alive"])
         if self.slots == 0:
             self.__exit__()
             raise ClusterError(f"No node of the Ray cluster can hold one run ({self.cpus_per_run:g} CPUs, "
-                               f"{self.gpus_per_run:g} GPUs): it has {self._resources.get('CPU', 0):g} CPUs and "
-                               f"{self._resources.get('GPU', 0):g} GPUs. Lower --cpus-per-run or --gpus-per-run, "
-                               "or add nodes.")
+                               f"{self.gpus_per_run:g} GPUs); all together they have {self._resources.get('CPU', 0):g} "
+                               f"CPUs and {self._resources.get('GPU', 0):g} GPUs. Lower --cpus-per-run or "
+                               "--gpus-per-run, or add nodes.")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -172,11 +182,11 @@ class RayExecutor:
             ray.shutdown()
             self._connected_here = False
 
-    def _capacity(self) -> int:
-        """How many runs the cluster's CPUs and GPUs hold at once."""
-        fits = [math.floor(self._resources.get("CPU", 0) / self.cpus_per_run + 1e-9)]
+    def _runs_held(self, resources: dict) -> int:
+        """How many runs one node's CPUs and GPUs hold at once."""
+        fits = [math.floor(resources.get("CPU", 0) / self.cpus_per_run + 1e-9)]
         if self.gpus_per_run:
-            fits.append(math.floor(self._resources.get("GPU", 0) / self.gpus_per_run + 1e-9))
+            fits.append(math.floor(resources.get("GPU", 0) / self.gpus_per_run + 1e-9))
         return min(fits)
 
     def describe(self) -> str:

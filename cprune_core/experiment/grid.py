@@ -27,7 +27,7 @@ from ..importance import DEFAULT_TAU
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
 from ..schema import FinetuneConfig, RunStatus, RunSummary
 from ..store import RunStore
-from .executors import LocalExecutor
+from .executors import Executor, LocalExecutor
 
 __all__ = ["Regime", "REGIMES", "PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_key", "GridProgress",
            "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE"]
@@ -154,7 +154,7 @@ class GridProgress:
 
 def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
              on_progress: Callable[[GridProgress, dict | None], None] | None = None, *,
-             executor=None, rerun: bool = False) -> list[dict]:
+             executor: Executor | None = None, rerun: bool = False) -> list[dict]:
     """Run the plan on ``executor`` (default a LocalExecutor: one run after another in this process; a
     RayExecutor is entered by the caller) and return one row per planned run, in plan order.
 
