@@ -180,11 +180,8 @@ def test_local_and_ray_executors_give_identical_numbers(executor, tiny_regime, t
     plan = tiny_plan(tiny_regime)
     local_store, ray_store = RunStore(tmp_path / "local.sqlite"), RunStore(tmp_path / "ray.sqlite")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local = experiment.run_plan(plan, local_store)
-    finally:
-        torch.set_num_threads(threads)
+    local = experiment.run_plan(plan, local_store, executor=experiment.LocalExecutor(threads=1))
+    assert torch.get_num_threads() == threads  # restored after each run
     on_ray = experiment.run_plan(plan, ray_store, executor=executor)
     assert [row["test_acc"] for row in on_ray] == [row["test_acc"] for row in local]
     assert len({row["test_acc"] for row in local}) > 1  # the runs are not all alike

@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import experiment
+from ..experiment.executors import threads_for
 from ..paths import DOCS_DIR
 from ..registry import BACKBONES
 from ..store import RunStore
@@ -57,17 +58,20 @@ def add_experiment_command(subparsers) -> None:
     cluster.add_argument("--gpus-per-run", type=float, metavar="N",
                          help="GPUs per run, fractions allowed (0.25: four head-only runs share a GPU); "
                               "default 1 where the cluster has GPUs, else 0.")
-    cluster.add_argument("--cpus-per-run", type=float, default=1.0, metavar="N",
-                         help="CPUs per run (its torch threads); Ray runs as many at once as the cluster holds.")
+    cluster.add_argument("--cpus-per-run", type=float, metavar="N",
+                         help="CPUs per run, also its number of torch threads; default every core with --executor "
+                              "local, 1 with ray (Ray runs as many at once as the cluster holds). Give both executors "
+                              "the same value for identical numbers: 1 and 2 threads round differently.")
     parser.set_defaults(handler=run_experiment_command)
 
 
 def make_executor(args):
     """The executor --executor names, not yet entered (entering a RayExecutor connects to the cluster)."""
     if args.executor == "ray":
-        return experiment.RayExecutor(args.ray_address, cpus_per_run=args.cpus_per_run,
-                                      gpus_per_run=args.gpus_per_run)
-    return experiment.LocalExecutor(args.device)
+        return experiment.RayExecutor(args.ray_address, cpus_per_run=1.0 if args.cpus_per_run is None else
+                                      args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    threads = None if args.cpus_per_run is None else threads_for(args.cpus_per_run)
+    return experiment.LocalExecutor(args.device, threads)
 
 
 def run_experiment_command(args) -> int:
@@ -84,6 +88,7 @@ def run_experiment_command(args) -> int:
             f"--image-size {args.image_size}" if args.image_size != experiment.DEFAULT_IMAGE_SIZE else "",
             f"--train-scope {args.train_scope}" if args.train_scope != "suffix" else "",
             f"--executor {args.executor}" if args.executor != "local" else "",
+            f"--cpus-per-run {args.cpus_per_run:g}" if args.cpus_per_run is not None else "",
         ] if part)
     store = None if args.no_record else RunStore()
     start = time.perf_counter()

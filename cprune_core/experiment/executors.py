@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
 from ..device import describe_device, resolve_device
 from ..errors import ClusterError, ConfigError, CPruneError
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
-__all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "EXECUTORS", "run_config", "probe_address"]
+__all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "EXECUTORS", "run_config", "threads_for",
+           "probe_address"]
 
 EXECUTORS = ("local", "ray")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
@@ -68,22 +71,34 @@ class Executor(Protocol):
 
 def run_config(config: FinetuneConfig, threads: int | None = None) -> tuple[RunSummary, list[MetricEvent]]:
     """Run one configuration to its end without recording it: (summary, history). ``threads``: torch's
-    CPU threads for this run (None: unchanged)."""
+    CPU threads during this run (None: as they are). The number matters for the numbers: CPU kernels
+    split their sums by thread, so the same run on 1 and on 2 threads rounds differently."""
+    previous = torch.get_num_threads()
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
-    result = run_and_record(config, None, kind="experiment")
+    try:
+        result = run_and_record(config, None, kind="experiment")
+    finally:
+        torch.set_num_threads(previous)
     return result.summary, result.history
 
 
+def threads_for(cpus_per_run: float) -> int:
+    """The torch threads of a run given ``cpus_per_run`` CPUs: its whole CPUs, at least one (ConfigError
+    unless positive)."""
+    if not cpus_per_run > 0:
+        raise ConfigError(f"--cpus-per-run must be positive, got {cpus_per_run:g}.")
+    return max(1, math.floor(cpus_per_run))
+
+
 class LocalExecutor:
-    """Runs each job in this process, one after another (the frozen features stay cached between runs)."""
+    """Runs each job in this process, one after another (the frozen features stay cached between runs),
+    on ``threads`` torch threads (None: torch's default, every core)."""
 
     slots = 1  # runs at once
 
-    def __init__(self, device: str = "auto"):
-        self.device = device
+    def __init__(self, device: str = "auto", threads: int | None = None):
+        self.device, self.threads = device, threads
 
     def __enter__(self) -> LocalExecutor:
         return self
@@ -92,11 +107,12 @@ class LocalExecutor:
         return None
 
     def describe(self) -> str:
-        return describe_device(resolve_device(self.device))
+        threads = f", {self.threads} thread{'s' * (self.threads != 1)} per run" if self.threads else ""
+        return describe_device(resolve_device(self.device)) + threads
 
     def run(self, jobs: list[Job]) -> Iterator[Outcome]:
         for index, config in jobs:
-            summary, history = run_config(config)
+            summary, history = run_config(config, self.threads)
             yield Outcome(index, summary, history, host=socket.gethostname())
 
 
@@ -137,8 +153,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, *, cpus_per_run: float = 1.0, gpus_per_run: float | None = None):
         """``gpus_per_run`` None: one GPU per run where the cluster has GPUs, else none."""
-        if not cpus_per_run > 0:
-            raise ConfigError(f"--cpus-per-run must be positive, got {cpus_per_run:g}.")
+        self.threads = threads_for(cpus_per_run)
         if gpus_per_run is not None and (gpus_per_run < 0 or (gpus_per_run > 1 and gpus_per_run != int(gpus_per_run))):
             raise ConfigError(f"--gpus-per-run must be a fraction up to 1 (several runs share a GPU) or a whole "
                               f"number, got {gpus_per_run:g}.")
@@ -203,8 +218,7 @@ class RayExecutor:
 
         task = ray.remote(_run_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
                                                   max_retries=0)
-        threads = max(1, math.floor(self.cpus_per_run))
-        pending = {task.remote(config, threads): (index, config, "") for index, config in jobs}
+        pending = {task.remote(config, self.threads): (index, config, "") for index, config in jobs}
         while pending:
             [ready], _ = ray.wait(list(pending), num_returns=1)
             index, config, retried_after = pending.pop(ready)
@@ -217,7 +231,7 @@ class RayExecutor:
             except RayError as error:  # the worker died: killed, out of memory, or its node was lost
                 reason = f"{type(error).__name__}: {_first_line(error)}"
                 if not retried_after:
-                    pending[task.remote(config, threads)] = (index, config, reason)
+                    pending[task.remote(config, self.threads)] = (index, config, reason)
                     continue
                 summary, history, host, node = RunSummary(
                     RunStatus.FAILED, f"The worker running it died twice; last: {reason}"), [], None, None
