@@ -10,7 +10,7 @@ turn on every core; the Ray one also starts a local Ray, its two workers (each i
 stops it. A third, local with one thread per run, checks that its test accuracies are Ray's.
 Ray's overhead per run is given two ways: the round trip of an empty task on a warm worker (what
 Ray adds to every run), and, from the Ray grid, the slot-seconds not spent inside a run
-(2 slots x wall time - the runs' own durations) divided by the runs (start-up and idle tail included).
+(slots x wall time - the runs' own durations) divided by the runs (start-up and idle tail included).
 """
 from __future__ import annotations
 
@@ -63,17 +63,17 @@ def main() -> None:
         local_s, local_rows = timed_grid(["--executor", "local"], Path(scratch) / "local")
         ray_s, ray_rows = timed_grid(["--executor", "ray"], Path(scratch) / "ray")
         single_s, single_rows = timed_grid(["--executor", "local", "--cpus-per-run", "1"], Path(scratch) / "single")
-    runs = len(ray_rows)
+    runs, slots = len(ray_rows), os.cpu_count()  # the command's local Ray has every core, 1 per run
     ratio = ray_s / local_s
     print(f"   local, every core per run: {local_s:.1f} s for {len(local_rows)} runs "
           f"({local_rows['duration_s'].sum():.1f} s inside runs)")
-    print(f"   ray, 1 CPU per run, 2 at once: {ray_s:.1f} s for {runs} runs "
+    print(f"   ray, 1 CPU per run, {slots} at once: {ray_s:.1f} s for {runs} runs "
           f"({ray_rows['duration_s'].sum():.1f} s inside runs)")
     print(f"   ratio ray/local: {ratio:.2f} -> {'OK' if ratio <= 1.3 else 'SLOW'} (target <= 1.3)")
     print(f"   local with --cpus-per-run 1: {single_s:.1f} s; test accuracies "
           f"{'identical to' if single_rows['test_acc'].tolist() == ray_rows['test_acc'].tolist() else 'DIFFER from'} "
           f"Ray's (with every core: {'identical' if local_rows['test_acc'].tolist() == ray_rows['test_acc'].tolist() else 'different'})")
-    outside = (2 * ray_s - ray_rows["duration_s"].sum()) / runs
+    outside = (slots * ray_s - ray_rows["duration_s"].sum()) / runs
     print(f"   Ray grid: slot-seconds outside the runs, per run (Ray and worker start-up, idle tail): {outside:.2f} s")
     round_trip = empty_task_round_trip_s()
     print(f"== Ray's overhead per task: empty task round trip on a warm worker {1000 * round_trip:.1f} ms "
