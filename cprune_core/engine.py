@@ -230,8 +230,11 @@ class Finetuner:
                              self.spec.suffix_start, image_size, samples_digest(dataset))
         value = self.cache.get(key, disk=config.disk_cache)
         if value is None:
+            # A generator of its own: a loader otherwise draws its seed from the global one, and training
+            # (dropout) would then depend on whether these features were cached (by an earlier run, another worker).
             loader = DataLoader(dataset.with_transform(transform), batch_size=FEATURE_BATCH_SIZE, shuffle=False,
-                                collate_fn=collate_skip_bad, num_workers=loader_workers(self.device))
+                                collate_fn=collate_skip_bad, num_workers=loader_workers(self.device),
+                                generator=torch.Generator().manual_seed(config.seed))
             batches = extract_features(prefix, loader, self.device, self.precision, self._stop, split)
             value = yield from self._relay(batches, lambda i: f"Computing {split} features: batch {i}/{len(loader)}")
             if value is not None:
