@@ -139,7 +139,7 @@ def test_a_run_gives_the_same_numbers_whether_its_features_were_cached_or_not(ti
     def curve(events):
         return [(e.kind, e.step, e.train_loss, e.val_acc) for e in events if e.kind in ("step", "epoch")]
 
-    config = replace(tiny_config, mode="finetune", device="cpu")
+    config = replace(tiny_config, mode="finetune", device="cpu", epochs=1)
     cache = FeatureCache()
     computed = list(finetune(config, feature_cache=cache))
     cached = list(finetune(config, feature_cache=cache))
