@@ -51,6 +51,11 @@ def test_run_key_is_the_whole_configuration_seed_included(tiny_regime):
     assert experiment.run_key(changed) != keys[0]
 
 
+def test_runs_that_run_at_once_start_with_the_first_run_of_each_block(tiny_regime):
+    plan = tiny_plan(tiny_regime, seeds=(0, 1))[:-1]  # per seed: conventional, finetune, pruned
+    assert experiment.leaders_first(plan) == [0, 3, 1, 2, 4, 5]
+
+
 def test_a_killed_driver_loses_only_the_run_in_flight_and_resumes(tiny_regime, tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     plan = tiny_plan(tiny_regime)
@@ -141,11 +146,19 @@ def test_the_command_runs_a_grid_on_a_local_ray_and_a_second_time_runs_nothing(t
 # --- Ray: a simulated two-node cluster ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cluster():
+def node_home(tmp_path_factory):
+    """CPRUNE_HOME of the cluster's nodes (their workers' feature caches)."""
+    return tmp_path_factory.mktemp("node-home")
+
+
+@pytest.fixture(scope="module")
+def cluster(node_home):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CPRUNE_HOME", str(node_home))  # the nodes' processes inherit it
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
     yield cluster
     cluster.shutdown()
 
@@ -156,13 +169,14 @@ def executor(cluster):
         yield executor
 
 
-def test_runs_spread_over_both_nodes_and_workers_run_this_checkout(executor, tiny_regime):
+def test_runs_spread_over_both_nodes_and_workers_run_this_checkout(executor, tiny_regime, node_home):
     assert executor.slots == 2 and "2 nodes" in executor.describe()
     jobs = [(index, planned.config) for index, planned in enumerate(tiny_plan(tiny_regime))]
     outcomes = list(executor.run(jobs))
     assert sorted(outcome.index for outcome in outcomes) == [0, 1, 2, 3]
     assert all(outcome.summary.status == "finished" for outcome in outcomes)
     assert {outcome.node for outcome in outcomes} == {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert list((node_home / "features").glob("*.pt"))  # the workers' frozen features, on their node's disk
 
     @ray.remote(num_cpus=1)
     def package_file():

@@ -31,11 +31,12 @@ import torch
 
 from ..device import describe_device, resolve_device
 from ..errors import ClusterError, ConfigError, CPruneError
+from ..features import FeatureCache
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
-__all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "EXECUTORS", "run_config", "threads_for",
-           "probe_address"]
+__all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCache", "EXECUTORS", "run_config",
+           "threads_for", "probe_address"]
 
 EXECUTORS = ("local", "ray")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
@@ -69,15 +70,17 @@ class Executor(Protocol):
         """Where the runs execute, in words, for the report."""
 
 
-def run_config(config: FinetuneConfig, threads: int | None = None) -> tuple[RunSummary, list[MetricEvent]]:
+def run_config(config: FinetuneConfig, threads: int | None = None,
+               feature_cache: FeatureCache | None = None) -> tuple[RunSummary, list[MetricEvent]]:
     """Run one configuration to its end without recording it: (summary, history). ``threads``: torch's
     CPU threads during this run (None: as they are). The number matters for the numbers: CPU kernels
-    split their sums by thread, so the same run on 1 and on 2 threads rounds differently."""
+    split their sums by thread, so the same run on 1 and on 2 threads rounds differently.
+    ``feature_cache``: where frozen features are kept (None: this process's memory)."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        result = run_and_record(config, None, kind="experiment")
+        result = run_and_record(config, None, kind="experiment", feature_cache=feature_cache)
     finally:
         torch.set_num_threads(previous)
     return result.summary, result.history
@@ -116,11 +119,25 @@ class LocalExecutor:
             yield Outcome(index, summary, history, host=socket.gethostname())
 
 
+class NodeFeatureCache(FeatureCache):
+    """Frozen features in this process's memory and on its node's disk (``paths.features_dir()`` of the
+    node): the Ray workers of a node, each its own process, compute each split's features once."""
+
+    def get(self, key: str, disk: bool = False):
+        return super().get(key, disk=True)
+
+    def put(self, key: str, value, disk: bool = False) -> None:
+        super().put(key, value, disk=True)
+
+
+NODE_FEATURES = NodeFeatureCache()  # one per worker process, reused by the runs it executes
+
+
 def _run_on_worker(config: FinetuneConfig, threads: int) -> tuple[RunSummary, list[MetricEvent], str, str]:
     """The Ray task: one run on whichever node Ray chose, with Ray's CPUs as torch's threads."""
     import ray
 
-    summary, history = run_config(config, threads)
+    summary, history = run_config(config, threads, NODE_FEATURES)
     return summary, history, socket.gethostname(), ray.get_runtime_context().get_node_id()
 
 

@@ -30,7 +30,7 @@ from ..store import RunStore
 from .executors import Executor, LocalExecutor
 
 __all__ = ["Regime", "REGIMES", "PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_key", "GridProgress",
-           "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE"]
+           "leaders_first", "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE"]
 
 COMPARED_CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "fpgm", "random")
 KEEP_RATIOS = (0.1, 0.25, 0.5, 0.75)
@@ -152,11 +152,24 @@ class GridProgress:
         return elapsed_s * (self.running + self.left) / ended if ended else None
 
 
+def leaders_first(plan: list[PlannedRun]) -> list[int]:
+    """Indices of the plan with the first run of each block (the runs of one backbone, regime and seed,
+    which share their frozen features) first, then the others in plan order: runs that start together
+    then compute different features, which the runs after them find in the cache."""
+    leaders, followers, blocks = [], [], set()
+    for index, planned in enumerate(plan):
+        block = (planned.config.backbone, planned.regime.label, planned.config.seed)
+        (followers if block in blocks else leaders).append(index)
+        blocks.add(block)
+    return leaders + followers
+
+
 def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
              on_progress: Callable[[GridProgress, dict | None], None] | None = None, *,
              executor: Executor | None = None, rerun: bool = False) -> list[dict]:
     """Run the plan on ``executor`` (default a LocalExecutor: one run after another in this process; a
-    RayExecutor is entered by the caller) and return one row per planned run, in plan order.
+    RayExecutor is entered by the caller) and return one row per planned run, in plan order. An executor
+    that runs several at once gets them leaders first (``leaders_first``).
 
     Each run is recorded in ``store`` (None: not recorded) as it ends, with its whole history, in one
     transaction: a driver killed midway loses only the runs in flight. A planned run whose key already
@@ -170,7 +183,8 @@ def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
     stored = store.finished_runs(keys) if store is not None and not rerun else {}
     rows: list[dict | None] = [row_for(planned, stored[key], from_store=True) if key in stored else None
                                for planned, key in zip(plan, keys)]
-    jobs = [(index, planned.config) for index, planned in enumerate(plan) if rows[index] is None]
+    order = leaders_first(plan) if executor.slots > 1 else range(len(plan))
+    jobs = [(index, plan[index].config) for index in order if rows[index] is None]
     progress = GridProgress(len(plan), from_store=len(plan) - len(jobs), running=min(len(jobs), executor.slots))
     if on_progress is not None:
         on_progress(progress, None)
