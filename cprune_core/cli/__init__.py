@@ -22,7 +22,7 @@ EXIT_CODES = {
     0: "success",
     1: "the run (or a run of the experiment) failed; the message says why",
     2: "usage: an unknown option or an impossible value",
-    3: "input: a dataset, checkpoint, saved model, weights or run store that cannot be used",
+    3: "input: a dataset, checkpoint, saved model, weights, run store or Ray cluster that cannot be used",
     130: "stopped with Ctrl-C (the partial run is reported)",
 }
 
