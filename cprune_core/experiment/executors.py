@@ -8,7 +8,8 @@ pay for it. Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus
 (fractions share a GPU); Ray picks the node and sets CUDA_VISIBLE_DEVICES, and the run uses
 the device torch then sees as current (``device.resolve_device`` never picks an index). A task
 given no GPU sees none, so "auto" falls back to the CPU instead of using a GPU Ray gave to
-another task.
+another task. A worker keeps the frozen features it computes in its memory and on its node's disk
+(``NodeFeatureCache``), so the workers of a node compute each split's features once.
 
 Faults: a task whose worker process dies (killed, out of memory, node lost) is submitted once
 more; a second death ends the run "failed" with the reason. The driver resubmits it, rather than
