@@ -7,11 +7,13 @@ Ray first, as a user's command does.
 """
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import replace
 
 import pytest
+import ray
 import torch
 from tiny_data import make_tiny_folder
 
@@ -21,12 +23,10 @@ from cprune_core.errors import ClusterError, ConfigError
 from cprune_core.schema import FinetuneConfig
 from cprune_core.store import RunStore
 
-ray = pytest.importorskip("ray")
-
 # Close colours: the tiny data is not trivially separable, so accuracies differ between runs.
 CLASSES = {"a": (120, 110, 110), "b": (110, 120, 110), "c": (110, 110, 120)}
 BASE = FinetuneConfig(image_size=32, epochs=1, batch_size=8, device="cpu", log_every=1000)
-TASK_TITLE = "ray::_run_on_worker"  # a Ray worker's process title while it runs a grid's run
+TASK_TITLE = "ray::" + experiment.executors._run_on_worker.__name__  # a worker's title while it runs a run
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_an_unreachable_ray_address_is_one_line_naming_it_within_30_s(capsys):
 
 
 def test_the_ray_executor_without_ray_installed_is_a_config_error(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match="needs Ray"):
         experiment.RayExecutor().__enter__()
 
