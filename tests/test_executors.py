@@ -7,6 +7,7 @@ Ray first, as a user's command does.
 """
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -105,13 +106,15 @@ def test_a_grid_in_which_every_run_fails_still_gets_its_report(tiny_regime, tmp_
 # --- Ray: bad input ---------------------------------------------------------------------------------
 
 def test_an_unreachable_ray_address_is_one_line_naming_it_within_30_s(capsys):
-    for address in ("127.0.0.1:9", "192.0.2.1:6379"):  # a closed port; an address nobody answers (TEST-NET-1)
-        started = time.perf_counter()
-        code = main(["experiment", "paper-table", "--quick", "--no-record", "--executor", "ray",
-                     "--ray-address", address])
-        err = capsys.readouterr().err.strip()
-        assert time.perf_counter() - started < 30
-        assert code == 3 and "\n" not in err and err.startswith("error:") and address in err
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never says a word
+        # a closed port, an address nobody answers (TEST-NET-1), a port that answers but not as Ray
+        for address in ("127.0.0.1:9", "192.0.2.1:6379", f"127.0.0.1:{silent.getsockname()[1]}"):
+            started = time.perf_counter()
+            code = main(["experiment", "paper-table", "--quick", "--no-record", "--executor", "ray",
+                         "--ray-address", address])
+            err = capsys.readouterr().err.strip()
+            assert time.perf_counter() - started < 30
+            assert code == 3 and "\n" not in err and err.startswith("error:") and address in err
 
 
 def test_the_ray_executor_without_ray_installed_is_a_config_error(monkeypatch):

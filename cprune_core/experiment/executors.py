@@ -23,7 +23,10 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -41,7 +44,13 @@ __all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCa
 
 EXECUTORS = ("local", "ray")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
-PROBE_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 5.0
+# A gRPC client's first words on a plain connection (RFC 9113 section 3.4): the preface and an empty SETTINGS
+# frame; a gRPC server (Ray's GCS, its client server) answers with a SETTINGS frame of its own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4  # the frame type, the 4th byte of a frame header
+CONNECT_ATTEMPTS = 5
+START_ADVICE = "Start it with `ray start --head` on its head node, or correct --ray-address (or RAY_ADDRESS)."
 # The folder that holds the driver's cprune_core: first on every worker's Python path, so a node with
 # the same checkout at the same path runs the driver's code rather than another installed version.
 CODE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -143,17 +152,49 @@ def _run_on_worker(config: FinetuneConfig, threads: int) -> tuple[RunSummary, li
 
 
 def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Raise ClusterError unless a TCP connection to ``address`` (host:port, or ray://host:port) opens
-    within ``timeout_s``: ray.init itself retries an unreachable address for minutes."""
+    """Raise ClusterError unless ``address`` (host:port, or ray://host:port) answers as a Ray cluster's gRPC
+    server within about ``timeout_s``: a TCP connection opens and the server's HTTP/2 greeting (a SETTINGS
+    frame) comes back. ray.init itself waits for minutes on an address that does not answer."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001).")
+    greeting = b""
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return  # a TLS server says nothing before a TLS handshake
+            connection.sendall(HTTP2_PREFACE)
+            while len(greeting) < 9 and (part := connection.recv(9 - len(greeting))):
+                greeting += part
     except OSError as error:
-        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ClusterError(f"Cannot reach the Ray cluster at {address} ({reason}). Start it with `ray start --head` "
-                           "on its head node, or correct --ray-address (or RAY_ADDRESS).") from None
+        reason = f"no answer within {timeout_s:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise ClusterError(f"Cannot reach the Ray cluster at {address} ({reason}). {START_ADVICE}") from None
+    if len(greeting) < 9 or greeting[3] != HTTP2_SETTINGS:
+        raise ClusterError(f"Cannot reach the Ray cluster at {address} (something answers there, but not as Ray). "
+                           f"{START_ADVICE}")
+
+
+@contextmanager
+def _connecting_quietly() -> Iterator[None]:
+    """Around ray.init(address): give up after about CONNECT_ATTEMPTS seconds instead of Ray's 20, and
+    hold back what Ray's C++ core writes straight to file descriptor 2 meanwhile (a warning a second
+    while it retries): written out after a connection, dropped after a failure, which the caller
+    reports in one line. Something that answers on the port without being Ray gets here past the probe."""
+    budget = "RAY_gcs_server_port_wait_time_s"  # Ray's connection attempts, about one a second
+    chosen = os.environ.setdefault(budget, str(CONNECT_ATTEMPTS)) == str(CONNECT_ATTEMPTS)
+    sys.stderr.flush()
+    real_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(real_stderr, 2)
+            os.close(real_stderr)
+            if chosen:
+                os.environ.pop(budget, None)
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors="replace"))
 
 
 def import_ray():
@@ -190,11 +231,12 @@ class RayExecutor:
                                         # Hide the GPUs from a task that was given none (Ray leaves them visible).
                                         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
             try:
-                ray.init(address=self.address, runtime_env=runtime_env, logging_level="WARNING",
-                         **({} if self.address else {"include_dashboard": False}))
+                with _connecting_quietly() if self.address else nullcontext():
+                    ray.init(address=self.address, runtime_env=runtime_env, logging_level="WARNING",
+                             **({} if self.address else {"include_dashboard": False}))
             except (ConnectionError, RuntimeError) as error:
-                raise ClusterError(f"Cannot connect to the Ray cluster at {self.address or 'this machine'}: "
-                                   f"{str(error).splitlines()[0]}") from None
+                raise ClusterError(f"Cannot connect to the Ray cluster at {self.address or 'this machine'} "
+                                   f"({str(error).splitlines()[0].rstrip('.')}). {START_ADVICE}") from None
             self._connected_here = True
         self._resources = ray.cluster_resources()
         if self.gpus_per_run is None:
