@@ -181,7 +181,8 @@ def _connecting_quietly() -> Iterator[None]:
     while it retries): written out after a connection, dropped after a failure, which the caller
     reports in one line. Something that answers on the port without being Ray gets here past the probe."""
     budget = "RAY_gcs_server_port_wait_time_s"  # Ray's connection attempts, about one a second
-    chosen = os.environ.setdefault(budget, str(CONNECT_ATTEMPTS)) == str(CONNECT_ATTEMPTS)
+    chosen = budget not in os.environ  # the user's own budget stays
+    os.environ.setdefault(budget, str(CONNECT_ATTEMPTS))
     sys.stderr.flush()
     real_stderr = os.dup(2)
     with tempfile.TemporaryFile() as held:
