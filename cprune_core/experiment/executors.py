@@ -120,8 +120,10 @@ class LocalExecutor:
         return None
 
     def describe(self) -> str:
-        threads = f", {self.threads} thread{'s' * (self.threads != 1)} per run" if self.threads else ""
-        return describe_device(resolve_device(self.device)) + threads
+        device = resolve_device(self.device)
+        if device.type != "cpu" or self.threads is None:
+            return describe_device(device)
+        return f"cpu ({self.threads} thread{'s' * (self.threads != 1)} per run)"
 
     def run(self, jobs: list[Job]) -> Iterator[Outcome]:
         for index, config in jobs:
