@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_ablation.py
+	$(PY) bench/bench_ray.py
 
 # The GPU path, on a machine with a CUDA GPU (README: "The GPU check"); exits non-zero if a check fails.
 gpu-check: install

@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = [
     "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
     "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence", "StoreError",
-    "StopRequested", "exit_code_for", "error_from",
+    "ClusterError", "StopRequested", "exit_code_for", "error_from",
 ]
 
 
@@ -72,6 +72,10 @@ class PowerIterationFailedConvergence(CPruneError):
 
 class StoreError(CPruneError):
     """The run store cannot be opened or written (corrupt, truncated, unwritable, not a file)."""
+
+
+class ClusterError(CPruneError):
+    """The Ray cluster cannot be reached, or cannot hold one run (too few CPUs or GPUs)."""
 
 
 class StopRequested(CPruneError):

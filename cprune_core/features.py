@@ -193,8 +193,11 @@ def cached_prefix_features(cache: FeatureCache, prefix: nn.Module, dataset: Imag
     key = cache.key("prefix", backbone, weights, cut, image_size, samples_digest(dataset))
     value = cache.get(key, disk=disk, accept=lambda found: _fits(prefix, found, image_size, dataset, precision.device))
     if value is None:
+        # A generator of its own: a loader otherwise draws its seed from the global one, and training (dropout)
+        # would then depend on whether these features were cached (by an earlier run, another worker).
         loader = DataLoader(dataset.with_transform(transform), batch_size=FEATURE_BATCH_SIZE, shuffle=False,
-                            collate_fn=collate_skip_bad, num_workers=loader_workers(precision.device))
+                            collate_fn=collate_skip_bad, num_workers=loader_workers(precision.device),
+                            generator=torch.Generator().manual_seed(0))
         value = yield from extract_features(prefix, loader, precision.device, precision, stop, split)
         if value is not None:
             cache.put(key, value, disk=disk)

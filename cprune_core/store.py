@@ -193,6 +193,38 @@ class RunStore:
                        (status, time.time(), _json(summary.to_dict()) if summary is not None else None, message,
                         str(model_dir) if model_dir else None, run_id))
 
+    def record_run(self, config: dict, summary: RunSummary, history: Iterable[MetricEvent], *,
+                   kind: str = "finetune", owner: str | None = None, run_key: str | None = None,
+                   host: str | None = None) -> int:
+        """Record a run that has already ended, with its whole history, in one transaction (all or
+        nothing: a process killed midway leaves no trace of it). ``host``: the machine that ran it
+        (default this one). Returns its id."""
+        ended = time.time()
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (kind, created, ended, status, message, config, final, host, owner, run_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, ended - summary.duration_s, ended, summary.status, summary.message, _json(config),
+                 _json(summary.to_dict()), host or socket.gethostname(), owner, run_key))
+            run_id = int(cursor.lastrowid)
+            db.executemany("INSERT INTO events (run_id, seq, event) VALUES (?, ?, ?)",
+                           [(run_id, seq, _json(event.to_dict())) for seq, event in enumerate(history)])
+        return run_id
+
+    def finished_runs(self, run_keys: Iterable[str]) -> dict[str, RunSummary]:
+        """The summary of the newest finished run of each of ``run_keys`` that has one (keys of runs that
+        failed, stopped or never ran are absent)."""
+        keys = list(dict.fromkeys(run_keys))
+        found: dict[str, RunSummary] = {}
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):  # SQLite bounds the number of parameters per query
+                chunk = keys[start:start + 500]
+                rows = db.execute(f"SELECT run_key, final FROM runs WHERE status = ? AND final IS NOT NULL "
+                                  f"AND run_key IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+                                  (RunStatus.FINISHED, *chunk)).fetchall()
+                found.update({row["run_key"]: RunSummary.from_dict(json.loads(row["final"])) for row in rows})
+        return found
+
     def set_model_dir(self, run_id: int, model_dir: str | Path) -> None:
         with self._connect() as db:
             db.execute("UPDATE runs SET model_dir = ? WHERE id = ?", (str(model_dir), run_id))

@@ -15,6 +15,7 @@ from torchvision.datasets import Flowers102
 
 from cprune_core import data
 from cprune_core.data import collate_skip_bad, indexing, load_dataset, tf_flowers
+from cprune_core.data.download import download_lock
 from cprune_core.data.roots import NOT_ALLOWED, data_roots
 from cprune_core.errors import ConfigError, DatasetError, PathNotAllowedError, StopRequested, UnreadableImageError
 from cprune_core.paths import ASSETS_DIR, SHARED_FLOWERS
@@ -582,3 +583,20 @@ def test_default_data_roots_and_the_environment(monkeypatch, tmp_path):
     assert ASSETS_DIR.resolve() in defaults and (tmp_path / "datasets").resolve() in defaults
     monkeypatch.setenv("CPRUNE_DATA_ROOTS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
     assert data_roots() == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]
+
+
+def test_the_download_lock_lets_one_downloader_in_at_a_time(tmp_path):
+    """Two runs of one node needing the same download: the second waits for the first."""
+    order = []
+
+    def second():
+        with download_lock(tmp_path):
+            order.append("second")
+
+    with download_lock(tmp_path):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        order.append("first done")
+    waiting.join()
+    assert order == ["first done", "second"]

@@ -133,6 +133,21 @@ def test_frozen_features_are_computed_once_and_shared_by_baseline_and_pruned(tin
     assert len(cache) == 3  # train, val and test prefix features
 
 
+def test_a_run_gives_the_same_numbers_whether_its_features_were_cached_or_not(tiny_config):
+    """Computing features draws nothing from the global random generator, so training (dropout) after a
+    cache miss is training after a hit: a run's numbers do not depend on what ran before it in the process."""
+    def curve(events):
+        return [(e.kind, e.step, e.train_loss, e.val_acc) for e in events if e.kind in ("step", "epoch")]
+
+    config = replace(tiny_config, mode="finetune", device="cpu", epochs=1)
+    cache = FeatureCache()
+    computed = list(finetune(config, feature_cache=cache))
+    cached = list(finetune(config, feature_cache=cache))
+    assert any(e.message.startswith("Computing") for e in computed)
+    assert not any(e.message.startswith("Computing") for e in cached)
+    assert curve(cached) == curve(computed) and cached[-1].final.test_acc == computed[-1].final.test_acc
+
+
 def test_feature_cache_round_trips_through_disk(tmp_path):
     value = torch.randn(5, 4, 2, 2), torch.arange(5)
     FeatureCache(disk_dir=tmp_path).put("k", value, disk=True)

@@ -23,7 +23,7 @@ EXIT_CODES = {
     0: "success",
     1: "a run failed while training (e.g. out of memory), or some runs of an experiment did not finish",
     2: "usage: an unknown option or an impossible value",
-    3: "input: a dataset, checkpoint, saved model, weights, file or run store that cannot be used",
+    3: "input: a dataset, checkpoint, saved model, weights, file, run store or Ray cluster that cannot be used",
     130: "stopped with Ctrl-C (the partial run is reported)",
 }
 

@@ -1,15 +1,17 @@
-"""``experiment NAME``: generated reports. ``paper-table``: the paper's comparison (here); ``importance``:
-does centrality predict importance (importance.py)."""
+"""``experiment NAME``: generated reports. ``paper-table``: the paper's comparison (here), run in this
+process (``--executor local``) or as Ray tasks on a cluster (``--executor ray``); ``importance``: does
+centrality predict importance (importance.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from datetime import timedelta
 
 from tqdm import tqdm
 
 from .. import experiment
-from ..device import describe_device, resolve_device
+from ..experiment.executors import threads_for
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
 from .importance import add_importance_command
@@ -43,18 +45,46 @@ def add_experiment_command(subparsers) -> None:
     add_config_argument(parser, "image_size", default=experiment.DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px, so larger sizes only upsample "
                              "(use 224 for the downloaded datasets).")
+    add_config_argument(parser, "train_scope")
     add_config_argument(parser, "device")
     parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
-    parser.add_argument("--no-record", action="store_true", help="Do not record the runs in the local run store.")
+    parser.add_argument("--no-record", action="store_true",
+                        help="Do not record the runs in the local run store (and so do not resume from it).")
+    parser.add_argument("--rerun", action="store_true",
+                        help="Run again the planned runs that already finished in the run store (by default they "
+                             "are skipped and their recorded results reported, so a killed grid resumes).")
+    cluster = parser.add_argument_group("where the runs execute")
+    cluster.add_argument("--executor", choices=experiment.EXECUTORS, default="local",
+                         help="local: one run after another in this process; ray: each run is a Ray task, on the "
+                              "cluster at --ray-address.")
+    cluster.add_argument("--ray-address", metavar="HOST:PORT",
+                         help="The Ray cluster's address (ray start --head prints it); default $RAY_ADDRESS, else a "
+                              "Ray started on this machine for the duration of the command.")
+    cluster.add_argument("--gpus-per-run", type=float, metavar="N",
+                         help="GPUs per run, fractions allowed (0.25: four head-only runs share a GPU); "
+                              "default 1 where the cluster has GPUs, else 0.")
+    cluster.add_argument("--cpus-per-run", type=float, metavar="N",
+                         help="CPUs per run, also its number of torch threads; default every core with --executor "
+                              "local, 1 with ray (Ray runs as many at once as the cluster holds). Give both executors "
+                              "the same value for identical numbers: 1 and 2 threads round differently.")
     parser.set_defaults(handler=run_experiment_command)
     add_importance_command(names)
+
+
+def make_executor(args):
+    """The executor --executor names, not yet entered (entering a RayExecutor connects to the cluster)."""
+    if args.executor == "ray":
+        return experiment.RayExecutor(args.ray_address, cpus_per_run=1.0 if args.cpus_per_run is None else
+                                      args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    threads = None if args.cpus_per_run is None else threads_for(args.cpus_per_run)
+    return experiment.LocalExecutor(args.device, threads)
 
 
 def run_experiment_command(args) -> int:
     out = writable_dir(args.out, "--out")
     grid = experiment.paper_table_grid(quick=args.quick, backbones=args.backbones, regimes=args.datasets,
                                        seeds=args.seeds, epochs=args.epochs, image_size=args.image_size,
-                                       device=args.device)
+                                       device=args.device, train_scope=args.train_scope)
     command = "python -m cprune_core experiment paper-table " + " ".join(
         part for part in [
             "--quick" if args.quick else "",
@@ -63,22 +93,33 @@ def run_experiment_command(args) -> int:
             f"--seeds {args.seeds}" if args.seeds else "",
             f"--epochs {args.epochs}" if args.epochs else "",
             f"--image-size {args.image_size}" if args.image_size != experiment.DEFAULT_IMAGE_SIZE else "",
+            f"--train-scope {args.train_scope}" if args.train_scope != "suffix" else "",
+            f"--executor {args.executor}" if args.executor != "local" else "",
+            f"--cpus-per-run {args.cpus_per_run:g}" if args.cpus_per_run is not None else "",
         ] if part)
     store = None if args.no_record else open_store(None)
-    bar = tqdm(total=len(grid.plan), unit="run", file=sys.stderr)
-
-    def on_run(index, planned, row):
-        bar.update(1)
-        accuracy = "-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%"
-        bar.set_postfix_str(f"{planned.regime.label} seed {planned.config.seed} {row['criterion']} "
-                            f"keep {row['keep']:g}: {accuracy}")
-
     start = time.perf_counter()
-    rows = experiment.run_plan(grid.plan, store, on_run=on_run)
-    bar.close()
+    with make_executor(args) as executor:
+        bar = tqdm(total=len(grid.plan), unit="run", file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}{postfix}]")
+
+        def on_progress(progress, row):
+            bar.n = progress.total - progress.running - progress.left
+            eta = progress.eta_s(time.perf_counter() - start)
+            bar.set_postfix_str(
+                f"done {progress.done + progress.from_store}"
+                + (f" ({progress.from_store} from the store)" if progress.from_store else "")
+                + f", running {progress.running}, failed {progress.failed}, left {progress.left}"
+                + (f", retried {progress.retried}" if progress.retried else "")
+                + (f", ETA {timedelta(seconds=round(eta))}" if eta is not None else "")
+                + ("" if row is None else f"; last: seed {row['seed']} {row['criterion']} keep {row['keep']:g} "
+                   + ("-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%")))
+
+        rows = experiment.run_plan(grid.plan, store, on_progress, executor=executor, rerun=args.rerun)
+        bar.close()
+        where = executor.describe()
     paths = experiment.write_report(rows, out, command=command.strip(),
-                                    elapsed_s=time.perf_counter() - start,
-                                    device=describe_device(resolve_device(args.device)), base=grid.base)
+                                    elapsed_s=time.perf_counter() - start, device=where, base=grid.base)
     print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -9,12 +9,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..ranges import choose
 from ..paths import SAMPLE_FLOWERS, datasets_dir
 from . import caltech101, flowers102, folder, tf_flowers
+from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
 from .indexing import Index, existing_dir, index_image_folder
 from .splits import check_split_arguments, keep_per_class, stratified_split
@@ -109,7 +111,9 @@ def load_dataset(
     started = time.perf_counter()
     root = existing_dir(root, roots=roots) if root is not None else None
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
-    data_folder = source.locate(root, cache_dir, download)
+    downloads_here = root is None and source.needs_download and download
+    with download_lock(cache_dir) if downloads_here else nullcontext():
+        data_folder = source.locate(root, cache_dir, download)
     index = source.index(data_folder, roots=roots, stop=stop)
     by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)
     if train_per_class is not None:

@@ -1,9 +1,13 @@
-"""Experiments built on the engine: the paper's comparison as one reproducible table (grid, report); does
-centrality predict importance (importance: the report of ablation.py's analysis)."""
+"""Experiments built on the engine: the paper's comparison as one reproducible table, run in this
+process or on a Ray cluster (grid, executors, report); does centrality predict importance
+(importance: the report of the ablation package's analysis)."""
+from .executors import EXECUTORS, Executor, LocalExecutor, Outcome, RayExecutor
 from .grid import (COMPARED_CRITERIA, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, REGIMES, TAU_SWEEP, Grid,
-                   PlannedRun, Regime, offline_regimes, paper_table_grid, plan_runs, row_for, run_plan)
+                   GridProgress, PlannedRun, Regime, leaders_first, offline_regimes, paper_table_grid, plan_runs, row_for, run_key,
+                   run_plan)
 from .report import markdown_table, paired_interval, plot_accuracy_vs_macs, summarise, verdict, write_report
 
 __all__ = ["COMPARED_CRITERIA", "DEFAULT_IMAGE_SIZE", "FEW_SHOT", "KEEP_RATIOS", "REGIMES", "TAU_SWEEP", "Grid",
-           "PlannedRun", "Regime", "offline_regimes", "paper_table_grid", "plan_runs", "row_for", "run_plan",
+           "GridProgress", "PlannedRun", "Regime", "leaders_first", "offline_regimes", "paper_table_grid", "plan_runs", "row_for",
+           "run_key", "run_plan", "EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor",
            "markdown_table", "paired_interval", "plot_accuracy_vs_macs", "summarise", "verdict", "write_report"]

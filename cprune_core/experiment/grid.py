@@ -9,23 +9,29 @@ For each backbone x dataset regime x seed, on the same split, it runs:
 The layer pruned is each backbone's registry ``head_layer`` (the dense layer nearest the
 classifier), so the frozen prefix's features are computed once and cached.
 
-Each finished run becomes one row (a plain dict) for the report (report.py).
+Each finished run becomes one row (a plain dict) for the report (report.py). ``run_plan`` is
+the driver: it runs the plan on an executor (executors.py: in this process, or on a Ray
+cluster), records each run in the store as it ends, and skips runs whose key (``run_key``, a
+hash of the whole configuration) already finished in the store, so a grid resumes where it was
+killed.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from ..importance import DEFAULT_TAU
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
 from ..ranges import Range
-from ..runs import run_and_record
-from ..schema import FinetuneConfig, RunSummary
+from ..schema import FinetuneConfig, RunStatus, RunSummary
 from ..store import RunStore
+from .executors import Executor, LocalExecutor
 
-__all__ = ["Regime", "REGIMES", "PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_plan", "row_for",
-           "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE"]
+__all__ = ["Regime", "REGIMES", "PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_key", "GridProgress",
+           "leaders_first", "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE"]
 
 COMPARED_CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "fpgm", "random")
 KEEP_RATIOS = (0.1, 0.25, 0.5, 0.75)
@@ -77,13 +83,13 @@ class Grid:
 
 def paper_table_grid(quick: bool = False, backbones: Iterable[str] | None = None, regimes: Iterable[str] | None = None,
                      seeds: int | None = None, epochs: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
-                     device: str = "auto") -> Grid:
+                     device: str = "auto", train_scope: str = "suffix") -> Grid:
     """The runs of ``paper-table`` (``quick``: a reduced grid for tests and set-up checks)."""
     chosen = [REGIMES[name] for name in regimes] if regimes else (quick_regimes() if quick else offline_regimes())
     seeds = seeds if seeds is not None else (2 if quick else DEFAULT_SEEDS)
     SEEDS.check(seeds, "seeds")
     base = FinetuneConfig(epochs=epochs if epochs is not None else (3 if quick else DEFAULT_EPOCHS),
-                          image_size=image_size, device=device, log_every=1000)
+                          image_size=image_size, device=device, train_scope=train_scope, log_every=1000)
     base.validate()  # an impossible value is refused before the first run
     extra = dict(criteria=("eigenvector", "random"), keep_ratios=(0.25, 0.5), tau_sweep=()) if quick else {}
     plan = plan_runs(backbones or DEFAULT_BACKBONES, chosen, range(seeds), base=base, **extra)
@@ -121,20 +127,90 @@ def plan_runs(backbones: Iterable[str], regimes: Iterable[Regime], seeds: Iterab
     return runs
 
 
-def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
-             on_run: Callable[[int, PlannedRun, dict], None] | None = None) -> list[dict]:
-    """Run every planned run in turn, recording each in ``store`` (None: not recorded)."""
-    rows = []
+def run_key(planned: PlannedRun) -> str:
+    """sha256 of the planned run's whole configuration (seed included), regime and method: the same
+    planned run has the same key in every command and on every machine; any other setting, another key."""
+    identity = {"config": planned.config.to_dict(), "regime": asdict(planned.regime), "method": planned.method}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class GridProgress:
+    """Where a grid stands, for a progress display. ``running``: runs in flight, at most as many as the
+    executor runs at once (a cluster queues the rest, counted in ``left``)."""
+
+    total: int
+    from_store: int = 0  # finished by an earlier command: not run again
+    done: int = 0  # finished now
+    failed: int = 0  # ended otherwise (failed, stopped), reason in the row's message
+    retried: int = 0  # of done and failed: run twice, because the first worker died
+    running: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.total - self.from_store - self.done - self.failed - self.running
+
+    def eta_s(self, elapsed_s: float) -> float | None:
+        """Seconds until the last run ends at this command's pace so far (None before any run ended)."""
+        ended = self.done + self.failed
+        return elapsed_s * (self.running + self.left) / ended if ended else None
+
+
+def leaders_first(plan: list[PlannedRun]) -> list[int]:
+    """Indices of the plan with the first run of each block (the runs of one backbone, regime and seed,
+    which share their frozen features) first, then the others in plan order: runs that start together
+    then compute different features, which the runs after them find in the cache."""
+    leaders, followers, blocks = [], [], set()
     for index, planned in enumerate(plan):
-        result = run_and_record(planned.config, store, kind="experiment")
-        row = row_for(planned, result.summary)
-        rows.append(row)
-        if on_run is not None:
-            on_run(index, planned, row)
+        block = (planned.config.backbone, planned.regime.label, planned.config.seed)
+        (followers if block in blocks else leaders).append(index)
+        blocks.add(block)
+    return leaders + followers
+
+
+def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
+             on_progress: Callable[[GridProgress, dict | None], None] | None = None, *,
+             executor: Executor | None = None, rerun: bool = False) -> list[dict]:
+    """Run the plan on ``executor`` (default a LocalExecutor: one run after another in this process; a
+    RayExecutor is entered by the caller) and return one row per planned run, in plan order. An executor
+    that runs several at once gets them leaders first (``leaders_first``).
+
+    Each run is recorded in ``store`` (None: not recorded) as it ends, with its whole history, in one
+    transaction: a driver killed midway loses only the runs in flight. A planned run whose key already
+    has a finished run in ``store`` is not run again (``rerun``: it is); its row comes from the store.
+    ``on_progress(progress, row)`` is called once before the first run (row None), then as each run ends.
+    """
+    for planned in plan:  # an impossible setting stops the grid before any run, not after hours of them
+        planned.config.validate()
+    executor = executor if executor is not None else LocalExecutor()
+    keys = [run_key(planned) for planned in plan]
+    stored = store.finished_runs(keys) if store is not None and not rerun else {}
+    rows: list[dict | None] = [row_for(planned, stored[key], from_store=True) if key in stored else None
+                               for planned, key in zip(plan, keys)]
+    order = leaders_first(plan) if executor.slots > 1 else range(len(plan))
+    jobs = [(index, plan[index].config) for index in order if rows[index] is None]
+    progress = GridProgress(len(plan), from_store=len(plan) - len(jobs), running=min(len(jobs), executor.slots))
+    if on_progress is not None:
+        on_progress(progress, None)
+    for outcome in executor.run(jobs):
+        planned = plan[outcome.index]
+        if store is not None:
+            store.record_run(planned.config.to_dict(), outcome.summary, outcome.history, kind="experiment",
+                             run_key=keys[outcome.index], host=outcome.host)
+        rows[outcome.index] = row = row_for(planned, outcome.summary, retried_after=outcome.retried_after)
+        finished = outcome.summary.status == RunStatus.FINISHED
+        progress.done += finished
+        progress.failed += not finished
+        progress.retried += bool(outcome.retried_after)
+        progress.running = min(len(jobs) - progress.done - progress.failed, executor.slots)
+        if on_progress is not None:
+            on_progress(progress, row)
     return rows
 
 
-def row_for(planned: PlannedRun, summary: RunSummary) -> dict:
+def row_for(planned: PlannedRun, summary: RunSummary, *, from_store: bool = False, retried_after: str = "") -> dict:
+    """The report's row of one run: what was planned, what came out, and how (``from_store``: finished by
+    an earlier command; ``retried_after``: why a first attempt was lost)."""
     config = planned.config
     pruned = planned.method == "pruned"
     return {
@@ -146,6 +222,7 @@ def row_for(planned: PlannedRun, summary: RunSummary) -> dict:
         "params": summary.params, "macs": summary.macs, "latency_ms": summary.latency_ms,
         "duration_s": summary.duration_s, "status": str(summary.status), "message": summary.message,
         "n_train": summary.n_images.get("train"), "n_test": summary.n_images.get("test"),
+        "run_key": run_key(planned), "from_store": from_store, "retried_after": retried_after,
     }
 
 
