@@ -50,12 +50,13 @@ lint: install
 test: install browser lint
 	$(PY) -m pytest
 
-bench: install
+bench: install browser
 	$(PY) bench/bench_graph.py
 	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_ablation.py
 	$(PY) bench/bench_ray.py
+	$(PY) bench/bench_app.py
 
 # The GPU path, on a machine with a CUDA GPU (README: "The GPU check"); exits non-zero if a check fails.
 gpu-check: install
