@@ -238,8 +238,10 @@ class RayExecutor:
                     ray.init(address=self.address, runtime_env=runtime_env, logging_level="WARNING",
                              **({} if self.address else {"include_dashboard": False}))
             except (ConnectionError, RuntimeError) as error:
-                raise ClusterError(f"Cannot connect to the Ray cluster at {self.address or 'this machine'} "
-                                   f"({str(error).splitlines()[0].rstrip('.')}). {START_ADVICE}") from None
+                where = self.address or "this machine"
+                reason = _first_line(error).rstrip(".")
+                detail = "" if where in reason else f" ({reason})"  # Ray's own line often just repeats ours
+                raise ClusterError(f"Cannot connect to the Ray cluster at {where}{detail}. {START_ADVICE}") from None
             self._connected_here = True
         self._resources = ray.cluster_resources()
         if self.gpus_per_run is None:
