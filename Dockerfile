@@ -12,4 +12,4 @@ COPY . .
 RUN pip install --no-deps -e .
 EXPOSE 8501
 HEALTHCHECK CMD python -c "import urllib.request as u; u.urlopen('http://localhost:8501/_stcore/health')"
-CMD ["streamlit", "run", "app.py", "--server.port", "8501", "--server.address", "0.0.0.0"]
+CMD ["streamlit", "run", "app.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--client.showErrorDetails", "none"]

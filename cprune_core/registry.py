@@ -58,10 +58,14 @@ def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Mo
         if not pretrained:
             return torchvision.models.get_model(arch, weights=None)
         weights = torchvision.models.get_weight(weights_name)
+        model = torchvision.models.get_model(arch, weights=None)
         try:
-            return torchvision.models.get_model(arch, weights=weights)
-        except Exception as exc:  # URLError, OSError, hash mismatch: all mean "no usable file"
+            # Not get_model(weights=...): torch.hub would unpickle the cached file with weights_only=False.
+            state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+            model.load_state_dict(state)
+        except Exception as exc:  # URLError, OSError, hash mismatch, not a plain state dict: "no usable file"
             raise WeightsUnavailableError(_offline_message(arch, weights.url, exc)) from exc
+        return model
 
     return build
 

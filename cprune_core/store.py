@@ -276,7 +276,8 @@ class RunStore:
         config = json.loads(row["config"])
         final = json.loads(row["final"]) if row["final"] else {}
         flat = {"id": row["id"], "kind": row["kind"], "created": row["created"], "ended": row["ended"],
-                "status": row["status"], "message": row["message"], "model_dir": row["model_dir"]}
+                "status": row["status"], "message": row["message"], "model_dir": row["model_dir"],
+                "owner": row["owner"]}
         flat.update({name: config.get(name) for name in CONFIG_COLUMNS})
         flat.update({name: final.get(name) for name in FINAL_COLUMNS})
         if flat["duration_s"] is None and row["ended"]:

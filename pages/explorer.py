@@ -13,7 +13,7 @@ frame.start("Graph explorer",
 
 key, bundle = sidebar.require_model()
 sidebar.require_layer(bundle)
-VIEWS = ["Plotly (WebGL)", "pyvis physics"]
+VIEWS = ["Plotly", "pyvis physics"]
 
 
 def _use_tau(value: float) -> None:
@@ -80,7 +80,7 @@ def graph_section() -> None:
                                        f"keep ratio {st.session_state['keep']:.2f} (set them on the Prune page).")
     if kind == VIEWS[1] and summary.nodes > pyvis_view.MAX_NODES:
         st.warning(f"{layer} has {summary.nodes:,} neurons; the physics view handles up to {pyvis_view.MAX_NODES}. "
-                   "Showing the WebGL view: pick a smaller layer for physics.")
+                   "Showing the Plotly view: pick a smaller layer for physics.")
         kind = VIEWS[0]
     kept = None
     if show_kept:

@@ -122,8 +122,8 @@ def _launch_view(launch: worker.Launch, position: int | None) -> None:
     with st.container(border=True):
         st.markdown(f"**Started at {started}** · {where}")
         if launch.error:
-            st.error("The worker crashed while running this launch: that is a bug, please report it.")
-            st.code(launch.error, language=None)
+            frame.show_bug("The worker crashed while running this launch: that is a bug, please report it.",
+                           launch.error)
         if launch.state != "ended":
             stopping = launch.stop.is_set()
             st.button("Cancel" if launch.state == "queued" else "Stop", key=f"ft_stop_{launch.id}",

@@ -109,8 +109,7 @@ def _launch(launch: worker.Launch, position: int | None) -> None:
             done, total, message = launch.progress
             st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
         elif launch.error:
-            st.error("The analysis crashed: that is a bug, please report it.")
-            st.code(launch.error, language=None)
+            frame.show_bug("The analysis crashed: that is a bug, please report it.", launch.error)
         elif launch.failure:
             st.warning(plain(launch.failure))
         elif launch.result is not None:

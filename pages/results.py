@@ -9,6 +9,8 @@ import streamlit as st
 
 from cprune_core import RunStore, StoreError
 from cprune_core.checkpoint import SPEC_FILE, model_files
+from cprune_core.data.roots import is_inside
+from cprune_core.paths import models_dir
 from ui import charts, frame, state
 from ui.text import plain
 
@@ -69,9 +71,13 @@ with right:
                         config=state.chart_config("results_scatter"))
 
 st.subheader("Download a model")
-saved = runs[[bool(d) and Path(d, SPEC_FILE).is_file() for d in runs["model_dir"].fillna("")]]
+# Only what this visitor's runs saved in the app's models folder: a command-line run's --save folder is
+# wherever its user chose, and the files there are theirs.
+app_models = [models_dir().resolve()]
+saved = runs[[owner == state.visitor() and bool(folder) and is_inside(folder, app_models)
+              and Path(folder, SPEC_FILE).is_file() for owner, folder in zip(runs["owner"], runs["model_dir"].fillna(""))]]
 if saved.empty:
-    st.caption("No saved model yet: finished runs of the Fine-tune page save theirs.")
+    st.caption("No saved model of yours yet: your finished runs of the Fine-tune page save theirs.")
 else:
     run_id = st.selectbox("Run", saved["id"], key="download_run",
                           format_func=lambda i: f"#{i} · {saved.set_index('id').loc[i, 'mode']} · "

@@ -265,6 +265,25 @@ def test_finetune_baseline_and_pruned_to_the_end():
     assert not other.dataframe or not set(other.dataframe[0].value["id"]) & set(runs["id"])
 
 
+def test_models_saved_by_the_command_line_are_not_offered_to_visitors(monkeypatch, tmp_path):
+    """A command-line run is listed (no owner), but its --save folder is its user's: no download."""
+    from cprune_core import RunStore
+    from cprune_core.schema import RunStatus, RunSummary
+
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
+    private = tmp_path / "private-model"
+    private.mkdir()
+    (private / "model.json").write_text("{}")
+    (private / "model.pt").write_bytes(b"secret")
+    store = RunStore()
+    run_id = store.record_run(FinetuneConfig().to_dict(), RunSummary(RunStatus.FINISHED, "done", test_acc=0.5), [])
+    store.set_model_dir(run_id, private)
+    at = open_app("results")
+    assert list(at.dataframe[0].value["id"]) == [run_id]
+    assert not any(box.key == "download_run" for box in at.selectbox)
+    assert any("No saved model of yours yet" in c.value for c in at.caption)
+
+
 def test_results_page_with_no_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
     at = open_app("results")

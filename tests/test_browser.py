@@ -1,6 +1,6 @@
 """End to end in a real browser: `streamlit run app.py` driven by Playwright with Debian's chromium.
 
-Opens every page, moves a slider with the keyboard, checks the Plotly (WebGL) graph and the
+Opens every page, moves a slider with the keyboard, checks the Plotly graph and the
 pyvis view render, and that the browser never asked any host other than the app's for
 anything. Screenshots go to screenshots/ (git-ignored); docs/screenshots/ holds copies.
 """

@@ -565,6 +565,40 @@ def test_visitors_are_confined_to_the_data_roots_with_one_message(three_classes,
         load_dataset("folder", escape, roots=roots)
 
 
+@pytest.mark.parametrize("name", ["caltech101", "oxford-flowers102"])
+def test_a_visitors_folder_is_only_read_never_downloaded_into(name, tmp_path, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded into a visitor's folder")
+
+    monkeypatch.setattr("cprune_core.data.caltech101.Caltech101", no_download)
+    monkeypatch.setattr("cprune_core.data.flowers102.Flowers102", no_download)
+    folder = tmp_path / "data" / "mine"
+    folder.mkdir(parents=True)
+    with pytest.raises(DatasetError, match="only into its own cache"):
+        load_dataset(name, folder, roots=[(tmp_path / "data").resolve()])
+    assert list(folder.iterdir()) == []
+
+
+def test_a_dataset_folder_below_the_named_one_that_links_out_is_refused(tmp_path):
+    outside = make_image_folder(tmp_path / "private", {"secret": 3, "other": 3})
+    named = tmp_path / "data" / "caltech"
+    named.mkdir(parents=True)
+    os.symlink(outside, named / "101_ObjectCategories")  # where indexing would start
+    with pytest.raises(PathNotAllowedError):
+        load_dataset("caltech101", named, roots=[(tmp_path / "data").resolve()])
+    flowers = tmp_path / "data" / "flowers-102"
+    (flowers / "jpg").mkdir(parents=True)
+    for name in ("imagelabels.mat", "setid.mat"):
+        os.symlink(outside / "secret" / "secret_000.jpg", flowers / name)
+    with pytest.raises(PathNotAllowedError):
+        load_dataset("oxford-flowers102", flowers, roots=[(tmp_path / "data").resolve()])
+
+
+def test_a_path_with_a_nul_byte_is_refused_like_any_other(tmp_path):
+    with pytest.raises(PathNotAllowedError):
+        load_dataset("folder", str(tmp_path) + "\0x", roots=[tmp_path.resolve()])
+
+
 def test_links_out_of_the_data_roots_are_not_read(tmp_path):
     outside = make_image_folder(tmp_path / "private", {"secret": 3})
     dataset = make_image_folder(tmp_path / "data" / "set", {"cat": 4, "dog": 4})

@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data
 
 from cprune_core.errors import CheckpointError, WeightsUnavailableError
-from cprune_core.registry import BACKBONES, load_backbone, read_state_dict
+from cprune_core.registry import BACKBONES, load_backbone, read_state_dict, weights_cache_path
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO, CUP, COFFEE_MUG = 967, 968, 504
@@ -49,6 +49,33 @@ def test_offline_torchvision_weights_give_actionable_message(monkeypatch):
     message = str(info.value)
     assert "resnet18-f37072fd.pth" in message and "checkpoints" in message
     assert "random init" in message and "URLError" in message
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cached_torchvision_weights_are_read_as_weights_only(monkeypatch, tmp_path):
+    """torch.hub checks a file's hash only when it downloads it: a file already in the cache is read as
+    it is, so it is read as tensors only (a pickle that would run code is refused, and runs nothing)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = weights_cache_path(BACKBONES["resnet18"])
+    assert cached.is_relative_to(tmp_path)
+    cached.parent.mkdir(parents=True)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, cached)
+    loaded = load_backbone("resnet18")
+    assert loaded.pretrained and torch.equal(loaded.model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+    marker = tmp_path / "code-ran"
+    torch.save({"fc.weight": _RunsCodeWhenUnpickled(marker)}, cached)
+    with pytest.raises(WeightsUnavailableError, match="resnet18"):
+        load_backbone("resnet18")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))

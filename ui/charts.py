@@ -35,8 +35,8 @@ def _node_sizes(degree: np.ndarray) -> np.ndarray:
 
 def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.ndarray | None = None,
                  selected: int | None = None, neighbours: list[int] | None = None) -> go.Figure:
-    """The neuron-similarity graph: WebGL nodes coloured by centrality, sized by degree, the most
-    central drawn on top.
+    """The neuron-similarity graph (SVG; WebGL above SVG_MAX_NODES): nodes coloured by centrality, sized by
+    degree, the most central drawn on top.
 
     ``kept`` (boolean per neuron) draws the neurons pruning would remove as hollow circles;
     ``selected`` rings one neuron and draws its edges to ``neighbours``. Each node's customdata

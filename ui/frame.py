@@ -1,4 +1,5 @@
-"""The top of every page script: make sure it runs inside app.py, then draw its title and caption.
+"""The top of every page script: make sure it runs inside app.py, then draw its title and caption;
+and how a page reports a bug that a background worker met.
 
 Streamlit 1.67 decides per process (and in AppTest, per run) whether a ``pages/`` folder next to
 the main script means its legacy folder mode; in that mode the first script run of a server
@@ -23,3 +24,12 @@ def start(title: str, caption: str) -> None:
         st.stop()  # app.py has drawn this page; the outer legacy run ends here
     st.title(title)
     st.caption(caption)
+
+
+def show_bug(sentence: str, details: str) -> None:
+    """A bug met by a background worker: ``sentence`` always; the traceback ``details`` only where the server
+    shows error details (client.showErrorDetails full or stacktrace: `make serve` and the Docker image say
+    none, so a classroom sees no server paths). The worker has logged it to the server's console too."""
+    st.error(sentence)
+    if st.get_option("client.showErrorDetails") in ("full", "stacktrace", True):
+        st.code(details, language=None)

@@ -13,6 +13,7 @@ Stopping a queued launch takes it out of the queue; stopping a running one ends 
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -35,6 +36,7 @@ from cprune_core.schema import EventKind, RunSummary
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
 # task(stop, progress) -> result, where progress(done, total, message) reports how far it got (total 0: unknown).
 Task = Callable[[threading.Event, Callable[[int, int, str], None]], object]
+log = logging.getLogger(__name__)
 KEPT_PER_VISITOR = 5  # ended launches a visitor still sees
 KEPT_IN_ALL = 200  # ended launches kept at all (visitors who left leave theirs behind)
 MAX_WAITING = 100  # launches waiting, everyone's: more would only wait for hours
@@ -191,6 +193,7 @@ class RunQueue:
                     self._runner(track.config, launch.stop, lambda event, track=track: self._append(track, event),
                                  launch.owner)
             except Exception:  # a bug, not a failed run: keep the server alive and show it to its visitor
+                log.exception("A background launch crashed")
                 with self._lock:
                     launch.error = traceback.format_exc(limit=6)
             with self._lock:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets import Flowers102
 
-from ..errors import DatasetError
+from ..errors import DatasetError, PathNotAllowedError
 from .dataset import SPLITS
 from .download import download_errors
 from .indexing import Index, finish_index, scan_images
-from .roots import is_inside
+from .roots import NOT_ALLOWED, is_inside
 
 __all__ = ["URL", "locate", "index"]
 
@@ -58,6 +58,8 @@ def _read_labels_and_splits(folder: Path) -> tuple[np.ndarray, dict[str, list[in
 def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event | None = None) -> Index:
     """Index Flowers-102 with its official splits from setid.mat and labels from imagelabels.mat
     (with ``roots``, images whose real path lies outside them are skipped)."""
+    if roots is not None and not all(is_inside(folder / name, roots) for name in ("imagelabels.mat", "setid.mat")):
+        raise PathNotAllowedError(NOT_ALLOWED)  # links out of the data folders are not read
     labels, ids_by_split = _read_labels_and_splits(folder)
     split_by_path: dict[str, str] = {}
     label_by_path: dict[str, int] = {}

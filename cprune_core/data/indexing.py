@@ -53,10 +53,9 @@ def existing_dir(path: str | os.PathLike, what: str = "Dataset folder", roots: l
     outside them is refused first, with words that tell nothing about it (PathNotAllowedError)."""
     resolved = confine(path, roots) if roots is not None else Path(path).expanduser().resolve()
     if not resolved.exists():
-        raise DatasetError(
-            f"{what} not found: {resolved}. Check the path "
-            f"(a relative path is taken from the current directory, {Path.cwd()})."
-        )
+        # The server's own folders are not a visitor's business: the current directory only on the command line.
+        relative = "" if roots is not None else f" (a relative path is taken from the current directory, {Path.cwd()})"
+        raise DatasetError(f"{what} not found: {resolved}. Check the path{relative}.")
     if not resolved.is_dir():
         raise DatasetError(
             f"{what} {resolved} is a file, not a folder. Pass the folder that holds one sub-folder "

@@ -13,12 +13,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DatasetError
 from ..ranges import choose
 from ..paths import SAMPLE_FLOWERS, datasets_dir
 from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
 from .indexing import Index, existing_dir, index_image_folder
+from .roots import confine
 from .splits import check_split_arguments, keep_per_class, stratified_split
 
 __all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset"]
@@ -111,9 +113,20 @@ def load_dataset(
     started = time.perf_counter()
     root = existing_dir(root, roots=roots) if root is not None else None
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
-    downloads_here = root is None and source.needs_download and download
-    with download_lock(cache_dir) if downloads_here else nullcontext():
-        data_folder = source.locate(root, cache_dir, download)
+    visitor_folder = roots is not None and root is not None
+    # A visitor's folder is only read: a download into it would let anyone fill any data folder.
+    download = download and not visitor_folder
+    downloading = source.needs_download and download
+    with download_lock(root or cache_dir) if downloading else nullcontext():
+        try:
+            data_folder = source.locate(root, cache_dir, download)
+        except DatasetError as error:
+            if visitor_folder and source.needs_download:
+                raise DatasetError(f"{error} The app downloads datasets only into its own cache: leave the "
+                                   "folder empty to download there.") from error
+            raise
+    if visitor_folder:  # where indexing starts (root, or a folder below it that may be a link)
+        data_folder = confine(data_folder, roots)
     index = source.index(data_folder, roots=roots, stop=stop)
     by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)
     if train_per_class is not None:

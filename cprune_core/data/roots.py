@@ -34,7 +34,7 @@ def is_inside(path: str | os.PathLike, roots: list[Path]) -> bool:
     """True when the real path (links followed) of ``path`` is one of ``roots`` or lies below one."""
     try:
         real = Path(os.path.realpath(path))
-    except OSError:  # e.g. a link in /proc that may not be followed
+    except (OSError, ValueError):  # a link in /proc that may not be followed; a NUL byte in the path
         return False
     return any(real == root or root in real.parents for root in roots)
 
