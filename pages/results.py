@@ -28,7 +28,7 @@ except StoreError as error:
     st.error(plain(error))
     st.stop()
 if store.recovered_from is not None:
-    st.warning(f"The run store was damaged: it is kept as {plain(store.recovered_from)} and a fresh one was started.")
+    st.warning(f"The run store was damaged: it is kept as {plain(store.recovered_from.name)} and a fresh one was started.")
 if runs.empty:
     st.info("No runs recorded yet: start one on the Fine-tune page.")
     st.page_link("pages/finetune.py", label="Go to Fine-tune")

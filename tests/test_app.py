@@ -216,6 +216,14 @@ def test_bad_checkpoint_upload_is_an_error_and_is_deleted(content, expected):
     assert expected in errors(at)
     assert any("No model is loaded" in i.value for i in at.info)
     assert list(uploads().folder.iterdir()) == [], "a refused upload is deleted at once"
+    writes = []
+    original = uploads().add
+    uploads().add = lambda *args: writes.append(args) or original(*args)
+    try:
+        at.run()  # any rerun, e.g. a slider moved: the same upload is not written and read again
+    finally:
+        del uploads().add
+    assert expected in errors(at) and writes == [] and list(uploads().folder.iterdir()) == []
 
 
 def _finetune_page(**settings) -> AppTest:

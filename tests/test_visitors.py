@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import zipfile
 
@@ -11,6 +12,7 @@ from cprune_core import CheckpointError
 from cprune_core.checkpoint import MODEL_FILES, model_files
 from ui.text import ZERO_WIDTH_SPACE, plain
 from ui.uploads import Uploads
+from ui.worker import keep_models_within
 
 
 @pytest.fixture
@@ -97,3 +99,16 @@ def test_visitor_text_is_escaped_so_markdown_shows_it_literally(text):
     assert shown == text  # what a reader sees is the text, unchanged
     assert not re.search(r"(?<!\\)[\[\]()<>*_`$:!#]", escaped)  # no markup character left unescaped
     assert not re.search(r"(?i)://|www\\?\.|@\w", escaped.replace("\\", ""))  # no bare address to autolink
+
+
+def test_saved_models_are_kept_within_their_budget_oldest_first_never_the_newest(tmp_path):
+
+    for age, name in enumerate(["old", "middle", "new"]):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.pt").write_bytes(b"x" * 1000)
+        os.utime(folder, (1000 + age, 1000 + age))
+    keep_models_within(tmp_path, 2000, newest=tmp_path / "new")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["middle", "new"]
+    keep_models_within(tmp_path, 10, newest=tmp_path / "new")
+    assert [path.name for path in tmp_path.iterdir()] == ["new"]

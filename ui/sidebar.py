@@ -39,6 +39,7 @@ def render() -> None:
         weights = st.radio("Weights", WEIGHT_SOURCES, format_func=WEIGHT_LABELS.get, key="weights",
                            horizontal=True)
         key = ModelKey(backbone, weights)
+        uploads().collect()  # files of sessions that have gone: not only when someone uploads
         if weights == "checkpoint":
             upload = st.file_uploader("State dict (.pt/.pth)", key="checkpoint_upload",
                                       help="torch.save(model.state_dict(), path) of this backbone; read with "
@@ -59,13 +60,23 @@ def render() -> None:
 
 
 def _keep_upload(backbone: str, upload) -> ModelKey | None:
-    """The uploaded checkpoint kept for this session (None, with the reason shown, when refused)."""
+    """The uploaded checkpoint kept for this session (None, with the reason shown, when refused). A file is
+    hashed, written and checked once: later reruns with the same upload reuse the verdict."""
+    seen = st.session_state.get("_checkpoint_seen")
+    if seen is not None and seen["file_id"] == upload.file_id and seen["backbone"] == backbone:
+        if seen["refused"]:
+            st.error(seen["refused"])
+            return None
+        return ModelKey(backbone, "checkpoint", seen["path"])
+    st.session_state["_checkpoint_seen"] = seen = {"file_id": upload.file_id, "backbone": backbone, "refused": "",
+                                                   "path": ""}
     try:
-        path = uploads().add(get_script_run_ctx().session_id, upload.name, upload.getvalue())
+        seen["path"] = str(uploads().add(get_script_run_ctx().session_id, upload.name, upload.getvalue()))
     except CheckpointError as exc:
-        st.error(plain(exc))
+        seen["refused"] = plain(exc)
+        st.error(seen["refused"])
         return None
-    return ModelKey(backbone, "checkpoint", str(path))
+    return ModelKey(backbone, "checkpoint", seen["path"])
 
 
 def _load(key: ModelKey) -> ModelKey | None:
@@ -81,8 +92,11 @@ def _load(key: ModelKey) -> ModelKey | None:
         st.error(plain(exc))
         st.button("Use random init instead", on_click=_use_random_weights)
         return None
-    except CheckpointError as exc:  # refused: the file goes at once
+    except CheckpointError as exc:  # refused: the file goes at once, and this upload is not read again
         uploads().reject(Path(key.checkpoint), get_script_run_ctx().session_id)
+        seen = st.session_state.get("_checkpoint_seen")
+        if seen is not None and seen["path"] == key.checkpoint:
+            seen["refused"] = plain(exc)
         st.error(plain(exc))
         return None
     status = bundle.loaded.weights_status

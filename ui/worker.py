@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 import traceback
@@ -234,9 +235,24 @@ def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callab
     else:
         if store.recovered_from is not None:
             on_event(MetricEvent(EventKind.PREPARE, message=f"The run store was damaged: it is kept as "
-                                                            f"{store.recovered_from} and a fresh one was started."))
+                                                            f"{store.recovered_from.name} and a fresh one was started."))
     save_dir: Path = models_dir() / uuid.uuid4().hex
     run_and_record(config, store, save_dir, stop, on_event, owner=owner, data_roots=data_roots())
+    keep_models_within(models_dir(), _setting("CPRUNE_MODELS_BUDGET_MB", 5120) * 2**20, newest=save_dir)
+
+
+def keep_models_within(folder: Path, budget_bytes: int, newest: Path) -> None:
+    """Delete the oldest saved models (folders of ``folder``) until the rest fit in ``budget_bytes``; never
+    ``newest``. Visitors' runs would otherwise fill the disk; a deleted model is no longer offered on Results."""
+    models = [path for path in folder.iterdir() if path.is_dir() and not path.is_symlink()] if folder.is_dir() else []
+    sizes = {path: sum(file.stat().st_size for file in path.iterdir() if file.is_file()) for path in models}
+    total = sum(sizes.values())
+    for path in sorted(models, key=lambda path: path.stat().st_mtime):
+        if total <= budget_bytes:
+            break
+        if path != newest:
+            shutil.rmtree(path, ignore_errors=True)
+            total -= sizes[path]
 
 
 @st.cache_resource
