@@ -13,12 +13,14 @@ import threading
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import ray
 import torch
 from tiny_data import make_tiny_folder
 
 from cprune_core import experiment
+from cprune_core.ablation import analyse_importance
 from cprune_core.cli import main
 from cprune_core.errors import ClusterError, ConfigError
 from cprune_core.schema import FinetuneConfig
@@ -287,6 +289,22 @@ def test_a_resume_on_ray_runs_nothing_the_second_time(executor, tiny_regime, tmp
     assert ended == [None]  # only the call before the first run: no run ended, none ran
     assert [row["test_acc"] for row in second] == [row["test_acc"] for row in first]
     assert len(store.list_runs()) == len(plan)
+
+
+def test_one_piece_of_work_runs_as_a_task_with_the_same_numbers(executor, tiny_regime):
+    """experiment importance's way: the whole analysis as one task, its result returned, identical to this
+    process's at equal threads; a CPruneError inside comes back as itself."""
+    config = replace(BASE, dataset="folder", dataset_root=tiny_regime.root, epochs=2, val_fraction=0.25,
+                     test_fraction=0.25)
+    settings = dict(seeds=2, resamples=50, criteria=("eigenvector", "l1", "random"))
+    local = experiment.LocalExecutor(threads=1).call(analyse_importance, config, **settings)
+    on_ray = executor.call(analyse_importance, config, **settings)
+    assert np.array_equal(on_ray.result.delta_loss, local.result.delta_loss)
+    assert {name: c.spearman for name, c in on_ray.correlations.items()} == \
+        {name: c.spearman for name, c in local.correlations.items()}
+    assert on_ray.sentence == local.sentence
+    with pytest.raises(ConfigError, match="no layer named"):
+        executor.call(analyse_importance, config, "nope", **settings)
 
 
 def test_a_cluster_too_small_for_one_run_is_refused(cluster):

@@ -11,11 +11,10 @@ from datetime import timedelta
 from tqdm import tqdm
 
 from .. import experiment
-from ..experiment.executors import threads_for
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
 from .importance import add_importance_command
-from .options import add_config_argument, open_store
+from .options import add_config_argument, add_executor_options, make_executor, open_store
 
 __all__ = ["add_experiment_command"]
 
@@ -53,31 +52,10 @@ def add_experiment_command(subparsers) -> None:
     parser.add_argument("--rerun", action="store_true",
                         help="Run again the planned runs that already finished in the run store (by default they "
                              "are skipped and their recorded results reported, so a killed grid resumes).")
-    cluster = parser.add_argument_group("where the runs execute")
-    cluster.add_argument("--executor", choices=experiment.EXECUTORS, default="local",
-                         help="local: one run after another in this process; ray: each run is a Ray task, on the "
-                              "cluster at --ray-address.")
-    cluster.add_argument("--ray-address", metavar="HOST:PORT",
-                         help="The Ray cluster's address (ray start --head prints it); default $RAY_ADDRESS, else a "
-                              "Ray started on this machine for the duration of the command.")
-    cluster.add_argument("--gpus-per-run", type=float, metavar="N",
-                         help="GPUs per run, fractions allowed (0.25: four head-only runs share a GPU); "
-                              "default 1 where the cluster has GPUs, else 0.")
-    cluster.add_argument("--cpus-per-run", type=float, metavar="N",
-                         help="CPUs per run, also its number of torch threads; default every core with --executor "
-                              "local, 1 with ray (Ray runs as many at once as the cluster holds). Give both executors "
-                              "the same value for identical numbers: 1 and 2 threads round differently.")
+    add_executor_options(parser, "run", local="one run after another in this process",
+                         ray="each run is a Ray task (as many at once as the cluster holds)")
     parser.set_defaults(handler=run_experiment_command)
     add_importance_command(names)
-
-
-def make_executor(args):
-    """The executor --executor names, not yet entered (entering a RayExecutor connects to the cluster)."""
-    if args.executor == "ray":
-        return experiment.RayExecutor(args.ray_address, cpus_per_run=1.0 if args.cpus_per_run is None else
-                                      args.cpus_per_run, gpus_per_run=args.gpus_per_run)
-    threads = None if args.cpus_per_run is None else threads_for(args.cpus_per_run)
-    return experiment.LocalExecutor(args.device, threads)
 
 
 def run_experiment_command(args) -> int:

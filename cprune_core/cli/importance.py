@@ -9,13 +9,12 @@ import time
 from tqdm import tqdm
 
 from ..ablation import DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, analyse_importance
-from ..device import describe_device, resolve_device
 from ..experiment import importance
 from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..importance import DEFAULT_TAU
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import DEFAULT_BACKBONE
-from .options import add_config_argument
+from .options import add_config_argument, add_executor_options, make_executor
 
 __all__ = ["add_importance_command"]
 
@@ -51,6 +50,8 @@ def add_importance_command(experiments) -> None:
                              f"resamples (instead of {DEFAULT_RESAMPLES}): for tests and for checking the set-up.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON on stdout (and nothing else).")
     parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
+    add_executor_options(parser, "task", local="in this process, with a progress bar",
+                         ray="the whole analysis as one Ray task (e.g. on a GPU node), without a progress bar")
     parser.set_defaults(handler=importance_command)
 
 
@@ -89,17 +90,23 @@ def importance_command(args: argparse.Namespace) -> int:
         f"--sample {args.sample}" if args.sample != DEFAULT_SAMPLE_SIZE else "",
         f"--tau {args.tau:g}" if args.tau != DEFAULT_TAU else "",
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "",
+        f"--executor {args.executor}" if args.executor != "local" else "",
+        f"--cpus-per-task {args.cpus_per_run:g}" if args.cpus_per_run is not None else "",
     ] if part)
     bar = ProgressBar()
     start = time.perf_counter()
-    try:
-        analysis = analyse_importance(config, args.layer, tau=args.tau, seeds=seeds, sample_size=args.sample,
-                                      resamples=resamples, progress=bar)
-    finally:
-        bar.close()
+    with make_executor(args) as executor:
+        where = executor.describe()
+        if args.executor == "ray":  # a task's progress does not come back: say where it went
+            print(f"Running the analysis on {where} …", file=sys.stderr)
+        try:
+            analysis = executor.call(analyse_importance, config, args.layer, tau=args.tau, seeds=seeds,
+                                     sample_size=args.sample, resamples=resamples,
+                                     progress=bar if args.executor == "local" else None)
+        finally:
+            bar.close()
     elapsed = time.perf_counter() - start
-    paths = importance.write_importance_report(analysis, out, command=command, elapsed_s=elapsed,
-                                               device=describe_device(resolve_device(args.device)))
+    paths = importance.write_importance_report(analysis, out, command=command, elapsed_s=elapsed, device=where)
     if args.json:
         print(json.dumps(importance.importance_json(analysis, elapsed), indent=2))
         return 0

@@ -1,6 +1,6 @@
 """What the commands share: options derived from FinetuneConfig's fields (one source for names,
-types, defaults, choices, ranges and help: the idea of transformers' HfArgumentParser), and
-opening the run store."""
+types, defaults, choices, ranges and help: the idea of transformers' HfArgumentParser), where
+an experiment's work executes (this process or a Ray cluster), and opening the run store."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +9,12 @@ import types
 import typing
 from typing import Any
 
+from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
 from ..schema import FinetuneConfig, config_options
 from ..store import RunStore
 
-__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "open_store"]
+__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "add_executor_options",
+           "make_executor", "open_store"]
 
 
 def comma_list(text: str) -> list[str]:
@@ -60,6 +62,32 @@ def config_from_args(args: argparse.Namespace, **changes: Any) -> FinetuneConfig
     config = FinetuneConfig(**{**values, **changes})
     config.validate()
     return config
+
+
+def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str, ray: str) -> None:
+    """--executor, --ray-address, --gpus-per-run, --cpus-per-run. ``unit``: what one task is (e.g. "run");
+    ``local``, ``ray``: what each executor does with the command's work, in words."""
+    cluster = parser.add_argument_group("where the work executes")
+    cluster.add_argument("--executor", choices=EXECUTORS, default="local",
+                         help=f"local: {local}; ray: {ray}, on the cluster at --ray-address.")
+    cluster.add_argument("--ray-address", metavar="HOST:PORT",
+                         help="The Ray cluster's address (ray start --head prints it); default $RAY_ADDRESS, else a "
+                              "Ray started on this machine for the duration of the command.")
+    cluster.add_argument(f"--gpus-per-{unit}", dest="gpus_per_run", type=float, metavar="N",
+                         help=f"GPUs per {unit}, fractions allowed (0.25: four head-only runs share a GPU); "
+                              "default 1 where the cluster has GPUs, else 0.")
+    cluster.add_argument(f"--cpus-per-{unit}", dest="cpus_per_run", type=float, metavar="N",
+                         help=f"CPUs per {unit}, also its number of torch threads; default every core with --executor "
+                              "local, 1 with ray. Give both executors the same value for identical numbers: 1 and 2 "
+                              "threads round differently.")
+
+
+def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
+    """The executor add_executor_options' options name, not yet entered (entering a RayExecutor connects)."""
+    if args.executor == "ray":
+        return RayExecutor(args.ray_address, cpus_per_run=1.0 if args.cpus_per_run is None else args.cpus_per_run,
+                           gpus_per_run=args.gpus_per_run)
+    return LocalExecutor(args.device, None if args.cpus_per_run is None else threads_for(args.cpus_per_run))
 
 
 def open_store(path: str | None) -> RunStore:

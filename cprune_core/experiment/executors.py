@@ -1,7 +1,8 @@
 """Where a grid's runs execute: in this process one after another (``LocalExecutor``), or as Ray
 tasks on a cluster (``RayExecutor``). Both take (index, config) jobs and yield an ``Outcome`` per
 run as it ends, in whatever order runs end; neither touches the run store (the driver,
-``grid.run_plan``, records each outcome in one transaction when it arrives).
+``grid.run_plan``, records each outcome in one transaction when it arrives). ``call`` runs one
+piece of work the same way (one task with one run's resources): experiment importance.
 
 Ray is imported only when a ``RayExecutor`` is entered, so the command line and the app never
 pay for it. Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs
@@ -25,11 +26,11 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol, TypeVar
 
 import torch
 
@@ -43,6 +44,7 @@ __all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCa
            "threads_for", "probe_address"]
 
 EXECUTORS = ("local", "ray")
+T = TypeVar("T")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
 PROBE_TIMEOUT_S = 5.0
 # A gRPC client's first words on a plain connection (RFC 9113 section 3.4): the preface and an empty SETTINGS
@@ -76,6 +78,10 @@ class Executor(Protocol):
     def run(self, jobs: list[Job]) -> Iterator[Outcome]:
         """Run every job, yielding each one's Outcome as it ends."""
 
+    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+        """``function(*args, **kwargs)`` as one task where runs execute (one run's CPUs and GPUs), its
+        result returned: a command whose work is one piece (experiment importance)."""
+
     def describe(self) -> str:
         """Where the runs execute, in words, for the report."""
 
@@ -86,14 +92,19 @@ def run_config(config: FinetuneConfig, threads: int | None = None,
     CPU threads during this run (None: as they are). The number matters for the numbers: CPU kernels
     split their sums by thread, so the same run on 1 and on 2 threads rounds differently.
     ``feature_cache``: where frozen features are kept (None: this process's memory)."""
+    result = _with_threads(threads, run_and_record, config, None, kind="experiment", feature_cache=feature_cache)
+    return result.summary, result.history
+
+
+def _with_threads(threads: int | None, function: Callable[..., T], *args, **kwargs) -> T:
+    """``function(*args, **kwargs)`` on ``threads`` torch threads (None: as they are), restored after."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        result = run_and_record(config, None, kind="experiment", feature_cache=feature_cache)
+        return function(*args, **kwargs)
     finally:
         torch.set_num_threads(previous)
-    return result.summary, result.history
 
 
 def threads_for(cpus_per_run: float) -> int:
@@ -130,6 +141,9 @@ class LocalExecutor:
             summary, history = run_config(config, self.threads)
             yield Outcome(index, summary, history, host=socket.gethostname())
 
+    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+        return _with_threads(self.threads, function, *args, **kwargs)
+
 
 class NodeFeatureCache(FeatureCache):
     """Frozen features in this process's memory and on its node's disk (``paths.features_dir()`` of the
@@ -151,6 +165,11 @@ def _run_on_worker(config: FinetuneConfig, threads: int) -> tuple[RunSummary, li
 
     summary, history = run_config(config, threads, NODE_FEATURES)
     return summary, history, socket.gethostname(), ray.get_runtime_context().get_node_id()
+
+
+def _call_on_worker(function: Callable[..., T], threads: int, args: tuple, kwargs: dict) -> T:
+    """The Ray task of ``RayExecutor.call``."""
+    return _with_threads(threads, function, *args, **kwargs)
 
 
 def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -277,6 +296,20 @@ class RayExecutor:
                 f"{self._resources.get('GPU', 0):g} GPUs; {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU "
                 f"per run, {self.slots} at once)")
 
+    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        task = ray.remote(_call_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                                                   max_retries=1)  # a worker that dies is replaced once
+        try:
+            return ray.get(task.remote(function, self.threads, args, kwargs))
+        except RayTaskError as error:
+            _raise_here(error)
+        except RayError as error:
+            raise ClusterError(f"The worker running it died twice; last: {type(error).__name__}: "
+                               f"{_first_line(error)}") from None
+
     def run(self, jobs: list[Job]) -> Iterator[Outcome]:
         import ray
         from ray.exceptions import RayError, RayTaskError
@@ -289,10 +322,8 @@ class RayExecutor:
             index, config, retried_after = pending.pop(ready)
             try:
                 summary, history, host, node = ray.get(ready)
-            except RayTaskError as error:  # raised here as the local executor would
-                if isinstance(error.cause, CPruneError):  # its one-line message, for the command line
-                    raise error.cause from None
-                raise error.as_instanceof_cause() from None  # a bug: with the worker's traceback
+            except RayTaskError as error:
+                _raise_here(error)
             except RayError as error:  # the worker died: killed, out of memory, or its node was lost
                 reason = f"{type(error).__name__}: {_first_line(error)}"
                 if not retried_after:
@@ -301,6 +332,14 @@ class RayExecutor:
                 summary, history, host, node = RunSummary(
                     RunStatus.FAILED, f"The worker running it died twice; last: {reason}"), [], None, None
             yield Outcome(index, summary, history, retried_after, host, node)
+
+
+def _raise_here(error) -> NoReturn:
+    """A task's exception (a RayTaskError) raised in the driver as this process would have: a CPruneError as
+    itself, for its one-line message; anything else, a bug, with the worker's traceback."""
+    if isinstance(error.cause, CPruneError):
+        raise error.cause from None
+    raise error.as_instanceof_cause() from None
 
 
 def _first_line(error: BaseException) -> str:
