@@ -101,6 +101,13 @@ class RunStore:
             self._open()
         self.mark_interrupted()
 
+    @property
+    def recovery_note(self) -> str | None:
+        """A page's sentence when a damaged store was set aside (its file name only), else None."""
+        if self.recovered_from is None:
+            return None
+        return f"The run store was damaged: it is kept as {self.recovered_from.name} and a fresh one was started."
+
     def _open(self) -> None:
         if self.path.is_dir():
             raise StoreError(f"The run store {self.path} is a folder, not a file. Name a file with --store FILE "

@@ -27,8 +27,8 @@ try:
 except StoreError as error:
     st.error(plain(error))
     st.stop()
-if store.recovered_from is not None:
-    st.warning(f"The run store was damaged: it is kept as {plain(store.recovered_from.name)} and a fresh one was started.")
+if store.recovery_note:
+    st.warning(plain(store.recovery_note))
 if runs.empty:
     st.info("No runs recorded yet: start one on the Fine-tune page.")
     st.page_link("pages/finetune.py", label="Go to Fine-tune")
@@ -82,16 +82,20 @@ else:
     run_id = st.selectbox("Run", saved["id"], key="download_run",
                           format_func=lambda i: f"#{i} · {saved.set_index('id').loc[i, 'mode']} · "
                                                 f"{saved.set_index('id').loc[i, 'backbone']}")
-    folder = Path(saved.set_index("id").loc[run_id, "model_dir"])
+    files = model_files(Path(saved.set_index("id").loc[run_id, "model_dir"]))  # its own files, nothing else
 
     def zipped() -> bytes:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
-            for file in model_files(folder):  # the model's own files only, whatever else lies in its folder
+            for file in files:
                 archive.write(file, file.name)
         return buffer.getvalue()
 
-    st.download_button("Download model (zip: model.pt + model.json)", zipped, file_name=f"cprune-run-{run_id}.zip",
-                       mime="application/zip", key="model_zip", on_click="ignore")
-    st.caption("Reload it with cprune_core.checkpoint.load_model(folder) after unzipping; the weights are a plain "
-               "state dict (torch.load(..., weights_only=True)).")
+    if not files:
+        st.caption("This model's files are gone: the server keeps saved models within its space budget.")
+    else:
+        st.download_button("Download model (zip: model.pt + model.json)", zipped,
+                           file_name=f"cprune-run-{run_id}.zip", mime="application/zip", key="model_zip",
+                           on_click="ignore")
+        st.caption("Reload it with cprune_core.checkpoint.load_model(folder) after unzipping; the weights are a "
+                   "plain state dict (torch.load(..., weights_only=True)).")

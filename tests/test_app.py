@@ -273,23 +273,37 @@ def test_finetune_baseline_and_pruned_to_the_end():
     assert not other.dataframe or not set(other.dataframe[0].value["id"]) & set(runs["id"])
 
 
-def test_models_saved_by_the_command_line_are_not_offered_to_visitors(monkeypatch, tmp_path):
-    """A command-line run is listed (no owner), but its --save folder is its user's: no download."""
+def test_only_the_visitors_own_models_saved_by_the_app_are_offered(monkeypatch, tmp_path):
+    """A model is offered for download only when its run is this visitor's AND it lies in the app's models
+    folder: a command-line run's --save folder, or a run of theirs pointing elsewhere, is not."""
     from cprune_core import RunStore
+    from cprune_core.paths import models_dir
     from cprune_core.schema import RunStatus, RunSummary
 
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
-    private = tmp_path / "private-model"
-    private.mkdir()
-    (private / "model.json").write_text("{}")
-    (private / "model.pt").write_bytes(b"secret")
-    store = RunStore()
-    run_id = store.record_run(FinetuneConfig().to_dict(), RunSummary(RunStatus.FINISHED, "done", test_acc=0.5), [])
-    store.set_model_dir(run_id, private)
     at = open_app("results")
-    assert list(at.dataframe[0].value["id"]) == [run_id]
+    me = at.session_state["_visitor"]
+
+    def saved_model(folder: Path, owner: str | None) -> int:
+        folder.mkdir(parents=True)
+        (folder / "model.json").write_text("{}")
+        (folder / "model.pt").write_bytes(b"weights")
+        store = RunStore()
+        run_id = store.record_run(FinetuneConfig().to_dict(), RunSummary(RunStatus.FINISHED, "done", test_acc=0.5),
+                                  [], owner=owner)
+        store.set_model_dir(run_id, folder)
+        return run_id
+
+    mine_elsewhere = saved_model(tmp_path / "private-model", owner=me)
+    command_line_in_models = saved_model(models_dir() / "cli-run", owner=None)
+    at.run()
+    assert set(at.dataframe[0].value["id"]) == {mine_elsewhere, command_line_in_models}  # both listed
     assert not any(box.key == "download_run" for box in at.selectbox)
     assert any("No saved model of yours yet" in c.value for c in at.caption)
+
+    mine = saved_model(models_dir() / "mine", owner=me)
+    at.run()
+    assert at.selectbox(key="download_run").value == mine and len(at.selectbox(key="download_run").options) == 1
 
 
 def test_results_page_with_no_runs(monkeypatch, tmp_path):

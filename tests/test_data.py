@@ -15,7 +15,7 @@ from torchvision.datasets import Flowers102
 
 from cprune_core import data
 from cprune_core.data import collate_skip_bad, indexing, load_dataset, tf_flowers
-from cprune_core.data.download import download_lock
+from cprune_core.data.download import LOCK_FILE, download_lock
 from cprune_core.data.roots import NOT_ALLOWED, data_roots
 from cprune_core.errors import ConfigError, DatasetError, PathNotAllowedError, StopRequested, UnreadableImageError
 from cprune_core.paths import ASSETS_DIR, SHARED_FLOWERS
@@ -228,7 +228,7 @@ def test_tf_flowers_offline_suggests_a_local_folder(tmp_path, monkeypatch):
 
     message = str(error.value)
     assert "failed" in message and "local folder" in message and "flowers128" in message
-    assert list(tmp_path.iterdir()) == []  # no partial download left behind
+    assert [path.name for path in tmp_path.iterdir()] == [LOCK_FILE]  # no partial download left behind
 
 
 def test_tf_flowers_download_is_cached(tmp_path, monkeypatch):
@@ -245,7 +245,7 @@ def test_tf_flowers_download_is_cached(tmp_path, monkeypatch):
     assert calls == [tf_flowers.URL]
     assert first.classes == again.classes == ["daisy", "tulip"]
     assert first.root == tmp_path / "flower_photos"
-    assert [p.name for p in tmp_path.iterdir()] == ["flower_photos"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "flower_photos"]
 
 
 def test_tf_flowers_without_download_does_not_fetch(tmp_path, monkeypatch):
@@ -634,3 +634,13 @@ def test_the_download_lock_lets_one_downloader_in_at_a_time(tmp_path):
         order.append("first done")
     waiting.join()
     assert order == ["first done", "second"]
+
+
+def test_a_dataset_already_there_does_not_wait_for_a_download_in_progress(tmp_path):
+    make_image_folder(tmp_path / "flower_photos", {"daisy": 3, "tulip": 3})
+    loaded = []
+    with download_lock(tmp_path):  # another run is downloading something into this cache
+        reader = threading.Thread(target=lambda: loaded.append(load_dataset("tf-flowers", cache_dir=tmp_path)))
+        reader.start()
+        reader.join(timeout=60)
+        assert loaded and loaded[0].classes == ["daisy", "tulip"]

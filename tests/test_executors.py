@@ -187,10 +187,11 @@ def test_runs_spread_over_both_nodes_and_workers_run_this_checkout(executor, tin
     def package_file():
         import cprune_core
 
-        return cprune_core.__file__
+        return cprune_core.__file__, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
 
-    assert ray.get(package_file.remote()) == experiment.executors.__file__.replace("experiment/executors.py",
-                                                                                   "__init__.py")
+    imported, first_on_path = ray.get(package_file.remote())
+    assert imported == experiment.executors.__file__.replace("experiment/executors.py", "__init__.py")
+    assert first_on_path == experiment.executors.CODE_ROOT  # the driver's checkout, whatever the worker's folder
 
 
 def test_local_and_ray_executors_give_identical_numbers(executor, tiny_regime, tmp_path):

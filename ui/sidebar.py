@@ -62,21 +62,23 @@ def render() -> None:
 def _keep_upload(backbone: str, upload) -> ModelKey | None:
     """The uploaded checkpoint kept for this session (None, with the reason shown, when refused). A file is
     hashed, written and checked once: later reruns with the same upload reuse the verdict."""
+    session = get_script_run_ctx().session_id
     seen = st.session_state.get("_checkpoint_seen")
     if seen is not None and seen["file_id"] == upload.file_id and seen["backbone"] == backbone:
-        if seen["refused"]:
+        if seen["refused"]:  # its contents were refused: they will not change
             st.error(seen["refused"])
             return None
-        return ModelKey(backbone, "checkpoint", seen["path"])
-    st.session_state["_checkpoint_seen"] = seen = {"file_id": upload.file_id, "backbone": backbone, "refused": "",
-                                                   "path": ""}
+        if uploads().hold(Path(seen["path"]), session):  # still kept (a session that dropped a while may lose it)
+            return ModelKey(backbone, "checkpoint", seen["path"])
+    st.session_state.pop("_checkpoint_seen", None)
     try:
-        seen["path"] = str(uploads().add(get_script_run_ctx().session_id, upload.name, upload.getvalue()))
-    except CheckpointError as exc:
-        seen["refused"] = plain(exc)
-        st.error(seen["refused"])
+        path = str(uploads().add(session, upload.name, upload.getvalue()))
+    except CheckpointError as exc:  # too large, or no space left for now: asked again at the next run
+        st.error(plain(exc))
         return None
-    return ModelKey(backbone, "checkpoint", seen["path"])
+    st.session_state["_checkpoint_seen"] = {"file_id": upload.file_id, "backbone": backbone, "refused": "",
+                                            "path": path}
+    return ModelKey(backbone, "checkpoint", path)
 
 
 def _load(key: ModelKey) -> ModelKey | None:

@@ -55,10 +55,13 @@ class Uploads:
             self._users.setdefault(path, set()).add(user)
         return path
 
-    def hold(self, path: Path, holder: str) -> None:
-        """Keep ``path`` while ``holder`` (e.g. a launch) uses it."""
+    def hold(self, path: Path, holder: str) -> bool:
+        """Keep ``path`` while ``holder`` (a launch, or a session again) uses it; False when it is already gone."""
         with self._lock:
+            if not path.is_file():
+                return False
             self._users.setdefault(path, set()).add(holder)
+            return True
 
     def reject(self, path: Path, user: str) -> None:
         """``user``'s upload was refused: forget it, and delete the file unless someone else still uses it."""

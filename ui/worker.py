@@ -13,6 +13,7 @@ Stopping a queued launch takes it out of the queue; stopping a running one ends 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -224,38 +225,50 @@ class RunQueue:
 
 
 def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callable[[MetricEvent], None],
-                 owner: str) -> None:
+                 owner: str, *, models_budget: int) -> None:
     """Run ``config`` with the dataset confined to the data roots, recorded in the run store as ``owner``'s,
-    its model saved in a new folder of models_dir(). A store that cannot be used does not stop the run."""
+    its model saved in a new folder of models_dir(), then the saved models kept within ``models_budget`` bytes.
+    A store that cannot be used does not stop the run."""
     try:
         store = RunStore()
     except StoreError as error:
         store = None
         on_event(MetricEvent(EventKind.PREPARE, message=f"This run is not recorded: {error}"))
     else:
-        if store.recovered_from is not None:
-            on_event(MetricEvent(EventKind.PREPARE, message=f"The run store was damaged: it is kept as "
-                                                            f"{store.recovered_from.name} and a fresh one was started."))
+        if store.recovery_note:
+            on_event(MetricEvent(EventKind.PREPARE, message=store.recovery_note))
     save_dir: Path = models_dir() / uuid.uuid4().hex
     run_and_record(config, store, save_dir, stop, on_event, owner=owner, data_roots=data_roots())
-    keep_models_within(models_dir(), _setting("CPRUNE_MODELS_BUDGET_MB", 5120) * 2**20, newest=save_dir)
+    keep_models_within(models_dir(), models_budget, newest=save_dir)
+
+
+_models_lock = threading.Lock()  # one clean-up at a time (several runs may end together)
 
 
 def keep_models_within(folder: Path, budget_bytes: int, newest: Path) -> None:
-    """Delete the oldest saved models (folders of ``folder``) until the rest fit in ``budget_bytes``; never
-    ``newest``. Visitors' runs would otherwise fill the disk; a deleted model is no longer offered on Results."""
-    models = [path for path in folder.iterdir() if path.is_dir() and not path.is_symlink()] if folder.is_dir() else []
-    sizes = {path: sum(file.stat().st_size for file in path.iterdir() if file.is_file()) for path in models}
-    total = sum(sizes.values())
-    for path in sorted(models, key=lambda path: path.stat().st_mtime):
-        if total <= budget_bytes:
-            break
-        if path != newest:
-            shutil.rmtree(path, ignore_errors=True)
-            total -= sizes[path]
+    """Delete the oldest saved models (folders of ``folder``, by the time they were saved) until the rest fit
+    in ``budget_bytes``; never ``newest``, nor a model saved in the last minute (another run's, just
+    written). Visitors' runs would otherwise fill the disk; a deleted model is no longer offered on Results."""
+    with _models_lock:
+        sizes: dict[Path, tuple[float, int]] = {}
+        for path in folder.iterdir() if folder.is_dir() else []:
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    sizes[path] = (path.stat().st_mtime, sum(f.stat().st_size for f in path.iterdir() if f.is_file()))
+            except OSError:  # gone meanwhile
+                continue
+        total = sum(size for _, size in sizes.values())
+        recent = time.time() - 60
+        for path, (saved, size) in sorted(sizes.items(), key=lambda item: item[1][0]):
+            if total <= budget_bytes:
+                break
+            if path != newest and saved < recent:
+                shutil.rmtree(path, ignore_errors=True)
+                total -= size
 
 
 @st.cache_resource
 def run_queue() -> RunQueue:
     """The server's one queue."""
-    return RunQueue(recorded_run, _setting("CPRUNE_CONCURRENT_RUNS", 1), _setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2))
+    runner = functools.partial(recorded_run, models_budget=_setting("CPRUNE_MODELS_BUDGET_MB", 5120) * 2**20)
+    return RunQueue(runner, _setting("CPRUNE_CONCURRENT_RUNS", 1), _setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2))

@@ -14,7 +14,7 @@ from .. import experiment
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
 from .importance import add_importance_command
-from .options import add_config_argument, add_executor_options, make_executor, open_store
+from .options import add_config_argument, add_executor_options, executor_flags, make_executor, open_store
 
 __all__ = ["add_experiment_command"]
 
@@ -72,8 +72,7 @@ def run_experiment_command(args) -> int:
             f"--epochs {args.epochs}" if args.epochs else "",
             f"--image-size {args.image_size}" if args.image_size != experiment.DEFAULT_IMAGE_SIZE else "",
             f"--train-scope {args.train_scope}" if args.train_scope != "suffix" else "",
-            f"--executor {args.executor}" if args.executor != "local" else "",
-            f"--cpus-per-run {args.cpus_per_run:g}" if args.cpus_per_run is not None else "",
+            *executor_flags(args),
         ] if part)
     store = None if args.no_record else open_store(None)
     start = time.perf_counter()

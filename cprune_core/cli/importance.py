@@ -14,7 +14,7 @@ from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..importance import DEFAULT_TAU
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import DEFAULT_BACKBONE
-from .options import add_config_argument, add_executor_options, make_executor
+from .options import add_config_argument, add_executor_options, executor_flags, make_executor
 
 __all__ = ["add_importance_command"]
 
@@ -90,8 +90,7 @@ def importance_command(args: argparse.Namespace) -> int:
         f"--sample {args.sample}" if args.sample != DEFAULT_SAMPLE_SIZE else "",
         f"--tau {args.tau:g}" if args.tau != DEFAULT_TAU else "",
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "",
-        f"--executor {args.executor}" if args.executor != "local" else "",
-        f"--cpus-per-task {args.cpus_per_run:g}" if args.cpus_per_run is not None else "",
+        *executor_flags(args),
     ] if part)
     bar = ProgressBar()
     start = time.perf_counter()

@@ -14,7 +14,7 @@ from ..schema import FinetuneConfig, config_options
 from ..store import RunStore
 
 __all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "add_executor_options",
-           "make_executor", "open_store"]
+           "make_executor", "executor_flags", "open_store"]
 
 
 def comma_list(text: str) -> list[str]:
@@ -67,6 +67,7 @@ def config_from_args(args: argparse.Namespace, **changes: Any) -> FinetuneConfig
 def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str, ray: str) -> None:
     """--executor, --ray-address, --gpus-per-run, --cpus-per-run. ``unit``: what one task is (e.g. "run");
     ``local``, ``ray``: what each executor does with the command's work, in words."""
+    parser.set_defaults(executor_unit=unit)  # for make_executor and executor_flags
     cluster = parser.add_argument_group("where the work executes")
     cluster.add_argument("--executor", choices=EXECUTORS, default="local",
                          help=f"local: {local}; ray: {ray}, on the cluster at --ray-address.")
@@ -84,10 +85,20 @@ def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str,
 
 def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
     """The executor add_executor_options' options name, not yet entered (entering a RayExecutor connects)."""
+    unit = args.executor_unit
     if args.executor == "ray":
         return RayExecutor(args.ray_address, cpus_per_run=1.0 if args.cpus_per_run is None else args.cpus_per_run,
-                           gpus_per_run=args.gpus_per_run)
-    return LocalExecutor(args.device, None if args.cpus_per_run is None else threads_for(args.cpus_per_run))
+                           gpus_per_run=args.gpus_per_run, unit=unit)
+    return LocalExecutor(args.device, None if args.cpus_per_run is None else threads_for(args.cpus_per_run, unit))
+
+
+def executor_flags(args: argparse.Namespace) -> list[str]:
+    """add_executor_options' options as given, for a report's command line."""
+    unit = args.executor_unit
+    return [f"--executor {args.executor}" if args.executor != "local" else "",
+            f"--ray-address {args.ray_address}" if args.ray_address else "",
+            f"--gpus-per-{unit} {args.gpus_per_run:g}" if args.gpus_per_run is not None else "",
+            f"--cpus-per-{unit} {args.cpus_per_run:g}" if args.cpus_per_run is not None else ""]
 
 
 def open_store(path: str | None) -> RunStore:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..errors import DatasetError
 
-__all__ = ["download_errors", "download_lock"]
+__all__ = ["download_errors", "download_lock", "LOCK_FILE"]
+
+LOCK_FILE = ".download.lock"  # hidden: indexing skips it
 
 # What torchvision's download and extraction helpers raise offline, on a broken or partial file.
 DOWNLOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile)
@@ -28,18 +30,23 @@ def download_errors(what: str, advice: str) -> Iterator[None]:
 
 
 @contextmanager
-def download_lock(cache_dir: Path) -> Iterator[None]:
-    """Hold ``cache_dir`` locked (flock on the folder itself, which leaves no file behind): the runs of a
-    node (Ray tasks, app workers) that need a dataset wait for the first one's download instead of
-    downloading it side by side. The kernel releases the lock when its holder dies."""
+def download_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s download lock (flock on its ``.download.lock`` file): the runs of a node (Ray tasks,
+    app workers) that need a dataset wait for the first one's download instead of downloading it side by
+    side. The kernel releases the lock when its holder dies. A file system without locks (some network
+    ones) is a DatasetError that says so."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        folder = os.open(cache_dir, os.O_RDONLY)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise DatasetError(f"The dataset cache {cache_dir} cannot be written ({error.strerror}). Set CPRUNE_HOME to a "
+        raise DatasetError(f"The dataset folder {folder} cannot be written ({error.strerror}). Set CPRUNE_HOME to a "
                            "writable folder, or pass the dataset's folder as root.") from error
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as error:
+            raise DatasetError(f"{folder} cannot be locked for a download ({error.strerror}): download the dataset "
+                               "once by hand (or on one node), then run again.") from error
         yield
     finally:
-        os.close(folder)
+        os.close(lock)

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,17 +113,16 @@ def load_dataset(
     root = existing_dir(root, roots=roots) if root is not None else None
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
     visitor_folder = roots is not None and root is not None
-    # A visitor's folder is only read: a download into it would let anyone fill any data folder.
-    download = download and not visitor_folder
-    downloading = source.needs_download and download
-    with download_lock(root or cache_dir) if downloading else nullcontext():
-        try:
-            data_folder = source.locate(root, cache_dir, download)
-        except DatasetError as error:
-            if visitor_folder and source.needs_download:
-                raise DatasetError(f"{error} The app downloads datasets only into its own cache: leave the "
-                                   "folder empty to download there.") from error
+    try:
+        data_folder = source.locate(root, cache_dir, False)  # already there: no lock, no wait
+    except DatasetError as error:
+        if visitor_folder and source.needs_download:  # a visitor's folder is only read: anyone could fill it
+            raise DatasetError(f"{error} The app downloads datasets only into its own cache: leave the "
+                               "folder empty to download there.") from error
+        if not (source.needs_download and download):
             raise
+        with download_lock(root or cache_dir):  # the first downloader; the others then find it there
+            data_folder = source.locate(root, cache_dir, True)
     if visitor_folder:  # where indexing starts (root, or a folder below it that may be a link)
         data_folder = confine(data_folder, roots)
     index = source.index(data_folder, roots=roots, stop=stop)

@@ -52,7 +52,9 @@ PROBE_TIMEOUT_S = 5.0
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 HTTP2_SETTINGS = 4  # the frame type, the 4th byte of a frame header
 CONNECT_ATTEMPTS = 5
-START_ADVICE = "Start it with `ray start --head` on its head node, or correct --ray-address (or RAY_ADDRESS)."
+START_ADVICE = ("Start it with `ray start --head` on its head node and run this command on a node of the cluster "
+                "(the head, or one that joined with `ray start --address=...`), or correct --ray-address (or "
+                "RAY_ADDRESS).")
 # The folder that holds the driver's cprune_core: first on every worker's Python path, so a node with
 # the same checkout at the same path runs the driver's code rather than another installed version.
 CODE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -107,11 +109,11 @@ def _with_threads(threads: int | None, function: Callable[..., T], *args, **kwar
         torch.set_num_threads(previous)
 
 
-def threads_for(cpus_per_run: float) -> int:
+def threads_for(cpus_per_run: float, unit: str = "run") -> int:
     """The torch threads of a run given ``cpus_per_run`` CPUs: its whole CPUs, at least one (ConfigError
     unless positive)."""
     if not cpus_per_run > 0:
-        raise ConfigError(f"--cpus-per-run must be positive, got {cpus_per_run:g}.")
+        raise ConfigError(f"--cpus-per-{unit} must be positive, got {cpus_per_run:g}.")
     return max(1, math.floor(cpus_per_run))
 
 
@@ -232,11 +234,14 @@ class RayExecutor:
     """Runs each job as a Ray task: on the cluster at ``address`` (default $RAY_ADDRESS), else on a
     Ray started on this machine for the duration (``with RayExecutor(...) as executor``)."""
 
-    def __init__(self, address: str | None = None, *, cpus_per_run: float = 1.0, gpus_per_run: float | None = None):
-        """``gpus_per_run`` None: one GPU per run where the cluster has GPUs, else none."""
-        self.threads = threads_for(cpus_per_run)
+    def __init__(self, address: str | None = None, *, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
+                 unit: str = "run"):
+        """``gpus_per_run`` None: one GPU per run where the cluster has GPUs, else none. ``unit``: what one task
+        is called in messages and option names ("run": --cpus-per-run; "task": --cpus-per-task)."""
+        self.unit = unit
+        self.threads = threads_for(cpus_per_run, unit)
         if gpus_per_run is not None and (gpus_per_run < 0 or (gpus_per_run > 1 and gpus_per_run != int(gpus_per_run))):
-            raise ConfigError(f"--gpus-per-run must be a fraction up to 1 (several runs share a GPU) or a whole "
+            raise ConfigError(f"--gpus-per-{unit} must be a fraction up to 1 (several tasks share a GPU) or a whole "
                               f"number, got {gpus_per_run:g}.")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
@@ -247,13 +252,14 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
-            if self.address not in (None, "auto", "local"):
+            remote = self.address not in (None, "auto", "local")  # not a Ray on this very machine
+            if remote:
                 probe_address(self.address)
             runtime_env = {"env_vars": {"PYTHONPATH": CODE_ROOT,
                                         # Hide the GPUs from a task that was given none (Ray leaves them visible).
                                         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
             try:
-                with _connecting_quietly() if self.address else nullcontext():
+                with _connecting_quietly() if remote else nullcontext():
                     ray.init(address=self.address, runtime_env=runtime_env, logging_level="WARNING",
                              **({} if self.address else {"include_dashboard": False}))
             except (ConnectionError, RuntimeError) as error:
@@ -270,8 +276,8 @@ class RayExecutor:
             self.__exit__()
             raise ClusterError(f"No node of the Ray cluster can hold one run ({self.cpus_per_run:g} CPUs, "
                                f"{self.gpus_per_run:g} GPUs); all together they have {self._resources.get('CPU', 0):g} "
-                               f"CPUs and {self._resources.get('GPU', 0):g} GPUs. Lower --cpus-per-run or "
-                               "--gpus-per-run, or add nodes.")
+                               f"CPUs and {self._resources.get('GPU', 0):g} GPUs. Lower --cpus-per-{self.unit} or "
+                               f"--gpus-per-{self.unit}, or add nodes.")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -294,7 +300,7 @@ class RayExecutor:
         nodes = sum(node["Alive"] for node in ray.nodes())
         return (f"a Ray cluster of {nodes} node{'s' * (nodes != 1)} ({self._resources.get('CPU', 0):g} CPUs, "
                 f"{self._resources.get('GPU', 0):g} GPUs; {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU "
-                f"per run, {self.slots} at once)")
+                f"per {self.unit}, {self.slots} at once)")
 
     def call(self, function: Callable[..., T], *args, **kwargs) -> T:
         import ray
@@ -306,9 +312,10 @@ class RayExecutor:
             return ray.get(task.remote(function, self.threads, args, kwargs))
         except RayTaskError as error:
             _raise_here(error)
+        except _worker_deaths() as error:
+            raise ClusterError(f"The worker running it died twice; last: {_reason(error)}") from None
         except RayError as error:
-            raise ClusterError(f"The worker running it died twice; last: {type(error).__name__}: "
-                               f"{_first_line(error)}") from None
+            raise ClusterError(f"Ray could not run it: {_reason(error)}") from None
 
     def run(self, jobs: list[Job]) -> Iterator[Outcome]:
         import ray
@@ -324,13 +331,15 @@ class RayExecutor:
                 summary, history, host, node = ray.get(ready)
             except RayTaskError as error:
                 _raise_here(error)
-            except RayError as error:  # the worker died: killed, out of memory, or its node was lost
-                reason = f"{type(error).__name__}: {_first_line(error)}"
+            except _worker_deaths() as error:  # killed, out of memory, or its node was lost
+                reason = _reason(error)
                 if not retried_after:
                     pending[task.remote(config, self.threads)] = (index, config, reason)
                     continue
                 summary, history, host, node = RunSummary(
                     RunStatus.FAILED, f"The worker running it died twice; last: {reason}"), [], None, None
+            except RayError as error:  # the same for every run: end the grid with it
+                raise ClusterError(f"Ray could not run a {self.unit}: {_reason(error)}") from None
             yield Outcome(index, summary, history, retried_after, host, node)
 
 
@@ -340,6 +349,18 @@ def _raise_here(error) -> NoReturn:
     if isinstance(error.cause, CPruneError):
         raise error.cause from None
     raise error.as_instanceof_cause() from None
+
+
+def _worker_deaths() -> tuple[type[Exception], ...]:
+    """Ray's errors for a task whose worker process or node went away: worth running the task once more. Any
+    other Ray error (an environment that cannot be set up, a task no node can take) would only fail again."""
+    from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, WorkerCrashedError
+
+    return WorkerCrashedError, NodeDiedError, OutOfMemoryError, ObjectLostError
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {_first_line(error)}"
 
 
 def _first_line(error: BaseException) -> str:
