@@ -72,9 +72,8 @@ from cprune_core.device import Precision, describe_device, resolve_device
 from cprune_core.engine import Finetuner, train_epochs
 from cprune_core.errors import ConfigError
 from cprune_core.features import TensorBatches
-from cprune_core.graph import cosine_similarity, threshold_adjacency
+from cprune_core.graph import adjacency_for
 from cprune_core.importance import make_criterion
-from cprune_core.layers import weight_vectors
 from cprune_core.paths import SHARED_FLOWERS
 from cprune_core.progress import Progress
 from cprune_core.pruning import keep_count, kept_indices, prune_model
@@ -176,7 +175,7 @@ def graph_scores(layer: nn.Module, setup: Setup) -> tuple[torch.Tensor, float, f
     """Centrality scores of ``layer`` on its device, the whole pipeline's seconds and the centrality's."""
     setup.synchronize()
     start = time.perf_counter()
-    adjacency = threshold_adjacency(cosine_similarity(weight_vectors(layer)), GRAPH_TAU, inplace=True)
+    adjacency = adjacency_for(layer, GRAPH_TAU)
     setup.synchronize()
     centrality_start = time.perf_counter()
     scores = eigenvector_centrality(adjacency)

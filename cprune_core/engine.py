@@ -189,8 +189,6 @@ class Finetuner:
             raise DatasetError(f"{config.dataset} has no training images after the split.")
 
         yield self._prepare(f"Building {config.backbone} ({config.weights})")
-        # Random init too depends on the seed only, not on what ran before in this process.
-        torch.manual_seed(config.seed)
         model = load_backbone(config.backbone, config.weights, config.checkpoint).model
         if config.mode == "pruned":
             yield self._prepare(f"Pruning with {config.criterion} (keep {config.keep:g})")

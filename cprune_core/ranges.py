@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Range", "TAU", "KEEP", "FRACTION", "choose"]
+__all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "choose"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Range:
 TAU = Range(0.0, 1.0, high_open=True)  # similarity threshold: an edge needs cosine similarity > tau
 KEEP = Range(0.0, 1.0, low_open=True)  # fraction of a layer's neurons kept
 FRACTION = Range(0.0, 1.0, high_open=True)  # share of each class held out for validation or test
+SEEDS = Range(1, 1000, integer=True)  # how many seeds (0..N-1): of a grid, or of the random criterion
 
 
 def choose(value: Any, options: Collection, what: str) -> Any:

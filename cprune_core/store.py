@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 ADDED_COLUMNS = (("owner", "TEXT"), ("run_key", "TEXT"))  # added to stores of earlier versions on open
+# Stores this process found sound, as (path, inode, size, modified): the check reads the whole file, and a
+# page opens the store at every rerun; any write or replacement of the file brings it back.
+_CHECKED: set[tuple] = set()
 # Columns of list_runs(): flattened from config and final figures.
 CONFIG_COLUMNS = ("dataset", "backbone", "mode", "criterion", "keep", "tau", "epochs", "seed")
 FINAL_COLUMNS = ("test_acc", "val_acc", "params", "macs", "latency_ms", "duration_s")
@@ -118,6 +121,25 @@ class RunStore:
             raise StoreError(f"The run store's folder {self.path.parent} cannot be created ({error.strerror}). "
                              "Name a writable file with --store FILE (or set CPRUNE_HOME), or run with --no-record.") \
                 from error
+        if self._identity() not in _CHECKED:
+            self._check()
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in ADDED_COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        _CHECKED.add(self._identity())
+
+    def _identity(self) -> tuple:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return (str(self.path),)
+        return str(self.path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def _check(self) -> None:
+        """_Damaged unless SQLite's quick_check finds the file sound."""
         try:
             with closing(sqlite3.connect(self.path, timeout=30)) as db:
                 check = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -127,12 +149,6 @@ class RunStore:
             raise self._unusable(error) from error
         if check != "ok":
             raise _Damaged(check)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-            for column, kind in ADDED_COLUMNS:
-                if column not in present:
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def _set_aside(self, damage: _Damaged) -> Path:
         """Rename a damaged store (and its journal files) out of the way; nothing is deleted."""

@@ -85,8 +85,7 @@ def graph_section() -> None:
     kept = None
     if show_kept:
         scores = cache.criterion_scores(key, layer, st.session_state["criterion"], tau)
-        kept = np.zeros(summary.nodes, bool)
-        kept[list(cache.kept_set(scores, keep_count(summary.nodes, st.session_state["keep"])))] = True
+        kept = cache.kept_mask(scores, keep_count(summary.nodes, st.session_state["keep"]))
 
     if kind == VIEWS[0]:
         shown = st.slider("Edges drawn (strongest first)", 0, cache.EDGE_LIMIT, 500, step=100, key="edges_drawn")

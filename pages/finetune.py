@@ -94,7 +94,7 @@ if launch:
     except CPruneError as exc:
         st.error(plain(exc))
 
-session["ft_polling"] = queue.view(me).active
+session["ft_polling"] = queue.view(me).active(tasks=False)
 
 
 def _status(track: worker.Track) -> None:
@@ -150,13 +150,13 @@ def _launch_view(launch: worker.Launch, position: int | None) -> None:
 @st.fragment(run_every=1.0 if session["ft_polling"] else None)
 def run_view() -> None:
     view = queue.view(me)
-    if session.get("ft_polling") and not view.active:
+    if session.get("ft_polling") and not view.active(tasks=False):
         session["ft_polling"] = False
         st.rerun()  # your launches ended: redraw the page once and stop polling
     st.caption(f"On this server now: {view.running} launch(es) running, {view.queued} waiting. Launches you start "
                "here are yours: only this browser tab sees their progress and can stop them; finished runs are "
                "also on the Results page.")
-    runs = [launch for launch in view.launches if launch.task is None]  # analyses have their own page
+    runs = view.of_kind(tasks=False)  # analyses have their own page
     if not runs:
         st.info("You have no runs yet: choose the runs above and press Start.")
     for launch in runs:

@@ -21,19 +21,17 @@ order = {name: position for position, name in enumerate(bundle.layer_names)}
 shared = st.session_state["layer"]
 if shared == bundle.loaded.spec.head_layer:  # the app's default layer, not a choice: start at the first small one
     shared = ""
+# The first small layer of the network by default; a chosen layer when it is small enough, else the small
+# layer nearest to it.
+nearest = min(small, key=lambda name: abs(order[name] - order.get(shared, 0)))
 if st.session_state.get("hiw_layer") not in small:
-    # The first small layer of the network by default; a chosen layer when it is small enough, else the small
-    # layer nearest to it.
-    st.session_state["hiw_layer"] = min(small, key=lambda name: abs(order[name] - order.get(shared, 0)))
-    if shared and shared not in small and shared in order:
-        st.session_state["hiw_note"] = (f"{shared} has {bundle.info(shared).neurons:,} neurons, too many to show step "
-                                        f"by step; this is {st.session_state['hiw_layer']}, the nearest layer with at "
-                                        f"most {MAX_NEURONS}.")
+    st.session_state["hiw_layer"] = nearest
 layer = st.selectbox("Layer", small, key="hiw_layer",
                      format_func=lambda name: f"{name} · {bundle.info(name).neurons} neurons × "
                                               f"{bundle.info(name).vector_length} inputs")
-if st.session_state.get("hiw_note"):
-    st.caption(st.session_state["hiw_note"])
+if shared and shared not in small and shared in order and layer == nearest:
+    st.caption(f"{shared} has {bundle.info(shared).neurons:,} neurons, too many to show step by step; this is "
+               f"{nearest}, the nearest layer with at most {MAX_NEURONS}.")
 info = bundle.info(layer)
 n, d = info.neurons, info.vector_length
 
@@ -109,8 +107,7 @@ st.markdown(f"After **{steps}** steps, x is the eigenvector centrality that prun
 st.header("4 · Rank and keep the most central")
 keep = state.keep_slider(help="The fraction of neurons kept.")
 kept_count = keep_count(n, keep)
-kept = np.zeros(n, bool)
-kept[list(cache.kept_set(data.centrality, kept_count))] = True
+kept = cache.kept_mask(data.centrality, kept_count)
 st.latex(rf"\text{{keep the }} \operatorname{{round}}(n \cdot r) = \operatorname{{round}}({n} \cdot {keep:g}) = "
          rf"{kept_count} \text{{ neurons of highest }} x_i")
 before, after = bundle.cost.layer_estimate(layer, n), bundle.cost.layer_estimate(layer, kept_count)

@@ -1,14 +1,16 @@
 """Does centrality predict importance? Each neuron's exact ablation effect against every criterion."""
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from cprune_core import DATASETS, ConfigError, CPruneError, FinetuneConfig
+from cprune_core import DATASETS, ConfigError, CPruneError
 from cprune_core.ablation import DEFAULT_SAMPLE_SIZE, SAMPLE_SIZES, SEEDS, analyse_importance
 from cprune_core.data import confine, data_roots
-from cprune_core.experiment.grid import DEFAULT_EPOCHS
+from cprune_core.experiment.grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE
+from cprune_core.experiment.importance import importance_config
 from ui import charts, frame, sidebar, state, worker
 from ui.text import plain
 from ui.uploads import uploads
@@ -37,7 +39,7 @@ with st.container(border=True):
                                  help="For layers measured by a forward pass each (not the head layer).",
                                  disabled=layer == spec.head_layer)
     sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
-    image_size = top[3].selectbox("Image size", sizes, index=sizes.index(128) if 128 in sizes else len(sizes) - 1,
+    image_size = top[3].selectbox("Image size", sizes, index=sizes.index(DEFAULT_IMAGE_SIZE) if DEFAULT_IMAGE_SIZE in sizes else len(sizes) - 1,
                                   key="imp_image_size", help="The flower photos are 128 px; smaller is faster.")
     dataset = session["dataset"]
     root = ""
@@ -55,9 +57,9 @@ if launch:
             raise ConfigError("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
         if root:
             confine(root, data_roots())
-        config = FinetuneConfig(backbone=key.backbone, weights=key.weights, checkpoint=key.checkpoint or None,
-                                dataset=dataset, dataset_root=root or None, mode="baseline", epochs=DEFAULT_EPOCHS,
-                                image_size=image_size, log_every=1000)
+        config = replace(importance_config(backbone=key.backbone, dataset=dataset, root=root or None,
+                                           image_size=image_size),
+                         weights=key.weights, checkpoint=key.checkpoint or None)
         config.validate()
         tau, roots = session["tau"], data_roots()
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
@@ -119,8 +121,8 @@ def _launch(launch: worker.Launch, position: int | None) -> None:
 @st.fragment(run_every=1.0 if session.setdefault("imp_polling", False) else None)
 def analyses() -> None:
     view = queue.view(me)
-    mine = [launch for launch in view.launches if launch.task is not None]
-    active = any(launch.state != "ended" for launch in mine)
+    mine = view.of_kind(tasks=True)
+    active = view.active(tasks=True)
     if session["imp_polling"] != active:
         session["imp_polling"] = active
         st.rerun()  # start or stop polling

@@ -83,8 +83,7 @@ with hist:
                                                                                         format="%.2f")})
 with graph:
     view = cache.layer_graph(key, layer, tau)
-    mask = np.zeros(info.neurons, bool)
-    mask[list(kept_set)] = True
+    mask = cache.kept_mask(scores, kept_here)
     drawn = min(1000, len(view.edge_rows))
     st.caption(f"Pruned neurons in grey; the {drawn:,} strongest of {view.summary.edges:,} edges at τ = {tau:.2f}.")
     st.plotly_chart(charts.graph_figure(view, cache.positions(key, layer), drawn, kept=mask), key="prune_graph",

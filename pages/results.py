@@ -34,6 +34,7 @@ if runs.empty:
     st.page_link("pages/finetune.py", label="Go to Fine-tune")
     st.stop()
 runs["created"] = [datetime.fromtimestamp(t) for t in runs["created"]]
+runs.loc[runs["mode"] != "pruned", ["criterion", "keep", "tau"]] = None  # nothing was pruned: no such settings
 table = runs[COLUMNS]
 
 event = st.dataframe(table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,

@@ -192,6 +192,20 @@ def test_every_page_offline(server):
             page.wait_for_timeout(1000)
             shoot(page, "explorer-pyvis")
 
+            open_page(page, "How it works")
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            shoot(page, "how-it-works")
+
+            open_page(page, "Does centrality predict importance?")
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Image size").click()
+            page.get_by_role("option", name="64", exact=True).click()
+            wait_idle(page)
+            page.get_by_role("button", name="Analyse").click()
+            page.get_by_text("neurons of head.1").first.wait_for(timeout=300_000)  # the generated finding
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            shoot(page, "importance")
+
             open_page(page, "Prune")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             before = metric(page, "Layer neurons kept")

@@ -49,7 +49,7 @@ def fake_row(seed, criterion, acc, keep=1.0, tau=math.nan, method=None, val=None
     return {"regime": "r", "backbone": "b", "dataset": "d", "seed": seed, "method": method, "criterion": criterion,
             "keep": keep, "tau": tau, "test_acc": acc, "val_acc": acc if val is None else val, "params": 100 if method != "pruned" else 50,
             "macs": 1000 if method != "pruned" else 400, "latency_ms": 1.0, "duration_s": 1.0,
-            "status": "finished", "message": ""}
+            "status": "finished", "message": "", "from_store": False, "retried_after": ""}
 
 
 def test_paired_difference_and_interval_on_known_numbers():

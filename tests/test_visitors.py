@@ -31,7 +31,7 @@ def test_uploads_start_empty_and_are_named_by_content(tmp_path, active):
     store = Uploads(tmp_path / "uploads", 1000, active.__contains__)
     assert list(store.folder.iterdir()) == []
     first = store.add("alice", "../../etc/passwd", b"a" * 10)
-    assert first.parent == store.folder and first.name.endswith("passwd") and "/" not in first.name[17:]
+    assert first.parent == store.folder and first.name.endswith("-passwd")  # the folders of the name are dropped
     assert store.add("bob", "other-name.pt", b"a" * 10).read_bytes() == b"a" * 10
 
 

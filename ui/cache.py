@@ -132,7 +132,7 @@ class Walkthrough:
 @st.cache_data(max_entries=16, show_spinner=False)
 def walkthrough(key: ModelKey, layer: str, tau: float) -> Walkthrough:
     vectors = layer_vectors(key, layer)
-    similarity_matrix = cosine_similarity(vectors)
+    similarity_matrix = similarity(key, layer)
     adjacency = threshold_adjacency(similarity_matrix, tau)
     steps = list(power_iteration(adjacency, max_iter=RANKING_MAX_ITER))
     with warnings.catch_warnings():
@@ -191,6 +191,13 @@ def criterion_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> n
 def kept_set(scores: np.ndarray, count: int) -> set[int]:
     """The ``count`` best-scored neurons, chosen exactly as prune_model chooses them."""
     return set(kept_indices(torch.from_numpy(scores), count))
+
+
+def kept_mask(scores: np.ndarray, count: int) -> np.ndarray:
+    """``kept_set`` as one boolean per neuron."""
+    mask = np.zeros(len(scores), bool)
+    mask[list(kept_set(scores, count))] = True
+    return mask
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -174,7 +174,8 @@ def training_curves(curves: pd.DataFrame) -> go.Figure:
                 mode="lines+markers" if metric == "val acc" else "lines",
                 line=dict(color=colour, dash=dashes.get(metric, "solid"))),
                 row=1, col=1 if metric.endswith("loss") else 2)
-    figure.update_xaxes(title_text="epoch")
+    last_epoch = float(curves["epoch"].max()) if len(curves) else 1.0
+    figure.update_xaxes(title_text="epoch", tick0=0, dtick=max(1, math.ceil(last_epoch / 10)))  # whole epochs
     figure.update_yaxes(range=[0, 1], row=1, col=2)
     figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
     return figure
@@ -207,8 +208,7 @@ def matrix_heatmap(matrix: np.ndarray, title: str, x_title: str, y_title: str, *
     return figure
 
 
-def small_graph(adjacency: np.ndarray, xy: np.ndarray, centrality: np.ndarray, kept: np.ndarray | None = None,
-                height: int = 420) -> go.Figure:
+def small_graph(adjacency: np.ndarray, xy: np.ndarray, centrality: np.ndarray, height: int = 420) -> go.Figure:
     """A small graph with every node labelled by its index and every edge drawn (width by weight)."""
     rows, cols = np.nonzero(np.triu(adjacency, 1))
     figure = go.Figure()
@@ -218,22 +218,20 @@ def small_graph(adjacency: np.ndarray, xy: np.ndarray, centrality: np.ndarray, k
             ex, ey = _edge_lines(xy, rows[band], cols[band])
             figure.add_trace(go.Scatter(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
                                         line=dict(width=width, color="rgba(90, 110, 130, 0.45)")))
-    symbols = np.where(kept, "circle", "circle-open") if kept is not None else "circle"
     figure.add_trace(go.Scatter(
         x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=[str(i) for i in range(len(xy))],
         textposition="top center", showlegend=False, customdata=np.column_stack([np.arange(len(xy)), centrality]),
         hovertemplate="neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<extra></extra>",
-        marker=dict(size=14, symbol=symbols, color=centrality, colorscale=COLORSCALE, line=dict(width=1.5),
+        marker=dict(size=14, color=centrality, colorscale=COLORSCALE, line=dict(width=1.5),
                     colorbar=dict(title=dict(text="centrality"), thickness=10))))
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
                          xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"))
     return figure
 
 
-def iterate_bars(x: np.ndarray, step: int, kept: np.ndarray | None = None) -> go.Figure:
-    """The iterate x_k of power iteration, one bar per neuron (kept ones coloured when given)."""
-    colors = np.where(kept, "#2a6f97", PRUNED_COLOR) if kept is not None else "#2a6f97"
-    figure = go.Figure(go.Bar(x=np.arange(len(x)), y=x, marker_color=colors,
+def iterate_bars(x: np.ndarray, step: int) -> go.Figure:
+    """The iterate x_k of power iteration, one bar per neuron."""
+    figure = go.Figure(go.Bar(x=np.arange(len(x)), y=x, marker_color="#2a6f97",
                               hovertemplate="neuron %{x}<br>x %{y:.5f}<extra></extra>"))
     figure.update_layout(title=f"x_{step}", height=300, margin=dict(l=10, r=10, t=40, b=10), bargap=0.1,
                          xaxis_title="neuron", yaxis_title="entry of x")

@@ -39,7 +39,7 @@ def render() -> None:
         weights = st.radio("Weights", WEIGHT_SOURCES, format_func=WEIGHT_LABELS.get, key="weights",
                            horizontal=True)
         key = ModelKey(backbone, weights)
-        uploads().collect()  # files of sessions that have gone: not only when someone uploads
+        uploads().collect(every_s=30)  # files of sessions that have gone: not only when someone uploads
         if weights == "checkpoint":
             upload = st.file_uploader("State dict (.pt/.pth)", key="checkpoint_upload",
                                       help="torch.save(model.state_dict(), path) of this backbone; read with "

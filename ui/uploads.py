@@ -9,10 +9,12 @@ is deleted at once.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +33,7 @@ class Uploads:
         self._is_active = is_active  # is_active(user): a connected session, or a launch still holding it
         self._users: dict[Path, set[str]] = {}
         self._lock = threading.Lock()
+        self._collected_at = -math.inf
         shutil.rmtree(folder, ignore_errors=True)  # nothing in use survives a restart
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -71,11 +74,15 @@ class Uploads:
             if not users:
                 self._delete(path)
 
-    def collect(self) -> None:
+    def collect(self, every_s: float = 0.0) -> None:
+        """Delete the files no one uses; ``every_s``: not again within that many seconds (pages call it at
+        every rerun, and it lists the folder)."""
         with self._lock:
-            self._collect()
+            if time.monotonic() - self._collected_at >= every_s:
+                self._collect()
 
     def _collect(self) -> None:
+        self._collected_at = time.monotonic()
         for path, users in list(self._users.items()):
             users.intersection_update({user for user in users if self._is_active(user)})
             if not users:

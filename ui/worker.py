@@ -23,7 +23,7 @@ import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
@@ -73,9 +73,8 @@ class Launch:
     failure: str = ""  # why a task could not be done (a CPruneError's message, or that it was stopped)
 
     def copy(self) -> Launch:
-        tracks = [Track(t.label, t.config, list(t.events)) for t in self.tracks]
-        return Launch(self.id, self.owner, tracks, self.created, self.task, self.title, self.stop, self.state,
-                      self.error, self.progress, self.result, self.failure)
+        """A snapshot for a page: the same fields, each track's events copied (the worker appends to them)."""
+        return replace(self, tracks=[Track(t.label, t.config, list(t.events)) for t in self.tracks])
 
 
 @dataclass
@@ -87,9 +86,13 @@ class VisitorView:
     queued: int  # launches waiting, everyone's
     running: int  # launches running, everyone's
 
-    @property
-    def active(self) -> bool:
-        return any(launch.state != "ended" for launch in self.launches)
+    def of_kind(self, tasks: bool) -> list[Launch]:
+        """The fine-tuning launches (``tasks`` False: the Fine-tune page's) or the tasks (the analyses' page)."""
+        return [launch for launch in self.launches if (launch.task is not None) == tasks]
+
+    def active(self, tasks: bool) -> bool:
+        """Whether any launch of that kind is still waiting or running (its page then polls)."""
+        return any(launch.state != "ended" for launch in self.of_kind(tasks))
 
 
 def _setting(name: str, default: int) -> int:

@@ -47,6 +47,7 @@ class LayerAblator:
     def __init__(self, layer: str, group: PrunableGroup, n_images: int):
         self.layer, self.group, self.n_images = layer, group, n_images
         self.n_neurons = group.channels
+        self._full: tuple[float, float] | None = None
 
     def evaluate(self, keep: torch.Tensor) -> tuple[float, float]:
         raise NotImplementedError
@@ -56,8 +57,10 @@ class LayerAblator:
         raise NotImplementedError
 
     def full(self) -> tuple[float, float]:
-        """Loss and accuracy with every neuron kept."""
-        return self.evaluate(torch.ones(self.n_neurons, dtype=torch.bool))
+        """Loss and accuracy with every neuron kept (measured once: a forward pass over the validation split)."""
+        if self._full is None:
+            self._full = self.evaluate(torch.ones(self.n_neurons, dtype=torch.bool))
+        return self._full
 
     def _check_mask(self, keep: torch.Tensor) -> torch.Tensor:
         if keep.shape != (self.n_neurons,) or keep.dtype != torch.bool:

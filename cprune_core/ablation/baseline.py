@@ -15,7 +15,7 @@ from ..errors import ConfigError, StopRequested, error_from
 from ..features import FeatureCache, Features
 from ..layers import has_neurons, is_depthwise
 from ..pruning import PrunableGroup, PruningGraph
-from ..ranges import Range
+from ..ranges import SEEDS, Range
 from ..registry import BackboneSpec, get_submodule
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
@@ -27,11 +27,8 @@ ProgressCallback = Callable[[int, int, str], None]  # (done, total, message); to
 DEFAULT_SAMPLE_SIZE = 64  # neurons measured by a forward pass each (ForwardAblator)
 DEFAULT_RESAMPLES = 1000  # bootstrap resamples of the neurons
 ZERO_SHOT_KEEP_RATIOS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-SMALL_KEEP = 0.2  # the sentence compares eigenvector with random at keep ratios up to this
-SEEDS = Range(1, 1000, integer=True)  # seeds of the random criterion
 SAMPLE_SIZES = Range(1, 10**6, integer=True)
 RESAMPLES = Range(1, 100_000, integer=True)
-_LOGIT_BUDGET = 2**24  # floats of ablated logits held at once (64 MiB)
 
 
 def check_stop(stop: threading.Event | None) -> None:

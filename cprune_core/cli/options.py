@@ -104,7 +104,6 @@ def executor_flags(args: argparse.Namespace) -> list[str]:
 def open_store(path: str | None) -> RunStore:
     """The run store (StoreError when unusable); one warning line on stderr when a damaged store was set aside."""
     store = RunStore(path)
-    if store.recovered_from is not None:
-        print(f"warning: the run store {store.path} was damaged; it is kept as {store.recovered_from} and a fresh "
-              "store was started.", file=sys.stderr)
+    if store.recovery_note:
+        print(f"warning: {store.recovery_note} ({store.recovered_from})", file=sys.stderr)
     return store

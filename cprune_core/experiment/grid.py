@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..importance import DEFAULT_TAU
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
-from ..ranges import Range
+from ..ranges import SEEDS
 from ..schema import FinetuneConfig, RunStatus, RunSummary
 from ..store import RunStore
 from .executors import Executor, LocalExecutor
@@ -72,7 +72,6 @@ DEFAULT_BACKBONES = ("efficientnet_lite0",)
 DEFAULT_SEEDS = 5
 DEFAULT_EPOCHS = 8
 DEFAULT_IMAGE_SIZE = 128
-SEEDS = Range(1, 1000, integer=True)  # how many seeds a grid runs (0..N-1)
 
 
 @dataclass
@@ -185,7 +184,7 @@ def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
     executor = executor if executor is not None else LocalExecutor()
     keys = [run_key(planned) for planned in plan]
     stored = store.finished_runs(keys) if store is not None and not rerun else {}
-    rows: list[dict | None] = [row_for(planned, stored[key], from_store=True) if key in stored else None
+    rows: list[dict | None] = [row_for(planned, stored[key], key, from_store=True) if key in stored else None
                                for planned, key in zip(plan, keys)]
     order = leaders_first(plan) if executor.slots > 1 else range(len(plan))
     jobs = [(index, plan[index].config) for index in order if rows[index] is None]
@@ -197,7 +196,8 @@ def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
         if store is not None:
             store.record_run(planned.config.to_dict(), outcome.summary, outcome.history, kind="experiment",
                              run_key=keys[outcome.index], host=outcome.host)
-        rows[outcome.index] = row = row_for(planned, outcome.summary, retried_after=outcome.retried_after)
+        rows[outcome.index] = row = row_for(planned, outcome.summary, keys[outcome.index],
+                                            retried_after=outcome.retried_after)
         finished = outcome.summary.status == RunStatus.FINISHED
         progress.done += finished
         progress.failed += not finished
@@ -208,9 +208,10 @@ def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
     return rows
 
 
-def row_for(planned: PlannedRun, summary: RunSummary, *, from_store: bool = False, retried_after: str = "") -> dict:
-    """The report's row of one run: what was planned, what came out, and how (``from_store``: finished by
-    an earlier command; ``retried_after``: why a first attempt was lost)."""
+def row_for(planned: PlannedRun, summary: RunSummary, key: str, *, from_store: bool = False,
+            retried_after: str = "") -> dict:
+    """The report's row of one run (``key``: its run_key): what was planned, what came out, and how
+    (``from_store``: finished by an earlier command; ``retried_after``: why a first attempt was lost)."""
     config = planned.config
     pruned = planned.method == "pruned"
     return {
@@ -222,7 +223,7 @@ def row_for(planned: PlannedRun, summary: RunSummary, *, from_store: bool = Fals
         "params": summary.params, "macs": summary.macs, "latency_ms": summary.latency_ms,
         "duration_s": summary.duration_s, "status": str(summary.status), "message": summary.message,
         "n_train": summary.n_images.get("train"), "n_test": summary.n_images.get("test"),
-        "run_key": run_key(planned), "from_store": from_store, "retried_after": retried_after,
+        "run_key": key, "from_store": from_store, "retried_after": retried_after,
     }
 
 

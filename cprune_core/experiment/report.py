@@ -142,9 +142,8 @@ def write_report(rows: list[dict], out_dir: Path, *, command: str, elapsed_s: fl
     if not summary.empty:
         plot_accuracy_vs_macs(summary, paths["png"])
     seeds = sorted(frame["seed"].unique().tolist())
-    # Rows of reports before executors existed have neither column.
-    from_store = int(frame["from_store"].eq(True).sum()) if "from_store" in frame else 0
-    retried = frame[frame["retried_after"].fillna("") != ""] if "retried_after" in frame else frame.iloc[:0]
+    from_store = int(frame["from_store"].eq(True).sum())
+    retried = frame[frame["retried_after"].fillna("") != ""]
     text = [
         "# Paper table: eigenvector-centrality pruning vs conventional fine-tuning",
         "",
