@@ -16,7 +16,7 @@ import time
 import torch
 
 from cprune_core import ablation
-from cprune_core.experiment.importance import importance_config
+from cprune_core.experiment.importance_report import importance_config
 from cprune_core.features import FeatureCache
 from cprune_core.paths import SHARED_FLOWERS
 
@@ -57,7 +57,7 @@ def main() -> None:
     graph, group = step("pruning graph", ablation.prunable_group, trained.model, trained.spec, trained.spec.head_layer)
     ablator = step("ablator", ablation.layer_ablator, trained, graph, group, feature_cache=cache)
     result = step("every neuron's ablation effect", ablation.ablation_effects, ablator)
-    scores = step("scores of every criterion (5 random seeds)", ablation.criterion_scores, graph, group, seeds=5)
+    scores = step("scores of every criterion (5 random seeds)", ablation.scores_by_criterion, graph, group, seeds=5)
     correlations = step("Spearman rho + 1,000 bootstrap resamples", ablation.criterion_correlations, result, scores)
     curve = step("zero-shot curve (11 keep ratios)", ablation.zero_shot_curve, ablator, scores)
     step("sentence", ablation.summary_sentence, result, correlations, curve)

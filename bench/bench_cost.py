@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from cprune_core.cost import CostModel, exact_cost
-from cprune_core.importance import make_criterion
+from cprune_core.criteria import make_criterion
 from cprune_core.pruning import PruningGraph, keep_plan, prune_model
 from cprune_core.registry import BACKBONES, load_backbone
 

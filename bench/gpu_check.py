@@ -73,7 +73,7 @@ from cprune_core.engine import Finetuner, train_epochs
 from cprune_core.errors import ConfigError
 from cprune_core.features import TensorBatches
 from cprune_core.graph import adjacency_for
-from cprune_core.importance import make_criterion
+from cprune_core.criteria import make_criterion
 from cprune_core.paths import SHARED_FLOWERS
 from cprune_core.progress import Progress
 from cprune_core.pruning import keep_count, kept_indices, prune_model

@@ -16,7 +16,7 @@ from .evaluation import Evaluation, evaluate_model
 from .features import FEATURE_CACHE, FeatureCache
 from .graph import (GraphSummary, adjacency_for, cosine_similarity, layout_2d, normalise_rows, summarize,
                     threshold_adjacency, to_networkx)
-from .importance import CRITERIA, DEFAULT_TAU, Criterion, GroupImportance, make_criterion
+from .criteria import CRITERIA, DEFAULT_TAU, Criterion, GroupImportance, make_criterion
 from .layers import weight_vectors
 from .paths import cache_home
 from .pruning import (LayerInfo, PruneResult, PruningGraph, apply_kept, keep_count, keep_plan, kept_indices,
@@ -25,7 +25,7 @@ from .ranges import KEEP, TAU, Range
 from .registry import BACKBONES, DEFAULT_BACKBONE, Backbone, BackboneSpec, get_spec, load_backbone
 from .runs import run_and_record
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
-from .split import split_model
+from .cut import cut_model
 from .store import RunRecord, RunStore
 
 __all__ = [
@@ -43,5 +43,5 @@ __all__ = [
     "PruneResult", "PruningGraph", "apply_kept", "keep_count", "keep_plan", "kept_indices", "prune_model",
     "KEEP", "TAU", "Range", "BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneSpec", "get_spec", "load_backbone",
     "run_and_record", "EventKind", "FinetuneConfig", "MetricEvent", "RunResult", "RunStatus", "RunSummary",
-    "split_model", "RunRecord", "RunStore",
+    "cut_model", "RunRecord", "RunStore",
 ]

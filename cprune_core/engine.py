@@ -38,12 +38,12 @@ from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
 from .features import (FEATURE_CACHE, FeatureCache, Features, TensorBatches, cached_prefix_features, pooled_features,
                        weights_id)
-from .importance import make_criterion
+from .criteria import make_criterion
 from .progress import Progress
-from .pruning import prune_model
+from .pruning import layers_to_prune, prune_model
 from .registry import get_spec, get_submodule, load_backbone, replace_classifier
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
-from .split import layers_to_prune, split_model
+from .cut import cut_model
 
 __all__ = ["Finetuner", "finetune", "run", "make_optimizer", "train_epochs", "image_loader"]
 
@@ -216,7 +216,7 @@ class Finetuner:
         config, spec = self.config, self.spec
         eval_transform = build_transform(image_size, spec.mean, spec.std, train=False)
         if config.mode == "baseline" or config.train_scope == "suffix":
-            prefix, suffix = split_model(self.model, spec)
+            prefix, suffix = cut_model(self.model, spec)
             cached = {}
             for split in SPLITS:
                 cached[split] = yield from self._prefix_features(prefix, split, eval_transform, image_size)

@@ -16,13 +16,14 @@ import torch_pruning as tp
 from torch import nn
 
 from .errors import ConfigError
-from .importance import Criterion, GroupImportance
+from .criteria import Criterion, GroupImportance
 from .layers import has_neurons, is_depthwise
 from .ranges import KEEP
+from .cut import cut_model
 from .registry import BackboneSpec, get_submodule
 
 __all__ = ["PruningGraph", "PrunableGroup", "GroupEffect", "PruneResult", "keep_count", "kept_indices", "keep_plan",
-           "select_groups", "prune_model", "apply_kept", "example_input", "LayerInfo", "list_layers"]
+           "select_groups", "layers_to_prune", "prune_model", "apply_kept", "example_input", "LayerInfo", "list_layers"]
 
 
 def keep_count(channels: int, keep_ratio: float) -> int:
@@ -244,3 +245,26 @@ def list_layers(model: nn.Module, graph: PruningGraph) -> list[LayerInfo]:
             note = f"coupled with {len(partners)} layer(s) by a residual add: {', '.join(partners[:3])}" if partners else ""
         rows.append(LayerInfo(name, kind, module.weight.shape[0], module.weight[0].numel(), params, prunable, note))
     return rows
+
+
+def layers_to_prune(model: nn.Module, spec: BackboneSpec, layers: list[str] | None, frozen_prefix: bool) -> list[str]:
+    """The layers a run prunes: ``layers`` (None: the registry's head layer; ["all"]: every prunable
+    layer in the trained scope), checked to leave a frozen prefix untouched. ConfigError otherwise."""
+    layers = layers or [spec.head_layer]
+    graph = PruningGraph(model, spec)
+    prefix_modules = {id(m) for m in cut_model(model, spec)[0].modules()} if frozen_prefix else set()
+
+    def touches_prefix(group) -> bool:
+        return any(id(get_submodule(model, effect.module)) in prefix_modules for effect in group.effects)
+
+    if layers == ["all"]:
+        groups = [g for g in graph.groups if not touches_prefix(g)]
+        if not groups:
+            raise ConfigError(f"{spec.name} has no prunable layer in its trainable suffix; use train_scope='all'.")
+        return [g.root for g in groups]
+    for group in select_groups(graph, layers):
+        if touches_prefix(group):
+            raise ConfigError(
+                f"Pruning {group.root} changes the frozen prefix (it ends before {spec.suffix_start}); "
+                "use train_scope='all' to prune it, or choose a layer in the suffix.")
+    return layers

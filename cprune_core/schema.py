@@ -16,7 +16,7 @@ from .data import DATASETS, DEFAULT_DATASET
 from .data.splits import check_split_arguments
 from .device import DEVICES
 from .errors import ConfigError
-from .importance import CRITERIA, DEFAULT_TAU
+from .criteria import CRITERIA, DEFAULT_TAU
 from .ranges import FRACTION, KEEP, TAU, Range, choose
 from .registry import BACKBONES, DEFAULT_BACKBONE, MAX_INPUT_SIZE, WEIGHT_SOURCES, get_spec
 
@@ -80,7 +80,7 @@ class FinetuneConfig:
     dataset: str = option(DEFAULT_DATASET, "Dataset.", "data", choices=tuple(DATASETS))
     dataset_root: str | None = option(None, "Dataset folder (required for 'folder'; optional for the others).",
                                       "data", flag="--root")
-    mode: str = option("pruned", "baseline: frozen backbone + new linear head; pruned: prune, then train the head "
+    mode: Mode = option("pruned", "baseline: frozen backbone + new linear head; pruned: prune, then train the head "
                                  "and the pruned layers' scope; finetune: as pruned, without pruning.", "method",
                        choices=MODES)
     criterion: str = option("eigenvector", "Neuron importance criterion for pruning.", "method",
@@ -89,7 +89,7 @@ class FinetuneConfig:
     tau: float = option(DEFAULT_TAU, "Cosine-similarity threshold of the neuron graph.", "method", range=TAU)
     layers: list[str] | None = option(None, "Comma-separated layers to prune, or 'all' for every prunable layer "
                                             "in the trained scope; none: the backbone's head layer.", "method")
-    train_scope: str = option("suffix", "suffix: freeze and cache the backbone's prefix, train its suffix (fast); "
+    train_scope: TrainScope = option("suffix", "suffix: freeze and cache the backbone's prefix, train its suffix (fast); "
                                         "all: train the whole network on augmented images.", "method",
                               choices=TRAIN_SCOPES)
     epochs: int = option(5, "Training epochs.", "training", range=Range(1, 1000, integer=True))

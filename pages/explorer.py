@@ -84,7 +84,7 @@ def graph_section() -> None:
         kind = VIEWS[0]
     kept = None
     if show_kept:
-        scores = cache.criterion_scores(key, layer, st.session_state["criterion"], tau)
+        scores = cache.neuron_scores(key, layer, st.session_state["criterion"], tau)
         kept = cache.kept_mask(scores, keep_count(summary.nodes, st.session_state["keep"]))
 
     if kind == VIEWS[0]:

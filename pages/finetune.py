@@ -118,15 +118,16 @@ def _status(track: worker.Track) -> None:
 
 def _launch_view(launch: worker.Launch, position: int | None) -> None:
     started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
-    where = {"queued": f"waiting, number {position} in the queue", "running": "running"}.get(launch.state, "ended")
+    where = {worker.LaunchState.QUEUED: f"waiting, number {position} in the queue",
+             worker.LaunchState.RUNNING: "running"}.get(launch.state, "ended")
     with st.container(border=True):
         st.markdown(f"**Started at {started}** · {where}")
         if launch.error:
             frame.show_bug("The worker crashed while running this launch: that is a bug, please report it.",
                            launch.error)
-        if launch.state != "ended":
+        if launch.state != worker.LaunchState.ENDED:
             stopping = launch.stop.is_set()
-            st.button("Cancel" if launch.state == "queued" else "Stop", key=f"ft_stop_{launch.id}",
+            st.button("Cancel" if launch.state == worker.LaunchState.QUEUED else "Stop", key=f"ft_stop_{launch.id}",
                       on_click=queue.stop, args=(me, launch.id), disabled=stopping,
                       help="Takes a waiting launch out of the queue; ends a running one within one batch.")
             if stopping:

@@ -10,7 +10,7 @@ from cprune_core import DATASETS, ConfigError, CPruneError
 from cprune_core.ablation import DEFAULT_SAMPLE_SIZE, SAMPLE_SIZES, SEEDS, analyse_importance
 from cprune_core.data import confine, data_roots
 from cprune_core.experiment.grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE
-from cprune_core.experiment.importance import importance_config
+from cprune_core.experiment.importance_report import importance_config
 from ui import charts, frame, sidebar, state, worker
 from ui.text import plain
 from ui.uploads import uploads
@@ -102,11 +102,12 @@ def _result(analysis) -> None:
 
 def _launch(launch: worker.Launch, position: int | None) -> None:
     started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
-    where = {"queued": f"waiting, number {position} in the queue", "running": "running"}.get(launch.state, "ended")
+    where = {worker.LaunchState.QUEUED: f"waiting, number {position} in the queue",
+             worker.LaunchState.RUNNING: "running"}.get(launch.state, "ended")
     with st.container(border=True):
         st.markdown(f"**{plain(launch.title)}**, started at {started} · {where}")
-        if launch.state != "ended":
-            st.button("Cancel" if launch.state == "queued" else "Stop", key=f"imp_stop_{launch.id}",
+        if launch.state != worker.LaunchState.ENDED:
+            st.button("Cancel" if launch.state == worker.LaunchState.QUEUED else "Stop", key=f"imp_stop_{launch.id}",
                       on_click=queue.stop, args=(me, launch.id), disabled=launch.stop.is_set())
             done, total, message = launch.progress
             st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
@@ -129,8 +130,8 @@ def analyses() -> None:
     if not mine:
         st.info("No analysis yet: choose a layer and press Analyse. The first one computes the dataset's features "
                 "(a minute or more on a CPU); later ones reuse them.")
-    ended = [launch for launch in mine if launch.state == "ended"]
-    for launch in [launch for launch in mine if launch.state != "ended"] + ended[:1]:  # the newest result only
+    ended = [launch for launch in mine if launch.state == worker.LaunchState.ENDED]
+    for launch in [launch for launch in mine if launch.state != worker.LaunchState.ENDED] + ended[:1]:  # the newest result only
         _launch(launch, view.positions.get(launch.id))
 
 

@@ -22,7 +22,7 @@ graph_based = CRITERIA[criterion].uses_graph
 tau = state.tau_slider(controls[3], disabled=not graph_based,
                        help="Used by the graph criteria (eigenvector, inverse-eigenvector, degree, pagerank).")
 
-scores = cache.criterion_scores(key, layer, criterion, tau)
+scores = cache.neuron_scores(key, layer, criterion, tau)
 rule_options = ["keep ratio", "score cut-off"] if scope == "this layer" else ["keep ratio"]
 rule = st.radio("Rule", rule_options, horizontal=True, key="prune_rule",
                 help="A score cut-off applies to one layer; all layers share one keep ratio.")
@@ -75,7 +75,7 @@ with hist:
     others = [name for name in CRITERIA if name != criterion]
     overlap = []
     for other in others:
-        other_set = cache.kept_set(cache.criterion_scores(key, layer, other, tau), kept_here)
+        other_set = cache.kept_set(cache.neuron_scores(key, layer, other, tau), kept_here)
         overlap.append({"criterion": other, "Jaccard with kept set": len(kept_set & other_set) / len(kept_set | other_set)})
     st.markdown(f"**Overlap of the kept set with other criteria** ({kept_here} kept of {info.neurons})")
     st.dataframe(pd.DataFrame(overlap), hide_index=True, width="stretch",

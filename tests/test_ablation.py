@@ -17,14 +17,14 @@ from tiny_data import make_tiny_folder
 from cprune_core.ablation import statistics
 from cprune_core.ablation import (AblationResult, Correlation, ForwardAblator, PooledAblator,
                                   ZeroShotCurve, ablation_effects, analyse_importance, criterion_correlations,
-                                  criterion_scores, layer_ablator, prunable_group, sample_neurons, summary_sentence,
+                                  scores_by_criterion, layer_ablator, prunable_group, sample_neurons, summary_sentence,
                                   train_baseline, zero_shot_curve)
 from cprune_core.cli import main
 from cprune_core.data import build_transform
 from cprune_core.errors import ConfigError, StopRequested
-from cprune_core.experiment.importance import dataset_label, importance_config
+from cprune_core.experiment.importance_report import dataset_label, importance_config
 from cprune_core.features import FeatureCache
-from cprune_core.importance import CRITERIA, Criterion, make_criterion
+from cprune_core.criteria import CRITERIA, Criterion, make_criterion
 from cprune_core.paths import SHARED_FLOWERS
 from cprune_core.pruning import keep_count, prune_model
 from cprune_core.schema import FinetuneConfig
@@ -116,7 +116,7 @@ def test_zero_shot_curve_keeps_what_pruning_keeps(trained):
     """A point of the curve equals pruning for real with that criterion and ratio, with the trained head."""
     graph, group = prunable_group(trained.model, trained.spec, "head.1")
     ablator = layer_ablator(trained, graph, group)
-    scores = criterion_scores(graph, group, ["eigenvector", "l1"])
+    scores = scores_by_criterion(graph, group, ["eigenvector", "l1"])
     curve = zero_shot_curve(ablator, scores, [0.1, 1.0])
     assert curve.kept.tolist() == [keep_count(1280, 0.1), 1280]
     for name in ("eigenvector", "l1"):
@@ -146,7 +146,7 @@ def test_every_criterion_is_scored_and_random_is_a_band_over_seeds(trained):
     graph, group = prunable_group(trained.model, trained.spec, "head.1")
     ablator = layer_ablator(trained, graph, group)
     result = ablation_effects(ablator)
-    scores = criterion_scores(graph, group, seeds=3)
+    scores = scores_by_criterion(graph, group, seeds=3)
     correlations = criterion_correlations(result, scores, resamples=200)
     curve = zero_shot_curve(ablator, scores, [0.05, 0.5, 1.0])
     assert set(scores) == set(correlations) == set(curve.accuracy) == set(CRITERIA)

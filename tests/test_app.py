@@ -20,7 +20,7 @@ from cprune_core.ablation import analyse_importance
 from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
                          kept_indices, power_iteration)
 from ui.uploads import uploads
-from ui.worker import run_queue
+from ui.worker import LaunchState, run_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -454,7 +454,7 @@ def _analyse(at: AppTest, timeout: float = 600) -> None:
     at.button(key="imp_start").click().run()
     assert_clean(at)
     assert not at.error, errors(at)
-    [launch] = [launch for launch in launches(at) if launch.task is not None and launch.state != "ended"]
+    [launch] = [launch for launch in launches(at) if launch.task is not None and launch.state != LaunchState.ENDED]
     assert run_queue().wait(launch.id, timeout)
     at.run()
     assert_clean(at)

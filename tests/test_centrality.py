@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from cprune_core.centrality import eigenvector_centrality, pagerank, weighted_degree
 from cprune_core.errors import PowerIterationFailedConvergence
 from cprune_core.graph import adjacency_for, cosine_similarity, threshold_adjacency, to_networkx
-from cprune_core.importance import make_criterion
+from cprune_core.criteria import make_criterion
 
 
 def networkx_scores(adjacency: torch.Tensor, algorithm=nx.eigenvector_centrality, **kwargs) -> np.ndarray:

@@ -1,7 +1,7 @@
 import pytest
 
 from cprune_core.cost import CostModel, exact_cost, measure_latency_ms
-from cprune_core.importance import make_criterion
+from cprune_core.criteria import make_criterion
 from cprune_core.pruning import PruningGraph, keep_plan, prune_model
 from cprune_core.registry import BACKBONES, load_backbone
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cprune_core.errors import ConfigError
-from cprune_core.importance import CRITERIA, make_criterion
+from cprune_core.criteria import CRITERIA, make_criterion
 
 VECTORS = torch.tensor([[3.0, 0.0], [0.0, -1.0], [1.0, 1.0], [2.9, 0.1]])
 

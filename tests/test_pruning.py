@@ -4,7 +4,7 @@ import torch
 from cprune_core.centrality import eigenvector_centrality
 from cprune_core.errors import ConfigError
 from cprune_core.graph import adjacency_for
-from cprune_core.importance import make_criterion
+from cprune_core.criteria import make_criterion
 from cprune_core.pruning import list_layers
 from cprune_core.pruning import PruningGraph, apply_kept, keep_count, prune_model
 from cprune_core.registry import BACKBONES, load_backbone

@@ -20,7 +20,7 @@ from cprune_core import (Backbone, CostModel, GraphSummary, LayerInfo, PruningGr
                          weight_vectors)
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
-from cprune_core.importance import RANKING_MAX_ITER, ranking_centrality
+from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
 
 EDGE_LIMIT = 3000  # edges drawn by the Plotly view, strongest first
 
@@ -178,7 +178,7 @@ def layer_graph(key: ModelKey, layer: str, tau: float) -> LayerGraph:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def criterion_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> np.ndarray:
+def neuron_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> np.ndarray:
     """One score per neuron of ``layer`` (higher = keep), on the unpruned weights."""
     scorer = make_criterion(criterion, tau)
     with warnings.catch_warnings():

@@ -24,6 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 
 import streamlit as st
@@ -57,6 +58,14 @@ class Track:
         return self.events[-1].final if self.events and self.events[-1].kind == EventKind.END else None
 
 
+class LaunchState(StrEnum):
+    """Where a launch stands in the queue (its runs' own outcome is their RunStatus)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    ENDED = "ended"
+
+
 @dataclass
 class Launch:
     id: str
@@ -66,7 +75,7 @@ class Launch:
     task: Task | None = None
     title: str = ""  # what the task is, in words
     stop: threading.Event = field(default_factory=threading.Event)
-    state: str = "queued"  # "queued", "running", "ended"
+    state: LaunchState = LaunchState.QUEUED
     error: str = ""  # a crash of the worker itself, i.e. a bug (a failed run ends with status "failed")
     progress: tuple[int, int, str] = (0, 0, "")  # a task's (done, total, message)
     result: object = None  # what a task returned
@@ -92,7 +101,7 @@ class VisitorView:
 
     def active(self, tasks: bool) -> bool:
         """Whether any launch of that kind is still waiting or running (its page then polls)."""
-        return any(launch.state != "ended" for launch in self.of_kind(tasks))
+        return any(launch.state != LaunchState.ENDED for launch in self.of_kind(tasks))
 
 
 def _setting(name: str, default: int) -> int:
@@ -127,7 +136,7 @@ class RunQueue:
     def _enqueue(self, launch: Launch) -> Launch:
         owner = launch.owner
         with self._lock:
-            pending = [launch for launch in self._launches.values() if launch.owner == owner and launch.state != "ended"]
+            pending = [launch for launch in self._launches.values() if launch.owner == owner and launch.state != LaunchState.ENDED]
             if len(pending) >= self._per_visitor:
                 raise ConfigError(f"You already have {len(pending)} launch(es) waiting or running (the limit is "
                                   f"{self._per_visitor}). Wait for one to end, or stop one.")
@@ -143,12 +152,12 @@ class RunQueue:
         """Stop one of ``owner``'s launches (taken out of the queue, or ended within a batch); False otherwise."""
         with self._lock:
             launch = self._launches.get(launch_id)
-            if launch is None or launch.owner != owner or launch.state == "ended":
+            if launch is None or launch.owner != owner or launch.state == LaunchState.ENDED:
                 return False
             launch.stop.set()
-            if launch.state == "queued":
+            if launch.state == LaunchState.QUEUED:
                 self._queue.remove(launch)
-                launch.state = "ended"
+                launch.state = LaunchState.ENDED
             return True
 
     def view(self, owner: str) -> VisitorView:
@@ -156,20 +165,20 @@ class RunQueue:
             mine = sorted((launch for launch in self._launches.values() if launch.owner == owner),
                           key=lambda launch: launch.created, reverse=True)
             positions = {launch.id: place for place, launch in enumerate(self._queue, 1) if launch.owner == owner}
-            running = sum(launch.state == "running" for launch in self._launches.values())
+            running = sum(launch.state == LaunchState.RUNNING for launch in self._launches.values())
             return VisitorView([launch.copy() for launch in mine], positions, len(self._queue), running)
 
     def is_pending(self, launch_id: str) -> bool:
         """Whether the launch is still waiting or running."""
         with self._lock:
             launch = self._launches.get(launch_id)
-            return launch is not None and launch.state != "ended"
+            return launch is not None and launch.state != LaunchState.ENDED
 
     def wait(self, launch_id: str, timeout: float) -> bool:
         """Block until the launch has ended (for tests and scripts); True if it has."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._launches[launch_id].state != "ended":
+            while self._launches[launch_id].state != LaunchState.ENDED:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -177,7 +186,7 @@ class RunQueue:
             return True
 
     def _forget_old(self, owner: str) -> None:
-        ended = sorted((launch for launch in self._launches.values() if launch.state == "ended"),
+        ended = sorted((launch for launch in self._launches.values() if launch.state == LaunchState.ENDED),
                        key=lambda launch: launch.created)
         for launch in [launch for launch in ended if launch.owner == owner][:-KEPT_PER_VISITOR] + ended[:-KEPT_IN_ALL]:
             self._launches.pop(launch.id, None)
@@ -188,7 +197,7 @@ class RunQueue:
                 while not self._queue:
                     self._lock.wait()
                 launch = self._queue.popleft()
-                launch.state = "running"
+                launch.state = LaunchState.RUNNING
             try:
                 if launch.task is not None:
                     self._run_task(launch)
@@ -202,7 +211,7 @@ class RunQueue:
                 with self._lock:
                     launch.error = traceback.format_exc(limit=6)
             with self._lock:
-                launch.state = "ended"
+                launch.state = LaunchState.ENDED
                 self._lock.notify_all()
 
     def _run_task(self, launch: Launch) -> None:

@@ -38,10 +38,10 @@ from .baseline import (DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, RESAMPLES, SAMPLE
                        ProgressCallback, TrainedBaseline, prunable_group, train_baseline)
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
-                         criterion_scores, sample_neurons, zero_shot_curve)
+                         scores_by_criterion, sample_neurons, zero_shot_curve)
 
 __all__ = ["ProgressCallback", "TrainedBaseline", "train_baseline", "prunable_group",
            "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "sample_neurons", "AblationResult",
-           "ablation_effects", "criterion_scores", "Correlation", "criterion_correlations", "ZeroShotCurve",
+           "ablation_effects", "scores_by_criterion", "Correlation", "criterion_correlations", "ZeroShotCurve",
            "zero_shot_curve", "summary_sentence", "ImportanceAnalysis", "analyse_importance",
            "DEFAULT_SAMPLE_SIZE", "DEFAULT_RESAMPLES", "ZERO_SHOT_KEEP_RATIOS", "SEEDS", "SAMPLE_SIZES", "RESAMPLES"]

@@ -16,7 +16,7 @@ from ..errors import ConfigError, StopRequested
 from ..features import FEATURE_BATCH_SIZE, FEATURE_CACHE, FeatureCache, cached_prefix_features, weights_id
 from ..pruning import GroupEffect, PrunableGroup, PruningGraph
 from ..registry import get_submodule
-from ..split import split_model
+from ..cut import cut_model
 from .baseline import ProgressCallback, TrainedBaseline, check_stop, report
 
 __all__ = ["LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "loss_and_accuracy"]
@@ -203,7 +203,7 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
     cut = _rest_cut(model, group)
     device = resolve_device(config.device)
     model.to(device)
-    prefix, rest = split_model(model, replace(spec, suffix_start=cut))
+    prefix, rest = cut_model(model, replace(spec, suffix_start=cut))
     image_size = config.image_size or spec.input_size
     steps = cached_prefix_features(feature_cache if feature_cache is not None else FEATURE_CACHE, prefix,
                                    trained.datasets["val"], build_transform(image_size, spec.mean, spec.std, train=False),

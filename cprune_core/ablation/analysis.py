@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features import FeatureCache
-from ..importance import CRITERIA, DEFAULT_TAU
+from ..criteria import CRITERIA, DEFAULT_TAU
 from ..ranges import KEEP, TAU, choose
 from ..registry import get_spec, load_backbone
 from ..schema import FinetuneConfig, RunSummary
@@ -19,7 +19,7 @@ from .baseline import (DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, RESAMPLES, SAMPLE
                        ProgressCallback, prunable_group, train_baseline)
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
-                         criterion_scores, sample_neurons, zero_shot_curve)
+                         scores_by_criterion, sample_neurons, zero_shot_curve)
 
 __all__ = ["ImportanceAnalysis", "analyse_importance"]
 
@@ -73,7 +73,7 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = None, *, crit
     ablator = layer_ablator(trained, graph, group, layer, progress=progress, stop=stop, feature_cache=feature_cache)
     neurons = None if ablator.exhaustive else sample_neurons(ablator.n_neurons, sample_size, config.seed)
     result = ablation_effects(ablator, neurons, progress=progress, stop=stop)
-    scores = criterion_scores(graph, group, criteria, tau=tau, seeds=seeds)
+    scores = scores_by_criterion(graph, group, criteria, tau=tau, seeds=seeds)
     correlations = criterion_correlations(result, scores, resamples=resamples, seed=config.seed)
     curve = zero_shot_curve(ablator, scores, keep_ratios, progress=progress, stop=stop)
     return ImportanceAnalysis(trained.config, layer, trained.summary, result, scores, correlations, curve,

@@ -13,14 +13,14 @@ import torch
 from scipy import stats
 
 from ..errors import ConfigError
-from ..importance import CRITERIA, DEFAULT_TAU, RandomScores, make_criterion
+from ..criteria import CRITERIA, DEFAULT_TAU, RandomScores, make_criterion
 from ..pruning import PrunableGroup, PruningGraph, keep_count, kept_indices
 from ..ranges import KEEP, choose
 from .ablators import LayerAblator
 from .baseline import (DEFAULT_RESAMPLES, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS, ProgressCallback,
                        check_stop, report)
 
-__all__ = ["sample_neurons", "AblationResult", "ablation_effects", "criterion_scores", "Correlation",
+__all__ = ["sample_neurons", "AblationResult", "ablation_effects", "scores_by_criterion", "Correlation",
            "criterion_correlations", "ZeroShotCurve", "zero_shot_curve"]
 
 
@@ -65,7 +65,7 @@ def ablation_effects(ablator: LayerAblator, neurons: Sequence[int] | None = None
                           accuracies - full_acc, full_loss, full_acc, ablator.n_images)
 
 
-def criterion_scores(graph: PruningGraph, group: PrunableGroup, criteria: Iterable[str] = tuple(CRITERIA), *,
+def scores_by_criterion(graph: PruningGraph, group: PrunableGroup, criteria: Iterable[str] = tuple(CRITERIA), *,
                      tau: float = DEFAULT_TAU, seeds: int = 5) -> dict[str, np.ndarray]:
     """Criterion -> scores (runs x neurons; higher: keep), exactly what pruning ranks the group by: one
     row for a deterministic criterion, one per seed 0..seeds-1 for ``random``."""

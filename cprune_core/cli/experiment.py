@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .. import experiment
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import BACKBONES
-from .importance import add_importance_command
+from .experiment_importance import add_importance_command
 from .options import add_config_argument, add_executor_options, executor_flags, make_executor, open_store
 
 __all__ = ["add_experiment_command"]

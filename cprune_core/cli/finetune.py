@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..checkpoint import ONNX_FILE, TORCHSCRIPT_FILE, export_onnx, export_torchscript
 from ..errors import ConfigError, exit_code_for
 from ..paths import writable_dir
 from ..runs import run_and_record
-from ..schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus
+from ..schema import FinetuneConfig, RunResult, RunStatus
 from .options import add_config_options, config_from_args, open_store
+from .progress_bars import RunProgressBar
 
 __all__ = ["add_finetune_command", "summary_table"]
 
@@ -46,31 +45,6 @@ def add_finetune_command(subparsers) -> None:
     parser.set_defaults(handler=finetune_command)
 
 
-class ProgressBar:
-    """The run's progress on stderr, fed one MetricEvent at a time."""
-
-    def __init__(self, quiet: bool):
-        self.bar = tqdm(total=None, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-
-    def __call__(self, event: MetricEvent) -> None:
-        bar = self.bar
-        if event.kind == EventKind.PREPARE:
-            bar.set_description_str(event.message)
-        elif event.kind == EventKind.START:
-            bar.reset(total=event.total_steps)
-            bar.set_description_str("Training")
-        elif event.kind in (EventKind.STEP, EventKind.EPOCH):
-            bar.update(event.step - bar.n)
-            postfix = {"loss": event.train_loss, "train_acc": event.train_acc}
-            if event.kind == EventKind.EPOCH:
-                postfix["val_acc"] = event.val_acc
-            bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items() if v is not None})
-            bar.set_description_str(f"Epoch {event.epoch}")
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 @contextmanager
 def stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
     """First Ctrl-C: stop after the current batch and report; a second one aborts."""
@@ -97,7 +71,7 @@ def finetune_command(args: argparse.Namespace) -> int:
         writable_dir(args.save, "--save")
     store = None if args.no_record else open_store(args.store)
     stop = threading.Event()
-    bar = ProgressBar(args.quiet)
+    bar = RunProgressBar(args.quiet)
     try:
         with stop_on_ctrl_c(stop):
             result = run_and_record(config, store, args.save, stop, on_event=bar)

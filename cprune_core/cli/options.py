@@ -23,9 +23,11 @@ def comma_list(text: str) -> list[str]:
 
 
 def _base_type(hint: Any) -> type:
-    """int for ``int | None``, list for ``list[str] | None``, and so on."""
+    """int for ``int | None``, list for ``list[str] | None``, str for ``Literal["a", "b"]``, and so on."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is typing.Literal:
+        return type(typing.get_args(hint)[0])
     return typing.get_origin(hint) or hint
 
 

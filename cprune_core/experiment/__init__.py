@@ -5,7 +5,7 @@ from .executors import EXECUTORS, Executor, LocalExecutor, Outcome, RayExecutor
 from .grid import (COMPARED_CRITERIA, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, REGIMES, TAU_SWEEP, Grid,
                    GridProgress, PlannedRun, Regime, leaders_first, offline_regimes, paper_table_grid, plan_runs, row_for, run_key,
                    run_plan)
-from .report import markdown_table, paired_interval, plot_accuracy_vs_macs, summarise, verdict, write_report
+from .paper_table_report import markdown_table, paired_interval, plot_accuracy_vs_macs, summarise, verdict, write_report
 
 __all__ = ["COMPARED_CRITERIA", "DEFAULT_IMAGE_SIZE", "FEW_SHOT", "KEEP_RATIOS", "REGIMES", "TAU_SWEEP", "Grid",
            "GridProgress", "PlannedRun", "Regime", "leaders_first", "offline_regimes", "paper_table_grid", "plan_runs", "row_for",

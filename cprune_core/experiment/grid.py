@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
-from ..importance import DEFAULT_TAU
+from ..criteria import DEFAULT_TAU
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
 from ..ranges import SEEDS
 from ..schema import FinetuneConfig, RunStatus, RunSummary

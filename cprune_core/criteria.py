@@ -23,6 +23,8 @@ __all__ = ["CRITERIA", "DEFAULT_TAU", "Criterion", "GraphCriterion", "GroupImpor
            "ranking_centrality"]
 
 DEFAULT_TAU = 0.1
+# torch-pruning's handlers that remove a layer's own neurons (not its inputs), as its own importances test them.
+_OUT_CHANNEL_PRUNING = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
 RANKING_MAX_ITER = 20_000
 
 
@@ -168,7 +170,7 @@ class GroupImportance(tp.importance.Importance):
         per_layer = []
         for dep, _ in group:
             module = dep.target.module
-            if not has_neurons(module) or is_depthwise(module) or not group._DG.is_out_channel_pruning_fn(dep.handler):
+            if not has_neurons(module) or is_depthwise(module) or dep.pruning_fn not in _OUT_CHANNEL_PRUNING:
                 continue
             name = self.module_names.get(module, type(module).__name__)
             per_layer.append((scores_for(module, self.criterion, name), dep))

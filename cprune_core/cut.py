@@ -1,4 +1,4 @@
-"""Cut a backbone into a frozen prefix and a trainable suffix.
+"""Cut a backbone into a frozen prefix and a trainable suffix (``cut_model``).
 
 Each registry entry names where its trainable suffix starts (``suffix_start``, a dotted
 module path) and where torchvision's forward() flattens (``flatten_before``). The model is
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .errors import ConfigError
-from .pruning import PruningGraph, select_groups
-from .registry import BackboneSpec, get_submodule
+from .registry import BackboneSpec
 
-__all__ = ["split_model", "layers_to_prune"]
+__all__ = ["cut_model"]
 
 
 def _chain(module: nn.Module, path: list[str], flatten_before: str, prefix: str = "") -> tuple[list, list]:
@@ -38,30 +36,7 @@ def _chain(module: nn.Module, path: list[str], flatten_before: str, prefix: str 
     return before, after
 
 
-def split_model(model: nn.Module, spec: BackboneSpec) -> tuple[nn.Sequential, nn.Sequential]:
+def cut_model(model: nn.Module, spec: BackboneSpec) -> tuple[nn.Sequential, nn.Sequential]:
     """(prefix, suffix) sharing the model's modules: ``suffix(prefix(x)) == model(x)``."""
     before, after = _chain(model, spec.suffix_start.split("."), spec.flatten_before)
     return nn.Sequential(*before), nn.Sequential(*after)
-
-
-def layers_to_prune(model: nn.Module, spec: BackboneSpec, layers: list[str] | None, frozen_prefix: bool) -> list[str]:
-    """The layers a run prunes: ``layers`` (None: the registry's head layer; ["all"]: every prunable
-    layer in the trained scope), checked to leave a frozen prefix untouched. ConfigError otherwise."""
-    layers = layers or [spec.head_layer]
-    graph = PruningGraph(model, spec)
-    prefix_modules = {id(m) for m in split_model(model, spec)[0].modules()} if frozen_prefix else set()
-
-    def touches_prefix(group) -> bool:
-        return any(id(get_submodule(model, effect.module)) in prefix_modules for effect in group.effects)
-
-    if layers == ["all"]:
-        groups = [g for g in graph.groups if not touches_prefix(g)]
-        if not groups:
-            raise ConfigError(f"{spec.name} has no prunable layer in its trainable suffix; use train_scope='all'.")
-        return [g.root for g in groups]
-    for group in select_groups(graph, layers):
-        if touches_prefix(group):
-            raise ConfigError(
-                f"Pruning {group.root} changes the frozen prefix (it ends before {spec.suffix_start}); "
-                "use train_scope='all' to prune it, or choose a layer in the suffix.")
-    return layers

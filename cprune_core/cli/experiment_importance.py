@@ -6,14 +6,13 @@ import json
 import sys
 import time
 
-from tqdm import tqdm
-
 from ..ablation import DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, analyse_importance
-from ..experiment import importance
+from ..experiment import importance_report
 from ..experiment.grid import DEFAULT_IMAGE_SIZE
-from ..importance import DEFAULT_TAU
+from ..criteria import DEFAULT_TAU
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import DEFAULT_BACKBONE
+from .progress_bars import StepProgressBar
 from .options import add_config_argument, add_executor_options, executor_flags, make_executor
 
 __all__ = ["add_importance_command"]
@@ -46,7 +45,7 @@ def add_importance_command(experiments) -> None:
                         help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
     parser.add_argument("--quick", action="store_true",
-                        help=f"flowers-sample, {importance.QUICK_SEEDS} seeds, {importance.QUICK_RESAMPLES} bootstrap "
+                        help=f"flowers-sample, {importance_report.QUICK_SEEDS} seeds, {importance_report.QUICK_RESAMPLES} bootstrap "
                              f"resamples (instead of {DEFAULT_RESAMPLES}): for tests and for checking the set-up.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON on stdout (and nothing else).")
     parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
@@ -55,33 +54,12 @@ def add_importance_command(experiments) -> None:
     parser.set_defaults(handler=importance_command)
 
 
-class ProgressBar:
-    """The analysis's progress on stderr: one bar whose description names the step. It appears at the
-    first report, so an input error (raised before any work) is the only line printed."""
-
-    def __init__(self):
-        self.bar: tqdm | None = None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        if self.bar is None:
-            self.bar = tqdm(total=total or None, file=sys.stderr, dynamic_ncols=True)
-        elif (total or None) != self.bar.total:
-            self.bar.reset(total=total or None)
-        self.bar.set_description_str(message, refresh=False)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def importance_command(args: argparse.Namespace) -> int:
     out = writable_dir(args.out, "--out")  # before hours of work whose report could not be written
-    config = importance.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
+    config = importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
                                           root=args.dataset_root, image_size=args.image_size, device=args.device)
-    seeds = args.seeds if args.seeds is not None else (importance.QUICK_SEEDS if args.quick else importance.DEFAULT_SEEDS)
-    resamples = importance.QUICK_RESAMPLES if args.quick else DEFAULT_RESAMPLES
+    seeds = args.seeds if args.seeds is not None else (importance_report.QUICK_SEEDS if args.quick else importance_report.DEFAULT_SEEDS)
+    resamples = importance_report.QUICK_RESAMPLES if args.quick else DEFAULT_RESAMPLES
     command = " ".join(part for part in [
         "python -m cprune_core experiment importance", "--quick" if args.quick else "",
         f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
@@ -92,7 +70,7 @@ def importance_command(args: argparse.Namespace) -> int:
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "",
         *executor_flags(args),
     ] if part)
-    bar = ProgressBar()
+    bar = StepProgressBar()
     start = time.perf_counter()
     with make_executor(args) as executor:
         where = executor.describe()
@@ -105,9 +83,9 @@ def importance_command(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     elapsed = time.perf_counter() - start
-    paths = importance.write_importance_report(analysis, out, command=command, elapsed_s=elapsed, device=where)
+    paths = importance_report.write_importance_report(analysis, out, command=command, elapsed_s=elapsed, device=where)
     if args.json:
-        print(json.dumps(importance.importance_json(analysis, elapsed), indent=2))
+        print(json.dumps(importance_report.importance_json(analysis, elapsed), indent=2))
         return 0
     print(f"Finding: {analysis.sentence}")
     for kind, path in paths.items():

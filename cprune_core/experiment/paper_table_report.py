@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from ..importance import DEFAULT_TAU
+from ..criteria import DEFAULT_TAU
 from ..schema import FinetuneConfig
 
 __all__ = ["summarise", "paired_interval", "verdict", "markdown_table", "plot_accuracy_vs_macs", "write_report"]
