@@ -9,11 +9,13 @@ code is ever loaded. Every file is written to a temporary name and renamed into 
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import threading
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .pruning import apply_kept
 from .registry import BACKBONES, BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
 from .schema import RunResult
 
-__all__ = ["SavedModel", "save_model", "load_model", "model_files", "export_onnx", "export_torchscript",
+__all__ = ["SavedModel", "save_model", "load_model", "model_files", "zip_model", "export_onnx", "export_torchscript",
            "WEIGHTS_FILE", "SPEC_FILE", "ONNX_FILE", "TORCHSCRIPT_FILE", "MODEL_FILES"]
 
 FORMAT_VERSION = 1
@@ -168,6 +170,19 @@ def model_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     return [directory / name for name in MODEL_FILES
             if (directory / name).is_file() and not (directory / name).is_symlink()]
+
+
+def zip_model(directory: str | Path) -> bytes:
+    """A zip archive of the model's own files in ``directory`` (``model_files``: nothing else that lies there),
+    each under its bare name, so unzipping gives a folder ``load_model`` reads. Empty of files when none is left.
+
+    Example: ``Path("model.zip").write_bytes(zip_model(run.model_dir))``.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in model_files(directory):
+            archive.write(file, file.name)
+    return buffer.getvalue()
 
 
 def export_torchscript(model: nn.Module, path: str | Path, image_size: int) -> Path:

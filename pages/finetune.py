@@ -1,16 +1,13 @@
 """Fine-tune: train the conventional baseline and the pruned model in a background worker."""
-from datetime import datetime
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from cprune_core import DATASETS, ConfigError, CPruneError, FinetuneConfig
-from cprune_core.data import confine, data_roots
+from cprune_core import CPruneError, FinetuneConfig
 from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus, config_options
-from ui import charts, frame, sidebar, state, worker
+from cprune_core.service import Launch, Track, VisitorView
+from ui import charts, frame, launches, sidebar, state
+from ui.services import run_queue
 from ui.text import plain
-from ui.uploads import uploads
 
 MODE_LABELS = {"baseline": "baseline (frozen backbone, new head)", "pruned": "pruned, then fine-tuned",
                "finetune": "fine-tuned, nothing pruned"}
@@ -23,8 +20,6 @@ frame.start("Fine-tune",
             "every finished run is also on the Results page.")
 
 key, bundle = sidebar.require_model()
-queue = worker.run_queue()
-me = state.visitor()
 session = st.session_state
 spec = bundle.loaded.spec
 layer = session["layer"] if session["layer"] in bundle.prunable else spec.head_layer
@@ -55,19 +50,14 @@ with st.container(border=True):
     sizes = [size for size in range(32, 2 * spec.input_size + 1, 32) if size in spec.input_sizes]
     image_size = cells[3].selectbox("Image size", sizes, index=sizes.index(spec.input_size), key="ft_image_size",
                                     help="Smaller images train faster on a CPU. " + OPTIONS["image_size"].help)
-    train_scope = cells[4].radio("Train", TRAIN_SCOPES, key="ft_train_scope", help=OPTIONS["train_scope"].help)
+    train_scope = cells[4].radio("Train", TRAIN_SCOPES, index=TRAIN_SCOPES.index(DEFAULTS.train_scope),
+                                 key="ft_train_scope", help=OPTIONS["train_scope"].help)
     per_class = cells[5].number_input("Train images per class (0: all)", 0,
-                                      int(OPTIONS["train_per_class"].range.high), 0, key="ft_per_class",
-                                      help=OPTIONS["train_per_class"].help)
+                                      int(OPTIONS["train_per_class"].range.high), DEFAULTS.train_per_class or 0,
+                                      key="ft_per_class", help=OPTIONS["train_per_class"].help)
     dataset = session["dataset"]
-    root = ""
-    if DATASETS[dataset].default_root is None:
-        roots = ", ".join(str(path) for path in data_roots())
-        root = st.text_input("Dataset folder", key="ft_root",
-                             help=("A folder with one sub-folder per class" if dataset == "folder" else
-                                   "Where the dataset is (or will be downloaded); empty: the default cache")
-                             + f". It must lie inside this server's data folders: {roots}.").strip()
-    launch = st.button("Start", type="primary", key="ft_start", disabled=not modes)
+    root = launches.dataset_folder_input(dataset, key="ft_root")
+    start = st.button("Start", type="primary", key="ft_start", disabled=not modes)
 
 
 def _configs() -> dict[str, FinetuneConfig]:
@@ -76,28 +66,21 @@ def _configs() -> dict[str, FinetuneConfig]:
                   tau=session["tau"], layers=[layer] if scope.startswith("layer") else ["all"],
                   train_scope=train_scope, epochs=int(epochs), batch_size=batch_size, lr=lr,
                   image_size=image_size, train_per_class=int(per_class) or None)
-    return {mode: FinetuneConfig(mode=mode, **common) for mode in modes}
+    configs = {mode: FinetuneConfig(mode=mode, **common) for mode in modes}
+    for config in configs.values():
+        config.validate()
+    return configs
 
 
-if launch:
+if start:
     try:
-        if dataset == "folder" and not root:
-            raise ConfigError("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
-        if root:
-            confine(root, data_roots())  # a refused folder gets words that tell nothing about it
-        configs = _configs()
-        for config in configs.values():
-            config.validate()
-        submitted = queue.submit(me, configs)
-        if key.weights == "checkpoint":
-            uploads().hold(Path(key.checkpoint), f"launch:{submitted.id}")
+        launches.check_dataset_folder(dataset, root)
+        launches.hold_checkpoint(key, run_queue().submit(state.visitor(), _configs()))
     except CPruneError as exc:
         st.error(plain(exc))
 
-session["ft_polling"] = queue.view(me).active(tasks=False)
 
-
-def _status(track: worker.Track) -> None:
+def _status(track: Track) -> None:
     last = track.events[-1] if track.events else None
     final = track.final
     if final is None:
@@ -116,22 +99,9 @@ def _status(track: worker.Track) -> None:
         st.progress(1.0, text=f"**{track.label}** finished in {final.duration_s:.0f} s")
 
 
-def _launch_view(launch: worker.Launch, position: int | None) -> None:
-    started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
-    where = {worker.LaunchState.QUEUED: f"waiting, number {position} in the queue",
-             worker.LaunchState.RUNNING: "running"}.get(launch.state, "ended")
+def _launch_view(launch: Launch, position: int | None) -> None:
     with st.container(border=True):
-        st.markdown(f"**Started at {started}** · {where}")
-        if launch.error:
-            frame.show_bug("The worker crashed while running this launch: that is a bug, please report it.",
-                           launch.error)
-        if launch.state != worker.LaunchState.ENDED:
-            stopping = launch.stop.is_set()
-            st.button("Cancel" if launch.state == worker.LaunchState.QUEUED else "Stop", key=f"ft_stop_{launch.id}",
-                      on_click=queue.stop, args=(me, launch.id), disabled=stopping,
-                      help="Takes a waiting launch out of the queue; ends a running one within one batch.")
-            if stopping:
-                st.caption("Stopping after the current batch …")
+        launches.launch_header(launch, position, key="ft")
         for track in launch.tracks:
             _status(track)
         curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in launch.tracks])
@@ -148,12 +118,7 @@ def _launch_view(launch: worker.Launch, position: int | None) -> None:
                                         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
 
 
-@st.fragment(run_every=1.0 if session["ft_polling"] else None)
-def run_view() -> None:
-    view = queue.view(me)
-    if session.get("ft_polling") and not view.active(tasks=False):
-        session["ft_polling"] = False
-        st.rerun()  # your launches ended: redraw the page once and stop polling
+def _runs(view: VisitorView) -> None:
     st.caption(f"On this server now: {view.running} launch(es) running, {view.queued} waiting. Launches you start "
                "here are yours: only this browser tab sees their progress and can stop them; finished runs are "
                "also on the Results page.")
@@ -165,4 +130,4 @@ def run_view() -> None:
 
 
 st.subheader("Your runs")
-run_view()
+launches.live_launches("ft", tasks=False, draw=_runs)

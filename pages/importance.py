@@ -1,19 +1,18 @@
 """Does centrality predict importance? Each neuron's exact ablation effect against every criterion."""
 from dataclasses import replace
-from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from cprune_core import DATASETS, ConfigError, CPruneError
+from cprune_core import CPruneError
 from cprune_core.ablation import DEFAULT_SAMPLE_SIZE, SAMPLE_SIZES, SEEDS, analyse_importance
-from cprune_core.data import confine, data_roots
+from cprune_core.data import data_roots
 from cprune_core.experiment.grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE
 from cprune_core.experiment.importance_report import importance_config
-from ui import charts, frame, sidebar, state, worker
+from cprune_core.service import Launch, LaunchState, VisitorView
+from ui import charts, frame, launches, sidebar, state
+from ui.services import run_queue
 from ui.text import plain
-from ui.uploads import uploads
 
 frame.start("Does centrality predict importance?",
             "The method's premise is that the most central neurons are the ones that matter. Here a new head is "
@@ -21,7 +20,7 @@ frame.start("Does centrality predict importance?",
             "retraining) and the change in validation loss measured: does any criterion predict that change?")
 
 key, bundle = sidebar.require_model()
-queue, me = worker.run_queue(), state.visitor()
+queue, me = run_queue(), state.visitor()
 spec = bundle.loaded.spec
 session = st.session_state
 
@@ -42,21 +41,14 @@ with st.container(border=True):
     image_size = top[3].selectbox("Image size", sizes, index=sizes.index(DEFAULT_IMAGE_SIZE) if DEFAULT_IMAGE_SIZE in sizes else len(sizes) - 1,
                                   key="imp_image_size", help="The flower photos are 128 px; smaller is faster.")
     dataset = session["dataset"]
-    root = ""
-    if DATASETS[dataset].default_root is None:
-        root = st.text_input("Dataset folder", key="imp_root",
-                             help="A folder inside this server's data folders: "
-                                  + ", ".join(str(path) for path in data_roots()) + ".").strip()
+    root = launches.dataset_folder_input(dataset, key="imp_root")
     st.caption(f"On {dataset} (the sidebar's dataset), τ = {session['tau']:.2f} for the graph criteria, the split of "
                f"seed 0, a head trained for {DEFAULT_EPOCHS} epochs; the validation split measures every effect.")
-    launch = st.button("Analyse", type="primary", key="imp_start")
+    start = st.button("Analyse", type="primary", key="imp_start")
 
-if launch:
+if start:
     try:
-        if dataset == "folder" and not root:
-            raise ConfigError("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
-        if root:
-            confine(root, data_roots())
+        launches.check_dataset_folder(dataset, root)
         config = replace(importance_config(backbone=key.backbone, dataset=dataset, root=root or None,
                                            image_size=image_size),
                          weights=key.weights, checkpoint=key.checkpoint or None)
@@ -65,8 +57,7 @@ if launch:
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
             config, layer, tau=tau, seeds=int(seeds), sample_size=int(sample), progress=progress, stop=stop,
             data_roots=roots))
-        if key.weights == "checkpoint":
-            uploads().hold(Path(key.checkpoint), f"launch:{submitted.id}")
+        launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))
 
@@ -100,39 +91,27 @@ def _result(analysis) -> None:
                     config=state.chart_config(f"zero-shot-{result.layer}"))
 
 
-def _launch(launch: worker.Launch, position: int | None) -> None:
-    started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
-    where = {worker.LaunchState.QUEUED: f"waiting, number {position} in the queue",
-             worker.LaunchState.RUNNING: "running"}.get(launch.state, "ended")
+def _launch(launch: Launch, position: int | None) -> None:
     with st.container(border=True):
-        st.markdown(f"**{plain(launch.title)}**, started at {started} · {where}")
-        if launch.state != worker.LaunchState.ENDED:
-            st.button("Cancel" if launch.state == worker.LaunchState.QUEUED else "Stop", key=f"imp_stop_{launch.id}",
-                      on_click=queue.stop, args=(me, launch.id), disabled=launch.stop.is_set())
+        launches.launch_header(launch, position, key="imp", title=launch.title)
+        if launch.state != LaunchState.ENDED:
             done, total, message = launch.progress
             st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
-        elif launch.error:
-            frame.show_bug("The analysis crashed: that is a bug, please report it.", launch.error)
         elif launch.failure:
             st.warning(plain(launch.failure))
         elif launch.result is not None:
             _result(launch.result)
 
 
-@st.fragment(run_every=1.0 if session.setdefault("imp_polling", False) else None)
-def analyses() -> None:
-    view = queue.view(me)
+def _analyses(view: VisitorView) -> None:
     mine = view.of_kind(tasks=True)
-    active = view.active(tasks=True)
-    if session["imp_polling"] != active:
-        session["imp_polling"] = active
-        st.rerun()  # start or stop polling
     if not mine:
         st.info("No analysis yet: choose a layer and press Analyse. The first one computes the dataset's features "
                 "(a minute or more on a CPU); later ones reuse them.")
-    ended = [launch for launch in mine if launch.state == worker.LaunchState.ENDED]
-    for launch in [launch for launch in mine if launch.state != worker.LaunchState.ENDED] + ended[:1]:  # the newest result only
+    pending = [launch for launch in mine if launch.state != LaunchState.ENDED]
+    ended = [launch for launch in mine if launch.state == LaunchState.ENDED]
+    for launch in pending + ended[:1]:  # the newest result only
         _launch(launch, view.positions.get(launch.id))
 
 
-analyses()
+launches.live_launches("imp", tasks=True, draw=_analyses)

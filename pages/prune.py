@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cprune_core import CRITERIA, exact_cost, keep_count, keep_plan, make_criterion, measure_latency_ms, prune_model
+from cprune_core import CRITERIA, keep_count, keep_plan
 from ui import cache, charts, frame, sidebar, state
 
 frame.start("Prune",
@@ -72,13 +72,8 @@ hist, graph = st.columns([2, 3])
 with hist:
     st.plotly_chart(charts.score_histogram(scores, cutoff_score, criterion), key="score_histogram",
                     config=state.chart_config("score_histogram"))
-    others = [name for name in CRITERIA if name != criterion]
-    overlap = []
-    for other in others:
-        other_set = cache.kept_set(cache.neuron_scores(key, layer, other, tau), kept_here)
-        overlap.append({"criterion": other, "Jaccard with kept set": len(kept_set & other_set) / len(kept_set | other_set)})
     st.markdown(f"**Overlap of the kept set with other criteria** ({kept_here} kept of {info.neurons})")
-    st.dataframe(pd.DataFrame(overlap), hide_index=True, width="stretch",
+    st.dataframe(cache.kept_overlap(key, layer, criterion, tau, kept_here), hide_index=True, width="stretch",
                  column_config={"Jaccard with kept set": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                         format="%.2f")})
 with graph:
@@ -92,25 +87,20 @@ with graph:
 st.subheader("Build the pruned model")
 st.caption("Removes the neurons for real (smaller weight tensors) with torch-pruning, then counts parameters and "
            "MACs with a forward pass and measures latency on this machine.")
-settings = (key, criterion, tau, str(keep), scope, layer)
+settings = (key, criterion, tau, keep, layers)
 if st.button("Build pruned model", type="primary", key="build"):
-    with st.spinner("Pruning and measuring …"):
-        result = prune_model(bundle.loaded.model, bundle.loaded.spec, make_criterion(criterion, tau), keep, layers)
-        size = bundle.loaded.spec.input_size
-        cost = exact_cost(result.model, size)
-        st.session_state["built"] = (settings, cost, measure_latency_ms(result.model, size))
-built = st.session_state.get("built")
-if built and built[0] == settings:
-    _, cost, latency = built
+    st.session_state["built"] = settings
+if st.session_state.get("built") == settings:
+    params, macs, latency = cache.pruned_cost(*settings)
     base_params, base_macs, base_latency = cache.measured_cost(key)
     st.dataframe(pd.DataFrame({
         "": ["params", "MACs", "latency (ms, batch 1)"],
         "original": [f"{base_params:,}", f"{base_macs:,}", f"{base_latency:.1f}"],
-        "pruned": [f"{cost.params:,}", f"{cost.macs:,}", f"{latency:.1f}"],
-        "change": [removed(base_params, cost.params), removed(base_macs, cost.macs),
+        "pruned": [f"{params:,}", f"{macs:,}", f"{latency:.1f}"],
+        "change": [removed(base_params, params), removed(base_macs, macs),
                    f"{100 * (latency - base_latency) / base_latency:+.1f} %"],
     }), hide_index=True)
-    if (cost.params, cost.macs) != (after.params, after.macs):
+    if (params, macs) != (after.params, after.macs):
         st.warning("The live estimate and the built model disagree; please report this.")
-elif built:
+elif "built" in st.session_state:
     st.caption("Settings changed since the last build: build again to measure them.")

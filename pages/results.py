@@ -1,16 +1,12 @@
 """Results: every recorded fine-tuning run, compared."""
-import io
-import zipfile
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from cprune_core import RunStore, StoreError
-from cprune_core.checkpoint import SPEC_FILE, model_files
-from cprune_core.data.roots import is_inside
-from cprune_core.paths import models_dir
+from cprune_core.checkpoint import zip_model
+from cprune_core.service import downloadable_runs
 from ui import charts, frame, state
 from ui.text import plain
 
@@ -23,10 +19,11 @@ frame.start("Results",
 
 try:
     store = RunStore()
-    runs = pd.DataFrame(store.list_runs(visible_to=state.visitor()))
+    records = store.list_runs(visible_to=state.visitor())
 except StoreError as error:
     st.error(plain(error))
     st.stop()
+runs = pd.DataFrame(records)
 if store.recovery_note:
     st.warning(plain(store.recovery_note))
 if runs.empty:
@@ -72,31 +69,15 @@ with right:
                         config=state.chart_config("results_scatter"))
 
 st.subheader("Download a model")
-# Only what this visitor's runs saved in the app's models folder: a command-line run's --save folder is
-# wherever its user chose, and the files there are theirs.
-app_models = [models_dir().resolve()]
-saved = runs[[owner == state.visitor() and bool(folder) and is_inside(folder, app_models)
-              and Path(folder, SPEC_FILE).is_file() for owner, folder in zip(runs["owner"], runs["model_dir"].fillna(""))]]
-if saved.empty:
+saved = {run["id"]: run for run in downloadable_runs(records, state.visitor())}
+if not saved:
     st.caption("No saved model of yours yet: your finished runs of the Fine-tune page save theirs.")
 else:
-    run_id = st.selectbox("Run", saved["id"], key="download_run",
-                          format_func=lambda i: f"#{i} · {saved.set_index('id').loc[i, 'mode']} · "
-                                                f"{saved.set_index('id').loc[i, 'backbone']}")
-    files = model_files(Path(saved.set_index("id").loc[run_id, "model_dir"]))  # its own files, nothing else
-
-    def zipped() -> bytes:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            for file in files:
-                archive.write(file, file.name)
-        return buffer.getvalue()
-
-    if not files:
-        st.caption("This model's files are gone: the server keeps saved models within its space budget.")
-    else:
-        st.download_button("Download model (zip: model.pt + model.json)", zipped,
-                           file_name=f"cprune-run-{run_id}.zip", mime="application/zip", key="model_zip",
-                           on_click="ignore")
-        st.caption("Reload it with cprune_core.checkpoint.load_model(folder) after unzipping; the weights are a "
-                   "plain state dict (torch.load(..., weights_only=True)).")
+    run_id = st.selectbox("Run", list(saved), key="download_run",
+                          format_func=lambda i: f"#{i} · {saved[i]['mode']} · {saved[i]['backbone']}")
+    folder = saved[run_id]["model_dir"]
+    st.download_button("Download model (zip: model.pt + model.json)", lambda: zip_model(folder),
+                       file_name=f"cprune-run-{run_id}.zip", mime="application/zip", key="model_zip",
+                       on_click="ignore")
+    st.caption("Reload it with cprune_core.checkpoint.load_model(folder) after unzipping; the weights are a "
+               "plain state dict (torch.load(..., weights_only=True)).")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,9 @@ from streamlit.testing.v1 import AppTest
 from cprune_core.ablation import analyse_importance
 from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
                          kept_indices, power_iteration)
-from ui.uploads import uploads
-from ui.worker import LaunchState, run_queue
+from cprune_core.schema import EventKind
+from cprune_core.service import LaunchState
+from ui.services import run_queue, uploads
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -147,6 +147,10 @@ def test_prune_page_live_metrics_and_build():
     built = at.dataframe[-1].value
     assert list(built["pruned"])[0] != list(built["original"])[0]
     assert not any("disagree" in w.value for w in at.warning)
+    at.slider(key="widget_keep").set_value(0.5).run()
+    assert any("Settings changed since the last build" in c.value for c in at.caption)
+    at.slider(key="widget_keep").set_value(0.25).run()  # the settings built before: shown again, from the cache
+    assert at.dataframe[-1].value.equals(built)
 
 
 def test_layerwise_page_and_open_in_explorer():
@@ -328,19 +332,21 @@ def test_visitors_queue_and_own_their_runs():
     first.multiselect(key="ft_modes").set_value(["finetune"])
     first.button(key="ft_start").click().run()
     assert_clean(first)
+    [theirs] = launches(first)
+    assert run_queue().wait(theirs.id, 60, until=lambda launch: launch.state == LaunchState.RUNNING)
     second = _finetune_page(ft_epochs=1, ft_per_class=4)
     second.multiselect(key="ft_modes").set_value(["baseline"])
     second.button(key="ft_start").click().run()
     assert_clean(second)
     assert not second.error, "queued, not refused"
-    [theirs], [mine] = launches(first), launches(second)
+    [mine] = launches(second)
     assert any("number 1 in the queue" in m.value for m in second.markdown)
     assert not run_queue().stop(second.session_state["_visitor"], theirs.id), "only its visitor stops a launch"
     assert all(f"ft_stop_{theirs.id}" != b.key for b in second.button)
 
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(e.kind == "start" for t in launches(first)[0].tracks for e in t.events):
-        time.sleep(0.5)
+    training = run_queue().wait(theirs.id, 300, until=lambda launch: any(
+        event.kind == EventKind.START for event in launch.tracks[0].events))
+    assert training, "the first visitor's run did not start training"
     first.run()
     first.button(key=f"ft_stop_{theirs.id}").click().run()
     assert_clean(first)

@@ -14,10 +14,10 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from cprune_core import (Backbone, CostModel, GraphSummary, LayerInfo, PruningGraph, concentration, cosine_similarity,
-                         exact_cost, kept_indices, layout_2d, list_layers, load_backbone, make_criterion,
-                         measure_latency_ms, normalise_rows, power_iteration, summarize, threshold_adjacency,
-                         weight_vectors)
+from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo, PruningGraph, concentration,
+                         cosine_similarity, exact_cost, kept_indices, layout_2d, list_layers, load_backbone,
+                         make_criterion, measure_latency_ms, normalise_rows, power_iteration, prune_model, summarize,
+                         threshold_adjacency, weight_vectors)
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
 from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
@@ -200,6 +200,18 @@ def kept_mask(scores: np.ndarray, count: int) -> np.ndarray:
     return mask
 
 
+def kept_overlap(key: ModelKey, layer: str, criterion: str, tau: float, count: int) -> pd.DataFrame:
+    """How far the ``count`` neurons ``criterion`` keeps agree with those each other criterion keeps: one row per
+    other criterion with the Jaccard index of the two kept sets."""
+    kept = kept_set(neuron_scores(key, layer, criterion, tau), count)
+    rows = []
+    for other in CRITERIA:
+        if other != criterion:
+            theirs = kept_set(neuron_scores(key, layer, other, tau), count)
+            rows.append({"criterion": other, "Jaccard with kept set": len(kept & theirs) / len(kept | theirs)})
+    return pd.DataFrame(rows)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def layerwise(key: ModelKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per prunable layer at ``tau``: a summary table and the long-form centralities."""
@@ -221,3 +233,16 @@ def measured_cost(key: ModelKey) -> tuple[int, int, float]:
     size = bundle.loaded.spec.input_size
     cost = exact_cost(bundle.loaded.model, size)
     return cost.params, cost.macs, measure_latency_ms(bundle.loaded.model, size)
+
+
+@st.cache_data(max_entries=16, show_spinner="Pruning and measuring …")
+def pruned_cost(key: ModelKey, criterion: str, tau: float, keep: float | dict[str, int],
+                layers: list[str] | None) -> tuple[int, int, float]:
+    """The model pruned for real (smaller weight tensors, torch-pruning) with these settings (as ``prune_model``
+    takes them), measured as ``measured_cost`` measures the unpruned one. Built and timed once per settings
+    and server, in the script run that first asks: a few seconds, which the run queue would put behind
+    visitors' fine-tuning runs."""
+    loaded = model_bundle(key).loaded
+    result = prune_model(loaded.model, loaded.spec, make_criterion(criterion, tau), keep, layers)
+    cost = exact_cost(result.model, loaded.spec.input_size)
+    return cost.params, cost.macs, measure_latency_ms(result.model, loaded.spec.input_size)

@@ -13,7 +13,7 @@ from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
 from . import state
 from .cache import ModelBundle, ModelKey, model_bundle
 from .text import plain
-from .uploads import uploads
+from .services import uploads
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
 
@@ -31,8 +31,8 @@ def render() -> None:
     """Draw the sidebar and load the chosen model into st.session_state["model_key"]
     (None, with the reason shown, when it cannot be loaded)."""
     sidebar = st.sidebar
-    st.session_state.setdefault("weights", "pretrained")
-    st.session_state.setdefault("dataset", next(iter(DATASETS)))
+    st.session_state.setdefault("weights", state.CONFIG_DEFAULTS.weights)
+    st.session_state.setdefault("dataset", state.CONFIG_DEFAULTS.dataset)
     with sidebar:
         backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
                                format_func=lambda name: BACKBONES[name].title)

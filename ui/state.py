@@ -14,7 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from cprune_core import BACKBONES, CRITERIA, DEFAULT_BACKBONE, DEFAULT_TAU, KEEP, TAU, Range
+from cprune_core import FinetuneConfig, Range
+from cprune_core.schema import config_options
 
 
 def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
@@ -24,15 +25,16 @@ def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
     return round(low, 10), round(high, 10)
 
 
+OPTIONS, CONFIG_DEFAULTS = config_options(), FinetuneConfig()  # the shared values' one source
 TAU_STEP, KEEP_STEP = 0.01, 0.05
-TAU_RANGE = slider_bounds(TAU, TAU_STEP)
-KEEP_RANGE = slider_bounds(KEEP, KEEP_STEP)
+TAU_RANGE = slider_bounds(OPTIONS["tau"].range, TAU_STEP)
+KEEP_RANGE = slider_bounds(OPTIONS["keep"].range, KEEP_STEP)
 DEFAULTS: dict[str, Any] = {
-    "backbone": DEFAULT_BACKBONE,
-    "layer": "",  # "" means the backbone's head layer
-    "tau": DEFAULT_TAU,
-    "criterion": "eigenvector",
-    "keep": 0.5,
+    "backbone": CONFIG_DEFAULTS.backbone,
+    "layer": "",  # "" means the backbone's head layer (as FinetuneConfig's layers=None)
+    "tau": CONFIG_DEFAULTS.tau,
+    "criterion": CONFIG_DEFAULTS.criterion,
+    "keep": CONFIG_DEFAULTS.keep,
 }
 URL_PARAMS = tuple(DEFAULTS)  # the link-able view
 _READY = "_state_ready"
@@ -40,13 +42,9 @@ _READY = "_state_ready"
 
 def _parse(name: str, text: str) -> Any:
     """A URL value as the type the app uses; ValueError when it is not a valid choice."""
-    if name == "backbone":
-        if text not in BACKBONES:
-            raise ValueError(f"unknown backbone {text!r}")
-        return text
-    if name == "criterion":
-        if text not in CRITERIA:
-            raise ValueError(f"unknown criterion {text!r}")
+    if name in ("backbone", "criterion"):
+        if text not in OPTIONS[name].choices:
+            raise ValueError(f"unknown {name} {text!r}")
         return text
     if name in ("tau", "keep"):
         low, high = TAU_RANGE if name == "tau" else KEEP_RANGE

@@ -1,16 +1,16 @@
-"""Uploaded checkpoints: kept only while a visitor or a run uses them, within a total size budget.
+"""Uploaded checkpoints: kept only while a visitor or a launch uses them, within a total size budget.
 
-Each upload is a file named by its content under ``paths.cache_home()/uploads`` (emptied when the
-server starts). A file is in use while a browser session that uploaded it is still connected or
-a queued or running launch holds it; ``collect`` deletes the others, and runs before each new
-upload. An upload that is refused (not a state dict, wrong keys, NaN weights, over the budget)
-is deleted at once.
+Each upload is a file named by its content in one folder (the app's: ``paths.cache_home()/uploads``,
+emptied when the server starts). Its users are named by strings: a browser session's id, or
+``launch_user(id)`` for a queued or running launch. A file is kept while ``is_active`` says one of
+its users still is (``uses_in_progress``: a connected session, or a launch that waits or runs);
+``collect`` deletes the others, and runs before each new upload. An upload that is refused (not a
+state dict, wrong keys, NaN weights, over the budget) is deleted at once.
 """
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import shutil
 import threading
@@ -18,15 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import streamlit as st
-from streamlit import runtime
+from ..errors import CheckpointError
+from ..registry import MAX_CHECKPOINT_BYTES
+from .queue import RunQueue
 
-from cprune_core import CheckpointError
-from cprune_core.paths import cache_home
-from cprune_core.registry import MAX_CHECKPOINT_BYTES
+__all__ = ["Uploads", "launch_user", "uses_in_progress"]
+LAUNCH_PREFIX = "launch:"
 
 
 class Uploads:
+    """The upload folder and who uses each file in it. Every method is safe from any thread."""
+
     def __init__(self, folder: Path, budget_bytes: int, is_active: Callable[[str], bool]):
         self.folder = folder
         self.budget_bytes = budget_bytes
@@ -99,17 +101,17 @@ class Uploads:
         return sum(path.stat().st_size for path in self.folder.iterdir() if path.is_file())
 
 
-def _connected_or_running(user: str) -> bool:
-    """Users are session ids (a connected browser tab) or "launch:<id>" (released by the worker)."""
-    from .worker import run_queue
-
-    if user.startswith("launch:"):
-        return run_queue().is_pending(user.removeprefix("launch:"))
-    return not runtime.exists() or runtime.get_instance().is_active_session(user)
+def launch_user(launch_id: str) -> str:
+    """The user name under which a launch holds its upload (``Uploads.hold``) while it waits or runs."""
+    return LAUNCH_PREFIX + launch_id
 
 
-@st.cache_resource
-def uploads() -> Uploads:
-    """The server's one upload folder (emptied at start-up)."""
-    budget_mb = int(os.environ.get("CPRUNE_UPLOAD_BUDGET_MB", 2048))
-    return Uploads(cache_home() / "uploads", budget_mb * 2**20, _connected_or_running)
+def uses_in_progress(queue: RunQueue, is_connected: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``is_active`` for the app's Uploads: a ``launch_user`` while its launch waits or runs in ``queue``,
+    any other user (a session id) while ``is_connected`` says so."""
+    def is_active(user: str) -> bool:
+        if user.startswith(LAUNCH_PREFIX):
+            return queue.is_pending(user.removeprefix(LAUNCH_PREFIX))
+        return is_connected(user)
+
+    return is_active

@@ -1,0 +1,282 @@
+"""A first-in, first-out queue of launches for a roomful of visitors, run by plain worker threads.
+
+A launch is one press of Start: fine-tuning runs (e.g. the baseline, then the pruned model) that run
+one after another, or one task (e.g. the importance analysis) that reports its progress and keeps its
+result. Worker threads take launches in the order they came, ``QueueLimits.workers`` at a time.
+
+Owners. Every launch belongs to an owner: an opaque string the caller chooses (the app: a private id
+per browser tab). Only the owner sees a launch's runs (``view``) and stops it (``stop``); everyone sees
+how many launches wait and run. An owner may have ``QueueLimits.per_owner`` launches waiting or
+running at most. The queue knows nothing of sessions or browsers: whoever knows that an owner has gone
+calls ``cancel_waiting(owner)``, which takes that owner's waiting launches out of the queue (running
+ones go on to their end). Stopping a waiting launch takes it out of the queue; stopping a running one
+ends it within a batch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from ..errors import ConfigError, CPruneError, StopRequested
+from ..schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
+
+__all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueLimits", "RunQueue",
+           "positive_setting"]
+
+# runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
+Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
+# task(stop, progress) -> result, where progress(done, total, message) reports how far it got (total 0: unknown).
+Task = Callable[[threading.Event, Callable[[int, int, str], None]], object]
+log = logging.getLogger(__name__)
+KEPT_PER_OWNER = 5  # ended launches an owner still sees
+KEPT_IN_ALL = 200  # ended launches kept at all (owners who left leave theirs behind)
+
+
+@dataclass
+class Track:
+    """One run of a launch (e.g. the baseline, or the pruned model) and its events so far."""
+
+    label: str
+    config: FinetuneConfig
+    events: list[MetricEvent] = field(default_factory=list)
+
+    @property
+    def final(self) -> RunSummary | None:
+        return self.events[-1].final if self.events and self.events[-1].kind == EventKind.END else None
+
+
+class LaunchState(StrEnum):
+    """Where a launch stands in the queue (its runs' own outcome is their RunStatus)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+@dataclass
+class Launch:
+    id: str
+    owner: str
+    tracks: list[Track]  # fine-tuning runs; none for a task
+    created: float  # time.time() when it was queued
+    task: Task | None = None
+    title: str = ""  # what the task is, in words
+    stop: threading.Event = field(default_factory=threading.Event)
+    state: LaunchState = LaunchState.QUEUED
+    error: str = ""  # a crash of the worker itself, i.e. a bug (a failed run ends with status "failed")
+    progress: tuple[int, int, str] = (0, 0, "")  # a task's (done, total, message)
+    result: object = None  # what a task returned
+    failure: str = ""  # why a task could not be done (a CPruneError's message, or that it was stopped)
+
+    def copy(self) -> Launch:
+        """A snapshot for a page: the same fields, each track's events copied (the worker appends to them)."""
+        return replace(self, tracks=[Track(t.label, t.config, list(t.events)) for t in self.tracks])
+
+
+@dataclass
+class VisitorView:
+    """What one owner may see: their own launches (newest first) and how busy the server is."""
+
+    launches: list[Launch]
+    positions: dict[str, int]  # launch id -> place in the queue (1 = next), for queued launches
+    queued: int  # launches waiting, everyone's
+    running: int  # launches running, everyone's
+
+    def of_kind(self, tasks: bool) -> list[Launch]:
+        """The fine-tuning launches (``tasks`` False: the Fine-tune page's) or the tasks (the analyses' page)."""
+        return [launch for launch in self.launches if (launch.task is not None) == tasks]
+
+    def active(self, tasks: bool) -> bool:
+        """Whether any launch of that kind is still waiting or running (its page then polls)."""
+        return any(launch.state != LaunchState.ENDED for launch in self.of_kind(tasks))
+
+
+def positive_setting(name: str, default: int) -> int:
+    """The environment variable ``name`` as a whole number of at least 1 (``default`` when unset); else
+    ConfigError naming it."""
+    try:
+        value = int(os.environ.get(name, default))
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {os.environ[name]!r}.") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """How much the queue takes on."""
+
+    workers: int = 1  # launches running at a time (on a CPU one run already uses every core)
+    per_owner: int = 2  # launches one owner may have waiting or running
+    max_waiting: int = 100  # launches waiting, everyone's: more would only wait for hours
+
+    @classmethod
+    def from_environment(cls) -> QueueLimits:
+        """``CPRUNE_CONCURRENT_RUNS`` workers and ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner (each at least
+        1, else ConfigError); the defaults where unset."""
+        return cls(workers=positive_setting("CPRUNE_CONCURRENT_RUNS", cls.workers),
+                   per_owner=positive_setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", cls.per_owner))
+
+
+class RunQueue:
+    """The queue and its worker threads (daemons, started here). Every method is safe from any thread."""
+
+    def __init__(self, runner: Runner, limits: QueueLimits = QueueLimits()):
+        self._runner = runner
+        self.limits = limits
+        self._lock = threading.Condition()  # guards every launch; notified whenever one changes
+        self._queue: deque[Launch] = deque()
+        self._launches: dict[str, Launch] = {}
+        for i in range(limits.workers):
+            threading.Thread(target=self._work, name=f"cprune-run-{i}", daemon=True).start()
+
+    def submit(self, owner: str, configs: dict[str, FinetuneConfig]) -> Launch:
+        """Queue fine-tuning runs (label -> config, run in that order) for ``owner``; a snapshot of the launch.
+        ConfigError when the owner already has as many launches waiting or running as allowed, or the queue
+        is full."""
+        return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [Track(label, c) for label, c in configs.items()],
+                                    time.time()))
+
+    def submit_task(self, owner: str, title: str, task: Task) -> Launch:
+        """Queue a task for ``owner`` (the same limits as ``submit``). Its result is kept in the launch; a
+        CPruneError it raises, or StopRequested, becomes the launch's ``failure``."""
+        return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [], time.time(), task, title))
+
+    def stop(self, owner: str, launch_id: str) -> bool:
+        """Stop one of ``owner``'s launches (taken out of the queue, or ended within a batch); False when it
+        is not theirs or has already ended."""
+        with self._lock:
+            launch = self._launches.get(launch_id)
+            if launch is None or launch.owner != owner or launch.state == LaunchState.ENDED:
+                return False
+            launch.stop.set()
+            if launch.state == LaunchState.QUEUED:
+                self._withdraw(launch)
+            return True
+
+    def cancel_waiting(self, owner: str) -> int:
+        """Take every waiting launch of ``owner`` out of the queue (e.g. when the owner has gone); running
+        ones go on. Returns how many were taken out."""
+        with self._lock:
+            waiting = [launch for launch in self._queue if launch.owner == owner]
+            for launch in waiting:
+                launch.stop.set()
+                self._withdraw(launch)
+            return len(waiting)
+
+    def view(self, owner: str) -> VisitorView:
+        """Snapshots of ``owner``'s launches, newest first, and everyone's counts."""
+        with self._lock:
+            mine = sorted((launch for launch in self._launches.values() if launch.owner == owner),
+                          key=lambda launch: launch.created, reverse=True)
+            positions = {launch.id: place for place, launch in enumerate(self._queue, 1) if launch.owner == owner}
+            running = sum(launch.state == LaunchState.RUNNING for launch in self._launches.values())
+            return VisitorView([launch.copy() for launch in mine], positions, len(self._queue), running)
+
+    def is_pending(self, launch_id: str) -> bool:
+        """Whether the launch is still waiting or running."""
+        with self._lock:
+            launch = self._launches.get(launch_id)
+            return launch is not None and launch.state != LaunchState.ENDED
+
+    def wait(self, launch_id: str, timeout: float, until: Callable[[Launch], bool] | None = None) -> bool:
+        """Block until ``until(launch)`` holds (default: the launch has ended), woken at each change of the
+        launch (state, event, progress); True if it holds, False after ``timeout`` seconds. ``until`` sees
+        the live launch under the queue's lock: it must only read it. For tests and scripts."""
+        def reached() -> bool:
+            launch = self._launches.get(launch_id)
+            if launch is None:  # forgotten long after it ended
+                return until is None
+            return until(launch) if until is not None else launch.state == LaunchState.ENDED
+
+        with self._lock:
+            return self._lock.wait_for(reached, timeout)
+
+    def _enqueue(self, launch: Launch) -> Launch:
+        with self._lock:
+            pending = self._pending(launch.owner)
+            if pending >= self.limits.per_owner:
+                raise ConfigError(f"You already have {pending} launch(es) waiting or running (the limit is "
+                                  f"{self.limits.per_owner}). Wait for one to end, or stop one.")
+            if len(self._queue) >= self.limits.max_waiting:
+                raise ConfigError(f"The server's queue is full ({self.limits.max_waiting} launches waiting). "
+                                  "Try again later.")
+            self._launches[launch.id] = launch
+            self._queue.append(launch)
+            self._forget_old(launch.owner)
+            self._lock.notify_all()
+            return launch.copy()
+
+    def _pending(self, owner: str) -> int:
+        """How many of ``owner``'s launches wait or run: what the per-owner limit counts."""
+        return sum(launch.owner == owner and launch.state != LaunchState.ENDED for launch in self._launches.values())
+
+    def _withdraw(self, launch: Launch) -> None:
+        """Take a waiting launch out of the queue: it ends without having run (the lock is held)."""
+        self._queue.remove(launch)
+        launch.state = LaunchState.ENDED
+        self._lock.notify_all()
+
+    def _forget_old(self, owner: str) -> None:
+        ended = sorted((launch for launch in self._launches.values() if launch.state == LaunchState.ENDED),
+                       key=lambda launch: launch.created)
+        for launch in [launch for launch in ended if launch.owner == owner][:-KEPT_PER_OWNER] + ended[:-KEPT_IN_ALL]:
+            self._launches.pop(launch.id, None)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._queue)
+                launch = self._queue.popleft()
+                launch.state = LaunchState.RUNNING
+                self._lock.notify_all()
+            try:
+                self._run(launch)
+            except Exception:  # a bug, not a failed run: keep the server alive and show it to its owner
+                log.exception("A background launch crashed")
+                with self._lock:
+                    launch.error = traceback.format_exc(limit=6)
+            with self._lock:
+                launch.state = LaunchState.ENDED
+                self._lock.notify_all()
+
+    def _run(self, launch: Launch) -> None:
+        if launch.task is not None:
+            self._run_task(launch)
+        for track in launch.tracks:
+            if launch.stop.is_set():
+                break
+            self._runner(track.config, launch.stop, lambda event, track=track: self._append(track, event),
+                         launch.owner)
+
+    def _run_task(self, launch: Launch) -> None:
+        def progress(done: int, total: int, message: str) -> None:
+            with self._lock:
+                launch.progress = (done, total, message)
+                self._lock.notify_all()
+
+        try:
+            result = launch.task(launch.stop, progress)
+        except StopRequested:
+            failure = "Stopped."
+        except CPruneError as error:  # the input cannot be used: said to the owner, not a bug
+            failure = str(error)
+        else:
+            failure = ""
+        with self._lock:
+            launch.result = None if failure else result
+            launch.failure = failure
+
+    def _append(self, track: Track, event: MetricEvent) -> None:
+        with self._lock:
+            track.events.append(event)
+            self._lock.notify_all()

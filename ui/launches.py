@@ -1,0 +1,88 @@
+"""What the pages that start background work share: the dataset-folder input and its check, the
+checkpoint a launch holds, each launch's header, and the visitor's launches redrawn while they run."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from cprune_core import DATASETS, ConfigError
+from cprune_core.data import confine, data_roots
+from cprune_core.service import Launch, LaunchState, VisitorView, launch_user
+
+from . import frame, state
+from .cache import ModelKey
+from .services import run_queue, uploads
+from .text import plain
+
+__all__ = ["dataset_folder_input", "check_dataset_folder", "hold_checkpoint", "launch_header", "live_launches"]
+
+
+def dataset_folder_input(dataset: str, key: str) -> str:
+    """The folder the visitor types for ``dataset`` (stripped; "" when left empty), or "" with no input drawn
+    when the dataset has a fixed place."""
+    if DATASETS[dataset].default_root is not None:
+        return ""
+    what = ("A folder with one sub-folder per class" if dataset == "folder" else
+            "Where the dataset is (or will be downloaded); empty: the default cache")
+    roots = ", ".join(str(path) for path in data_roots())
+    return st.text_input("Dataset folder", key=key,
+                         help=f"{what}. It must lie inside this server's data folders: {roots}.").strip()
+
+
+def check_dataset_folder(dataset: str, root: str) -> None:
+    """ConfigError when the 'folder' dataset has no folder; PathNotAllowedError, in words that tell nothing
+    about the path, when ``root`` lies outside the server's data folders."""
+    if dataset == "folder" and not root:
+        raise ConfigError("The 'folder' dataset needs a folder: type its path above (one sub-folder per class).")
+    if root:
+        confine(root, data_roots())
+
+
+def hold_checkpoint(key: ModelKey, launch: Launch) -> None:
+    """Keep the uploaded checkpoint ``launch`` starts from (if any) while it waits or runs, even after the
+    visitor's tab has closed."""
+    if key.weights == "checkpoint":
+        uploads().hold(Path(key.checkpoint), launch_user(launch.id))
+
+
+def launch_header(launch: Launch, position: int | None, key: str, title: str = "") -> None:
+    """The top of a launch's box: ``title``, when it started and where it stands (waiting at ``position`` in
+    the queue, running, or ended); a crash of its worker; while it waits or runs, its Cancel or Stop button
+    (widget key ``{key}_stop_{launch id}``)."""
+    started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
+    where = {LaunchState.QUEUED: f"waiting, number {position} in the queue",
+             LaunchState.RUNNING: "running"}.get(launch.state, "ended")
+    st.markdown(f"**{plain(title)}**, started at {started} · {where}" if title else
+                f"**Started at {started}** · {where}")
+    if launch.error:
+        frame.show_bug("The worker crashed while running this launch: that is a bug, please report it.",
+                       launch.error)
+    if launch.state != LaunchState.ENDED:
+        stopping = launch.stop.is_set()
+        st.button("Cancel" if launch.state == LaunchState.QUEUED else "Stop", key=f"{key}_stop_{launch.id}",
+                  on_click=run_queue().stop, args=(state.visitor(), launch.id), disabled=stopping,
+                  help="Takes a waiting launch out of the queue; ends a running one within one batch.")
+        if stopping:
+            st.caption("Stopping after the current batch …")
+
+
+def live_launches(key: str, tasks: bool, draw: Callable[[VisitorView], None]) -> None:
+    """``draw(view)`` of this visitor's launches, in a fragment redrawn every second while any launch of the
+    kind (``tasks``: analyses; else fine-tuning runs) waits or runs; when the last one ends, the whole page
+    reruns once (its other parts may depend on the results) and the polling stops."""
+    session, visitor = st.session_state, state.visitor()
+    polling = f"{key}_polling"
+    session[polling] = run_queue().view(visitor).active(tasks)
+
+    @st.fragment(run_every=1.0 if session[polling] else None)
+    def launches() -> None:
+        view = run_queue().view(visitor)
+        if session.get(polling) and not view.active(tasks):
+            session[polling] = False
+            st.rerun()  # the launches ended: redraw the page once and stop polling
+        draw(view)
+
+    launches()
