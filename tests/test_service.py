@@ -44,6 +44,13 @@ def running(launch) -> bool:
     return launch.state == LaunchState.RUNNING
 
 
+def started(queue: RunQueue, owner: str, name: str, gate: threading.Event, ran: list[str]):
+    """A gated task of ``owner``'s, submitted and running."""
+    launch = queue.submit_task(owner, name, gated(gate, ran, name))
+    assert queue.wait(launch.id, WAIT, until=running)
+    return launch
+
+
 def ended(queue: RunQueue, *launches) -> None:
     for launch in launches:
         assert queue.wait(launch.id, WAIT), f"{launch.title or launch.id} did not end"
@@ -59,8 +66,7 @@ def gate():
 def test_launches_run_first_in_first_out_and_each_owner_sees_its_place(gate):
     queue = RunQueue(no_runner, QueueLimits(workers=1))
     ran: list[str] = []
-    first = queue.submit_task("alice", "first", gated(gate, ran, "first"))
-    assert queue.wait(first.id, WAIT, until=running)
+    first = started(queue, "alice", "first", gate, ran)
     second = queue.submit_task("bob", "second", gated(gate, ran, "second"))
     third = queue.submit_task("carol", "third", gated(gate, ran, "third"))
 
@@ -98,8 +104,7 @@ def test_an_owner_may_have_only_so_many_launches_waiting_or_running(gate):
 
 def test_the_queue_holds_only_so_many_waiting_launches(gate):
     queue = RunQueue(no_runner, QueueLimits(workers=1, per_owner=5, max_waiting=1))
-    first = queue.submit_task("alice", "runs", gated(gate, [], "runs"))
-    assert queue.wait(first.id, WAIT, until=running)
+    first = started(queue, "alice", "runs", gate, [])
     waiting = queue.submit_task("bob", "waits", gated(gate, [], "waits"))
     with pytest.raises(ConfigError, match="queue is full"):
         queue.submit_task("carol", "no room", gated(gate, [], "no room"))
@@ -110,8 +115,7 @@ def test_the_queue_holds_only_so_many_waiting_launches(gate):
 def test_only_the_owner_stops_a_launch_waiting_or_running(gate):
     queue = RunQueue(no_runner, QueueLimits(workers=1))
     ran: list[str] = []
-    active = queue.submit_task("alice", "active", gated(gate, ran, "active"))
-    assert queue.wait(active.id, WAIT, until=running)
+    active = started(queue, "alice", "active", gate, ran)
     waiting = queue.submit_task("alice", "waiting", gated(gate, ran, "waiting"))
 
     assert not queue.stop("bob", active.id) and not queue.stop("bob", waiting.id)
@@ -133,8 +137,7 @@ def test_only_the_owner_stops_a_launch_waiting_or_running(gate):
 def test_cancel_waiting_takes_an_owners_waiting_launches_and_leaves_running_ones(gate):
     queue = RunQueue(no_runner, QueueLimits(workers=1, per_owner=3))
     ran: list[str] = []
-    active = queue.submit_task("alice", "active", gated(gate, ran, "active"))
-    assert queue.wait(active.id, WAIT, until=running)
+    active = started(queue, "alice", "active", gate, ran)
     mine = [queue.submit_task("alice", f"waiting {i}", gated(gate, ran, f"waiting {i}")) for i in range(2)]
     theirs = queue.submit_task("bob", "bob's", gated(gate, ran, "bob's"))
 
