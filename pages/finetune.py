@@ -75,7 +75,8 @@ def _configs() -> dict[str, FinetuneConfig]:
 if start:
     try:
         launches.check_dataset_folder(dataset, root)
-        launches.hold_checkpoint(key, run_queue().submit(state.visitor(), _configs()))
+        submitted = run_queue().submit(state.visitor(), _configs())
+        launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))
 
