@@ -16,6 +16,8 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+__all__ = ["start", "show_bug"]
+
 
 def start(title: str, caption: str) -> None:
     if PagesManager.uses_pages_directory:  # app.py's st.navigation sets it False for the process

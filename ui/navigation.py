@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+__all__ = ["PageEntry", "PAGES", "st_pages"]
+
 
 @dataclass(frozen=True)
 class PageEntry:

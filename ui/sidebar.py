@@ -13,6 +13,8 @@ from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
 from . import state
 from .cache import ModelBundle, ModelKey, model_bundle
 from .text import plain
+
+__all__ = ["WEIGHT_LABELS", "render", "require_model", "require_layer"]
 from .services import uploads
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}

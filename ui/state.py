@@ -17,6 +17,10 @@ import streamlit as st
 from cprune_core import FinetuneConfig, Range
 from cprune_core.schema import config_options
 
+__all__ = ["slider_bounds", "OPTIONS", "CONFIG_DEFAULTS", "TAU_STEP", "KEEP_STEP", "TAU_RANGE", "KEEP_RANGE", "DEFAULTS",
+           "URL_PARAMS", "init", "write_url", "widget_key", "bound", "set_value", "ensure_choice", "tau_slider",
+           "keep_slider", "visitor", "CHART_FORMATS", "chart_config"]
+
 
 def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
     """A slider's end points within ``valid``: an open end moves in by one step."""

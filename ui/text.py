@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["plain", "ZERO_WIDTH_SPACE"]
+
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)")
 ZERO_WIDTH_SPACE = "\u200b"
