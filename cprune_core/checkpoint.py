@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
+from .paths import user_path
 from .pruning import apply_kept
 from .registry import (BACKBONES, MAX_CHECKPOINT_BYTES, BackboneSpec, check_state_dict, get_spec, load_backbone,
                        load_torch_file, replace_classifier)
@@ -163,7 +164,7 @@ def _read_info(spec_path: Path) -> dict:
 def load_model(directory: str | Path) -> SavedModel:
     """Rebuild a saved model (eval mode, CPU). CheckpointError, naming the field or the weights, when
     the directory is not a saved model or anything in it was changed after saving."""
-    directory = Path(directory)
+    directory = user_path(directory)
     spec_path = directory / SPEC_FILE
     if not spec_path.is_file():
         raise CheckpointError(f"{directory} is not a saved model directory (no {SPEC_FILE}). "

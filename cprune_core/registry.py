@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import CheckpointError, ConfigError, WeightsUnavailableError
 from .models.efficientnet_lite import efficientnet_lite0
+from .paths import user_path
 from .ranges import Range, choose
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "WEIGHT_SOURCES", "BackboneSpec", "Backbone", "get_spec", "load_backbone",
@@ -198,7 +199,7 @@ def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -
 def load_torch_file(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> object:
     """What a torch.save file holds, read safely (weights_only=True: tensors, containers and plain values, never
     code) with a size cap; CheckpointError when it is missing, too large or not readable that way."""
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
     size = path.stat().st_size

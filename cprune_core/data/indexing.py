@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import DatasetError, StopRequested, UnreadableImageError
 from .images import IMAGE_EXTENSIONS, decode_rgb
+from ..paths import user_path
 from .roots import confine, is_inside
 
 __all__ = ["Index", "Walk", "WalkBudget", "existing_dir", "scan_images", "index_image_folder", "finish_index"]
@@ -51,7 +52,7 @@ class Index:
 def existing_dir(path: str | os.PathLike, what: str = "Dataset folder", roots: list[Path] | None = None) -> Path:
     """``path`` resolved, or DatasetError saying it is missing or a file. With ``roots``, a path
     outside them is refused first, with words that tell nothing about it (PathNotAllowedError)."""
-    resolved = confine(path, roots) if roots is not None else Path(path).expanduser().resolve()
+    resolved = confine(path, roots) if roots is not None else user_path(path).resolve()
     if not resolved.exists():
         # The server's own folders are not a visitor's business: the current directory only on the command line.
         relative = "" if roots is not None else f" (a relative path is taken from the current directory, {Path.cwd()})"

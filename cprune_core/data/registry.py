@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..ranges import choose
-from ..paths import SAMPLE_FLOWERS, datasets_dir
+from ..paths import SAMPLE_FLOWERS, datasets_dir, user_path
 from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
@@ -111,7 +111,7 @@ def load_dataset(
     check_split_arguments(val_fraction, test_fraction, train_per_class)
     started = time.perf_counter()
     root = existing_dir(root, roots=roots) if root is not None else None
-    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
+    cache_dir = user_path(cache_dir) if cache_dir is not None else datasets_dir()
     visitor_folder = roots is not None and root is not None
     try:
         data_folder = source.locate(root, cache_dir, False)  # already there: no lock, no wait
