@@ -61,3 +61,33 @@ def test_a_visitors_folder_under_a_home_that_does_not_exist_is_refused_like_any_
 
     with pytest.raises(PathNotAllowedError):
         confine(f"{NO_SUCH_HOME}/data", [tmp_path])
+
+
+@pytest.mark.parametrize("value", ["lots", "nan", "inf", "-1", "0", "2.5", "1e400", "١٠"])
+def test_every_numeric_environment_variable_refuses_a_value_that_is_no_valid_number(value, monkeypatch):
+    from cprune_core.errors import ConfigError
+    from cprune_core.settings import SETTINGS, check_settings, setting
+
+    for name, entry in SETTINGS.items():
+        monkeypatch.setenv(name, value)
+        if value == "0" and 0 in entry.range or value == "2.5" and not entry.range.integer:
+            assert setting(name) == float(value)
+            continue
+        with pytest.raises(ConfigError, match=name) as caught:
+            check_settings()
+        assert "\n" not in str(caught.value)
+        monkeypatch.delenv(name)
+
+
+def test_a_newline_in_a_class_name_stays_inside_the_one_error_line(tmp_path, capsys):
+    """A folder name is anyone's text: the error that quotes it is still one line."""
+    from tiny_data import make_tiny_folder
+
+    model = tmp_path / "model"
+    data = make_tiny_folder(tmp_path / "data")
+    assert main(["finetune", "--dataset", "folder", "--root", str(data), "--epochs", "1", "--image-size", "32",
+                 "--no-record", "--quiet", "--save", str(model)]) == 0
+    capsys.readouterr()
+    odd = make_tiny_folder(tmp_path / "odd", {"evil\nerror: forged line": (9, 9, 9), "red": (200, 0, 0)}, per_class=2)
+    assert main(["evaluate", "--model", str(model), "--root", str(odd)]) == 3
+    assert "evil\\nerror: forged line" in one_error_line(capsys)

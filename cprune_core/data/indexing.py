@@ -29,6 +29,7 @@ from pathlib import Path
 from ..errors import DatasetError, StopRequested, UnreadableImageError
 from .images import IMAGE_EXTENSIONS, decode_rgb
 from ..paths import user_path
+from ..settings import setting
 from .roots import confine, is_inside
 
 __all__ = ["Index", "Walk", "WalkBudget", "existing_dir", "scan_images", "index_image_folder", "finish_index"]
@@ -75,8 +76,8 @@ class WalkBudget:
     and seconds. The defaults (2,000,000 and 600 s; ImageNet's train split is 1.3 million files)
     can be changed with CPRUNE_INDEX_MAX_ENTRIES and CPRUNE_INDEX_MAX_SECONDS."""
 
-    max_entries: int = field(default_factory=lambda: int(os.environ.get("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000)))
-    max_seconds: float = field(default_factory=lambda: float(os.environ.get("CPRUNE_INDEX_MAX_SECONDS", 600)))
+    max_entries: int = field(default_factory=lambda: setting("CPRUNE_INDEX_MAX_ENTRIES"))
+    max_seconds: float = field(default_factory=lambda: setting("CPRUNE_INDEX_MAX_SECONDS"))
 
 
 def _is_image_name(name: str) -> bool:
