@@ -91,3 +91,9 @@ def test_a_newline_in_a_class_name_stays_inside_the_one_error_line(tmp_path, cap
     odd = make_tiny_folder(tmp_path / "odd", {"evil\nerror: forged line": (9, 9, 9), "red": (200, 0, 0)}, per_class=2)
     assert main(["evaluate", "--model", str(model), "--root", str(odd)]) == 3
     assert "evil\\nerror: forged line" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--batch-size", "-5"), ("--seed", "-1")])
+def test_evaluate_numbers_out_of_range_are_usage_errors(option, value, capsys):
+    assert main(["evaluate", "--model", "anything", "--root", ".", option, value]) == 2
+    assert option in one_error_line(capsys)
