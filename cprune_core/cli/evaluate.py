@@ -69,5 +69,5 @@ def evaluate_command(args: argparse.Namespace) -> int:
     overall = percent(evaluation.accuracy) or "-"
     print(f"{'overall':<{width}}  {evaluation.correct:>7}  {evaluation.total:>5}  {overall}")
     if report["n_skipped"]:
-        print(f"({report['n_skipped']} unreadable images skipped)")
+        print(f"({report['n_skipped']} image files or links left out: unreadable, or links the rules skip)")
     return 0
