@@ -6,9 +6,16 @@ classes, image size, normalisation, plus the run's config and test accuracy). Re
 load_backbone(random) -> apply_kept -> replace_classifier -> load_state_dict, so no pickled
 code is ever loaded. Every file is written to a temporary name and renamed into place;
 ``model.json`` is written last, so a directory with it is complete.
+
+Neither file can be changed alone without the change being caught, by field: ``model.pt`` also
+holds model.json's contents as they were saved (``model_json``), and ``model.json`` holds the
+SHA-256 of ``model.pt`` (``weights_sha256``). ``load_model`` checks the digest first (a changed or
+swapped model.pt), then every field of model.json against the copy in model.pt (a reordered class
+list, shifted kept indices, an edited accuracy), naming the first field that differs.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -23,14 +30,16 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
+from .paths import user_path
 from .pruning import apply_kept
-from .registry import BACKBONES, BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
+from .registry import (BACKBONES, MAX_CHECKPOINT_BYTES, BackboneSpec, check_state_dict, get_spec, load_backbone,
+                       load_torch_file, replace_classifier)
 from .schema import RunResult
 
 __all__ = ["SavedModel", "save_model", "load_model", "model_files", "zip_model", "export_onnx", "export_torchscript",
            "WEIGHTS_FILE", "SPEC_FILE", "ONNX_FILE", "TORCHSCRIPT_FILE", "MODEL_FILES"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: model.pt carries model.json's fields, model.json model.pt's digest
 WEIGHTS_FILE = "model.pt"
 SPEC_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -93,9 +102,19 @@ def save_model(result: RunResult, directory: str | Path) -> Path:
         "config": config.to_dict(),
     }
     state = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_FILE, lambda path: torch.save(state, path))
+    saved = {"state_dict": state, "model_json": json.dumps(info, sort_keys=True)}
+    _atomic_write(directory / WEIGHTS_FILE, lambda path: torch.save(saved, path))
+    info["weights_sha256"] = _sha256(directory / WEIGHTS_FILE)
     _atomic_write(directory / SPEC_FILE, lambda path: Path(path).write_text(json.dumps(info, indent=2)))
     return directory
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 MAX_SPEC_BYTES = 16 * 2**20  # a model.json lists kept indices: a few MiB for the largest backbone
@@ -121,7 +140,12 @@ def _read_info(spec_path: Path) -> dict:
         raise CheckpointError(f"{spec_path} is not valid JSON ({str(error)[:120]}).") from error
     if not isinstance(info, dict):
         raise CheckpointError(f"{spec_path} does not hold a JSON object.")
+    if info.get("format_version") == 1:
+        raise CheckpointError(f"{spec_path} was saved by an earlier CPrune (format 1), whose files cannot be checked "
+                              "for changes: fine-tune the model again with --save to get a verifiable one.")
     _field(info, "format_version", int, lambda v: v == FORMAT_VERSION, f"must be {FORMAT_VERSION}")
+    _field(info, "weights_sha256", str, lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+           "must be the SHA-256 of model.pt (64 hexadecimal digits)")
     spec = get_spec(_field(info, "backbone", str, lambda v: v in BACKBONES, "must name a known backbone"))
     _field(info, "classes", list, lambda v: len(v) >= 2 and all(isinstance(c, str) and c for c in v)
            and len(set(v)) == len(v), "must list two or more distinct class names")
@@ -142,12 +166,13 @@ def _read_info(spec_path: Path) -> dict:
 def load_model(directory: str | Path) -> SavedModel:
     """Rebuild a saved model (eval mode, CPU). CheckpointError, naming the field or the weights, when
     the directory is not a saved model or anything in it was changed after saving."""
-    directory = Path(directory)
+    directory = user_path(directory)
     spec_path = directory / SPEC_FILE
     if not spec_path.is_file():
         raise CheckpointError(f"{directory} is not a saved model directory (no {SPEC_FILE}). "
                               "Save one with `cprune finetune ... --save DIR`.")
     info = _read_info(spec_path)
+    state = _read_weights(directory / WEIGHTS_FILE, info)  # before building anything on model.json's word
     spec = get_spec(info["backbone"])
     model = load_backbone(spec.name, "random").model
     try:
@@ -155,13 +180,39 @@ def load_model(directory: str | Path) -> SavedModel:
     except ConfigError as error:
         raise CheckpointError(f"{SPEC_FILE}: field 'kept' does not fit {spec.name}: {error}") from error
     replace_classifier(model, spec, info["num_classes"])
-    state = read_state_dict(directory / WEIGHTS_FILE)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise CheckpointError(f"{directory / WEIGHTS_FILE} does not match {SPEC_FILE} "
                               f"({' '.join(str(error).split())[:300]}): save the model again.") from error
     return SavedModel(model.eval(), spec, info)
+
+
+def _read_weights(path: Path, info: dict) -> dict:
+    """model.pt's state dict, once its digest is model.json's and the model.json it carries is the one beside
+    it; CheckpointError naming the file, or model.json's first field that differs, otherwise."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the saved model is incomplete; save it again.")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path.name} is larger than {MAX_CHECKPOINT_BYTES // 2**20} MiB: not one we wrote.")
+    if _sha256(path) != info["weights_sha256"]:
+        raise CheckpointError(f"{path} was changed after saving (its SHA-256 is not model.json's weights_sha256): "
+                              "save the model again.")
+    saved = load_torch_file(path)
+    text = saved.get("model_json") if isinstance(saved, dict) else None
+    try:
+        facts = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        facts = None
+    if not isinstance(facts, dict):
+        raise CheckpointError(f"{path} does not carry the fields it was saved with: it was not written by "
+                              "save_model. Save the model again.")
+    for name in sorted((set(info) | set(facts)) - {"weights_sha256"}):
+        if info.get(name) != facts.get(name):
+            raise CheckpointError(f"{SPEC_FILE}: field {name!r} is not what was saved with the weights "
+                                  f"(found {str(info.get(name))[:80]!r}). The file was changed after saving; "
+                                  "save the model again.")
+    return check_state_dict(saved, path.name)
 
 
 def model_files(directory: str | Path) -> list[Path]:

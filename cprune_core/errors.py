@@ -9,10 +9,12 @@ All of them pickle with their message (they cross DataLoader worker and Ray task
 """
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
     "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence", "StoreError",
-    "ClusterError", "StopRequested", "exit_code_for", "error_from",
+    "ClusterError", "StopRequested", "exit_code_for", "error_from", "one_line",
 ]
 
 
@@ -107,3 +109,10 @@ def error_from(kind: str | None, message: str) -> CPruneError:
     if cls is None or cls in (UnreadableImageError, PowerIterationFailedConvergence):  # need more than a message
         return CPruneError(message)
     return cls(message)
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: control characters (a newline in a folder or class name a message quotes, a
+    carriage return, an escape sequence) written as their escapes, so an error stays one line and prints
+    nothing to a terminal but itself."""
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) == "Cc" else char for char in str(text))

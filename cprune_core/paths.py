@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["REPO_ROOT", "ASSETS_DIR", "SAMPLE_FLOWERS", "SHARED_DATA", "SHARED_FLOWERS", "DOCS_DIR", "cache_home",
+__all__ = ["user_path", "unknown_home", "REPO_ROOT", "ASSETS_DIR", "SAMPLE_FLOWERS", "SHARED_DATA", "SHARED_FLOWERS", "DOCS_DIR", "cache_home",
            "datasets_dir", "features_dir", "models_dir", "store_path", "writable_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +23,39 @@ SHARED_FLOWERS = SHARED_DATA / "flowers128"
 DOCS_DIR = REPO_ROOT / "docs"
 
 
+def user_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, with a leading ``~`` or ``~user`` expanded: the one way every path a person gives
+    (an option, an environment variable, a folder typed in the app) enters CPrune.
+
+    Where the expansion is impossible (``~nosuchuser/data``, or ``~`` with no home directory known) the path
+    is kept as written, so the caller's usual sentence follows ("not found", "not a saved model directory",
+    "not one of this server's data folders") instead of Python's RuntimeError.
+
+    Example
+    -------
+    >>> user_path("~nosuchuser-cprune/data")
+    PosixPath('~nosuchuser-cprune/data')
+    """
+    path = Path(path)
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return path
+
+
+def unknown_home(path: Path) -> str | None:
+    """The leading ``~`` or ``~user`` of a path that ``user_path`` could not expand, else None. Where such a path
+    would be created (an output folder, a run store), it is refused instead of made in the current directory."""
+    first = path.parts[0] if path.parts else ""
+    return first if first.startswith("~") else None
+
+
 def cache_home() -> Path:
     """$CPRUNE_HOME, else $XDG_CACHE_HOME/cprune, else ~/.cache/cprune."""
     home = os.environ.get("CPRUNE_HOME")
     if home:
-        return Path(home).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cprune"
+        return user_path(home)
+    return user_path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "cprune"
 
 
 def datasets_dir() -> Path:
@@ -54,7 +81,10 @@ def store_path() -> Path:
 def writable_dir(path: str | os.PathLike, option: str) -> Path:
     """``path`` as a folder (created when missing) that this process can write, checked by writing a
     file there; else ConfigError naming ``option``. Used before long work whose output would be lost."""
-    folder = Path(path).expanduser()
+    folder = user_path(path)
+    if unknown_home(folder):
+        raise ConfigError(f"{option} {folder} cannot be written (no home directory is known for "
+                          f"{unknown_home(folder)}): choose a folder you can write.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

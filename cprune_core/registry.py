@@ -16,10 +16,11 @@ from torch import nn
 
 from .errors import CheckpointError, ConfigError, WeightsUnavailableError
 from .models.efficientnet_lite import efficientnet_lite0
+from .paths import user_path
 from .ranges import Range, choose
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "WEIGHT_SOURCES", "BackboneSpec", "Backbone", "get_spec", "load_backbone",
-           "get_submodule", "replace_classifier", "read_state_dict", "load_checkpoint_into", "weights_cache_path",
+           "get_submodule", "replace_classifier", "load_torch_file", "check_state_dict", "read_state_dict", "load_checkpoint_into", "weights_cache_path",
            "MAX_CHECKPOINT_BYTES", "MAX_INPUT_SIZE"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -195,32 +196,43 @@ def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -
     return new
 
 
-def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, torch.Tensor]:
-    """Read a state dict safely (weights_only=True) with a size cap and clear errors."""
-    path = Path(path)
+def load_torch_file(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> object:
+    """What a torch.save file holds, read safely (weights_only=True: tensors, containers and plain values, never
+    code) with a size cap; CheckpointError when it is missing, too large or not readable that way."""
+    path = user_path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
     size = path.stat().st_size
     if size > max_bytes:
         raise CheckpointError(f"Checkpoint {path.name} is {size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
             f"Could not read {path.name} as a PyTorch state dict ({type(exc).__name__}: {exc}). "
             "Save it with torch.save(model.state_dict(), path)."
         ) from exc
+
+
+def check_state_dict(state: object, name: str) -> dict[str, torch.Tensor]:
+    """``state`` (the file ``name``'s contents, or their "state_dict" entry) when it is a mapping of parameter
+    names to finite tensors; else CheckpointError saying what is wrong."""
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
-        raise CheckpointError(f"{path.name} is not a state dict (a mapping of parameter names to tensors). "
+        raise CheckpointError(f"{name} is not a state dict (a mapping of parameter names to tensors). "
                               "Save it with torch.save(model.state_dict(), path).")
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
-        raise CheckpointError(f"{path.name} has NaN or Inf values in {len(broken)} tensor(s) (first: {broken[0]}); "
+        raise CheckpointError(f"{name} has NaN or Inf values in {len(broken)} tensor(s) (first: {broken[0]}); "
                               "the training that wrote it diverged. Use an earlier, healthy checkpoint.")
     return state
+
+
+def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, torch.Tensor]:
+    """Read a state dict safely (weights_only=True) with a size cap and clear errors."""
+    return check_state_dict(load_torch_file(path, max_bytes), Path(path).name)
 
 
 def load_checkpoint_into(model: nn.Module, spec: BackboneSpec, path: str | Path) -> None:

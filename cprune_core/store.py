@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError
-from .paths import store_path
+from .paths import store_path, unknown_home, user_path
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
 __all__ = ["RunStore", "RunRecord", "Recording", "record"]
@@ -95,7 +95,7 @@ class RunStore:
     """SQLite store of runs. Safe to open from several processes (WAL journal, busy timeout)."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else store_path()
+        self.path = user_path(path) if path is not None else store_path()
         self.recovered_from: Path | None = None  # where a damaged store was set aside
         try:
             self._open()
@@ -112,6 +112,10 @@ class RunStore:
         return f"The run store was damaged: it is kept as {self.recovered_from.name} and a fresh one was started."
 
     def _open(self) -> None:
+        if unknown_home(self.path):
+            raise StoreError(f"The run store {self.path} cannot be created (no home directory is known for "
+                             f"{unknown_home(self.path)}). Name a writable file with --store FILE (or set "
+                             "CPRUNE_HOME), or run with --no-record.")
         if self.path.is_dir():
             raise StoreError(f"The run store {self.path} is a folder, not a file. Name a file with --store FILE "
                              "(or set CPRUNE_HOME), or run with --no-record.")

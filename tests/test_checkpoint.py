@@ -1,6 +1,7 @@
 """Saved models that were changed after saving are refused with a message naming what is wrong."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -42,6 +43,12 @@ def change_info(folder: Path, change) -> None:
     path.write_text(json.dumps(info))
 
 
+def sign(folder: Path) -> None:
+    """Put model.pt's own digest into model.json, as someone who changed model.pt on purpose would."""
+    change_info(folder, lambda info: info.update(weights_sha256=hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
+                                                 .hexdigest()))
+
+
 TAMPERED_INFO = [
     (lambda i: i.pop("classes"), "field 'classes'"),
     (lambda i: i.update(classes="red,green,blue"), "field 'classes'"),
@@ -54,12 +61,24 @@ TAMPERED_INFO = [
     (lambda i: i.update(std=[1, 1]), "field 'std'"),
     (lambda i: i.update(backbone="alexnet"), "field 'backbone'"),
     (lambda i: i.update(format_version=99), "field 'format_version'"),
-    (lambda i: i.update(kept={"head.1": [0, 1, 99_999]}), "field 'kept' does not fit"),
-    (lambda i: i.update(kept={"classifier": [0, 1]}), "field 'kept' does not fit"),
+    (lambda i: i.update(kept={"head.1": [0, 1, 99_999]}), "field 'kept'"),
+    (lambda i: i.update(kept={"classifier": [0, 1]}), "field 'kept'"),
     (lambda i: i.update(kept={"head.1": [-1, 2]}), "field 'kept'"),
     (lambda i: i.update(kept={"head.1": [1, 1, 2]}), "field 'kept'"),
-    (lambda i: i.update(kept={"head.1": list(range(300))}), "does not match model.json"),
-    (lambda i: i.update(classes=["red", "green", "blue", "cyan"], num_classes=4), "does not match model.json"),
+    (lambda i: i.update(kept={"head.1": list(range(300))}), "field 'kept' is not what was saved"),
+    (lambda i: i.update(classes=["red", "green", "blue", "cyan"], num_classes=4), "field 'classes' is not what"),
+    # Well-formed values that would change what the model means: each is caught against model.pt's copy.
+    (lambda i: i.update(classes=i["classes"][::-1]), "field 'classes' is not what was saved"),
+    (lambda i: i.update(kept={layer: [k + 1 for k in kept] for layer, kept in i["kept"].items()}),
+     "field 'kept' is not what was saved"),
+    (lambda i: i.update(test_acc=0.99), "field 'test_acc' is not what was saved"),
+    (lambda i: i.update(criterion="l1"), "field 'criterion' is not what was saved"),
+    (lambda i: i.update(image_size=96), "field 'image_size' is not what was saved"),
+    (lambda i: i.update(extra="added"), "field 'extra' is not what was saved"),
+    (lambda i: i.pop("config"), "field 'config' is not what was saved"),
+    (lambda i: i.update(weights_sha256="0" * 64), "changed after saving"),
+    (lambda i: i.update(weights_sha256="not a digest"), "field 'weights_sha256'"),
+    (lambda i: i.update(format_version=1), "earlier CPrune"),
 ]
 
 
@@ -90,23 +109,70 @@ def test_a_model_json_that_is_no_object_is_refused(copy, text, message):
 def test_tampered_weights_are_refused(copy, weights, message):
     path = copy / WEIGHTS_FILE
     if weights == "nan":
-        state = torch.load(path, weights_only=True)
-        state["classifier.weight"][0, 0] = float("nan")
-        torch.save(state, path)
+        saved = torch.load(path, weights_only=True)
+        saved["state_dict"]["classifier.weight"][0, 0] = float("nan")
+        torch.save(saved, path)
     elif isinstance(weights, bytes):
         path.write_bytes(weights)
     else:
-        torch.save(weights, path)
+        torch.save({"state_dict": weights, "model_json": torch.load(path, weights_only=True)["model_json"]}, path)
+    with pytest.raises(CheckpointError, match="changed after saving"):
+        load_model(copy)
+    sign(copy)  # the digest now agrees: what the file holds is checked next
     with pytest.raises(CheckpointError, match=message):
         load_model(copy)
 
 
-def test_evaluate_reports_a_tampered_model_in_one_line_with_the_input_exit_code(copy, saved):
-    change_info(copy, lambda i: i.update(image_size="big"))
+def test_weights_swapped_for_another_runs_are_refused(copy, saved, tmp_path):
+    other = tmp_path / "other"
+    result = run(FinetuneConfig(dataset="folder", dataset_root=str(saved[1]), image_size=64, epochs=1, batch_size=4,
+                                val_fraction=0.25, test_fraction=0.25, keep=0.25, seed=1))
+    save_model(result, other)
+    shutil.copy(other / WEIGHTS_FILE, copy / WEIGHTS_FILE)
+    with pytest.raises(CheckpointError, match="changed after saving"):
+        load_model(copy)
+    sign(copy)  # the other run's model.json copy differs from this model.json: its seed, its accuracy
+    with pytest.raises(CheckpointError, match="is not what was saved"):
+        load_model(copy)
+
+
+@pytest.mark.parametrize("kept, message", [
+    ({"head.1": [0, 1, 99_999]}, "field 'kept' does not fit"),
+    ({"classifier": [0, 1]}, "field 'kept' does not fit"),
+    ({"head.1": list(range(300))}, "does not match model.json"),
+])
+def test_both_files_forged_alike_still_meet_the_architecture_checks(copy, kept, message):
+    """Someone who rewrites model.json, model.pt's copy of it and the digest together made a model of their own;
+    it must still fit the backbone and its weights."""
+    change_info(copy, lambda i: i.update(kept=kept))
+    path = copy / WEIGHTS_FILE
+    saved = torch.load(path, weights_only=True)
+    facts = json.loads(saved["model_json"])
+    facts["kept"] = kept
+    torch.save({**saved, "model_json": json.dumps(facts, sort_keys=True)}, path)
+    sign(copy)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(copy)
+
+
+def test_a_plain_state_dict_in_place_of_model_pt_is_refused(copy):
+    path = copy / WEIGHTS_FILE
+    torch.save(torch.load(path, weights_only=True)["state_dict"], path)
+    sign(copy)
+    with pytest.raises(CheckpointError, match="does not carry the fields it was saved with"):
+        load_model(copy)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda i: i.update(image_size="big"), "field 'image_size'"),
+    (lambda i: i.update(classes=i["classes"][::-1]), "field 'classes'"),  # evaluate would report the wrong accuracy
+])
+def test_evaluate_reports_a_tampered_model_in_one_line_with_the_input_exit_code(copy, saved, change, field):
+    change_info(copy, change)
     completed = subprocess.run([sys.executable, "-m", "cprune_core", "evaluate", "--model", str(copy),
                                 "--root", str(saved[1])], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 3
-    assert completed.stderr.strip().count("\n") == 0 and "field 'image_size'" in completed.stderr
+    assert completed.stderr.strip().count("\n") == 0 and field in completed.stderr
     assert "Traceback" not in completed.stderr
 
 

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from ..errors import CPruneError
+from ..errors import CPruneError, one_line
 from .evaluate import add_evaluate_command
 from .experiment import add_experiment_command
 from .finetune import add_finetune_command
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except CPruneError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return error.exit_code
     except OSError as error:  # a file or folder of the machine's user: unreadable, unwritable, full disk
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 3

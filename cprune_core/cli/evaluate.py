@@ -9,6 +9,7 @@ from ..data import DATASETS, build_transform, load_dataset
 from ..device import DEVICES, resolve_device
 from ..errors import DatasetError
 from ..evaluation import evaluate_model
+from ..schema import config_options
 from .finetune import percent
 
 __all__ = ["add_evaluate_command"]
@@ -34,6 +35,9 @@ def add_evaluate_command(subparsers) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    options = config_options()  # the same ranges as finetune's options
+    options["batch_size"].range.check(args.batch_size, "--batch-size")
+    options["seed"].range.check(args.seed, "--seed")
     saved = load_model(args.model)
     if args.split == "all":
         splits = load_dataset(args.dataset, args.root, seed=args.seed, val_fraction=0.0, test_fraction=0.0)
@@ -65,5 +69,5 @@ def evaluate_command(args: argparse.Namespace) -> int:
     overall = percent(evaluation.accuracy) or "-"
     print(f"{'overall':<{width}}  {evaluation.correct:>7}  {evaluation.total:>5}  {overall}")
     if report["n_skipped"]:
-        print(f"({report['n_skipped']} unreadable images skipped)")
+        print(f"({report['n_skipped']} image files or links left out: unreadable, or links the rules skip)")
     return 0

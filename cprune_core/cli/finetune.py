@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..checkpoint import ONNX_FILE, TORCHSCRIPT_FILE, export_onnx, export_torchscript
-from ..errors import ConfigError, exit_code_for
+from ..errors import ConfigError, exit_code_for, one_line
 from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, RunResult, RunStatus
@@ -84,7 +84,7 @@ def finetune_command(args: argparse.Namespace) -> int:
             export(result.model, Path(result.model_dir) / file_name, image_size)
     summary = result.summary
     if summary.status == RunStatus.FAILED:
-        print(f"error: {summary.message}", file=sys.stderr)
+        print(f"error: {one_line(summary.message)}", file=sys.stderr)
     if args.json:
         report = {"run_id": result.run_id, "model_dir": result.model_dir, **summary.to_dict(),
                   "config": config.to_dict()}

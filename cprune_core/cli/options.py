@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
+from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK
 from ..schema import FinetuneConfig, config_options
 from ..store import RunStore
 
@@ -86,8 +87,14 @@ def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str,
 
 
 def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
-    """The executor add_executor_options' options name, not yet entered (entering a RayExecutor connects)."""
+    """The executor add_executor_options' options name, not yet entered (entering a RayExecutor connects).
+    ConfigError for a CPU or GPU count out of its range, whichever the executor (a local one uses no GPU
+    count, but a wrong one is still a mistake to point out)."""
     unit = args.executor_unit
+    if args.cpus_per_run is not None:
+        CPUS_PER_TASK.check(args.cpus_per_run, f"--cpus-per-{unit}")
+    if args.gpus_per_run is not None:
+        GPUS_PER_TASK.check(args.gpus_per_run, f"--gpus-per-{unit}")
     if args.executor == "ray":
         return RayExecutor(args.ray_address, cpus_per_run=1.0 if args.cpus_per_run is None else args.cpus_per_run,
                            gpus_per_run=args.gpus_per_run, unit=unit)

@@ -27,7 +27,8 @@ class ImageListDataset(Dataset):
 
     An item whose file cannot be decoded comes back as None, which `collate_skip_bad` drops;
     each such sample is flagged once in shared memory, so failures seen in DataLoader worker
-    processes are counted too (`n_failed`, `failed_paths`).
+    processes are counted too (`n_failed`, `failed_paths`). With ``roots`` (a visitor's dataset),
+    a file is read only when the file actually opened lies inside them (``open_confined``).
     """
 
     def __init__(
@@ -35,10 +36,12 @@ class ImageListDataset(Dataset):
         samples: Sequence[tuple[str, int]],
         classes: Sequence[str],
         transform: Callable | None = None,
+        roots: list[Path] | None = None,
     ) -> None:
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.classes = list(classes)
         self.transform = transform
+        self.roots = roots
         self._failed = torch.zeros(len(self.samples), dtype=torch.uint8).share_memory_()
 
     def __len__(self) -> int:
@@ -47,7 +50,7 @@ class ImageListDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
         try:
-            image = open_rgb(path)
+            image = open_rgb(path, self.roots)
         except UnreadableImageError as err:
             if not self._failed[index]:
                 log.warning("Skipping unreadable image: %s", err)

@@ -77,7 +77,7 @@ def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event |
     listed = sorted(split_by_path)
     outside = {path for path in listed if roots is not None and not is_inside(path, roots)}
     present = [path for path in listed if path not in outside and os.path.isfile(path)]
-    problems = scan_images(present, stop)
+    problems = scan_images(present, stop, roots)
     skipped = sorted(
         [(path, "link to a place outside the server's data folders") for path in outside]
         + [(path, "listed in setid.mat but missing") for path in listed if path not in problems and path not in outside]

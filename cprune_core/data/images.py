@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -11,8 +14,9 @@ from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from ..errors import UnreadableImageError
+from .roots import is_inside
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "open_rgb", "decode_rgb", "build_transform"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "open_rgb", "decode_rgb", "open_confined", "build_transform"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -24,28 +28,52 @@ EVAL_RESIZE_RATIO = 1.14  # shorter side before the centre crop, relative to the
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
+def open_confined(path: str | os.PathLike, roots: list[Path]) -> BinaryIO:
+    """``path`` opened for reading when the file actually opened is a regular file inside ``roots``; else
+    UnreadableImageError. The check is made on the open file itself (Linux: the path of /proc/self/fd/N), not
+    on the name before opening it, so a folder link swapped between a check and the open cannot let a file
+    from outside the data folders in."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as err:
+        raise UnreadableImageError(path, f"cannot read file: {err.strerror}") from err
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UnreadableImageError(path, "not a regular file (a pipe, socket or device)")
+        proc = f"/proc/self/fd/{descriptor}"
+        opened = os.readlink(proc) if os.path.islink(proc) else os.path.realpath(path)
+        if not is_inside(opened, roots):
+            raise UnreadableImageError(path, "the file opened lies outside the server's data folders")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def open_rgb(path: str | os.PathLike, roots: list[Path] | None = None) -> Image.Image:
     """Decode an image file as an RGB PIL image.
 
     Palette and alpha images are composited on white, grayscale, CMYK and 16-bit images are
     converted, EXIF rotation is applied, and images larger than MAX_IMAGE_SIDE on a side are
     downsized (aspect ratio kept). Raises UnreadableImageError (a DatasetError) when the file
-    is empty, truncated, corrupt or too large for PIL's decompression-bomb guard.
+    is empty, truncated, corrupt or too large for PIL's decompression-bomb guard, and, with
+    ``roots``, when the file opened is not inside them (``open_confined``).
     """
-    rgb = decode_rgb(path, draft_size=(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    rgb = decode_rgb(path, draft_size=(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), roots=roots)
     if max(rgb.size) > MAX_IMAGE_SIDE:
         rgb.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
     return rgb
 
 
-def decode_rgb(path: str | os.PathLike, draft_size: tuple[int, int]) -> Image.Image:
-    """Decode the whole file to an upright RGB image.
+def decode_rgb(path: str | os.PathLike, draft_size: tuple[int, int], roots: list[Path] | None = None) -> Image.Image:
+    """Decode the whole file to an upright RGB image (with ``roots``: only a file inside them, see open_confined).
 
     JPEGs are decoded at the coarsest DCT scale (1/2 to 1/8) that stays at least draft_size:
     libjpeg still reads the whole stream, so truncation is detected at any scale.
     """
+    source = open_confined(path, roots) if roots is not None else path
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.draft("RGB", draft_size)
             image.load()
             rgb = _to_rgb(image)
@@ -54,6 +82,9 @@ def decode_rgb(path: str | os.PathLike, draft_size: tuple[int, int]) -> Image.Im
         raise UnreadableImageError(path, f"too large to decode safely ({err})") from err
     except _DECODE_ERRORS as err:
         raise UnreadableImageError(path, f"cannot decode image ({err})") from err
+    finally:
+        if roots is not None:
+            source.close()
     return rgb
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from ..errors import DatasetError, StopRequested, UnreadableImageError
 from .images import IMAGE_EXTENSIONS, decode_rgb
+from ..paths import user_path
+from ..settings import setting
 from .roots import confine, is_inside
 
 __all__ = ["Index", "Walk", "WalkBudget", "existing_dir", "scan_images", "index_image_folder", "finish_index"]
@@ -51,7 +53,7 @@ class Index:
 def existing_dir(path: str | os.PathLike, what: str = "Dataset folder", roots: list[Path] | None = None) -> Path:
     """``path`` resolved, or DatasetError saying it is missing or a file. With ``roots``, a path
     outside them is refused first, with words that tell nothing about it (PathNotAllowedError)."""
-    resolved = confine(path, roots) if roots is not None else Path(path).expanduser().resolve()
+    resolved = confine(path, roots) if roots is not None else user_path(path).resolve()
     if not resolved.exists():
         # The server's own folders are not a visitor's business: the current directory only on the command line.
         relative = "" if roots is not None else f" (a relative path is taken from the current directory, {Path.cwd()})"
@@ -74,8 +76,8 @@ class WalkBudget:
     and seconds. The defaults (2,000,000 and 600 s; ImageNet's train split is 1.3 million files)
     can be changed with CPRUNE_INDEX_MAX_ENTRIES and CPRUNE_INDEX_MAX_SECONDS."""
 
-    max_entries: int = field(default_factory=lambda: int(os.environ.get("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000)))
-    max_seconds: float = field(default_factory=lambda: float(os.environ.get("CPRUNE_INDEX_MAX_SECONDS", 600)))
+    max_entries: int = field(default_factory=lambda: setting("CPRUNE_INDEX_MAX_ENTRIES"))
+    max_seconds: float = field(default_factory=lambda: setting("CPRUNE_INDEX_MAX_SECONDS"))
 
 
 def _is_image_name(name: str) -> bool:
@@ -176,24 +178,26 @@ class Walk:
         self.skipped.append((path, why))
 
 
-# (path, size, mtime_ns) -> why the file cannot be decoded, or None when it can.
-_decode_problems: dict[tuple[str, int, int], str | None] = {}
+# (path, size, mtime_ns, roots) -> why the file cannot be decoded, or None when it can.
+_decode_problems: dict[tuple, str | None] = {}
 
 
-def decode_problem(key: tuple[str, int, int]) -> str | None:
-    """Why the file version ``key`` cannot be decoded, or None when it can."""
-    path, size, _ = key
+def decode_problem(key: tuple) -> str | None:
+    """Why the file version ``key`` (path, size, mtime, roots) cannot be decoded, or None when it can."""
+    path, size, _, roots = key
     if size == 0:
         return "empty file (0 bytes)"
     try:
-        decode_rgb(path, draft_size=(1, 1))  # a full check at the cheapest scale
+        decode_rgb(path, draft_size=(1, 1), roots=list(roots) if roots is not None else None)  # cheapest full check
     except UnreadableImageError as err:
         return err.reason
     return None
 
 
-def scan_images(paths: list[str], stop: threading.Event | None = None) -> dict[str, str | None]:
-    """Why each file cannot be decoded (None when it can), by a full decode cached per file version.
+def scan_images(paths: list[str], stop: threading.Event | None = None,
+                roots: list[Path] | None = None) -> dict[str, str | None]:
+    """Why each file cannot be decoded (None when it can), by a full decode cached per file version;
+    with ``roots``, a file is opened only when it lies inside them (checked on the open file).
     StopRequested when ``stop`` is set."""
     problems: dict[str, str | None] = {}
     keys: dict[str, tuple[str, int, int]] = {}
@@ -203,7 +207,7 @@ def scan_images(paths: list[str], stop: threading.Event | None = None) -> dict[s
         except OSError as err:
             problems[path] = f"cannot read file: {err.strerror}"
             continue
-        keys[path] = (path, stat.st_size, stat.st_mtime_ns)
+        keys[path] = (path, stat.st_size, stat.st_mtime_ns, tuple(roots) if roots is not None else None)
     unknown = [key for key in keys.values() if key not in _decode_problems]
     if unknown:
         with ThreadPoolExecutor(_SCAN_THREADS) as pool:
@@ -229,7 +233,7 @@ def index_image_folder(root: Path, exclude: frozenset[str] = frozenset(), roots:
             f"e.g. {root / 'daisy' / 'photo1.jpg'}.{hint}"
         )
     files_by_class = {folder.name: walk.image_files(folder) for folder in class_dirs}
-    problems = scan_images([path for paths in files_by_class.values() for path in paths], stop)
+    problems = scan_images([path for paths in files_by_class.values() for path in paths], stop, roots)
     readable = {name: [path for path in paths if problems[path] is None] for name, paths in files_by_class.items()}
     skipped = [(path, problem) for path, problem in problems.items() if problem is not None] + walk.skipped
     return finish_index(root, readable, sorted(skipped))
@@ -241,7 +245,8 @@ def finish_index(root: Path, readable: dict[str, list[str]], skipped: list[tuple
     kept = {name: paths for name, paths in readable.items() if paths}
     if dropped:
         log.warning("Dropping classes with no readable images in %s: %s", root, ", ".join(dropped))
-    unreadable = f" {len(skipped)} image files could not be decoded (first: {skipped[0][1]})." if skipped else ""
+    unreadable = (f" {len(skipped)} image files or links were left out (first: {skipped[0][1]})." if skipped
+                  else "")
     if not kept:
         raise DatasetError(
             f"No readable images in {root}.{unreadable} Put the images in one sub-folder per class; "

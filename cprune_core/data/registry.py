@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..ranges import choose
-from ..paths import SAMPLE_FLOWERS, datasets_dir
+from ..paths import SAMPLE_FLOWERS, datasets_dir, user_path
 from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
@@ -110,8 +110,36 @@ def load_dataset(
     source = get_source(name)
     check_split_arguments(val_fraction, test_fraction, train_per_class)
     started = time.perf_counter()
+    cache_dir = user_path(cache_dir) if cache_dir is not None else datasets_dir()
+    try:
+        data_folder, index = _locate_and_index(source, root, cache_dir, download, roots, stop)
+    except OSError as error:  # the folder changed under the walk, a name too long for the file system, ...
+        where = f" ({error.filename})" if error.filename else ""
+        raise DatasetError(f"The dataset could not be read: {error.strerror or error}{where}. Check the folder "
+                           "(it may have changed while it was being read) and try again.") from error
+    by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)
+    if train_per_class is not None:
+        by_split["train"] = keep_per_class(by_split["train"], index.classes, train_per_class, seed)
+    datasets = {
+        split: ImageListDataset(
+            [(path, label) for label, paths in enumerate(by_split[split]) for path in paths], index.classes,
+            roots=roots,
+        )
+        for split in SPLITS
+    }
+    log.info(
+        "Loaded %s from %s: %d classes, %s images, %d skipped (%.1f s)",
+        name, data_folder, len(index.classes), "/".join(str(len(d)) for d in datasets.values()),
+        len(index.skipped), time.perf_counter() - started,
+    )
+    return DatasetSplits(name=name, classes=index.classes, **datasets, skipped=index.skipped,
+                         dropped_classes=index.dropped_classes, root=data_folder)
+
+
+def _locate_and_index(source: DatasetSource, root: str | Path | None, cache_dir: Path, download: bool,
+                      roots: list[Path] | None, stop: threading.Event | None) -> tuple[Path, Index]:
+    """The folder holding the data (downloaded when needed and allowed) and its index."""
     root = existing_dir(root, roots=roots) if root is not None else None
-    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else datasets_dir()
     visitor_folder = roots is not None and root is not None
     try:
         data_folder = source.locate(root, cache_dir, False)  # already there: no lock, no wait
@@ -126,19 +154,4 @@ def load_dataset(
     if visitor_folder:  # where indexing starts (root, or a folder below it that may be a link)
         data_folder = confine(data_folder, roots)
     index = source.index(data_folder, roots=roots, stop=stop)
-    by_split = index.official_splits or stratified_split(index, seed, val_fraction, test_fraction)
-    if train_per_class is not None:
-        by_split["train"] = keep_per_class(by_split["train"], index.classes, train_per_class, seed)
-    datasets = {
-        split: ImageListDataset(
-            [(path, label) for label, paths in enumerate(by_split[split]) for path in paths], index.classes
-        )
-        for split in SPLITS
-    }
-    log.info(
-        "Loaded %s from %s: %d classes, %s images, %d skipped (%.1f s)",
-        name, data_folder, len(index.classes), "/".join(str(len(d)) for d in datasets.values()),
-        len(index.skipped), time.perf_counter() - started,
-    )
-    return DatasetSplits(name=name, classes=index.classes, **datasets, skipped=index.skipped,
-                         dropped_classes=index.dropped_classes, root=data_folder)
+    return data_folder, index

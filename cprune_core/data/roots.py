@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import PathNotAllowedError
-from ..paths import ASSETS_DIR, SHARED_DATA, datasets_dir
+from ..paths import ASSETS_DIR, SHARED_DATA, datasets_dir, user_path
 
 __all__ = ["data_roots", "confine", "is_inside", "NOT_ALLOWED"]
 
@@ -27,7 +27,7 @@ def data_roots() -> list[Path]:
         roots = [Path(part) for part in configured.split(os.pathsep) if part.strip()]
     else:
         roots = [ASSETS_DIR, datasets_dir()] + ([SHARED_DATA] if SHARED_DATA.is_dir() else [])
-    return [Path(os.path.realpath(root.expanduser())) for root in roots]
+    return [Path(os.path.realpath(user_path(root))) for root in roots]
 
 
 def is_inside(path: str | os.PathLike, roots: list[Path]) -> bool:
@@ -45,6 +45,6 @@ def confine(path: str | os.PathLike, roots: list[Path]) -> Path:
     A relative path is taken from the current directory. Links are followed before the check,
     so a link inside a root that leads outside is refused too.
     """
-    if not is_inside(Path(path).expanduser(), roots):
+    if not is_inside(user_path(path), roots):
         raise PathNotAllowedError(NOT_ALLOWED)
-    return Path(os.path.realpath(Path(path).expanduser()))
+    return Path(os.path.realpath(user_path(path)))

@@ -24,10 +24,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
@@ -39,22 +36,15 @@ from ..errors import ClusterError, ConfigError, CPruneError
 from ..features import FeatureCache
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
+from .ray_connect import START_ADVICE, first_line, import_ray, init_within, parse_address, probe_address
 
 __all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCache", "EXECUTORS", "run_config",
-           "threads_for", "probe_address"]
+           "threads_for"]
 
 EXECUTORS = ("local", "ray")
 T = TypeVar("T")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
-PROBE_TIMEOUT_S = 5.0
-# A gRPC client's first words on a plain connection (RFC 9113 section 3.4): the preface and an empty SETTINGS
-# frame; a gRPC server (Ray's GCS, its client server) answers with a SETTINGS frame of its own.
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-HTTP2_SETTINGS = 4  # the frame type, the 4th byte of a frame header
-CONNECT_ATTEMPTS = 5
-START_ADVICE = ("Start it with `ray start --head` on its head node and run this command on a node of the cluster "
-                "(the head, or one that joined with `ray start --address=...`), or correct --ray-address (or "
-                "RAY_ADDRESS).")
+THIS_MACHINE = (None, "auto", "local")  # addresses of a Ray on this very machine: started here, or found
 # The folder that holds the driver's cprune_core: first on every worker's Python path, so a node with
 # the same checkout at the same path runs the driver's code rather than another installed version.
 CODE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -174,62 +164,6 @@ def _call_on_worker(function: Callable[..., T], threads: int, args: tuple, kwarg
     return _with_threads(threads, function, *args, **kwargs)
 
 
-def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Raise ClusterError unless ``address`` (host:port, or ray://host:port) answers as a Ray cluster's gRPC
-    server within about ``timeout_s``: a TCP connection opens and the server's HTTP/2 greeting (a SETTINGS
-    frame) comes back. ray.init itself waits for minutes on an address that does not answer."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001).")
-    greeting = b""
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
-            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-                return  # a TLS server says nothing before a TLS handshake
-            connection.sendall(HTTP2_PREFACE)
-            while len(greeting) < 9 and (part := connection.recv(9 - len(greeting))):
-                greeting += part
-    except OSError as error:
-        reason = f"no answer within {timeout_s:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ClusterError(f"Cannot reach the Ray cluster at {address} ({reason}). {START_ADVICE}") from None
-    if len(greeting) < 9 or greeting[3] != HTTP2_SETTINGS:
-        raise ClusterError(f"Cannot reach the Ray cluster at {address} (something answers there, but not as Ray). "
-                           f"{START_ADVICE}")
-
-
-@contextmanager
-def _connecting_quietly() -> Iterator[None]:
-    """Around ray.init(address): give up after about CONNECT_ATTEMPTS seconds instead of Ray's 20, and
-    hold back what Ray's C++ core writes straight to file descriptor 2 meanwhile (a warning a second
-    while it retries): written out after a connection, dropped after a failure, which the caller
-    reports in one line. Something that answers on the port without being Ray gets here past the probe."""
-    budget = "RAY_gcs_server_port_wait_time_s"  # Ray's connection attempts, about one a second
-    chosen = budget not in os.environ  # the user's own budget stays
-    os.environ.setdefault(budget, str(CONNECT_ATTEMPTS))
-    sys.stderr.flush()
-    real_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(real_stderr, 2)
-            os.close(real_stderr)
-            if chosen:
-                os.environ.pop(budget, None)
-        held.seek(0)
-        sys.stderr.write(held.read().decode(errors="replace"))
-
-
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray needs Ray, which is not installed: run `make install` "
-                          "(or `pip install -r requirements.txt`).") from None
-    return ray
-
-
 class RayExecutor:
     """Runs each job as a Ray task: on the cluster at ``address`` (default $RAY_ADDRESS), else on a
     Ray started on this machine for the duration (``with RayExecutor(...) as executor``)."""
@@ -244,6 +178,8 @@ class RayExecutor:
             raise ConfigError(f"--gpus-per-{unit} must be a fraction up to 1 (several tasks share a GPU) or a whole "
                               f"number, got {gpus_per_run:g}.")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        if self.address not in THIS_MACHINE:
+            parse_address(self.address)  # a malformed address is refused before Ray is even imported
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
         self.slots = 0
         self._resources: dict = {}
@@ -252,21 +188,19 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
-            remote = self.address not in (None, "auto", "local")  # not a Ray on this very machine
-            if remote:
-                probe_address(self.address)
             runtime_env = {"env_vars": {"PYTHONPATH": CODE_ROOT,
                                         # Hide the GPUs from a task that was given none (Ray leaves them visible).
                                         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
-            try:
-                with _connecting_quietly() if remote else nullcontext():
-                    ray.init(address=self.address, runtime_env=runtime_env, logging_level="WARNING",
-                             **({} if self.address else {"include_dashboard": False}))
-            except (ConnectionError, RuntimeError) as error:
-                where = self.address or "this machine"
-                reason = _first_line(error).rstrip(".")
-                detail = "" if where in reason else f" ({reason})"  # Ray's own line often just repeats ours
-                raise ClusterError(f"Cannot connect to the Ray cluster at {where}{detail}. {START_ADVICE}") from None
+            options = {"runtime_env": runtime_env, "logging_level": "WARNING"}
+            if self.address in THIS_MACHINE:
+                try:
+                    ray.init(address=self.address, **options, **({} if self.address else {"include_dashboard": False}))
+                except (ConnectionError, RuntimeError) as error:
+                    raise ClusterError(f"Cannot start or find a Ray on this machine ({first_line(error).rstrip('.')})."
+                                       f" {START_ADVICE}") from None
+            else:
+                probe_address(self.address)
+                init_within(ray, self.address, **options)
             self._connected_here = True
         self._resources = ray.cluster_resources()
         if self.gpus_per_run is None:
@@ -360,9 +294,4 @@ def _worker_deaths() -> tuple[type[Exception], ...]:
 
 
 def _reason(error: BaseException) -> str:
-    return f"{type(error).__name__}: {_first_line(error)}"
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else "no reason given"
+    return f"{type(error).__name__}: {first_line(error)}"
