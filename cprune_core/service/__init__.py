@@ -6,10 +6,10 @@ The app builds one of each (``make_run_queue``, ``make_uploads``) and keeps them
 the server; whether a browser session is still connected is the app's to say (``is_connected``).
 """
 from .models import downloadable_runs, keep_models_within, recorded_run
-from .queue import Launch, LaunchState, QueueLimits, RunQueue, Runner, Task, Track, VisitorView, positive_setting
+from .queue import Launch, LaunchState, QueueLimits, RunQueue, Runner, Task, Track, VisitorView
 from .server import make_run_queue, make_uploads
 from .uploads import Uploads, launch_user, uses_in_progress
 
 __all__ = ["Launch", "LaunchState", "QueueLimits", "RunQueue", "Runner", "Task", "Track", "VisitorView",
-           "positive_setting", "Uploads", "launch_user", "uses_in_progress", "recorded_run", "keep_models_within",
+           "Uploads", "launch_user", "uses_in_progress", "recorded_run", "keep_models_within",
            "downloadable_runs", "make_run_queue", "make_uploads"]

@@ -15,7 +15,6 @@ ends it within a batch.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import traceback
@@ -25,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from ..settings import setting
 from ..errors import ConfigError, CPruneError, StopRequested
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
 
-__all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueLimits", "RunQueue",
-           "positive_setting"]
+__all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueLimits", "RunQueue"]
 
 # runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
@@ -99,18 +98,6 @@ class VisitorView:
         return any(launch.state != LaunchState.ENDED for launch in self.of_kind(tasks))
 
 
-def positive_setting(name: str, default: int) -> int:
-    """The environment variable ``name`` as a whole number of at least 1 (``default`` when unset); else
-    ConfigError naming it."""
-    try:
-        value = int(os.environ.get(name, default))
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {os.environ[name]!r}.") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}.")
-    return value
-
-
 @dataclass(frozen=True)
 class QueueLimits:
     """How much the queue takes on."""
@@ -121,10 +108,9 @@ class QueueLimits:
 
     @classmethod
     def from_environment(cls) -> QueueLimits:
-        """``CPRUNE_CONCURRENT_RUNS`` workers and ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner (each at least
-        1, else ConfigError); the defaults where unset."""
-        return cls(workers=positive_setting("CPRUNE_CONCURRENT_RUNS", cls.workers),
-                   per_owner=positive_setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", cls.per_owner))
+        """``CPRUNE_CONCURRENT_RUNS`` workers and ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner (settings.py:
+        their defaults where unset, ConfigError naming a variable whose value cannot be used)."""
+        return cls(workers=setting("CPRUNE_CONCURRENT_RUNS"), per_owner=setting("CPRUNE_QUEUED_RUNS_PER_VISITOR"))
 
 
 class RunQueue:

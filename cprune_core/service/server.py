@@ -3,7 +3,7 @@
 ``CPRUNE_CONCURRENT_RUNS`` (default 1) launches run at a time; an owner may have
 ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` (default 2) waiting or running; saved models are kept within
 ``CPRUNE_MODELS_BUDGET_MB`` (default 5120) and uploads within ``CPRUNE_UPLOAD_BUDGET_MB`` (default 2048).
-Each must be a whole number of at least 1, else ConfigError.
+Each is read through settings.setting: a value that cannot be used is a ConfigError naming the variable.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from ..paths import cache_home
 from .models import recorded_run
-from .queue import QueueLimits, RunQueue, positive_setting
+from ..settings import setting
+from .queue import QueueLimits, RunQueue
 from .uploads import Uploads, uses_in_progress
 
 __all__ = ["make_run_queue", "make_uploads"]
@@ -23,12 +24,12 @@ MIB = 2**20
 def make_run_queue() -> RunQueue:
     """A queue whose runs are recorded in the run store as their owner's and whose models are saved in the
     app's models folder, within its budget."""
-    runner = functools.partial(recorded_run, models_budget=positive_setting("CPRUNE_MODELS_BUDGET_MB", 5120) * MIB)
+    runner = functools.partial(recorded_run, models_budget=setting("CPRUNE_MODELS_BUDGET_MB") * MIB)
     return RunQueue(runner, QueueLimits.from_environment())
 
 
 def make_uploads(queue: RunQueue, is_connected: Callable[[str], bool]) -> Uploads:
     """The upload folder ``cache_home()/uploads``, emptied now; a file is kept while a session that
     ``is_connected`` says is still there, or a launch of ``queue`` that waits or runs, uses it."""
-    return Uploads(cache_home() / "uploads", positive_setting("CPRUNE_UPLOAD_BUDGET_MB", 2048) * MIB,
+    return Uploads(cache_home() / "uploads", setting("CPRUNE_UPLOAD_BUDGET_MB") * MIB,
                    uses_in_progress(queue, is_connected))
