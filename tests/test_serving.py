@@ -1,0 +1,60 @@
+"""`streamlit run app.py`, the design card's own command, serves this machine only; serving a network is
+`make serve`'s and the Docker image's explicit choice."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def outward_address() -> str | None:
+    """An address of this machine other than loopback (None when it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_streamlit_run_app_py_listens_on_loopback_only(tmp_path):
+    address = outward_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "CPRUNE_HOME": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up on loopback
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "streamlit did not start"
+                time.sleep(0.2)
+        with pytest.raises(OSError):  # and not on the machine's network address
+            socket.create_connection((address, port), timeout=2).close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_only_make_serve_and_the_docker_image_open_the_app_to_a_network():
+    makefile = (ROOT / "Makefile").read_text()
+    serve = makefile[makefile.index("\nserve:"):].split("\n\n")[0]
+    others = makefile.replace(serve, "")
+    assert "--server.address 0.0.0.0" in serve and "0.0.0.0" not in others
+    assert '"--server.address", "0.0.0.0"' in (ROOT / "Dockerfile").read_text()
