@@ -22,7 +22,8 @@ from torch import nn
 
 from .errors import CheckpointError, ConfigError
 from .pruning import apply_kept
-from .registry import BACKBONES, BackboneSpec, get_spec, load_backbone, read_state_dict, replace_classifier
+from .registry import (BACKBONES, BackboneSpec, ExpectedState, get_spec, load_backbone, read_state_dict,
+                       replace_classifier)
 from .schema import RunResult
 
 __all__ = ["SavedModel", "save_model", "load_model", "model_files", "export_onnx", "export_torchscript",
@@ -152,8 +153,13 @@ def load_model(directory: str | Path) -> SavedModel:
         apply_kept(model, spec, info["kept"])
     except ConfigError as error:
         raise CheckpointError(f"{SPEC_FILE}: field 'kept' does not fit {spec.name}: {error}") from error
-    replace_classifier(model, spec, info["num_classes"])
-    state = read_state_dict(directory / WEIGHTS_FILE)
+    try:
+        replace_classifier(model, spec, info["num_classes"])
+    except ConfigError as error:
+        raise CheckpointError(f"{SPEC_FILE}: field 'classes' does not fit {spec.name}: {error}") from error
+    # model.pt's names and shapes against the model model.json describes, before any value is read.
+    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    state = read_state_dict(directory / WEIGHTS_FILE, expected=ExpectedState(shapes, SPEC_FILE, "Save the model again."))
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
