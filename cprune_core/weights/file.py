@@ -20,7 +20,7 @@ from ..layers import finite_rows
 from .budget import DEFAULT_BUDGET, StoredTensor, WeightsBudget, check_stored_tensors
 from .onnx_format import read_onnx
 from .safetensors_format import looks_like_safetensors, read_safetensors_header, read_safetensors_tensors
-from .torch_format import PICKLE_MAGIC, ZIP_MAGIC, read_torch_archive
+from .torch_format import ZIP_MAGIC, is_legacy_torch, read_torch_archive
 
 __all__ = ["FORMATS", "EXTENSIONS", "WeightLayer", "WeightsFile", "open_weights_file", "read_weights_file",
            "detect_format"]
@@ -124,11 +124,11 @@ class WeightsFile:
 
 
 def detect_format(head: bytes, size: int) -> str | None:
-    """The format ``head`` (a file's first bytes) starts, judged by content alone; None when none."""
-    if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
-        return "torch"
-    if looks_like_safetensors(head, size):
+    """The format ``head`` (a file's first 32 bytes) starts, judged by content alone; None when none."""
+    if looks_like_safetensors(head, size):  # first: its length's low byte may be anything
         return "safetensors"
+    if head.startswith(ZIP_MAGIC) or is_legacy_torch(head):
+        return "torch"
     return "onnx" if head.startswith(ONNX_FIRST_BYTE) else None
 
 
@@ -142,7 +142,7 @@ def _check_file(path: Path, budget: WeightsBudget) -> tuple[str, int]:
         raise WeightsFileError(f"{path.name} is {size / 2**20:,.0f} MiB; the limit is "
                                f"{budget.max_file_bytes / 2**20:,.0f} MiB.")
     with path.open("rb") as file:
-        head = file.read(16)
+        head = file.read(32)
     found = detect_format(head, size)
     claimed = EXTENSIONS.get(path.suffix.lower())
     if claimed is not None and found is not None and found != claimed:

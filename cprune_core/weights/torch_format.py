@@ -17,11 +17,16 @@ import torch
 from ..errors import WeightsFileError
 from .budget import StoredTensor, WeightsBudget, check_stored_tensors, describe_tensor
 
-__all__ = ["ZIP_MAGIC", "PICKLE_MAGIC", "read_torch_archive"]
+__all__ = ["ZIP_MAGIC", "is_legacy_torch", "read_torch_archive"]
 
 ZIP_MAGIC = b"PK\x03\x04"
-PICKLE_MAGIC = b"\x80"  # pickle protocol 2+: how the legacy torch.save format starts
+LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # the number the legacy format pickles first
 SAVE_HINT = "Save it with torch.save(model.state_dict(), path)."
+
+
+def is_legacy_torch(head: bytes) -> bool:
+    """Whether ``head`` (a file's first 32 bytes) starts PyTorch's legacy format: a pickle of its magic number."""
+    return head.startswith(b"\x80") and LEGACY_MAGIC in head
 
 
 def _check_archive(path: Path, size: int) -> None:
@@ -50,10 +55,11 @@ def read_torch_archive(path: Path, size: int,
     mapping of names to tensors, and tensors that fail the budget.
     """
     with path.open("rb") as file:
-        head = file.read(4)
-    if head.startswith(PICKLE_MAGIC):
+        head = file.read(32)
+    if is_legacy_torch(head):
         raise WeightsFileError(f"{path.name} was saved in PyTorch's legacy format (before torch 1.6), which cannot "
-                               f"be read safely: load it once with your own torch and save it again. {SAVE_HINT}")
+                               "be read safely: load it once with your own torch and save it again with "
+                               "torch.save(model.state_dict(), path).")
     _check_archive(path, size)
     try:
         with warnings.catch_warnings():
