@@ -58,13 +58,14 @@ class LayerReport:
     adjacency: torch.Tensor  # n x n, cosine similarity where above tau, 0 elsewhere and on the diagonal
     summary: GraphSummary
     scores: dict[str, np.ndarray]  # criterion -> one score per neuron
-    degree: np.ndarray  # edges per neuron
+    neighbours: np.ndarray  # edges per neuron (the "degree" criterion is their summed weights)
     norms: np.ndarray  # L2 norm of each neuron's weight vector
     positions: np.ndarray  # n x 2, the weight-PCA layout (graph.layout_2d): independent of tau
 
     def node_values(self) -> dict[str, np.ndarray]:
-        """Per-neuron columns, as graph.graph_file takes them: every score, degree, norm, position."""
-        return {**self.scores, "degree": self.degree, "l2_norm": self.norms,
+        """Per-neuron columns, as graph.graph_file takes them: every score (named by its criterion), the
+        number of neighbours, the weight vector's norm, the position."""
+        return {**self.scores, "neighbours": self.neighbours, "l2_norm": self.norms,
                 "pca_x": self.positions[:, 0], "pca_y": self.positions[:, 1]}
 
 
