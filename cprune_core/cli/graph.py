@@ -110,7 +110,8 @@ def graph_command(args: argparse.Namespace) -> int:
             paths = write_layer(report, out, args.format)
             summary = report.summary
             print(f"{source.title}, layer {args.layer} at tau {args.tau:g}: {summary.nodes} neurons, "
-                  f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} components; "
+                  f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
+                  f"component{'s' if summary.components != 1 else ''}; "
                   f"scores: {', '.join(report.scores)} -> {', '.join(map(str, paths))}")
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
