@@ -7,8 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torchvision
-from safetensors.torch import save_file
 
 from cprune_core import cli
 from cprune_core.criteria import CRITERIA, make_criterion
@@ -16,18 +14,12 @@ from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.registry import load_backbone
 from cprune_core.weights import open_weights_file
-
-
-def save(state: dict[str, torch.Tensor], path):
-    save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(path))
-    return path
+from weights_files import resnet18_safetensors, save_safetensors
 
 
 @pytest.fixture(scope="module")
 def resnet_file(tmp_path_factory):
-    torch.manual_seed(0)
-    return save(torchvision.models.resnet18(num_classes=5).state_dict(),
-                tmp_path_factory.mktemp("graph") / "resnet18.safetensors")
+    return resnet18_safetensors(tmp_path_factory.mktemp("graph"), classes=5)[0]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def stack_file(tmp_path_factory):
     torch.manual_seed(0)
     state = {f"h.{block}.mlp.{name}.weight": torch.randn(*shape).half()
              for block in range(2) for name, shape in (("fc", (3072, 768)), ("proj", (768, 3072)))}
-    return save(state, tmp_path_factory.mktemp("stack") / "stack.safetensors"), state
+    return save_safetensors(state, tmp_path_factory.mktemp("stack") / "stack.safetensors"), state
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -124,7 +116,7 @@ def test_a_backbone_layer_is_scored_as_its_module(tmp_path, capsys):
 
 
 def test_a_layer_too_large_for_a_graph_is_refused_and_noted_in_the_table(tmp_path, capsys):
-    path = save({"wide.weight": torch.randn(MAX_GRAPH_NEURONS + 1, 2), "small.weight": torch.randn(4, 2)},
+    path = save_safetensors({"wide.weight": torch.randn(MAX_GRAPH_NEURONS + 1, 2), "small.weight": torch.randn(4, 2)},
                 tmp_path / "wide.safetensors")
     code, _, err = run(capsys, "--weights", path, "--layer", "wide", "--out", tmp_path)
     assert code == 2 and f"graphs are built for up to {MAX_GRAPH_NEURONS:,}" in err
@@ -151,6 +143,6 @@ def test_unusable_files_are_one_line_with_the_input_code(resnet_file, tmp_path, 
     nan[1, 0] = float("inf")
     for path, message in [(tmp_path / "missing.safetensors", "does not exist"),
                           (mislabelled, "is not an ONNX model: its content is a safetensors file"),
-                          (save({"x.weight": nan}, tmp_path / "nan.safetensors"), "Layer x has NaN or Inf weights")]:
+                          (save_safetensors({"x.weight": nan}, tmp_path / "nan.safetensors"), "Layer x has NaN or Inf weights")]:
         code, _, err = run(capsys, "--weights", path, "--layer", "x", "--out", tmp_path)
         assert code == 3 and err.startswith("error: ") and message in err and err.count("\n") == 1

@@ -9,8 +9,6 @@ import zipfile
 import onnx
 import pytest
 import torch
-import torchvision
-from safetensors.torch import save_file
 from torch import nn
 
 from cprune_core.errors import CheckpointError, ConfigError, NonFiniteWeightsError, WeightsFileError
@@ -18,19 +16,13 @@ from cprune_core.graph import cosine_similarity
 from cprune_core.model_source import BackboneSource, FileSource
 from cprune_core.registry import backbones_fitting, load_backbone
 from cprune_core.weights import WeightsBudget, open_weights_file
-
-
-def save_safetensors(state: dict[str, torch.Tensor], path):
-    save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(path))
-    return path
+from weights_files import resnet18_safetensors, save_safetensors
 
 
 @pytest.fixture(scope="module")
 def resnet18_file(tmp_path_factory):
     """A torchvision model's weights (random init, 7 classes) as safetensors, and the model."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=7)
-    return save_safetensors(model.state_dict(), tmp_path_factory.mktemp("r18") / "resnet18.safetensors"), model
+    return resnet18_safetensors(tmp_path_factory.mktemp("r18"), classes=7)
 
 
 def test_a_torchvision_safetensors_file_lists_every_float_weight_of_rank_2_or_4(resnet18_file):
