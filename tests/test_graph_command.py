@@ -142,7 +142,7 @@ def test_unusable_files_are_one_line_with_the_input_code(resnet_file, tmp_path, 
     nan = torch.ones(3, 2)
     nan[1, 0] = float("inf")
     for path, message in [(tmp_path / "missing.safetensors", "does not exist"),
-                          (mislabelled, "is not an ONNX model: its content is a safetensors file"),
+                          (mislabelled, "is not an ONNX model: its content looks like a safetensors file"),
                           (save_safetensors({"x.weight": nan}, tmp_path / "nan.safetensors"), "Layer x has NaN or Inf weights")]:
         code, _, err = run(capsys, "--weights", path, "--layer", "x", "--out", tmp_path)
         assert code == 3 and err.startswith("error: ") and message in err and err.count("\n") == 1

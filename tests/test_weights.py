@@ -158,9 +158,9 @@ def files(tmp_path, resnet18_file):
 
 
 @pytest.mark.parametrize("content, named, message", [
-    ("torch", "x.safetensors", "is not a safetensors file: its content is a PyTorch state dict.*extension .pt"),
-    ("safetensors", "x.onnx", "is not an ONNX model: its content is a safetensors file.*extension .safetensors"),
-    ("onnx", "x.pt", "is not a PyTorch state dict .*: its content is an ONNX model.*extension .onnx"),
+    ("torch", "x.safetensors", "is not a safetensors file: its content looks like a PyTorch state dict.*extension .pt"),
+    ("safetensors", "x.onnx", "is not an ONNX model: its content looks like a safetensors file.*extension .safetensors"),
+    ("onnx", "x.pt", "is not a PyTorch state dict .*: its content looks like an ONNX model.*extension .onnx"),
     ("safetensors", "x.pth", "is not a PyTorch state dict"),
 ])
 def test_a_file_that_is_not_what_its_extension_says_is_refused(files, tmp_path, content, named, message):

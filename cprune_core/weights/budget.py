@@ -106,7 +106,7 @@ def check_stored_tensors(tensors: Iterable[StoredTensor], file_name: str, budget
     Raises
     ------
     WeightsFileError
-        naming the first tensor that is not dense (sparse, quantized layouts), has no values (meta),
+        naming the first tensor that is not dense (sparse COO, CSR, ...), has no values (meta),
         exceeds ``budget.max_tensor_elements``, or claims more elements than the bytes the file
         holds for it (an expanded or broadcast view); or when all tensors together hold more
         elements than ``budget.max_file_bytes``.

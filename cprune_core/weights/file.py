@@ -147,7 +147,7 @@ def _check_file(path: Path, budget: WeightsBudget) -> tuple[str, int]:
     claimed = EXTENSIONS.get(path.suffix.lower())
     if claimed is not None and found is not None and found != claimed:
         suffix = next(ext for ext, kind in EXTENSIONS.items() if kind == found)
-        raise WeightsFileError(f"{path.name} is not {FORMATS[claimed]}: its content is {FORMATS[found]}. "
+        raise WeightsFileError(f"{path.name} is not {FORMATS[claimed]}: its content looks like {FORMATS[found]}. "
                                f"Rename it with the extension {suffix}.")
     file_format = found or claimed
     if file_format is None:
