@@ -55,6 +55,7 @@ bench: install browser
 	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_ablation.py
+	$(PY) bench/bench_weights.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_app.py
 

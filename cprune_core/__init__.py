@@ -11,22 +11,25 @@ from .device import describe_device, resolve_device
 from .engine import Finetuner, finetune, run
 from .errors import (CheckpointError, ConfigError, CPruneError, DatasetError, NonFiniteWeightsError,
                      PathNotAllowedError, PowerIterationFailedConvergence, StopRequested, StoreError,
-                     UnreadableImageError, WeightsUnavailableError)
+                     UnreadableImageError, WeightsFileError, WeightsUnavailableError)
 from .evaluation import Evaluation, evaluate_model
 from .features import FEATURE_CACHE, FeatureCache
 from .graph import (GraphSummary, adjacency_for, cosine_similarity, layout_2d, normalise_rows, summarize,
                     threshold_adjacency, to_networkx)
 from .criteria import CRITERIA, DEFAULT_TAU, Criterion, GroupImportance, make_criterion
+from .layer_report import LayerReport, layer_report, layer_scores, layerwise_rows
 from .layers import weight_vectors
+from .model_source import BackboneSource, FileSource, ModelSource
 from .paths import cache_home
 from .pruning import (LayerInfo, PruneResult, PruningGraph, apply_kept, keep_count, keep_plan, kept_indices,
                       list_layers, prune_model)
 from .ranges import KEEP, TAU, Range
-from .registry import BACKBONES, DEFAULT_BACKBONE, Backbone, BackboneSpec, get_spec, load_backbone
+from .registry import BACKBONES, DEFAULT_BACKBONE, Backbone, BackboneSpec, backbones_fitting, get_spec, load_backbone
 from .runs import run_and_record
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
 from .cut import cut_model
 from .store import RunRecord, RunStore
+from .weights import WeightLayer, WeightsBudget, WeightsFile, open_weights_file
 
 __all__ = [
     "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree",
@@ -34,12 +37,15 @@ __all__ = [
     "Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms",
     "DATASETS", "load_dataset", "describe_device", "resolve_device", "Finetuner", "finetune", "run",
     "CheckpointError", "ConfigError", "CPruneError", "DatasetError", "NonFiniteWeightsError", "PathNotAllowedError",
-    "PowerIterationFailedConvergence", "StopRequested", "StoreError", "UnreadableImageError", "WeightsUnavailableError",
+    "PowerIterationFailedConvergence", "StopRequested", "StoreError", "UnreadableImageError", "WeightsFileError",
+    "WeightsUnavailableError",
     "Evaluation", "evaluate_model", "FEATURE_CACHE", "FeatureCache",
     "GraphSummary", "adjacency_for", "cosine_similarity", "layout_2d", "normalise_rows", "summarize",
     "threshold_adjacency", "to_networkx",
     "CRITERIA", "DEFAULT_TAU", "Criterion", "GroupImportance", "make_criterion",
     "LayerInfo", "list_layers", "weight_vectors", "cache_home",
+    "LayerReport", "layer_report", "layer_scores", "layerwise_rows", "BackboneSource", "FileSource", "ModelSource",
+    "backbones_fitting", "WeightLayer", "WeightsBudget", "WeightsFile", "open_weights_file",
     "PruneResult", "PruningGraph", "apply_kept", "keep_count", "keep_plan", "kept_indices", "prune_model",
     "KEEP", "TAU", "Range", "BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneSpec", "get_spec", "load_backbone",
     "run_and_record", "EventKind", "FinetuneConfig", "MetricEvent", "RunResult", "RunStatus", "RunSummary",

@@ -32,9 +32,10 @@ from torch import nn
 from .errors import CheckpointError, ConfigError
 from .paths import user_path
 from .pruning import apply_kept
-from .registry import (BACKBONES, MAX_CHECKPOINT_BYTES, BackboneSpec, check_state_dict, get_spec, load_backbone,
-                       load_torch_file, replace_classifier)
+from .registry import (BACKBONES, MAX_CHECKPOINT_BYTES, BackboneSpec, ExpectedState, get_spec, load_backbone,
+                       replace_classifier, state_dict_of)
 from .schema import RunResult
+from .weights import WeightsBudget, WeightsFile, read_weights_file
 
 __all__ = ["SavedModel", "save_model", "load_model", "model_files", "zip_model", "export_onnx", "export_torchscript",
            "WEIGHTS_FILE", "SPEC_FILE", "ONNX_FILE", "TORCHSCRIPT_FILE", "MODEL_FILES"]
@@ -172,14 +173,20 @@ def load_model(directory: str | Path) -> SavedModel:
         raise CheckpointError(f"{directory} is not a saved model directory (no {SPEC_FILE}). "
                               "Save one with `cprune finetune ... --save DIR`.")
     info = _read_info(spec_path)
-    state = _read_weights(directory / WEIGHTS_FILE, info)  # before building anything on model.json's word
+    weights = _saved_weights(directory / WEIGHTS_FILE, info)  # before building anything on model.json's word
     spec = get_spec(info["backbone"])
     model = load_backbone(spec.name, "random").model
     try:
         apply_kept(model, spec, info["kept"])
     except ConfigError as error:
         raise CheckpointError(f"{SPEC_FILE}: field 'kept' does not fit {spec.name}: {error}") from error
-    replace_classifier(model, spec, info["num_classes"])
+    try:
+        replace_classifier(model, spec, info["num_classes"])
+    except ConfigError as error:
+        raise CheckpointError(f"{SPEC_FILE}: field 'classes' does not fit {spec.name}: {error}") from error
+    # model.pt's names and shapes against the model model.json describes, before any value is read.
+    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    state = state_dict_of(weights, ExpectedState(shapes, SPEC_FILE, "Save the model again."))
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -188,9 +195,9 @@ def load_model(directory: str | Path) -> SavedModel:
     return SavedModel(model.eval(), spec, info)
 
 
-def _read_weights(path: Path, info: dict) -> dict:
-    """model.pt's state dict, once its digest is model.json's and the model.json it carries is the one beside
-    it; CheckpointError naming the file, or model.json's first field that differs, otherwise."""
+def _saved_weights(path: Path, info: dict) -> WeightsFile:
+    """model.pt, opened (no value read) once its digest is model.json's and the model.json it carries is the
+    one beside it; CheckpointError naming the file, or model.json's first field that differs, otherwise."""
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the saved model is incomplete; save it again.")
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
@@ -198,10 +205,9 @@ def _read_weights(path: Path, info: dict) -> dict:
     if _sha256(path) != info["weights_sha256"]:
         raise CheckpointError(f"{path} was changed after saving (its SHA-256 is not model.json's weights_sha256): "
                               "save the model again.")
-    saved = load_torch_file(path)
-    text = saved.get("model_json") if isinstance(saved, dict) else None
+    weights = read_weights_file(path, WeightsBudget(max_file_bytes=MAX_CHECKPOINT_BYTES))
     try:
-        facts = json.loads(text) if isinstance(text, str) else None
+        facts = json.loads(weights.metadata.get("model_json", ""))
     except ValueError:
         facts = None
     if not isinstance(facts, dict):
@@ -212,7 +218,7 @@ def _read_weights(path: Path, info: dict) -> dict:
             raise CheckpointError(f"{SPEC_FILE}: field {name!r} is not what was saved with the weights "
                                   f"(found {str(info.get(name))[:80]!r}). The file was changed after saving; "
                                   "save the model again.")
-    return check_state_dict(saved, path.name)
+    return weights
 
 
 def model_files(directory: str | Path) -> list[Path]:

@@ -137,6 +137,40 @@ CRITERIA: dict[str, type[Criterion]] = {
 
 
 def make_criterion(name: str, tau: float = DEFAULT_TAU, seed: int = 0) -> Criterion:
+    """The criterion called ``name``, ready to score a layer's neurons.
+
+    Parameters
+    ----------
+    name : str
+        One of ``CRITERIA``: "eigenvector" (eigenvector centrality of the tau-thresholded similarity
+        graph, the criterion of arXiv 2512.12543), "inverse-eigenvector", "degree" and "pagerank"
+        (the same graph); "l1", "l2" (the weight vector's norm), "fpgm" (He et al. 2019), "random".
+    tau : float, default DEFAULT_TAU (0.1)
+        The graph criteria's similarity threshold, in [0, 1); the others ignore it.
+    seed : int, default 0
+        Seed of "random" (its scores also depend on the number of neurons); the others ignore it.
+
+    Returns
+    -------
+    Criterion
+        ``criterion(vectors)`` takes a layer's weight vectors (n neurons x d inputs, any float dtype,
+        any device) and returns n float32 scores on the same device; higher means keep. A graph
+        criterion also offers ``from_adjacency(adjacency)`` for an adjacency already thresholded.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not a criterion (the message lists them), or a graph criterion's ``tau`` lies
+        outside [0, 1).
+
+    Example
+    -------
+    >>> import torch
+    >>> make_criterion("l2")(torch.tensor([[3.0, 4.0], [1.0, 0.0]]))
+    tensor([5., 1.])
+    >>> make_criterion("eigenvector", tau=0.5)(torch.eye(3)).shape  # no edge: every neuron alike
+    torch.Size([3])
+    """
     cls = choose(name, CRITERIA, "criterion")
     if issubclass(cls, GraphCriterion):
         return cls(tau)
@@ -157,9 +191,71 @@ def _rank_normalise(scores: torch.Tensor) -> torch.Tensor:
 
 
 class GroupImportance(tp.importance.Importance):
-    """torch-pruning importance: the criterion on every layer whose output channels the group
-    removes (depthwise convs excluded: they follow their producer), averaged over layers after
-    rank normalisation. A group with one such layer gets exactly that layer's ranking."""
+    """Any CPrune criterion as a torch-pruning importance, for ``tp.pruner.MetaPruner`` on any model.
+
+    torch-pruning's dependency graph gathers the channels that must go together into a *group*: a
+    layer's outputs, the BatchNorm after it, the depthwise convolution that follows, the next
+    layers' inputs, and across a residual add every layer added to the same stream. The criterion
+    scores each layer of the group whose own neurons the group removes: a Linear or Conv2d pruned
+    on its outputs (torch-pruning's ``prune_linear_out_channels`` / ``prune_conv_out_channels``),
+    depthwise convolutions excluded (their filters follow their producer's channels). One such
+    layer: its scores as they are. Several (a residual stream): each layer's scores turned into
+    ranks in [0, 1], then averaged, so layers of different sizes weigh the same.
+
+    Parameters
+    ----------
+    criterion : Criterion
+        What scores a layer's neurons, e.g. ``make_criterion("eigenvector", tau=0.1)``.
+    module_names : dict[nn.Module, str], optional
+        Names of the modules for messages (``{m: n for n, m in model.named_modules()}``); by
+        default a layer is named by its class.
+
+    Returns
+    -------
+    Calling it on a group returns a torch.Tensor of one score per channel of the group (float32,
+    on the weights' device; higher: keep), or None when no layer of the group has neurons of its
+    own: a group rooted at a layer CPrune has no neurons for (Conv1d, Conv3d, ConvTranspose2d,
+    LSTM, ...). MetaPruner skips a group whose importance is None: its layers stay unpruned.
+
+    Raises
+    ------
+    NonFiniteWeightsError
+        A scored layer has NaN or Inf weights (the message names it).
+
+    Notes
+    -----
+    Layers without weights (activations, pooling, flatten, the add itself) hold no channels of
+    their own. BatchNorm, LayerNorm and PReLU channels in a group are removed with it but never
+    scored. Where MetaPruner groups channels (grouped convolutions, attention heads) it averages
+    the returned scores per channel group, as for its own importances. Scores come from the
+    weights as they are when MetaPruner asks: with ``iterative_steps > 1``, from the already
+    pruned layers.
+
+    Example
+    -------
+    A network outside the registry, with a residual add around a depthwise convolution: the
+    stem, the depthwise convolution and the projection share their 16 channels and lose the same 8.
+
+    >>> import torch, torch_pruning as tp
+    >>> from torch import nn
+    >>> class Block(nn.Module):
+    ...     def __init__(self, channels):
+    ...         super().__init__()
+    ...         self.depthwise = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+    ...         self.project = nn.Conv2d(channels, channels, 1)
+    ...     def forward(self, x):
+    ...         return x + self.project(torch.relu(self.depthwise(x)))
+    >>> model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), Block(16), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    ...                       nn.Linear(16, 10))
+    >>> importance = GroupImportance(make_criterion("eigenvector", tau=0.1))
+    >>> pruner = tp.pruner.MetaPruner(model, torch.randn(1, 3, 32, 32), importance=importance, pruning_ratio=0.5,
+    ...                               ignored_layers=[model[4]])
+    >>> pruner.step()
+    >>> model[0].out_channels, model[1].depthwise.groups, model[1].project.out_channels, model[4].in_features
+    (8, 8, 8, 8)
+    >>> model(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    """
 
     def __init__(self, criterion: Criterion, module_names: dict[nn.Module, str] | None = None):
         self.criterion = criterion

@@ -13,8 +13,8 @@ import unicodedata
 
 __all__ = [
     "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
-    "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence", "StoreError",
-    "ClusterError", "StopRequested", "exit_code_for", "error_from", "one_line",
+    "WeightsFileError", "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence",
+    "StoreError", "ClusterError", "StopRequested", "exit_code_for", "error_from", "one_line",
 ]
 
 
@@ -51,6 +51,11 @@ class PathNotAllowedError(DatasetError):
 
 class CheckpointError(CPruneError):
     """A checkpoint or saved model is unreadable, too large, tampered with or for another architecture."""
+
+
+class WeightsFileError(CheckpointError):
+    """A weights file (.safetensors, .onnx, a PyTorch state dict) is not what its extension says, is damaged,
+    holds tensors that cannot be read safely (sparse, meta, expanded views) or exceeds a stated budget."""
 
 
 class WeightsUnavailableError(CPruneError):

@@ -11,7 +11,7 @@ from torch import nn
 
 from .errors import ConfigError, NonFiniteWeightsError
 
-__all__ = ["has_neurons", "is_depthwise", "weight_vectors"]
+__all__ = ["has_neurons", "is_depthwise", "weight_vectors", "finite_rows"]
 
 
 def has_neurons(module: nn.Module) -> bool:
@@ -27,7 +27,12 @@ def weight_vectors(module: nn.Module, layer_name: str = "layer") -> torch.Tensor
     """One row per neuron (n x d); NonFiniteWeightsError when any weight is NaN or Inf."""
     if not has_neurons(module):
         raise ConfigError(f"{layer_name} is a {type(module).__name__}; only Linear and Conv2d layers have neurons.")
-    vectors = module.weight.detach().flatten(1)
+    return finite_rows(module.weight.detach().flatten(1), layer_name)
+
+
+def finite_rows(vectors: torch.Tensor, layer_name: str = "layer") -> torch.Tensor:
+    """``vectors`` (one row per neuron) unchanged; NonFiniteWeightsError naming the layer and the first
+    neurons when any value is NaN or Inf."""
     if not torch.isfinite(vectors).all():
         bad = (~torch.isfinite(vectors)).any(1).nonzero().flatten().tolist()
         raise NonFiniteWeightsError(

@@ -5,8 +5,9 @@ size, classifier or feature split; every other module reads it from here.
 """
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +19,19 @@ from .errors import CheckpointError, ConfigError, WeightsUnavailableError
 from .models.efficientnet_lite import efficientnet_lite0
 from .paths import user_path
 from .ranges import Range, choose
+from .weights import WeightsBudget, WeightsFile, read_weights_file
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "WEIGHT_SOURCES", "BackboneSpec", "Backbone", "get_spec", "load_backbone",
-           "get_submodule", "replace_classifier", "load_torch_file", "check_state_dict", "read_state_dict", "load_checkpoint_into", "weights_cache_path",
-           "MAX_CHECKPOINT_BYTES", "MAX_INPUT_SIZE"]
+           "get_submodule", "replace_classifier", "read_state_dict", "state_dict_of", "load_checkpoint_into", "weights_cache_path",
+           "ExpectedState", "checkpoint_shapes", "shape_mismatch", "backbones_fitting",
+           "MAX_CHECKPOINT_BYTES", "MAX_INPUT_SIZE", "MAX_CLASSES"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_CHECKPOINT_BYTES = 600 * 1024 * 1024  # VGG16 is 528 MiB; anything larger is not one of ours
 MAX_INPUT_SIZE = 1024  # a 1,024 px batch of 32 already needs tens of GiB of activations to train
+MAX_CLASSES = 100_000  # a classifier head's outputs (ImageNet-21k has 21,843 classes)
+CLASS_COUNTS = Range(1, MAX_CLASSES, integer=True)
 WEIGHT_SOURCES = ("pretrained", "random", "checkpoint")
 
 
@@ -187,7 +192,9 @@ def get_submodule(model: nn.Module, path: str) -> nn.Module:
 
 
 def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -> nn.Linear:
-    """Put a new, freshly initialised Linear head with ``num_classes`` outputs in place."""
+    """Put a new, freshly initialised Linear head with ``num_classes`` outputs in place (1 to MAX_CLASSES:
+    ConfigError otherwise, before anything is allocated)."""
+    CLASS_COUNTS.check(num_classes, "number of classes")
     old = get_submodule(model, spec.classifier)
     new = nn.Linear(old.in_features, num_classes)
     parent_path, _, attr = spec.classifier.rpartition(".")
@@ -196,33 +203,85 @@ def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -
     return new
 
 
-def load_torch_file(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> object:
-    """What a torch.save file holds, read safely (weights_only=True: tensors, containers and plain values, never
-    code) with a size cap; CheckpointError when it is missing, too large or not readable that way."""
-    path = user_path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise CheckpointError(f"Checkpoint {path.name} is {size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"Could not read {path.name} as a PyTorch state dict ({type(exc).__name__}: {exc}). "
-            "Save it with torch.save(model.state_dict(), path)."
-        ) from exc
+@dataclass(frozen=True)
+class ExpectedState:
+    """The names and shapes a state dict must have, compared before any value is read.
+
+    ``shapes``: name -> shape, where None is the classifier's number of classes (1 to MAX_CLASSES);
+    ``target``: what the file must fit, as the message names it; ``advice``: what to do when it does not.
+    """
+
+    shapes: Mapping[str, tuple[int | None, ...]]
+    target: str
+    advice: str
 
 
-def check_state_dict(state: object, name: str) -> dict[str, torch.Tensor]:
-    """``state`` (the file ``name``'s contents, or their "state_dict" entry) when it is a mapping of parameter
-    names to finite tensors; else CheckpointError saying what is wrong."""
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise CheckpointError(f"{name} is not a state dict (a mapping of parameter names to tensors). "
-                              "Save it with torch.save(model.state_dict(), path).")
+@functools.cache
+def checkpoint_shapes(name: str) -> dict[str, tuple[int | None, ...]]:
+    """Backbone ``name``'s state-dict names and shapes, the classifier's number of classes as None.
+    Built on the meta device: no memory, no download, a few milliseconds."""
+    spec = get_spec(name)
+    with torch.device("meta"):
+        state = spec.build(False).state_dict()
+    shapes: dict[str, tuple[int | None, ...]] = {key: tuple(value.shape) for key, value in state.items()}
+    for key in (f"{spec.classifier}.weight", f"{spec.classifier}.bias"):
+        shapes[key] = (None, *shapes[key][1:])
+    return shapes
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(size == want if want is not None else size in CLASS_COUNTS
+                                               for size, want in zip(shape, expected))
+
+
+def shape_mismatch(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int | None, ...]]) -> str:
+    """What keeps a state dict of ``shapes`` from fitting ``expected`` (see ExpectedState), in words:
+    its missing, unexpected and wrongly shaped keys, five of each at most; "" when it fits."""
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = sorted(key for key in set(expected) & set(shapes) if not _fits(tuple(shapes[key]), expected[key]))
+
+    def some(keys):
+        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+    parts = [f"missing keys: {some(missing)}" if missing else "",
+             f"unexpected keys: {some(unexpected)}" if unexpected else "",
+             f"wrong shapes: {some(wrong)}" if wrong else ""]
+    return "; ".join(part for part in parts if part)
+
+
+def backbones_fitting(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """The registry backbones a state dict of these names and ``shapes`` loads into as a checkpoint
+    (any number of classes), in registry order; [] when none.
+
+    Example
+    -------
+    >>> state = torchvision.models.resnet18(num_classes=5).state_dict()
+    >>> backbones_fitting({name: tuple(tensor.shape) for name, tensor in state.items()})
+    ['resnet18']
+    """
+    return [name for name in BACKBONES if not shape_mismatch(shapes, checkpoint_shapes(name))]
+
+
+def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES,
+                    expected: ExpectedState | None = None) -> dict[str, torch.Tensor]:
+    """A state dict from a PyTorch file (torch.save, read with weights_only=True), a .safetensors file or
+    an ONNX model's initializers. CheckpointError (one sentence) when the file is missing, larger than
+    ``max_bytes``, not what its extension says, holds tensors that cannot be read safely (sparse, meta,
+    expanded views: see weights.check_stored_tensors), does not fit ``expected``, or holds NaN or Inf.
+    Every check but the last reads no value."""
+    return state_dict_of(read_weights_file(user_path(path), WeightsBudget(max_file_bytes=max_bytes)), expected)
+
+
+def state_dict_of(weights: WeightsFile, expected: ExpectedState | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of an opened weights file as a state dict, once its names and shapes fit ``expected`` (no
+    value read before that) and its values are finite; CheckpointError saying what is wrong otherwise."""
+    name = weights.path.name
+    if expected is not None:
+        problems = shape_mismatch(weights.shapes, expected.shapes)
+        if problems:
+            raise CheckpointError(f"{name} does not match {expected.target}: {problems}. {expected.advice}")
+    state = weights.tensors()
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
         raise CheckpointError(f"{name} has NaN or Inf values in {len(broken)} tensor(s) (first: {broken[0]}); "
@@ -230,33 +289,16 @@ def check_state_dict(state: object, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, torch.Tensor]:
-    """Read a state dict safely (weights_only=True) with a size cap and clear errors."""
-    return check_state_dict(load_torch_file(path, max_bytes), Path(path).name)
-
-
 def load_checkpoint_into(model: nn.Module, spec: BackboneSpec, path: str | Path) -> None:
-    """Load a user state dict into ``model``; a different number of classes replaces the head.
-
-    Raises CheckpointError naming the missing, unexpected and wrongly shaped keys.
-    """
-    state = read_state_dict(path)
-    head_weight = state.get(f"{spec.classifier}.weight")
-    if head_weight is not None and head_weight.ndim == 2 and head_weight.shape[0] != get_submodule(model, spec.classifier).out_features:
-        replace_classifier(model, spec, head_weight.shape[0])
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        def some(keys):
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        parts = [f"missing keys: {some(missing)}" if missing else "",
-                 f"unexpected keys: {some(unexpected)}" if unexpected else "",
-                 f"wrong shapes: {some(mismatched)}" if mismatched else ""]
-        raise CheckpointError(
-            f"{Path(path).name} does not fit {spec.name}: " + "; ".join(p for p in parts if p)
-            + ". Choose the backbone the checkpoint was trained with."
-        )
-    model.load_state_dict(state)
-
+    """Load a user state dict (any file read_state_dict reads) into ``model``; a different number of classes
+    replaces the head. Raises CheckpointError naming the missing, unexpected and wrongly shaped keys."""
+    state = read_state_dict(path, expected=ExpectedState(checkpoint_shapes(spec.name), spec.name,
+                                                         "Choose the backbone the checkpoint was trained with."))
+    classes = state[f"{spec.classifier}.weight"].shape[0]
+    if classes != get_submodule(model, spec.classifier).out_features:
+        replace_classifier(model, spec, classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # e.g. a classifier bias of another length than its weight
+        raise CheckpointError(f"{Path(path).name} does not fit {spec.name} "
+                              f"({' '.join(str(error).split())[:300]}).") from error

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from cprune_core.ablation import analyse_importance
 from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
-                         kept_indices, power_iteration)
+                         kept_indices, load_backbone, power_iteration)
 from cprune_core.schema import EventKind
 from cprune_core.service import LaunchState
 from ui.services import run_queue, uploads
@@ -207,9 +207,12 @@ def saved_bytes(value) -> bytes:
     ({"foo.weight": torch.zeros(2, 2)}, "unexpected keys: foo.weight"),
     ({"stem.1.weight": torch.zeros(2), 7: torch.zeros(2)}, "not a state dict"),
     ({"stem.1.weight": [1.0, 2.0]}, "not a state dict"),
-    ({"stem.1.weight": torch.tensor([1.0, float("nan")])}, "NaN or Inf"),
+    ("a fitting state dict with one NaN", "NaN or Inf"),  # shapes are checked first: this one fits
 ])
 def test_bad_checkpoint_upload_is_an_error_and_is_deleted(content, expected):
+    if content == "a fitting state dict with one NaN":
+        content = load_backbone("efficientnet_lite0", "random").model.state_dict()
+        content["stem.1.weight"][0, 0, 0, 0] = float("nan")
     if not isinstance(content, bytes):
         content = saved_bytes(content)
     at = open_app()

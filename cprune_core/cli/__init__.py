@@ -16,6 +16,7 @@ from ..errors import CPruneError, one_line
 from .evaluate import add_evaluate_command
 from .experiment import add_experiment_command
 from .finetune import add_finetune_command
+from .graph import add_graph_command
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_CODES"]
 
@@ -27,7 +28,7 @@ EXIT_CODES = {
     130: "stopped with Ctrl-C (the partial run is reported)",
 }
 
-COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command, add_experiment_command]
+COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command, add_experiment_command, add_graph_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,118 @@
+"""``graph``: a layer's neuron-similarity graph and every criterion's score per neuron, from a backbone or
+any weights file; or the layer-wise table of the whole model."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import networkx as nx
+import pandas as pd
+
+from ..criteria import CRITERIA
+from ..graph import GRAPH_FORMATS, graph_file, to_networkx
+from ..layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, layer_report, layerwise_rows
+from ..model_source import BackboneSource, FileSource, ModelSource
+from ..paths import writable_dir
+from ..weights import DEFAULT_BUDGET
+from .options import add_config_argument, comma_list
+
+__all__ = ["add_graph_command"]
+
+FORMATS = (*GRAPH_FORMATS, "csv")
+
+
+def add_graph_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "graph", help="A layer's neuron graph and every criterion's score per neuron, from a backbone or any "
+                      "weights file (.safetensors, .onnx, .pt).",
+        description="Build the neuron-similarity graph of one layer at tau and score its neurons by every "
+                    "criterion; write it as GraphML or GEXF (scores as node attributes, for Gephi, Cytoscape or "
+                    "networkx) or as CSV (LAYER.nodes.csv and LAYER.edges.csv). With --layer all, write the "
+                    "layer-wise table (edges, density, components, centrality concentration per layer) as "
+                    "layerwise.csv. Without --layer, list the layers. In a weights file every float tensor of "
+                    f"rank 2 or 4 is a layer; files up to {DEFAULT_BUDGET.max_file_bytes / 2**30:g} GiB and tensors "
+                    f"up to {DEFAULT_BUDGET.max_tensor_elements:,} elements are read, graphs built for layers of up "
+                    f"to {MAX_GRAPH_NEURONS:,} neurons.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", metavar="FILE", help="A .safetensors file, an .onnx model or a PyTorch state "
+                                                          "dict (.pt, .pth, .bin; read with weights_only=True).")
+    add_config_argument(source, "backbone", default=None)
+    parser.add_argument("--backbone-weights", choices=("pretrained", "random"), default="pretrained",
+                        help="With --backbone: ImageNet-pretrained or random-init weights.")
+    parser.add_argument("--layer", metavar="NAME", help="The layer (as listed without --layer), or 'all' for the "
+                                                        "layer-wise table.")
+    add_config_argument(parser, "tau")
+    parser.add_argument("--criteria", type=comma_list, default=list(CRITERIA), metavar="NAMES",
+                        help=f"Comma-separated criteria to score neurons by; choose from {', '.join(CRITERIA)}.")
+    parser.add_argument("--out", default=".", metavar="DIR", help="Folder for the files written.")
+    parser.add_argument("--format", choices=FORMATS, default="graphml",
+                        help="File format of one layer's graph (the layer-wise table is always CSV).")
+    parser.set_defaults(handler=graph_command)
+
+
+def file_stem(layer: str) -> str:
+    """A layer name as a file name: "features.0" stays, "onnx::Conv_12" becomes "onnx__Conv_12"."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", layer)[:120] or "layer"
+
+
+def print_layers(source: ModelSource) -> None:
+    """The layer list, and for a file the backbones whose checkpoint it is."""
+    width = max(len("layer"), *(len(info.name) for info in source.layers))
+    kind_width = max(len(info.kind) for info in source.layers)
+    print(f"{source.title}: {len(source.layers)} layers")
+    print(f"{'layer':<{width}}  {'kind':<{kind_width}}  {'neurons':>7}  {'vector':>7}  note")
+    for info in source.layers:
+        print(f"{info.name:<{width}}  {info.kind:<{kind_width}}  {info.neurons:>7}  {info.vector_length:>7}  {info.note}")
+    if isinstance(source, FileSource):
+        print(f"checkpoint of: {', '.join(source.fits) or 'no registry backbone'}")
+    print("Choose a layer with --layer NAME, or --layer all for the layer-wise table.")
+
+
+def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
+    """The layer's graph in ``file_format``: one GraphML/GEXF file, or node and edge CSV files."""
+    stem = out / file_stem(report.layer)
+    if file_format in GRAPH_FORMATS:
+        path = stem.with_name(f"{stem.name}.{file_format}")
+        path.write_bytes(graph_file(report.adjacency, report.node_values(), file_format))
+        return [path]
+    nodes, edges = stem.with_name(f"{stem.name}.nodes.csv"), stem.with_name(f"{stem.name}.edges.csv")
+    # to_networkx refuses graphs networkx cannot hold, as graph_file does.
+    table = nx.to_pandas_edgelist(to_networkx(report.adjacency)).reindex(columns=["source", "target", "weight"])
+    pd.DataFrame({"neuron": range(report.summary.nodes), **report.node_values()}).to_csv(nodes, index=False)
+    table.to_csv(edges, index=False)
+    return [nodes, edges]
+
+
+def open_source(args: argparse.Namespace) -> ModelSource:
+    if args.weights is not None:
+        return FileSource.open(args.weights)
+    return BackboneSource.load(args.backbone, args.backbone_weights)
+
+
+def graph_command(args: argparse.Namespace) -> int:
+    source = open_source(args)
+    if args.layer is None:
+        print_layers(source)
+        return 0
+    out = writable_dir(args.out, "--out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        if args.layer == "all":
+            path = out / "layerwise.csv"
+            pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS).to_csv(path, index=False)
+            print(f"{source.title}: {len(source.graph_layers)} layers at tau {args.tau:g} -> {path}")
+        else:
+            report = layer_report(source, args.layer, args.tau, args.criteria)
+            paths = write_layer(report, out, args.format)
+            summary = report.summary
+            print(f"{source.title}, layer {args.layer} at tau {args.tau:g}: {summary.nodes} neurons, "
+                  f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
+                  f"component{'s' if summary.components != 1 else ''}; "
+                  f"scores: {', '.join(report.scores)} -> {', '.join(map(str, paths))}")
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return 0

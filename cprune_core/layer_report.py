@@ -1,0 +1,114 @@
+"""A layer's graph and every criterion's score per neuron; the layer-wise table of a whole model.
+
+What ``cprune graph`` writes, from any ``ModelSource`` (a backbone or a weights file), with the
+core's own functions: graph.py for similarity, adjacency, summary and layout, criteria.py for
+the scores (graph criteria share one adjacency), centrality.concentration for the table.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .centrality import concentration
+from .criteria import CRITERIA, make_criterion, ranking_centrality
+from .errors import ConfigError
+from .graph import GraphSummary, cosine_similarity, layout_2d, summarize, threshold_adjacency
+from .model_source import ModelSource
+from .ranges import TAU, choose
+
+__all__ = ["MAX_GRAPH_NEURONS", "LayerReport", "layer_scores", "layer_report", "layerwise_rows", "LAYERWISE_COLUMNS"]
+
+MAX_GRAPH_NEURONS = 16_384  # a 16,384-neuron similarity matrix is 1 GiB of float32
+LAYERWISE_COLUMNS = ("layer", "kind", "neurons", "vector_length", "edges", "density", "components", "isolated",
+                     "largest_component", "gini", "top10_share", "note")
+
+
+def _check_size(neurons: int, layer: str) -> None:
+    if neurons > MAX_GRAPH_NEURONS:
+        raise ConfigError(f"Layer {layer} has {neurons:,} neurons; graphs are built for up to "
+                          f"{MAX_GRAPH_NEURONS:,} (its similarity matrix alone would take "
+                          f"{neurons * neurons * 4 / 2**30:,.1f} GiB).")
+
+
+def layer_scores(vectors: torch.Tensor, criteria: Sequence[str], tau: float,
+                 adjacency: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Criterion name -> one score per neuron (higher: keep), each criterion on ``vectors`` at ``tau``.
+
+    Graph criteria share ``adjacency`` (the tau-thresholded similarity of ``vectors``; computed when
+    None). ``random`` uses seed 0. ConfigError for an unknown criterion or a tau out of range.
+    A slow power iteration's warning is left to the caller (RuntimeWarning).
+    """
+    scorers = {name: make_criterion(name, tau) for name in criteria}
+    if adjacency is None and any(scorer.uses_graph for scorer in scorers.values()):
+        adjacency = threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)
+    return {name: (scorer.from_adjacency(adjacency) if scorer.uses_graph else scorer(vectors)).cpu().numpy()
+            for name, scorer in scorers.items()}
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One layer's thresholded similarity graph and its neurons' scores."""
+
+    layer: str
+    tau: float
+    adjacency: torch.Tensor  # n x n, cosine similarity where above tau, 0 elsewhere and on the diagonal
+    summary: GraphSummary
+    scores: dict[str, np.ndarray]  # criterion -> one score per neuron
+    neighbours: np.ndarray  # edges per neuron (the "degree" criterion is their summed weights)
+    norms: np.ndarray  # L2 norm of each neuron's weight vector
+    positions: np.ndarray  # n x 2, the weight-PCA layout (graph.layout_2d): independent of tau
+
+    def node_values(self) -> dict[str, np.ndarray]:
+        """Per-neuron columns, as graph.graph_file takes them: every score (named by its criterion), the
+        number of neighbours, the weight vector's norm, the position."""
+        return {**self.scores, "neighbours": self.neighbours, "l2_norm": self.norms,
+                "pca_x": self.positions[:, 0], "pca_y": self.positions[:, 1]}
+
+
+def layer_report(source: ModelSource, layer: str, tau: float, criteria: Sequence[str] = tuple(CRITERIA)) -> LayerReport:
+    """The graph of ``layer`` of ``source`` at ``tau`` and every criterion's score per neuron.
+
+    Raises ConfigError for an unknown layer or criterion, a tau out of range, or a layer of more than
+    MAX_GRAPH_NEURONS neurons; NonFiniteWeightsError for NaN or Inf weights.
+    """
+    TAU.check(tau, "tau")
+    for name in criteria:
+        choose(name, CRITERIA, "criterion")
+    vectors = source.weight_vectors(layer)
+    _check_size(vectors.shape[0], layer)
+    adjacency = threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)
+    return LayerReport(layer, tau, adjacency, summarize(adjacency), layer_scores(vectors, criteria, tau, adjacency),
+                       (adjacency > 0).sum(1).numpy(), vectors.norm(dim=1).numpy(), layout_2d(vectors))
+
+
+def _layerwise_row(source: ModelSource, layer: str, tau: float) -> dict:
+    info = next(row for row in source.layers if row.name == layer)
+    row = {column: None for column in LAYERWISE_COLUMNS}
+    row.update(layer=layer, kind=info.kind, neurons=info.neurons, vector_length=info.vector_length, note="")
+    if info.neurons > MAX_GRAPH_NEURONS:
+        row["note"] = f"no graph: over {MAX_GRAPH_NEURONS:,} neurons"
+        return row
+    adjacency = threshold_adjacency(cosine_similarity(source.weight_vectors(layer)), tau, inplace=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        centrality = ranking_centrality(adjacency)
+    summary = summarize(adjacency)
+    gini, top10 = concentration(centrality)
+    row.update(edges=summary.edges, density=summary.density, components=summary.components,
+               isolated=summary.isolated, largest_component=summary.largest_component, gini=gini, top10_share=top10,
+               note="; ".join(str(warning.message) for warning in caught))
+    return row
+
+
+def layerwise_rows(source: ModelSource, tau: float) -> list[dict]:
+    """One row per layer of ``source.graph_layers`` at ``tau`` (LAYERWISE_COLUMNS): the graph's edges,
+    density, components, isolated neurons, largest component, and how concentrated eigenvector centrality
+    is (Gini coefficient, share of the top 10% of neurons). A layer over MAX_GRAPH_NEURONS neurons gets a
+    note and no figures; a power iteration stopped at its budget, a note and the last iterate's figures.
+    NonFiniteWeightsError when a layer has NaN or Inf weights."""
+    TAU.check(tau, "tau")
+    return [_layerwise_row(source, layer, tau) for layer in source.graph_layers]

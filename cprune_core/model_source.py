@@ -1,0 +1,91 @@
+"""Where a layer's weights come from: a registry backbone, or any weights file.
+
+Everything that looks at layers (the explorer, How it works, the layer-wise view, ``cprune graph``)
+needs three things of a model, and both sources give them the same way (``ModelSource``):
+
+- ``layers``: one ``LayerInfo`` row per layer with neurons (name, kind, neurons, vector length, ...);
+- ``weight(layer)``: its weights as float32, neurons first ((out, in) or (out, in, kh, kw): a
+  neuron's filter image is ``weight(layer)[neuron]``);
+- ``weight_vectors(layer)``: one row per neuron, what ``graph.cosine_similarity`` and the criteria take.
+
+``graph_layers`` are the layers a layer-wise table covers (a backbone's prunable layers, every
+layer of a file), and ``fits`` the backbones whose checkpoint the weights are. Pruning and
+fine-tuning need a backbone: a file whose names and shapes fit one is loaded as its checkpoint
+(``registry.load_backbone(name, "checkpoint", path)``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from .layers import weight_vectors
+from .pruning import LayerInfo, PruningGraph, list_layers
+from .registry import Backbone, backbones_fitting, get_submodule, load_backbone
+from .weights import DEFAULT_BUDGET, FORMATS, WeightsBudget, WeightsFile, open_weights_file
+
+__all__ = ["ModelSource", "BackboneSource", "FileSource"]
+
+
+class ModelSource(Protocol):
+    title: str  # for people: "ResNet-18 (pretrained)", "model.safetensors (a safetensors file)"
+    layers: list[LayerInfo]
+    graph_layers: list[str]
+    fits: list[str]
+
+    def weight(self, layer: str) -> torch.Tensor: ...
+
+    def weight_vectors(self, layer: str) -> torch.Tensor: ...
+
+
+class BackboneSource:
+    """A registry backbone's layers (``BackboneSource.load(name, weights)``, or around a loaded Backbone)."""
+
+    def __init__(self, backbone: Backbone, graph: PruningGraph | None = None):
+        self.backbone = backbone
+        self.graph = graph or PruningGraph(backbone.model, backbone.spec)
+        self.title = f"{backbone.spec.title} ({backbone.weights_status})"
+        self.layers = list_layers(backbone.model, self.graph)
+        self.graph_layers = [info.name for info in self.layers if info.prunable]
+        self.fits = [backbone.spec.name]
+
+    @classmethod
+    def load(cls, name: str, weights: str = "pretrained", checkpoint: str | Path | None = None) -> BackboneSource:
+        return cls(load_backbone(name, weights, checkpoint))
+
+    def weight_vectors(self, layer: str) -> torch.Tensor:
+        """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf."""
+        return weight_vectors(get_submodule(self.backbone.model, layer), layer).float()
+
+    def weight(self, layer: str) -> torch.Tensor:
+        return self.weight_vectors(layer).view(get_submodule(self.backbone.model, layer).weight.shape)
+
+
+class FileSource:
+    """The layers of a weights file (``FileSource.open(path)``): every float tensor of rank 2 or 4.
+
+    None is prunable here; ``fits`` names the backbones the file is a checkpoint of.
+    """
+
+    def __init__(self, weights: WeightsFile):
+        self.weights = weights
+        self.title = f"{weights.path.name} ({FORMATS[weights.format]})"
+        self.layers = [LayerInfo(layer.name, layer.kind, layer.neurons, layer.vector_length,
+                                 layer.neurons * layer.vector_length, False,
+                                 f"tensor {layer.tensor} {list(layer.shape)}, {layer.dtype}"
+                                 + (", stored inputs x outputs" if layer.transposed else ""))
+                       for layer in weights.layers]
+        self.graph_layers = [info.name for info in self.layers]
+        self.fits = backbones_fitting(weights.shapes)
+
+    @classmethod
+    def open(cls, path: str | Path, budget: WeightsBudget = DEFAULT_BUDGET) -> FileSource:
+        """WeightsFileError (one sentence) for a file that cannot be read: see weights.open_weights_file."""
+        return cls(open_weights_file(path, budget))
+
+    def weight(self, layer: str) -> torch.Tensor:
+        return self.weights.weight(layer)
+
+    def weight_vectors(self, layer: str) -> torch.Tensor:
+        return self.weights.weight_vectors(layer)

@@ -1,0 +1,148 @@
+"""``cprune graph``: a layer's graph and every criterion's score per neuron, read back with networkx; the
+layer-wise table; the same one-line errors and exit codes as the other commands."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cprune_core import cli
+from cprune_core.criteria import CRITERIA, make_criterion
+from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency
+from cprune_core.layer_report import MAX_GRAPH_NEURONS
+from cprune_core.registry import load_backbone
+from cprune_core.weights import open_weights_file
+from weights_files import resnet18_safetensors, save_safetensors
+
+
+@pytest.fixture(scope="module")
+def resnet_file(tmp_path_factory):
+    return resnet18_safetensors(tmp_path_factory.mktemp("graph"), classes=5)[0]
+
+
+@pytest.fixture(scope="module")
+def stack_file(tmp_path_factory):
+    """A transformer-like stack: the MLP of two blocks, 3,072 x 768 and 768 x 3,072, in fp16."""
+    torch.manual_seed(0)
+    state = {f"h.{block}.mlp.{name}.weight": torch.randn(*shape).half()
+             for block in range(2) for name, shape in (("fc", (3072, 768)), ("proj", (768, 3072)))}
+    return save_safetensors(state, tmp_path_factory.mktemp("stack") / "stack.safetensors"), state
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main(["graph", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["graph", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--weights", "--backbone", "--backbone-weights", "--layer", "--tau", "--criteria", "--out",
+                   "--format"):
+        assert option in text
+
+
+def test_without_a_layer_it_lists_the_layers_and_the_backbone_the_file_fits(resnet_file, capsys):
+    code, out, _ = run(capsys, "--weights", resnet_file)
+    assert code == 0
+    assert "resnet18.safetensors (a safetensors file): 21 layers" in out
+    assert "layer4.1.conv2" in out and "checkpoint of: resnet18" in out
+
+
+def layer_adjacency(vectors: torch.Tensor, tau: float) -> torch.Tensor:
+    return threshold_adjacency(cosine_similarity(vectors), tau)
+
+
+@pytest.mark.parametrize("file_format, read", [("graphml", nx.read_graphml), ("gexf", nx.read_gexf)])
+def test_a_layer_graph_reads_back_with_networkx_with_every_score(resnet_file, tmp_path, capsys, file_format, read):
+    code, out, _ = run(capsys, "--weights", resnet_file, "--layer", "layer2.0.conv1", "--tau", 0.05,
+                       "--out", tmp_path, "--format", file_format)
+    assert code == 0 and f"layer2.0.conv1.{file_format}" in out
+    graph = read(tmp_path / f"layer2.0.conv1.{file_format}", node_type=int)
+    vectors = open_weights_file(resnet_file).weight_vectors("layer2.0.conv1")
+    adjacency = layer_adjacency(vectors, 0.05)
+    assert graph.number_of_nodes() == 128 and graph.number_of_edges() == summarize(adjacency).edges
+    for name in CRITERIA:
+        expected = make_criterion(name, 0.05)(vectors).numpy()
+        found = np.array([graph.nodes[i][name] for i in range(128)])
+        assert np.allclose(found, expected, rtol=1e-5, atol=1e-7), name
+    i, j = next(iter(graph.edges))
+    assert graph.edges[i, j]["weight"] == pytest.approx(float(adjacency[i, j]), rel=1e-6)
+
+
+def test_csv_output_of_a_3072_neuron_layer_reads_back_as_a_graph(stack_file, tmp_path, capsys):
+    path, state = stack_file
+    code, out, _ = run(capsys, "--weights", path, "--layer", "h.1.mlp.fc", "--criteria", "eigenvector,l2",
+                       "--out", tmp_path, "--format", "csv")
+    assert code == 0 and "3072 neurons" in out
+    nodes = pd.read_csv(tmp_path / "h.1.mlp.fc.nodes.csv")
+    edges = pd.read_csv(tmp_path / "h.1.mlp.fc.edges.csv")
+    assert list(nodes.columns) == ["neuron", "eigenvector", "l2", "neighbours", "l2_norm", "pca_x", "pca_y"]
+    graph = nx.from_pandas_edgelist(edges, edge_attr="weight")
+    graph.add_nodes_from(nodes["neuron"])
+    vectors = state["h.1.mlp.fc.weight"].float()
+    summary = summarize(layer_adjacency(vectors, 0.1))
+    assert graph.number_of_nodes() == 3072 and graph.number_of_edges() == summary.edges > 0
+    assert nx.number_connected_components(graph) == summary.components
+    assert np.allclose(nodes["l2"], vectors.norm(dim=1).numpy(), rtol=1e-5)
+    assert (nodes["neighbours"].to_numpy() == np.array([d for _, d in sorted(graph.degree)])).all()
+
+
+def test_layer_all_writes_the_layerwise_table(stack_file, tmp_path, capsys):
+    path, state = stack_file
+    code, _, _ = run(capsys, "--weights", path, "--layer", "all", "--tau", 0.05, "--out", tmp_path)
+    assert code == 0
+    table = pd.read_csv(tmp_path / "layerwise.csv").set_index("layer")
+    assert list(table.index) == ["h.0.mlp.fc", "h.0.mlp.proj", "h.1.mlp.fc", "h.1.mlp.proj"]
+    summary = summarize(layer_adjacency(state["h.0.mlp.proj.weight"].float(), 0.05))
+    row = table.loc["h.0.mlp.proj"]
+    assert (row["neurons"], row["edges"], row["components"]) == (768, summary.edges, summary.components)
+    assert row["density"] == pytest.approx(summary.density)
+    assert 0 <= row["gini"] <= 1 and 0.1 <= row["top10_share"] <= 1
+
+
+def test_a_backbone_layer_is_scored_as_its_module(tmp_path, capsys):
+    code, _, _ = run(capsys, "--backbone", "efficientnet_lite0", "--layer", "stem.1", "--criteria", "eigenvector",
+                     "--out", tmp_path)
+    assert code == 0
+    graph = nx.read_graphml(tmp_path / "stem.1.graphml", node_type=int)
+    module = load_backbone("efficientnet_lite0").model.get_submodule("stem.1")
+    expected = make_criterion("eigenvector", 0.1)(module.weight.detach().flatten(1)).numpy()
+    assert np.allclose([graph.nodes[i]["eigenvector"] for i in range(32)], expected, atol=1e-6)
+
+
+def test_a_layer_too_large_for_a_graph_is_refused_and_noted_in_the_table(tmp_path, capsys):
+    path = save_safetensors({"wide.weight": torch.randn(MAX_GRAPH_NEURONS + 1, 2), "small.weight": torch.randn(4, 2)},
+                tmp_path / "wide.safetensors")
+    code, _, err = run(capsys, "--weights", path, "--layer", "wide", "--out", tmp_path)
+    assert code == 2 and f"graphs are built for up to {MAX_GRAPH_NEURONS:,}" in err
+    assert run(capsys, "--weights", path, "--layer", "all", "--out", tmp_path)[0] == 0
+    table = pd.read_csv(tmp_path / "layerwise.csv").set_index("layer")
+    assert table.loc["wide", "note"].startswith("no graph: over") and table.loc["small", "neurons"] == 4
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--layer", "nope"], 2, "has no layer 'nope'; its 21 layers include conv1"),
+    (["--layer", "fc", "--tau", "1.5"], 2, "tau must be in [0, 1)"),
+    (["--layer", "fc", "--tau", "nan"], 2, "tau must be in [0, 1)"),
+    (["--layer", "fc", "--criteria", "eigenvector,magic"], 2, "Unknown criterion 'magic'"),
+])
+def test_bad_options_are_one_line_with_the_usage_code(resnet_file, tmp_path, capsys, args, code, message):
+    found, _, err = run(capsys, "--weights", resnet_file, "--out", tmp_path, *args)
+    assert found == code and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unusable_files_are_one_line_with_the_input_code(resnet_file, tmp_path, capsys):
+    mislabelled = tmp_path / "weights.onnx"
+    mislabelled.write_bytes(resnet_file.read_bytes())
+    nan = torch.ones(3, 2)
+    nan[1, 0] = float("inf")
+    for path, message in [(tmp_path / "missing.safetensors", "does not exist"),
+                          (mislabelled, "is not an ONNX model: its content looks like a safetensors file"),
+                          (save_safetensors({"x.weight": nan}, tmp_path / "nan.safetensors"), "Layer x has NaN or Inf weights")]:
+        code, _, err = run(capsys, "--weights", path, "--layer", "x", "--out", tmp_path)
+        assert code == 3 and err.startswith("error: ") and message in err and err.count("\n") == 1
