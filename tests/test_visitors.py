@@ -106,3 +106,16 @@ def test_a_visitors_dataset_is_downloaded_only_when_the_server_allows_it(monkeyp
     assert bool(fetched) == downloaded
     if not downloaded:
         assert "downloads nothing on a visitor's behalf" in str(refused.value) and str(cache) not in str(refused.value)
+
+
+def test_a_visitors_folder_without_the_dataset_is_read_never_filled(monkeypatch, tmp_path):
+    from cprune_core import DatasetError
+    from cprune_core.data import caltech101, load_dataset
+
+    monkeypatch.setattr(caltech101, "Caltech101", lambda *args, **kwargs: pytest.fail("a download started"))
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    for downloads, advice in (("off", "downloads nothing on a visitor's behalf"), ("on", "leave the folder empty")):
+        monkeypatch.setenv("CPRUNE_DOWNLOADS", downloads)
+        with pytest.raises(DatasetError, match=f"Caltech-101 not found under .*{advice}"):
+            load_dataset("caltech101", folder, cache_dir=tmp_path / "cache", roots=[tmp_path])

@@ -8,7 +8,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cprune_core import (BACKBONES, DATASETS, CheckpointError, WeightsUnavailableError, describe_device, get_spec,
                          resolve_device)
-from cprune_core.data import get_source, is_cached, visitor_downloads
+from cprune_core.data import NO_VISITOR_DOWNLOADS, get_source, is_cached, visitor_downloads
 from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
 
 from . import state
@@ -16,10 +16,9 @@ from .cache import ModelBundle, ModelKey, model_bundle
 from .services import run_queue, uploads
 from .text import plain
 
-__all__ = ["WEIGHT_LABELS", "NO_DOWNLOADS", "render", "require_model", "require_layer"]
+__all__ = ["WEIGHT_LABELS", "render", "require_model", "require_layer"]
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
-NO_DOWNLOADS = "This server downloads nothing on a visitor's behalf"  # CPRUNE_DOWNLOADS=off, and why options are missing
 
 
 def _weights_cached(backbone: str) -> bool:
@@ -36,7 +35,7 @@ def _weight_sources(backbone: str) -> list[str]:
     downloads are off (then a sentence says why, and a choice of them is changed to random init)."""
     if visitor_downloads() or _weights_cached(backbone):
         return list(WEIGHT_SOURCES)
-    st.caption(f"{NO_DOWNLOADS}, and the ImageNet weights of {get_spec(backbone).title} are not in its cache: "
+    st.caption(f"{NO_VISITOR_DOWNLOADS}, and the ImageNet weights of {get_spec(backbone).title} are not in its cache: "
                "random init or your own checkpoint.")
     if st.session_state["weights"] == "pretrained":
         st.session_state["weights"] = "random"
@@ -46,7 +45,7 @@ def _weight_sources(backbone: str) -> list[str]:
 def _dataset_note(dataset: str) -> None:
     """Say so when ``dataset`` would need a download this server will not make."""
     if not visitor_downloads() and get_source(dataset).needs_download and not is_cached(dataset):
-        st.caption(f"{NO_DOWNLOADS}, and {dataset} is not in its dataset cache: type the folder that holds it, "
+        st.caption(f"{NO_VISITOR_DOWNLOADS}, and {dataset} is not in its dataset cache: type the folder that holds it, "
                    "inside the server's data folders, where you start a run.")
 
 

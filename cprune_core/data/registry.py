@@ -19,7 +19,7 @@ from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
 from .indexing import Index, existing_dir, index_image_folder
-from .roots import confine, visitor_downloads
+from .roots import NO_VISITOR_DOWNLOADS, confine, visitor_downloads
 from .splits import check_split_arguments, keep_per_class, stratified_split
 
 __all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset", "is_cached"]
@@ -137,11 +137,6 @@ def load_dataset(
                          dropped_classes=index.dropped_classes, root=data_folder)
 
 
-_NOT_FOR_VISITORS = ("{name} is not in this server's dataset cache (nor in the folder typed), and this server "
-                     "downloads nothing on a visitor's behalf. Type a folder that holds it, inside the server's "
-                     "data folders, or choose flowers-sample.")
-
-
 def is_cached(name: str, cache_dir: Path | None = None) -> bool:
     """Whether the dataset ``name`` can be read with no folder given and no download: one that ships with the
     app, or one that is downloaded and already in the dataset cache (``cache_dir``, default
@@ -166,11 +161,14 @@ def _locate_and_index(source: DatasetSource, root: str | Path | None, cache_dir:
     try:
         data_folder = source.locate(root, cache_dir, False)  # already there: no lock, no wait
     except DatasetError as error:
-        if roots is not None and source.needs_download and not visitor_downloads():
-            raise DatasetError(_NOT_FOR_VISITORS.format(name=source.name)) from error
         if visitor_folder and source.needs_download:  # a visitor's folder is only read: anyone could fill it
-            raise DatasetError(f"{error} The app downloads datasets only into its own cache: leave the "
-                               "folder empty to download there.") from error
+            advice = ("The app downloads datasets only into its own cache: leave the folder empty to download "
+                      "there." if visitor_downloads() else f"{NO_VISITOR_DOWNLOADS}.")
+            raise DatasetError(f"{error} {advice}") from error
+        if roots is not None and source.needs_download and not visitor_downloads():
+            raise DatasetError(f"{source.name} is not in this server's dataset cache. {NO_VISITOR_DOWNLOADS}: type "
+                               "a folder that holds it, inside the server's data folders, or choose flowers-sample.") \
+                from error
         if not (source.needs_download and download):
             raise
         with download_lock(root or cache_dir):  # the first downloader; the others then find it there

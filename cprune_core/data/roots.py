@@ -15,11 +15,15 @@ from ..errors import PathNotAllowedError
 from ..paths import ASSETS_DIR, SHARED_DATA, datasets_dir, user_path
 from ..settings import setting
 
-__all__ = ["data_roots", "confine", "is_inside", "visitor_downloads", "NOT_ALLOWED"]
+__all__ = ["data_roots", "confine", "is_inside", "visitor_downloads", "NOT_ALLOWED", "NO_VISITOR_DOWNLOADS"]
 
 # The same words for every refused path, whether it exists or not: they tell nothing about it.
 NOT_ALLOWED = ("That folder is not one of this server's data folders. Choose a folder inside them "
                "(whoever runs the server can add folders with CPRUNE_DATA_ROOTS).")
+
+
+# Why the app offers less, or refuses, when CPRUNE_DOWNLOADS is off.
+NO_VISITOR_DOWNLOADS = "This server downloads nothing on a visitor's behalf"
 
 
 def data_roots() -> list[Path]:
