@@ -3,7 +3,8 @@
 # image serves it to whatever network the port is published on (README, "Serving to a network").
 FROM python:3.11-slim
 WORKDIR /app
-ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+# A visitor's link never makes the server download weights or datasets (`docker run -e CPRUNE_DOWNLOADS=on` to allow it).
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 CPRUNE_DOWNLOADS=off
 COPY requirements.txt pyproject.toml ./
 # The CPU wheel of the pinned torch keeps the image small; requirements.txt pins the same version.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \

@@ -37,7 +37,7 @@ run: install
 serve: install
 	@echo "Serving CPrune on every network interface, port $(PORT): anyone who can reach this machine can use it."
 	@$(WARM_UP)
-	@$(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 --client.showErrorDetails none
+	@CPRUNE_DOWNLOADS=$${CPRUNE_DOWNLOADS:-off} $(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 --client.showErrorDetails none
 
 # Development: reload pages when a source file changes (the watcher is off by default).
 dev: install

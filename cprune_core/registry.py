@@ -161,14 +161,21 @@ class Backbone:
         return self.weights_status != "random init"
 
 
-def load_backbone(name: str, weights: str = "pretrained", checkpoint: str | Path | None = None) -> Backbone:
+def load_backbone(name: str, weights: str = "pretrained", checkpoint: str | Path | None = None, *,
+                  download: bool = True) -> Backbone:
     """Build a backbone in eval mode.
 
     ``weights`` is "pretrained" (raises WeightsUnavailableError offline for torchvision models),
     "random" (untrained, labelled "random init"), or "checkpoint" (``checkpoint`` path to a state dict).
+    ``download`` False: pretrained weights are read only from torch's cache, never fetched
+    (WeightsUnavailableError when they are not there; the app's server, CPRUNE_DOWNLOADS=off).
     """
     spec = get_spec(name)
     if weights == "pretrained":
+        cached = weights_cache_path(spec)
+        if not download and cached is not None and not cached.is_file():
+            raise WeightsUnavailableError(f"The ImageNet weights of {spec.title} are not in this machine's torch "
+                                          "cache, and downloads are off.")
         model, status = spec.build(True), "pretrained"
     elif weights == "random":
         torch.manual_seed(0)

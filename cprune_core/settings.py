@@ -1,8 +1,9 @@
-"""The numeric environment variables CPrune reads, each declared once with its default and valid range.
+"""The environment variables CPrune reads, each declared once with its default and its valid values.
 
-``setting(name)`` is the one way to read one: the variable's value when set, checked against its range,
-else the default; a value that is not a number in range is a ConfigError naming the variable, the value
-and the range. ``check_settings()`` reads them all: the server calls it as it starts, so a bad value stops
+``setting(name)`` is the one way to read one: the variable's value when set, checked, else the default.
+A number is checked against its range, a word against its choices, a secret against its minimum length;
+a value that cannot be used is a ConfigError naming the variable and what it must be (a secret's value is
+never repeated). ``check_settings()`` reads them all: the server calls it as it starts, so a bad value stops
 start-up with one sentence instead of failing later inside a visitor's run.
 """
 from __future__ import annotations
@@ -14,50 +15,76 @@ from dataclasses import dataclass
 from .errors import ConfigError
 from .ranges import Range
 
-__all__ = ["Setting", "SETTINGS", "setting", "check_settings"]
+__all__ = ["Setting", "SETTINGS", "MIN_SECRET_CHARS", "setting", "check_settings"]
+
+MIN_SECRET_CHARS = 16  # a shorter token could be guessed by trying
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: its default, valid range and meaning (for the README and errors)."""
+    """One environment variable: its default, valid values and meaning (for the README and errors). A number
+    has a ``range``; a word has ``choices``; a ``secret`` is any text of MIN_SECRET_CHARS or more ("" when
+    unset: the feature it guards is off)."""
 
     name: str
-    default: float
-    range: Range
+    default: float | str
     help: str
+    range: Range | None = None
+    choices: tuple[str, ...] = ()
+    secret: bool = False
 
 
 SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
-    Setting("CPRUNE_CONCURRENT_RUNS", 1, Range(1, 64, integer=True),
-            "launches the app's queue runs at once (on a CPU one run already uses every core)"),
-    Setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2, Range(1, 1000, integer=True),
-            "launches one visitor may have waiting or running"),
-    Setting("CPRUNE_MODELS_BUDGET_MB", 5120, Range(1, 10**9, integer=True),
-            "disk space for the models the app's runs save, oldest deleted first"),
-    Setting("CPRUNE_UPLOAD_BUDGET_MB", 2048, Range(1, 10**9, integer=True),
-            "disk space for visitors' uploaded files"),
-    Setting("CPRUNE_FEATURE_CACHE_MB", 2048, Range(0, 10**9, integer=True),
-            "memory for cached frozen features (0: none kept)"),
-    Setting("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000, Range(1, 10**10, integer=True),
-            "files and folders indexing a dataset may look at"),
-    Setting("CPRUNE_INDEX_MAX_SECONDS", 600, Range(0, 10**6, low_open=True),
-            "seconds indexing a dataset may take"),
+    Setting("CPRUNE_CONCURRENT_RUNS", 1, "launches the app's queue runs at once (on a CPU one run already uses "
+            "every core)", Range(1, 64, integer=True)),
+    Setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2, "launches one visitor (one browser) may have waiting or running",
+            Range(1, 1000, integer=True)),
+    Setting("CPRUNE_VISITOR_GRACE_S", 60, "seconds a visitor's waiting launches are kept after the last tab of "
+            "their browser closed (a reload takes a second or two)", Range(0, 86_400)),
+    Setting("CPRUNE_MODELS_BUDGET_MB", 5120, "disk space for the models the app's runs save, oldest deleted first",
+            Range(1, 10**9, integer=True)),
+    Setting("CPRUNE_UPLOAD_BUDGET_MB", 2048, "disk space for visitors' uploaded files", Range(1, 10**9, integer=True)),
+    Setting("CPRUNE_FEATURE_CACHE_MB", 2048, "memory for cached frozen features (0: none kept)",
+            Range(0, 10**9, integer=True)),
+    Setting("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000, "files and folders indexing a dataset may look at",
+            Range(1, 10**10, integer=True)),
+    Setting("CPRUNE_INDEX_MAX_SECONDS", 600, "seconds indexing a dataset may take", Range(0, 10**6, low_open=True)),
+    Setting("CPRUNE_DOWNLOADS", "on", "whether the app downloads weights and datasets a visitor asks for; off: it "
+            "offers only what is already cached", choices=("on", "off")),
+    Setting("CPRUNE_ADMIN_TOKEN", "", "the token that opens the app's operator page (/operator); unset: no page",
+            secret=True),
 )}
 
 
-def setting(name: str) -> int | float:
+def setting(name: str) -> int | float | str:
     """The value of the environment variable ``name`` (one of SETTINGS), or its default when unset or empty.
 
     Raises
     ------
     ConfigError
-        When the value is not a number (``lots``), not written in ASCII, not finite, not whole where a count is asked for, or out of
-        the variable's range; the message names the variable, the value and the range.
+        When a number's value is not a number (``lots``), not written in ASCII, not finite, not whole where a
+        count is asked for, or out of its range; when a word is not one of its choices; when a secret is
+        shorter than MIN_SECRET_CHARS. The message names the variable and what it must be; it quotes the value,
+        except a secret's.
     """
     entry = SETTINGS[name]
     text = os.environ.get(name, "").strip()
     if not text:
         return entry.default
+    if entry.secret:
+        if len(text) < MIN_SECRET_CHARS:
+            raise ConfigError(f"The environment variable {name} must be at least {MIN_SECRET_CHARS} characters "
+                              f"long ({entry.help}); its value is not shown. Unset it, or set a longer one.")
+        return text
+    if entry.choices:
+        if text.lower() not in entry.choices:
+            raise ConfigError(f"The environment variable {name} must be one of {', '.join(entry.choices)} "
+                              f"({entry.help}), got {text[:40]!r}. Unset it for the default, {entry.default}.")
+        return text.lower()
+    return _number(entry, text)
+
+
+def _number(entry: Setting, text: str) -> int | float:
     try:
         if not text.isascii():  # int() would read other scripts' digits: refuse them, as the options do
             raise ValueError(text)
@@ -66,7 +93,7 @@ def setting(name: str) -> int | float:
         value = math.nan
     if value not in entry.range:
         kind = "a whole number" if entry.range.integer else "a number"
-        raise ConfigError(f"The environment variable {name} must be {kind} in {entry.range} ({entry.help}), "
+        raise ConfigError(f"The environment variable {entry.name} must be {kind} in {entry.range} ({entry.help}), "
                           f"got {text[:40]!r}. Unset it for the default, {entry.default:g}.")
     return value
 

@@ -8,7 +8,8 @@ is opened on the same machine.
 
 A store file that is not a readable SQLite database (corrupt, truncated) is kept beside it as
 ``<name>.damaged-<time>`` and a fresh store started (``recovered_from`` says so); one that cannot
-be created or written, or is not a file, raises StoreError saying what to do.
+be created or written, or is not a file, raises StoreError naming the problem (each front end adds
+what its user can do: the command line its flags, the app who can set CPRUNE_HOME).
 
 Each run records who launched it (``owner``: the app session, None for the command line) and,
 for experiments, a ``run_key`` (a hash of its whole configuration) so a grid can resume.
@@ -114,16 +115,13 @@ class RunStore:
     def _open(self) -> None:
         if unknown_home(self.path):
             raise StoreError(f"The run store {self.path} cannot be created (no home directory is known for "
-                             f"{unknown_home(self.path)}). Name a writable file with --store FILE (or set "
-                             "CPRUNE_HOME), or run with --no-record.")
+                             f"{unknown_home(self.path)}).")
         if self.path.is_dir():
-            raise StoreError(f"The run store {self.path} is a folder, not a file. Name a file with --store FILE "
-                             "(or set CPRUNE_HOME), or run with --no-record.")
+            raise StoreError(f"The run store {self.path} is a folder, not a file.")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreError(f"The run store's folder {self.path.parent} cannot be created ({error.strerror}). "
-                             "Name a writable file with --store FILE (or set CPRUNE_HOME), or run with --no-record.") \
+            raise StoreError(f"The run store's folder {self.path.parent} cannot be created ({error.strerror}).") \
                 from error
         if self._identity() not in _CHECKED:
             self._check()
@@ -164,8 +162,7 @@ class RunStore:
                     part.rename(f"{aside}{suffix}")
         except OSError as error:
             raise StoreError(f"The run store {self.path} is damaged ({damage}) and cannot be moved aside "
-                             f"({error.strerror}). Name another file with --store FILE, or run with --no-record.") \
-                from error
+                             f"({error.strerror}).") from error
         return aside
 
     @contextmanager
@@ -186,8 +183,7 @@ class RunStore:
             db.close()
 
     def _unusable(self, error: sqlite3.Error) -> StoreError:
-        return StoreError(f"The run store {self.path} cannot be used ({error}). Name a writable file with "
-                          "--store FILE (or set CPRUNE_HOME), or run with --no-record.")
+        return StoreError(f"The run store {self.path} cannot be used ({error}).")
 
     def create_run(self, config: dict, kind: str = "finetune", owner: str | None = None,
                    run_key: str | None = None) -> int:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cprune_core import CPruneError, FinetuneConfig
 from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus, config_options
-from cprune_core.service import Launch, Track, VisitorView
+from cprune_core.service import Launch, LaunchState, Track, VisitorView
 from ui import charts, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
@@ -16,8 +16,8 @@ OPTIONS, DEFAULTS = config_options(), FinetuneConfig()
 frame.start("Fine-tune",
             "Replace the ImageNet head with one for the chosen dataset and train. The baseline trains only the head; "
             "the pruned model is pruned with the settings of the Prune page, then fine-tuned. Runs go on in the "
-            "background: switch pages and come back. They belong to this browser tab (a reload opens a new one); "
-            "every finished run is also on the Results page.")
+            "background: switch pages and come back. They belong to this browser (every tab of it, after a reload "
+            "too); every finished run is also on the Results page.")
 
 key, bundle = sidebar.require_model()
 session = st.session_state
@@ -81,21 +81,26 @@ if start:
         st.error(plain(exc))
 
 
-def _status(track: Track) -> None:
+def _status(launch: Launch, track: Track) -> None:
     last = track.events[-1] if track.events else None
     final = track.final
+    if final is None and not track.events and launch.state == LaunchState.ENDED:  # ended before this run began
+        st.caption(f"**{track.label}** · {launches.not_started(launch)}")
+        return
+    if last is None:  # its launch waits in the queue, or an earlier run of the launch goes first
+        st.progress(0.0, text=f"**{track.label}** · waiting")
+        return
     if final is None:
-        progress = last.progress if last else 0.0
-        parts = [f"epoch {last.epoch}" if last and last.epoch else "preparing",
-                 f"ETA {last.eta_s:.0f} s" if last and last.eta_s is not None else "",
-                 f"{last.images_per_s:.0f} images/s" if last and last.images_per_s else "",
-                 plain(last.message) if last else "waiting"]
-        st.progress(min(max(progress, 0.0), 1.0), text=f"**{track.label}** · " + " · ".join(p for p in parts if p))
+        parts = [f"epoch {last.epoch}" if last.epoch else "preparing",
+                 f"ETA {last.eta_s:.0f} s" if last.eta_s is not None else "",
+                 f"{last.images_per_s:.0f} images/s" if last.images_per_s else "", plain(last.message)]
+        st.progress(min(max(last.progress, 0.0), 1.0), text=f"**{track.label}** · " + " · ".join(p for p in parts if p))
         return
     if final.status == RunStatus.FAILED:
         st.error(f"**{track.label}** failed: {plain(final.message)}")
     elif final.status == RunStatus.STOPPED:
-        st.warning(f"**{track.label}** stopped after {final.steps_done} of {final.total_steps} steps.")
+        st.warning(f"**{track.label}** stopped after {final.steps_done} of {final.total_steps} steps." if
+                   final.total_steps else f"**{track.label}** stopped before training began.")
     else:
         st.progress(1.0, text=f"**{track.label}** finished in {final.duration_s:.0f} s")
 
@@ -104,7 +109,7 @@ def _launch_view(launch: Launch, position: int | None) -> None:
     with st.container(border=True):
         launches.launch_header(launch, position, key="ft")
         for track in launch.tracks:
-            _status(track)
+            _status(launch, track)
         curves = pd.concat([charts.curve_points(t.label, t.events, t.config.epochs) for t in launch.tracks])
         if not curves.empty:
             st.plotly_chart(charts.training_curves(curves), key=f"ft_curves_{launch.id}",
@@ -119,10 +124,14 @@ def _launch_view(launch: Launch, position: int | None) -> None:
                                         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
 
 
+grace_s = run_queue().limits.grace_s
+
+
 def _runs(view: VisitorView) -> None:
     st.caption(f"On this server now: {view.running} launch(es) running, {view.queued} waiting. Launches you start "
-               "here are yours: only this browser tab sees their progress and can stop them; finished runs are "
-               "also on the Results page.")
+               "here are yours: only this browser sees their progress and can stop them; finished runs are also "
+               f"on the Results page. When every tab of this browser has been closed for {grace_s:g} s, your "
+               "waiting launches leave the queue; a running one goes on to its end.")
     runs = view.of_kind(tasks=False)  # analyses have their own page
     if not runs:
         st.info("You have no runs yet: choose the runs above and press Start.")

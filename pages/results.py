@@ -6,7 +6,7 @@ import streamlit as st
 
 from cprune_core import RunStore, StoreError
 from cprune_core.checkpoint import zip_model
-from cprune_core.service import downloadable_runs
+from cprune_core.service import STORE_ADVICE, downloadable_runs
 from ui import charts, frame, state
 from ui.text import plain
 
@@ -14,14 +14,14 @@ COLUMNS = ["id", "created", "status", "dataset", "backbone", "mode", "criterion"
            "macs", "latency_ms", "duration_s"]
 
 frame.start("Results",
-            "Your runs and those of the command line on this machine (other visitors' runs are theirs). Click a "
-            "column header to sort; select rows to overlay their curves.")
+            "Your runs (those of this browser) and those of the command line on this machine (other visitors' "
+            "runs are theirs). Click a column header to sort; select rows to overlay their curves.")
 
 try:
     store = RunStore()
     records = store.list_runs(visible_to=state.visitor())
 except StoreError as error:
-    st.error(plain(error))
+    st.error(plain(f"{error} {STORE_ADVICE}"))
     st.stop()
 runs = pd.DataFrame(records)
 if store.recovery_note:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -494,3 +495,107 @@ def test_importance_page_says_when_it_measured_a_sample():
     _analyse(at)
     assert {m.label: m.value for m in at.metric}["Neurons measured"] == "3 of 320"
     assert any("This is a sample: 3 of the 320 neurons" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("layer", ["no.such.layer", "classifier"])  # not a layer; a layer never pruned
+def test_a_rejected_layer_leaves_the_url_at_once(layer):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(layer=layer)
+    at.switch_page("pages/prune.py").run()  # the link opens the Prune page itself
+    assert_clean(at)
+    assert at.query_params["layer"] == "head.1", "the URL shows the layer actually shown"
+    assert any(f"Layer '{layer}' is not a prunable layer" in shown(c.value) for c in at.caption)
+
+
+def test_the_store_folder_message_advises_what_a_visitor_can_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
+    (tmp_path / "runs.sqlite").mkdir()
+    at = open_app("results")
+    assert "is a folder, not a file. Whoever runs this server can set CPRUNE_HOME" in errors(at)
+    assert "--store" not in errors(at) and "--no-record" not in errors(at)
+
+
+def test_a_stopped_launch_says_what_happened_to_each_run():
+    from cprune_core.service import STOPPED_BY_OWNER
+
+    gate = threading.Event()
+    blocker = run_queue().submit_task("another visitor", "holds the worker", lambda stop, progress: gate.wait(TIMEOUT))
+    try:
+        at = _finetune_page(ft_epochs=1, ft_per_class=4)
+        at.button(key="ft_start").click().run()
+        [waiting] = launches(at)
+        texts = [p.proto.text for p in at.get("progress")]
+        assert texts == ["**baseline** · waiting", "**pruned** · waiting"], "not 'preparing' while it waits"
+        at.button(key=f"ft_stop_{waiting.id}").click().run()
+        assert_clean(at)
+        assert any(f"not started: {STOPPED_BY_OWNER}" in m.value for m in at.markdown)
+        assert [c.value for c in at.caption if "not started" in c.value] == [
+            f"**baseline** · not started: {STOPPED_BY_OWNER}", f"**pruned** · not started: {STOPPED_BY_OWNER}"]
+    finally:
+        gate.set()
+    assert run_queue().wait(blocker.id, TIMEOUT)
+
+    at.button(key="ft_start").click().run()
+    running = next(launch for launch in launches(at) if launch.state != LaunchState.ENDED)
+    assert run_queue().wait(running.id, TIMEOUT, until=lambda launch: launch.tracks[0].events)  # preparing
+    at.button(key=f"ft_stop_{running.id}").click().run()
+    _wait_for_runs(at, 300)
+    warnings = [shown(w.value) for w in at.warning]
+    assert warnings and "0 of 0" not in " ".join(warnings)
+    assert re.fullmatch(r"\*\*baseline\*\* stopped (before training began|after \d+ of [1-9]\d* steps)\.", warnings[0])
+    assert f"**pruned** · not started: {STOPPED_BY_OWNER}" in [c.value for c in at.caption]
+
+
+def test_with_downloads_off_a_shared_link_fetches_nothing(monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from cprune_core import BACKBONES
+
+    build, fetched = BACKBONES["resnet18"].build, []
+
+    def recorded(pretrained: bool):
+        fetched.append(pretrained)
+        return build(pretrained)
+
+    monkeypatch.setitem(BACKBONES, "resnet18", replace(BACKBONES["resnet18"], build=recorded))
+    monkeypatch.setenv("CPRUNE_DOWNLOADS", "off")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    at = open_app(backbone="resnet18")
+    assert at.radio(key="weights").value == "random" and "pretrained" not in at.radio(key="weights").options
+    assert any("downloads nothing on a visitor's behalf" in c.value for c in at.sidebar.caption)
+    assert True not in fetched, "no pretrained weights were asked for"
+    at.selectbox(key="dataset").set_value("caltech101").run()
+    assert any("caltech101 is not in its dataset cache" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("token", ["", "short", "s3cret-operator-token"])
+def test_only_the_operator_token_opens_the_operator_page(monkeypatch, token):
+    monkeypatch.setenv("CPRUNE_ADMIN_TOKEN", token)
+    at = open_app("operator")
+    if token == "":
+        assert any("The operator's page is off" in i.value for i in at.info)
+        return
+    if token == "short":
+        assert "CPRUNE_ADMIN_TOKEN must be at least 16 characters" in errors(at) and "short" not in errors(at)
+        return
+    at.text_input(key="operator_token").input("not-the-operator-token").run()
+    assert any("not the operator's token" in i.value for i in at.info) and not at.metric
+
+    running = run_queue().submit_task("id-of-visitor-one", "runs", lambda stop, progress: stop.wait(TIMEOUT))
+    waiting = run_queue().submit_task("id-of-visitor-two", "waits", lambda stop, progress: None)
+    try:
+        assert run_queue().wait(running.id, 60, until=lambda launch: launch.state == LaunchState.RUNNING)
+        at.text_input(key="operator_token").input(token).run()
+        assert_clean(at)
+        table = at.dataframe[0].value
+        assert {running.id, waiting.id} <= set(table["launch"]) and "id-of-visitor" not in table.to_csv()
+        at.button(key="operator_clear").click().run()
+        assert any("Took 1 waiting launch(es) out" in i.value for i in at.info)
+        at.selectbox(key="operator_running").set_value(running.id)
+        at.button(key="operator_stop").click().run()
+        assert run_queue().wait(running.id, 60) and not run_queue().is_pending(waiting.id)
+    finally:
+        run_queue().stop_any(running.id)
+        run_queue().stop_any(waiting.id)
+    at.button(key="operator_leave").click().run()
+    assert at.text_input(key="operator_token") is not None and not at.metric

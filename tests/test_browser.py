@@ -22,6 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "screenshots"
 LOCAL_HOSTS = {"localhost", "127.0.0.1"}
 LOCAL_SCHEMES = {"data", "blob", "about"}
+GRACE_S = 3  # CPRUNE_VISITOR_GRACE_S of the test's server: how long a gone visitor's launches wait
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -42,7 +43,8 @@ def server(tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "CPRUNE_HOME": str(home)})
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "CPRUNE_HOME": str(home), "CPRUNE_VISITOR_GRACE_S": str(GRACE_S)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -283,3 +285,66 @@ def test_every_page_offline(server):
     print("timings (s):", {k: round(v, 2) for k, v in timings.items()})
     outside = sorted({url for url in requests if not is_local(url)})
     assert not outside, f"requests to outside addresses: {outside}"
+
+
+def fine_tune_page(page, server: str) -> None:
+    page.goto(f"{server}/finetune")
+    page.get_by_role("heading", name="Fine-tune").first.wait_for(timeout=120_000)
+    wait_idle(page)
+
+
+def test_a_browser_is_one_visitor_across_reloads_and_tabs_and_its_waiting_launches_leave_with_it(server):
+    """Runs last (it holds the worker). Visitor A queues a long run and a second launch behind it; a reload
+    and a second tab see both and may not queue a third (the limit is per browser); once every tab of A has
+    closed, A's waiting launch leaves the queue after the grace time (B sees its own launch move up) and the
+    running one goes on; A, back, sees why the waiting one never started, and stops the other."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        size = {"width": 1400, "height": 1000}
+        a, b = browser.new_context(viewport=size), browser.new_context(viewport=size)  # two browsers: two cookie jars
+        try:
+            mine = a.new_page()
+            fine_tune_page(mine, server)
+            choose(mine, "Image size", "64")
+            epochs = mine.get_by_label("Epochs", exact=True)
+            epochs.fill("1000")
+            after_rerun(mine, lambda: epochs.press("Enter"))
+            after_rerun(mine, mine.locator('[data-testid="stRadio"]').filter(has_text="Train")
+                        .get_by_text("all", exact=True).click)  # every layer trained: it runs until stopped
+            after_rerun(mine, mine.get_by_role("button", name="Start").click)
+            mine.get_by_text("· running").wait_for(timeout=120_000)
+            after_rerun(mine, mine.get_by_role("button", name="Start").click)
+            mine.get_by_text("waiting, number 1 in the queue").wait_for(timeout=60_000)
+
+            mine.reload()  # a new session of the same browser: the same visitor
+            mine.get_by_text("waiting, number 1 in the queue").wait_for(timeout=60_000)
+            wait_idle(mine)
+            assert mine.get_by_text("· running").count() == 1
+            after_rerun(mine, mine.get_by_role("button", name="Start").click)
+            mine.get_by_text("the limit is 2").wait_for(timeout=30_000)
+            other_tab = a.new_page()
+            fine_tune_page(other_tab, server)
+            other_tab.get_by_text("waiting, number 1 in the queue").wait_for(timeout=60_000)
+
+            theirs = b.new_page()
+            fine_tune_page(theirs, server)
+            after_rerun(theirs, theirs.get_by_role("button", name="Start").click)  # B may queue: another visitor
+            theirs.get_by_text("waiting, number 2 in the queue").wait_for(timeout=60_000)
+            assert theirs.get_by_text("· running").count() == 0, "B sees none of A's launches"
+
+            mine.close()
+            other_tab.close()  # every tab of A closed: after the grace, A's waiting launch leaves the queue
+            theirs.get_by_text("waiting, number 1 in the queue").wait_for(timeout=60_000)
+
+            back = a.new_page()
+            fine_tune_page(back, server)
+            back.get_by_text("not started: every tab of this browser was closed").first.wait_for(timeout=60_000)
+            assert back.get_by_text("· running").count() == 1, "the running launch went on"
+            after_rerun(theirs, theirs.get_by_role("button", name="Cancel").click)
+            after_rerun(back, back.get_by_role("button", name="Stop").click)
+            back.get_by_text("ended: the launch was stopped").wait_for(timeout=300_000)
+            shoot(back, "finetune-stopped")
+        finally:
+            browser.close()

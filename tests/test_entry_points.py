@@ -69,6 +69,8 @@ def test_every_numeric_environment_variable_refuses_a_value_that_is_no_valid_num
     from cprune_core.settings import SETTINGS, check_settings, setting
 
     for name, entry in SETTINGS.items():
+        if entry.range is None:  # a word or a secret: test_word_and_secret_settings
+            continue
         monkeypatch.setenv(name, value)
         if value == "0" and 0 in entry.range or value == "2.5" and not entry.range.integer:
             assert setting(name) == float(value)
@@ -77,6 +79,25 @@ def test_every_numeric_environment_variable_refuses_a_value_that_is_no_valid_num
             check_settings()
         assert "\n" not in str(caught.value)
         monkeypatch.delenv(name)
+
+
+def test_word_and_secret_settings_say_what_they_must_be_and_never_repeat_a_secret(monkeypatch):
+    from cprune_core.errors import ConfigError
+    from cprune_core.settings import check_settings, setting
+
+    assert (setting("CPRUNE_DOWNLOADS"), setting("CPRUNE_ADMIN_TOKEN")) == ("on", "")  # the defaults when unset
+    monkeypatch.setenv("CPRUNE_DOWNLOADS", " OFF ")
+    assert setting("CPRUNE_DOWNLOADS") == "off"
+    monkeypatch.setenv("CPRUNE_DOWNLOADS", "sometimes")
+    with pytest.raises(ConfigError, match="CPRUNE_DOWNLOADS must be one of on, off .*'sometimes'"):
+        check_settings()
+    monkeypatch.delenv("CPRUNE_DOWNLOADS")
+    monkeypatch.setenv("CPRUNE_ADMIN_TOKEN", "guessable")
+    with pytest.raises(ConfigError, match="CPRUNE_ADMIN_TOKEN must be at least 16 characters") as caught:
+        check_settings()
+    assert "guessable" not in str(caught.value)
+    monkeypatch.setenv("CPRUNE_ADMIN_TOKEN", "a-long-enough-operator-token")
+    assert setting("CPRUNE_ADMIN_TOKEN") == "a-long-enough-operator-token"
 
 
 def test_a_newline_in_a_class_name_stays_inside_the_one_error_line(tmp_path, capsys):

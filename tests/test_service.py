@@ -16,8 +16,9 @@ import pytest
 from cprune_core import CheckpointError, ConfigError, DatasetError, FinetuneConfig, StopRequested
 from cprune_core.checkpoint import MODEL_FILES
 from cprune_core.schema import EventKind, MetricEvent, RunStatus, RunSummary
-from cprune_core.service import (LaunchState, QueueLimits, RunQueue, Uploads, downloadable_runs, keep_models_within,
-                                 launch_user, uses_in_progress)
+from cprune_core.service import (OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits, RunQueue,
+                                 Uploads, browser_secret, downloadable_runs, keep_models_within, launch_user,
+                                 server_key, session_visitor_id, uses_in_progress, visitor_id)
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 60  # seconds: only a broken queue takes this long
@@ -125,6 +126,7 @@ def test_only_the_owner_stops_a_launch_waiting_or_running(gate):
     assert queue.stop("alice", waiting.id)  # taken out of the queue at once
     withdrawn = queue.view("alice").launches[0]
     assert (withdrawn.id, withdrawn.state) == (waiting.id, LaunchState.ENDED) and withdrawn.stop.is_set()
+    assert (withdrawn.started, withdrawn.ended_because) == (None, STOPPED_BY_OWNER)
     assert queue.view("alice").positions == {}
     assert queue.stop("alice", active.id)  # ends within a step of the task
     ended(queue, active)
@@ -134,20 +136,118 @@ def test_only_the_owner_stops_a_launch_waiting_or_running(gate):
     assert ran == ["active"], "the withdrawn launch never ran"
 
 
-def test_cancel_waiting_takes_an_owners_waiting_launches_and_leaves_running_ones(gate):
-    queue = RunQueue(no_runner, QueueLimits(workers=1, per_owner=3))
+class Clock:
+    """The queue's clock for the grace time, moved by the test."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def present_queue(connected: set[str], clock: Clock, **limits) -> RunQueue:
+    """A queue that asks ``connected`` which sessions are there (no sweeper thread: the test sweeps)."""
+    return RunQueue(no_runner, QueueLimits(**{"workers": 1, "per_owner": 3, "grace_s": 60, **limits}),
+                    connected.__contains__, clock=clock)
+
+
+def test_a_gone_visitors_waiting_launches_leave_the_queue_after_the_grace_and_running_ones_go_on(gate):
+    connected, clock = {"alice-tab", "bob-tab"}, Clock()
+    queue = present_queue(connected, clock)
+    queue.attend("alice", "alice-tab")
+    queue.attend("bob", "bob-tab")
     ran: list[str] = []
     active = started(queue, "alice", "active", gate, ran)
     mine = [queue.submit_task("alice", f"waiting {i}", gated(gate, ran, f"waiting {i}")) for i in range(2)]
     theirs = queue.submit_task("bob", "bob's", gated(gate, ran, "bob's"))
 
-    assert queue.cancel_waiting("alice") == 2
-    assert queue.cancel_waiting("alice") == 0
-    assert all(not queue.is_pending(launch.id) for launch in mine)
+    connected.discard("alice-tab")  # alice closed her last tab
+    clock.now = 59.0
+    assert queue.sweep() == 0 and queue.view("alice").positions == {mine[0].id: 1, mine[1].id: 2}
+    clock.now = 60.0
+    assert queue.sweep() == 2
+    gone = {launch.id: launch for launch in queue.view("alice").launches}
+    assert all(gone[launch.id].state == LaunchState.ENDED and gone[launch.id].started is None
+               and gone[launch.id].ended_because == OWNER_AWAY for launch in mine)
     assert queue.is_pending(active.id) and queue.view("bob").positions == {theirs.id: 1}
+    assert queue.sweep() == 0
     gate.set()
     ended(queue, active, theirs)
-    assert ran == ["active", "bob's"]
+    assert ran == ["active", "bob's"], "the running launch went on; the withdrawn ones never ran"
+
+
+def test_a_reload_keeps_the_visitors_launches_and_their_limit(gate):
+    connected, clock = {"bob-tab", "alice-tab"}, Clock()
+    queue = present_queue(connected, clock, per_owner=2)
+    queue.attend("bob", "bob-tab")
+    queue.attend("alice", "alice-tab")
+    blocking = started(queue, "bob", "bob's", gate, [])
+    first = queue.submit_task("alice", "first", gated(gate, [], "first"))
+    connected.discard("alice-tab")  # a reload: the old session closes, a new one of the same browser opens
+    connected.add("alice-reloaded")
+    queue.attend("alice", "alice-reloaded")
+    clock.now = 1000.0
+    assert queue.sweep() == 0 and queue.view("alice").positions == {first.id: 1}
+    second = queue.submit_task("alice", "second", gated(gate, [], "second"))
+    with pytest.raises(ConfigError, match="limit is 2"):  # the same visitor: the limit counts both sessions
+        queue.submit_task("alice", "third", gated(gate, [], "third"))
+    gate.set()
+    ended(queue, blocking, first, second)
+
+
+def test_a_launch_never_starts_while_its_visitor_is_away(gate):
+    connected, clock = {"alice-tab", "bob-tab", "carol-tab"}, Clock()
+    queue = present_queue(connected, clock)
+    for owner in ("alice", "bob", "carol"):
+        queue.attend(owner, f"{owner}-tab")
+    ran: list[str] = []
+    first = started(queue, "bob", "bob's", gate, ran)
+    away = queue.submit_task("alice", "alice's", gated(gate, ran, "alice's"))
+    later = queue.submit_task("carol", "carol's", gated(gate, ran, "carol's"))
+    connected.discard("alice-tab")  # within the grace time: her launch keeps its place but does not start
+    gate.set()
+    assert queue.wait(later.id, WAIT, until=lambda launch: launch.state != LaunchState.QUEUED)
+    assert queue.view("alice").positions == {away.id: 1}
+    connected.add("alice-tab")  # her connection came back
+    queue.attend("alice", "alice-tab")
+    ended(queue, first, later, away)
+    assert ran == ["bob's", "carol's", "alice's"]
+
+
+def test_the_sweeper_thread_takes_a_gone_visitors_launches_out_by_itself(gate):
+    connected = {"alice-tab", "bob-tab"}
+    queue = RunQueue(no_runner, QueueLimits(workers=1, grace_s=0), connected.__contains__, sweep_every_s=0.01)
+    queue.attend("alice", "alice-tab")
+    queue.attend("bob", "bob-tab")
+    blocking = started(queue, "bob", "bob's", gate, [])
+    waiting = queue.submit_task("alice", "alice's", gated(gate, [], "alice's"))
+    connected.discard("alice-tab")
+    assert queue.wait(waiting.id, WAIT), "the sweeper did not take the launch out"
+    assert queue.view("alice").launches[0].ended_because == OWNER_AWAY
+    gate.set()
+    ended(queue, blocking)
+
+
+def test_the_operator_sees_every_launch_under_labels_clears_the_queue_and_stops_any(gate):
+    connected, clock = {"bob-tab"}, Clock()
+    queue = present_queue(connected, clock)
+    queue.attend("alice-secret-id", "alice-tab")  # not connected: away
+    queue.attend("bob-secret-id", "bob-tab")
+    active = started(queue, "bob-secret-id", "bob's", gate, [])
+    waiting = [queue.submit_task("alice-secret-id", f"alice's {i}", gated(gate, [], "waits")) for i in range(2)]
+
+    overview = queue.overview()
+    assert [launch.owner for launch in overview.launches] == ["visitor 2", "visitor 2", "visitor 1"]
+    assert "secret" not in repr(overview), "the operator never sees a visitor's id"
+    assert overview.positions == {waiting[0].id: 1, waiting[1].id: 2} and overview.away == {"visitor 2"}
+    assert queue.clear_waiting() == 2 and queue.clear_waiting() == 0
+    assert {launch.ended_because for launch in queue.view("alice-secret-id").launches} == {STOPPED_BY_OPERATOR}
+    assert queue.stop_any(active.id) and not queue.stop_any("no-such-launch")
+    ended(queue, active)
+    stopped = queue.view("bob-secret-id").launches[0]
+    assert (stopped.failure, stopped.ended_because) == ("Stopped.", STOPPED_BY_OPERATOR)
+    assert not queue.stop_any(active.id), "an ended launch cannot be stopped again"
 
 
 def test_a_task_keeps_its_result_progress_and_failures():
@@ -235,11 +335,13 @@ def test_the_queue_forgets_old_ended_launches_but_wait_still_answers():
 @pytest.mark.parametrize("variable, value, message", [
     ("CPRUNE_CONCURRENT_RUNS", "0", "must be a whole number in \\[1, 64\\]"),
     ("CPRUNE_QUEUED_RUNS_PER_VISITOR", "two", "must be a whole number in"),
+    ("CPRUNE_VISITOR_GRACE_S", "-1", "must be a number in"),
 ])
 def test_queue_limits_come_from_the_environment(monkeypatch, variable, value, message):
     monkeypatch.setenv("CPRUNE_CONCURRENT_RUNS", "3")
     monkeypatch.setenv("CPRUNE_QUEUED_RUNS_PER_VISITOR", "4")
-    assert QueueLimits.from_environment() == QueueLimits(workers=3, per_owner=4)
+    monkeypatch.setenv("CPRUNE_VISITOR_GRACE_S", "2.5")
+    assert QueueLimits.from_environment() == QueueLimits(workers=3, per_owner=4, grace_s=2.5)
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"The environment variable {variable} {message}"):
         QueueLimits.from_environment()
@@ -250,6 +352,36 @@ def test_the_service_does_not_import_streamlit():
     shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert shown.stdout.strip() == "False"
+
+
+# Visitors' ids ------------------------------------------------------------------------------------------------
+
+def test_a_browser_keeps_its_visitor_id_across_reloads_and_no_other_browser_gets_it():
+    """Streamlit masks the XSRF token anew at every page load (the cookie's text changes at each reload):
+    the id comes from the token itself. Cookies made by Streamlit's own function, as its server makes them."""
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    key = bytes(32)
+    token = os.urandom(16)
+    first, reloaded = generate_xsrf_token_string(token, 1700000000), generate_xsrf_token_string(token, 1700000000)
+    other = generate_xsrf_token_string(os.urandom(16), 1700000000)
+    assert browser_secret(first) == browser_secret(reloaded) == token
+    assert visitor_id(browser_secret(first), key) == visitor_id(browser_secret(reloaded), key)
+    assert visitor_id(browser_secret(other), key) != visitor_id(token, key)
+    assert visitor_id(token, bytes(31) + b"x") != visitor_id(token, key), "another server's key: other ids"
+    assert token.hex() not in visitor_id(token, key), "the id is not the token"
+    for made_up in ("", "garbage", "2|zz|00|1", "2|0000|", "1|00000000|00|1", "2|00|0011|1"):
+        assert browser_secret(made_up) is None, made_up
+    assert session_visitor_id() != session_visitor_id()
+
+
+def test_the_servers_key_is_kept_private_and_reused(tmp_path):
+    path = tmp_path / "home" / "visitor.key"
+    key = server_key(path)
+    assert len(key) == 32 and server_key(path) == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "folder.key").mkdir()  # cannot be read or written: a key of this process only
+    assert len(server_key(tmp_path / "folder.key")) == 32
 
 
 # Uploads -----------------------------------------------------------------------------------------------------

@@ -58,3 +58,12 @@ def test_only_make_serve_and_the_docker_image_open_the_app_to_a_network():
     others = makefile.replace(serve, "")
     assert "--server.address 0.0.0.0" in serve and "0.0.0.0" not in others
     assert '"--server.address", "0.0.0.0"' in (ROOT / "Dockerfile").read_text()
+
+
+def test_make_serve_and_the_docker_image_download_nothing_for_visitors_unless_told_to():
+    makefile = (ROOT / "Makefile").read_text()
+    serve = makefile[makefile.index("\nserve:"):].split("\n\n")[0]
+    assert "CPRUNE_DOWNLOADS=$${CPRUNE_DOWNLOADS:-off} " in serve  # off, unless the operator's environment says
+    assert "CPRUNE_DOWNLOADS" not in makefile.replace(serve, ""), "make run and make dev download as before"
+    env = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ENV ")]
+    assert any("CPRUNE_DOWNLOADS=off" in line.split() for line in env)

@@ -153,21 +153,33 @@ def test_a_damaged_store_is_kept_aside_and_a_fresh_one_started(tmp_path, damage)
     assert len(store.list_runs()) == 1
 
 
-def test_a_store_that_is_a_folder_or_cannot_be_created_says_what_to_do(tmp_path):
+def test_a_store_that_is_a_folder_or_cannot_be_created_names_the_problem_only(tmp_path):
+    """What to do depends on the front end (the CLI's flags, the app's operator): the core only names it."""
     folder = tmp_path / "runs.sqlite"
     folder.mkdir()
-    with pytest.raises(StoreError, match="is a folder, not a file.*--no-record"):
+    with pytest.raises(StoreError, match="is a folder, not a file.$"):
         RunStore(folder)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StoreError, match="cannot be created.*--no-record"):
+    with pytest.raises(StoreError, match="cannot be created .*\\)\\.$"):
         RunStore(blocker / "sub" / "runs.sqlite")
 
 
 @pytest.mark.skipif(not Path("/proc/version").is_file(), reason="needs Linux's /proc")
-def test_an_unwritable_file_that_is_no_store_says_what_to_do():
-    with pytest.raises(StoreError, match="cannot be used.*--no-record"):
+def test_an_unwritable_file_that_is_no_store_names_the_problem_only():
+    with pytest.raises(StoreError, match="cannot be used") as caught:
         RunStore("/proc/version")  # not even root may write it
+    assert "--" not in str(caught.value) and "CPRUNE_HOME" not in str(caught.value)
+
+
+def test_the_command_line_adds_its_own_flags_to_a_store_problem(tmp_path, capsys):
+    from cprune_core import cli
+
+    (tmp_path / "runs.sqlite").mkdir()
+    assert cli.main(["finetune", "--store", str(tmp_path / "runs.sqlite")]) == 3
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: The run store {tmp_path / 'runs.sqlite'} is a folder, not a file. Name another "
+                           "store file with `finetune --store FILE`") and line.endswith("or run with --no-record.")
 
 
 def test_stores_of_earlier_versions_gain_the_new_columns(tmp_path):

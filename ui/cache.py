@@ -21,6 +21,7 @@ from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo,
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
 from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
+from cprune_core.data import visitor_downloads
 
 EDGE_LIMIT = 3000  # edges drawn by the Plotly view, strongest first
 
@@ -55,7 +56,7 @@ class ModelBundle:
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def model_bundle(key: ModelKey) -> ModelBundle:
-    loaded = load_backbone(key.backbone, key.weights, key.checkpoint or None)
+    loaded = load_backbone(key.backbone, key.weights, key.checkpoint or None, download=visitor_downloads())
     graph = PruningGraph(loaded.model, loaded.spec)
     cost = CostModel(loaded.model, graph, loaded.spec.input_size)
     return ModelBundle(loaded, graph, cost, list_layers(loaded.model, graph))

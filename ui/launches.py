@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from cprune_core import DATASETS, ConfigError
-from cprune_core.data import confine, data_roots
+from cprune_core.data import confine, data_roots, visitor_downloads
 from cprune_core.service import Launch, LaunchState, VisitorView, launch_user
 
 from . import frame, state
@@ -17,7 +17,8 @@ from .cache import ModelKey
 from .services import run_queue, uploads
 from .text import plain
 
-__all__ = ["dataset_folder_input", "check_dataset_folder", "hold_checkpoint", "launch_header", "live_launches"]
+__all__ = ["dataset_folder_input", "check_dataset_folder", "hold_checkpoint", "launch_header", "where", "not_started",
+           "live_launches"]
 
 
 def dataset_folder_input(dataset: str, key: str) -> str:
@@ -26,7 +27,8 @@ def dataset_folder_input(dataset: str, key: str) -> str:
     if DATASETS[dataset].default_root is not None:
         return ""
     what = ("A folder with one sub-folder per class" if dataset == "folder" else
-            "Where the dataset is (or will be downloaded); empty: the default cache")
+            "Where the dataset is (or will be downloaded); empty: the server's dataset cache" if visitor_downloads()
+            else "Where the dataset is; empty: the server's dataset cache (this server downloads nothing for you)")
     roots = ", ".join(str(path) for path in data_roots())
     return st.text_input("Dataset folder", key=key,
                          help=f"{what}. It must lie inside this server's data folders: {roots}.").strip()
@@ -49,14 +51,12 @@ def hold_checkpoint(key: ModelKey, launch: Launch) -> None:
 
 
 def launch_header(launch: Launch, position: int | None, key: str, title: str = "") -> None:
-    """The top of a launch's box: ``title``, when it started and where it stands (waiting at ``position`` in
-    the queue, running, or ended); a crash of its worker; while it waits or runs, its Cancel or Stop button
-    (widget key ``{key}_stop_{launch id}``)."""
-    started = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
-    where = {LaunchState.QUEUED: f"waiting, number {position} in the queue",
-             LaunchState.RUNNING: "running"}.get(launch.state, "ended")
-    st.markdown(f"**{plain(title)}**, started at {started} · {where}" if title else
-                f"**Started at {started}** · {where}")
+    """The top of a launch's box: ``title``, when it was queued and where it stands (waiting at ``position`` in
+    the queue, running, ended, or never started and why); a crash of its worker; while it waits or runs, its
+    Cancel or Stop button (widget key ``{key}_stop_{launch id}``)."""
+    queued = datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")
+    st.markdown(f"**{plain(title)}**, queued at {queued} · {where(launch, position)}" if title else
+                f"**Queued at {queued}** · {where(launch, position)}")
     if launch.error:
         frame.show_bug("The worker crashed while running this launch: that is a bug, please report it.",
                        launch.error)
@@ -67,6 +67,23 @@ def launch_header(launch: Launch, position: int | None, key: str, title: str = "
                   help="Takes a waiting launch out of the queue; ends a running one within one batch.")
         if stopping:
             st.caption("Stopping after the current batch …")
+
+
+def where(launch: Launch, position: int | None) -> str:
+    """Where a launch stands, in words."""
+    if launch.state == LaunchState.QUEUED:
+        return f"waiting, number {position} in the queue"
+    if launch.state == LaunchState.RUNNING:
+        return "running"
+    if launch.started is None:
+        return f"not started: {launch.ended_because}"
+    return f"ended: {launch.ended_because}" if launch.ended_because else "ended"
+
+
+def not_started(launch: Launch) -> str:
+    """Why a run of an ended launch never started: the launch was stopped, or its worker crashed first."""
+    why = launch.ended_because or ("the worker crashed before it" if launch.error else "the launch ended first")
+    return f"not started: {why}"
 
 
 def live_launches(key: str, tasks: bool, draw: Callable[[VisitorView], None]) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-__all__ = ["PageEntry", "PAGES", "st_pages"]
+__all__ = ["PageEntry", "PAGES", "OPERATOR_PAGE", "st_pages"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,14 @@ PAGES = (
     PageEntry("pages/finetune.py", "Fine-tune", "finetune"),
     PageEntry("pages/results.py", "Results", "results"),
 )
+# Not listed in the navigation: the server's operator opens /operator and gives CPRUNE_ADMIN_TOKEN there.
+OPERATOR_PAGE = PageEntry("pages/operator.py", "Operator", "operator")
 
 
 def st_pages() -> list:
-    """PAGES as st.Page objects for st.navigation (no icons: Streamlit would fetch their font from Google)."""
+    """PAGES as st.Page objects for st.navigation (no icons: Streamlit would fetch their font from Google), and
+    the operator's page, hidden from the navigation."""
     return [st.Page(entry.script, title=entry.title, default=True) if not entry.url_path
-            else st.Page(entry.script, title=entry.title, url_path=entry.url_path) for entry in PAGES]
+            else st.Page(entry.script, title=entry.title, url_path=entry.url_path) for entry in PAGES] + [
+        st.Page(OPERATOR_PAGE.script, title=OPERATOR_PAGE.title, url_path=OPERATOR_PAGE.url_path,
+                visibility="hidden")]

@@ -1,19 +1,14 @@
-"""The server's one run queue and one upload folder (cprune_core.service), kept by st.cache_resource
-for the life of the server process, so they outlive reruns and page switches."""
+"""The server's one run queue, one upload folder and visitor-id key (cprune_core.service), kept by
+st.cache_resource for the life of the server process, so they outlive reruns and page switches."""
 from __future__ import annotations
 
 import streamlit as st
 from streamlit import runtime
 
-from cprune_core.service import RunQueue, Uploads, make_run_queue, make_uploads
+from cprune_core.paths import cache_home
+from cprune_core.service import RunQueue, Uploads, make_run_queue, make_uploads, server_key
 
-__all__ = ["run_queue", "uploads"]
-
-
-@st.cache_resource
-def run_queue() -> RunQueue:
-    """The server's one queue (its limits and budgets from the environment)."""
-    return make_run_queue()
+__all__ = ["run_queue", "uploads", "visitor_key"]
 
 
 def _is_connected(session_id: str) -> bool:
@@ -22,6 +17,18 @@ def _is_connected(session_id: str) -> bool:
 
 
 @st.cache_resource
+def run_queue() -> RunQueue:
+    """The server's one queue (its limits and budgets from the environment)."""
+    return make_run_queue(_is_connected)
+
+
+@st.cache_resource
 def uploads() -> Uploads:
     """The server's one upload folder (emptied at start-up)."""
     return make_uploads(run_queue(), _is_connected)
+
+
+@st.cache_resource
+def visitor_key() -> bytes:
+    """The key visitors' ids are derived with (cprune_core.service.visitors), kept in CPRUNE_HOME."""
+    return server_key(cache_home() / "visitor.key")

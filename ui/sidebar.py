@@ -8,14 +8,15 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cprune_core import (BACKBONES, DATASETS, CheckpointError, WeightsUnavailableError, describe_device, get_spec,
                          resolve_device)
+from cprune_core.data import NO_VISITOR_DOWNLOADS, get_source, is_cached, visitor_downloads
 from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
 
 from . import state
 from .cache import ModelBundle, ModelKey, model_bundle
+from .services import run_queue, uploads
 from .text import plain
 
 __all__ = ["WEIGHT_LABELS", "render", "require_model", "require_layer"]
-from .services import uploads
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
 
@@ -29,6 +30,25 @@ def _use_random_weights() -> None:
     st.session_state["weights"] = "random"
 
 
+def _weight_sources(backbone: str) -> list[str]:
+    """The weights this server offers for ``backbone``: not pretrained ones it would have to download when
+    downloads are off (then a sentence says why, and a choice of them is changed to random init)."""
+    if visitor_downloads() or _weights_cached(backbone):
+        return list(WEIGHT_SOURCES)
+    st.caption(f"{NO_VISITOR_DOWNLOADS}, and the ImageNet weights of {get_spec(backbone).title} are not in its cache: "
+               "random init or your own checkpoint.")
+    if st.session_state["weights"] == "pretrained":
+        st.session_state["weights"] = "random"
+    return [source for source in WEIGHT_SOURCES if source != "pretrained"]
+
+
+def _dataset_note(dataset: str) -> None:
+    """Say so when ``dataset`` would need a download this server will not make."""
+    if not visitor_downloads() and get_source(dataset).needs_download and not is_cached(dataset):
+        st.caption(f"{NO_VISITOR_DOWNLOADS}, and {dataset} is not in its dataset cache: type the folder that holds it, "
+                   "inside the server's data folders, where you start a run.")
+
+
 def render() -> None:
     """Draw the sidebar and load the chosen model into st.session_state["model_key"]
     (None, with the reason shown, when it cannot be loaded)."""
@@ -38,10 +58,11 @@ def render() -> None:
     with sidebar:
         backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
                                format_func=lambda name: BACKBONES[name].title)
-        weights = st.radio("Weights", WEIGHT_SOURCES, format_func=WEIGHT_LABELS.get, key="weights",
+        weights = st.radio("Weights", _weight_sources(backbone), format_func=WEIGHT_LABELS.get, key="weights",
                            horizontal=True)
         key = ModelKey(backbone, weights)
         uploads().collect(every_s=30)  # files of sessions that have gone: not only when someone uploads
+        run_queue().attend(state.visitor(), get_script_run_ctx().session_id)  # this visitor's launches may wait
         if weights == "checkpoint":
             upload = st.file_uploader("State dict (.pt/.pth)", key="checkpoint_upload",
                                       help="torch.save(model.state_dict(), path) of this backbone; read with "
@@ -53,6 +74,7 @@ def render() -> None:
                 key = _keep_upload(backbone, upload)
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
+        _dataset_note(st.session_state["dataset"])
         st.caption(f"Device in use: **{describe_device(resolve_device('auto'))}**")
         st.radio("Chart downloads", state.CHART_FORMATS, format_func=str.upper, key="chart_format", horizontal=True,
                  help="The camera button above each chart saves it in this format (drawn in your browser).")
@@ -85,7 +107,7 @@ def _keep_upload(backbone: str, upload) -> ModelKey | None:
 
 def _load(key: ModelKey) -> ModelKey | None:
     spec = get_spec(key.backbone)
-    if key.weights == "pretrained" and not _weights_cached(key.backbone):
+    if key.weights == "pretrained" and not _weights_cached(key.backbone) and visitor_downloads():
         message = f"Downloading the ImageNet weights of {spec.title} from {spec.weights_url} …"
     else:
         message = f"Loading {spec.title} …"

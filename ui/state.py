@@ -8,7 +8,6 @@ parameters (checked, with a warning for any that are not valid), later runs writ
 """
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +15,9 @@ import streamlit as st
 
 from cprune_core import FinetuneConfig, Range
 from cprune_core.schema import config_options
+from cprune_core.service import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_id
+
+from .services import visitor_key
 
 __all__ = ["slider_bounds", "OPTIONS", "CONFIG_DEFAULTS", "TAU_STEP", "KEEP_STEP", "TAU_RANGE", "KEEP_RANGE", "DEFAULTS",
            "URL_PARAMS", "init", "write_url", "widget_key", "bound", "set_value", "ensure_choice", "tau_slider",
@@ -114,10 +116,12 @@ def set_value(name: str, value: Any) -> None:
 
 
 def ensure_choice(name: str, options: Sequence[Any], fallback: Any) -> bool:
-    """Reset ``name`` to ``fallback`` if it is not one of ``options``; True when it was reset."""
+    """Reset ``name`` to ``fallback`` if it is not one of ``options``; True when it was reset. The URL shows the
+    value in use at once (app.py wrote it before the page ran)."""
     if st.session_state[name] in options:
         return False
     set_value(name, fallback)
+    write_url()
     return True
 
 
@@ -134,8 +138,13 @@ def keep_slider(container: Any = st, **kwargs: Any) -> float:
 
 
 def visitor() -> str:
-    """This browser session's private id: it owns the session's runs. Never shown, never in a link."""
-    return st.session_state.setdefault("_visitor", secrets.token_hex(16))
+    """This visitor's private id: it owns their launches and runs. One per browser (the same in every tab and
+    after a reload: derived from the browser's XSRF cookie, cprune_core.service.visitors), or one per session
+    for a client that sends no such cookie. Never shown, never logged, never in a link."""
+    if "_visitor" not in st.session_state:
+        secret = browser_secret(st.context.cookies.get(XSRF_COOKIE, ""))
+        st.session_state["_visitor"] = visitor_id(secret, visitor_key()) if secret else session_visitor_id()
+    return st.session_state["_visitor"]
 
 
 CHART_FORMATS = ("png", "svg")

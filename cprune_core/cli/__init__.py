@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from ..errors import CPruneError, one_line
+from ..errors import CPruneError, StoreError, one_line
 from .evaluate import add_evaluate_command
 from .experiment import add_experiment_command
 from .finetune import add_finetune_command
@@ -29,6 +29,9 @@ EXIT_CODES = {
 }
 
 COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command, add_experiment_command, add_graph_command]
+# After a StoreError, which names the problem only: what the command line's user can do about it.
+STORE_ADVICE = ("Name another store file with `finetune --store FILE`, set CPRUNE_HOME to a writable folder, "
+                "or run with --no-record.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except CPruneError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        advice = f" {STORE_ADVICE}" if isinstance(error, StoreError) else ""
+        print(f"error: {one_line(error)}{advice}", file=sys.stderr)
         return error.exit_code
     except OSError as error:  # a file or folder of the machine's user: unreadable, unwritable, full disk
         print(f"error: {one_line(error)}", file=sys.stderr)

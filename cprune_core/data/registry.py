@@ -19,10 +19,10 @@ from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
 from .indexing import Index, existing_dir, index_image_folder
-from .roots import confine
+from .roots import NO_VISITOR_DOWNLOADS, confine, visitor_downloads
 from .splits import check_split_arguments, keep_per_class, stratified_split
 
-__all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset"]
+__all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset", "is_cached"]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def load_dataset(
     official train/val/test splits and ignores the fractions. train_per_class=k keeps k
     seeded train images per class (few-shot); val and test are unchanged.
     roots: the folders a visitor may read (data_roots()); None, as for the command line, reads
-    anything. stop: ends indexing early with StopRequested.
+    anything. With roots (a visitor's request) nothing is downloaded when the server's
+    CPRUNE_DOWNLOADS is off, whatever ``download`` says. stop: ends indexing early with StopRequested.
     Raises ConfigError for impossible arguments and DatasetError for data that cannot be used.
     """
     source = get_source(name)
@@ -136,6 +137,22 @@ def load_dataset(
                          dropped_classes=index.dropped_classes, root=data_folder)
 
 
+def is_cached(name: str, cache_dir: Path | None = None) -> bool:
+    """Whether the dataset ``name`` can be read with no folder given and no download: one that ships with the
+    app, or one that is downloaded and already in the dataset cache (``cache_dir``, default
+    paths.datasets_dir()). False for "folder", which needs a folder."""
+    source = get_source(name)
+    if source.default_root is not None:
+        return True
+    if not source.needs_download:
+        return False
+    try:
+        source.locate(None, cache_dir or datasets_dir(), False)
+    except (DatasetError, OSError):
+        return False
+    return True
+
+
 def _locate_and_index(source: DatasetSource, root: str | Path | None, cache_dir: Path, download: bool,
                       roots: list[Path] | None, stop: threading.Event | None) -> tuple[Path, Index]:
     """The folder holding the data (downloaded when needed and allowed) and its index."""
@@ -145,8 +162,13 @@ def _locate_and_index(source: DatasetSource, root: str | Path | None, cache_dir:
         data_folder = source.locate(root, cache_dir, False)  # already there: no lock, no wait
     except DatasetError as error:
         if visitor_folder and source.needs_download:  # a visitor's folder is only read: anyone could fill it
-            raise DatasetError(f"{error} The app downloads datasets only into its own cache: leave the "
-                               "folder empty to download there.") from error
+            advice = ("The app downloads datasets only into its own cache: leave the folder empty to download "
+                      "there." if visitor_downloads() else f"{NO_VISITOR_DOWNLOADS}.")
+            raise DatasetError(f"{error} {advice}") from error
+        if roots is not None and source.needs_download and not visitor_downloads():
+            raise DatasetError(f"{source.name} is not in this server's dataset cache. {NO_VISITOR_DOWNLOADS}: type "
+                               "a folder that holds it, inside the server's data folders, or choose flowers-sample.") \
+                from error
         if not (source.needs_download and download):
             raise
         with download_lock(root or cache_dir):  # the first downloader; the others then find it there

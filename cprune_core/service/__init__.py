@@ -1,15 +1,21 @@
 """The app's server side, without Streamlit: one first-in, first-out queue of visitors' launches
-(``RunQueue``), the uploaded checkpoints (``Uploads``) and the saved models (``recorded_run``,
-``keep_models_within``, ``downloadable_runs``), each within its limits.
+(``RunQueue``, which knows which visitors are still here), the uploaded checkpoints (``Uploads``), the
+saved models (``recorded_run``, ``keep_models_within``, ``downloadable_runs``), each within its limits,
+and the visitors' private ids (``visitor_id``: one per browser).
 
-The app builds one of each (``make_run_queue``, ``make_uploads``) and keeps them for the life of
-the server; whether a browser session is still connected is the app's to say (``is_connected``).
+The app builds one queue and one upload folder (``make_run_queue``, ``make_uploads``) and keeps them for
+the life of the server; whether a browser session is still connected is the app's to say (``is_connected``).
 """
-from .models import downloadable_runs, keep_models_within, recorded_run
-from .queue import Launch, LaunchState, QueueLimits, RunQueue, Runner, Task, Track, VisitorView
+from .models import STORE_ADVICE, downloadable_runs, keep_models_within, recorded_run
+from .presence import Attendance
+from .queue import (OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, Launch, LaunchState, QueueLimits,
+                    QueueOverview, RunQueue, Runner, Task, Track, VisitorView)
 from .server import make_run_queue, make_uploads
 from .uploads import Uploads, launch_user, uses_in_progress
+from .visitors import XSRF_COOKIE, browser_secret, server_key, session_visitor_id, visitor_id
 
-__all__ = ["Launch", "LaunchState", "QueueLimits", "RunQueue", "Runner", "Task", "Track", "VisitorView",
-           "Uploads", "launch_user", "uses_in_progress", "recorded_run", "keep_models_within",
-           "downloadable_runs", "make_run_queue", "make_uploads"]
+__all__ = ["Launch", "LaunchState", "QueueLimits", "QueueOverview", "RunQueue", "Runner", "Task", "Track",
+           "VisitorView", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR", "Attendance", "Uploads",
+           "launch_user", "uses_in_progress", "recorded_run", "keep_models_within", "downloadable_runs",
+           "STORE_ADVICE", "make_run_queue", "make_uploads", "XSRF_COOKIE", "browser_secret", "visitor_id",
+           "server_key", "session_visitor_id"]

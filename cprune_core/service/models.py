@@ -17,9 +17,11 @@ from ..runs import run_and_record
 from ..schema import EventKind, FinetuneConfig, MetricEvent
 from ..store import RunStore
 
-__all__ = ["recorded_run", "keep_models_within", "downloadable_runs"]
+__all__ = ["recorded_run", "keep_models_within", "downloadable_runs", "STORE_ADVICE"]
 
 RECENT_S = 60  # a model saved this recently is never deleted: another run's, just written
+# The app's advice after a StoreError (which names the problem only): a visitor cannot change the store.
+STORE_ADVICE = "Whoever runs this server can set CPRUNE_HOME to a writable folder."
 
 
 def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callable[[MetricEvent], None],
@@ -32,7 +34,7 @@ def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callab
         store = RunStore()
     except StoreError as error:
         store = None
-        on_event(MetricEvent(EventKind.PREPARE, message=f"This run is not recorded: {error}"))
+        on_event(MetricEvent(EventKind.PREPARE, message=f"This run is not recorded: {error} {STORE_ADVICE}"))
     else:
         if store.recovery_note:
             on_event(MetricEvent(EventKind.PREPARE, message=store.recovery_note))

@@ -5,12 +5,19 @@ one after another, or one task (e.g. the importance analysis) that reports its p
 result. Worker threads take launches in the order they came, ``QueueLimits.workers`` at a time.
 
 Owners. Every launch belongs to an owner: an opaque string the caller chooses (the app: a private id
-per browser tab). Only the owner sees a launch's runs (``view``) and stops it (``stop``); everyone sees
-how many launches wait and run. An owner may have ``QueueLimits.per_owner`` launches waiting or
-running at most. The queue knows nothing of sessions or browsers: whoever knows that an owner has gone
-calls ``cancel_waiting(owner)``, which takes that owner's waiting launches out of the queue (running
-ones go on to their end). Stopping a waiting launch takes it out of the queue; stopping a running one
+per browser, see visitors.py). Only the owner sees a launch's runs (``view``) and stops it (``stop``);
+everyone sees how many launches wait and run. An owner may have ``QueueLimits.per_owner`` launches
+waiting or running at most. Stopping a waiting launch takes it out of the queue; stopping a running one
 ends it within a batch.
+
+Presence. The caller says where an owner is (``attend(owner, session)``, at every page run) and the
+queue asks ``is_connected(session)`` (presence.py): a launch never starts while its owner has no
+session connected, and once none has been for ``QueueLimits.grace_s`` seconds, ``sweep`` takes the
+owner's waiting launches out of the queue (running ones go on to their end, and their runs stay in
+the run store). A sweeper thread calls ``sweep`` every few seconds.
+
+The operator. ``overview`` shows everyone's launches, their owners as "visitor N", never the ids;
+``clear_waiting`` empties the queue and ``stop_any`` stops any one launch.
 """
 from __future__ import annotations
 
@@ -24,11 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from ..settings import setting
 from ..errors import ConfigError, CPruneError, StopRequested
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
+from ..settings import setting
+from .presence import Attendance
 
-__all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueLimits", "RunQueue"]
+__all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueOverview", "QueueLimits",
+           "RunQueue", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR"]
 
 # runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
@@ -37,6 +46,10 @@ Task = Callable[[threading.Event, Callable[[int, int, str], None]], object]
 log = logging.getLogger(__name__)
 KEPT_PER_OWNER = 5  # ended launches an owner still sees
 KEPT_IN_ALL = 200  # ended launches kept at all (owners who left leave theirs behind)
+# Why a launch was stopped, or taken out of the queue (Launch.ended_because), in words for its owner.
+STOPPED_BY_OWNER = "the launch was stopped"
+OWNER_AWAY = "every tab of this browser was closed"
+STOPPED_BY_OPERATOR = "the server's operator stopped it"
 
 
 @dataclass
@@ -74,6 +87,8 @@ class Launch:
     progress: tuple[int, int, str] = (0, 0, "")  # a task's (done, total, message)
     result: object = None  # what a task returned
     failure: str = ""  # why a task could not be done (a CPruneError's message, or that it was stopped)
+    started: float | None = None  # time.time() when a worker took it (None: it never ran)
+    ended_because: str = ""  # why it was stopped or taken out of the queue (STOPPED_BY_OWNER, ...), if it was
 
     def copy(self) -> Launch:
         """A snapshot for a page: the same fields, each track's events copied (the worker appends to them)."""
@@ -98,6 +113,16 @@ class VisitorView:
         return any(launch.state != LaunchState.ENDED for launch in self.of_kind(tasks))
 
 
+@dataclass
+class QueueOverview:
+    """What the operator sees: everyone's launches (newest first), each owner replaced by a label ("visitor 3",
+    the same for the life of the queue), and which of those visitors have no session connected now."""
+
+    launches: list[Launch]
+    positions: dict[str, int]  # launch id -> place in the queue (1 = next), for queued launches
+    away: set[str]  # labels of the visitors with no session connected
+
+
 @dataclass(frozen=True)
 class QueueLimits:
     """How much the queue takes on."""
@@ -105,25 +130,38 @@ class QueueLimits:
     workers: int = 1  # launches running at a time (on a CPU one run already uses every core)
     per_owner: int = 2  # launches one owner may have waiting or running
     max_waiting: int = 100  # launches waiting, everyone's: more would only wait for hours
+    grace_s: float = 60.0  # an owner with no session connected this long loses their waiting launches
 
     @classmethod
     def from_environment(cls) -> QueueLimits:
-        """``CPRUNE_CONCURRENT_RUNS`` workers and ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner (settings.py:
-        their defaults where unset, ConfigError naming a variable whose value cannot be used)."""
-        return cls(workers=setting("CPRUNE_CONCURRENT_RUNS"), per_owner=setting("CPRUNE_QUEUED_RUNS_PER_VISITOR"))
+        """``CPRUNE_CONCURRENT_RUNS`` workers, ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner and
+        ``CPRUNE_VISITOR_GRACE_S`` (settings.py: their defaults where unset, ConfigError naming a variable
+        whose value cannot be used)."""
+        return cls(workers=setting("CPRUNE_CONCURRENT_RUNS"), per_owner=setting("CPRUNE_QUEUED_RUNS_PER_VISITOR"),
+                   grace_s=setting("CPRUNE_VISITOR_GRACE_S"))
 
 
 class RunQueue:
-    """The queue and its worker threads (daemons, started here). Every method is safe from any thread."""
+    """The queue and its worker threads (daemons, started here). Every method is safe from any thread.
 
-    def __init__(self, runner: Runner, limits: QueueLimits = QueueLimits()):
+    ``is_connected(session)``: whether a browser session is still there (default: always, as for a script);
+    ``clock``: seconds for the grace time (tests pass their own); ``sweep_every_s``: how often a sweeper
+    thread calls ``sweep`` (None: no thread, the caller sweeps)."""
+
+    def __init__(self, runner: Runner, limits: QueueLimits = QueueLimits(),
+                 is_connected: Callable[[str], bool] = lambda session: True,
+                 clock: Callable[[], float] = time.monotonic, sweep_every_s: float | None = None):
         self._runner = runner
         self.limits = limits
         self._lock = threading.Condition()  # guards every launch; notified whenever one changes
         self._queue: deque[Launch] = deque()
         self._launches: dict[str, Launch] = {}
+        self._attendance = Attendance(is_connected, limits.grace_s, clock)
+        self._labels: dict[str, str] = {}  # owner -> "visitor N", for the operator
         for i in range(limits.workers):
             threading.Thread(target=self._work, name=f"cprune-run-{i}", daemon=True).start()
+        if sweep_every_s is not None:
+            threading.Thread(target=self._sweep_every, args=(sweep_every_s,), name="cprune-sweep", daemon=True).start()
 
     def submit(self, owner: str, configs: dict[str, FinetuneConfig]) -> Launch:
         """Queue fine-tuning runs (label -> config, run in that order) for ``owner``; a snapshot of the launch.
@@ -142,22 +180,47 @@ class RunQueue:
         is not theirs or has already ended."""
         with self._lock:
             launch = self._launches.get(launch_id)
-            if launch is None or launch.owner != owner or launch.state == LaunchState.ENDED:
-                return False
-            launch.stop.set()
-            if launch.state == LaunchState.QUEUED:
-                self._withdraw(launch)
-            return True
+            return launch is not None and launch.owner == owner and self._stop(launch, STOPPED_BY_OWNER)
 
-    def cancel_waiting(self, owner: str) -> int:
-        """Take every waiting launch of ``owner`` out of the queue (e.g. when the owner has gone); running
-        ones go on. Returns how many were taken out."""
+    def attend(self, owner: str, session: str) -> None:
+        """``owner`` is here, in browser session ``session`` (the app: at every page run). Their launches may
+        start again, and wait for them as long as one of their sessions stays connected."""
         with self._lock:
-            waiting = [launch for launch in self._queue if launch.owner == owner]
+            self._attendance.attend(owner, session)
+            self._lock.notify_all()
+
+    def sweep(self) -> int:
+        """Take out of the queue the waiting launches of every owner none of whose sessions has been connected
+        for the grace time; their running launches go on. Returns how many were taken out."""
+        with self._lock:
+            gone = set(self._attendance.gone())
+            waiting = [launch for launch in self._queue if launch.owner in gone]
             for launch in waiting:
-                launch.stop.set()
-                self._withdraw(launch)
+                self._withdraw(launch, OWNER_AWAY)
             return len(waiting)
+
+    def overview(self) -> QueueOverview:
+        """For the operator: everyone's launches, newest first, their owners as labels."""
+        with self._lock:
+            everyone = sorted(self._launches.values(), key=lambda launch: launch.created, reverse=True)
+            away = {self._labels[owner] for owner in {launch.owner for launch in everyone}
+                    if not self._attendance.is_here(owner)}
+            return QueueOverview([replace(launch.copy(), owner=self._labels[launch.owner]) for launch in everyone],
+                                 {launch.id: place for place, launch in enumerate(self._queue, 1)}, away)
+
+    def clear_waiting(self) -> int:
+        """For the operator: take every waiting launch out of the queue. Returns how many."""
+        with self._lock:
+            waiting = list(self._queue)
+            for launch in waiting:
+                self._withdraw(launch, STOPPED_BY_OPERATOR)
+            return len(waiting)
+
+    def stop_any(self, launch_id: str) -> bool:
+        """For the operator: stop any launch, whoever's; False when there is none such or it has ended."""
+        with self._lock:
+            launch = self._launches.get(launch_id)
+            return launch is not None and self._stop(launch, STOPPED_BY_OPERATOR)
 
     def view(self, owner: str) -> VisitorView:
         """Snapshots of ``owner``'s launches, newest first, and everyone's counts."""
@@ -197,6 +260,7 @@ class RunQueue:
                 raise ConfigError(f"The server's queue is full ({self.limits.max_waiting} launches waiting). "
                                   "Try again later.")
             self._launches[launch.id] = launch
+            self._labels.setdefault(launch.owner, f"visitor {len(self._labels) + 1}")
             self._queue.append(launch)
             self._forget_old(launch.owner)
             self._lock.notify_all()
@@ -206,10 +270,25 @@ class RunQueue:
         """How many of ``owner``'s launches wait or run: what the per-owner limit counts."""
         return sum(launch.owner == owner and launch.state != LaunchState.ENDED for launch in self._launches.values())
 
-    def _withdraw(self, launch: Launch) -> None:
+    def _stop(self, launch: Launch, because: str) -> bool:
+        """Stop a launch that waits (taken out of the queue) or runs (ended within a batch); False when it has
+        ended (the lock is held)."""
+        if launch.state == LaunchState.ENDED:
+            return False
+        if launch.state == LaunchState.QUEUED:
+            self._withdraw(launch, because)
+        else:
+            launch.stop.set()
+            launch.ended_because = because
+            self._lock.notify_all()
+        return True
+
+    def _withdraw(self, launch: Launch, because: str) -> None:
         """Take a waiting launch out of the queue: it ends without having run (the lock is held)."""
         self._queue.remove(launch)
+        launch.stop.set()
         launch.state = LaunchState.ENDED
+        launch.ended_because = because
         self._lock.notify_all()
 
     def _forget_old(self, owner: str) -> None:
@@ -218,12 +297,23 @@ class RunQueue:
         for launch in [launch for launch in ended if launch.owner == owner][:-KEPT_PER_OWNER] + ended[:-KEPT_IN_ALL]:
             self._launches.pop(launch.id, None)
 
+    def _next(self) -> Launch | None:
+        """The first waiting launch whose owner is here (the lock is held)."""
+        return next((launch for launch in self._queue if self._attendance.is_here(launch.owner)), None)
+
+    def _sweep_every(self, every_s: float) -> None:
+        while True:
+            time.sleep(every_s)
+            self.sweep()
+            with self._lock:  # an owner's session may have come back without a page run (a dropped connection)
+                self._lock.notify_all()
+
     def _work(self) -> None:
         while True:
             with self._lock:
-                self._lock.wait_for(lambda: self._queue)
-                launch = self._queue.popleft()
-                launch.state = LaunchState.RUNNING
+                launch = self._lock.wait_for(self._next)
+                self._queue.remove(launch)
+                launch.state, launch.started = LaunchState.RUNNING, time.time()
                 self._lock.notify_all()
             try:
                 self._run(launch)

@@ -1,9 +1,10 @@
 """The app server's one run queue and one upload folder, configured from the environment.
 
 ``CPRUNE_CONCURRENT_RUNS`` (default 1) launches run at a time; an owner may have
-``CPRUNE_QUEUED_RUNS_PER_VISITOR`` (default 2) waiting or running; saved models are kept within
-``CPRUNE_MODELS_BUDGET_MB`` (default 5120) and uploads within ``CPRUNE_UPLOAD_BUDGET_MB`` (default 2048).
-Each is read through settings.setting: a value that cannot be used is a ConfigError naming the variable.
+``CPRUNE_QUEUED_RUNS_PER_VISITOR`` (default 2) waiting or running, kept for ``CPRUNE_VISITOR_GRACE_S``
+(default 60) after their last session closed; saved models are kept within ``CPRUNE_MODELS_BUDGET_MB``
+(default 5120) and uploads within ``CPRUNE_UPLOAD_BUDGET_MB`` (default 2048). Each is read through
+settings.setting: a value that cannot be used is a ConfigError naming the variable.
 """
 from __future__ import annotations
 
@@ -11,21 +12,24 @@ import functools
 from collections.abc import Callable
 
 from ..paths import cache_home
-from .models import recorded_run
 from ..settings import setting
+from .models import recorded_run
 from .queue import QueueLimits, RunQueue
 from .uploads import Uploads, uses_in_progress
 
 __all__ = ["make_run_queue", "make_uploads"]
 
 MIB = 2**20
+SWEEP_EVERY_S = 5.0  # how soon after the grace time a gone visitor's waiting launches leave the queue
 
 
-def make_run_queue() -> RunQueue:
+def make_run_queue(is_connected: Callable[[str], bool]) -> RunQueue:
     """A queue whose runs are recorded in the run store as their owner's and whose models are saved in the
-    app's models folder, within its budget."""
+    app's models folder, within its budget; ``is_connected(session)`` says whether a browser session is
+    still there."""
     runner = functools.partial(recorded_run, models_budget=setting("CPRUNE_MODELS_BUDGET_MB") * MIB)
-    return RunQueue(runner, QueueLimits.from_environment())
+    limits = QueueLimits.from_environment()
+    return RunQueue(runner, limits, is_connected, sweep_every_s=min(SWEEP_EVERY_S, max(limits.grace_s / 4, 0.25)))
 
 
 def make_uploads(queue: RunQueue, is_connected: Callable[[str], bool]) -> Uploads:
