@@ -20,8 +20,10 @@ from .errors import ConfigError
 from .layers import weight_vectors
 from .ranges import TAU
 
-__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize", "to_scipy",
-           "to_networkx", "strongest_edges", "layout_2d", "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES", "tau_for_mean_degree", "graph_file", "GRAPH_FORMATS"]
+__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize",
+           "to_scipy", "upper_edges", "to_networkx", "strongest_edges", "principal_components", "layout_2d",
+           "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES", "tau_for_mean_degree", "graph_file",
+           "GRAPH_FORMATS"]
 
 EPS = 1e-8
 
@@ -86,6 +88,13 @@ def to_scipy(adjacency: torch.Tensor) -> scipy.sparse.csr_array:
     return scipy.sparse.csr_array((values, (rows.cpu().numpy(), cols.cpu().numpy())), shape=(n, n))
 
 
+def upper_edges(adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each edge once: the rows, columns and weights of the nonzero entries above the diagonal (i < j), in
+    row-major order, on the adjacency's device. An edgeless graph gives three empty tensors."""
+    rows, cols = torch.nonzero(torch.triu(adjacency, diagonal=1), as_tuple=True)
+    return rows, cols, adjacency[rows, cols]
+
+
 MAX_NETWORKX_EDGES = 2_000_000
 
 
@@ -95,16 +104,14 @@ def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) ->
     Refuses graphs with more than ``max_edges`` edges: networkx stores each edge as Python
     dicts, and a dense 4,096-neuron graph would need gigabytes. Raise tau to thin it.
     """
-    upper = torch.triu(adjacency, diagonal=1)
-    rows, cols = torch.nonzero(upper, as_tuple=True)
+    rows, cols, weights = upper_edges(adjacency)
     if rows.numel() > max_edges:
         raise ConfigError(
             f"The graph has {rows.numel():,} edges, more than {max_edges:,} for networkx; raise tau to thin it."
         )
     graph = nx.Graph()
     graph.add_nodes_from(range(adjacency.shape[0]))
-    weights = upper[rows, cols].tolist()
-    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights))
+    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights.tolist()))
     return graph
 
 
@@ -147,9 +154,7 @@ def graph_file(adjacency: torch.Tensor, node_values: dict[str, np.ndarray], file
 
 def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The ``limit`` heaviest edges (i < j), strongest first, and the total edge count."""
-    upper = torch.triu(adjacency, diagonal=1)
-    rows, cols = torch.nonzero(upper, as_tuple=True)
-    weights = upper[rows, cols]
+    rows, cols, weights = upper_edges(adjacency)
     total = int(weights.numel())
     if total > limit:
         top = torch.topk(weights, limit).indices
@@ -158,6 +163,21 @@ def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np
         order = torch.argsort(weights, descending=True)
         rows, cols, weights = rows[order], cols[order], weights[order]
     return rows.cpu().numpy(), cols.cpu().numpy(), weights.cpu().numpy(), total
+
+
+def principal_components(matrix: torch.Tensor, k: int = 2, seed: int = 0) -> torch.Tensor:
+    """The rows of ``matrix`` (n x d), centred, projected on their ``k`` leading principal axes: n x k, on the CPU.
+
+    Randomized (torch.pca_lowrank, four power iterations), drawing from its own ``seed`` and never from
+    torch's global generator, so the same matrix always gives the same projection: milliseconds where a
+    full SVD of a 1,280 x 1,280 matrix takes seconds. Needs n, d >= k.
+    """
+    matrix = matrix.detach().float().cpu()
+    centred = matrix - matrix.mean(0, keepdim=True)
+    with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global generator
+        torch.manual_seed(seed)
+        _, _, axes = torch.pca_lowrank(centred, q=k, center=False, niter=4)
+    return centred @ axes[:, :k]
 
 
 def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
@@ -173,11 +193,7 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
     if n < 3:
         coords = torch.zeros(n, 2)
     else:
-        centred = normalised - normalised.mean(0, keepdim=True)
-        with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global RNG
-            torch.manual_seed(seed)
-            _, _, v = torch.pca_lowrank(centred.cpu(), q=2, center=False, niter=4)
-        coords = centred.cpu() @ v[:, :2]
+        coords = principal_components(normalised, 2, seed)
         spread = coords.abs().max().clamp_min(EPS)
         coords = coords / spread
     coords = coords + 0.01 * torch.randn(n, 2, generator=generator)
@@ -186,16 +202,6 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
 
 MAX_FORCE_LAYOUT_NODES = 4096
 REPULSION_SAMPLE = 256  # nodes each node is pushed away from per step (all of them in smaller graphs)
-
-
-def _leading_components(matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The rows of ``matrix`` projected on its two leading right singular vectors (n x 2), by a few steps of
-    randomized subspace iteration: milliseconds where a full SVD of a 1,280 x 1,280 matrix takes seconds."""
-    basis = np.linalg.qr(matrix @ rng.standard_normal((matrix.shape[1], 4)))[0]
-    for _ in range(4):
-        basis = np.linalg.qr(matrix @ (matrix.T @ basis))[0]
-    _, _, components = np.linalg.svd(basis.T @ matrix, full_matrices=False)
-    return matrix @ components[:2].T
 
 
 def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) -> np.ndarray:
@@ -217,15 +223,15 @@ def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) 
                           "neurons; use the weight-PCA layout.")
     if n < 2:
         return np.zeros((n, 2), dtype=np.float32)
-    upper = torch.triu(adjacency.detach().float().cpu(), diagonal=1)
-    rows, cols = (index.numpy() for index in torch.nonzero(upper, as_tuple=True))
-    pulls = upper[rows, cols].numpy()
+    edges = upper_edges(adjacency.detach().float().cpu())
+    rows, cols, pulls = (part.numpy() for part in edges)
     pulls = pulls / pulls.mean() if len(pulls) else pulls  # relative weights: the pull balances the push at tau
     rng = np.random.default_rng(seed)
     position = 0.1 * rng.standard_normal((n, 2)).astype(np.float32)
     if n >= 3 and len(rows):
-        symmetric = (upper + upper.T).numpy()
-        start = _leading_components(symmetric - symmetric.mean(0, keepdims=True), rng)
+        symmetric = torch.zeros(n, n)
+        symmetric[edges[0], edges[1]] = symmetric[edges[1], edges[0]] = edges[2]
+        start = principal_components(symmetric, 2, seed).numpy()
         position += (start / max(float(np.abs(start).max()), EPS)).astype(np.float32)
     ideal = 1.0 / np.sqrt(n)  # the distance at which a pull and a push balance, in a unit area
     sample_size = min(n, REPULSION_SAMPLE)
