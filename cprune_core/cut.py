@@ -32,7 +32,7 @@ def _chain(module: nn.Module, path: list[str], flatten_before: str, prefix: str 
             continue
         (after if found else before).append(child)
     if path and not found:
-        raise KeyError(f"No module {prefix}{path[0]!r} on the way to the cut point.")
+        raise KeyError(f"No module '{prefix}{path[0]}' on the way to the cut point.")
     return before, after
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from .data import ImageListDataset, collate_skip_bad
+from .data import ImageListDataset, make_loader
 from .device import Precision, to_device
+from .progress import check_stop
 
 __all__ = ["Evaluation", "accuracy_counts", "accuracy", "evaluate_model"]
 
@@ -26,24 +26,26 @@ class Evaluation:
 def accuracy_counts(model: nn.Module, batches: Iterable, device: torch.device, precision: Precision,
                     num_classes: int, stop: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(correct, total) per label over ``batches`` of (inputs, labels); None batches are skipped.
-    Stops early when ``stop`` is set. The model is left in the mode it came in."""
+    StopRequested when ``stop`` is set (checked before every batch). The model is left in the mode it
+    came in, also after a stop."""
     correct = torch.zeros(num_classes, dtype=torch.long)
     total = torch.zeros(num_classes, dtype=torch.long)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            if stop is not None and stop.is_set():
-                break
-            if batch is None:
-                continue
-            inputs, labels = to_device(batch, device)
-            with precision.autocast():
-                predictions = model(inputs).argmax(1)
-            labels, hits = labels.cpu(), (predictions == labels).cpu()
-            total += torch.bincount(labels, minlength=num_classes)
-            correct += torch.bincount(labels[hits], minlength=num_classes)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                check_stop(stop)
+                if batch is None:
+                    continue
+                inputs, labels = to_device(batch, device)
+                with precision.autocast():
+                    predictions = model(inputs).argmax(1)
+                labels, hits = labels.cpu(), (predictions == labels).cpu()
+                total += torch.bincount(labels, minlength=num_classes)
+                correct += torch.bincount(labels[hits], minlength=num_classes)
+    finally:
+        model.train(was_training)
     return correct, total
 
 
@@ -64,8 +66,7 @@ def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, ba
     """
     device = torch.device(device)
     model = model.to(device)
-    loader = DataLoader(dataset.with_transform(transform), batch_size=batch_size, shuffle=False,
-                        collate_fn=collate_skip_bad)
+    loader = make_loader(dataset, transform, batch_size, device)
     mapping = torch.tensor(label_map if label_map is not None else range(len(dataset.classes)))
     batches = ((x, mapping[y]) for x, y in filter(None, loader))
     num_outputs = int(mapping.max()) + 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "choose"]
+__all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "choose"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ TAU = Range(0.0, 1.0, high_open=True)  # similarity threshold: an edge needs cos
 KEEP = Range(0.0, 1.0, low_open=True)  # fraction of a layer's neurons kept
 FRACTION = Range(0.0, 1.0, high_open=True)  # share of each class held out for validation or test
 SEEDS = Range(1, 1000, integer=True)  # how many seeds (0..N-1): of a grid, or of the random criterion
+DEFAULT_SEEDS = 5  # the paper's: of the paper table's grid, and of the random criterion in the importance analysis
 
 
 def choose(value: Any, options: Collection, what: str) -> Any:

@@ -56,16 +56,18 @@ TRAIN_SCOPES: tuple[TrainScope, ...] = typing.get_args(TrainScope)
 
 @dataclass(frozen=True)
 class Option:
-    """What the CLI and the app need to know about one config field."""
+    """What the CLI and the app need to know about one config field (for a tuple field: about each item)."""
 
     help: str
-    group: str  # the CLI's option group: model, data, method or training
+    group: str  # the CLI's option group: model, data, method, training or analysis
     choices: tuple[str, ...] | None = None
     range: Range | None = None
     flag: str | None = None  # the CLI flag when it is not --<field-name>
+    label: str | None = None  # one value's name in messages when it is not the field's ("keep ratio")
 
 
 def option(default: Any, help: str, group: str, **kwargs: Any) -> Any:
+    """A dataclass field with ``default`` that carries its ``Option(help, group, **kwargs)``."""
     return field(default=default, metadata={"option": Option(help, group, **kwargs)})
 
 
@@ -145,9 +147,10 @@ class FinetuneConfig:
         return cls(**values)
 
 
-def config_options() -> dict[str, Option]:
-    """Each FinetuneConfig field's Option, in field order."""
-    return {f.name: f.metadata["option"] for f in fields(FinetuneConfig)}
+def config_options(config_class: type = FinetuneConfig) -> dict[str, Option]:
+    """Each field's Option, in field order, of ``config_class`` (FinetuneConfig, or another dataclass whose
+    fields are all made by ``option``, as ``ablation.AnalysisConfig``)."""
+    return {f.name: f.metadata["option"] for f in fields(config_class)}
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,14 @@ callback ``progress(done, total, message)`` (total 0: not known yet) and a ``sto
 """
 from .ablators import ForwardAblator, LayerAblator, PooledAblator, layer_ablator
 from .analysis import ImportanceAnalysis, analyse_importance
-from .baseline import (DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS,
-                       ProgressCallback, TrainedBaseline, prunable_group, train_baseline)
+from .baseline import TrainedBaseline, prunable_group, train_baseline
+from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
                          scores_by_criterion, sample_neurons, zero_shot_curve)
 
-__all__ = ["ProgressCallback", "TrainedBaseline", "train_baseline", "prunable_group",
+__all__ = ["AnalysisConfig", "TrainedBaseline", "train_baseline", "prunable_group",
            "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "sample_neurons", "AblationResult",
            "ablation_effects", "scores_by_criterion", "Correlation", "criterion_correlations", "ZeroShotCurve",
            "zero_shot_curve", "summary_sentence", "ImportanceAnalysis", "analyse_importance",
-           "DEFAULT_SAMPLE_SIZE", "DEFAULT_RESAMPLES", "ZERO_SHOT_KEEP_RATIOS", "SEEDS", "SAMPLE_SIZES", "RESAMPLES"]
+           "SAMPLE_SIZES", "RESAMPLES"]

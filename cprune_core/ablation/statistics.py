@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..criteria import CRITERIA, RandomScores, make_criterion
 from ..errors import ConfigError
-from ..criteria import CRITERIA, DEFAULT_TAU, RandomScores, make_criterion
+from ..progress import ProgressCallback, check_stop, report
 from ..pruning import PrunableGroup, PruningGraph, keep_count, kept_indices
-from ..ranges import KEEP, choose
+from ..ranges import KEEP, SEEDS, choose
 from .ablators import LayerAblator
-from .baseline import (DEFAULT_RESAMPLES, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS, ProgressCallback,
-                       check_stop, report)
+from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
 
 __all__ = ["sample_neurons", "AblationResult", "ablation_effects", "scores_by_criterion", "Correlation",
            "criterion_correlations", "ZeroShotCurve", "zero_shot_curve"]
@@ -65,8 +65,8 @@ def ablation_effects(ablator: LayerAblator, neurons: Sequence[int] | None = None
                           accuracies - full_acc, full_loss, full_acc, ablator.n_images)
 
 
-def scores_by_criterion(graph: PruningGraph, group: PrunableGroup, criteria: Iterable[str] = tuple(CRITERIA), *,
-                     tau: float = DEFAULT_TAU, seeds: int = 5) -> dict[str, np.ndarray]:
+def scores_by_criterion(graph: PruningGraph, group: PrunableGroup, criteria: Iterable[str] = AnalysisConfig.criteria, *,
+                        tau: float = AnalysisConfig.tau, seeds: int = AnalysisConfig.seeds) -> dict[str, np.ndarray]:
     """Criterion -> scores (runs x neurons; higher: keep), exactly what pruning ranks the group by: one
     row for a deterministic criterion, one per seed 0..seeds-1 for ``random``."""
     SEEDS.check(seeds, "seeds")
@@ -114,7 +114,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def criterion_correlations(result: AblationResult, scores: dict[str, np.ndarray], *,
-                           resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Correlation]:
+                           resamples: int = AnalysisConfig.resamples, seed: int = 0) -> dict[str, Correlation]:
     """Each criterion's Spearman rho with the importance of the measured neurons, with a 95% bootstrap
     interval: the neurons are resampled with replacement ``resamples`` times (seeded, the same
     resamples for every criterion)."""
@@ -156,7 +156,7 @@ class ZeroShotCurve:
 
 
 def zero_shot_curve(ablator: LayerAblator, scores: dict[str, np.ndarray],
-                    keep_ratios: Sequence[float] = ZERO_SHOT_KEEP_RATIOS, *, progress: ProgressCallback | None = None,
+                    keep_ratios: Sequence[float] = AnalysisConfig.keep_ratios, *, progress: ProgressCallback | None = None,
                     stop: threading.Event | None = None) -> ZeroShotCurve:
     """Accuracy with only the kept neurons, ``kept_indices(scores, keep_count(n, ratio))``, per
     criterion run and ratio; a kept set two runs share is evaluated once."""

@@ -10,9 +10,11 @@ that break later are dropped at load time by ``collate_skip_bad`` and counted in
 from ..errors import DatasetError, UnreadableImageError
 from .dataset import SPLITS, DatasetSplits, ImageListDataset, collate_skip_bad
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_SIDE, build_transform, open_rgb
+from .loader import loader_workers, make_loader
 from .registry import DATASETS, DEFAULT_DATASET, DatasetSource, get_source, load_dataset
 from .roots import confine, data_roots
 
 __all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetSource", "DatasetSplits", "ImageListDataset", "SPLITS",
            "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "DatasetError", "UnreadableImageError", "build_transform",
-           "collate_skip_bad", "confine", "data_roots", "get_source", "load_dataset", "open_rgb"]
+           "collate_skip_bad", "confine", "data_roots", "get_source", "load_dataset", "loader_workers", "make_loader",
+           "open_rgb"]
