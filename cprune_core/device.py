@@ -33,7 +33,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """The device in words, e.g. "cuda (NVIDIA H100 80GB HBM3)" or "cpu (2 threads)"."""
+    """The device in words, e.g. "cuda (NVIDIA H100 80GB HBM3)" or "cpu (2 threads)" (torch's threads now)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":

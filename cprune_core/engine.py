@@ -102,9 +102,17 @@ def train_epochs(trainable: nn.Module, head: nn.Module, sources: dict, config: F
 class Finetuner:
     """One run of ``config`` (iterate ``events()`` once); afterwards ``result()`` holds the model.
 
-    Latency is measured at batch 1 on the training device; the returned model is on the CPU.
-    When the run trains on cached features, ``features`` holds them per split afterwards (for a
-    baseline: what the classifier sees, the pooled features); ``datasets`` holds the splits.
+    Parameters
+    ----------
+    config : the run; validated at once (ConfigError names the first impossible value).
+    feature_cache : where frozen prefix features are looked up and kept; None: ``FEATURE_CACHE``.
+    data_roots : the folders a dataset may be read from (the app's visitors); None: anywhere.
+
+    The run's own problems never raise from ``events()``: a stop ends it "stopped", a ``CPruneError``
+    or running out of memory "failed", each with a message (see the module's docstring). Latency is
+    measured at batch 1 on the training device; the returned model is on the CPU. When the run trains
+    on cached features, ``features`` holds them per split afterwards (for a baseline: what the
+    classifier sees, the pooled features); ``datasets`` holds the splits.
     """
 
     def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None,
@@ -270,13 +278,19 @@ class Finetuner:
 def finetune(config: FinetuneConfig, stop: threading.Event | None = None,
              on_event: Callable[[MetricEvent], None] | None = None, feature_cache: FeatureCache | None = None,
              data_roots: list[Path] | None = None) -> Iterator[MetricEvent]:
-    """The run's event stream. The config is validated now (ConfigError); the run starts on iteration."""
+    """The run's event stream: "prepare" events, "start", "step" and "epoch" events, and always one last
+    "end" event whose ``final`` is the RunSummary. The config is validated now (ConfigError); the run
+    starts on iteration. ``stop`` ends it within one batch; ``on_event`` sees each event as it is made.
+
+    Example: ``[e.val_acc for e in finetune(config) if e.kind == "epoch"]`` is the validation curve.
+    """
     return Finetuner(config, feature_cache, data_roots).events(stop, on_event)
 
 
 def run(config: FinetuneConfig, stop: threading.Event | None = None,
         on_event: Callable[[MetricEvent], None] | None = None) -> RunResult:
-    """Run to the end and return history, summary and the trained model."""
+    """Run ``config`` to its end (in this thread) and return its history, summary and trained model.
+    ConfigError for an impossible config; a run that fails or is stopped returns with that status."""
     job = Finetuner(config)
     for _ in job.events(stop, on_event):
         pass

@@ -17,6 +17,8 @@ __all__ = ["Evaluation", "accuracy_counts", "accuracy", "evaluate_model"]
 
 @dataclass
 class Evaluation:
+    """``evaluate_model``'s figures: overall accuracy and counts, and per class."""
+
     accuracy: float | None  # None when no sample could be evaluated
     correct: int
     total: int
@@ -61,8 +63,20 @@ def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, ba
                    class_names: list[str] | None = None) -> Evaluation:
     """Accuracy of ``model`` on ``dataset`` read with ``transform``, overall and per class.
 
-    ``label_map[dataset_label]`` gives the model's output index of each dataset class (classes
-    matched by name by the caller); per-class figures are keyed by the dataset's class names.
+    Parameters
+    ----------
+    model : moved to ``device`` and run in eval mode (left in the mode it came in).
+    dataset, transform : the images and how to read them (``build_transform``), through ``make_loader``:
+        on a GPU, in worker processes with pinned memory.
+    batch_size, device : as ``make_loader``.
+    label_map : ``label_map[dataset_label]`` is the model's output index for each dataset class
+        (classes matched by name by the caller); None: the same indices.
+    class_names : names for the per-class figures; None: the dataset's classes.
+
+    Returns
+    -------
+    Evaluation : accuracy None when no image could be read or the dataset is empty; unreadable images
+    are skipped and counted in ``dataset.n_failed``.
     """
     device = torch.device(device)
     model = model.to(device)

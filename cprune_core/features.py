@@ -41,9 +41,11 @@ Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
 class FeatureCache:
     """LRU cache of frozen features in memory, optionally backed by files on disk.
 
-    Memory is bounded by ``max_bytes`` (env CPRUNE_FEATURE_CACHE_MB, default 2048); disk files
-    are written atomically, read with ``torch.load(weights_only=True)`` and checked, so a damaged
-    or tampered file is recomputed, never trusted.
+    Memory is bounded by ``max_bytes`` (env CPRUNE_FEATURE_CACHE_MB, default 2048): the least recently
+    used entries go first, and an entry larger than the bound is not kept at all. Disk files (under
+    ``disk_dir``, default ``paths.features_dir()``) are written atomically, read with
+    ``torch.load(weights_only=True)`` and checked, so a damaged or tampered file is recomputed, never
+    trusted. Safe to share between threads. ``FEATURE_CACHE`` is the process's own.
     """
 
     def __init__(self, max_bytes: int | None = None, disk_dir: str | Path | None = None):
@@ -77,6 +79,7 @@ class FeatureCache:
         return None
 
     def put(self, key: str, value: Features, disk: bool = False) -> None:
+        """Keep ``value`` under ``key`` in memory and, with ``disk``, in its file (replacing any)."""
         self._store(key, value)
         if disk:
             self.disk_dir.mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,23 @@ def cosine_similarity(vectors: torch.Tensor) -> torch.Tensor:
 def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = False) -> torch.Tensor:
     """A_ij = S_ij where S_ij > tau and i != j, else 0.
 
-    With ``inplace=True`` the similarity matrix is overwritten, so a 4,096-neuron layer holds
-    one 64 MiB matrix instead of two.
+    Parameters
+    ----------
+    similarity : tensor, n x n (``cosine_similarity``), on any device.
+    tau : the threshold in [0, 1): an edge needs a similarity strictly above it.
+    inplace : overwrite ``similarity``, so a 4,096-neuron layer holds one 64 MiB matrix instead of two.
+
+    Returns
+    -------
+    The weighted adjacency matrix (``similarity`` itself when ``inplace``). Negative similarities
+    never make edges; a tau above every similarity gives a graph with no edge (see
+    ``tau_for_mean_degree``).
+
+    Raises
+    ------
+    ConfigError : for a tau outside [0, 1) (NaN included).
+
+    Example: ``threshold_adjacency(torch.tensor([[1., .5], [.5, 1.]]), 0.1)`` is ``[[0, .5], [.5, 0]]``.
     """
     TAU.check(tau, "tau")
     adjacency = similarity if inplace else similarity.clone()
@@ -54,12 +69,19 @@ def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = Fa
 
 
 def adjacency_for(module: nn.Module, tau: float, layer_name: str = "layer") -> torch.Tensor:
-    """Similarity and thresholding of a layer in one pass, holding a single n x n matrix."""
+    """The thresholded similarity graph of a Linear or Conv2d layer, holding a single n x n matrix.
+
+    ``threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)``:
+    ConfigError for a module without neurons or a tau outside [0, 1); NonFiniteWeightsError (naming
+    ``layer_name``) when a weight is NaN or Inf.
+    """
     return threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)
 
 
 @dataclass(frozen=True)
 class GraphSummary:
+    """What ``summarize`` counts in a graph."""
+
     nodes: int
     edges: int
     density: float  # edges / (n (n - 1) / 2); 0 for n < 2
@@ -69,6 +91,8 @@ class GraphSummary:
 
 
 def summarize(adjacency: torch.Tensor) -> GraphSummary:
+    """Nodes, edges, density, connected components, isolated nodes and the largest component's size of a
+    symmetric adjacency matrix (each edge counted once). An empty graph (n = 0) has 0 of everything."""
     n = adjacency.shape[0]
     sparse = to_scipy(adjacency)
     edges = sparse.nnz // 2
@@ -82,6 +106,7 @@ def summarize(adjacency: torch.Tensor) -> GraphSummary:
 
 
 def to_scipy(adjacency: torch.Tensor) -> scipy.sparse.csr_array:
+    """The nonzero entries of ``adjacency`` as a SciPy CSR array (float64, both triangles)."""
     rows, cols = torch.nonzero(adjacency, as_tuple=True)
     values = adjacency[rows, cols].double().cpu().numpy()
     n = adjacency.shape[0]
@@ -101,8 +126,19 @@ MAX_NETWORKX_EDGES = 2_000_000
 def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) -> nx.Graph:
     """Undirected weighted networkx Graph with nodes 0..n-1 (isolated nodes included).
 
-    Refuses graphs with more than ``max_edges`` edges: networkx stores each edge as Python
-    dicts, and a dense 4,096-neuron graph would need gigabytes. Raise tau to thin it.
+    Parameters
+    ----------
+    adjacency : tensor, n x n, symmetric; only the upper triangle is read (``upper_edges``).
+    max_edges : the most edges accepted.
+
+    Returns
+    -------
+    A ``networkx.Graph`` whose edges carry the similarity as "weight".
+
+    Raises
+    ------
+    ConfigError : for more than ``max_edges`` edges: networkx stores each edge as Python dicts, and a
+        dense 4,096-neuron graph would need gigabytes. Raise tau to thin it.
     """
     rows, cols, weights = upper_edges(adjacency)
     if rows.numel() > max_edges:
@@ -181,11 +217,13 @@ def principal_components(matrix: torch.Tensor, k: int = 2, seed: int = 0) -> tor
 
 
 def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
-    """Node positions (n x 2) that depend on the weights only, never on tau.
+    """Node positions (n x 2, float32, within about [-1, 1]) that depend on the weights only, never on tau.
 
-    Principal components of the normalised weight vectors place similar neurons close
-    together (cosine distance is monotone in the Euclidean distance of unit vectors); a small
-    seeded jitter separates exact duplicates. Cache it per (backbone, layer).
+    The two principal components of the normalised weight vectors (``principal_components``) place
+    similar neurons close together (cosine distance is monotone in the Euclidean distance of unit
+    vectors); a small jitter drawn with ``seed`` separates exact duplicates. The same weights and
+    seed give the same positions. Fewer than 3 neurons: the jitter alone around the origin.
+    Cache it per (backbone, layer).
     """
     normalised = normalise_rows(vectors)
     n = normalised.shape[0]

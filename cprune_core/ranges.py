@@ -18,7 +18,11 @@ __all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "choose
 
 @dataclass(frozen=True)
 class Range:
-    """An interval of valid values; ``integer`` asks for whole numbers."""
+    """An interval of valid values; ``integer`` asks for whole numbers (ints, not whole floats).
+
+    Example: ``0.5 in KEEP`` is True, ``0 in KEEP`` False (KEEP is (0, 1]); ``KEEP.check(0, "keep")``
+    raises ConfigError "keep must be in (0, 1], got 0.".
+    """
 
     low: float
     high: float

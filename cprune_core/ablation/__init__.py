@@ -26,11 +26,12 @@ On top: each criterion's scores (what pruning ranks the group by: ``PruningGraph
 their Spearman correlation with the importance and its bootstrap interval over neurons
 (``criterion_correlations``), the validation accuracy before any fine-tuning at each keep ratio
 (``zero_shot_curve``), and one sentence generated from those numbers (``summary_sentence``).
-``analyse_importance`` does it all; the app and ``experiment importance`` call it.
+``analyse_importance`` does it all; the app and ``experiment importance`` call it, with the settings
+of ``AnalysisConfig`` (the one source of their defaults, valid ranges and help).
 
 Validation split only: the test split is never looked at here. Long steps take a progress
 callback ``progress(done, total, message)`` (total 0: not known yet) and a ``stop`` event; a set
-``stop`` raises ``StopRequested``.
+``stop`` raises ``StopRequested`` (``progress.report`` and ``progress.check_stop``).
 """
 from .ablators import ForwardAblator, LayerAblator, PooledAblator, layer_ablator
 from .analysis import ImportanceAnalysis, analyse_importance

@@ -192,8 +192,10 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
                   feature_cache: FeatureCache | None = None) -> LayerAblator:
     """The ablator of ``group`` (of ``layer``, for messages) on the trained baseline's validation split:
     a ``PooledAblator`` when the classifier is the group's only consumer, else a ``ForwardAblator``
-    (whose rest-of-network inputs are computed once, through the engine's feature cache; it moves the
-    model to the config's device)."""
+    (whose rest-of-network inputs are computed once, through ``feature_cache``, None: the engine's; it
+    moves the model to the config's device). ConfigError when a consumer of the group also reads other
+    channels (a concatenation: zeroing by channel index would be wrong); StopRequested when ``stop`` is
+    set while the inputs are computed."""
     layer = layer or group.root
     spec, config, model = trained.spec, trained.config, trained.model
     consumers = _consumers(model, group)

@@ -47,10 +47,36 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
                        progress: ProgressCallback | None = None, stop: threading.Event | None = None,
                        feature_cache: FeatureCache | None = None,
                        data_roots: list[Path] | None = None) -> ImportanceAnalysis:
-    """Train the head once (``config``'s backbone, dataset, split and seed), then measure ``layer``'s
-    neurons (None: the backbone's head layer): every neuron when that is one operation, else a
-    seeded sample of ``sample_size``. Every setting and the layer are checked before any training
-    (ConfigError); ``data_roots`` confines the dataset to those folders, as for the app's visitors."""
+    """Does centrality predict importance? Train the head once, then measure ``layer``'s neurons.
+
+    Parameters
+    ----------
+    config : the run that trains the head (its backbone, weights, dataset, split, seed, epochs, image
+        size; run in mode "baseline" whatever its mode).
+    layer, criteria, tau, seeds, sample_size, resamples, keep_ratios : the analysis's settings, as
+        ``AnalysisConfig``'s fields (their defaults; ``**settings.to_dict()`` passes a whole one). Every
+        neuron is measured when that is one operation (a layer read only by the classifier), else a
+        sample of ``sample_size`` drawn with ``config.seed``.
+    progress : ``progress(done, total, message)`` as each step goes (total 0: not known yet).
+    stop : a set Event ends the analysis with StopRequested, within one batch or one neuron.
+    feature_cache : as ``train_baseline``.
+    data_roots : confines the dataset to those folders, as for the app's visitors.
+
+    Returns
+    -------
+    ImportanceAnalysis : the baseline run's summary, each measured neuron's effect, every criterion's
+    scores and correlation, the zero-shot curve and the sentence. The test split is never read.
+
+    Raises
+    ------
+    ConfigError : for an impossible setting or a layer that cannot be analysed (no such layer, the
+        classifier, a depthwise convolution), all before any training; for an empty validation split; and,
+        once the head is trained, for a layer whose consumers also read other channels (a concatenation).
+    StopRequested : when ``stop`` is set.
+    CPruneError : the head's training run's own error (a dataset that cannot be read, missing weights).
+
+    Example: ``analyse_importance(config, "head.1", seeds=2).sentence`` states the finding in one sentence.
+    """
     AnalysisConfig(layer, tuple(criteria), tau, seeds, sample_size, resamples, tuple(keep_ratios)).validate()
     config = replace(config, mode="baseline")
     config.validate()

@@ -36,9 +36,12 @@ def train_baseline(config: FinetuneConfig, *, progress: ProgressCallback | None 
                    stop: threading.Event | None = None, feature_cache: FeatureCache | None = None,
                    data_roots: list[Path] | None = None) -> TrainedBaseline:
     """Train a new head on the frozen backbone with the engine (``config`` in mode "baseline"); the prefix
-    features come from (and go to) the engine's feature cache, and the dataset is confined to
-    ``data_roots`` when given. The run's own error when it fails, ConfigError when the validation split is
-    empty, StopRequested when ``stop`` is set."""
+    features come from (and go to) ``feature_cache`` (None: the engine's), and the dataset is confined to
+    ``data_roots`` when given. ``progress`` hears the engine's steps.
+
+    Raises the run's own error (``errors.error_from``) when it fails, ConfigError when the validation
+    split is empty, StopRequested when ``stop`` is set.
+    """
     config = replace(config, mode="baseline")
     job = Finetuner(config, feature_cache, data_roots)
 
