@@ -167,7 +167,9 @@ def select_groups(graph: PruningGraph, layers: list[str] | None) -> list[Prunabl
 
 
 def keep_plan(graph: PruningGraph, layers: list[str] | None, keep: float | dict[str, int]) -> dict[int, int]:
-    """Group index -> neurons kept, from one keep ratio or from counts per layer."""
+    """Group index -> neurons kept, from one keep ratio or from counts per layer (a group holding several
+    of the counted layers keeps the largest count). ConfigError for a ratio outside (0, 1], a count
+    outside 1..n, or a layer that cannot be pruned."""
     plan = {}
     for group in select_groups(graph, layers):
         if isinstance(keep, dict):

@@ -41,6 +41,8 @@ class RunStatus(StrEnum):
 
 
 class EventKind(StrEnum):
+    """What a ``MetricEvent`` marks in a run's stream."""
+
     PREPARE = "prepare"  # loading, pruning, feature extraction (the message says which)
     START = "start"  # training begins; total_steps known
     STEP = "step"  # every log_every optimizer steps: running train loss and accuracy of the epoch
@@ -73,7 +75,13 @@ def option(default: Any, help: str, group: str, **kwargs: Any) -> Any:
 
 @dataclass
 class FinetuneConfig:
-    """Everything that defines one fine-tuning run (JSON-serialisable via to_dict)."""
+    """Everything that defines one fine-tuning run (JSON-serialisable via to_dict).
+
+    Each field's ``Option`` (``config_options()``) carries its help, choices and valid range; ``validate``
+    checks them all and the combinations (ConfigError naming the first impossible value). Example:
+    ``FinetuneConfig(dataset="flowers-sample", keep=0.25, epochs=3)`` is a quick pruned run of the
+    default backbone's head layer.
+    """
 
     backbone: str = option(DEFAULT_BACKBONE, "Backbone network.", "model", choices=tuple(BACKBONES))
     weights: str = option("pretrained", "Starting weights: ImageNet-pretrained, random init, or a --checkpoint file.",

@@ -316,7 +316,7 @@ class RunStore:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A stored run."""
+    """A stored run, as ``RunStore.get_run`` reads it back (``history`` in the order it was recorded)."""
 
     id: int
     kind: str  # "finetune" (CLI, app) or "experiment"
