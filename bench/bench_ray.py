@@ -2,7 +2,9 @@
 
 Run: .venv/bin/python bench/bench_ray.py
 Targets (2-core CPU, a local Ray of 2 CPUs): the --quick paper table under Ray within 1.3x of its
-wall time with the local executor; Ray's overhead under 1 s per run.
+wall time with the local executor; Ray's overhead under 1 s per run; an unreachable --ray-address
+refused (one line naming it) within the probe's timeout (PROBE_TIMEOUT_S, 5 s: what a silent address
+costs by design) plus 1 s of the command's start-up.
 
 Each grid is the real command in a fresh process (`python -m cprune_core experiment paper-table
 --quick --no-record`), timed from start to exit: the local one imports torch and runs the 12 runs in
@@ -12,11 +14,16 @@ Ray's overhead: what it adds to every run (an empty task's round trip on a warm 
 once per command (starting a local Ray; a fresh worker importing torch and the engine), and, from the
 Ray grid, the slot-seconds not spent inside a run (slots x wall time - the runs' own durations)
 divided by the runs, which spreads the once-per-command costs and the idle tail over this grid's 12 runs.
+An unreachable address: the command (in this process, after its imports) on a closed port, on an address
+nobody answers (TEST-NET-1) and on a port that answers but not as Ray.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +74,25 @@ def ray_costs(repeats: int = 200) -> tuple[float, float, float]:
         ray.shutdown()
 
 
+def unreachable_address_seconds() -> dict[str, float]:
+    """Seconds from the command's start (imports done) to its one-line error, per unreachable address."""
+    from cprune_core.cli import main as command
+
+    seconds = {}
+    with socket.create_server(("127.0.0.1", 0)) as silent, tempfile.TemporaryDirectory() as out:
+        for what, address in [("closed port", "127.0.0.1:9"), ("nobody answers", "192.0.2.1:6379"),
+                              ("answers, not as Ray", f"127.0.0.1:{silent.getsockname()[1]}")]:
+            error = io.StringIO()
+            started = time.perf_counter()
+            with contextlib.redirect_stderr(error):
+                code = command(["experiment", "paper-table", "--quick", "--no-record", "--out", out,
+                                "--executor", "ray", "--ray-address", address])
+            seconds[what] = time.perf_counter() - started
+            if code != 3 or address not in error.getvalue():
+                raise SystemExit(f"unexpected outcome for {address}: exit {code}, {error.getvalue()!r}")
+    return seconds
+
+
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     load = os.getloadavg()[0]
@@ -91,6 +117,12 @@ def main() -> None:
     print(f"== Ray's own costs: starting a local Ray {start_s:.1f} s and a worker importing the engine {warm_up_s:.1f} s "
           f"(once per command); an empty task's round trip on a warm worker {1000 * round_trip_s:.1f} ms per run "
           f"-> {'OK' if round_trip_s < 1 else 'SLOW'} (target < 1 s per run)")
+    from cprune_core.experiment.executors import PROBE_TIMEOUT_S
+
+    seconds, target = unreachable_address_seconds(), PROBE_TIMEOUT_S + 1
+    print("== An unreachable --ray-address, to its one-line error: " + ", ".join(
+        f"{what} {value:.2f} s" for what, value in seconds.items())
+          + f" -> {'OK' if max(seconds.values()) < target else 'SLOW'} (target < {target:g} s)")
 
 if __name__ == "__main__":
     main()

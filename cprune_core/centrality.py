@@ -61,8 +61,23 @@ class PowerStep:
 def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 1e-6) -> Iterator[PowerStep]:
     """The steps of power iteration on (I + A) from the uniform vector, up to convergence or max_iter.
 
+    Parameters
+    ----------
+    adjacency : tensor, n x n, non-negative (symmetric for a centrality), on any device.
+    max_iter : the most steps yielded.
+    tol : a step converges when its L1 change is below n * tol; it is the last one yielded.
+
+    Yields
+    ------
+    PowerStep : k, the unit-norm iterate x_k, whether it converged, its L1 change and eigenvalue estimate.
+
+    Raises
+    ------
+    ConfigError : for a matrix that is not square, or has a negative entry.
+
     The shift by I keeps bipartite graphs from oscillating (as networkx.eigenvector_centrality
-    does); iteration stops after the first step whose L1 change is below n * tol.
+    does). An empty matrix (n = 0) yields nothing; n = 1 converges at once. Example:
+    ``[step.change for step in power_iteration(A)]`` is the convergence curve the app draws.
     """
     n = _check_square(adjacency)
     x = adjacency.new_full((n,), 1.0 / n)
@@ -80,10 +95,25 @@ def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 
 
 
 def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 1e-6) -> torch.Tensor:
-    """Eigenvector centrality: the non-negative x with A x = lambda_max x, ||x||_2 = 1.
+    """Eigenvector centrality (Bonacich 1972): the non-negative x with A x = lambda_max x, ||x||_2 = 1.
 
-    The last step of ``power_iteration``. Returns float32 scores on the adjacency's device;
-    raises PowerIterationFailedConvergence (carrying the last iterate) after ``max_iter`` steps.
+    Parameters
+    ----------
+    adjacency : tensor, n x n, symmetric and non-negative (e.g. ``graph.threshold_adjacency``).
+    max_iter, tol : as ``power_iteration``.
+
+    Returns
+    -------
+    The last step's iterate: n scores, in the adjacency's dtype on its device (empty for n = 0).
+
+    Raises
+    ------
+    PowerIterationFailedConvergence : after ``max_iter`` steps; its ``last`` holds the last iterate.
+    ConfigError : for a matrix that is not square, or has a negative entry.
+
+    The awkward graphs are listed in the module's docstring (no edge: 1/sqrt(n) each; isolated
+    nodes: 0). Agrees with networkx.eigenvector_centrality (tests/test_centrality.py). Example:
+    ``eigenvector_centrality(torch.tensor([[0., 1.], [1., 0.]]))`` is ``tensor([0.7071, 0.7071])``.
     """
     if _check_square(adjacency) == 0:
         return adjacency.new_zeros(0)
@@ -95,14 +125,30 @@ def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: f
 
 
 def weighted_degree(adjacency: torch.Tensor) -> torch.Tensor:
-    """Sum of edge weights at each node (0 for isolated nodes)."""
+    """Sum of edge weights at each node (its strength; 0 for an isolated node). ConfigError for a
+    matrix that is not square, or has a negative entry."""
     _check_square(adjacency)
     return adjacency.sum(1)
 
 
 def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 200, tol: float = 1e-8) -> torch.Tensor:
-    """Weighted PageRank with uniform teleport; isolated (dangling) nodes spread their mass
-    uniformly, as networkx.pagerank does. Scores sum to 1."""
+    """Weighted PageRank (Page et al. 1999) with uniform teleport, as networkx.pagerank.
+
+    Parameters
+    ----------
+    adjacency : tensor, n x n, non-negative; entry (i, j) is the weight of the link i -> j.
+    alpha : the damping factor: the probability of following a link rather than teleporting.
+    max_iter, tol : stop when the L1 change of a step is below n * tol.
+
+    Returns
+    -------
+    n scores that sum to 1 (empty for n = 0). Isolated (dangling) nodes spread their mass uniformly.
+
+    Raises
+    ------
+    PowerIterationFailedConvergence : after ``max_iter`` steps, carrying the last iterate.
+    ConfigError : for a matrix that is not square, or has a negative entry.
+    """
     n = _check_square(adjacency)
     if n == 0:
         return adjacency.new_zeros(0)

@@ -22,16 +22,22 @@ __all__ = ["Cost", "CostModel", "count_params", "count_macs", "exact_cost", "mea
 
 @dataclass(frozen=True)
 class Cost:
+    """Parameters and multiply-accumulates of one forward pass of one image."""
+
     params: int
     macs: int
 
 
 def count_params(model: nn.Module) -> int:
+    """Every parameter of ``model``, trainable or frozen."""
     return sum(p.numel() for p in model.parameters())
 
 
 @torch.no_grad()
 def count_macs(model: nn.Module, input_size: int) -> int:
+    """Multiply-accumulates of one forward pass of one ``input_size`` x ``input_size`` image, counted by
+    torch's FlopCounterMode (convolutions and matrix products; BatchNorm, activations and pooling count
+    0). Runs the model once, in eval mode, on its device; the model is left in the mode it came in."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -42,12 +48,15 @@ def count_macs(model: nn.Module, input_size: int) -> int:
 
 
 def exact_cost(model: nn.Module, input_size: int) -> Cost:
+    """``Cost(count_params(model), count_macs(model, input_size))``: what ``CostModel`` predicts."""
     return Cost(count_params(model), count_macs(model, input_size))
 
 
 @torch.no_grad()
 def measure_latency_ms(model: nn.Module, input_size: int, batch_size: int = 1, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time of one forward pass, in milliseconds, on the model's device."""
+    """Median wall time of one forward pass of ``batch_size`` random images, in milliseconds, on the model's
+    device, over ``repeats`` passes after ``warmup`` (a GPU is synchronised around each). A timing: it
+    varies with the machine's other load, and is never compared exactly."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -90,7 +99,12 @@ class _LayerShape:
 
 
 class CostModel:
-    """Live params/MACs for any plan {group index: neurons kept}, with no forward pass."""
+    """Live params/MACs for any plan {group index: neurons kept}, with no forward pass.
+
+    Built once per (model, input size): one forward pass records every Conv2d, Linear and BatchNorm
+    shape. ``estimate(plan)`` then equals ``exact_cost`` of the model pruned by that plan (tests check
+    it on every backbone); ``estimate({})`` is the unpruned model's cost (``base``).
+    """
 
     def __init__(self, model: nn.Module, graph: PruningGraph, input_size: int):
         self.graph = graph

@@ -29,8 +29,23 @@ RANKING_MAX_ITER = 20_000
 
 
 class Criterion:
+    """A neuron importance criterion: ``criterion(vectors)`` scores each neuron of one layer.
+
+    Parameters of the call
+    ----------------------
+    vectors : tensor, n x d
+        The layer's weight vectors (``layers.weight_vectors``: one row per neuron), on any device.
+
+    Returns
+    -------
+    A float tensor of n scores on the same device; higher means keep (``pruning.kept_indices`` keeps
+    the highest, ties going to the lower index).
+
+    Example: ``make_criterion("l1")(torch.tensor([[1.0, -2.0], [0.5, 0.5]]))`` is ``tensor([3., 1.])``.
+    """
+
     name: str = ""
-    uses_graph: bool = False
+    uses_graph: bool = False  # scores come from the tau-thresholded similarity graph
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -40,6 +55,9 @@ class Criterion:
 
 
 class GraphCriterion(Criterion):
+    """A centrality of the neuron graph: cosine similarities of the weight vectors above ``tau``
+    (``graph.threshold_adjacency``), self-loops removed. ConfigError for ``tau`` outside [0, 1)."""
+
     uses_graph = True
 
     def __init__(self, tau: float = DEFAULT_TAU):
@@ -49,6 +67,7 @@ class GraphCriterion(Criterion):
         return self.from_adjacency(threshold_adjacency(cosine_similarity(vectors), self.tau, inplace=True))
 
     def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+        """The scores from an adjacency matrix already thresholded (n x n, symmetric, non-negative)."""
         raise NotImplementedError
 
 
@@ -64,7 +83,15 @@ def ranking_centrality(adjacency: torch.Tensor) -> torch.Tensor:
 
 
 class EigenvectorCentrality(GraphCriterion):
-    """The paper's criterion: keep the most central neurons."""
+    """The paper's criterion (arXiv 2512.12543): keep the most central neurons of the similarity graph.
+
+    Eigenvector centrality (Bonacich 1972, "Factoring and weighting approaches to status scores and
+    clique identification") is the leading eigenvector of the adjacency matrix, found by power
+    iteration (``centrality.eigenvector_centrality``). Awkward cases: a graph with no edge (all
+    similarities <= tau) scores every neuron 1/sqrt(n), so pruning keeps the lowest indices; nodes
+    outside the dominant component score about 0; past RANKING_MAX_ITER steps without convergence
+    the last iterate is used, with a RuntimeWarning.
+    """
 
     name = "eigenvector"
 
@@ -73,7 +100,7 @@ class EigenvectorCentrality(GraphCriterion):
 
 
 class InverseEigenvector(GraphCriterion):
-    """Control: keep the least central neurons."""
+    """A control for the paper's premise: minus eigenvector centrality, so the least central neurons are kept."""
 
     name = "inverse-eigenvector"
 
@@ -82,6 +109,9 @@ class InverseEigenvector(GraphCriterion):
 
 
 class Degree(GraphCriterion):
+    """Weighted degree (a node's strength): the sum of a neuron's edge weights above tau. The simplest graph
+    centrality, against which eigenvector centrality's extra work can be judged; 0 for an isolated neuron."""
+
     name = "degree"
 
     def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
@@ -89,6 +119,10 @@ class Degree(GraphCriterion):
 
 
 class PageRank(GraphCriterion):
+    """PageRank (Page, Brin, Motwani and Winograd 1999, "The PageRank Citation Ranking: Bringing Order to
+    the Web") of the undirected weighted graph, damping 0.85 (``centrality.pagerank``); scores sum to 1.
+    PowerIterationFailedConvergence when it does not converge within 200 steps."""
+
     name = "pagerank"
 
     def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
@@ -96,6 +130,9 @@ class PageRank(GraphCriterion):
 
 
 class L1Norm(Criterion):
+    """The L1 norm of each weight vector: Li et al. 2017, "Pruning Filters for Efficient ConvNets" (ICLR),
+    which prunes the filters of smallest absolute weight sum. A magnitude baseline without any graph."""
+
     name = "l1"
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -103,6 +140,9 @@ class L1Norm(Criterion):
 
 
 class L2Norm(Criterion):
+    """The L2 norm of each weight vector: the variant of Li et al. 2017 ("Pruning Filters for Efficient
+    ConvNets") that ranks filters by their Euclidean norm."""
+
     name = "l2"
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -110,8 +150,10 @@ class L2Norm(Criterion):
 
 
 class FPGM(Criterion):
-    """Filter pruning via geometric median (He et al. 2019): neurons closest to the others
-    are the most replaceable, so the score is the summed distance to all other neurons."""
+    """Filter pruning via geometric median (He et al. 2019, "Filter Pruning via Geometric Median for Deep
+    Convolutional Neural Networks Acceleration", CVPR): neurons closest to the others are the most
+    replaceable, so the score is the summed Euclidean distance to all other neurons. Duplicate
+    neurons score alike; n = 1 scores 0."""
 
     name = "fpgm"
 
@@ -121,6 +163,9 @@ class FPGM(Criterion):
 
 
 class RandomScores(Criterion):
+    """The control every criterion must beat: uniform random scores, from ``seed`` plus the layer's neuron
+    count (so layers of different sizes draw differently), the same for the same seed and layer."""
+
     name = "random"
 
     def __init__(self, seed: int = 0):
@@ -180,6 +225,8 @@ def make_criterion(name: str, tau: float = DEFAULT_TAU, seed: int = 0) -> Criter
 
 
 def scores_for(module: nn.Module, criterion: Criterion, layer_name: str = "layer") -> torch.Tensor:
+    """``criterion`` on a Linear or Conv2d module's weight vectors; NonFiniteWeightsError (naming
+    ``layer_name``) for NaN or Inf weights, ConfigError for a module without neurons."""
     return criterion(weight_vectors(module, layer_name))
 
 

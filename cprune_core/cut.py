@@ -32,11 +32,18 @@ def _chain(module: nn.Module, path: list[str], flatten_before: str, prefix: str 
             continue
         (after if found else before).append(child)
     if path and not found:
-        raise KeyError(f"No module {prefix}{path[0]!r} on the way to the cut point.")
+        raise KeyError(f"No module '{prefix}{path[0]}' on the way to the cut point.")
     return before, after
 
 
 def cut_model(model: nn.Module, spec: BackboneSpec) -> tuple[nn.Sequential, nn.Sequential]:
-    """(prefix, suffix) sharing the model's modules: ``suffix(prefix(x)) == model(x)``."""
+    """(prefix, suffix) sharing the model's modules: ``suffix(prefix(x)) == model(x)``.
+
+    The cut falls before ``spec.suffix_start`` (a dotted path: "head", "layer4", "blocks.15"); the
+    containers on the way to it are opened, so every container above the cut must be a chain
+    (``nn.Sequential``), and torchvision's flatten is put back where ``spec.flatten_before`` says.
+    Both parts are ``nn.Sequential``s of the model's own modules: training the suffix trains the model.
+    KeyError for a cut point the model does not have (a registry entry's mistake, not a user's).
+    """
     before, after = _chain(model, spec.suffix_start.split("."), spec.flatten_before)
     return nn.Sequential(*before), nn.Sequential(*after)

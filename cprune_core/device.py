@@ -1,7 +1,6 @@
 """Devices, mixed precision and out-of-memory detection, apart from training (as timm/utils/cuda.py)."""
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 
 import torch
@@ -9,8 +8,7 @@ import torch
 from .errors import ConfigError
 from .ranges import choose
 
-__all__ = ["DEVICES", "resolve_device", "describe_device", "Precision", "is_out_of_memory", "to_device",
-           "loader_workers"]
+__all__ = ["DEVICES", "resolve_device", "describe_device", "Precision", "is_out_of_memory", "to_device"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -35,7 +33,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """The device in words, e.g. "cuda (NVIDIA H100 80GB HBM3)" or "cpu (2 threads)"."""
+    """The device in words, e.g. "cuda (NVIDIA H100 80GB HBM3)" or "cpu (2 threads)" (torch's threads now)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":
@@ -85,8 +83,3 @@ def to_device(batch, device: torch.device):
     if device.type == "cuda" and inputs.ndim == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     return inputs, labels.to(device, non_blocking=non_blocking)
-
-
-def loader_workers(device: torch.device) -> int:
-    # On CPU the model needs every core; loader workers would only compete with it.
-    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)

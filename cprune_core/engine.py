@@ -15,11 +15,12 @@ effect of training more layers.
 
 Stopping and failing
 --------------------
-A ``threading.Event`` passed as ``stop`` is checked before every batch (training, evaluation
-and feature extraction). A stopped run ends "stopped" with its partial history and the
-figures of the partially trained model (no test accuracy when it stopped before training).
-A ``CPruneError`` or running out of memory ends the run "failed" with its message; any other
-exception is a bug and propagates.
+A ``threading.Event`` passed as ``stop`` is checked before every batch (training, validation
+and feature extraction) and while the dataset is indexed; whatever sees it set raises
+``StopRequested``, which ``Finetuner`` catches in one place. A stopped run ends "stopped" with
+its partial history; once training has begun, with the figures of the partially trained model
+(its test accuracy too, when at least one step was taken). A ``CPruneError`` or running out of
+memory ends the run "failed" with its message; any other exception is a bug and propagates.
 """
 from __future__ import annotations
 
@@ -29,23 +30,21 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .cost import count_macs, count_params, measure_latency_ms
-from .data import SPLITS, ImageListDataset, build_transform, collate_skip_bad, load_dataset
-from .device import Precision, is_out_of_memory, loader_workers, resolve_device, to_device
+from .data import SPLITS, ImageListDataset, build_transform, load_dataset, make_loader
+from .device import Precision, is_out_of_memory, resolve_device, to_device
 from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
-from .features import (FEATURE_CACHE, FeatureCache, Features, TensorBatches, cached_prefix_features, pooled_features,
-                       weights_id)
+from .features import FEATURE_CACHE, FeatureCache, Features, TensorBatches, pooled_features, prefix_features
 from .criteria import make_criterion
-from .progress import Progress
+from .progress import Progress, Steps, check_stop
 from .pruning import layers_to_prune, prune_model
 from .registry import get_spec, get_submodule, load_backbone, replace_classifier
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
 from .cut import cut_model
 
-__all__ = ["Finetuner", "finetune", "run", "make_optimizer", "train_epochs", "image_loader"]
+__all__ = ["Finetuner", "finetune", "run", "make_optimizer", "train_epochs"]
 
 
 def make_optimizer(trainable: nn.Module, head: nn.Module, config: FinetuneConfig, total_steps: int):
@@ -59,17 +58,11 @@ def make_optimizer(trainable: nn.Module, head: nn.Module, config: FinetuneConfig
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
-def image_loader(dataset, transform, batch_size: int, device: torch.device, shuffle_seed: int | None = None):
-    """Batches of images for training on the whole network (shuffled by a seeded generator when asked)."""
-    generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
-    return DataLoader(dataset.with_transform(transform), batch_size=batch_size, shuffle=generator is not None,
-                      generator=generator, collate_fn=collate_skip_bad, num_workers=loader_workers(device),
-                      pin_memory=device.type == "cuda")
-
-
 def train_epochs(trainable: nn.Module, head: nn.Module, sources: dict, config: FinetuneConfig, precision: Precision,
-                 progress: Progress, stop: threading.Event, n_images: int, n_classes: int) -> Iterator[MetricEvent]:
-    """The training loop: a "start", then "step" and "epoch" events; returns early when ``stop`` is set."""
+                 progress: Progress, stop: threading.Event | None, n_images: int,
+                 n_classes: int) -> Iterator[MetricEvent]:
+    """The training loop: a "start", then "step" and "epoch" events. StopRequested when ``stop`` is set
+    (before a training batch, or during validation: that epoch then has no "epoch" event)."""
     device = precision.device
     total_steps = config.epochs * len(sources["train"])
     optimizer, schedule = make_optimizer(trainable, head, config, total_steps)
@@ -84,8 +77,7 @@ def train_epochs(trainable: nn.Module, head: nn.Module, sources: dict, config: F
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         for batch in sources["train"]:
-            if stop.is_set():
-                return
+            check_stop(stop)
             if batch is None:
                 continue
             inputs, labels = to_device(batch, device)
@@ -102,8 +94,6 @@ def train_epochs(trainable: nn.Module, head: nn.Module, sources: dict, config: F
             if progress.step % config.log_every == 0:
                 yield progress.event(EventKind.STEP, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen)
         val_acc = accuracy(trainable, sources["val"], device, precision, n_classes, stop)
-        if stop.is_set():  # the stop came during validation: this epoch is incomplete
-            return
         seen = max(seen, 1)
         yield progress.event(EventKind.EPOCH, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
                              val_acc=val_acc, message=f"Epoch {epoch}/{config.epochs}")
@@ -112,9 +102,17 @@ def train_epochs(trainable: nn.Module, head: nn.Module, sources: dict, config: F
 class Finetuner:
     """One run of ``config`` (iterate ``events()`` once); afterwards ``result()`` holds the model.
 
-    Latency is measured at batch 1 on the training device; the returned model is on the CPU.
-    When the run trains on cached features, ``features`` holds them per split afterwards (for a
-    baseline: what the classifier sees, the pooled features); ``datasets`` holds the splits.
+    Parameters
+    ----------
+    config : the run; validated at once (ConfigError names the first impossible value).
+    feature_cache : where frozen prefix features are looked up and kept; None: ``FEATURE_CACHE``.
+    data_roots : the folders a dataset may be read from (the app's visitors); None: anywhere.
+
+    The run's own problems never raise from ``events()``: a stop ends it "stopped", a ``CPruneError``
+    or running out of memory "failed", each with a message (see the module's docstring). Latency is
+    measured at batch 1 on the training device; the returned model is on the CPU. When the run trains
+    on cached features, ``features`` holds them per split afterwards (for a baseline: what the
+    classifier sees, the pooled features); ``datasets`` holds the splits.
     """
 
     def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None,
@@ -136,6 +134,7 @@ class Finetuner:
         self._stop = threading.Event()
         self._datasets: dict[str, ImageListDataset] = {}
         self._n_skipped = 0
+        self._training: tuple[nn.Module, dict, int] | None = None  # (trainable, batches per split, image size)
 
     @property
     def datasets(self) -> dict[str, ImageListDataset]:
@@ -152,9 +151,6 @@ class Finetuner:
             self.precision = Precision(self.device)
             yield from self._run()
             return
-        except StopRequested as stopped:
-            yield self._end(RunStatus.STOPPED, str(stopped))
-            return
         except CPruneError as error:
             yield self._end(RunStatus.FAILED, str(error), error=type(error).__name__)
             return
@@ -170,12 +166,28 @@ class Finetuner:
                                           "image size.", error="OutOfMemory")
 
     def result(self) -> RunResult:
+        """The ended run's config, history, summary, model (on the CPU), classes and kept neurons.
+        RuntimeError before ``events()`` has been iterated to its end."""
         if self.summary is None:
             raise RuntimeError("The run has not ended: iterate events() to the end first.")
         return RunResult(self.config, self.progress.history, self.summary, self.model, self.spec, self.classes,
                          self.kept)
 
     def _run(self) -> Iterator[MetricEvent]:
+        """The run, ended "finished" or, the one place a stop is caught, "stopped"."""
+        self._training = None
+        try:
+            yield from self._train()
+        except StopRequested as stopped:
+            if self._training is None:  # before training: no model worth measuring
+                yield self._end(RunStatus.STOPPED, str(stopped))
+            else:
+                yield self._finish(RunStatus.STOPPED,
+                                   f"Stopped after {self.progress.step} of {self.progress.total_steps} steps.")
+            return
+        yield self._finish(RunStatus.FINISHED, "Finished.")
+
+    def _train(self) -> Iterator[MetricEvent]:
         config, spec = self.config, self.spec
         image_size = config.image_size or spec.input_size
         yield self._prepare(f"Loading {config.dataset}")
@@ -203,25 +215,24 @@ class Finetuner:
             self.model = self.model.to(memory_format=torch.channels_last)
 
         trainable, sources = yield from self._sources(image_size)
-        if sources is None:
-            yield self._end(RunStatus.STOPPED, "Stopped while computing features.")
-            return
+        self._training = trainable, sources, image_size
         yield from train_epochs(trainable, get_submodule(self.model, spec.classifier), sources, config,
                                 self.precision, self.progress, self._stop, len(self._datasets["train"]),
                                 len(self.classes))
-        yield self._finish(trainable, sources, image_size)
+        check_stop(self._stop)  # a stop after the last validation still ends the run "stopped"
 
     def _sources(self, image_size: int):
         """The module to train and its batches per split: cached features, or images for scope "all"."""
         config, spec = self.config, self.spec
-        eval_transform = build_transform(image_size, spec.mean, spec.std, train=False)
         if config.mode == "baseline" or config.train_scope == "suffix":
             prefix, suffix = cut_model(self.model, spec)
             cached = {}
             for split in SPLITS:
-                cached[split] = yield from self._prefix_features(prefix, split, eval_transform, image_size)
-                if cached[split] is None:
-                    return None, None
+                steps = Steps(prefix_features(prefix, self._datasets[split], config, spec, split=split,
+                                              precision=self.precision, stop=self._stop, cache=self.cache))
+                for batch, batches in steps:
+                    yield self._prepare(f"Computing {split} features: batch {batch}/{batches}")
+                cached[split] = steps.result
             trainable = suffix
             if config.mode == "baseline":
                 trainable = get_submodule(self.model, spec.classifier)
@@ -231,48 +242,28 @@ class Finetuner:
             generator = torch.Generator().manual_seed(config.seed)
             sources["train"] = TensorBatches(*cached["train"], config.batch_size, generator)
             return trainable, sources
+        eval_transform = build_transform(image_size, spec.mean, spec.std, train=False)
         train_transform = build_transform(image_size, spec.mean, spec.std, train=True)
-        sources = {split: image_loader(self._datasets[split], eval_transform, config.batch_size, self.device)
+        sources = {split: make_loader(self._datasets[split], eval_transform, config.batch_size, self.device)
                    for split in ("val", "test")}
-        sources["train"] = image_loader(self._datasets["train"], train_transform, config.batch_size, self.device,
-                                        shuffle_seed=config.seed)
+        sources["train"] = make_loader(self._datasets["train"], train_transform, config.batch_size, self.device,
+                                       shuffle_seed=config.seed)
         return self.model, sources
 
-    def _prefix_features(self, prefix: nn.Module, split: str, transform, image_size: int):
-        """Features of the frozen prefix for one split, from the cache or computed (None if stopped)."""
-        config = self.config
-        steps = cached_prefix_features(self.cache, prefix, self._datasets[split], transform, backbone=config.backbone,
-                                       weights=weights_id(config.weights, config.checkpoint),
-                                       cut=self.spec.suffix_start, image_size=image_size, precision=self.precision,
-                                       stop=self._stop, split=split, disk=config.disk_cache)
-        return (yield from self._relay(steps, lambda step: f"Computing {split} features: batch {step[0]}/{step[1]}"))
-
-    def _finish(self, trainable: nn.Module, sources: dict, image_size: int) -> MetricEvent:
-        stopped = self._stop.is_set()
-        # Evaluate the test split even after a stop (the partially trained model), never half of it.
-        self._stop = threading.Event()
-        test_acc = (accuracy(trainable, sources["test"], self.device, self.precision, len(self.classes), self._stop)
+    def _finish(self, status: RunStatus, message: str) -> MetricEvent:
+        """The end of a run whose training began: the test accuracy (of the partially trained model after a
+        stop, and always of the whole test split; none before the first step), size and latency."""
+        trainable, sources, image_size = self._training
+        test_acc = (accuracy(trainable, sources["test"], self.device, self.precision, len(self.classes))
                     if self.progress.step else None)
         self.model.eval()
         figures = {"test_acc": test_acc, "params": count_params(self.model), "macs": count_macs(self.model, image_size),
                    "latency_ms": measure_latency_ms(self.model, image_size, batch_size=1)}
         self.model = self.model.to("cpu", memory_format=torch.contiguous_format)
-        if stopped:
-            message = f"Stopped after {self.progress.step} of {self.progress.total_steps} steps."
-            return self._end(RunStatus.STOPPED, message, **figures)
-        return self._end(RunStatus.FINISHED, "Finished.", **figures)
+        return self._end(status, message, **figures)
 
     def _prepare(self, message: str) -> MetricEvent:
         return self.progress.event(EventKind.PREPARE, message=message)
-
-    def _relay(self, steps: Iterator, describe: Callable[[object], str]):
-        """A "prepare" event per step of a sub-task; returns the sub-task's own return value."""
-        while True:
-            try:
-                item = next(steps)
-            except StopIteration as done:
-                return done.value
-            yield self._prepare(describe(item))
 
     def _end(self, status: RunStatus, message: str, **figures) -> MetricEvent:
         event = self.progress.end(
@@ -287,13 +278,19 @@ class Finetuner:
 def finetune(config: FinetuneConfig, stop: threading.Event | None = None,
              on_event: Callable[[MetricEvent], None] | None = None, feature_cache: FeatureCache | None = None,
              data_roots: list[Path] | None = None) -> Iterator[MetricEvent]:
-    """The run's event stream. The config is validated now (ConfigError); the run starts on iteration."""
+    """The run's event stream: "prepare" events, "start", "step" and "epoch" events, and always one last
+    "end" event whose ``final`` is the RunSummary. The config is validated now (ConfigError); the run
+    starts on iteration. ``stop`` ends it within one batch; ``on_event`` sees each event as it is made.
+
+    Example: ``[e.val_acc for e in finetune(config) if e.kind == "epoch"]`` is the validation curve.
+    """
     return Finetuner(config, feature_cache, data_roots).events(stop, on_event)
 
 
 def run(config: FinetuneConfig, stop: threading.Event | None = None,
         on_event: Callable[[MetricEvent], None] | None = None) -> RunResult:
-    """Run to the end and return history, summary and the trained model."""
+    """Run ``config`` to its end (in this thread) and return its history, summary and trained model.
+    ConfigError for an impossible config; a run that fails or is stopped returns with that status."""
     job = Finetuner(config)
     for _ in job.events(stop, on_event):
         pass

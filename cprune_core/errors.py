@@ -86,7 +86,9 @@ class ClusterError(CPruneError):
 
 
 class StopRequested(CPruneError):
-    """Long preparation (indexing a dataset) was stopped on request: a run ends "stopped", not "failed"."""
+    """Work was stopped on request (its stop Event was set). The one way to stop: below the engine every
+    long step raises it (``progress.check_stop``; indexing a dataset too); ``Finetuner`` ends the run
+    "stopped", not "failed", and the app's worker ends a task the same way."""
 
 
 def _kind(name: str | None) -> type[CPruneError] | None:

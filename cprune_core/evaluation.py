@@ -7,16 +7,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from .data import ImageListDataset, collate_skip_bad
+from .data import ImageListDataset, make_loader
 from .device import Precision, to_device
+from .progress import check_stop
 
 __all__ = ["Evaluation", "accuracy_counts", "accuracy", "evaluate_model"]
 
 
 @dataclass
 class Evaluation:
+    """``evaluate_model``'s figures: overall accuracy and counts, and per class."""
+
     accuracy: float | None  # None when no sample could be evaluated
     correct: int
     total: int
@@ -26,24 +28,26 @@ class Evaluation:
 def accuracy_counts(model: nn.Module, batches: Iterable, device: torch.device, precision: Precision,
                     num_classes: int, stop: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(correct, total) per label over ``batches`` of (inputs, labels); None batches are skipped.
-    Stops early when ``stop`` is set. The model is left in the mode it came in."""
+    StopRequested when ``stop`` is set (checked before every batch). The model is left in the mode it
+    came in, also after a stop."""
     correct = torch.zeros(num_classes, dtype=torch.long)
     total = torch.zeros(num_classes, dtype=torch.long)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            if stop is not None and stop.is_set():
-                break
-            if batch is None:
-                continue
-            inputs, labels = to_device(batch, device)
-            with precision.autocast():
-                predictions = model(inputs).argmax(1)
-            labels, hits = labels.cpu(), (predictions == labels).cpu()
-            total += torch.bincount(labels, minlength=num_classes)
-            correct += torch.bincount(labels[hits], minlength=num_classes)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                check_stop(stop)
+                if batch is None:
+                    continue
+                inputs, labels = to_device(batch, device)
+                with precision.autocast():
+                    predictions = model(inputs).argmax(1)
+                labels, hits = labels.cpu(), (predictions == labels).cpu()
+                total += torch.bincount(labels, minlength=num_classes)
+                correct += torch.bincount(labels[hits], minlength=num_classes)
+    finally:
+        model.train(was_training)
     return correct, total
 
 
@@ -59,13 +63,24 @@ def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, ba
                    class_names: list[str] | None = None) -> Evaluation:
     """Accuracy of ``model`` on ``dataset`` read with ``transform``, overall and per class.
 
-    ``label_map[dataset_label]`` gives the model's output index of each dataset class (classes
-    matched by name by the caller); per-class figures are keyed by the dataset's class names.
+    Parameters
+    ----------
+    model : moved to ``device`` and run in eval mode (left in the mode it came in).
+    dataset, transform : the images and how to read them (``build_transform``), through ``make_loader``:
+        on a GPU, in worker processes with pinned memory.
+    batch_size, device : as ``make_loader``.
+    label_map : ``label_map[dataset_label]`` is the model's output index for each dataset class
+        (classes matched by name by the caller); None: the same indices.
+    class_names : names for the per-class figures; None: the dataset's classes.
+
+    Returns
+    -------
+    Evaluation : accuracy None when no image could be read or the dataset is empty; unreadable images
+    are skipped and counted in ``dataset.n_failed``.
     """
     device = torch.device(device)
     model = model.to(device)
-    loader = DataLoader(dataset.with_transform(transform), batch_size=batch_size, shuffle=False,
-                        collate_fn=collate_skip_bad)
+    loader = make_loader(dataset, transform, batch_size, device)
     mapping = torch.tensor(label_map if label_map is not None else range(len(dataset.classes)))
     batches = ((x, mapping[y]) for x, y in filter(None, loader))
     num_outputs = int(mapping.max()) + 1

@@ -13,20 +13,26 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import ImageListDataset, collate_skip_bad
-from .device import Precision, loader_workers, to_device
+from .data import ImageListDataset, build_transform, make_loader
+from .device import Precision, to_device
 from .errors import DatasetError
 from .paths import features_dir
+from .progress import check_stop
+
+if TYPE_CHECKING:
+    from .registry import BackboneSpec
+    from .schema import FinetuneConfig
 
 __all__ = ["FEATURE_CACHE", "FeatureCache", "Features", "TensorBatches", "samples_digest", "weights_id", "file_version",
-           "extract_features", "cached_prefix_features", "pooled_features", "FEATURE_BATCH_SIZE"]
+           "extract_features", "prefix_features", "pooled_features", "FEATURE_BATCH_SIZE"]
 
 FEATURE_BATCH_SIZE = 64
 Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
@@ -35,9 +41,11 @@ Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
 class FeatureCache:
     """LRU cache of frozen features in memory, optionally backed by files on disk.
 
-    Memory is bounded by ``max_bytes`` (env CPRUNE_FEATURE_CACHE_MB, default 2048); disk files
-    are written atomically, read with ``torch.load(weights_only=True)`` and checked, so a damaged
-    or tampered file is recomputed, never trusted.
+    Memory is bounded by ``max_bytes`` (env CPRUNE_FEATURE_CACHE_MB, default 2048): the least recently
+    used entries go first, and an entry larger than the bound is not kept at all. Disk files (under
+    ``disk_dir``, default ``paths.features_dir()``) are written atomically, read with
+    ``torch.load(weights_only=True)`` and checked, so a damaged or tampered file is recomputed, never
+    trusted. Safe to share between threads. ``FEATURE_CACHE`` is the process's own.
     """
 
     def __init__(self, max_bytes: int | None = None, disk_dir: str | Path | None = None):
@@ -71,6 +79,7 @@ class FeatureCache:
         return None
 
     def put(self, key: str, value: Features, disk: bool = False) -> None:
+        """Keep ``value`` under ``key`` in memory and, with ``disk``, in its file (replacing any)."""
         self._store(key, value)
         if disk:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
@@ -159,20 +168,20 @@ class TensorBatches:
             yield self.features[index], self.labels[index]
 
 
-def extract_features(prefix: nn.Module, loader: DataLoader, device: torch.device, precision: Precision,
-                     stop: threading.Event, split: str) -> Iterator[tuple[int, int]]:
-    """Run ``prefix`` over ``loader``: yields (1-based batch number, batches), returns the features
-    (None when ``stop`` was set). DatasetError when no image of the split could be read."""
+def extract_features(prefix: nn.Module, loader: DataLoader, precision: Precision, stop: threading.Event | None,
+                     split: str) -> Generator[tuple[int, int], None, Features]:
+    """Run ``prefix`` over ``loader`` on ``precision.device``: yields (1-based batch number, batches) and returns
+    the features and labels, on the CPU. StopRequested when ``stop`` is set (checked before every batch);
+    DatasetError when no image of the split could be read."""
     features, labels = [], []
     prefix.eval()
     with torch.no_grad():
         for index, batch in enumerate(loader):
-            if stop.is_set():
-                return None
+            check_stop(stop, "Stopped while computing features.")
             yield index + 1, len(loader)
             if batch is None:
                 continue
-            inputs, batch_labels = to_device(batch, device)
+            inputs, batch_labels = to_device(batch, precision.device)
             with precision.autocast():
                 output = prefix(inputs)
             features.append(output.float().cpu().contiguous())
@@ -182,25 +191,49 @@ def extract_features(prefix: nn.Module, loader: DataLoader, device: torch.device
     return torch.cat(features), torch.cat(labels)
 
 
-def cached_prefix_features(cache: FeatureCache, prefix: nn.Module, dataset: ImageListDataset, transform, *,
-                           backbone: str, weights: str, cut: str, image_size: int, precision: Precision,
-                           stop: threading.Event, split: str, disk: bool = False) -> Iterator[tuple[int, int]]:
-    """What ``prefix`` (the model before the module ``cut``) computes on ``dataset``: from ``cache``, or
-    computed and stored there. Yields (batch, batches) while computing; returns the features (None
-    when ``stop`` was set; empty tensors for an empty split). ``weights`` is ``weights_id(...)``."""
+def prefix_features(prefix: nn.Module, dataset: ImageListDataset, config: FinetuneConfig, spec: BackboneSpec, *,
+                    split: str, precision: Precision, stop: threading.Event | None = None, cut: str | None = None,
+                    cache: FeatureCache | None = None) -> Generator[tuple[int, int], None, Features]:
+    """What ``prefix`` computes on ``dataset``, read as ``config``'s run reads it, from the cache or computed.
+
+    Parameters
+    ----------
+    prefix : the frozen part of ``config``'s model before the module ``cut`` (``cut_model``), on
+        ``precision.device``.
+    dataset : the split's images, read with the evaluation transform at ``config.image_size`` (or the
+        backbone's own size).
+    config, spec : the run and its backbone: they name the features in the cache (backbone, starting weights,
+        cut, image size and the split's exact files); ``config.disk_cache`` also keeps them on disk.
+    split : the split's name, for messages.
+    precision : the device and mixed precision to compute with.
+    stop : checked before every batch.
+    cut : where the prefix ends; None: the registry's ``spec.suffix_start``.
+    cache : None: the process's ``FEATURE_CACHE``.
+
+    Returns
+    -------
+    A generator: it yields (batch, batches) while computing (nothing when the cache has them) and returns
+    (features, labels) on the CPU; empty tensors for an empty split. Drain it with ``progress.Steps``.
+
+    Raises
+    ------
+    StopRequested : when ``stop`` is set while computing.
+    DatasetError : when no image of the split could be read.
+    """
     if len(dataset) == 0:  # e.g. val_fraction=0: nothing to evaluate
         return torch.empty(0), torch.empty(0, dtype=torch.long)
-    key = cache.key("prefix", backbone, weights, cut, image_size, samples_digest(dataset))
-    value = cache.get(key, disk=disk, accept=lambda found: _fits(prefix, found, image_size, dataset, precision.device))
+    cache = cache if cache is not None else FEATURE_CACHE
+    cut = cut or spec.suffix_start
+    image_size = config.image_size or spec.input_size
+    key = cache.key("prefix", config.backbone, weights_id(config.weights, config.checkpoint), cut, image_size,
+                    samples_digest(dataset))
+    value = cache.get(key, disk=config.disk_cache,
+                      accept=lambda found: _fits(prefix, found, image_size, dataset, precision.device))
     if value is None:
-        # A generator of its own: a loader otherwise draws its seed from the global one, and training (dropout)
-        # would then depend on whether these features were cached (by an earlier run, another worker).
-        loader = DataLoader(dataset.with_transform(transform), batch_size=FEATURE_BATCH_SIZE, shuffle=False,
-                            collate_fn=collate_skip_bad, num_workers=loader_workers(precision.device),
-                            generator=torch.Generator().manual_seed(0))
-        value = yield from extract_features(prefix, loader, precision.device, precision, stop, split)
-        if value is not None:
-            cache.put(key, value, disk=disk)
+        loader = make_loader(dataset, build_transform(image_size, spec.mean, spec.std, train=False),
+                             FEATURE_BATCH_SIZE, precision.device)
+        value = yield from extract_features(prefix, loader, precision, stop, split)
+        cache.put(key, value, disk=config.disk_cache)
     return value
 
 

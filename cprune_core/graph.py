@@ -20,8 +20,10 @@ from .errors import ConfigError
 from .layers import weight_vectors
 from .ranges import TAU
 
-__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize", "to_scipy",
-           "to_networkx", "strongest_edges", "layout_2d", "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES", "tau_for_mean_degree", "graph_file", "GRAPH_FORMATS"]
+__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize",
+           "to_scipy", "upper_edges", "to_networkx", "strongest_edges", "principal_components", "layout_2d",
+           "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES", "tau_for_mean_degree", "graph_file",
+           "GRAPH_FORMATS"]
 
 EPS = 1e-8
 
@@ -41,8 +43,23 @@ def cosine_similarity(vectors: torch.Tensor) -> torch.Tensor:
 def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = False) -> torch.Tensor:
     """A_ij = S_ij where S_ij > tau and i != j, else 0.
 
-    With ``inplace=True`` the similarity matrix is overwritten, so a 4,096-neuron layer holds
-    one 64 MiB matrix instead of two.
+    Parameters
+    ----------
+    similarity : tensor, n x n (``cosine_similarity``), on any device.
+    tau : the threshold in [0, 1): an edge needs a similarity strictly above it.
+    inplace : overwrite ``similarity``, so a 4,096-neuron layer holds one 64 MiB matrix instead of two.
+
+    Returns
+    -------
+    The weighted adjacency matrix (``similarity`` itself when ``inplace``). Negative similarities
+    never make edges; a tau above every similarity gives a graph with no edge (see
+    ``tau_for_mean_degree``).
+
+    Raises
+    ------
+    ConfigError : for a tau outside [0, 1) (NaN included).
+
+    Example: ``threshold_adjacency(torch.tensor([[1., .5], [.5, 1.]]), 0.1)`` is ``[[0, .5], [.5, 0]]``.
     """
     TAU.check(tau, "tau")
     adjacency = similarity if inplace else similarity.clone()
@@ -52,12 +69,19 @@ def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = Fa
 
 
 def adjacency_for(module: nn.Module, tau: float, layer_name: str = "layer") -> torch.Tensor:
-    """Similarity and thresholding of a layer in one pass, holding a single n x n matrix."""
+    """The thresholded similarity graph of a Linear or Conv2d layer, holding a single n x n matrix.
+
+    ``threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)``:
+    ConfigError for a module without neurons or a tau outside [0, 1); NonFiniteWeightsError (naming
+    ``layer_name``) when a weight is NaN or Inf.
+    """
     return threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)
 
 
 @dataclass(frozen=True)
 class GraphSummary:
+    """What ``summarize`` counts in a graph."""
+
     nodes: int
     edges: int
     density: float  # edges / (n (n - 1) / 2); 0 for n < 2
@@ -67,6 +91,8 @@ class GraphSummary:
 
 
 def summarize(adjacency: torch.Tensor) -> GraphSummary:
+    """Nodes, edges, density, connected components, isolated nodes and the largest component's size of a
+    symmetric adjacency matrix (each edge counted once). An empty graph (n = 0) has 0 of everything."""
     n = adjacency.shape[0]
     sparse = to_scipy(adjacency)
     edges = sparse.nnz // 2
@@ -80,10 +106,18 @@ def summarize(adjacency: torch.Tensor) -> GraphSummary:
 
 
 def to_scipy(adjacency: torch.Tensor) -> scipy.sparse.csr_array:
+    """The nonzero entries of ``adjacency`` as a SciPy CSR array (float64, both triangles)."""
     rows, cols = torch.nonzero(adjacency, as_tuple=True)
     values = adjacency[rows, cols].double().cpu().numpy()
     n = adjacency.shape[0]
     return scipy.sparse.csr_array((values, (rows.cpu().numpy(), cols.cpu().numpy())), shape=(n, n))
+
+
+def upper_edges(adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each edge once: the rows, columns and weights of the nonzero entries above the diagonal (i < j), in
+    row-major order, on the adjacency's device. An edgeless graph gives three empty tensors."""
+    rows, cols = torch.nonzero(torch.triu(adjacency, diagonal=1), as_tuple=True)
+    return rows, cols, adjacency[rows, cols]
 
 
 MAX_NETWORKX_EDGES = 2_000_000
@@ -92,19 +126,28 @@ MAX_NETWORKX_EDGES = 2_000_000
 def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) -> nx.Graph:
     """Undirected weighted networkx Graph with nodes 0..n-1 (isolated nodes included).
 
-    Refuses graphs with more than ``max_edges`` edges: networkx stores each edge as Python
-    dicts, and a dense 4,096-neuron graph would need gigabytes. Raise tau to thin it.
+    Parameters
+    ----------
+    adjacency : tensor, n x n, symmetric; only the upper triangle is read (``upper_edges``).
+    max_edges : the most edges accepted.
+
+    Returns
+    -------
+    A ``networkx.Graph`` whose edges carry the similarity as "weight".
+
+    Raises
+    ------
+    ConfigError : for more than ``max_edges`` edges: networkx stores each edge as Python dicts, and a
+        dense 4,096-neuron graph would need gigabytes. Raise tau to thin it.
     """
-    upper = torch.triu(adjacency, diagonal=1)
-    rows, cols = torch.nonzero(upper, as_tuple=True)
+    rows, cols, weights = upper_edges(adjacency)
     if rows.numel() > max_edges:
         raise ConfigError(
             f"The graph has {rows.numel():,} edges, more than {max_edges:,} for networkx; raise tau to thin it."
         )
     graph = nx.Graph()
     graph.add_nodes_from(range(adjacency.shape[0]))
-    weights = upper[rows, cols].tolist()
-    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights))
+    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights.tolist()))
     return graph
 
 
@@ -147,9 +190,7 @@ def graph_file(adjacency: torch.Tensor, node_values: dict[str, np.ndarray], file
 
 def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The ``limit`` heaviest edges (i < j), strongest first, and the total edge count."""
-    upper = torch.triu(adjacency, diagonal=1)
-    rows, cols = torch.nonzero(upper, as_tuple=True)
-    weights = upper[rows, cols]
+    rows, cols, weights = upper_edges(adjacency)
     total = int(weights.numel())
     if total > limit:
         top = torch.topk(weights, limit).indices
@@ -160,12 +201,29 @@ def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np
     return rows.cpu().numpy(), cols.cpu().numpy(), weights.cpu().numpy(), total
 
 
-def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
-    """Node positions (n x 2) that depend on the weights only, never on tau.
+def principal_components(matrix: torch.Tensor, k: int = 2, seed: int = 0) -> torch.Tensor:
+    """The rows of ``matrix`` (n x d), centred, projected on their ``k`` leading principal axes: n x k, on the CPU.
 
-    Principal components of the normalised weight vectors place similar neurons close
-    together (cosine distance is monotone in the Euclidean distance of unit vectors); a small
-    seeded jitter separates exact duplicates. Cache it per (backbone, layer).
+    Randomized (torch.pca_lowrank, four power iterations), drawing from its own ``seed`` and never from
+    torch's global generator, so the same matrix always gives the same projection: milliseconds where a
+    full SVD of a 1,280 x 1,280 matrix takes seconds. Needs n, d >= k.
+    """
+    matrix = matrix.detach().float().cpu()
+    centred = matrix - matrix.mean(0, keepdim=True)
+    with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global generator
+        torch.manual_seed(seed)
+        _, _, axes = torch.pca_lowrank(centred, q=k, center=False, niter=4)
+    return centred @ axes[:, :k]
+
+
+def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """Node positions (n x 2, float32, within about [-1, 1]) that depend on the weights only, never on tau.
+
+    The two principal components of the normalised weight vectors (``principal_components``) place
+    similar neurons close together (cosine distance is monotone in the Euclidean distance of unit
+    vectors); a small jitter drawn with ``seed`` separates exact duplicates. The same weights and
+    seed give the same positions. Fewer than 3 neurons: the jitter alone around the origin.
+    Cache it per (backbone, layer).
     """
     normalised = normalise_rows(vectors)
     n = normalised.shape[0]
@@ -173,11 +231,7 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
     if n < 3:
         coords = torch.zeros(n, 2)
     else:
-        centred = normalised - normalised.mean(0, keepdim=True)
-        with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global RNG
-            torch.manual_seed(seed)
-            _, _, v = torch.pca_lowrank(centred.cpu(), q=2, center=False, niter=4)
-        coords = centred.cpu() @ v[:, :2]
+        coords = principal_components(normalised, 2, seed)
         spread = coords.abs().max().clamp_min(EPS)
         coords = coords / spread
     coords = coords + 0.01 * torch.randn(n, 2, generator=generator)
@@ -186,16 +240,6 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
 
 MAX_FORCE_LAYOUT_NODES = 4096
 REPULSION_SAMPLE = 256  # nodes each node is pushed away from per step (all of them in smaller graphs)
-
-
-def _leading_components(matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The rows of ``matrix`` projected on its two leading right singular vectors (n x 2), by a few steps of
-    randomized subspace iteration: milliseconds where a full SVD of a 1,280 x 1,280 matrix takes seconds."""
-    basis = np.linalg.qr(matrix @ rng.standard_normal((matrix.shape[1], 4)))[0]
-    for _ in range(4):
-        basis = np.linalg.qr(matrix @ (matrix.T @ basis))[0]
-    _, _, components = np.linalg.svd(basis.T @ matrix, full_matrices=False)
-    return matrix @ components[:2].T
 
 
 def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) -> np.ndarray:
@@ -217,15 +261,15 @@ def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) 
                           "neurons; use the weight-PCA layout.")
     if n < 2:
         return np.zeros((n, 2), dtype=np.float32)
-    upper = torch.triu(adjacency.detach().float().cpu(), diagonal=1)
-    rows, cols = (index.numpy() for index in torch.nonzero(upper, as_tuple=True))
-    pulls = upper[rows, cols].numpy()
+    edges = upper_edges(adjacency.detach().float().cpu())
+    rows, cols, pulls = (part.numpy() for part in edges)
     pulls = pulls / pulls.mean() if len(pulls) else pulls  # relative weights: the pull balances the push at tau
     rng = np.random.default_rng(seed)
     position = 0.1 * rng.standard_normal((n, 2)).astype(np.float32)
     if n >= 3 and len(rows):
-        symmetric = (upper + upper.T).numpy()
-        start = _leading_components(symmetric - symmetric.mean(0, keepdims=True), rng)
+        symmetric = torch.zeros(n, n)
+        symmetric[edges[0], edges[1]] = symmetric[edges[1], edges[0]] = edges[2]
+        start = principal_components(symmetric, 2, seed).numpy()
         position += (start / max(float(np.abs(start).max()), EPS)).astype(np.float32)
     ideal = 1.0 / np.sqrt(n)  # the distance at which a pull and a push balance, in a unit area
     sample_size = min(n, REPULSION_SAMPLE)

@@ -15,6 +15,7 @@ __all__ = ["has_neurons", "is_depthwise", "weight_vectors", "finite_rows"]
 
 
 def has_neurons(module: nn.Module) -> bool:
+    """Whether ``module`` is a Linear or a Conv2d (depthwise ones included)."""
     return isinstance(module, (nn.Linear, nn.Conv2d))
 
 
@@ -24,7 +25,16 @@ def is_depthwise(module: nn.Module) -> bool:
 
 
 def weight_vectors(module: nn.Module, layer_name: str = "layer") -> torch.Tensor:
-    """One row per neuron (n x d); NonFiniteWeightsError when any weight is NaN or Inf."""
+    """One row per neuron (n x d): a Linear's weight rows, or each Conv2d filter flattened (detached,
+    on the module's device, in its dtype).
+
+    Raises
+    ------
+    ConfigError : for a module that is neither Linear nor Conv2d.
+    NonFiniteWeightsError : when any weight is NaN or Inf, naming ``layer_name`` and the first neurons.
+
+    Example: a ``Conv2d(3, 32, 3)`` gives a 32 x 27 matrix.
+    """
     if not has_neurons(module):
         raise ConfigError(f"{layer_name} is a {type(module).__name__}; only Linear and Conv2d layers have neurons.")
     return finite_rows(module.weight.detach().flatten(1), layer_name)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["user_path", "unknown_home", "REPO_ROOT", "ASSETS_DIR", "SAMPLE_FLOWERS", "SHARED_DATA", "SHARED_FLOWERS", "DOCS_DIR", "cache_home",
-           "datasets_dir", "features_dir", "models_dir", "store_path", "writable_dir"]
+__all__ = ["user_path", "unknown_home", "REPO_ROOT", "ASSETS_DIR", "SAMPLE_FLOWERS", "SHARED_DATA", "SHARED_FLOWERS",
+           "DOCS_DIR", "cache_home", "datasets_dir", "features_dir", "models_dir", "quick_reports_dir", "store_path",
+           "writable_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -71,6 +72,12 @@ def features_dir() -> Path:
 def models_dir() -> Path:
     """Models saved by the app's runs."""
     return cache_home() / "models"
+
+
+def quick_reports_dir() -> Path:
+    """Where ``--quick`` experiments write their reports by default: never docs/, whose reports come from
+    the full runs and are committed."""
+    return cache_home() / "quick-reports"
 
 
 def store_path() -> Path:

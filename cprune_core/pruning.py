@@ -3,7 +3,7 @@
 A *group* is the set of channels that must be removed together: a layer's output
 channels, the BatchNorm after it, the depthwise conv that follows, the next layer's input
 channels, and for residual networks every layer added to the same residual stream. Scores
-come from our criteria (importance.py) through torch-pruning's Importance interface, always
+come from our criteria (criteria.py) through torch-pruning's Importance interface, always
 computed on the unpruned weights, so the kept set is exactly what the graph views show.
 """
 from __future__ import annotations
@@ -27,18 +27,22 @@ __all__ = ["PruningGraph", "PrunableGroup", "GroupEffect", "PruneResult", "keep_
 
 
 def keep_count(channels: int, keep_ratio: float) -> int:
-    """Neurons kept at ``keep_ratio``: round(n * ratio), at least 1, at most n."""
+    """Neurons kept at ``keep_ratio``: round(n * ratio), at least 1, at most n (ConfigError for a ratio
+    outside (0, 1]). Example: ``keep_count(1280, 0.1)`` is 128; ``keep_count(3, 0.01)`` is 1."""
     KEEP.check(keep_ratio, "keep ratio")
     return min(channels, max(1, round(channels * keep_ratio)))
 
 
 def kept_indices(scores: torch.Tensor, count: int) -> list[int]:
-    """Sorted indices of the ``count`` best-scored neurons; ties keep the lower index."""
+    """Sorted indices of the ``count`` best-scored neurons; ties keep the lower index (so equal scores, as
+    eigenvector centrality gives a graph with no edge, keep the first neurons). Example:
+    ``kept_indices(torch.tensor([0.1, 0.9, 0.5]), 2)`` is ``[1, 2]``."""
     order = torch.argsort(scores.cpu(), descending=True, stable=True)
     return sorted(order[:count].tolist())
 
 
 def example_input(spec: BackboneSpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One all-zero image at the backbone's input size: what tracing the model needs."""
     return torch.zeros(1, 3, spec.input_size, spec.input_size, device=device)
 
 
@@ -53,6 +57,8 @@ class GroupEffect:
 
 @dataclass
 class PrunableGroup:
+    """Channels that are removed together (torch-pruning's group), described by module names."""
+
     index: int
     layers: list[str]  # Conv2d/Linear layers whose neurons the group removes (scored by the criterion)
     channels: int
@@ -61,11 +67,18 @@ class PrunableGroup:
 
     @property
     def root(self) -> str:
+        """The group's first layer: the one it is named by."""
         return self.layers[0]
 
 
 class PruningGraph:
-    """torch-pruning's DependencyGraph of a model, with the classifier protected."""
+    """torch-pruning's DependencyGraph of a model, with the classifier protected.
+
+    ``groups`` lists every prunable group in the model's definition order; ``group_for(layer)`` finds
+    a layer's group (ConfigError for the classifier, a layer without neurons, or one whose channels
+    are tied to the network's input or output); ``group_scores`` gives what pruning ranks a group by.
+    Tracing runs the model once on ``example_input``; the model is not changed until ``prune_group``.
+    """
 
     def __init__(self, model: nn.Module, spec: BackboneSpec):
         self.model = model
@@ -102,6 +115,7 @@ class PruningGraph:
         return PrunableGroup(-1, layers, channels, followers, effects)
 
     def group_for(self, layer: str) -> PrunableGroup:
+        """The group whose channels ``layer`` has (a depthwise follower's: its producer's group)."""
         try:
             return self.groups[self.group_of[layer]]
         except KeyError:
@@ -122,6 +136,8 @@ class PruningGraph:
         return importance(self.tp_group(group, list(range(group.channels)))).cpu()
 
     def prune_group(self, group: PrunableGroup, remove: list[int]) -> None:
+        """Remove channels ``remove`` of ``group`` from every module of the group, in place. ConfigError
+        when that would leave a layer with no channel."""
         if not remove:
             return
         tp_group = self.tp_group(group, remove)
@@ -132,6 +148,8 @@ class PruningGraph:
 
 @dataclass
 class PruneResult:
+    """A pruned model and which neurons of each pruned layer it kept."""
+
     model: nn.Module
     kept: dict[str, list[int]]  # layer name -> original indices of the kept neurons (sorted)
     channels: dict[str, int]  # layer name -> neurons before pruning
@@ -149,7 +167,9 @@ def select_groups(graph: PruningGraph, layers: list[str] | None) -> list[Prunabl
 
 
 def keep_plan(graph: PruningGraph, layers: list[str] | None, keep: float | dict[str, int]) -> dict[int, int]:
-    """Group index -> neurons kept, from one keep ratio or from counts per layer."""
+    """Group index -> neurons kept, from one keep ratio or from counts per layer (a group holding several
+    of the counted layers keeps the largest count). ConfigError for a ratio outside (0, 1], a count
+    outside 1..n, or a layer that cannot be pruned."""
     plan = {}
     for group in select_groups(graph, layers):
         if isinstance(keep, dict):
@@ -175,8 +195,29 @@ def prune_model(
 ) -> PruneResult:
     """Remove the lowest-scored neurons of ``layers`` (all prunable layers when None).
 
-    ``keep`` is a ratio in (0, 1] applied to every selected layer, or a count per layer name.
-    The model shrinks for real (smaller weight tensors) and still runs.
+    Parameters
+    ----------
+    model, spec : the model and its registry entry (the classifier named there is never pruned).
+    criterion : what ranks each group's channels (``make_criterion``); every group is scored on the
+        unpruned weights, before any channel is removed.
+    keep : a ratio in (0, 1] applied to every selected layer (``keep_count``), or a count per layer name.
+    layers : the layers to prune; layers coupled by a residual add are pruned together, once, and a
+        depthwise convolution stands for the layer that feeds it.
+    inplace : prune ``model`` itself rather than a copy.
+
+    Returns
+    -------
+    PruneResult : the model, shrunk for real (smaller weight tensors) and still running, with the kept
+    indices and the former neuron count of every pruned layer (coupled layers share their indices).
+
+    Raises
+    ------
+    ConfigError : for a layer that cannot be pruned (the classifier, one tied to the input or output, an
+        unknown name), a ratio outside (0, 1] or a count outside 1..n.
+    NonFiniteWeightsError : for NaN or Inf weights in a scored layer.
+
+    Example: ``prune_model(model, spec, make_criterion("eigenvector"), 0.5, ["head.1"]).kept["head.1"]``
+    lists the 640 kept neurons of EfficientNet-Lite0's head layer.
     """
     if not inplace:
         model = copy.deepcopy(model)
@@ -195,7 +236,9 @@ def prune_model(
 
 
 def apply_kept(model: nn.Module, spec: BackboneSpec, kept: dict[str, list[int]]) -> nn.Module:
-    """Re-apply saved kept indices to a fresh, unpruned model of the same backbone (in place)."""
+    """Re-apply saved kept indices (``PruneResult.kept``) to a fresh, unpruned model of the same backbone,
+    in place, and return it. ConfigError when an index exceeds a layer's neurons (another backbone) or a
+    layer cannot be pruned."""
     graph = PruningGraph(model, spec)
     done = set()
     for name, keep_idx in kept.items():
@@ -211,6 +254,8 @@ def apply_kept(model: nn.Module, spec: BackboneSpec, kept: dict[str, list[int]])
 
 @dataclass(frozen=True)
 class LayerInfo:
+    """One Linear or Conv2d layer, as the layer table shows it."""
+
     name: str
     kind: str  # "Linear", "Conv2d" or "Conv2d (depthwise)"
     neurons: int  # output units or output filters

@@ -13,12 +13,16 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "CPUS_PER_TASK", "GPUS_PER_TASK", "choose"]
+__all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "CPUS_PER_TASK", "GPUS_PER_TASK", "choose"]
 
 
 @dataclass(frozen=True)
 class Range:
-    """An interval of valid values; ``integer`` asks for whole numbers."""
+    """An interval of valid values; ``integer`` asks for whole numbers (ints, not whole floats).
+
+    Example: ``0.5 in KEEP`` is True, ``0 in KEEP`` False (KEEP is (0, 1]); ``KEEP.check(0, "keep")``
+    raises ConfigError "keep must be in (0, 1], got 0.".
+    """
 
     low: float
     high: float
@@ -57,6 +61,7 @@ FRACTION = Range(0.0, 1.0, high_open=True)  # share of each class held out for v
 SEEDS = Range(1, 1000, integer=True)  # how many seeds (0..N-1): of a grid, or of the random criterion
 CPUS_PER_TASK = Range(0, 4096, low_open=True)  # CPUs a run or task asks of an executor (also its torch threads)
 GPUS_PER_TASK = Range(0, 1024)  # GPUs a run or task asks of an executor: a fraction shares one
+DEFAULT_SEEDS = 5  # the paper's: of the paper table's grid, and of the random criterion in the importance analysis
 
 
 def choose(value: Any, options: Collection, what: str) -> Any:

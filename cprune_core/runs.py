@@ -21,7 +21,13 @@ def run_and_record(config: FinetuneConfig, store: RunStore | None, save_dir: str
     """Run ``config`` to its end, recording it in ``store`` (None: not recorded) and saving the trained
     model in ``save_dir`` (None: not saved; a failed run saves nothing). ``on_event`` sees every event
     as it happens; ``stop`` ends the run within one batch. ``owner`` (the app's visitor) is recorded with
-    the run; ``data_roots`` confines the dataset to those folders. The result carries run_id and model_dir."""
+    the run; ``data_roots`` confines the dataset to those folders. The result carries run_id and model_dir.
+
+    A run that fails or is stopped still returns (its status says so; a stopped run's model is saved,
+    a failed run's is not). Raises StoreError when the store cannot be written, ConfigError for an
+    impossible config (before anything runs), and ``checkpoint.save_model``'s errors when the model cannot
+    be saved; any other exception is a bug and propagates.
+    """
     job = Finetuner(config, feature_cache, data_roots)
     events = job.events(stop, on_event)
     recording = record(store, config, events, kind, owner) if store is not None else None

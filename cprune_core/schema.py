@@ -41,6 +41,8 @@ class RunStatus(StrEnum):
 
 
 class EventKind(StrEnum):
+    """What a ``MetricEvent`` marks in a run's stream."""
+
     PREPARE = "prepare"  # loading, pruning, feature extraction (the message says which)
     START = "start"  # training begins; total_steps known
     STEP = "step"  # every log_every optimizer steps: running train loss and accuracy of the epoch
@@ -56,22 +58,30 @@ TRAIN_SCOPES: tuple[TrainScope, ...] = typing.get_args(TrainScope)
 
 @dataclass(frozen=True)
 class Option:
-    """What the CLI and the app need to know about one config field."""
+    """What the CLI and the app need to know about one config field (for a tuple field: about each item)."""
 
     help: str
-    group: str  # the CLI's option group: model, data, method or training
+    group: str  # the CLI's option group: model, data, method, training or analysis
     choices: tuple[str, ...] | None = None
     range: Range | None = None
     flag: str | None = None  # the CLI flag when it is not --<field-name>
+    label: str | None = None  # one value's name in messages when it is not the field's ("keep ratio")
 
 
 def option(default: Any, help: str, group: str, **kwargs: Any) -> Any:
+    """A dataclass field with ``default`` that carries its ``Option(help, group, **kwargs)``."""
     return field(default=default, metadata={"option": Option(help, group, **kwargs)})
 
 
 @dataclass
 class FinetuneConfig:
-    """Everything that defines one fine-tuning run (JSON-serialisable via to_dict)."""
+    """Everything that defines one fine-tuning run (JSON-serialisable via to_dict).
+
+    Each field's ``Option`` (``config_options()``) carries its help, choices and valid range; ``validate``
+    checks them all and the combinations (ConfigError naming the first impossible value). Example:
+    ``FinetuneConfig(dataset="flowers-sample", keep=0.25, epochs=3)`` is a quick pruned run of the
+    default backbone's head layer.
+    """
 
     backbone: str = option(DEFAULT_BACKBONE, "Backbone network.", "model", choices=tuple(BACKBONES))
     weights: str = option("pretrained", "Starting weights: ImageNet-pretrained, random init, or a --checkpoint file.",
@@ -145,9 +155,10 @@ class FinetuneConfig:
         return cls(**values)
 
 
-def config_options() -> dict[str, Option]:
-    """Each FinetuneConfig field's Option, in field order."""
-    return {f.name: f.metadata["option"] for f in fields(FinetuneConfig)}
+def config_options(config_class: type = FinetuneConfig) -> dict[str, Option]:
+    """Each field's Option, in field order, of ``config_class`` (FinetuneConfig, or another dataclass whose
+    fields are all made by ``option``, as ``ablation.AnalysisConfig``)."""
+    return {f.name: f.metadata["option"] for f in fields(config_class)}
 
 
 @dataclass(frozen=True)

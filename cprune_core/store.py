@@ -93,7 +93,13 @@ class _Damaged(Exception):
 
 
 class RunStore:
-    """SQLite store of runs. Safe to open from several processes (WAL journal, busy timeout)."""
+    """SQLite store of runs (``paths.store_path()`` when ``path`` is None).
+
+    Safe to open from several processes (WAL journal, busy timeout). A damaged file is set aside and a
+    fresh store opened in its place (``recovered_from``, ``recovery_note``); StoreError when the path
+    cannot be used at all (a folder, an unwritable place). Opening marks as "interrupted" the running
+    runs of processes that are gone.
+    """
 
     def __init__(self, path: str | Path | None = None):
         self.path = user_path(path) if path is not None else store_path()
@@ -310,7 +316,7 @@ class RunStore:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A stored run."""
+    """A stored run, as ``RunStore.get_run`` reads it back (``history`` in the order it was recorded)."""
 
     id: int
     kind: str  # "finetune" (CLI, app) or "experiment"

@@ -5,14 +5,16 @@ import pandas as pd
 import streamlit as st
 
 from cprune_core import CPruneError
-from cprune_core.ablation import DEFAULT_SAMPLE_SIZE, SAMPLE_SIZES, SEEDS, analyse_importance
+from cprune_core.ablation import AnalysisConfig, analyse_importance
 from cprune_core.data import data_roots
-from cprune_core.experiment.grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE
 from cprune_core.experiment.importance_report import importance_config
+from cprune_core.schema import config_options
 from cprune_core.service import Launch, LaunchState, VisitorView
 from ui import charts, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
+
+OPTIONS, BASELINE = config_options(AnalysisConfig), importance_config()  # the analysis's and its head run's defaults
 
 frame.start("Does centrality predict importance?",
             "The method's premise is that the most central neurons are the ones that matter. Here a new head is "
@@ -32,18 +34,19 @@ with st.container(border=True):
                              help=f"{spec.head_layer}, which reaches the classifier through pooling, is measured "
                                   "exactly for every neuron in one operation on cached features; any other layer by a "
                                   "forward pass of the rest of the network per neuron, so on a sample of neurons.")
-    seeds = top[1].number_input("Random seeds", int(SEEDS.low), 20, 5, key="imp_seeds",
+    seeds = top[1].number_input("Random seeds", int(OPTIONS["seeds"].range.low), 20, AnalysisConfig.seeds, key="imp_seeds",
                                 help="The random criterion is scored once per seed: its band in the curve below.")
-    sample = top[2].number_input("Neurons sampled", 1, int(SAMPLE_SIZES.high), DEFAULT_SAMPLE_SIZE, key="imp_sample",
+    sample = top[2].number_input("Neurons sampled", int(OPTIONS["sample_size"].range.low),
+                                 int(OPTIONS["sample_size"].range.high), AnalysisConfig.sample_size, key="imp_sample",
                                  help="For layers measured by a forward pass each (not the head layer).",
                                  disabled=layer == spec.head_layer)
     sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
-    image_size = top[3].selectbox("Image size", sizes, index=sizes.index(DEFAULT_IMAGE_SIZE) if DEFAULT_IMAGE_SIZE in sizes else len(sizes) - 1,
+    image_size = top[3].selectbox("Image size", sizes, index=sizes.index(BASELINE.image_size) if BASELINE.image_size in sizes else len(sizes) - 1,
                                   key="imp_image_size", help="The flower photos are 128 px; smaller is faster.")
     dataset = session["dataset"]
     root = launches.dataset_folder_input(dataset, key="imp_root")
     st.caption(f"On {dataset} (the sidebar's dataset), τ = {session['tau']:.2f} for the graph criteria, the split of "
-               f"seed 0, a head trained for {DEFAULT_EPOCHS} epochs; the validation split measures every effect.")
+               f"seed 0, a head trained for {BASELINE.epochs} epochs; the validation split measures every effect.")
     start = st.button("Analyse", type="primary", key="imp_start")
 
 if start:

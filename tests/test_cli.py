@@ -10,6 +10,12 @@ import pytest
 from tiny_data import CLASSES, make_tiny_folder
 
 from cprune_core import cli
+from cprune_core.ablation import AnalysisConfig
+from cprune_core.cli import options
+from cprune_core.cli.options import report_folder
+from cprune_core.experiment.importance_report import QUICK_ANALYSIS
+from cprune_core.paths import DOCS_DIR, quick_reports_dir
+from cprune_core.schema import config_options
 from cprune_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +144,61 @@ def test_a_run_that_fails_on_its_data_exits_with_the_input_code(tmp_path):
     assert completed.returncode == 3 and "No class sub-folders" in completed.stderr
     assert [line for line in completed.stderr.splitlines() if line.startswith("error:")] == \
         completed.stderr.strip().splitlines()
+
+
+# ----------------------------------------------------------------------------- experiments: --quick and --out
+
+
+@pytest.mark.parametrize("experiment", ["paper-table", "importance"])
+def test_quick_is_refused_into_docs_in_one_line_and_writes_nothing_there(experiment, capsys, monkeypatch, tmp_path):
+    docs = tmp_path / "docs"  # stands in for the checkout's docs/, which a failing test must not overwrite
+    docs.mkdir()
+    monkeypatch.setattr(options, "DOCS_DIR", docs)
+    assert cli.main(["experiment", experiment, "--quick", "--out", str(tmp_path / "." / "docs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: --quick writes a reduced report") and "quick-reports" in err
+    assert list(docs.iterdir()) == []
+
+
+def test_reports_go_to_docs_for_full_runs_and_to_the_scratch_folder_for_quick_ones(tmp_path):
+    assert report_folder(None, quick=False) == DOCS_DIR
+    assert report_folder(None, quick=True) == quick_reports_dir() == tmp_path / "home" / "quick-reports"
+    assert report_folder(str(tmp_path / "mine"), quick=True) == tmp_path / "mine"
+    assert report_folder(str(DOCS_DIR), quick=False) == DOCS_DIR  # a full run may regenerate the committed reports
+
+
+@pytest.mark.parametrize("experiment", ["paper-table", "importance"])
+def test_experiment_help_says_where_quick_reports_go_and_explains_every_option(experiment, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at hyphens otherwise
+    with pytest.raises(SystemExit):
+        cli.main(["experiment", experiment, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "quick-reports" in text and "never replaces the committed reports" in text
+    parser = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["experiment"]
+    names = next(a for a in parser._actions if a.dest == "name").choices[experiment]
+    for action in names._actions:
+        assert action.help and all(option in text for option in action.option_strings)
+
+
+def test_importance_options_come_from_analysis_config(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at hyphens otherwise
+    with pytest.raises(SystemExit):
+        cli.main(["experiment", "importance", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, option in config_options(AnalysisConfig).items():
+        assert (option.flag or "--" + name.replace("_", "-")) in text and option.help.split(" (")[0] in text
+    assert f"Default: {AnalysisConfig.seeds} (--quick: {QUICK_ANALYSIS.seeds})" in text
+    assert f"Valid: {config_options(AnalysisConfig)['resamples'].range}" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--criteria", "eigenvector,centrality"], "Unknown criterion 'centrality'"),
+    (["--keep-ratios", "0.5,0"], "keep ratio must be in (0, 1]"),
+    (["--resamples", "0"], "bootstrap resamples must be in [1, 100000]"),
+    (["--tau", "1"], "tau must be in [0, 1)"),
+])
+def test_bad_analysis_settings_are_one_line_before_any_work(args, message, tmp_path, capsys):
+    assert cli.main(["experiment", "importance", "--quick", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ") and message in err
+    assert not (tmp_path / "importance.md").exists()

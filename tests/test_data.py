@@ -1,6 +1,7 @@
 """Tests for cprune_core.data: every loader on small data in its real on-disk layout."""
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import Flowers102
 
 from cprune_core import data
-from cprune_core.data import collate_skip_bad, indexing, load_dataset, tf_flowers
+from cprune_core.data import collate_skip_bad, download, indexing, load_dataset, loader_workers, make_loader, tf_flowers
 from cprune_core.data.download import LOCK_FILE, download_lock
 from cprune_core.data.roots import NOT_ALLOWED, data_roots
 from cprune_core.errors import ConfigError, DatasetError, PathNotAllowedError, StopRequested, UnreadableImageError
@@ -378,6 +379,38 @@ def test_file_corrupted_after_indexing_is_dropped_and_counted(tmp_path):
     assert collate_skip_bad([None, None]) is None
 
 
+def test_make_loader_reads_in_order_or_shuffled_by_its_seed_never_from_the_global_generator(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cat": 6, "dog": 6})
+    dataset = load_dataset("folder", root, val_fraction=0, test_fraction=0).train
+    transform = data.build_transform(16, MEAN, STD, train=False)
+    cpu = torch.device("cpu")
+
+    def labels(loader) -> list[int]:
+        return [int(label) for _, batch in loader for label in batch]
+
+    assert labels(make_loader(dataset, transform, 5, cpu)) == [label for _, label in dataset.samples]
+    shuffled = labels(make_loader(dataset, transform, 5, cpu, shuffle_seed=3))
+    assert shuffled == labels(make_loader(dataset, transform, 5, cpu, shuffle_seed=3)) != labels(
+        make_loader(dataset, transform, 5, cpu, shuffle_seed=4))
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    labels(make_loader(dataset, transform, 5, cpu))
+    labels(make_loader(dataset, transform, 5, cpu, shuffle_seed=3))
+    assert torch.equal(torch.rand(1), expected)  # dropout after reading batches is what it would have been
+    assert dataset.transform is None  # the loader reads a copy with the transform
+
+
+def test_make_loader_reads_in_worker_processes_with_pinned_memory_only_for_a_gpu(tmp_path):
+    dataset = load_dataset("folder", make_image_folder(tmp_path / "d", {"cat": 2, "dog": 2}),
+                           val_fraction=0, test_fraction=0).train
+    on_cpu = make_loader(dataset, None, 2, torch.device("cpu"))
+    on_gpu = make_loader(dataset, None, 2, torch.device("cuda"))  # built, not iterated: no GPU needed
+    assert (on_cpu.num_workers, on_cpu.pin_memory) == (0, False)
+    assert (on_gpu.num_workers, on_gpu.pin_memory) == (loader_workers(torch.device("cuda")), True)
+    assert 1 <= on_gpu.num_workers <= 8
+
+
 # ----------------------------------------------------------------------------- image modes
 
 
@@ -619,28 +652,28 @@ def test_default_data_roots_and_the_environment(monkeypatch, tmp_path):
     assert data_roots() == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]
 
 
-def test_the_download_lock_lets_one_downloader_in_at_a_time(tmp_path):
-    """Two runs of one node needing the same download: the second waits for the first."""
-    order = []
-
-    def second():
-        with download_lock(tmp_path):
-            order.append("second")
-
-    with download_lock(tmp_path):
-        waiting = threading.Thread(target=second)
-        waiting.start()
-        waiting.join(timeout=0.5)
-        order.append("first done")
-    waiting.join()
-    assert order == ["first done", "second"]
+@pytest.fixture
+def lock_never_waits(monkeypatch):
+    """flock that refuses at once (BlockingIOError, turned into DatasetError by download_lock) where it would wait
+    for another holder: a test then sees a wait as an error, deterministically, instead of hanging."""
+    blocking_flock = download.fcntl.flock
+    monkeypatch.setattr(download.fcntl, "flock", lambda fd, operation: blocking_flock(fd, operation | fcntl.LOCK_NB))
 
 
-def test_a_dataset_already_there_does_not_wait_for_a_download_in_progress(tmp_path):
+def test_the_download_lock_lets_one_downloader_in_at_a_time(tmp_path, lock_never_waits):
+    """Two runs of one node needing the same download: the second waits for the first (here: is refused
+    instead of waiting), and gets the lock once the first has released it, also after an error."""
+    # The first holder, then a second one (another process's run: flock locks per open file, so it must wait).
+    with download_lock(tmp_path), pytest.raises(DatasetError, match="cannot be locked"), download_lock(tmp_path):
+        pass
+    with pytest.raises(RuntimeError, match="download failed"), download_lock(tmp_path):
+        raise RuntimeError("download failed")
+    with download_lock(tmp_path):  # released both times
+        pass
+
+
+def test_a_dataset_already_there_does_not_wait_for_a_download_in_progress(tmp_path, lock_never_waits):
     make_image_folder(tmp_path / "flower_photos", {"daisy": 3, "tulip": 3})
-    loaded = []
     with download_lock(tmp_path):  # another run is downloading something into this cache
-        reader = threading.Thread(target=lambda: loaded.append(load_dataset("tf-flowers", cache_dir=tmp_path)))
-        reader.start()
-        reader.join(timeout=60)
-        assert loaded and loaded[0].classes == ["daisy", "tulip"]
+        loaded = load_dataset("tf-flowers", cache_dir=tmp_path)  # would be refused if it asked for the lock
+    assert loaded.classes == ["daisy", "tulip"]

@@ -14,8 +14,8 @@ from cprune_core.checkpoint import export_onnx, export_torchscript, load_model, 
 from cprune_core.data import build_transform, load_dataset
 from cprune_core.device import Precision, is_out_of_memory
 from cprune_core.engine import finetune, run
-from cprune_core.errors import CheckpointError, ConfigError
-from cprune_core.evaluation import evaluate_model
+from cprune_core.errors import CheckpointError, ConfigError, StopRequested
+from cprune_core.evaluation import accuracy, evaluate_model
 from cprune_core.features import FeatureCache
 from cprune_core.pruning import PruningGraph
 from cprune_core.schema import FinetuneConfig, MetricEvent
@@ -109,6 +109,44 @@ def test_stop_is_honoured_within_one_batch(tiny_config):
     assert end.kind == "end" and end.final.status == "stopped"
     assert end.final.steps_done == 1 < end.final.total_steps == 9
     assert end.final.test_acc is not None  # evaluated on the partially trained model
+
+
+def test_a_stop_during_validation_ends_the_run_stopped_without_that_epoch(tiny_config):
+    stop = threading.Event()
+
+    def stop_at_the_last_step_of_epoch_one(event):
+        if event.kind == "step" and event.step == 3:  # 12 training images, batches of 4: then validation runs
+            stop.set()
+
+    history = list(finetune(replace(tiny_config, mode="finetune"), stop, stop_at_the_last_step_of_epoch_one))
+    final = history[-1].final
+    assert (final.status, final.message) == ("stopped", "Stopped after 3 of 6 steps.")
+    assert "epoch" not in kinds(history) and final.epochs_done == 0 and final.val_acc is None
+    assert final.test_acc is not None and final.params > 0  # the partially trained model is measured
+
+
+def test_a_stop_while_computing_features_ends_the_run_before_training(tiny_config):
+    stop = threading.Event()
+
+    def stop_at_the_first_batch(event):
+        if event.message.startswith("Computing"):
+            stop.set()
+
+    history = list(finetune(tiny_config, stop, stop_at_the_first_batch, feature_cache=FeatureCache()))
+    final = history[-1].final
+    assert (final.status, final.message) == ("stopped", "Stopped while computing features.")
+    assert "start" not in kinds(history) and final.test_acc is None and final.params is None
+
+
+def test_accuracy_raises_stop_requested_and_leaves_the_model_in_its_mode():
+    model = torch.nn.Linear(2, 2).train()
+    batches = [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))]
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StopRequested):
+        accuracy(model, batches, torch.device("cpu"), Precision(torch.device("cpu")), 2, stop)
+    assert model.training
+    assert accuracy(model, batches, torch.device("cpu"), Precision(torch.device("cpu")), 2) in (0.0, 1.0)
 
 
 def test_same_config_and_seed_give_identical_history_on_cpu(tiny_config):

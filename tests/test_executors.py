@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -107,15 +106,14 @@ def test_a_grid_in_which_every_run_fails_still_gets_its_report(tiny_regime, tmp_
 
 # --- Ray: bad input ---------------------------------------------------------------------------------
 
-def test_an_unreachable_ray_address_is_one_line_naming_it_within_30_s(capsys):
+def test_an_unreachable_ray_address_is_one_line_naming_it(capsys, tmp_path):
+    """How soon the line comes is measured in bench/bench_ray.py, not here."""
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never says a word
         # a closed port, an address nobody answers (TEST-NET-1), a port that answers but not as Ray
         for address in ("127.0.0.1:9", "192.0.2.1:6379", f"127.0.0.1:{silent.getsockname()[1]}"):
-            started = time.perf_counter()
-            code = main(["experiment", "paper-table", "--quick", "--no-record", "--executor", "ray",
-                         "--ray-address", address])
+            code = main(["experiment", "paper-table", "--quick", "--no-record", "--out", str(tmp_path),
+                         "--executor", "ray", "--ray-address", address])
             err = capsys.readouterr().err.strip()
-            assert time.perf_counter() - started < 30
             assert code == 3 and "\n" not in err and err.startswith("error:") and address in err
 
 
@@ -243,19 +241,25 @@ def _descends_from_this_process(pid: int) -> bool:
 
 def run_killing_workers(plan, store, executor, kills: int):
     """run_plan in a thread while this thread kills (SIGKILL) the first ``kills`` workers seen running a run."""
-    result = {}
-    grid = threading.Thread(target=lambda: result.setdefault("rows", experiment.run_plan(plan, store,
-                                                                                         executor=executor)))
+    result, ended = {}, threading.Event()
+
+    def run_grid():
+        try:
+            result["rows"] = experiment.run_plan(plan, store, executor=executor)
+        finally:
+            ended.set()
+
+    grid = threading.Thread(target=run_grid)
     grid.start()
     killed: set[int] = set()
-    deadline = time.monotonic() + 240
-    while len(killed) < kills and grid.is_alive() and time.monotonic() < deadline:
+    # A worker's state is seen only in /proc (no event crosses from a Ray worker): look every 50 ms until the
+    # kills are done or the grid has ended, whichever comes first.
+    while len(killed) < kills and not ended.wait(0.05):
         for pid in _ray_workers_running_a_run() - killed:
             os.kill(pid, signal.SIGKILL)
             killed.add(pid)
-        time.sleep(0.05)
-    grid.join(timeout=240)
-    assert len(killed) == kills and not grid.is_alive()
+    grid.join()
+    assert len(killed) == kills
     return result["rows"]
 
 

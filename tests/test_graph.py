@@ -9,8 +9,8 @@ from torch import nn
 
 from cprune_core.errors import ConfigError, NonFiniteWeightsError
 from cprune_core.graph import (MAX_FORCE_LAYOUT_NODES, adjacency_for, cosine_similarity, force_layout, graph_file,
-                               layout_2d, strongest_edges, summarize, tau_for_mean_degree, threshold_adjacency,
-                               to_networkx)
+                               layout_2d, principal_components, strongest_edges, summarize, tau_for_mean_degree,
+                               threshold_adjacency, to_networkx, upper_edges)
 from cprune_core.layers import weight_vectors
 
 
@@ -64,6 +64,31 @@ def test_networkx_export_keeps_isolated_nodes_and_weights():
     assert graph.number_of_edges() == 1 and graph[0][2]["weight"] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="raise tau"):
         to_networkx(a, max_edges=0)
+
+
+def test_upper_edges_lists_each_edge_once_in_row_major_order():
+    a = torch.zeros(4, 4)
+    for (i, j), w in {(2, 3): 0.6, (0, 2): 0.3, (0, 1): 0.9}.items():
+        a[i, j] = a[j, i] = w
+    rows, cols, weights = upper_edges(a)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 1), (0, 2), (2, 3)]
+    assert weights.tolist() == pytest.approx([0.9, 0.3, 0.6])
+    assert all(len(part) == 0 for part in upper_edges(torch.zeros(3, 3)))  # no edge
+    assert all(len(part) == 0 for part in upper_edges(torch.zeros(0, 0)))  # no neuron
+
+
+def test_principal_components_find_the_spread_are_repeatable_and_leave_the_global_generator_alone():
+    generator = torch.Generator().manual_seed(0)
+    # Points spread 10x more along one direction than along the others.
+    points = torch.randn(200, 5, generator=generator) * torch.tensor([10.0, 1.0, 0.3, 0.3, 0.3])
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    projected = principal_components(points, 2)
+    assert torch.equal(torch.rand(1), expected)
+    assert projected.shape == (200, 2) and torch.equal(projected, principal_components(points, 2))
+    assert projected[:, 0].std() > 5 * projected[:, 1].std()
+    assert abs(projected.mean(0)).max() < 1e-4  # centred
 
 
 def test_strongest_edges_come_first_and_total_is_reported():

@@ -26,22 +26,23 @@ On top: each criterion's scores (what pruning ranks the group by: ``PruningGraph
 their Spearman correlation with the importance and its bootstrap interval over neurons
 (``criterion_correlations``), the validation accuracy before any fine-tuning at each keep ratio
 (``zero_shot_curve``), and one sentence generated from those numbers (``summary_sentence``).
-``analyse_importance`` does it all; the app and ``experiment importance`` call it.
+``analyse_importance`` does it all; the app and ``experiment importance`` call it, with the settings
+of ``AnalysisConfig`` (the one source of their defaults, valid ranges and help).
 
 Validation split only: the test split is never looked at here. Long steps take a progress
 callback ``progress(done, total, message)`` (total 0: not known yet) and a ``stop`` event; a set
-``stop`` raises ``StopRequested``.
+``stop`` raises ``StopRequested`` (``progress.report`` and ``progress.check_stop``).
 """
 from .ablators import ForwardAblator, LayerAblator, PooledAblator, layer_ablator
 from .analysis import ImportanceAnalysis, analyse_importance
-from .baseline import (DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS,
-                       ProgressCallback, TrainedBaseline, prunable_group, train_baseline)
+from .baseline import TrainedBaseline, prunable_group, train_baseline
+from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
                          scores_by_criterion, sample_neurons, zero_shot_curve)
 
-__all__ = ["ProgressCallback", "TrainedBaseline", "train_baseline", "prunable_group",
+__all__ = ["AnalysisConfig", "TrainedBaseline", "train_baseline", "prunable_group",
            "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "sample_neurons", "AblationResult",
            "ablation_effects", "scores_by_criterion", "Correlation", "criterion_correlations", "ZeroShotCurve",
            "zero_shot_curve", "summary_sentence", "ImportanceAnalysis", "analyse_importance",
-           "DEFAULT_SAMPLE_SIZE", "DEFAULT_RESAMPLES", "ZERO_SHOT_KEEP_RATIOS", "SEEDS", "SAMPLE_SIZES", "RESAMPLES"]
+           "SAMPLE_SIZES", "RESAMPLES"]

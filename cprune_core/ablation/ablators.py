@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import build_transform
+from ..cut import cut_model
 from ..device import Precision, resolve_device
-from ..errors import ConfigError, StopRequested
-from ..features import FEATURE_BATCH_SIZE, FEATURE_CACHE, FeatureCache, cached_prefix_features, weights_id
+from ..errors import ConfigError
+from ..features import FEATURE_BATCH_SIZE, FeatureCache, prefix_features
+from ..progress import ProgressCallback, Steps, check_stop, report
 from ..pruning import GroupEffect, PrunableGroup, PruningGraph
 from ..registry import get_submodule
-from ..cut import cut_model
-from .baseline import ProgressCallback, TrainedBaseline, check_stop, report
+from .baseline import TrainedBaseline
 
 __all__ = ["LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "loss_and_accuracy"]
 
@@ -192,8 +192,10 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
                   feature_cache: FeatureCache | None = None) -> LayerAblator:
     """The ablator of ``group`` (of ``layer``, for messages) on the trained baseline's validation split:
     a ``PooledAblator`` when the classifier is the group's only consumer, else a ``ForwardAblator``
-    (whose rest-of-network inputs are computed once, through the engine's feature cache; it moves the
-    model to the config's device)."""
+    (whose rest-of-network inputs are computed once, through ``feature_cache``, None: the engine's; it
+    moves the model to the config's device). ConfigError when a consumer of the group also reads other
+    channels (a concatenation: zeroing by channel index would be wrong); StopRequested when ``stop`` is
+    set while the inputs are computed."""
     layer = layer or group.root
     spec, config, model = trained.spec, trained.config, trained.model
     consumers = _consumers(model, group)
@@ -204,22 +206,11 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
     device = resolve_device(config.device)
     model.to(device)
     prefix, rest = cut_model(model, replace(spec, suffix_start=cut))
-    image_size = config.image_size or spec.input_size
-    steps = cached_prefix_features(feature_cache if feature_cache is not None else FEATURE_CACHE, prefix,
-                                   trained.datasets["val"], build_transform(image_size, spec.mean, spec.std, train=False),
-                                   backbone=config.backbone, weights=weights_id(config.weights, config.checkpoint),
-                                   cut=cut, image_size=image_size, precision=Precision(device),
-                                   stop=stop or threading.Event(), split="val", disk=config.disk_cache)
-    while True:
-        try:
-            batch, batches = next(steps)
-        except StopIteration as done:
-            features = done.value
-            break
+    steps = Steps(prefix_features(prefix, trained.datasets["val"], config, spec, split="val", precision=Precision(device),
+                                  stop=stop, cut=cut, cache=feature_cache))
+    for batch, batches in steps:
         report(progress, batch, batches, f"Computing the inputs of {cut} on the validation split")
-    if features is None:
-        raise StopRequested("Stopped while computing features.")
-    inputs, labels = features
+    inputs, labels = steps.result
     return ForwardAblator(layer, group, rest, inputs, labels,
                           [(model.get_submodule(e.module), e.per_channel) for e in consumers], device)
 

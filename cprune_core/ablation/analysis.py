@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..features import FeatureCache
-from ..criteria import CRITERIA, DEFAULT_TAU
-from ..ranges import KEEP, TAU, choose
+from ..progress import ProgressCallback
 from ..registry import get_spec, load_backbone
 from ..schema import FinetuneConfig, RunSummary
 from .ablators import layer_ablator
-from .baseline import (DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS,
-                       ProgressCallback, prunable_group, train_baseline)
+from .baseline import prunable_group, train_baseline
+from .config import AnalysisConfig
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
                          scores_by_criterion, sample_neurons, zero_shot_curve)
@@ -41,27 +39,45 @@ class ImportanceAnalysis:
     resamples: int
 
 
-def analyse_importance(config: FinetuneConfig, layer: str | None = None, *, criteria: Iterable[str] = tuple(CRITERIA),
-                       tau: float = DEFAULT_TAU, seeds: int = 5, sample_size: int = DEFAULT_SAMPLE_SIZE,
-                       resamples: int = DEFAULT_RESAMPLES, keep_ratios: Sequence[float] = ZERO_SHOT_KEEP_RATIOS,
+def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfig.layer, *,
+                       criteria: Iterable[str] = AnalysisConfig.criteria, tau: float = AnalysisConfig.tau,
+                       seeds: int = AnalysisConfig.seeds, sample_size: int = AnalysisConfig.sample_size,
+                       resamples: int = AnalysisConfig.resamples,
+                       keep_ratios: Sequence[float] = AnalysisConfig.keep_ratios,
                        progress: ProgressCallback | None = None, stop: threading.Event | None = None,
                        feature_cache: FeatureCache | None = None,
                        data_roots: list[Path] | None = None) -> ImportanceAnalysis:
-    """Train the head once (``config``'s backbone, dataset, split and seed), then measure ``layer``'s
-    neurons (None: the backbone's head layer): every neuron when that is one operation, else a
-    seeded sample of ``sample_size``. Every setting and the layer are checked before any training
-    (ConfigError); ``data_roots`` confines the dataset to those folders, as for the app's visitors."""
-    criteria = list(criteria)
-    if not criteria:
-        raise ConfigError("Choose at least one criterion.")
-    for name in criteria:
-        choose(name, CRITERIA, "criterion")
-    SEEDS.check(seeds, "seeds")
-    SAMPLE_SIZES.check(sample_size, "sample size")
-    RESAMPLES.check(resamples, "bootstrap resamples")
-    TAU.check(tau, "tau")
-    for ratio in keep_ratios:
-        KEEP.check(ratio, "keep ratio")
+    """Does centrality predict importance? Train the head once, then measure ``layer``'s neurons.
+
+    Parameters
+    ----------
+    config : the run that trains the head (its backbone, weights, dataset, split, seed, epochs, image
+        size; run in mode "baseline" whatever its mode).
+    layer, criteria, tau, seeds, sample_size, resamples, keep_ratios : the analysis's settings, as
+        ``AnalysisConfig``'s fields (their defaults; ``**settings.to_dict()`` passes a whole one). Every
+        neuron is measured when that is one operation (a layer read only by the classifier), else a
+        sample of ``sample_size`` drawn with ``config.seed``.
+    progress : ``progress(done, total, message)`` as each step goes (total 0: not known yet).
+    stop : a set Event ends the analysis with StopRequested, within one batch or one neuron.
+    feature_cache : as ``train_baseline``.
+    data_roots : confines the dataset to those folders, as for the app's visitors.
+
+    Returns
+    -------
+    ImportanceAnalysis : the baseline run's summary, each measured neuron's effect, every criterion's
+    scores and correlation, the zero-shot curve and the sentence. The test split is never read.
+
+    Raises
+    ------
+    ConfigError : for an impossible setting or a layer that cannot be analysed (no such layer, the
+        classifier, a depthwise convolution), all before any training; for an empty validation split; and,
+        once the head is trained, for a layer whose consumers also read other channels (a concatenation).
+    StopRequested : when ``stop`` is set.
+    CPruneError : the head's training run's own error (a dataset that cannot be read, missing weights).
+
+    Example: ``analyse_importance(config, "head.1", seeds=2).sentence`` states the finding in one sentence.
+    """
+    AnalysisConfig(layer, tuple(criteria), tau, seeds, sample_size, resamples, tuple(keep_ratios)).validate()
     config = replace(config, mode="baseline")
     config.validate()
     spec = get_spec(config.backbone)

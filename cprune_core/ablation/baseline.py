@@ -1,9 +1,7 @@
-"""The trained baseline the ablations measure, the layer's pruning group, and the shared plumbing
-(progress callbacks, stop checks, the analysis's settings and their valid ranges)."""
+"""The trained baseline the ablations measure, and the layer's pruning group."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,34 +12,12 @@ from ..engine import Finetuner
 from ..errors import ConfigError, StopRequested, error_from
 from ..features import FeatureCache, Features
 from ..layers import has_neurons, is_depthwise
+from ..progress import ProgressCallback, report
 from ..pruning import PrunableGroup, PruningGraph
-from ..ranges import SEEDS, Range
 from ..registry import BackboneSpec, get_submodule
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
-__all__ = ["ProgressCallback", "TrainedBaseline", "train_baseline", "prunable_group", "check_stop", "report",
-           "DEFAULT_SAMPLE_SIZE", "DEFAULT_RESAMPLES", "ZERO_SHOT_KEEP_RATIOS", "SEEDS", "SAMPLE_SIZES", "RESAMPLES"]
-
-ProgressCallback = Callable[[int, int, str], None]  # (done, total, message); total 0 while not known
-
-DEFAULT_SAMPLE_SIZE = 64  # neurons measured by a forward pass each (ForwardAblator)
-DEFAULT_RESAMPLES = 1000  # bootstrap resamples of the neurons
-ZERO_SHOT_KEEP_RATIOS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-SAMPLE_SIZES = Range(1, 10**6, integer=True)
-RESAMPLES = Range(1, 100_000, integer=True)
-
-
-def check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise StopRequested("Stopped.")
-
-
-def report(progress: ProgressCallback | None, done: int, total: int, message: str) -> None:
-    if progress is not None:
-        progress(done, total, message)
-
-
-# ----------------------------------------------------------------------------- the trained baseline
+__all__ = ["TrainedBaseline", "train_baseline", "prunable_group"]
 
 
 @dataclass
@@ -60,9 +36,12 @@ def train_baseline(config: FinetuneConfig, *, progress: ProgressCallback | None 
                    stop: threading.Event | None = None, feature_cache: FeatureCache | None = None,
                    data_roots: list[Path] | None = None) -> TrainedBaseline:
     """Train a new head on the frozen backbone with the engine (``config`` in mode "baseline"); the prefix
-    features come from (and go to) the engine's feature cache, and the dataset is confined to
-    ``data_roots`` when given. The run's own error when it fails, ConfigError when the validation split is
-    empty, StopRequested when ``stop`` is set."""
+    features come from (and go to) ``feature_cache`` (None: the engine's), and the dataset is confined to
+    ``data_roots`` when given. ``progress`` hears the engine's steps.
+
+    Raises the run's own error (``errors.error_from``) when it fails, ConfigError when the validation
+    split is empty, StopRequested when ``stop`` is set.
+    """
     config = replace(config, mode="baseline")
     job = Finetuner(config, feature_cache, data_roots)
 

@@ -12,20 +12,22 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..criteria import CRITERIA, RandomScores, make_criterion
 from ..errors import ConfigError
-from ..criteria import CRITERIA, DEFAULT_TAU, RandomScores, make_criterion
+from ..progress import ProgressCallback, check_stop, report
 from ..pruning import PrunableGroup, PruningGraph, keep_count, kept_indices
-from ..ranges import KEEP, choose
+from ..ranges import KEEP, SEEDS, choose
 from .ablators import LayerAblator
-from .baseline import (DEFAULT_RESAMPLES, RESAMPLES, SAMPLE_SIZES, SEEDS, ZERO_SHOT_KEEP_RATIOS, ProgressCallback,
-                       check_stop, report)
+from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
 
 __all__ = ["sample_neurons", "AblationResult", "ablation_effects", "scores_by_criterion", "Correlation",
            "criterion_correlations", "ZeroShotCurve", "zero_shot_curve"]
 
 
 def sample_neurons(n_neurons: int, size: int, seed: int = 0) -> np.ndarray:
-    """``size`` distinct neuron indices drawn with ``seed``, sorted; all of them when ``size`` >= n."""
+    """``size`` distinct neuron indices drawn with ``seed``, sorted; all of them when ``size`` >= n.
+    ConfigError for a size outside ``SAMPLE_SIZES``. Example: ``sample_neurons(10, 3, seed=0)`` is always
+    the same three indices."""
     SAMPLE_SIZES.check(size, "sample size")
     if size >= n_neurons:
         return np.arange(n_neurons)
@@ -55,7 +57,9 @@ def ablation_effects(ablator: LayerAblator, neurons: Sequence[int] | None = None
                      progress: ProgressCallback | None = None,
                      stop: threading.Event | None = None) -> AblationResult:
     """Remove each of ``neurons`` (None: every neuron) alone and measure the change. A neuron that
-    nothing downstream reads (zero pooled feature, or zero consumer weights) has effect exactly 0."""
+    nothing downstream reads (zero pooled feature, or zero consumer weights) has effect exactly 0.
+    Duplicate indices are measured once. ConfigError for an index outside 0..n-1; StopRequested when
+    ``stop`` is set."""
     neurons = np.arange(ablator.n_neurons) if neurons is None else np.asarray(sorted(set(int(i) for i in neurons)))
     if len(neurons) and not (neurons[0] >= 0 and neurons[-1] < ablator.n_neurons):
         raise ConfigError(f"Neuron indices of {ablator.layer} must lie in 0..{ablator.n_neurons - 1}.")
@@ -65,10 +69,11 @@ def ablation_effects(ablator: LayerAblator, neurons: Sequence[int] | None = None
                           accuracies - full_acc, full_loss, full_acc, ablator.n_images)
 
 
-def scores_by_criterion(graph: PruningGraph, group: PrunableGroup, criteria: Iterable[str] = tuple(CRITERIA), *,
-                     tau: float = DEFAULT_TAU, seeds: int = 5) -> dict[str, np.ndarray]:
+def scores_by_criterion(graph: PruningGraph, group: PrunableGroup, criteria: Iterable[str] = AnalysisConfig.criteria, *,
+                        tau: float = AnalysisConfig.tau, seeds: int = AnalysisConfig.seeds) -> dict[str, np.ndarray]:
     """Criterion -> scores (runs x neurons; higher: keep), exactly what pruning ranks the group by: one
-    row for a deterministic criterion, one per seed 0..seeds-1 for ``random``."""
+    row for a deterministic criterion, one per seed 0..seeds-1 for ``random``. ConfigError for an
+    unknown criterion, a tau outside [0, 1) or seeds outside [1, 1000]."""
     SEEDS.check(seeds, "seeds")
     scores = {}
     for name in criteria:
@@ -114,10 +119,12 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def criterion_correlations(result: AblationResult, scores: dict[str, np.ndarray], *,
-                           resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Correlation]:
+                           resamples: int = AnalysisConfig.resamples, seed: int = 0) -> dict[str, Correlation]:
     """Each criterion's Spearman rho with the importance of the measured neurons, with a 95% bootstrap
     interval: the neurons are resampled with replacement ``resamples`` times (seeded, the same
-    resamples for every criterion)."""
+    resamples for every criterion). Undefined (NaN) for fewer than 3 neurons, or constant scores or
+    effects; a resample whose rho is undefined is left out of the interval. ConfigError for resamples
+    outside ``RESAMPLES``."""
     RESAMPLES.check(resamples, "bootstrap resamples")
     importance = result.delta_loss
     n = len(importance)
@@ -156,10 +163,12 @@ class ZeroShotCurve:
 
 
 def zero_shot_curve(ablator: LayerAblator, scores: dict[str, np.ndarray],
-                    keep_ratios: Sequence[float] = ZERO_SHOT_KEEP_RATIOS, *, progress: ProgressCallback | None = None,
+                    keep_ratios: Sequence[float] = AnalysisConfig.keep_ratios, *, progress: ProgressCallback | None = None,
                     stop: threading.Event | None = None) -> ZeroShotCurve:
     """Accuracy with only the kept neurons, ``kept_indices(scores, keep_count(n, ratio))``, per
-    criterion run and ratio; a kept set two runs share is evaluated once."""
+    criterion run and ratio; a kept set two runs share is evaluated once. ConfigError for a ratio
+    outside (0, 1]; StopRequested when ``stop`` is set. At ratio 1 every criterion scores the full
+    model's accuracy."""
     ratios = np.array([KEEP.check(ratio, "keep ratio") for ratio in keep_ratios], dtype=float)
     counts = np.array([keep_count(ablator.n_neurons, ratio) for ratio in ratios])
     measured: dict[bytes, tuple[float, float]] = {}

@@ -11,10 +11,12 @@ from datetime import timedelta
 from tqdm import tqdm
 
 from .. import experiment
-from ..paths import DOCS_DIR, writable_dir
+from ..paths import writable_dir
+from ..ranges import DEFAULT_SEEDS
 from ..registry import BACKBONES
 from .experiment_importance import add_importance_command
-from .options import add_config_argument, add_executor_options, executor_flags, make_executor, open_store
+from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
+                      report_folder)
 
 __all__ = ["add_experiment_command"]
 
@@ -36,17 +38,20 @@ def add_experiment_command(subparsers) -> None:
     parser.add_argument("--datasets", nargs="+", choices=list(experiment.REGIMES),
                         help="Dataset regimes; default the offline pair flowers128 and flowers128-10shot "
                              "(--quick: flowers-sample).")
-    parser.add_argument("--seeds", type=int, help="Number of seeds (0..N-1); default 5 (--quick: 2).")
+    parser.add_argument("--seeds", type=int, help=f"Number of seeds (0..N-1); default {DEFAULT_SEEDS} "
+                                                  f"(--quick: {experiment.QUICK_SEEDS}).")
     parser.add_argument("--quick", action="store_true",
-                        help="A reduced grid (eigenvector and random at keep 0.25 and 0.5, no tau sweep, 3 epochs) "
-                             "that runs in minutes on a CPU: for tests and for checking the set-up.")
-    add_config_argument(parser, "epochs", default=None, help="Epochs per run; default 8 (--quick: 3).")
+                        help=f"A reduced grid (eigenvector and random at keep 0.25 and 0.5, no tau sweep, "
+                             f"{experiment.QUICK_EPOCHS} epochs) that runs in minutes on a CPU, its report not in "
+                             "docs/ (see --out): for tests and for checking the set-up.")
+    add_config_argument(parser, "epochs", default=None, help=f"Epochs per run; default {experiment.DEFAULT_EPOCHS} "
+                                                             f"(--quick: {experiment.QUICK_EPOCHS}).")
     add_config_argument(parser, "image_size", default=experiment.DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px, so larger sizes only upsample "
                              "(use 224 for the downloaded datasets).")
     add_config_argument(parser, "train_scope")
     add_config_argument(parser, "device")
-    parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
+    parser.add_argument("--out", help=out_help())
     parser.add_argument("--no-record", action="store_true",
                         help="Do not record the runs in the local run store (and so do not resume from it).")
     parser.add_argument("--rerun", action="store_true",
@@ -59,7 +64,7 @@ def add_experiment_command(subparsers) -> None:
 
 
 def run_experiment_command(args) -> int:
-    out = writable_dir(args.out, "--out")
+    out = writable_dir(report_folder(args.out, args.quick), "--out")
     grid = experiment.paper_table_grid(quick=args.quick, backbones=args.backbones, regimes=args.datasets,
                                        seeds=args.seeds, epochs=args.epochs, image_size=args.image_size,
                                        device=args.device, train_scope=args.train_scope)

@@ -6,16 +6,39 @@ import json
 import sys
 import time
 
-from ..ablation import DEFAULT_RESAMPLES, DEFAULT_SAMPLE_SIZE, analyse_importance
+from ..ablation import AnalysisConfig, analyse_importance
 from ..experiment import importance_report
 from ..experiment.grid import DEFAULT_IMAGE_SIZE
-from ..criteria import DEFAULT_TAU
-from ..paths import DOCS_DIR, writable_dir
+from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
+from ..schema import config_options
+from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, out_help,
+                      report_folder)
 from .progress_bars import StepProgressBar
-from .options import add_config_argument, add_executor_options, executor_flags, make_executor
 
 __all__ = ["add_importance_command"]
+
+
+def _shown(value) -> str:
+    """A setting as the command line writes it: 0.1, not 0.1000; items joined by commas."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(_shown(item) for item in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """Every AnalysisConfig field as an option; not given: AnalysisConfig's default (--quick: QUICK_ANALYSIS's)."""
+    group = parser.add_argument_group("analysis")
+    full, quick = AnalysisConfig(), importance_report.QUICK_ANALYSIS
+    for name, option in config_options(AnalysisConfig).items():
+        default = _shown(getattr(full, name))
+        if getattr(full, name) is None:
+            default = "the backbone's head layer"
+        elif option.choices is not None and tuple(getattr(full, name)) == option.choices:
+            default = "all of them"
+        if getattr(quick, name) != getattr(full, name):
+            default += f" (--quick: {_shown(getattr(quick, name))})"
+        add_config_argument(group, name, AnalysisConfig, shown_default=default)
 
 
 def add_importance_command(experiments) -> None:
@@ -35,38 +58,37 @@ def add_importance_command(experiments) -> None:
                         help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
     add_config_argument(parser, "dataset_root", default=None,
                         help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
-    parser.add_argument("--layer", help="Layer to analyse; default the backbone's head layer.")
-    parser.add_argument("--seeds", type=int, help="Seeds of the random criterion; default 5 (--quick: 2).")
-    parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE_SIZE,
-                        help="Neurons measured when each needs a forward pass (any layer but one read only by the "
-                             "classifier).")
-    add_config_argument(parser, "tau")
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
+    _add_analysis_options(parser)
+    quick = importance_report.QUICK_ANALYSIS
     parser.add_argument("--quick", action="store_true",
-                        help=f"flowers-sample, {importance_report.QUICK_SEEDS} seeds, {importance_report.QUICK_RESAMPLES} bootstrap "
-                             f"resamples (instead of {DEFAULT_RESAMPLES}): for tests and for checking the set-up.")
+                        help=f"flowers-sample, {quick.seeds} seeds, {quick.resamples} bootstrap resamples (instead "
+                             f"of {AnalysisConfig.resamples}), the report not in docs/ (see --out): for tests and for "
+                             "checking the set-up.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON on stdout (and nothing else).")
-    parser.add_argument("--out", default=str(DOCS_DIR), help="Folder for the report, CSV and plot.")
+    parser.add_argument("--out", help=out_help())
     add_executor_options(parser, "task", local="in this process, with a progress bar",
                          ray="the whole analysis as one Ray task (e.g. on a GPU node), without a progress bar")
     parser.set_defaults(handler=importance_command)
 
 
 def importance_command(args: argparse.Namespace) -> int:
-    out = writable_dir(args.out, "--out")  # before hours of work whose report could not be written
+    out = writable_dir(report_folder(args.out, args.quick), "--out")  # before hours of work whose report could not be written
     config = importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
-                                          root=args.dataset_root, image_size=args.image_size, device=args.device)
-    seeds = args.seeds if args.seeds is not None else (importance_report.QUICK_SEEDS if args.quick else importance_report.DEFAULT_SEEDS)
-    resamples = importance_report.QUICK_RESAMPLES if args.quick else DEFAULT_RESAMPLES
+                                                 root=args.dataset_root, image_size=args.image_size,
+                                                 device=args.device)
+    given = {name: getattr(args, name) for name in config_options(AnalysisConfig) if hasattr(args, name)}
+    base = importance_report.QUICK_ANALYSIS if args.quick else AnalysisConfig()
+    settings = AnalysisConfig(**{**base.to_dict(), **{name: tuple(value) if isinstance(value, list) else value
+                                                      for name, value in given.items()}}).validate()
     command = " ".join(part for part in [
         "python -m cprune_core experiment importance", "--quick" if args.quick else "",
         f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
         f"--dataset {args.dataset}" if args.dataset else "", f"--root {args.dataset_root}" if args.dataset_root else "",
-        f"--layer {args.layer}" if args.layer else "", f"--seeds {args.seeds}" if args.seeds is not None else "",
-        f"--sample {args.sample}" if args.sample != DEFAULT_SAMPLE_SIZE else "",
-        f"--tau {args.tau:g}" if args.tau != DEFAULT_TAU else "",
+        *(f"{config_options(AnalysisConfig)[name].flag or '--' + name.replace('_', '-')} {_shown(value)}"
+          for name, value in given.items()),
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "",
         *executor_flags(args),
     ] if part)
@@ -77,8 +99,7 @@ def importance_command(args: argparse.Namespace) -> int:
         if args.executor == "ray":  # a task's progress does not come back: say where it went
             print(f"Running the analysis on {where} …", file=sys.stderr)
         try:
-            analysis = executor.call(analyse_importance, config, args.layer, tau=args.tau, seeds=seeds,
-                                     sample_size=args.sample, resamples=resamples,
+            analysis = executor.call(analyse_importance, config, **settings.to_dict(),
                                      progress=bar if args.executor == "local" else None)
         finally:
             bar.close()

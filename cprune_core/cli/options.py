@@ -7,20 +7,28 @@ import argparse
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
+from ..paths import DOCS_DIR, quick_reports_dir, user_path
 from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK
 from ..schema import FinetuneConfig, config_options
 from ..store import RunStore
 
-__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "add_executor_options",
-           "make_executor", "executor_flags", "open_store"]
+__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "comma_floats",
+           "add_executor_options", "make_executor", "executor_flags", "open_store", "report_folder", "out_help"]
 
 
 def comma_list(text: str) -> list[str]:
     """"a, b,c" -> ["a", "b", "c"] (empty items dropped)."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def comma_floats(text: str) -> list[float]:
+    """"0.1, 0.5" -> [0.1, 0.5]; ValueError (argparse's "invalid value") for an item that is no number."""
+    return [float(item) for item in comma_list(text)]
 
 
 def _base_type(hint: Any) -> type:
@@ -32,16 +40,32 @@ def _base_type(hint: Any) -> type:
     return typing.get_origin(hint) or hint
 
 
-def add_config_argument(group, name: str, **overrides: Any) -> None:
-    """Add the option of FinetuneConfig field ``name`` to ``group`` (overrides: argparse keywords)."""
-    option = config_options()[name]
-    kind = _base_type(typing.get_type_hints(FinetuneConfig)[name])
+def _item_type(hint: Any) -> type:
+    """float for ``tuple[float, ...]``, str for ``list[str] | None``."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return typing.get_args(hint)[0]
+
+
+def add_config_argument(group, name: str, config_class: type = FinetuneConfig, shown_default: str | None = None,
+                        **overrides: Any) -> None:
+    """Add the option of ``config_class``'s field ``name`` to ``group`` (overrides: argparse keywords). A
+    list or tuple field takes comma-separated items. ``shown_default``: the help names this default, and
+    an option not given is absent from the parsed namespace (the command then chooses the default)."""
+    option = config_options(config_class)[name]
+    hint = typing.get_type_hints(config_class)[name]
+    kind = _base_type(hint)
     help_text = option.help + (f" Valid: {option.range}." if option.range else "")
-    keywords: dict[str, Any] = {"dest": name, "default": getattr(FinetuneConfig(), name), "help": help_text}
+    help_text += f" Choices: {', '.join(option.choices)}." if option.choices and kind in (list, tuple) else ""
+    keywords: dict[str, Any] = {"dest": name, "default": getattr(config_class(), name), "help": help_text}
+    if shown_default is not None:
+        keywords.update(default=argparse.SUPPRESS, help=f"{help_text} Default: {shown_default}.")
+    keywords["help"] = keywords["help"].replace("%", "%%")  # argparse formats help with %
     if kind is bool:
         keywords["action"] = "store_true"
-    elif kind is list:
-        keywords.update(type=comma_list, metavar="NAMES")
+    elif kind in (list, tuple):
+        numbers = _item_type(hint) is float
+        keywords.update(type=comma_floats if numbers else comma_list, metavar="NUMBERS" if numbers else "NAMES")
     else:
         keywords.update(type=kind, choices=option.choices)
         if option.flag:  # e.g. --root ROOT, not --root DATASET_ROOT
@@ -84,6 +108,26 @@ def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str,
                          help=f"CPUs per {unit}, also its number of torch threads; default every core with --executor "
                               "local, 1 with ray. Give both executors the same value for identical numbers: 1 and 2 "
                               "threads round differently.")
+
+
+def report_folder(out: str | None, quick: bool) -> Path:
+    """The folder an experiment writes its report in: ``out``; else docs/ for a full run and
+    ``paths.quick_reports_dir()`` for ``--quick``. ConfigError for ``--quick`` into docs/: the committed
+    reports there come from the full runs only."""
+    if out is None:
+        return quick_reports_dir() if quick else DOCS_DIR
+    if quick and user_path(out).resolve() == DOCS_DIR.resolve():
+        raise ConfigError(f"--quick writes a reduced report, and the reports in {DOCS_DIR} come from the full runs: "
+                          f"leave out --out (the quick report then goes to {quick_reports_dir()}) or choose another "
+                          "folder.")
+    return Path(out)
+
+
+def out_help() -> str:
+    """--out's help: where the full and the --quick reports go by default."""
+    return (f"Folder for the report, CSV and plot; default {DOCS_DIR}, and with --quick {quick_reports_dir()} "
+            "($CPRUNE_HOME/quick-reports; ~/.cache/cprune/quick-reports when CPRUNE_HOME is not set): a quick run "
+            "never replaces the committed reports in docs/.")
 
 
 def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:

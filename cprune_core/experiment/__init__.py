@@ -2,12 +2,13 @@
 process or on a Ray cluster (grid, executors, report); does centrality predict importance
 (importance: the report of the ablation package's analysis)."""
 from .executors import EXECUTORS, Executor, LocalExecutor, Outcome, RayExecutor
-from .grid import (COMPARED_CRITERIA, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, REGIMES, TAU_SWEEP, Grid,
-                   GridProgress, PlannedRun, Regime, leaders_first, offline_regimes, paper_table_grid, plan_runs, row_for, run_key,
-                   run_plan)
+from .grid import (COMPARED_CRITERIA, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, QUICK_EPOCHS,
+                   QUICK_SEEDS, REGIMES, TAU_SWEEP, Grid, GridProgress, PlannedRun, Regime, leaders_first,
+                   offline_regimes, paper_table_grid, plan_runs, row_for, run_key, run_plan)
 from .paper_table_report import markdown_table, paired_interval, plot_accuracy_vs_macs, summarise, verdict, write_report
 
-__all__ = ["COMPARED_CRITERIA", "DEFAULT_IMAGE_SIZE", "FEW_SHOT", "KEEP_RATIOS", "REGIMES", "TAU_SWEEP", "Grid",
-           "GridProgress", "PlannedRun", "Regime", "leaders_first", "offline_regimes", "paper_table_grid", "plan_runs", "row_for",
-           "run_key", "run_plan", "EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor",
-           "markdown_table", "paired_interval", "plot_accuracy_vs_macs", "summarise", "verdict", "write_report"]
+__all__ = ["COMPARED_CRITERIA", "DEFAULT_EPOCHS", "DEFAULT_IMAGE_SIZE", "FEW_SHOT", "KEEP_RATIOS", "QUICK_EPOCHS",
+           "QUICK_SEEDS", "REGIMES", "TAU_SWEEP", "Grid", "GridProgress", "PlannedRun", "Regime", "leaders_first",
+           "offline_regimes", "paper_table_grid", "plan_runs", "row_for", "run_key", "run_plan", "EXECUTORS", "Executor",
+           "LocalExecutor", "Outcome", "RayExecutor", "markdown_table", "paired_interval", "plot_accuracy_vs_macs",
+           "summarise", "verdict", "write_report"]

@@ -25,13 +25,14 @@ from dataclasses import asdict, dataclass, replace
 
 from ..criteria import DEFAULT_TAU
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
-from ..ranges import SEEDS
+from ..ranges import DEFAULT_SEEDS, SEEDS
 from ..schema import FinetuneConfig, RunStatus, RunSummary
 from ..store import RunStore
 from .executors import Executor, LocalExecutor
 
 __all__ = ["Regime", "REGIMES", "PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_key", "GridProgress",
-           "leaders_first", "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE"]
+           "leaders_first", "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE",
+           "DEFAULT_EPOCHS", "QUICK_SEEDS", "QUICK_EPOCHS"]
 
 COMPARED_CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "fpgm", "random")
 KEEP_RATIOS = (0.1, 0.25, 0.5, 0.75)
@@ -69,9 +70,10 @@ def download_regimes() -> list[Regime]:
 REGIMES: dict[str, Regime] = {regime.label: regime for regime in
                                offline_regimes() + quick_regimes() + download_regimes()}
 DEFAULT_BACKBONES = ("efficientnet_lite0",)
-DEFAULT_SEEDS = 5
 DEFAULT_EPOCHS = 8
 DEFAULT_IMAGE_SIZE = 128
+QUICK_SEEDS = 2  # --quick: of the grid, and of the importance analysis's random criterion
+QUICK_EPOCHS = 3
 
 
 @dataclass
@@ -85,9 +87,9 @@ def paper_table_grid(quick: bool = False, backbones: Iterable[str] | None = None
                      device: str = "auto", train_scope: str = "suffix") -> Grid:
     """The runs of ``paper-table`` (``quick``: a reduced grid for tests and set-up checks)."""
     chosen = [REGIMES[name] for name in regimes] if regimes else (quick_regimes() if quick else offline_regimes())
-    seeds = seeds if seeds is not None else (2 if quick else DEFAULT_SEEDS)
+    seeds = seeds if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)
     SEEDS.check(seeds, "seeds")
-    base = FinetuneConfig(epochs=epochs if epochs is not None else (3 if quick else DEFAULT_EPOCHS),
+    base = FinetuneConfig(epochs=epochs if epochs is not None else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS),
                           image_size=image_size, device=device, train_scope=train_scope, log_every=1000)
     base.validate()  # an impossible value is refused before the first run
     extra = dict(criteria=("eigenvector", "random"), keep_ratios=(0.25, 0.5), tau_sweep=()) if quick else {}

@@ -14,18 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..ablation import ImportanceAnalysis
+from ..ablation import AnalysisConfig, ImportanceAnalysis
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
 from ..registry import DEFAULT_BACKBONE
 from ..schema import FinetuneConfig
-from .grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE
+from .grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, QUICK_SEEDS
 
-__all__ = ["DEFAULT_SEEDS", "QUICK_SEEDS", "QUICK_RESAMPLES", "importance_config", "dataset_label", "neuron_table",
-           "importance_json", "plot_importance", "write_importance_report"]
+__all__ = ["QUICK_ANALYSIS", "importance_config", "dataset_label", "neuron_table", "importance_json",
+           "plot_importance", "write_importance_report"]
 
-DEFAULT_SEEDS = 5
-QUICK_SEEDS = 2
-QUICK_RESAMPLES = 200
+QUICK_ANALYSIS = AnalysisConfig(seeds=QUICK_SEEDS, resamples=200)  # --quick's analysis
 
 
 def importance_config(*, quick: bool = False, backbone: str = DEFAULT_BACKBONE, dataset: str | None = None,
