@@ -251,6 +251,7 @@ class GraphView {
     this.context = this.canvas.getContext("2d");
     this.edges = new EdgeLayer(this);
     this.root.snapshot = () => this.snapshot();
+    this.root.pointOf = (node) => this.pointOf(node);
     parent.appendChild(this.root);
 
     this.graph = null;
@@ -885,6 +886,12 @@ class GraphView {
       link.click();
       setTimeout(() => URL.revokeObjectURL(link.href), 10000);
     }, "image/png");
+  }
+
+  // Where a neuron is drawn, in the page's coordinates (for the tests and the benchmark to click it).
+  pointOf(node) {
+    const box = this.canvas.getBoundingClientRect();
+    return { x: box.left + this.screenX[node], y: box.top + this.screenY[node] };
   }
 
   // What the tests and the benchmark read: the numbers on screen and the timings of the last draws.

@@ -1,0 +1,43 @@
+"""What the server process does as it starts, before anyone visits (app.py's st.App lifespan).
+
+`streamlit run app.py` (and so `make run`, `make serve`, `make dev` and the Docker image) finds the st.App in
+app.py and starts it; its lifespan starts ``warm_up`` in a thread and lets the server answer at once. The
+thread imports torch and the pages' libraries and fills the caches the first page reads (the default model,
+its head layer's graph and the canvas payload), through the same cached functions the pages call, so a
+first visitor waiting on them waits for what is left, never for a second copy.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+__all__ = ["lifespan", "warm_up"]
+
+_LOG = logging.getLogger("cprune.startup")
+
+
+def warm_up() -> None:
+    """Import torch and build what the default first page shows. A failure is logged, never raised: the
+    first visitor then meets it with the app's own message (a missing weights file, say)."""
+    try:
+        import torch  # noqa: F401  (the slowest import, first)
+
+        from cprune_core import DEFAULT_BACKBONE, DEFAULT_TAU
+
+        from . import cache, charts, pyvis_view  # noqa: F401  (the pages' libraries: plotly, pandas, pyvis)
+
+        key = cache.ModelKey(DEFAULT_BACKBONE, "pretrained")
+        layer = cache.model_bundle(key).loaded.spec.head_layer
+        cache.layer_graph(key, layer, DEFAULT_TAU)
+        cache.graph_payload(key, layer, "force")
+    except Exception:  # noqa: BLE001  (start-up must not stop the server)
+        _LOG.warning("warming up the default model failed; the first visitor will see why", exc_info=True)
+
+
+@asynccontextmanager
+async def lifespan(_app) -> AsyncIterator[None]:
+    """st.App's lifespan: start ``warm_up`` in the background and serve at once."""
+    threading.Thread(target=warm_up, name="cprune-warm-up", daemon=True).start()
+    yield
