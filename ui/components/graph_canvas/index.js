@@ -869,6 +869,10 @@ class GraphView {
         ? "Components, sizes and colours are the server's, for this τ."
         : "Components, sizes and colours come from the server when you release the slider."));
     }
+    if (this.drawnEdges(step) < graph.held(step)) {
+      notes.push(`Drawn: the ${format(this.drawnEdges(step))} strongest of these edges (every one counts in the ` +
+        "numbers and colours); more would be a solid blot, and slow to draw.");
+    }
     if (analysis && analysis.converged === false) {
       notes.push("Power iteration stopped at its step budget before converging: the colours use its last iterate.");
     }
