@@ -7,7 +7,7 @@ from cprune_core import ConfigError, keep_count
 from cprune_core.graph import GRAPH_FORMATS, MAX_FORCE_LAYOUT_NODES
 from cprune_core.graph_view import EDGE_CAP
 from ui import cache, charts, frame, pyvis_view, sidebar, state
-from ui.graph_canvas import Colouring, graph_canvas
+from ui.graph_canvas import Colouring, graph_canvas, send_payload
 from ui.text import plain
 
 frame.start("Graph explorer",
@@ -18,6 +18,7 @@ key, bundle = sidebar.require_model()
 sidebar.require_layer(bundle)
 VIEWS = ["canvas", "pyvis physics"]
 COLOURINGS = ["centrality", "community"]
+CANVAS = "explorer_graph"
 
 
 def _use_tau(value: float) -> None:
@@ -73,7 +74,7 @@ def _canvas(layer: str, layout_name: str, view, tau: float, kept, neuron: int) -
     st.caption("Drag τ (or use the arrow keys): the browser redraws the edges above it and recomputes each neuron's "
                "centrality, its colour, as you move; the page below follows when you let go. Scroll to zoom, drag "
                f"to pan, click a neuron to inspect it.{cap}")
-    graph_canvas(payload, key="explorer_graph", tau=tau, view=view, kept=kept, selected=neuron,
+    graph_canvas(payload, key=CANVAS, tau=tau, view=view, kept=kept, selected=neuron,
                  communities=_colouring(layer), file_name=f"{layer}-{layout_name}", on_tau=_use_tau,
                  on_neuron=_pick)
 
@@ -106,9 +107,9 @@ def _controls() -> tuple[str, str, str]:
 
 
 @st.fragment
-def graph_section() -> None:
-    """The graph and all that τ changes: a released τ or a click reruns this part only, on cached data."""
-    layer, layout_name, kind = _controls()
+def graph_section(layer: str, layout_name: str, kind: str) -> None:
+    """The graph and all that τ changes: a released τ or a click reruns this part only, on cached data (and
+    without the layer's payload, sent once above it)."""
     if kind == VIEWS[1]:
         state.tau_slider(help="Edges keep only pairs with cosine similarity > τ.")
     tau = st.session_state["tau"]
@@ -128,8 +129,7 @@ def graph_section() -> None:
         scores = cache.neuron_scores(key, layer, st.session_state["criterion"], tau)
         kept = cache.kept_mask(scores, keep_count(summary.nodes, st.session_state["keep"]))
     if kind == VIEWS[0]:
-        with st.spinner("Preparing the graph for the browser …"):
-            _canvas(layer, layout_name, view, tau, kept, neuron)
+        _canvas(layer, layout_name, view, tau, kept, neuron)
     else:
         _statistics(summary)
         st.caption(f"Physics view: the {min(len(view.edge_rows), pyvis_view.MAX_EDGES):,} strongest of "
@@ -181,7 +181,11 @@ def _select_layer_from_table() -> None:
         state.set_value("layer", bundle.layers[rows[0]].name)
 
 
-graph_section()
+layer, layout_name, kind = _controls()
+if kind == VIEWS[0]:
+    with st.spinner("Preparing the graph for the browser …"):
+        send_payload(cache.graph_payload(key, layer, layout_name), key=CANVAS)
+graph_section(layer, layout_name, kind)
 with st.expander("Layers of the model: select a row to explore it"):
     table = pd.DataFrame([info.as_row() for info in bundle.layers]).rename(columns={"vector_length": "weight-vector length"})
     st.dataframe(table, key="layer_table", on_select=_select_layer_from_table, selection_mode="single-row",

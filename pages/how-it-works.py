@@ -5,7 +5,7 @@ import streamlit as st
 
 from cprune_core import keep_count
 from ui import cache, charts, frame, sidebar, state
-from ui.graph_canvas import graph_canvas
+from ui.graph_canvas import graph_canvas, send_payload
 
 MAX_NEURONS = 64  # small enough to see every neuron, weight and pair
 
@@ -63,8 +63,10 @@ row[0].plotly_chart(charts.matrix_heatmap(data.adjacency, "A", "neuron", "neuron
 with row[1]:
     st.caption("Colour: eigenvector centrality (step 3); size: degree; width: similarity. The neurons stay put as τ "
                "moves. Click one to ring it; scroll to zoom.")
-    graph_canvas(cache.graph_payload(key, layer, "force"), key="hiw_graph", tau=tau, view=cache.layer_graph(key, layer, tau),
-                 slider=False, labels=True, height=400, file_name=f"{layer}-graph")
+    payload = cache.graph_payload(key, layer, "force")
+    send_payload(payload, key="hiw_graph")
+    graph_canvas(payload, key="hiw_graph", tau=tau, view=cache.layer_graph(key, layer, tau), slider=False, labels=True,
+                 height=400, file_name=f"{layer}-graph")
 
 st.header("3 · Eigenvector centrality by power iteration")
 st.markdown("A neuron is central when it is similar to neurons that are themselves central: the centrality x is "

@@ -32,11 +32,12 @@ def filter_image(weights: np.ndarray, title: str) -> go.Figure:
         grid[: flat.size] = flat
         grid = grid.reshape(-1, columns)
     limit = float(np.nanmax(np.abs(grid))) or 1.0
-    figure = px.imshow(grid, color_continuous_scale="RdBu_r", zmin=-limit, zmax=limit, aspect="equal")
-    figure.update_layout(title=title, height=300, margin=dict(l=0, r=0, t=40, b=0),
-                         coloraxis_colorbar=dict(thickness=10))
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
+    # go.Heatmap, not px.imshow: the same picture in a few ms instead of a tenth of a second, at every click
+    figure = go.Figure(go.Heatmap(z=grid, colorscale="RdBu_r", zmin=-limit, zmax=limit, hoverongaps=False,
+                                  colorbar=dict(thickness=10)))
+    figure.update_layout(title=title, height=300, margin=dict(l=0, r=0, t=40, b=0), plot_bgcolor="white")
+    figure.update_xaxes(visible=False, constrain="domain")
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
     return figure
 
 

@@ -1,11 +1,11 @@
 """The graph canvas: one layer's similarity graph drawn in the browser (ui/components/graph_canvas/).
 
 A Streamlit Components v2 component (no iframe), its JavaScript and CSS files of this repository. Each
-graph is mounted twice in one container: once with the layer's payload as bytes (positions, norms, the
+graph is mounted twice: ``send_payload`` mounts it with the layer's payload as bytes (positions, norms, the
 edges strongest first: cprune_core.graph_view), which is the same object at every run of a layer and
-layout, so Streamlit sends it to a browser once and the browser does not decode it again; and once with
-this run's small state (tau, selection, kept neurons, colouring, the server's numbers where the browser
-does not hold every edge). The browser filters edges by tau as its slider moves and reports back only the
+layout, so Streamlit sends it to a browser once and the browser does not decode it again; ``graph_canvas``
+mounts it with this run's small state (tau, selection, kept neurons, colouring, the server's numbers where
+the browser does not hold every edge), and draws. The browser filters edges by tau as its slider moves and reports back only the
 released tau and a clicked (or searched) neuron.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cprune_core.graph_view import GraphPayload
 
 from .cache import LayerGraph
 
-__all__ = ["Colouring", "graph_canvas"]
+__all__ = ["Colouring", "graph_canvas", "send_payload"]
 
 _ASSETS = Path(__file__).parent / "components" / "graph_canvas"
 _COMPONENT = st.components.v2.component("cprune_graph_canvas", css=(_ASSETS / "style.css").read_text(),
@@ -80,6 +80,11 @@ def graph_canvas(payload: GraphPayload, *, key: str, tau: float, view: LayerGrap
         if value is not None and on_neuron is not None:
             on_neuron(int(value))
 
-    with st.container(gap=None):
-        _COMPONENT(key=f"{key}-payload", data=payload.encoded)
-        _COMPONENT(key=key, data=state, on_tau_change=released, on_neuron_change=clicked)
+    _COMPONENT(key=key, data=state, on_tau_change=released, on_neuron_change=clicked)
+
+
+def send_payload(payload: GraphPayload, *, key: str) -> None:
+    """Send ``payload`` to the browser for the canvas ``key`` (drawn by ``graph_canvas``, before or after it).
+    The same bytes at every run: Streamlit sends them once and the browser decodes them once. A page whose graph
+    is in a fragment sends it outside the fragment, so that the fragment's reruns do not touch it at all."""
+    _COMPONENT(key=f"{key}-payload", data=payload.encoded)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from torchvision.datasets import Caltech101
-
 from ..errors import DatasetError
 from .download import download_errors
 from .indexing import Index, index_image_folder
@@ -29,6 +27,8 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     if not download:
         raise DatasetError(f"Caltech-101 not found under {root}. {where}.")
     with download_errors(f"Caltech-101 into {root}", where):
+        from torchvision.datasets import Caltech101  # torchvision takes seconds to import: only to download
+
         Caltech101(str(root), download=True)
     return target
 

@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets import Flowers102
 
 from ..errors import DatasetError, PathNotAllowedError
 from .dataset import SPLITS
@@ -34,6 +33,8 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     if not download:
         raise DatasetError(f"Oxford Flowers-102 is incomplete in {folder} (missing: {', '.join(missing)}). {where}.")
     with download_errors(f"Oxford Flowers-102 into {folder}", where):
+        from torchvision.datasets import Flowers102  # torchvision takes seconds to import: only to download
+
         Flowers102(folder.parent, download=True)
     return folder
 
@@ -83,6 +84,8 @@ def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event |
         + [(path, "listed in setid.mat but missing") for path in listed if path not in problems and path not in outside]
         + [(path, problem) for path, problem in problems.items() if problem is not None]
     )
+    from torchvision.datasets import Flowers102  # its class names
+
     label_ids = sorted(set(label_by_path.values()))
     standard = all(i <= len(Flowers102.classes) for i in label_ids)  # else the names would not match
     names = {i: Flowers102.classes[i - 1] if standard else f"class_{i:03d}" for i in label_ids}

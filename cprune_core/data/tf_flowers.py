@@ -4,8 +4,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from torchvision.datasets.utils import download_and_extract_archive
-
 from ..errors import DatasetError
 from ..paths import SHARED_FLOWERS
 from .download import download_errors
@@ -30,6 +28,8 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
         raise DatasetError(f"TF Flowers is not in the cache ({folder}) and download is off: turn it on, or {local_alternative}.")
     with download_errors(f"TF Flowers from {URL}", f"If this machine is offline, {local_alternative}"):
         cache_dir.mkdir(parents=True, exist_ok=True)
+        from torchvision.datasets.utils import download_and_extract_archive  # takes seconds: only to download
+
         # Extract into a staging folder so an interrupted download never leaves a partial dataset.
         with tempfile.TemporaryDirectory(prefix=".tf-flowers-", dir=cache_dir) as staging:
             download_and_extract_archive(URL, download_root=staging, remove_finished=True)

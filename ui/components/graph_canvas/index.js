@@ -31,6 +31,7 @@ const LEGEND_WIDTH = 190;
 const LEGEND_ROOM = 110; // the legend's height and margin, above a graph on a narrow stage
 
 const payloads = new Map(); // payload key -> Graph, the most recent last
+let payloadsDecoded = 0; // how often a payload was decoded (the benchmark checks a rerun decodes none)
 const views = new Map(); // mounted element -> GraphView
 const waitingViews = new Set();
 
@@ -55,10 +56,10 @@ export default function graphCanvas(component) {
 // ---------------------------------------------------------------- the payload
 
 function receivePayload(bytes) {
-  const own = bytes.slice(); // an aligned copy: typed arrays need 4-byte offsets
-  const header = readHeader(own);
+  const header = readHeader(bytes);
   if (!payloads.has(header.key)) {
-    payloads.set(header.key, new Graph(header, own));
+    payloads.set(header.key, new Graph(header, bytes.slice())); // an aligned copy: typed arrays need it
+    payloadsDecoded += 1;
     while (payloads.size > PAYLOADS_KEPT) payloads.delete(payloads.keys().next().value);
   }
   for (const view of [...waitingViews]) view.payloadArrived();
@@ -67,7 +68,7 @@ function receivePayload(bytes) {
 function readHeader(bytes) {
   const magic = String.fromCharCode(...bytes.subarray(0, 4));
   if (magic !== PAYLOAD_MAGIC) throw new Error("CPrune graph canvas: not a graph payload");
-  const length = new DataView(bytes.buffer).getUint32(4, true);
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 8).getUint32(4, true);
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length)));
   header.base = 8 + length;
   return header;
@@ -82,6 +83,7 @@ class Graph {
       return new TYPED[spec.dtype](bytes.buffer, header.base + spec.offset, spec.length);
     };
     this.key = header.key;
+    this.bytes = bytes.length;
     this.n = header.n;
     this.m = header.m;
     this.taus = header.taus;
@@ -584,7 +586,7 @@ class GraphView {
     if (this.interacting) {
       this.edges.drawMoved(context); // panning or zooming: the last edges, moved; redrawn when it settles
     } else {
-      this.edges.use(this.viewKey());
+      this.edges.use(this.viewKey(), this.graph.taus.map((_, k) => this.drawnEdges(k)));
       context.drawImage(this.edges.bitmap(this.drawnEdges(step)), 0, 0);
     }
     const edgesDone = performance.now();
@@ -597,6 +599,7 @@ class GraphView {
     this.frame += 1;
     this.root.dataset.frame = String(this.frame);
     this.root.dataset.tau = this.graph.taus[step].toFixed(2);
+    this.root.dataset.payload = this.graph.key;
     const timing = {
       tau: this.graph.taus[step], edges: this.drawnEdges(step), inputAt: this.pendingInput, drawnAt: finished,
       computeMs: computed - started, edgeMs: edgesDone - computed, nodeMs: finished - edgesDone, presentedAt: null,
@@ -612,28 +615,27 @@ class GraphView {
     return `${this.view.scale}|${this.view.x}|${this.view.y}|${this.width}|${this.height}|${this.ratio}`;
   }
 
-  // While nothing happens, the steps next to this one are made ready (their analysis and edge bitmap),
-  // in slices of about SLICE_MS, so that the next key press or drag finds them done.
+  // While nothing happens, other steps are made ready, nearest first, one slice of about SLICE_MS at a time
+  // (so a key press or a click waits for one slice at most): each step's analysis, and the edge bitmaps of
+  // the steps below this tau (more edges; those above were made on the way to this one).
   prepareNeighbours() {
     clearTimeout(this.idleTimer);
-    const graph = this.graph, here = this.step;
-    const steps = [here - 1, here + 1, here - 2, here + 2].filter((k) => k >= 0 && k < graph.taus.length);
+    const graph = this.graph, here = this.step, count = this.drawnEdges(here);
+    const steps = Array.from(graph.taus.keys()).sort((a, b) => Math.abs(a - here) - Math.abs(b - here));
+    const next = () => {
+      const analysis = steps.slice(0, 5).find((k) => graph.complete(k) && !graph.analyses.has(k));
+      if (analysis !== undefined) return () => graph.analysis(analysis);
+      const bitmap = this.edges.wanted(count).find((length) => !this.edges.has(length));
+      if (bitmap !== undefined) return (started) => this.edges.grow(bitmap, started);
+      const later = steps.find((k) => graph.complete(k) && !graph.analyses.has(k));
+      return later === undefined ? null : () => graph.analysis(later);
+    };
     const work = () => {
-      if (this.interacting || this.step !== here || !this.graph) return;
-      const started = performance.now();
-      for (const k of steps) {
-        if (graph.complete(k) && !graph.analyses.has(k)) {
-          graph.analysis(k);
-          break;
-        }
-        if (!this.edges.has(this.drawnEdges(k))) {
-          this.edges.grow(this.drawnEdges(k), started);
-          break;
-        }
-      }
-      if (steps.some((k) => (graph.complete(k) && !graph.analyses.has(k)) || !this.edges.has(this.drawnEdges(k)))) {
-        this.idleTimer = setTimeout(work, 0);
-      }
+      if (this.interacting || this.step !== here || this.graph !== graph || this.edges.key !== this.viewKey()) return;
+      const task = next();
+      if (!task) return;
+      task(performance.now());
+      this.idleTimer = setTimeout(work, 0);
     };
     this.idleTimer = setTimeout(work, 30);
   }
@@ -910,20 +912,24 @@ class GraphView {
       isolated: analysis ? analysis.isolated : null,
       centrality: analysis ? Array.from(analysis.centrality) : null,
       degree: analysis ? Array.from(analysis.degree) : null,
-      iterations: analysis ? analysis.iterations : null, timings: this.timings.slice(),
+      iterations: analysis ? analysis.iterations : null, timings: this.timings.slice(), payloadsDecoded,
+      payloadBytes: graph ? graph.bytes : 0,
     };
   }
 }
 
-// The edges as bitmaps, one per prefix of the edge list drawn (the edges above a tau are a prefix), each
-// rasterised once on an OffscreenCanvas: going back to a tau seen is a copy, going on draws only the edges
-// between the nearest bitmap below and the new prefix. A new view (zoom, pan, size) starts afresh.
+// The edges as bitmaps, one per tau step (the edges above a tau are a prefix of the list), each rasterised
+// once on an OffscreenCanvas and made from the bitmap of the step above it plus the edges between the two:
+// the first draw at a tau makes every step above it on the way, a step back is a copy, a step on draws only
+// the new edges. Bitmaps far from the tau shown go first when memory runs short. A new view (zoom, pan,
+// size) starts afresh.
 class EdgeLayer {
   constructor(view) {
     this.view = view;
-    this.bitmaps = new Map(); // prefix length -> ImageBitmap, the most recently used last
+    this.bitmaps = new Map(); // prefix length -> ImageBitmap
+    this.chain = [0]; // the prefix lengths drawn at the tau steps, ascending
     this.key = "";
-    this.msPerEdge = 0.004; // measured as edges are drawn: sizes the background slices
+    this.msPerEdge = 0.004; // measured as edges are drawn: sizes the slices
   }
 
   reset() {
@@ -933,37 +939,47 @@ class EdgeLayer {
     this.last = null;
   }
 
-  use(key) {
+  use(key, lengths) {
     if (key === this.key) return;
     this.reset();
     this.key = key;
+    this.chain = [...new Set([0, ...lengths])].sort((a, b) => a - b);
     const { canvas } = this.view;
     this.surface = new OffscreenCanvas(canvas.width, canvas.height);
     this.surface.getContext("2d");
     this.bitmaps.set(0, this.surface.transferToImageBitmap());
+    this.limit = Math.max(4, Math.floor(BITMAP_BYTES / (canvas.width * canvas.height * 4)));
   }
 
-  has(count) {
-    return this.bitmaps.has(count);
+  has(length) {
+    return this.bitmaps.has(length);
   }
 
-  bitmap(count) {
-    while (!this.bitmaps.has(count)) this.grow(count, null);
-    const bitmap = this.bitmaps.get(count);
-    this.bitmaps.delete(count);
-    this.bitmaps.set(count, bitmap);
+  // The steps' lengths worth keeping while `current` is shown, nearest first: as many as memory allows.
+  wanted(current) {
+    const at = this.chain.indexOf(current);
+    return this.chain.map((length, i) => [Math.abs(i - at), length]).sort((a, b) => a[0] - b[0])
+      .slice(0, this.limit).map(([, length]) => length);
+  }
+
+  bitmap(length) {
+    while (!this.bitmaps.has(length)) this.grow(length, null);
+    this.evict(length);
+    const bitmap = this.bitmaps.get(length);
     this.last = { bitmap, view: { ...this.view.view } };
     return bitmap;
   }
 
-  // Draw towards the prefix `count` from the longest bitmap below it: all the way (started null), or for
-  // about SLICE_MS from `started`. A bitmap in between is kept only until it is grown further.
-  grow(count, started) {
+  // One step towards `target` (a step's length): from the longest bitmap below it to the next step's length,
+  // all of it (started null) or what fits in a slice begun at `started` (a bitmap in between, kept until it
+  // is grown further).
+  grow(target, started) {
     let from = 0;
-    for (const length of this.bitmaps.keys()) if (length <= count && length > from) from = length;
+    for (const length of this.bitmaps.keys()) if (length <= target && length > from) from = length;
+    const next = this.chain.find((length) => length > from);
     const budget = started === null ? Infinity
       : Math.max(500, Math.floor((SLICE_MS - (performance.now() - started)) / this.msPerEdge));
-    const to = Math.min(count, from + budget);
+    const to = Math.min(next, target, from + budget);
     const context = this.surface.getContext("2d");
     context.setTransform(1, 0, 0, 1, 0, 0);
     context.clearRect(0, 0, this.surface.width, this.surface.height);
@@ -974,20 +990,17 @@ class EdgeLayer {
     this.view.strokeEdges(context, from, to);
     const bitmap = this.surface.transferToImageBitmap();
     if (to - from > 1000) this.msPerEdge = (performance.now() - began) / (to - from);
-    if (this.partial !== undefined && this.partial === from) {
+    if (from !== 0 && !this.chain.includes(from)) { // a slice's bitmap, grown past
       this.bitmaps.get(from).close();
       this.bitmaps.delete(from);
     }
-    this.partial = to < count ? to : undefined;
     this.bitmaps.set(to, bitmap);
-    this.evict();
   }
 
-  evict() {
-    const limit = Math.max(4, Math.floor(BITMAP_BYTES / (this.surface.width * this.surface.height * 4)));
+  evict(current) {
+    const keep = new Set([0, current, ...this.wanted(current)]);
     for (const [length, bitmap] of this.bitmaps) {
-      if (this.bitmaps.size <= limit) break;
-      if (length === 0 || length === this.partial || bitmap === this.last?.bitmap) continue;
+      if (keep.has(length) || !this.chain.includes(length)) continue;
       bitmap.close();
       this.bitmaps.delete(length);
     }
