@@ -66,7 +66,7 @@ with row[1]:
     payload = cache.graph_payload(key, layer, "force")
     send_payload(payload, key="hiw_graph")
     graph_canvas(payload, key="hiw_graph", tau=tau, view=cache.layer_graph(key, layer, tau), slider=False, labels=True,
-                 height=400, file_name=f"{layer}-graph")
+                 height=460, file_name=f"{layer}-graph")
 
 st.header("3 · Eigenvector centrality by power iteration")
 st.markdown("A neuron is central when it is similar to neurons that are themselves central: the centrality x is "

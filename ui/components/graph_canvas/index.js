@@ -28,7 +28,7 @@ const SLICE_MS = 8; // background work runs in slices of about this long, so key
 const KEYBOARD_SETTLE_MS = 300; // keys pressed within this time send one tau to Python
 const PAYLOADS_KEPT = 3;
 const LEGEND_WIDTH = 190;
-const LEGEND_ROOM = 110; // the legend's height and margin, above a graph on a narrow stage
+const LEGEND_ROOM = 104; // the legend's height and margin, above a graph on a narrow stage
 
 const payloads = new Map(); // payload key -> Graph, the most recent last
 let payloadsDecoded = 0; // how often a payload was decoded (the benchmark checks a rerun decodes none)
@@ -506,9 +506,9 @@ class GraphView {
     this.scheduleDraw();
   }
 
-  // Positions fitted to the stage at scale 1 (y up); the view's scale and offset apply on top. A few far
-  // outliers (isolated neurons pushed out by a force layout) are held at the edge of the box that holds the
-  // middle 96 %, so they do not shrink the rest of the graph to a dot.
+  // Positions fitted to the stage at scale 1 (y up); the view's scale and offset apply on top. Far outliers
+  // (isolated neurons pushed out by a force layout) are held at the edge of the box of the rest, so they do
+  // not shrink the rest of the graph to a dot.
   fit() {
     if (!this.graph || !this.width) return;
     const { n, positions } = this.graph;
@@ -1017,15 +1017,14 @@ class EdgeLayer {
   }
 }
 
-// The range of coordinate `axis` that holds the middle 96 % of the nodes, widened by a tenth on each side
-// and never beyond the nodes' own range (all of it under 20 nodes).
+// The range of coordinate `axis` within Tukey's fences (one and a half interquartile ranges beyond the
+// quartiles), never beyond the nodes' own range: all of it for fewer than 8 nodes.
 function robustRange(positions, axis, n) {
-  const values = Array.from({ length: n }, (_, i) => positions[2 * i + axis]).sort((a, b) => a - b);
   if (!n) return [0, 1];
-  if (n < 20) return [values[0], values[n - 1]];
-  const low = values[Math.floor(0.02 * (n - 1))], high = values[Math.ceil(0.98 * (n - 1))];
-  const margin = 0.1 * (high - low);
-  return [Math.max(values[0], low - margin), Math.min(values[n - 1], high + margin)];
+  const values = Array.from({ length: n }, (_, i) => positions[2 * i + axis]).sort((a, b) => a - b);
+  if (n < 8) return [values[0], values[n - 1]];
+  const q1 = values[Math.floor(0.25 * (n - 1))], q3 = values[Math.ceil(0.75 * (n - 1))], spread = 1.5 * (q3 - q1);
+  return [Math.max(values[0], q1 - spread), Math.min(values[n - 1], q3 + spread)];
 }
 
 function circle(context, x, y, r) {
