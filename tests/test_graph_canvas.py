@@ -6,12 +6,7 @@ the browser asks no other host for anything. Timings are the benchmark's (bench/
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,8 +20,8 @@ from cprune_core.criteria import ranking_centrality
 from cprune_core.graph import cosine_similarity
 from cprune_core.layers import weight_vectors
 from cprune_core.registry import load_backbone
+from app_server import running_app
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 # No GPU and no WebGL at all: the canvas is drawn with the Canvas 2D API only.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-webgl", "--disable-3d-apis",
@@ -38,36 +33,10 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "CPRUNE_HOME": str(tmp_path_factory.mktemp("cprune-home"))})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(f"streamlit did not start: {process.stdout.read().decode()[-2000:]}")
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_app(tmp_path_factory.mktemp("cprune-home")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
