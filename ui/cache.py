@@ -57,16 +57,21 @@ class ModelBundle:
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
+def backbone(key: ModelKey) -> Backbone:
+    """The model alone: a layer's graph needs no more, so it can be made while model_bundle builds the rest."""
+    return load_backbone(key.backbone, key.weights, key.checkpoint or None)
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
 def model_bundle(key: ModelKey) -> ModelBundle:
-    loaded = load_backbone(key.backbone, key.weights, key.checkpoint or None)
+    loaded = backbone(key)
     graph = PruningGraph(loaded.model, loaded.spec)
     cost = CostModel(loaded.model, graph, loaded.spec.input_size)
     return ModelBundle(loaded, graph, cost, list_layers(loaded.model, graph))
 
 
 def layer_vectors(key: ModelKey, layer: str) -> torch.Tensor:
-    model = model_bundle(key).loaded.model
-    return weight_vectors(model.get_submodule(layer), layer)
+    return weight_vectors(backbone(key).model.get_submodule(layer), layer)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -93,7 +98,7 @@ LAYOUTS = {"force": "force-directed", "pca": "weight PCA"}
 def layout_for(key: ModelKey, layer: str, layout_name: str) -> str:
     """The layout a layer is drawn in: ``layout_name``, except that force-directed is offered up to
     graph.MAX_FORCE_LAYOUT_NODES neurons (weight PCA above)."""
-    if layout_name == "force" and model_bundle(key).info(layer).neurons <= graph.MAX_FORCE_LAYOUT_NODES:
+    if layout_name == "force" and layer_vectors(key, layer).shape[0] <= graph.MAX_FORCE_LAYOUT_NODES:
         return "force"
     return "pca"
 

@@ -19,8 +19,10 @@ _LOG = logging.getLogger("cprune.startup")
 
 
 def warm_up() -> None:
-    """Import torch and build what the default first page shows. A failure is logged, never raised: the
-    first visitor then meets it with the app's own message (a missing weights file, say)."""
+    """Import torch and build what the default first page shows: the model's pruning graph and cost model in
+    this thread, its head layer's graph (similarity, layout, payload) in a second one, so both cores work.
+    A failure is logged, never raised: the first visitor then meets it with the app's own message (a missing
+    weights file, say)."""
     try:
         import torch  # noqa: F401  (the slowest import, first)
 
@@ -29,11 +31,22 @@ def warm_up() -> None:
         from . import cache, charts, pyvis_view  # noqa: F401  (the pages' libraries: plotly, pandas, pyvis)
 
         key = cache.ModelKey(DEFAULT_BACKBONE, "pretrained")
-        layer = cache.model_bundle(key).loaded.spec.head_layer
+        layer = cache.backbone(key).spec.head_layer
+        graph = threading.Thread(target=_quietly, args=(cache.graph_payload, key, layer, "force"),
+                                 name="cprune-warm-up-graph")
+        graph.start()
+        cache.model_bundle(key)
         cache.layer_graph(key, layer, DEFAULT_TAU)
-        cache.graph_payload(key, layer, "force")
+        graph.join()
     except Exception:  # noqa: BLE001  (start-up must not stop the server)
         _LOG.warning("warming up the default model failed; the first visitor will see why", exc_info=True)
+
+
+def _quietly(work, *args) -> None:
+    try:
+        work(*args)
+    except Exception:  # noqa: BLE001
+        _LOG.warning("warming up the default layer's graph failed; the first visitor will see why", exc_info=True)
 
 
 @asynccontextmanager
