@@ -773,7 +773,7 @@ class GraphView {
     const context = this.context;
     const community = this.state.colouring === "community" && this.communities;
     const width = LEGEND_WIDTH, x = this.width - width - 10;
-    let height = community ? 44 + 16 * Math.min(this.communitySizes().length, PALETTE.length + 1) : 74;
+    let height = community ? 52 + 16 * this.communitySizes().length : 74;
     if (this.kept) height += 34;
     context.fillStyle = "rgba(255, 255, 255, 0.88)";
     context.strokeStyle = "#d5dbe1";
@@ -787,8 +787,9 @@ class GraphView {
     context.textAlign = "left";
     let row = 27;
     if (community) {
-      context.fillText(`Louvain communities, τ = ${this.state.communityTau.toFixed(2)}`, x + 8, row);
-      row += 6;
+      context.fillText("Louvain communities", x + 8, row);
+      context.fillText(`of the graph at τ = ${this.state.communityTau.toFixed(2)}`, x + 8, row + 15);
+      row += 17;
       this.communitySizes().forEach(([label, size]) => {
         row += 16;
         context.fillStyle = label < PALETTE.length ? PALETTE[label] : OTHER_COMMUNITY;
