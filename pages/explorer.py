@@ -171,8 +171,10 @@ def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
     with details:
         weights = bundle.loaded.model.get_submodule(layer).weight.detach()[neuron].numpy()
         what = "filter" if weights.ndim == 3 else "weights"
-        st.plotly_chart(charts.filter_image(weights, f"{what} of neuron {neuron} ({' × '.join(map(str, weights.shape))})"),
-                        key="filter_image", config=state.chart_config(f"{layer}-neuron-{neuron}"))
+        picture, limit = charts.filter_picture(weights)
+        st.markdown(f"**{what} of neuron {neuron}** ({' × '.join(map(str, weights.shape))})")
+        st.image(picture, caption=f"blue −{limit:.3g} · white 0 · red +{limit:.3g}"
+                                  + (" (input channels tiled, each its kernel)" if weights[0].size > 1 else ""))
 
 
 def _select_layer_from_table() -> None:

@@ -6,8 +6,9 @@ weights, layer and tau. A model is named by a ``ModelKey`` (hashable, so it can 
 """
 from __future__ import annotations
 
+import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,12 +38,21 @@ class ModelKey:
 
 @dataclass
 class ModelBundle:
-    """A loaded backbone with the objects every page needs from it."""
+    """A loaded backbone with the objects every page needs from it. The cost model is built on first use (a
+    second of a first page that does not show costs, the explorer's)."""
 
     loaded: Backbone
     graph: PruningGraph
-    cost: CostModel
     layers: list[LayerInfo]
+    _cost: CostModel | None = field(default=None, repr=False)
+    _cost_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def cost(self) -> CostModel:
+        with self._cost_lock:  # visitors share the bundle: one of them builds it
+            if self._cost is None:
+                self._cost = CostModel(self.loaded.model, self.graph, self.loaded.spec.input_size)
+            return self._cost
 
     @property
     def layer_names(self) -> list[str]:
@@ -66,8 +76,7 @@ def backbone(key: ModelKey) -> Backbone:
 def model_bundle(key: ModelKey) -> ModelBundle:
     loaded = backbone(key)
     graph = PruningGraph(loaded.model, loaded.spec)
-    cost = CostModel(loaded.model, graph, loaded.spec.input_size)
-    return ModelBundle(loaded, graph, cost, list_layers(loaded.model, graph))
+    return ModelBundle(loaded, graph, list_layers(loaded.model, graph))
 
 
 def layer_vectors(key: ModelKey, layer: str) -> torch.Tensor:

@@ -19,8 +19,8 @@ _LOG = logging.getLogger("cprune.startup")
 
 
 def warm_up() -> None:
-    """Import torch and build what the default first page shows: the model's pruning graph and cost model in
-    this thread, its head layer's graph (similarity, layout, payload) in a second one, so both cores work.
+    """Import torch and build what the default first page shows: the model's pruning graph in this thread, its
+    head layer's graph (similarity, layout, payload) in a second one, so both cores work.
     A failure is logged, never raised: the first visitor then meets it with the app's own message (a missing
     weights file, say)."""
     try:
@@ -35,7 +35,7 @@ def warm_up() -> None:
         graph = threading.Thread(target=_quietly, args=(cache.graph_payload, key, layer, "force"),
                                  name="cprune-warm-up-graph")
         graph.start()
-        cache.model_bundle(key)
+        cache.model_bundle(key)  # its cost model waits for the Prune page: the first page shows no costs
         cache.layer_graph(key, layer, DEFAULT_TAU)
         graph.join()
     except Exception:  # noqa: BLE001  (start-up must not stop the server)

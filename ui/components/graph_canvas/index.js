@@ -25,6 +25,7 @@ const MAX_PATH_SEGMENTS = 4096; // long paths rasterise slowly; chunks of this m
 const DRAW_CAP = 100_000; // edges drawn at most, the strongest (all of them count in the numbers)
 const BITMAP_BYTES = 160e6; // memory for cached edge bitmaps
 const SLICE_MS = 8; // background work runs in slices of about this long, so keys and clicks never wait
+const PREPARED_STEPS = 4; // tau steps on each side of the one shown made ready in the background
 const KEYBOARD_SETTLE_MS = 300; // keys pressed within this time send one tau to Python
 const PAYLOADS_KEPT = 3;
 const LEGEND_WIDTH = 190;
@@ -32,6 +33,7 @@ const LEGEND_ROOM = 104; // the legend's height and margin, above a graph on a n
 
 const payloads = new Map(); // payload key -> Graph, the most recent last
 let payloadsDecoded = 0; // how often a payload was decoded (the benchmark checks a rerun decodes none)
+let payloadArrivedAt = null; // when the last new payload came (performance.now()), for the benchmark
 const views = new Map(); // mounted element -> GraphView
 const waitingViews = new Set();
 
@@ -60,6 +62,7 @@ function receivePayload(bytes) {
   if (!payloads.has(header.key)) {
     payloads.set(header.key, new Graph(header, bytes.slice())); // an aligned copy: typed arrays need it
     payloadsDecoded += 1;
+    payloadArrivedAt = performance.now();
     while (payloads.size > PAYLOADS_KEPT) payloads.delete(payloads.keys().next().value);
   }
   for (const view of [...waitingViews]) view.payloadArrived();
@@ -226,6 +229,7 @@ function format(value, digits = 0) {
 class GraphView {
   constructor(parent) {
     this.parent = parent;
+    this.createdAt = performance.now();
     this.root = element("div", "cg-root");
     this.toolbar = element("div", "cg-toolbar", this.root);
     this.tauLabel = element("label", "cg-tau", this.toolbar);
@@ -243,9 +247,11 @@ class GraphView {
     this.pngButton = button("PNG", "cg-png", this.toolbar);
     this.pngButton.title = "Download this view as a PNG image (made in your browser)";
     this.stats = element("div", "cg-stats", this.root);
-    this.note = element("div", "cg-note", this.root);
+    this.stats.textContent = "\u00a0"; // a line's height from the start, so the stage keeps its size
     this.stage = element("div", "cg-stage", this.root);
     this.canvas = element("canvas", "cg-canvas", this.stage);
+    this.note = element("div", "cg-note", this.stage);
+    this.note.hidden = true;
     this.tooltip = element("div", "cg-tooltip", this.stage);
     this.tooltip.hidden = true;
     this.loading = element("div", "cg-loading", this.stage);
@@ -615,28 +621,29 @@ class GraphView {
     return `${this.view.scale}|${this.view.x}|${this.view.y}|${this.width}|${this.height}|${this.ratio}`;
   }
 
-  // While nothing happens, other steps are made ready, nearest first, one slice of about SLICE_MS at a time
-  // (so a key press or a click waits for one slice at most): each step's analysis, and the edge bitmaps of
-  // the steps below this tau (more edges; those above were made on the way to this one).
+  // While nothing happens, the steps near this one are made ready, nearest first, one slice of about SLICE_MS
+  // at a time (so a key press or a click waits for one slice at most): their analyses and edge bitmaps.
   prepareNeighbours() {
     clearTimeout(this.idleTimer);
-    const graph = this.graph, here = this.step, count = this.drawnEdges(here);
-    const steps = Array.from(graph.taus.keys()).sort((a, b) => Math.abs(a - here) - Math.abs(b - here));
+    const graph = this.graph, here = this.step;
+    const steps = Array.from(graph.taus.keys()).filter((k) => Math.abs(k - here) <= PREPARED_STEPS)
+      .sort((a, b) => Math.abs(a - here) - Math.abs(b - here));
     const next = () => {
-      const analysis = steps.slice(0, 5).find((k) => graph.complete(k) && !graph.analyses.has(k));
+      const analysis = steps.find((k) => graph.complete(k) && !graph.analyses.has(k));
       if (analysis !== undefined) return () => graph.analysis(analysis);
-      const bitmap = this.edges.wanted(count).find((length) => !this.edges.has(length));
-      if (bitmap !== undefined) return (started) => this.edges.grow(bitmap, started);
-      const later = steps.find((k) => graph.complete(k) && !graph.analyses.has(k));
-      return later === undefined ? null : () => graph.analysis(later);
+      const bitmap = steps.map((k) => this.drawnEdges(k)).find((length) => !this.edges.has(length));
+      return bitmap === undefined ? null : (started) => this.edges.grow(bitmap, started);
     };
     const work = () => {
+      this.preparing = false;
       if (this.interacting || this.step !== here || this.graph !== graph || this.edges.key !== this.viewKey()) return;
       const task = next();
       if (!task) return;
       task(performance.now());
+      this.preparing = true;
       this.idleTimer = setTimeout(work, 0);
     };
+    this.preparing = true;
     this.idleTimer = setTimeout(work, 30);
   }
 
@@ -914,15 +921,16 @@ class GraphView {
       centrality: analysis ? Array.from(analysis.centrality) : null,
       degree: analysis ? Array.from(analysis.degree) : null,
       iterations: analysis ? analysis.iterations : null, timings: this.timings.slice(), payloadsDecoded,
-      payloadBytes: graph ? graph.bytes : 0,
+      payloadBytes: graph ? graph.bytes : 0, payloadArrivedAt, createdAt: this.createdAt,
+      preparing: Boolean(this.preparing),
     };
   }
 }
 
 // The edges as bitmaps, one per tau step (the edges above a tau are a prefix of the list), each rasterised
-// once on an OffscreenCanvas and made from the bitmap of the step above it plus the edges between the two:
-// the first draw at a tau makes every step above it on the way, a step back is a copy, a step on draws only
-// the new edges. Bitmaps far from the tau shown go first when memory runs short. A new view (zoom, pan,
+// once on an OffscreenCanvas and made from the bitmap of the step above it plus the edges between the two,
+// the steps near the tau shown made in the background: a step back is a copy, a step on draws only the new
+// edges. Bitmaps far from the tau shown go first when memory runs short. A new view (zoom, pan,
 // size) starts afresh.
 class EdgeLayer {
   constructor(view) {
@@ -971,13 +979,13 @@ class EdgeLayer {
     return bitmap;
   }
 
-  // One step towards `target` (a step's length): from the longest bitmap below it to the next step's length,
-  // all of it (started null) or what fits in a slice begun at `started` (a bitmap in between, kept until it
-  // is grown further).
+  // Towards `target` (a step's length) from the longest bitmap below it: now, all the way (started null: a
+  // frame waits for it); or in the background, to the next step's length or as far as a slice begun at
+  // `started` allows (a bitmap in between is kept until it is grown further).
   grow(target, started) {
     let from = 0;
     for (const length of this.bitmaps.keys()) if (length <= target && length > from) from = length;
-    const next = this.chain.find((length) => length > from);
+    const next = started === null ? target : this.chain.find((length) => length > from);
     const budget = started === null ? Infinity
       : Math.max(500, Math.floor((SLICE_MS - (performance.now() - started)) / this.msPerEdge));
     const to = Math.min(next, target, from + budget);
