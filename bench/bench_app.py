@@ -121,6 +121,14 @@ def press_keys(page, keys: list[str]) -> list[dict]:
              "compute": t["computeMs"], "edge_ms": t["edgeMs"], "node_ms": t["nodeMs"]} for t, s in zip(drawn, seen)]
 
 
+def report_analyses(page, name: str) -> None:
+    """What each tau step's analysis (degree, components, power iteration) cost the browser, once, in the
+    background or at the frame that first needed it."""
+    costs = snapshot(page)["analysisMs"]
+    print(f"the browser's analysis of each tau step on {name} (edges, ms, power-iteration steps), done once: "
+          + ", ".join(f"{tau}: {e:,} / {ms} ms / {k}" for tau, (e, ms, k) in sorted(costs.items())))
+
+
 def report_keys(name: str, presses: list[dict], at_least: int = 0) -> None:
     counted = [p for p in presses if p["edges"] >= at_least]
     ms = np.array([p["ms"] for p in counted])
@@ -259,6 +267,7 @@ def head_layer(page, keys: int, sent: list, received: list) -> None:
     page.wait_for_timeout(2000)  # the steps next to this one made ready while nobody types
     half = keys // 2
     report_keys("head.1 (1,280 neurons)", press_keys(page, ["ArrowRight"] * half + ["ArrowLeft"] * (keys - half)))
+    report_analyses(page, "head.1")
     frames_while_dragging(page, sent)
     released_tau(page, sent, received)
     click_neurons(page)
@@ -282,6 +291,7 @@ def vgg_layer(page, keys: int) -> None:
     pattern = ["ArrowLeft", "ArrowRight", "ArrowRight", "ArrowRight", "ArrowLeft", "ArrowLeft"]  # 0.00 to 0.03
     presses = press_keys(page, (pattern * keys)[:keys])
     report_keys("VGG16 classifier.0 (4,096 neurons), every press", presses)
+    report_analyses(page, "VGG16 classifier.0")
     report_keys("VGG16 classifier.0, presses at taus with >= 20,000 edges drawn", presses, at_least=20_000)
     cold = choose_layer(page, "classifier.3")
     cached = choose_layer(page, "classifier.0")

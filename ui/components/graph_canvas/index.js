@@ -923,6 +923,8 @@ class GraphView {
       iterations: analysis ? analysis.iterations : null, timings: this.timings.slice(), payloadsDecoded,
       payloadBytes: graph ? graph.bytes : 0, payloadArrivedAt, createdAt: this.createdAt,
       preparing: Boolean(this.preparing),
+      analysisMs: graph ? Object.fromEntries([...graph.analyses].map(([k, a]) => [graph.taus[k].toFixed(2),
+        [a.edges, Math.round(a.ms * 10) / 10, a.iterations]])) : {},
     };
   }
 }
