@@ -102,6 +102,7 @@ def assert_the_cores(shown: dict, similarity: torch.Tensor, tau: float) -> None:
     assert shown["source"] == "browser" and shown["tau"] == pytest.approx(tau)
     assert (shown["edges"], shown["components"], shown["isolated"], shown["largest"]) == (
         summary.edges, summary.components, summary.isolated, summary.largest_component)
+    assert shown["density"] == pytest.approx(summary.density, rel=1e-12)
     core = ranking_centrality(adjacency)
     assert np.array_equal(np.array(shown["degree"]), (adjacency > 0).sum(1).numpy())
     browser_centrality = torch.tensor(shown["centrality"])
@@ -224,3 +225,12 @@ def test_where_the_browser_does_not_hold_every_edge_it_says_so_and_shows_the_ser
     assert (shown["components"], shown["isolated"], shown["largest"]) == (
         summary.components, summary.isolated, summary.largest_component)
     assert np.array_equal(np.array(shown["centrality"], np.float32), ranking_centrality(adjacency).numpy())
+
+
+def test_the_script_health_check_runs_no_script(server):
+    """Off (.streamlit/config.toml): the path is the app's page, not a run of app.py for whoever asks."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server}/_stcore/script-health-check", timeout=30) as response:
+        body = response.read().decode()
+    assert response.headers.get_content_type() == "text/html" and '<div id="root">' in body

@@ -915,6 +915,7 @@ class GraphView {
     return {
       tau: graph ? graph.taus[this.step] : null, n: graph ? graph.n : 0, held: graph ? graph.m : 0,
       edges: graph ? graph.counts[this.step] : 0, frame: this.frame, selected: this.selected,
+      density: Number(this.stats.querySelector('[data-stat="density"]')?.dataset.value ?? NaN),
       source: analysis ? analysis.source : "waiting",
       components: analysis ? analysis.components : null, largest: analysis ? analysis.largest : null,
       isolated: analysis ? analysis.isolated : null,
