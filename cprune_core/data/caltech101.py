@@ -13,6 +13,14 @@ __all__ = ["locate", "index"]
 EXCLUDED = frozenset({"BACKGROUND_Google"})  # clutter images, not an object class
 
 
+def Caltech101(root: str, download: bool = False):  # noqa: N802  (torchvision's dataset class, imported late)
+    """torchvision's Caltech101 (it downloads when made), imported at the first download: torchvision takes
+    seconds to import, and the app's start needs no dataset."""
+    from torchvision.datasets import Caltech101 as caltech101
+
+    return caltech101(root, download=download)
+
+
 def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     """101_ObjectCategories/ under root (torchvision's root/caltech101/ layout), downloaded if needed."""
     root = root or cache_dir
@@ -27,8 +35,6 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     if not download:
         raise DatasetError(f"Caltech-101 not found under {root}. {where}.")
     with download_errors(f"Caltech-101 into {root}", where):
-        from torchvision.datasets import Caltech101  # torchvision takes seconds to import: only to download
-
         Caltech101(str(root), download=True)
     return target
 

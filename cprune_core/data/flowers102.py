@@ -18,6 +18,21 @@ __all__ = ["URL", "locate", "index"]
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 
 
+def Flowers102(root: Path, download: bool = False):  # noqa: N802  (torchvision's dataset class, imported late)
+    """torchvision's Flowers102 (it downloads when made), imported at the first download: torchvision takes seconds
+    to import, and the app's start needs no dataset."""
+    from torchvision.datasets import Flowers102 as flowers102
+
+    return flowers102(root, download=download)
+
+
+def _class_names() -> list[str]:
+    """The 102 official class names, in label order (torchvision's)."""
+    from torchvision.datasets import Flowers102 as flowers102
+
+    return flowers102.classes
+
+
 def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     """The flowers-102/ folder (jpg/, imagelabels.mat, setid.mat) under root, or root itself."""
     root = root or cache_dir
@@ -33,8 +48,6 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     if not download:
         raise DatasetError(f"Oxford Flowers-102 is incomplete in {folder} (missing: {', '.join(missing)}). {where}.")
     with download_errors(f"Oxford Flowers-102 into {folder}", where):
-        from torchvision.datasets import Flowers102  # torchvision takes seconds to import: only to download
-
         Flowers102(folder.parent, download=True)
     return folder
 
@@ -84,11 +97,10 @@ def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event |
         + [(path, "listed in setid.mat but missing") for path in listed if path not in problems and path not in outside]
         + [(path, problem) for path, problem in problems.items() if problem is not None]
     )
-    from torchvision.datasets import Flowers102  # its class names
-
     label_ids = sorted(set(label_by_path.values()))
-    standard = all(i <= len(Flowers102.classes) for i in label_ids)  # else the names would not match
-    names = {i: Flowers102.classes[i - 1] if standard else f"class_{i:03d}" for i in label_ids}
+    class_names = _class_names()
+    standard = all(i <= len(class_names) for i in label_ids)  # else the names would not match
+    names = {i: class_names[i - 1] if standard else f"class_{i:03d}" for i in label_ids}
     readable = {names[i]: [] for i in label_ids}
     for path, problem in problems.items():
         if problem is None:

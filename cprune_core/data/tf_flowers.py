@@ -13,6 +13,14 @@ __all__ = ["URL", "locate"]
 URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 
 
+def download_and_extract_archive(url: str, download_root: str, remove_finished: bool = False) -> None:
+    """torchvision's, imported at the first download: torchvision takes seconds to import, and the app's start
+    needs no dataset."""
+    from torchvision.datasets.utils import download_and_extract_archive as download
+
+    download(url, download_root=download_root, remove_finished=remove_finished)
+
+
 def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
     """``root`` when given, else flower_photos/ in the cache, downloaded and extracted on first use."""
     if root is not None:
@@ -28,8 +36,6 @@ def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
         raise DatasetError(f"TF Flowers is not in the cache ({folder}) and download is off: turn it on, or {local_alternative}.")
     with download_errors(f"TF Flowers from {URL}", f"If this machine is offline, {local_alternative}"):
         cache_dir.mkdir(parents=True, exist_ok=True)
-        from torchvision.datasets.utils import download_and_extract_archive  # takes seconds: only to download
-
         # Extract into a staging folder so an interrupted download never leaves a partial dataset.
         with tempfile.TemporaryDirectory(prefix=".tf-flowers-", dir=cache_dir) as staging:
             download_and_extract_archive(URL, download_root=staging, remove_finished=True)

@@ -268,7 +268,6 @@ class GraphView {
     this.serverStep = null;
     this.sentSteps = []; // taus sent to Python and not yet acknowledged, oldest first
     this.selected = null;
-    this.hovered = null;
     this.view = { scale: 1, x: 0, y: 0 };
     this.shown = null; // the analysis drawn last (its colours stay while the server is asked)
     this.frame = 0;
@@ -477,7 +476,6 @@ class GraphView {
   }
 
   hover(node, event) {
-    this.hovered = node;
     if (node === null || !this.shown) {
       this.tooltip.hidden = true;
       return;
