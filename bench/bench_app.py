@@ -192,24 +192,34 @@ def frames_while_dragging(page, sent: list) -> None:
 
 
 def click_neurons(page, count: int = 3) -> None:
-    """Click the ``count`` neurons farthest from any other; seconds until the neuron panel shows each."""
+    """Click the ``count`` neurons farthest from any other; per click, from the click (the canvas's pointer-up
+    event) to the neuron panel showing that neuron (its title in the page), measured in the page; and as seen
+    from Playwright, whose click and wait add their own round trips."""
     lonely = page.locator(".cg-root").evaluate("""(root, count) => {
         const n = root.snapshot().n, points = Array.from({length: n}, (_, i) => root.pointOf(i));
         const gaps = points.map((p, i) => Math.min(...points.map((q, j) => i === j ? Infinity
             : Math.hypot(p.x - q.x, p.y - q.y))));
         return Array.from(gaps.keys()).sort((a, b) => gaps[b] - gaps[a]).slice(0, count);
     }""", count)
-    seconds = []
+    in_page, seen = [], []
     for node in lonely:
+        page.evaluate("""title => { window.__panelAt = new Promise(done => {
+            const observer = new MutationObserver(() => {
+                if (document.body.textContent.includes(title)) { observer.disconnect(); done(performance.now()); }
+            });
+            observer.observe(document.body, {childList: true, subtree: true, characterData: true});
+        }); }""", f"of neuron {node} (")
         point = page.locator(".cg-root").evaluate("(root, node) => root.pointOf(node)", node)
         begun = time.perf_counter()
         page.mouse.click(point["x"], point["y"])
-        page.get_by_text(f"of neuron {node} (").first.wait_for(timeout=60_000)  # its filter image's title
-        seconds.append(time.perf_counter() - begun)
+        shown_at = page.evaluate("() => window.__panelAt")
+        seen.append(time.perf_counter() - begun)
+        in_page.append((shown_at - snapshot(page)["pickedAt"]) / 1000)
         wait_idle(page)
-    median = float(np.median(seconds))
-    print(f"click on a neuron of head.1 to the neuron panel updated: {', '.join(f'{s:.2f}' for s in seconds)} s "
-          f"(median {median:.2f} s) -> {'OK' if median < 0.5 else 'SLOW'} (target < 0.5 s)")
+    median = float(np.median(in_page))
+    print(f"click on a neuron of head.1 to the neuron panel updated: {', '.join(f'{s:.2f}' for s in in_page)} s "
+          f"(median {median:.2f} s; from Playwright {', '.join(f'{s:.2f}' for s in seen)} s) -> "
+          f"{'OK' if median < 0.5 else 'SLOW'} (target < 0.5 s)")
 
 
 def choose_layer(page, layer: str) -> float:

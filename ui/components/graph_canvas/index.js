@@ -452,7 +452,10 @@ class GraphView {
     }
     if (drag && !drag.moved) {
       const node = this.nodeAt(...this.local(event));
-      if (node !== null) this.select(node);
+      if (node !== null) {
+        this.pickedAt = event.timeStamp;
+        this.select(node);
+      }
     }
   }
 
@@ -921,7 +924,7 @@ class GraphView {
       degree: analysis ? Array.from(analysis.degree) : null,
       iterations: analysis ? analysis.iterations : null, timings: this.timings.slice(), payloadsDecoded,
       payloadBytes: graph ? graph.bytes : 0, payloadArrivedAt, createdAt: this.createdAt,
-      preparing: Boolean(this.preparing),
+      preparing: Boolean(this.preparing), pickedAt: this.pickedAt ?? null,
       analysisMs: graph ? Object.fromEntries([...graph.analyses].map(([k, a]) => [graph.taus[k].toFixed(2),
         [a.edges, Math.round(a.ms * 10) / 10, a.iterations]])) : {},
     };
