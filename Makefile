@@ -5,9 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 LOG := $(VENV)/install.log
 PORT ?= 8501
-# A background request runs app.py once as soon as the server is up (GET /_stcore/script-health-check):
-# torch is imported and the default model cached before the first visitor arrives.
-WARM_UP = ( sleep 3; $(PY) -c "import urllib.request as u; u.urlopen('http://localhost:$(PORT)/_stcore/script-health-check', timeout=180)" >/dev/null 2>&1 ) &
+# Every target that starts the app runs `streamlit run app.py`: app.py's st.App imports torch and builds the
+# default model in the server process as it starts (ui/startup.py), before the first visitor arrives.
 
 .PHONY: install browser run serve dev test lint bench gpu-check paper-table importance clean
 
@@ -30,13 +29,11 @@ browser:
 
 # The app on this machine only (http://localhost:$(PORT)).
 run: install
-	@$(WARM_UP)
 	@$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
 
 # The app for a classroom: every interface of this machine. Read "Serving to a network" in the README.
 serve: install
 	@echo "Serving CPrune on every network interface, port $(PORT): anyone who can reach this machine can use it."
-	@$(WARM_UP)
 	@CPRUNE_DOWNLOADS=$${CPRUNE_DOWNLOADS:-off} $(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 --client.showErrorDetails none
 
 # Development: reload pages when a source file changes (the watcher is off by default).

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from .errors import CheckpointError, ConfigError, WeightsUnavailableError
@@ -61,6 +60,8 @@ class BackboneSpec:
 
 def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Module]:
     def build(pretrained: bool) -> nn.Module:
+        import torchvision  # only when a torchvision backbone is asked for: it costs seconds to import
+
         if not pretrained:
             return torchvision.models.get_model(arch, weights=None)
         weights = torchvision.models.get_weight(weights_name)

@@ -94,7 +94,7 @@ def _number(entry: Setting, text: str) -> int | float:
     if value not in entry.range:
         kind = "a whole number" if entry.range.integer else "a number"
         raise ConfigError(f"The environment variable {entry.name} must be {kind} in {entry.range} ({entry.help}), "
-                          f"got {text[:40]!r}. Unset it for the default, {entry.default:g}.")
+                          f"got {text[:40]!r}. Unset it for the default, {entry.default:,}.")
     return value
 
 

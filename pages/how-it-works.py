@@ -5,6 +5,7 @@ import streamlit as st
 
 from cprune_core import keep_count
 from ui import cache, charts, frame, sidebar, state
+from ui.graph_canvas import graph_canvas, send_payload
 
 MAX_NEURONS = 64  # small enough to see every neuron, weight and pair
 
@@ -59,8 +60,13 @@ st.markdown(f"At τ = {tau:.2f}, **{edges}** of the {n * (n - 1) // 2} pairs are
 row = st.columns([2, 3])
 row[0].plotly_chart(charts.matrix_heatmap(data.adjacency, "A", "neuron", "neuron", symmetric_range=False),
                     key="hiw_a", config=state.chart_config(f"{layer}-A"))
-row[1].plotly_chart(charts.small_graph(data.adjacency, cache.force_layout(key, layer, tau), data.centrality),
-                    key="hiw_graph", config=state.chart_config(f"{layer}-graph"))
+with row[1]:
+    st.caption("Colour: eigenvector centrality (step 3); size: degree; width: similarity. The neurons stay put as τ "
+               "moves. Click one to ring it; scroll to zoom.")
+    payload = cache.graph_payload(key, layer, "force")
+    send_payload(payload, key="hiw_graph")
+    graph_canvas(payload, key="hiw_graph", tau=tau, view=cache.layer_graph(key, layer, tau), slider=False, labels=True,
+                 height=460, file_name=f"{layer}-graph")
 
 st.header("3 · Eigenvector centrality by power iteration")
 st.markdown("A neuron is central when it is similar to neurons that are themselves central: the centrality x is "

@@ -5,6 +5,7 @@ import streamlit as st
 
 from cprune_core import CRITERIA, keep_count, keep_plan
 from ui import cache, charts, frame, sidebar, state
+from ui.graph_canvas import graph_canvas, send_payload
 
 frame.start("Prune",
             "Keep the neurons a criterion ranks highest. The paper's criterion is eigenvector centrality in the "
@@ -78,11 +79,13 @@ with hist:
                                                                                         format="%.2f")})
 with graph:
     view = cache.layer_graph(key, layer, tau)
-    mask = cache.kept_mask(scores, kept_here)
-    drawn = min(1000, len(view.edge_rows))
-    st.caption(f"Pruned neurons in grey; the {drawn:,} strongest of {view.summary.edges:,} edges at τ = {tau:.2f}.")
-    st.plotly_chart(charts.graph_figure(view, cache.positions(key, layer), drawn, kept=mask), key="prune_graph",
-                    config=state.chart_config("prune_graph"))
+    layout_name = cache.layout_for(key, layer, st.session_state.get("graph_layout") or "force")
+    st.caption(f"Pruned neurons hollow; the graph at τ = {tau:.2f} ({view.summary.edges:,} edges), coloured by "
+               "eigenvector centrality, laid out as on the Graph explorer.")
+    payload = cache.graph_payload(key, layer, layout_name)
+    send_payload(payload, key="prune_graph")
+    graph_canvas(payload, key="prune_graph", tau=tau, view=view, slider=False, kept=cache.kept_mask(scores, kept_here),
+                 height=470, file_name=f"{layer}-pruned")
 
 st.subheader("Build the pruned model")
 st.caption("Removes the neurons for real (smaller weight tensors) with torch-pruning, then counts parameters and "

@@ -5,7 +5,9 @@ AppTest.switch_page. Fine-tuning runs are tiny (64-pixel images, a few images pe
 """
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import re
 import threading
@@ -17,6 +19,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from cprune_core.ablation import analyse_importance
+from cprune_core.graph_view import decode_payload
 from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
                          kept_indices, load_backbone, power_iteration)
 from cprune_core.schema import EventKind
@@ -67,35 +70,55 @@ def plotly_charts(at: AppTest) -> list:
     return [el for el in at.main.get("plotly_chart")]
 
 
+def canvas(at: AppTest, key: str = "explorer_graph") -> tuple[dict, dict, dict]:
+    """A graph canvas of the page: (its state of this run, its payload's header, the payload's arrays). The canvas
+    is mounted twice (ui/graph_canvas.py): the payload as bytes, then the state as JSON."""
+    mounts = {el.proto.id: el.proto for el in at.main.get("bidi_component")
+              if el.proto.component_name == "cprune_graph_canvas"}
+    state = next(json.loads(p.json) for p in mounts.values() if p.WhichOneof("data") == "json" and p.id.endswith(key))
+    header, arrays = decode_payload(next(p.bytes for p in mounts.values() if p.id.endswith(f"{key}-payload")))
+    assert header["key"] == state["payload"]
+    return state, header, arrays
+
+
+def edges_drawn(at: AppTest, key: str = "explorer_graph") -> int:
+    """The edge count the canvas shows at the run's tau (the payload's count for that tau step)."""
+    state, header, _ = canvas(at, key)
+    return header["counts"][header["taus"].index(state["tau"])]
+
+
 def test_explorer_default_and_widgets():
     at = open_app()
     assert at.title[0].value == "Graph explorer"
     assert at.session_state["layer"] == "head.1"
     assert not at.error
-    assert len(plotly_charts(at)) == 2  # the graph and the neuron's weights
-    labels = [m.label for m in at.metric]
-    assert labels == ["Neurons", "Edges", "Density", "Components", "Isolated neurons"]
-    assert at.metric[0].value == "1,280"
-    edges_at_default = at.metric[1].value
+    assert not plotly_charts(at) and at.main.get("image")  # the graph is the canvas, the neuron's weights a picture
+    state, header, arrays = canvas(at)
+    assert header["n"] == 1280 and len(arrays["positions"]) == 2 * 1280 and state["slider"]
+    assert state["selected"] == at.session_state["neuron"] and state["server"] is None  # the browser holds every edge
+    edges_at_default = edges_drawn(at)
 
-    at.slider(key="widget_tau").set_value(0.3).run()
+    at.session_state["tau"] = 0.3  # what the canvas's released slider does (its on_tau callback: state.set_value)
+    at.run()
     assert_clean(at)
-    assert at.metric[1].value != edges_at_default
+    assert canvas(at)[0]["tau"] == 0.3 and edges_drawn(at) < edges_at_default
     assert at.query_params["tau"] == "0.3"
 
     at.selectbox(key="widget_layer").set_value("blocks.1.expand.1").run()
     assert_clean(at)
-    assert at.metric[0].value == "96"
+    assert canvas(at)[1]["n"] == 96
     assert at.query_params["layer"] == "blocks.1.expand.1"
 
     at.number_input(key="neuron").set_value(5).run()
     assert_clean(at)
-    assert "neuron 5" in at.main.get("plotly_chart")[-1].proto.spec
+    assert any("of neuron 5**" in m.value for m in at.markdown) and canvas(at)[0]["selected"] == 5
 
     at.segmented_control(key="graph_view").set_value("pyvis physics").run()
     assert_clean(at)
     frames = at.main.get("iframe")
     assert frames, "the pyvis view is drawn in an iframe"
+    assert [m.label for m in at.metric] == ["Neurons", "Edges", "Density", "Components", "Isolated neurons"]
+    assert at.metric[0].value == "96" and at.slider(key="widget_tau").value == 0.3
 
 
 def test_pyvis_html_is_self_contained():
@@ -176,24 +199,32 @@ def test_random_init_other_backbone_explains_an_empty_graph_and_offers_a_tau():
     assert not at.error
     assert at.session_state["layer"] == "layer4.1.conv1"
     assert "random init" in " ".join(c.value for c in at.sidebar.caption)
-    assert at.metric[1].value == "0"
+    assert edges_drawn(at) == 0
     note = " ".join(i.value for i in at.info)
     assert "random" in note and "about ±0.015" in note  # 1/sqrt(512 x 3 x 3)
     at.button(key="use_suggested_tau").click().run()
     assert_clean(at)
-    edges = int(at.metric[1].value.replace(",", ""))
+    edges = edges_drawn(at)
     assert 512 * 10 / 2 <= edges <= 512 * 20 and at.session_state["tau"] > 0
+    assert canvas(at)[0]["tau"] == at.session_state["tau"]  # the canvas follows a tau set elsewhere
 
 
 def test_explorer_layouts_kept_highlight_and_graph_files():
     at = open_app(layer="blocks.1.expand.1", keep="0.25")
     assert at.session_state["graph_layout"] == "force"
+    force_key = canvas(at)[1]["key"]
     at.segmented_control(key="graph_layout").set_value("pca").run()
     assert_clean(at)
+    assert canvas(at)[1]["key"] != force_key  # another payload: the same edges at other positions
     at.toggle(key="show_kept").set_value(True).run()
     assert_clean(at)
-    figure = at.main.get("plotly_chart")[0].proto.spec
-    assert '"name":"pruned"' in figure.replace(" ", "") and "circle-open" in figure
+    kept = np.frombuffer(base64.b64decode(canvas(at)[0]["kept"]), np.uint8)
+    assert len(kept) == 96 and kept.sum() == keep_count(96, 0.25)  # the rest drawn hollow
+    at.segmented_control(key="graph_colour").set_value("community").run()
+    assert_clean(at)
+    state = canvas(at)[0]
+    labels = np.frombuffer(base64.b64decode(state["communities"]), np.uint16)
+    assert state["colouring"] == "community" and len(labels) == 96 and labels.min() == 0
     assert {b.proto.label for b in at.get("download_button")} >= {"GRAPHML", "GEXF"}
 
 

@@ -67,3 +67,17 @@ def test_make_serve_and_the_docker_image_download_nothing_for_visitors_unless_to
     assert "CPRUNE_DOWNLOADS" not in makefile.replace(serve, ""), "make run and make dev download as before"
     env = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ENV ")]
     assert any("CPRUNE_DOWNLOADS=off" in line.split() for line in env)
+
+
+def test_a_setting_that_cannot_be_used_stops_start_up_with_one_sentence(tmp_path):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    completed = subprocess.run([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "CPRUNE_HOME": str(tmp_path), "CPRUNE_INDEX_MAX_ENTRIES": "lots"})
+    errors = [line for line in completed.stderr.splitlines() + completed.stdout.splitlines() if line.strip()
+              and not line.startswith(("  You can now view", "  URL:"))]
+    assert completed.returncode == 2
+    assert errors == [line for line in errors if line.startswith("error: The environment variable "
+                                                                  "CPRUNE_INDEX_MAX_ENTRIES")] and len(errors) == 1

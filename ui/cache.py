@@ -6,8 +6,9 @@ weights, layer and tau. A model is named by a ``ModelKey`` (hashable, so it can 
 """
 from __future__ import annotations
 
+import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,10 +21,13 @@ from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo,
                          threshold_adjacency, weight_vectors)
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
+from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
 from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
 from cprune_core.data import visitor_downloads
 
-EDGE_LIMIT = 3000  # edges drawn by the Plotly view, strongest first
+from .state import TAU_RANGE, TAU_STEP
+
+EDGE_LIMIT = 1500  # the strongest edges a LayerGraph keeps: what the pyvis physics view draws
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,21 @@ class ModelKey:
 
 @dataclass
 class ModelBundle:
-    """A loaded backbone with the objects every page needs from it."""
+    """A loaded backbone with the objects every page needs from it. The cost model is built on first use (a
+    second of a first page that does not show costs, the explorer's)."""
 
     loaded: Backbone
     graph: PruningGraph
-    cost: CostModel
     layers: list[LayerInfo]
+    _cost: CostModel | None = field(default=None, repr=False)
+    _cost_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def cost(self) -> CostModel:
+        with self._cost_lock:  # visitors share the bundle: one of them builds it
+            if self._cost is None:
+                self._cost = CostModel(self.loaded.model, self.graph, self.loaded.spec.input_size)
+            return self._cost
 
     @property
     def layer_names(self) -> list[str]:
@@ -55,16 +68,20 @@ class ModelBundle:
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
+def backbone(key: ModelKey) -> Backbone:
+    """The model alone: a layer's graph needs no more, so it can be made while model_bundle builds the rest."""
+    return load_backbone(key.backbone, key.weights, key.checkpoint or None, download=visitor_downloads())
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
 def model_bundle(key: ModelKey) -> ModelBundle:
-    loaded = load_backbone(key.backbone, key.weights, key.checkpoint or None, download=visitor_downloads())
+    loaded = backbone(key)
     graph = PruningGraph(loaded.model, loaded.spec)
-    cost = CostModel(loaded.model, graph, loaded.spec.input_size)
-    return ModelBundle(loaded, graph, cost, list_layers(loaded.model, graph))
+    return ModelBundle(loaded, graph, list_layers(loaded.model, graph))
 
 
 def layer_vectors(key: ModelKey, layer: str) -> torch.Tensor:
-    model = model_bundle(key).loaded.model
-    return weight_vectors(model.get_submodule(layer), layer)
+    return weight_vectors(backbone(key).model.get_submodule(layer), layer)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -88,14 +105,40 @@ def force_layout(key: ModelKey, layer: str, tau: float) -> np.ndarray:
 LAYOUTS = {"force": "force-directed", "pca": "weight PCA"}
 
 
-def positions(key: ModelKey, layer: str) -> np.ndarray:
-    """Node positions in the layout chosen on the explorer. Force-directed (where the layer allows it) lays out
-    the graph at the layer's suggested tau, about ten edges per neuron, once per layer: moving tau then only
-    refilters edges, so nodes stay put and a move costs no new layout."""
-    if st.session_state.get("graph_layout", "force") == "force" and model_bundle(key).info(layer).neurons <= \
-            graph.MAX_FORCE_LAYOUT_NODES:
+def layout_for(key: ModelKey, layer: str, layout_name: str) -> str:
+    """The layout a layer is drawn in: ``layout_name``, except that force-directed is offered up to
+    graph.MAX_FORCE_LAYOUT_NODES neurons (weight PCA above)."""
+    if layout_name == "force" and layer_vectors(key, layer).shape[0] <= graph.MAX_FORCE_LAYOUT_NODES:
+        return "force"
+    return "pca"
+
+
+def positions(key: ModelKey, layer: str, layout_name: str) -> np.ndarray:
+    """Node positions in a layout of LAYOUTS (see layout_for). Force-directed lays out the graph at the layer's
+    suggested tau, about ten edges per neuron, once per layer: moving tau then only refilters edges, so nodes
+    stay put and a move costs no new layout."""
+    if layout_for(key, layer, layout_name) == "force":
         return force_layout(key, layer, suggested_tau(key, layer))
     return layout(key, layer)
+
+
+TAU_STEPS = tuple(float(t) for t in np.round(np.arange(TAU_RANGE[0], TAU_RANGE[1] + TAU_STEP / 2, TAU_STEP), 2))
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def graph_payload(key: ModelKey, layer: str, layout_name: str) -> GraphPayload:
+    """What the graph canvas is sent once per layer and layout (cprune_core.graph_view): positions, norms and
+    the edges strongest first down to the slider's lowest tau, at most EDGE_CAP. A resource: the same
+    object (and bytes) at every run, so Streamlit sends it to a browser once."""
+    return build_payload(similarity(key, layer), positions(key, layer, layout_name),
+                         layer_vectors(key, layer).norm(dim=1).numpy(), TAU_STEPS, max_iter=RANKING_MAX_ITER)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def communities(key: ModelKey, layer: str) -> tuple[np.ndarray, float]:
+    """Louvain communities (seeded) of the layer's graph at its suggested tau, the force layout's, and that tau."""
+    tau = suggested_tau(key, layer)
+    return louvain_labels(threshold_adjacency(similarity(key, layer), tau)), tau
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -11,85 +11,19 @@ from plotly.subplots import make_subplots
 
 from cprune_core.schema import EventKind, MetricEvent
 
-from .cache import LayerGraph
-
-COLORSCALE = "Viridis"
 PRUNED_COLOR = "#8a939c"
-SVG_MAX_NODES = 2048  # larger graphs are drawn with WebGL
 SELECTED_COLOR = "#d62728"
 
 
-def _edge_lines(xy: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x and y arrays drawing every edge as one segment, separated by NaN (one trace for all)."""
-    x = np.full(3 * len(rows), np.nan)
-    y = np.full(3 * len(rows), np.nan)
-    x[0::3], x[1::3] = xy[rows, 0], xy[cols, 0]
-    y[0::3], y[1::3] = xy[rows, 1], xy[cols, 1]
-    return x, y
+# ColorBrewer's RdBu, reversed: negative weights blue, zero white, positive red.
+_DIVERGING = np.array([(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240), (247, 247, 247),
+                       (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)], float)
 
 
-def _node_sizes(degree: np.ndarray) -> np.ndarray:
-    top = max(int(degree.max(initial=0)), 1)
-    return 5 + 13 * np.sqrt(degree / top)
-
-
-def graph_figure(view: LayerGraph, xy: np.ndarray, edges_shown: int, kept: np.ndarray | None = None,
-                 selected: int | None = None, neighbours: list[int] | None = None) -> go.Figure:
-    """The neuron-similarity graph (SVG; WebGL above SVG_MAX_NODES): nodes coloured by centrality, sized by
-    degree, the most central drawn on top.
-
-    ``kept`` (boolean per neuron) draws the neurons pruning would remove as hollow circles;
-    ``selected`` rings one neuron and draws its edges to ``neighbours``. Each node's customdata
-    starts with its neuron index.
-    """
-    n = len(view.centrality)
-    trace = go.Scattergl if n > SVG_MAX_NODES else go.Scatter  # SVG redraws faster where WebGL is emulated
-    rows, cols = view.edge_rows[:edges_shown], view.edge_cols[:edges_shown]
-    ex, ey = _edge_lines(xy, rows, cols)
-    figure = go.Figure()
-    figure.add_trace(trace(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
-                                  line=dict(width=0.6, color="rgba(90, 110, 130, 0.22)"), name="edges"))
-    custom = np.column_stack([np.arange(n), view.centrality, view.degree, view.norms])
-    hover = ("neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<br>degree %{customdata[2]:.0f}"
-             "<br>L2 norm %{customdata[3]:.3f}<extra></extra>")
-    sizes = _node_sizes(view.degree)
-    order = np.argsort(view.centrality, kind="stable")  # the most central last, so on top
-    shown = np.ones(n, bool) if kept is None else kept
-    pruned = order[~shown[order]]
-    if len(pruned):
-        figure.add_trace(trace(
-            x=xy[pruned, 0], y=xy[pruned, 1], mode="markers", name="pruned", customdata=custom[pruned],
-            hovertemplate="pruned " + hover,
-            marker=dict(symbol="circle-open", color=PRUNED_COLOR, size=sizes[pruned], line=dict(width=1.5))))
-    keep = order[shown[order]]
-    figure.add_trace(trace(
-        x=xy[keep, 0], y=xy[keep, 1], mode="markers", name="kept" if kept is not None else "neurons",
-        customdata=custom[keep], hovertemplate=hover,
-        marker=dict(color=view.centrality[keep], colorscale=COLORSCALE, size=sizes[keep],
-                    cmin=float(view.centrality.min()), cmax=float(view.centrality.max()),
-                    colorbar=dict(title=dict(text="eigenvector<br>centrality"), thickness=14),
-                    line=dict(width=0))))
-    if selected is not None:
-        others = [j for j in (neighbours or []) if j != selected]
-        if others:
-            sx, sy = _edge_lines(xy, np.full(len(others), selected), np.array(others))
-            figure.add_trace(trace(x=sx, y=sy, mode="lines", hoverinfo="skip", name="nearest neighbours",
-                                          line=dict(width=1.5, color=SELECTED_COLOR)))
-        figure.add_trace(trace(
-            x=xy[[selected], 0], y=xy[[selected], 1], mode="markers", name=f"neuron {selected}",
-            customdata=custom[[selected]], hovertemplate=hover,
-            marker=dict(size=sizes[selected] + 10, color="rgba(0,0,0,0)", line=dict(width=2.5, color=SELECTED_COLOR))))
-    figure.update_layout(
-        height=560, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white", dragmode="pan",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), clickmode="event+select",
-        xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
-    )
-    return figure
-
-
-def filter_image(weights: np.ndarray, title: str) -> go.Figure:
-    """One neuron's weights as a heatmap: a conv filter as input channels x kernel taps
-    (tiled near-square when the kernel is 1x1), a Linear neuron as a near-square grid."""
+def filter_grid(weights: np.ndarray) -> np.ndarray:
+    """One neuron's weights as a 2-D grid: a conv filter as input channels x kernel taps (tiled near-square, a
+    blank row and column between channels; when the kernel is 1x1, as a Linear neuron), a Linear neuron's
+    weights as a near-square grid. Blank cells are NaN."""
     if weights.ndim == 3 and weights.shape[1] * weights.shape[2] > 1:
         channels, kh, kw = weights.shape
         columns = math.ceil(math.sqrt(channels))
@@ -97,19 +31,26 @@ def filter_image(weights: np.ndarray, title: str) -> go.Figure:
         for c in range(channels):
             r, q = divmod(c, columns)
             grid[r * (kh + 1): r * (kh + 1) + kh, q * (kw + 1): q * (kw + 1) + kw] = weights[c]
-    else:
-        flat = weights.ravel()
-        columns = math.ceil(math.sqrt(flat.size))
-        grid = np.full(math.ceil(flat.size / columns) * columns, np.nan)
-        grid[: flat.size] = flat
-        grid = grid.reshape(-1, columns)
-    limit = float(np.nanmax(np.abs(grid))) or 1.0
-    figure = px.imshow(grid, color_continuous_scale="RdBu_r", zmin=-limit, zmax=limit, aspect="equal")
-    figure.update_layout(title=title, height=300, margin=dict(l=0, r=0, t=40, b=0),
-                         coloraxis_colorbar=dict(thickness=10))
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    return figure
+        return grid
+    flat = weights.ravel()
+    columns = math.ceil(math.sqrt(flat.size))
+    grid = np.full(math.ceil(flat.size / columns) * columns, np.nan)
+    grid[: flat.size] = flat
+    return grid.reshape(-1, columns)
+
+
+def filter_picture(weights: np.ndarray, side_px: int = 280) -> tuple[np.ndarray, float]:
+    """``filter_grid`` as an RGB picture about ``side_px`` wide (each cell a square block) in a diverging colour
+    scale from -limit (blue) through 0 (white) to +limit (red), and that limit (the largest |weight|). A picture,
+    not a chart: it costs the browser nothing to show at every click."""
+    grid = filter_grid(weights)
+    limit = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
+    position = (np.nan_to_num(grid) / (limit or 1.0) + 1) / 2 * (len(_DIVERGING) - 1)
+    low = np.clip(np.floor(position).astype(int), 0, len(_DIVERGING) - 2)
+    rgb = _DIVERGING[low] + (position - low)[..., None] * (_DIVERGING[low + 1] - _DIVERGING[low])
+    rgb[np.isnan(grid)] = 255
+    cell = max(1, side_px // max(grid.shape[1], 1))
+    return np.repeat(np.repeat(rgb.astype(np.uint8), cell, 0), cell, 1), limit
 
 
 def score_histogram(scores: np.ndarray, cutoff: float, criterion: str) -> go.Figure:
@@ -205,27 +146,6 @@ def matrix_heatmap(matrix: np.ndarray, title: str, x_title: str, y_title: str, *
     figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor=PRUNED_COLOR)
     figure.update_xaxes(title_text=x_title)
     figure.update_yaxes(title_text=y_title, autorange="reversed")
-    return figure
-
-
-def small_graph(adjacency: np.ndarray, xy: np.ndarray, centrality: np.ndarray, height: int = 420) -> go.Figure:
-    """A small graph with every node labelled by its index and every edge drawn (width by weight)."""
-    rows, cols = np.nonzero(np.triu(adjacency, 1))
-    figure = go.Figure()
-    if len(rows):
-        weights = adjacency[rows, cols]
-        for width, band in ((0.6, weights < np.median(weights)), (1.6, weights >= np.median(weights))):
-            ex, ey = _edge_lines(xy, rows[band], cols[band])
-            figure.add_trace(go.Scatter(x=ex, y=ey, mode="lines", hoverinfo="skip", showlegend=False,
-                                        line=dict(width=width, color="rgba(90, 110, 130, 0.45)")))
-    figure.add_trace(go.Scatter(
-        x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=[str(i) for i in range(len(xy))],
-        textposition="top center", showlegend=False, customdata=np.column_stack([np.arange(len(xy)), centrality]),
-        hovertemplate="neuron %{customdata[0]:.0f}<br>centrality %{customdata[1]:.4f}<extra></extra>",
-        marker=dict(size=14, color=centrality, colorscale=COLORSCALE, line=dict(width=1.5),
-                    colorbar=dict(title=dict(text="centrality"), thickness=10))))
-    figure.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
-                         xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"))
     return figure
 
 

@@ -13,10 +13,10 @@ import numpy as np
 from plotly.colors import sample_colorscale
 from pyvis.network import Network
 
-from .cache import LayerGraph
+from .cache import EDGE_LIMIT, LayerGraph
 
 MAX_NODES = 500
-MAX_EDGES = 1500
+MAX_EDGES = EDGE_LIMIT  # a LayerGraph's strongest edges
 STABILIZATION_ITERATIONS = 200  # physics steps before the first draw (pyvis's default of 1,000 is slow)
 _BOOTSTRAP_TAGS = re.compile(r"<link[^>]*bootstrap[^>]*/?>|<script[^>]*bootstrap[^>]*>\s*</script>", re.S)
 _EXTERNAL_SRC = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
@@ -38,7 +38,7 @@ def network_html(view: LayerGraph, layer: str, height_px: int = 560) -> str:
         net.add_node(i, label=str(i), color=colours[i], size=float(6 + 18 * np.sqrt(view.degree[i] / top)),
                      title=(f"{html.escape(layer)} neuron {i}\ncentrality {view.centrality[i]:.4f}\n"
                             f"degree {int(view.degree[i])}\nL2 norm {view.norms[i]:.3f}"))
-    for a, b, w in zip(view.edge_rows[:MAX_EDGES], view.edge_cols[:MAX_EDGES], view.edge_weights[:MAX_EDGES]):
+    for a, b, w in zip(view.edge_rows, view.edge_cols, view.edge_weights):
         net.add_edge(int(a), int(b), value=float(w), color="rgba(90,110,130,0.35)")
     net.barnes_hut(gravity=-3000, spring_length=90)
     net.options.physics.stabilization.iterations = STABILIZATION_ITERATIONS

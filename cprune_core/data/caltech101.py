@@ -4,8 +4,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from torchvision.datasets import Caltech101
-
 from ..errors import DatasetError
 from .download import download_errors
 from .indexing import Index, index_image_folder
@@ -13,6 +11,14 @@ from .indexing import Index, index_image_folder
 __all__ = ["locate", "index"]
 
 EXCLUDED = frozenset({"BACKGROUND_Google"})  # clutter images, not an object class
+
+
+def Caltech101(root: str, download: bool = False):  # noqa: N802  (torchvision's dataset class, imported late)
+    """torchvision's Caltech101 (it downloads when made), imported at the first download: torchvision takes
+    seconds to import, and the app's start needs no dataset."""
+    from torchvision.datasets import Caltech101 as caltech101
+
+    return caltech101(root, download=download)
 
 
 def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:

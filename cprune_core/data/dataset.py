@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
-from torchvision.transforms import v2
 
 from ..errors import UnreadableImageError
 from .images import open_rgb
@@ -57,7 +56,9 @@ class ImageListDataset(Dataset):
             self._failed[index] = 1
             return None
         if self.transform is None:
-            return v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True), label
+            from torchvision.transforms.v2 import functional  # with the first image: torchvision takes seconds
+
+            return functional.to_dtype(functional.to_image(image), torch.float32, scale=True), label
         return self.transform(image), label
 
     def with_transform(self, transform: Callable | None) -> ImageListDataset:

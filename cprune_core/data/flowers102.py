@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets import Flowers102
 
 from ..errors import DatasetError, PathNotAllowedError
 from .dataset import SPLITS
@@ -17,6 +16,21 @@ from .roots import NOT_ALLOWED, is_inside
 __all__ = ["URL", "locate", "index"]
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
+
+
+def Flowers102(root: Path, download: bool = False):  # noqa: N802  (torchvision's dataset class, imported late)
+    """torchvision's Flowers102 (it downloads when made), imported at the first download: torchvision takes seconds
+    to import, and the app's start needs no dataset."""
+    from torchvision.datasets import Flowers102 as flowers102
+
+    return flowers102(root, download=download)
+
+
+def _class_names() -> list[str]:
+    """The 102 official class names, in label order (torchvision's)."""
+    from torchvision.datasets import Flowers102 as flowers102
+
+    return flowers102.classes
 
 
 def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:
@@ -84,8 +98,9 @@ def index(folder: Path, roots: list[Path] | None = None, stop: threading.Event |
         + [(path, problem) for path, problem in problems.items() if problem is not None]
     )
     label_ids = sorted(set(label_by_path.values()))
-    standard = all(i <= len(Flowers102.classes) for i in label_ids)  # else the names would not match
-    names = {i: Flowers102.classes[i - 1] if standard else f"class_{i:03d}" for i in label_ids}
+    class_names = _class_names()
+    standard = all(i <= len(class_names) for i in label_ids)  # else the names would not match
+    names = {i: class_names[i - 1] if standard else f"class_{i:03d}" for i in label_ids}
     readable = {names[i]: [] for i in label_ids}
     for path, problem in problems.items():
         if problem is None:

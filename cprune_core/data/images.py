@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.transforms import v2
 
 from ..errors import UnreadableImageError
 from .roots import is_inside
@@ -121,12 +120,16 @@ def build_transform(
     *,
     train: bool,
     resize_size: int | None = None,
-) -> v2.Compose:
-    """Preprocessing from a PIL image to a normalised float tensor of input_size x input_size.
+) -> Callable:
+    """Preprocessing from a PIL image to a normalised float tensor of input_size x input_size (a torchvision
+    v2.Compose; torchvision is imported here, not with the package: it takes seconds, and the app's start needs
+    no dataset).
 
     train: RandomResizedCrop(scale 0.6-1) + horizontal flip. Evaluation: resize the shorter
     side to resize_size (default input_size * 1.14) and centre-crop.
     """
+    from torchvision.transforms import v2
+
     if train:
         geometry = [v2.RandomResizedCrop(input_size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip()]
     else:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from torchvision.datasets.utils import download_and_extract_archive
-
 from ..errors import DatasetError
 from ..paths import SHARED_FLOWERS
 from .download import download_errors
@@ -13,6 +11,14 @@ from .download import download_errors
 __all__ = ["URL", "locate"]
 
 URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+
+
+def download_and_extract_archive(url: str, download_root: str, remove_finished: bool = False) -> None:
+    """torchvision's, imported at the first download: torchvision takes seconds to import, and the app's start
+    needs no dataset."""
+    from torchvision.datasets.utils import download_and_extract_archive as download
+
+    download(url, download_root=download_root, remove_finished=remove_finished)
 
 
 def locate(root: Path | None, cache_dir: Path, download: bool) -> Path:

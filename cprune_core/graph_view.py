@@ -1,0 +1,209 @@
+"""What a browser needs to draw one layer's similarity graph at every tau, in one binary payload.
+
+The app's graph canvas (ui/graph_canvas.py) filters edges by tau in the browser as a slider
+moves, so it is sent, once per layer and layout, everything that tau changes: the edges sorted
+strongest first down to the lowest tau the slider allows (at most ``EDGE_CAP`` of them), so the
+edges above any tau are a prefix of the list, and each tau step's exact edge count in the whole
+graph, so the browser knows where its list is complete. The browser then computes degree,
+components and eigenvector centrality of that prefix with the core's own rules (the same power
+iteration, shift by I, start and tolerance as ``centrality.power_iteration``, whose constants travel
+in the payload).
+
+Edges are compared with tau exactly as ``graph.threshold_adjacency`` compares them: an edge is a
+pair i < j whose float32 similarity is > tau (tau as float32). No Streamlit here.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import torch
+
+from .centrality import power_iteration
+from .errors import ConfigError
+from .graph import strongest_edges, threshold_adjacency, to_networkx
+
+__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "POWER_TOLERANCE", "GraphPayload", "edge_counts", "build_payload", "decode_payload",
+           "louvain_labels"]
+
+EDGE_CAP = 500_000  # edges a browser is sent at most (8 bytes each: 4 MB); the strongest are kept
+PAYLOAD_MAGIC = b"CPG1"
+POWER_TOLERANCE = inspect.signature(power_iteration).parameters["tol"].default  # the browser stops where the core does
+_HEADER = struct.Struct("<4sI")  # magic, header length
+
+
+def edge_counts(similarity: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
+    """The number of edges of the thresholded graph at each tau of ``taus`` (ascending).
+
+    Parameters
+    ----------
+    similarity : the n x n cosine similarity of a layer (``graph.cosine_similarity``), symmetric.
+    taus : thresholds, ascending, each in [0, 1).
+
+    Returns
+    -------
+    int64 array, one count per tau: pairs i < j with similarity > tau, compared in the similarity's
+    dtype as ``threshold_adjacency`` compares them, so ``summarize(threshold_adjacency(S, t)).edges``
+    is the same number. A similarity exactly equal to tau is not an edge.
+
+    Raises
+    ------
+    ConfigError when ``taus`` is not ascending.
+
+    Example
+    -------
+    >>> edge_counts(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), [0.0, 0.5]).tolist()
+    [1, 0]
+    """
+    boundaries = torch.tensor(list(taus), dtype=similarity.dtype)
+    if len(boundaries) > 1 and bool((boundaries[1:] <= boundaries[:-1]).any()):
+        raise ConfigError("edge_counts needs its tau values in ascending order.")
+    n = similarity.shape[0]
+    upper = similarity.cpu()[torch.ones(n, n, dtype=torch.bool).triu_(1)]
+    # bucket b holds the values in (boundaries[b-1], boundaries[b]]: a value is above tau_k when its bucket is > k
+    per_bucket = torch.bincount(torch.bucketize(upper, boundaries), minlength=len(boundaries) + 1)
+    return (upper.numel() - torch.cumsum(per_bucket, 0)[:-1]).numpy().astype(np.int64)
+
+
+@dataclass(frozen=True)
+class GraphPayload:
+    """One layer's graph as the canvas draws it; ``encoded`` is what travels, ``key`` names it."""
+
+    positions: np.ndarray  # n x 2 float32, stay put as tau moves
+    norms: np.ndarray  # n float32: L2 norm of each neuron's weight vector
+    rows: np.ndarray  # edge ends (i < j), strongest edge first
+    cols: np.ndarray
+    weights: np.ndarray  # float32 cosine similarity, descending
+    taus: np.ndarray  # the slider's tau steps, ascending
+    counts: np.ndarray  # edges of the whole graph above each tau step (may exceed len(weights))
+    max_iter: int  # power iteration's budget and tolerance, as the core ranks with them
+    tol: float
+    encoded: bytes
+    key: str  # a digest of the contents
+
+    @property
+    def complete_from(self) -> float | None:
+        """The lowest tau step at which the payload holds every edge (None: at no step)."""
+        complete = np.nonzero(self.counts <= len(self.weights))[0]
+        return float(self.taus[complete[0]]) if len(complete) else None
+
+    def holds_every_edge(self, tau: float) -> bool:
+        """Whether the payload holds every edge above ``tau`` (one of the tau steps)."""
+        step = int(np.argmin(np.abs(self.taus - tau)))
+        return bool(self.counts[step] <= len(self.weights))
+
+
+def build_payload(similarity: torch.Tensor, positions: np.ndarray, norms: np.ndarray, taus: Sequence[float],
+                  *, max_iter: int, tol: float = POWER_TOLERANCE, edge_cap: int = EDGE_CAP) -> GraphPayload:
+    """The canvas payload of one layer.
+
+    Parameters
+    ----------
+    similarity : n x n cosine similarity (``graph.cosine_similarity``).
+    positions : n x 2 node positions (``graph.force_layout`` or ``graph.layout_2d``).
+    norms : n L2 norms of the weight vectors.
+    taus : the slider's tau steps, ascending; edges are kept down to ``taus[0]``.
+    max_iter, tol : the power iteration the browser runs (those of the ranking, ``criteria.ranking_centrality``).
+    edge_cap : at most this many edges, the strongest (ties: any of them).
+
+    Returns
+    -------
+    A ``GraphPayload``; ``encoded`` is ``PAYLOAD_MAGIC``, a little-endian uint32 header length, a JSON header
+    (padded to 4 bytes) and the arrays it lists, each at a 4-byte-aligned offset: positions float32 (x0, y0,
+    x1, ...), norms float32, rows and cols uint16 (uint32 above 65,535 neurons), weights float32.
+
+    Raises
+    ------
+    ConfigError for positions or norms that do not match the similarity's size, or an empty ``taus``.
+
+    Example
+    -------
+    >>> s = torch.tensor([[1.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 1.0]])
+    >>> p = build_payload(s, np.zeros((3, 2)), np.ones(3), [0.0, 0.2, 0.4], max_iter=100)
+    >>> p.weights.tolist(), p.counts.tolist()
+    ([0.5, 0.30000001192092896, 0.10000000149011612], [3, 2, 1])
+    """
+    n = similarity.shape[0]
+    if positions.shape != (n, 2) or norms.shape != (n,):
+        raise ConfigError(f"A graph of {n} neurons needs n x 2 positions and n norms, got {positions.shape} and "
+                          f"{norms.shape}.")
+    if not len(taus):
+        raise ConfigError("build_payload needs at least one tau step.")
+    rows, cols, weights, _ = strongest_edges(threshold_adjacency(similarity, float(taus[0])), edge_cap)
+    index = np.uint16 if n <= 65_535 else np.uint32
+    arrays = {"positions": np.ascontiguousarray(positions, np.float32).ravel(),
+              "norms": np.ascontiguousarray(norms, np.float32), "rows": rows.astype(index),
+              "cols": cols.astype(index), "weights": weights.astype(np.float32)}
+    counts = edge_counts(similarity, taus)
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values()) + counts.tobytes()).hexdigest()[:24]
+    header = {"version": 1, "key": digest, "n": n, "m": len(weights), "taus": [float(t) for t in taus],
+              "counts": counts.tolist(), "maxIter": max_iter, "tol": tol, "arrays": {}}
+    encoded = _encode(header, arrays)
+    return GraphPayload(positions=arrays["positions"].reshape(n, 2), norms=arrays["norms"], rows=arrays["rows"],
+                        cols=arrays["cols"], weights=arrays["weights"], taus=np.asarray(taus, float),
+                        counts=counts, max_iter=max_iter, tol=tol, encoded=encoded, key=digest)
+
+
+def _encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    offset = 0
+    for name, array in arrays.items():
+        header["arrays"][name] = {"dtype": array.dtype.name, "offset": offset, "length": int(array.size)}
+        offset += -(-array.nbytes // 4) * 4
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(_HEADER.size + len(text)) % 4)
+    body = bytearray(offset)
+    for name, array in arrays.items():
+        start = header["arrays"][name]["offset"]
+        body[start:start + array.nbytes] = array.tobytes()
+    return _HEADER.pack(PAYLOAD_MAGIC, len(text)) + text + bytes(body)
+
+
+def decode_payload(encoded: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of an encoded payload, as the browser reads it; ConfigError when it is not one."""
+    if len(encoded) < _HEADER.size:
+        raise ConfigError("Not a graph payload: too short.")
+    magic, length = _HEADER.unpack_from(encoded)
+    if magic != PAYLOAD_MAGIC:
+        raise ConfigError("Not a graph payload: wrong magic bytes.")
+    header = json.loads(encoded[_HEADER.size:_HEADER.size + length])
+    base = _HEADER.size + length
+    arrays = {name: np.frombuffer(encoded, dtype=spec["dtype"], count=spec["length"], offset=base + spec["offset"])
+              for name, spec in header["arrays"].items()}
+    return header, arrays
+
+
+def louvain_labels(adjacency: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """Community of each node by networkx's Louvain method (weighted, seeded), numbered by size.
+
+    Parameters
+    ----------
+    adjacency : the thresholded graph (``graph.threshold_adjacency``), n x n.
+    seed : Louvain's random seed: the same graph and seed give the same communities.
+
+    Returns
+    -------
+    int32 array of n labels: 0 is the largest community, ties by their smallest node. Isolated nodes
+    are communities of one. An empty graph gives an empty array.
+
+    Raises
+    ------
+    ConfigError above ``graph.MAX_NETWORKX_EDGES`` edges (from ``to_networkx``).
+
+    Example
+    -------
+    >>> a = torch.zeros(4, 4); a[0, 1] = a[1, 0] = 0.9
+    >>> louvain_labels(a).tolist()
+    [0, 0, 1, 2]
+    """
+    graph = to_networkx(adjacency)
+    communities = nx.community.louvain_communities(graph, weight="weight", seed=seed)
+    labels = np.zeros(adjacency.shape[0], np.int32)
+    for label, members in enumerate(sorted(communities, key=lambda c: (-len(c), min(c)))):
+        labels[list(members)] = label
+    return labels
