@@ -345,3 +345,25 @@ def test_pretrained_baseline_on_the_flowers_sample_is_well_above_chance():
     result = run(config)
     assert result.status == "finished"
     assert result.summary.test_acc > 0.5  # chance is 0.2 (5 classes)
+
+
+def test_a_visitors_run_downloads_no_weights_when_the_server_says_so(tiny_config, tmp_path, monkeypatch):
+    """The sidebar offers only cached weights when CPRUNE_DOWNLOADS is off; the run itself enforces it too (a
+    launch made before the setting changed, or by a crafted request), where the download would start."""
+    from dataclasses import replace as replace_spec
+
+    from cprune_core import BACKBONES
+
+    build, fetched = BACKBONES["resnet18"].build, []
+    monkeypatch.setitem(BACKBONES, "resnet18", replace_spec(BACKBONES["resnet18"],
+                                                            build=lambda pretrained: fetched.append(pretrained)
+                                                            or build(False)))
+    monkeypatch.setenv("CPRUNE_DOWNLOADS", "off")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    config = replace(tiny_config, backbone="resnet18", mode="baseline", epochs=1)
+    roots = [Path(tiny_config.dataset_root).resolve()]
+    visitor = list(finetune(config, data_roots=roots))
+    assert visitor[-1].final.status == "failed" and "downloads are off" in visitor[-1].final.message
+    assert fetched == []
+    command_line = list(finetune(config))  # the command line (no data roots) still asks for them
+    assert fetched == [True] and command_line[-1].final.status == "finished"
