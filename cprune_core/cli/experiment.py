@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from ..paths import writable_dir
 from ..ranges import DEFAULT_SEEDS
 from ..registry import BACKBONES
 from .experiment_importance import add_importance_command
+from .interrupt import stop_on_ctrl_c
 from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
                       report_folder)
 
@@ -97,12 +99,25 @@ def run_experiment_command(args) -> int:
                 + ("" if row is None else f"; last: seed {row['seed']} {row['criterion']} keep {row['keep']:g} "
                    + ("-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%")))
 
-        rows = experiment.run_plan(grid.plan, store, on_progress, executor=executor, rerun=args.rerun)
-        bar.close()
+        stop = threading.Event()
+        try:
+            with stop_on_ctrl_c(stop):
+                rows = experiment.run_plan(grid.plan, store, on_progress, executor=executor, rerun=args.rerun,
+                                           stop=stop)
+        finally:
+            bar.close()
         where = executor.describe()
-    paths = experiment.write_report(rows, out, command=command.strip(),
-                                    elapsed_s=time.perf_counter() - start, device=where, base=grid.base)
-    print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+    not_run = len(grid.plan) - sum(row["status"] == "finished" for row in rows)
+    if rows:
+        paths = experiment.write_report(rows, out, command=command.strip(), elapsed_s=time.perf_counter() - start,
+                                        device=where, base=grid.base, stopped=not_run if stop.is_set() else 0)
+        print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))
+        for kind, path in paths.items():
+            print(f"{kind}: {path}")
+    if stop.is_set():
+        print(f"stopped: interrupted with Ctrl-C; {not_run} of {len(grid.plan)} planned runs did not finish "
+              + ("(the report holds the others); " if rows else "") + "the same command runs them, skipping the "
+              "finished ones" + ("." if store is not None else " (with the run store: leave out --no-record)."),
+              file=sys.stderr)
+        return 130
     return 0 if all(row["status"] == "finished" for row in rows) else 1

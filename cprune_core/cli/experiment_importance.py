@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 
 from ..ablation import AnalysisConfig, analyse_importance
@@ -12,6 +13,7 @@ from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
 from ..schema import config_options
+from .interrupt import stop_on_ctrl_c
 from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, out_help,
                       report_folder)
 from .progress_bars import StepProgressBar
@@ -98,9 +100,11 @@ def importance_command(args: argparse.Namespace) -> int:
         where = executor.describe()
         if args.executor == "ray":  # a task's progress does not come back: say where it went
             print(f"Running the analysis on {where} …", file=sys.stderr)
+        stop = threading.Event()  # Ctrl-C: the analysis stops within a step (StopRequested: one line, exit 130)
         try:
-            analysis = executor.call(analyse_importance, config, **settings.to_dict(),
-                                     progress=bar if args.executor == "local" else None)
+            with stop_on_ctrl_c(stop):
+                analysis = executor.call(analyse_importance, config, **settings.to_dict(), stop=stop,
+                                         progress=bar if args.executor == "local" else None)
         finally:
             bar.close()
     elapsed = time.perf_counter() - start

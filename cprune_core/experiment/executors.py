@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import NoReturn, Protocol, TypeVar
 import torch
 
 from ..device import describe_device, resolve_device
-from ..errors import ClusterError, ConfigError, CPruneError
+from ..errors import ClusterError, ConfigError, CPruneError, StopRequested
 from ..features import FeatureCache
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
@@ -44,6 +45,7 @@ __all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCa
 EXECUTORS = ("local", "ray")
 T = TypeVar("T")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
+STOP_POLL_S = 0.5  # how often the driver looks at the stop Event while it waits for Ray
 THIS_MACHINE = (None, "auto", "local")  # addresses of a Ray on this very machine: started here, or found
 # The folder that holds the driver's cprune_core: first on every worker's Python path, so a node with
 # the same checkout at the same path runs the driver's code rather than another installed version.
@@ -67,24 +69,28 @@ class Executor(Protocol):
 
     slots: int  # how many runs it runs at once
 
-    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
-        """Run every job, yielding each one's Outcome as it ends."""
+    def run(self, jobs: list[Job], stop: threading.Event | None = None) -> Iterator[Outcome]:
+        """Run every job, yielding each one's Outcome as it ends; once ``stop`` is set, stop the runs in flight
+        and start no other."""
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
-        """``function(*args, **kwargs)`` as one task where runs execute (one run's CPUs and GPUs), its
-        result returned: a command whose work is one piece (experiment importance)."""
+    def call(self, function: Callable[..., T], *args, stop: threading.Event | None = None, **kwargs) -> T:
+        """``function(*args, stop=stop, **kwargs)`` as one task where runs execute (one run's CPUs and GPUs), its
+        result returned: a command whose work is one piece (experiment importance). StopRequested once
+        ``stop`` is set (the function sees ``stop`` when it runs in this process; a remote task is cancelled)."""
 
     def describe(self) -> str:
         """Where the runs execute, in words, for the report."""
 
 
-def run_config(config: FinetuneConfig, threads: int | None = None,
-               feature_cache: FeatureCache | None = None) -> tuple[RunSummary, list[MetricEvent]]:
+def run_config(config: FinetuneConfig, threads: int | None = None, feature_cache: FeatureCache | None = None,
+               stop: threading.Event | None = None) -> tuple[RunSummary, list[MetricEvent]]:
     """Run one configuration to its end without recording it: (summary, history). ``threads``: torch's
     CPU threads during this run (None: as they are). The number matters for the numbers: CPU kernels
     split their sums by thread, so the same run on 1 and on 2 threads rounds differently.
-    ``feature_cache``: where frozen features are kept (None: this process's memory)."""
-    result = _with_threads(threads, run_and_record, config, None, kind="experiment", feature_cache=feature_cache)
+    ``feature_cache``: where frozen features are kept (None: this process's memory). ``stop``: ends the
+    run within a batch ("stopped")."""
+    result = _with_threads(threads, run_and_record, config, None, stop=stop, kind="experiment",
+                           feature_cache=feature_cache)
     return result.summary, result.history
 
 
@@ -128,13 +134,15 @@ class LocalExecutor:
             return describe_device(device)
         return f"cpu ({self.threads} thread{'s' * (self.threads != 1)} per run)"
 
-    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+    def run(self, jobs: list[Job], stop: threading.Event | None = None) -> Iterator[Outcome]:
         for index, config in jobs:
-            summary, history = run_config(config, self.threads)
+            if stop is not None and stop.is_set():
+                return
+            summary, history = run_config(config, self.threads, stop=stop)
             yield Outcome(index, summary, history, host=socket.gethostname())
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
-        return _with_threads(self.threads, function, *args, **kwargs)
+    def call(self, function: Callable[..., T], *args, stop: threading.Event | None = None, **kwargs) -> T:
+        return _with_threads(self.threads, function, *args, **({"stop": stop} if stop is not None else {}), **kwargs)
 
 
 class NodeFeatureCache(FeatureCache):
@@ -236,14 +244,19 @@ class RayExecutor:
                 f"{self._resources.get('GPU', 0):g} GPUs; {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU "
                 f"per {self.unit}, {self.slots} at once)")
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+    def call(self, function: Callable[..., T], *args, stop: threading.Event | None = None, **kwargs) -> T:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
         task = ray.remote(_call_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
                                                    max_retries=1)  # a worker that dies is replaced once
+        reference = task.remote(function, self.threads, args, kwargs)
         try:
-            return ray.get(task.remote(function, self.threads, args, kwargs))
+            while not ray.wait([reference], timeout=STOP_POLL_S)[0]:
+                if stop is not None and stop.is_set():
+                    ray.cancel(reference, force=True)
+                    raise StopRequested(f"Stopped: the {self.unit} on the Ray cluster was cancelled.")
+            return ray.get(reference)
         except RayTaskError as error:
             _raise_here(error)
         except _worker_deaths() as error:
@@ -251,7 +264,7 @@ class RayExecutor:
         except RayError as error:
             raise ClusterError(f"Ray could not run it: {_reason(error)}") from None
 
-    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+    def run(self, jobs: list[Job], stop: threading.Event | None = None) -> Iterator[Outcome]:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
@@ -259,7 +272,14 @@ class RayExecutor:
                                                   max_retries=0)
         pending = {task.remote(config, self.threads): (index, config, "") for index, config in jobs}
         while pending:
-            [ready], _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=STOP_POLL_S)
+            if stop is not None and stop.is_set():  # the runs in flight are cancelled; nothing was recorded of them
+                for reference in pending:
+                    ray.cancel(reference, force=True)
+                return
+            if not done:
+                continue
+            [ready] = done
             index, config, retried_after = pending.pop(ready)
             try:
                 summary, history, host, node = ray.get(ready)
