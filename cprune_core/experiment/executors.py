@@ -2,7 +2,8 @@
 tasks on a cluster (``RayExecutor``). Both take (index, config) jobs and yield an ``Outcome`` per
 run as it ends, in whatever order runs end; neither touches the run store (the driver,
 ``grid.run_plan``, records each outcome in one transaction when it arrives). ``call`` runs one
-piece of work the same way (one task with one run's resources): experiment importance.
+piece of work the same way (one task with one run's resources): experiment importance; ``map`` runs
+many pieces, each one task (experiment atlas: one task per layer).
 
 Ray is imported only when a ``RayExecutor`` is entered, so the command line and the app never
 pay for it. Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs
@@ -26,7 +27,7 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class Executor(Protocol):
     def call(self, function: Callable[..., T], *args, **kwargs) -> T:
         """``function(*args, **kwargs)`` as one task where runs execute (one run's CPUs and GPUs), its
         result returned: a command whose work is one piece (experiment importance)."""
+
+    def map(self, function: Callable[..., T], jobs: Iterable[tuple]) -> Iterator[tuple[int, T]]:
+        """``function(*job)`` for each job as one task like ``call``'s, yielding (index of the job, result) as
+        each ends. ``jobs`` is advanced only when a task can start (at most ``slots`` at once), so a lazy
+        iterator holds the inputs of only the tasks under way."""
 
     def describe(self) -> str:
         """Where the runs execute, in words, for the report."""
@@ -145,6 +151,10 @@ class LocalExecutor:
 
     def call(self, function: Callable[..., T], *args, **kwargs) -> T:
         return _with_threads(self.threads, function, *args, **kwargs)
+
+    def map(self, function: Callable[..., T], jobs: Iterable[tuple]) -> Iterator[tuple[int, T]]:
+        for index, job in enumerate(jobs):
+            yield index, _with_threads(self.threads, function, *job)
 
 
 class NodeFeatureCache(FeatureCache):
@@ -302,20 +312,35 @@ class RayExecutor:
                 f"{self._resources.get('GPU', 0):g} GPUs; {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU "
                 f"per {self.unit}, {self.slots} at once)")
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+    def _task(self):
+        """``_call_on_worker`` as a Ray task with one run's resources; a worker that dies is replaced once."""
         import ray
-        from ray.exceptions import RayError, RayTaskError
 
-        task = ray.remote(_call_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
-                                                   max_retries=1)  # a worker that dies is replaced once
-        try:
-            return ray.get(task.remote(function, self.threads, args, kwargs))
-        except RayTaskError as error:
-            _raise_here(error)
-        except _worker_deaths() as error:
-            raise ClusterError(f"The worker running it died twice; last: {_reason(error)}") from None
-        except RayError as error:
-            raise ClusterError(f"Ray could not run it: {_reason(error)}") from None
+        return ray.remote(_call_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                                                   max_retries=1)
+
+    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+        return _task_result(self._task().remote(function, self.threads, args, kwargs))
+
+    def map(self, function: Callable[..., T], jobs: Iterable[tuple]) -> Iterator[tuple[int, T]]:
+        import ray
+
+        task, waiting, pending = self._task(), enumerate(jobs), {}
+        function_ref = ray.put(function)  # shipped once, not with every task
+
+        def submit() -> None:
+            for index, job in waiting:
+                pending[task.remote(function_ref, self.threads, job, {})] = index
+                return
+
+        for _ in range(max(self.slots, 1)):
+            submit()
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(ready)
+            result = _task_result(ready)
+            submit()
+            yield index, result
 
     def run(self, jobs: list[Job]) -> Iterator[Outcome]:
         import ray
@@ -341,6 +366,21 @@ class RayExecutor:
             except RayError as error:  # the same for every run: end the grid with it
                 raise ClusterError(f"Ray could not run a {self.unit}: {_reason(error)}") from None
             yield Outcome(index, summary, history, retried_after, host, node)
+
+
+def _task_result(reference):
+    """The result of a ``_call_on_worker`` task, its errors raised as ``call`` describes."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        return ray.get(reference)
+    except RayTaskError as error:
+        _raise_here(error)
+    except _worker_deaths() as error:
+        raise ClusterError(f"The worker running it died twice; last: {_reason(error)}") from None
+    except RayError as error:
+        raise ClusterError(f"Ray could not run it: {_reason(error)}") from None
 
 
 def _raise_here(error) -> NoReturn:
