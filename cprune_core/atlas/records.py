@@ -28,7 +28,8 @@ from .settings import AtlasSettings
 __all__ = ["AtlasRecords", "RecordedAtlas", "layer_key", "configuration_key", "ATLAS_VERSION"]
 
 ATLAS_VERSION = 1  # part of every key: a change to what a layer's numbers mean changes it
-_MACHINE_ONLY = ("device", "log_every", "disk_cache")  # settings that do not change what is measured
+# What does not change the atlas: the machine's device and logging, and the pruning settings (its head is a baseline run).
+_NOT_MEASURED = ("device", "log_every", "disk_cache", "mode", "criterion", "keep", "tau", "layers")
 
 
 def _digest(identity: dict) -> str:
@@ -36,7 +37,7 @@ def _digest(identity: dict) -> str:
 
 
 def _configuration(config: FinetuneConfig) -> dict:
-    return {name: value for name, value in config.to_dict().items() if name not in _MACHINE_ONLY}
+    return {name: value for name, value in config.to_dict().items() if name not in _NOT_MEASURED}
 
 
 def layer_key(config: FinetuneConfig, head: str, layer: str, settings: AtlasSettings) -> str:
@@ -47,7 +48,7 @@ def layer_key(config: FinetuneConfig, head: str, layer: str, settings: AtlasSett
 
 def configuration_key(config: FinetuneConfig, settings: AtlasSettings) -> str:
     """sha256 of an atlas run's configuration: what the app asks "the latest run of" (the machine's device
-    and logging left out)."""
+    and logging, and the pruning settings a baseline ignores, left out)."""
     return _digest({"version": ATLAS_VERSION, "config": _configuration(config), "settings": asdict(settings)})
 
 

@@ -68,7 +68,7 @@ def _chosen(graph: PruningGraph, model: nn.Module, spec: BackboneSpec, settings:
         return chosen
     groups = {}
     for layer in settings.layers:
-        group = prunable_group(model, spec, layer)[1]  # ConfigError: no such layer, depthwise, not prunable
+        group = prunable_group(model, spec, layer, graph)[1]  # ConfigError: no such layer, depthwise, not prunable
         groups.setdefault(group.index, (layer, group))
     return list(groups.values())
 

@@ -81,9 +81,9 @@ def prediction_p(value: float, reference: Sequence[float]) -> float:
     reference = np.asarray(reference, dtype=float)
     if len(reference) < 2 or math.isnan(value) or np.isnan(reference).any():
         return math.nan
-    spread = reference.std(ddof=1)
-    if not spread > 0:
+    if np.ptp(reference) == 0:  # all equal (their computed sd may still be a rounding error above 0)
         return math.nan
+    spread = reference.std(ddof=1)
     t = (value - reference.mean()) / (spread * math.sqrt(1 + 1 / len(reference)))
     return float(2 * stats.t.sf(abs(t), len(reference) - 1))
 

@@ -1,0 +1,137 @@
+"""``experiment atlas``: does centrality predict importance, in every prunable layer? A generated report, or JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import replace
+
+from ..atlas import DEFAULT_SAMPLE, AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
+from ..criteria import DEFAULT_TAU
+from ..errors import StopRequested
+from ..experiment import atlas_report, importance_report
+from ..experiment.grid import DEFAULT_IMAGE_SIZE
+from ..paths import DOCS_DIR, cache_home, writable_dir
+from ..registry import DEFAULT_BACKBONE
+from .finetune import stop_on_ctrl_c
+from .options import add_config_argument, add_executor_options, executor_flags, make_executor
+from .progress_bars import StepProgressBar
+
+__all__ = ["add_atlas_command", "quick_out_dir"]
+
+DEFAULTS = AtlasSettings()
+QUICK = AtlasSettings.quick()
+
+
+def quick_out_dir():
+    """Where ``--quick`` writes its report unless --out says otherwise: a scratch folder, never docs/."""
+    return cache_home() / "reports" / "atlas-quick"
+
+
+def add_atlas_command(experiments) -> None:
+    """The ``atlas`` parser under ``experiment``'s names."""
+    parser = experiments.add_parser(
+        "atlas", help="Does centrality predict importance, layer by layer? Single-neuron and group ablation in "
+                      "every prunable layer, against random pruning.",
+        description="Train a new head once on the frozen backbone, then in every chosen layer, with no retraining: "
+                    "remove each of a seeded sample of neurons alone (Spearman rho of every criterion with that "
+                    "effect, bootstrap interval, permutation test), keep a fraction of the neurons by each criterion "
+                    "(accuracy against random pruning's seeds) and measure the kept sets' redundancy and coverage. "
+                    "Tests are Holm-corrected over layers. Each layer is recorded as it ends, so the same command "
+                    "resumes. Writes atlas.md, atlas.csv and atlas.png in --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_argument(parser, "backbone")
+    add_config_argument(parser, "dataset", default=None,
+                        help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
+    add_config_argument(parser, "dataset_root", default=None,
+                        help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
+    parser.add_argument("--layers", nargs="+", default=["all"], metavar="all|NAME",
+                        help=f"Layers to measure: all prunable layers, or their names (--quick: {QUICK.quick_layers} "
+                             "layers evenly spread).")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help=f"Neurons measured in every layer by a forward pass each; default up to {DEFAULT_SAMPLE} "
+                             f"(all of a smaller layer; --quick: {QUICK.sample_size}). The head layer is always "
+                             "measured in full.")
+    parser.add_argument("--val-images", type=int, metavar="N",
+                        help=f"Validation images the ablations run on (a seeded subset); default "
+                             f"{DEFAULTS.val_images} (--quick: {QUICK.val_images}).")
+    parser.add_argument("--seeds", type=int, help=f"Seeds of the random criterion; default {DEFAULTS.seeds} "
+                                                  f"(--quick: {QUICK.seeds}).")
+    add_config_argument(parser, "tau")
+    add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE, help="Input size; the flowers photos are 128 px.")
+    add_config_argument(parser, "device")
+    parser.add_argument("--quick", action="store_true",
+                        help="flowers-sample, a few layers, small samples: minutes on a CPU, for tests and for "
+                             "checking the set-up; the report goes to a scratch folder unless --out is given.")
+    parser.add_argument("--json", action="store_true", help="Print the atlas as JSON on stdout (and nothing else).")
+    parser.add_argument("--out", help=f"Folder for the report, CSV and plot; default {DOCS_DIR} "
+                                      "(--quick: $CPRUNE_HOME/reports/atlas-quick).")
+    parser.add_argument("--rerun", action="store_true",
+                        help="Measure again the layers already recorded with the same settings (by default they are "
+                             "read back, so a killed run resumes).")
+    parser.add_argument("--no-record", action="store_true",
+                        help="Do not record the layers (and so do not resume from earlier records).")
+    add_executor_options(parser, "task", local="the layers one after another in this process",
+                         ray="each layer is a Ray task (as many at once as the cluster holds)")
+    parser.set_defaults(handler=atlas_command)
+
+
+def _settings(args: argparse.Namespace) -> AtlasSettings:
+    base = QUICK if args.quick else DEFAULTS
+    chosen = {"layers": None if args.layers == ["all"] else tuple(args.layers)}
+    if chosen["layers"] is not None:
+        chosen["quick_layers"] = 0
+    for option, field in (("sample", "sample_size"), ("val_images", "val_images"), ("seeds", "seeds")):
+        if getattr(args, option) is not None:
+            chosen[field] = getattr(args, option)
+    return replace(base, tau=args.tau, **chosen).validate()
+
+
+def _command(args: argparse.Namespace) -> str:
+    return " ".join(part for part in [
+        "python -m cprune_core experiment atlas", "--quick" if args.quick else "",
+        f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
+        f"--dataset {args.dataset}" if args.dataset else "", f"--root {args.dataset_root}" if args.dataset_root else "",
+        f"--layers {' '.join(args.layers)}" if args.layers != ["all"] else "",
+        f"--sample {args.sample}" if args.sample is not None else "",
+        f"--val-images {args.val_images}" if args.val_images is not None else "",
+        f"--seeds {args.seeds}" if args.seeds is not None else "", f"--tau {args.tau:g}" if args.tau != DEFAULT_TAU else "",
+        f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "", *executor_flags(args),
+    ] if part)
+
+
+def atlas_command(args: argparse.Namespace) -> int:
+    out = writable_dir(args.out or (quick_out_dir() if args.quick else DOCS_DIR), "--out")  # before hours of work
+    settings = _settings(args)
+    config = replace(importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
+                                                         root=args.dataset_root, image_size=args.image_size,
+                                                         device=args.device),
+                     disk_cache=True)  # a resumed run reads the frozen features back instead of recomputing them
+    records = None if args.no_record else AtlasRecords()
+    bar, stop = StepProgressBar(), threading.Event()
+    start = time.perf_counter()
+    with make_executor(args) as executor:
+        try:
+            with stop_on_ctrl_c(stop):
+                result = run_atlas(config, settings, executor=executor, records=records, rerun=args.rerun,
+                                   progress=bar, stop=stop)
+        except StopRequested:
+            bar.close()
+            print("Stopped: the layers measured so far are recorded; the same command resumes from them.",
+                  file=sys.stderr)
+            return 130
+        finally:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    paths = atlas_report.write_atlas_report(result, out, command=_command(args), elapsed_s=elapsed, device=result.device)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "elapsed_s": round(elapsed, 2)}, indent=2))
+        return 0
+    finding, why = atlas_sentences(result)
+    print(f"Finding: {finding}")
+    print(why)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
