@@ -16,7 +16,7 @@ from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..paths import DOCS_DIR, cache_home, writable_dir
 from ..registry import DEFAULT_BACKBONE
 from .finetune import stop_on_ctrl_c
-from .options import add_config_argument, add_executor_options, executor_flags, make_executor
+from .options import add_analysis_data_options, add_config_argument, add_executor_options, executor_flags, make_executor
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_atlas_command", "quick_out_dir"]
@@ -42,11 +42,7 @@ def add_atlas_command(experiments) -> None:
                     "Tests are Holm-corrected over layers. Each layer is recorded as it ends, so the same command "
                     "resumes. Writes atlas.md, atlas.csv and atlas.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_argument(parser, "backbone")
-    add_config_argument(parser, "dataset", default=None,
-                        help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
-    add_config_argument(parser, "dataset_root", default=None,
-                        help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
+    add_analysis_data_options(parser)
     parser.add_argument("--layers", nargs="+", default=["all"], metavar="all|NAME",
                         help=f"Layers to measure: all prunable layers, or their names (--quick: {QUICK.quick_layers} "
                              "layers evenly spread).")

@@ -13,7 +13,7 @@ from ..criteria import DEFAULT_TAU
 from ..paths import DOCS_DIR, writable_dir
 from ..registry import DEFAULT_BACKBONE
 from .progress_bars import StepProgressBar
-from .options import add_config_argument, add_executor_options, executor_flags, make_executor
+from .options import add_analysis_data_options, add_config_argument, add_executor_options, executor_flags, make_executor
 
 __all__ = ["add_importance_command"]
 
@@ -30,11 +30,7 @@ def add_importance_command(experiments) -> None:
                     "correlation with that effect (95% bootstrap interval) and the zero-shot pruning curve; writes "
                     "importance.md, importance.csv and importance.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_argument(parser, "backbone")
-    add_config_argument(parser, "dataset", default=None,
-                        help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
-    add_config_argument(parser, "dataset_root", default=None,
-                        help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
+    add_analysis_data_options(parser)
     parser.add_argument("--layer", help="Layer to analyse; default the backbone's head layer.")
     parser.add_argument("--seeds", type=int, help="Seeds of the random criterion; default 5 (--quick: 2).")
     parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE_SIZE,
