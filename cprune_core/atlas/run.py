@@ -59,9 +59,12 @@ def _kind(model: nn.Module, layer: str, group: PrunableGroup) -> str:
     return kind + (f", residual stream of {len(group.layers)} layers" if len(group.layers) > 1 else "")
 
 
-def _chosen(graph: PruningGraph, model: nn.Module, spec: BackboneSpec, settings: AtlasSettings) -> list[tuple[str, PrunableGroup]]:
+def _chosen(graph: PruningGraph, model: nn.Module, spec: BackboneSpec, settings: AtlasSettings,
+            order: dict[str, int]) -> list[tuple[str, PrunableGroup]]:
+    """(name, group) of the layers to measure; a group of coupled layers (a residual stream) is named by its
+    first layer in the network unless a layer was named."""
     if settings.layers is None:
-        chosen = [(group.root, group) for group in graph.groups]
+        chosen = [(min(group.layers, key=order.__getitem__), group) for group in graph.groups]
         if settings.quick_layers and settings.quick_layers < len(chosen):
             picks = np.unique(np.linspace(0, len(chosen) - 1, settings.quick_layers).round().astype(int))
             chosen = [chosen[i] for i in picks]
@@ -82,7 +85,7 @@ def plan_layers(model: nn.Module, spec: BackboneSpec, settings: AtlasSettings,
     order = {name: index for index, (name, module) in enumerate(model.named_modules()) if has_neurons(module)}
     depth = {name: position + 1 for position, name in enumerate(order)}
     planned = []
-    for layer, group in _chosen(graph, model, spec, settings):
+    for layer, group in _chosen(graph, model, spec, settings, order):
         pooled = is_pooled(model, spec.name, group)
         if not pooled and settings.sample_size is not None and settings.sample_size > group.channels:
             raise ConfigError(f"The sample size {settings.sample_size} is larger than layer {layer}, which has "
