@@ -80,6 +80,11 @@ class LayerAtlas:
     def neurons(self) -> int:
         return self.result.n_neurons
 
+    @property
+    def label(self) -> str:
+        """"12 blocks.3.project.1 (Conv2d 1x1, residual stream of 2 layers, 40)": depth, name, kind, neurons."""
+        return f"{self.depth} {self.layer} ({self.kind}, {self.neurons:,})"
+
     def to_dict(self) -> dict:
         """Plain JSON values (NaN as None)."""
         return json_values({**{name: getattr(self, name) for name in ("layer", "position", "depth", "kind", "coupled",

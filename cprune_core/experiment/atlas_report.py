@@ -12,15 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atlas import ALPHA, DEFAULT_SAMPLE, AtlasResult, Family, LayerAtlas, atlas_sentences
+from ..atlas import ALPHA, DEFAULT_SAMPLE, AtlasResult, Family, atlas_sentences
 from .importance_report import dataset_label
 
-__all__ = ["atlas_table", "plot_atlas", "write_atlas_report", "layer_label"]
-
-
-def layer_label(layer: LayerAtlas) -> str:
-    """"12 blocks.3.expand.1 (Conv2d 1x1, 144)": depth, name, kind and neurons."""
-    return f"{layer.depth} {layer.layer} ({layer.kind}, {layer.neurons:,})"
+__all__ = ["atlas_table", "plot_atlas", "write_atlas_report"]
 
 
 def _range_columns(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -94,7 +89,7 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
                              f"{keep:g}", "pt")
         figure.colorbar(image, ax=axis, shrink=0.6, pad=0.02)
     first = np.atleast_1d(axes)[0]
-    first.set_yticks(range(rows), [layer_label(layer) for layer in result.layers], fontsize=7)
+    first.set_yticks(range(rows), [layer.label for layer in result.layers], fontsize=7)
     first.set_ylabel("layer, in network order (depth, name, kind, neurons)", fontsize=8)
     figure.suptitle(f"{result.config.backbone} on {dataset_label(result.config)}: does each criterion beat random, "
                     f"layer by layer? (* Holm-adjusted p < {ALPHA:g} over layers)", fontsize=10)
