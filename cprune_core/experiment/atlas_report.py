@@ -54,45 +54,57 @@ def atlas_table(result: AtlasResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _heatmap(axis, values: np.ndarray, marks: np.ndarray, names: list[str], limit: float, title: str, unit: str):
+def _heatmap(axis, values: np.ndarray, marks: np.ndarray, names: list[str], limit: float, title: str, digits: int):
     image = axis.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for (row, column), value in np.ndenumerate(values):
         if not math.isnan(value):
-            axis.text(column, row, f"{value:+.{0 if unit == 'pt' else 2}f}" + ("*" if marks[row, column] else ""),
-                      ha="center", va="center", fontsize=6.5, fontweight="bold" if marks[row, column] else "normal")
+            axis.text(column, row, f"{value:+.{digits}f}" + ("*" if marks[row, column] else ""), ha="center",
+                      va="center", fontsize=6.5, fontweight="bold" if marks[row, column] else "normal",
+                      color="white" if abs(value) > 0.6 * limit else "black")
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     axis.set_title(title, fontsize=9)
     return image
 
 
+def _panels(result: AtlasResult, names: list[str]) -> list[tuple[np.ndarray, np.ndarray, float, str, int]]:
+    """(values, significant, colour limit, title, digits) of each panel: rho, accuracy against random's mean at
+    each keep ratio, and the kept sets' redundancy against random's at the first keep ratio (no test)."""
+    def stacked(families: list[Family], scale: float) -> tuple[np.ndarray, np.ndarray]:
+        return (np.stack([f.effects for f in families], axis=1) * scale,
+                np.stack([[v in ("better", "worse") for v in f.verdicts] for f in families], axis=1))
+
+    panels = [(*stacked([result.family(n, "rho") for n in names], 1.0), 0.5,
+               "Spearman rho with single-neuron\nablation effect", 2)]
+    for keep in result.settings.keep_ratios:
+        panels.append((*stacked([result.family(n, "group", keep) for n in names], 100.0), 10.0,
+                       f"val accuracy minus random's mean\n(points), keep {keep:g}", 0))
+    redundancy = np.array([[layer.redundancy[n][0, 0] - layer.redundancy["random"][:, 0].mean() for n in names]
+                           for layer in result.layers])
+    panels.append((redundancy, np.zeros(redundancy.shape, dtype=bool), 0.2,
+                   f"kept neurons' redundancy minus\nrandom's, keep {result.settings.keep_ratios[0]:g} (no test)", 2))
+    return panels
+
+
 def plot_atlas(result: AtlasResult, path: Path) -> None:
     """The heatmap: layers (network order; depth, name, kind, neurons) by criteria (random, the reference,
-    left out), one panel for rho and one per keep ratio for accuracy minus random's mean (points); a star and
-    bold type where the layer's test survives Holm's correction over layers."""
+    left out), one panel for rho, one per keep ratio for accuracy minus random's mean (points), and one for the
+    kept sets' redundancy against random's; a star and bold type where the layer's test survives Holm's
+    correction over layers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [name for name in result.criteria if name != "random"]
-    panels = [("rho", None)] + [("group", keep) for keep in result.settings.keep_ratios]
+    panels = _panels(result, names)
     rows = len(result.layers)
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels) + 3.2, 0.3 * rows + 2.6), sharey=True)
-    for axis, (test, keep) in zip(np.atleast_1d(axes), panels):
-        families: list[Family] = [result.family(name, test, keep) for name in names]
-        effects = np.stack([f.effects for f in families], axis=1) * (1 if test == "rho" else 100)
-        marks = np.stack([[v in ("better", "worse") for v in f.verdicts] for f in families], axis=1)
-        if test == "rho":
-            image = _heatmap(axis, effects, marks, names, 0.5, "Spearman rho with single-neuron\nablation effect", "")
-        else:
-            image = _heatmap(axis, effects, marks, names, 10.0, f"val accuracy minus random's mean\n(points), keep "
-                             f"{keep:g}", "pt")
-        figure.colorbar(image, ax=axis, shrink=0.6, pad=0.02)
-    first = np.atleast_1d(axes)[0]
-    first.set_yticks(range(rows), [layer.label for layer in result.layers], fontsize=7)
-    first.set_ylabel("layer, in network order (depth, name, kind, neurons)", fontsize=8)
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 3.6, 0.3 * rows + 2.6), sharey=True)
+    for axis, (values, marks, limit, title, digits) in zip(np.atleast_1d(axes), panels):
+        figure.colorbar(_heatmap(axis, values, marks, names, limit, title, digits), ax=axis, shrink=0.6, pad=0.02)
+    np.atleast_1d(axes)[0].set_yticks(range(rows), [layer.label for layer in result.layers], fontsize=7)
     figure.suptitle(f"{result.config.backbone} on {dataset_label(result.config)}: does each criterion beat random, "
-                    f"layer by layer? (* Holm-adjusted p < {ALPHA:g} over layers)", fontsize=10)
+                    f"layer by layer? Rows: depth, layer (kind, neurons), in network order. * Holm-adjusted p < "
+                    f"{ALPHA:g} over layers", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -147,7 +159,9 @@ def _setup(result: AtlasResult, command: str, elapsed_s: float, device: str) -> 
     sample = (f"{settings.sample_size} neurons of each layer" if settings.sample_size is not None
               else f"up to {DEFAULT_SAMPLE} neurons of each layer (all of a smaller layer)")
     val_images = result.layers[0].result.n_images if result.layers else 0
-    reused = f" {len(result.reused)} layers came from an earlier run's records." if result.reused else ""
+    task_minutes = sum(layer.seconds for layer in result.layers) / 60
+    reused = (f" {len(result.reused)} of the {len(result.layers)} layers were read back from an earlier run's records; "
+              f"measuring them all took {task_minutes:.1f} minutes of task time." if result.reused else "")
     return [f"Generated by `{command}` in {elapsed_s / 60:.1f} minutes on {device}. Do not edit by hand.{reused}",
             f"{config.backbone} ({config.weights}) on {dataset_label(config)}: {images} train/val/test images, image "
             f"size {config.image_size}; a new head trained once on the frozen backbone ({config.epochs} epochs, seed "
