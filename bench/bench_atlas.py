@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,11 @@ def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_command(name: str, arguments: list[str]) -> dict:
     """The command in a fresh process with a fresh CPRUNE_HOME: wall seconds and its JSON."""
     with tempfile.TemporaryDirectory() as home:
@@ -44,10 +50,10 @@ def timed_command(name: str, arguments: list[str]) -> dict:
         command = [sys.executable, "-m", "cprune_core", "experiment", "atlas", *arguments, "--json"]
         progress = Path(tempfile.gettempdir()) / f"bench_atlas_{name}.log"
         print(f"{name}: {' '.join(command[1:])}  (load average before: {load()}; progress in {progress})", flush=True)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _children_cpu_s()
         with progress.open("w") as log:
             finished = subprocess.run(command, env=environment, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _children_cpu_s() - cpu_before
     if finished.returncode != 0:
         print(progress.read_text()[-3000:])
         raise SystemExit(f"{name}: exit code {finished.returncode}")
@@ -55,7 +61,8 @@ def timed_command(name: str, arguments: list[str]) -> dict:
     layers = report["layers"]
     measured = sum(layer["seconds"] for layer in layers)
     print(f"{name}: {seconds / 60:.1f} min wall (load average after: {load()}) -> "
-          f"{'OK' if seconds < TARGETS[name] else 'SLOW'} (target < {TARGETS[name] / 60:.0f} min)")
+          f"{'OK' if seconds < TARGETS[name] else 'SLOW'} (target < {TARGETS[name] / 60:.0f} min); the command's CPU "
+          f"time {cpu / 60:.1f} min (user + system), {cpu / seconds:.2f} of the machine's cores on average")
     print(f"   layers measured: {measured / 60:.1f} min in {len(layers)} tasks; the rest (head training with its "
           f"frozen features, block inputs, scores, report): {(seconds - measured) / 60:.1f} min")
     for layer in layers:
