@@ -296,14 +296,13 @@ def test_command_line_bad_input_is_one_line(arguments, message, tmp_path, monkey
 def test_quick_command_line_json_writes_the_report_outside_docs(folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
     assert main(["experiment", "atlas", "--quick", "--json", "--dataset", "folder", "--root", str(folder),
-                 "--image-size", "32", "--layers", "blocks.15.project.1", "head.1", "--sample", "6",
-                 "--val-images", "12", "--seeds", "2"]) == 0
+                 "--image-size", "32", "--layers", "head.1", "--val-images", "12", "--seeds", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [layer["layer"] for layer in report["layers"]] == ["blocks.15.project.1", "head.1"]
-    assert report["settings"]["sample_size"] == 6 and report["sentences"][0].startswith("Across 2 of the 24")
+    assert [layer["layer"] for layer in report["layers"]] == ["head.1"]
+    assert report["settings"]["val_images"] == 12 and report["sentences"][0].startswith("Across 1 of the 24")
     out = tmp_path / "home" / "reports" / "atlas-quick"
     assert (out / "atlas.md").read_text().startswith("# Does centrality predict importance, layer by layer?")
-    assert len((out / "atlas.csv").read_text().splitlines()) == 1 + 2 * 8
+    assert len((out / "atlas.csv").read_text().splitlines()) == 1 + 8
 
 
 # ----------------------------------------------------------------------------- Ray
