@@ -82,8 +82,9 @@ class LayerAtlas:
 
     @property
     def label(self) -> str:
-        """"12 blocks.3.project.1 (Conv2d 1x1, residual stream of 2 layers, 40)": depth, name, kind, neurons."""
-        return f"{self.depth} {self.layer} ({self.kind}, {self.neurons:,})"
+        """"12 blocks.3.project.1 (Conv2d 1x1, residual x2, 40)": depth, name, kind (shortened), neurons."""
+        kind = self.kind.replace("residual stream of ", "residual x").replace(" layers", "")
+        return f"{self.depth} {self.layer} ({kind}, {self.neurons:,})"
 
     def to_dict(self) -> dict:
         """Plain JSON values (NaN as None)."""

@@ -18,10 +18,13 @@ def _layers(count: int) -> str:
 
 
 def _counts(family: Family, above: str, below: str) -> str:
-    """"above random's in 2 layers, below in 1 and neither in 20" (and untested ones, where any)."""
-    text = f"{above} in {_layers(family.count('better'))}, {below} in {_layers(family.count('worse'))} and " \
-           f"neither in {_layers(family.count('neither'))}"
-    untested = family.count("untested")
+    """"above random's in 2 layers, below in 1 and neither in 20", or "neither above random's nor below in any
+    layer" (and the untested layers, where any)."""
+    better, worse, neither, untested = (family.count(v) for v in ("better", "worse", "neither", "untested"))
+    if better == worse == 0:
+        text = f"neither {above} nor {below} in any layer"
+    else:
+        text = f"{above} in {_layers(better)}, {below} in {_layers(worse)} and neither in {_layers(neither)}"
     return text + (f" ({_layers(untested)} untestable: no spread among random's seeds, or constant effects)"
                    if untested else "")
 
@@ -43,7 +46,7 @@ def finding_sentence(result: AtlasResult) -> str:
                     "better or worse than random")
     first, above = groups[0], "above random pruning's"
     parts = [f"{opening}: keeping {first.keep:.0%} of a layer's neurons by eigenvector centrality (no retraining) "
-             f"gave validation accuracy {_counts(first, above, 'below')}"]
+             f"gave validation accuracy {_counts(first, above, 'below it')}"]
     parts += [f"at {f.keep:.0%}, {_counts(f, 'above', 'below')}" for f in groups[1:]]
     parts.append(f"its Spearman rho with single neurons' ablation effect was {_counts(rho, 'above 0', 'below 0')}")
     how = (f"per layer, accuracy tested against {settings.seeds} random seeds' as a new draw and rho by "

@@ -59,7 +59,7 @@ def _heatmap(axis, values: np.ndarray, marks: np.ndarray, names: list[str], limi
     for (row, column), value in np.ndenumerate(values):
         if not math.isnan(value):
             axis.text(column, row, f"{value:+.{digits}f}" + ("*" if marks[row, column] else ""), ha="center",
-                      va="center", fontsize=6.5, fontweight="bold" if marks[row, column] else "normal",
+                      va="center", fontsize=6, fontweight="bold" if marks[row, column] else "normal",
                       color="white" if abs(value) > 0.6 * limit else "black")
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     axis.set_title(title, fontsize=9)
@@ -80,7 +80,7 @@ def _panels(result: AtlasResult, names: list[str]) -> list[tuple[np.ndarray, np.
                        f"val accuracy minus random's mean\n(points), keep {keep:g}", 0))
     redundancy = np.array([[layer.redundancy[n][0, 0] - layer.redundancy["random"][:, 0].mean() for n in names]
                            for layer in result.layers])
-    panels.append((redundancy, np.zeros(redundancy.shape, dtype=bool), 0.2,
+    panels.append((redundancy, np.zeros(redundancy.shape, dtype=bool), 0.1,
                    f"kept neurons' redundancy minus\nrandom's, keep {result.settings.keep_ratios[0]:g} (no test)", 2))
     return panels
 
@@ -98,7 +98,7 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
     names = [name for name in result.criteria if name != "random"]
     panels = _panels(result, names)
     rows = len(result.layers)
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 3.6, 0.3 * rows + 2.6), sharey=True)
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels) + 3.2, 0.32 * rows + 2.6), sharey=True)
     for axis, (values, marks, limit, title, digits) in zip(np.atleast_1d(axes), panels):
         figure.colorbar(_heatmap(axis, values, marks, names, limit, title, digits), ax=axis, shrink=0.6, pad=0.02)
     np.atleast_1d(axes)[0].set_yticks(range(rows), [layer.label for layer in result.layers], fontsize=7)
