@@ -7,7 +7,7 @@ the defaults; `--quick` (flowers-sample, 4 layers) under 3 minutes. Per layer, t
 (from the command's JSON). Then, side by side on the same images, the work the atlas shares: the block inputs
 carried once through the network (BlockInputs) against a fresh prefix pass for every layer.
 
-    .venv/bin/python bench/bench_atlas.py [--only quick|full|sharing] [--out DIR]
+    .venv/bin/python bench/bench_atlas.py [--only quick|full|sharing] [--out DIR] [--ray]
 """
 from __future__ import annotations
 
@@ -60,9 +60,10 @@ def timed_command(name: str, arguments: list[str]) -> dict:
     report = json.loads(finished.stdout)
     layers = report["layers"]
     measured = sum(layer["seconds"] for layer in layers)
+    cpu_note = ("" if "ray" in arguments else f"; the command's CPU time {cpu / 60:.1f} min (user + system), "
+                f"{cpu / seconds:.2f} of the machine's cores on average")  # Ray's workers are not its children
     print(f"{name}: {seconds / 60:.1f} min wall (load average after: {load()}) -> "
-          f"{'OK' if seconds < TARGETS[name] else 'SLOW'} (target < {TARGETS[name] / 60:.0f} min); the command's CPU "
-          f"time {cpu / 60:.1f} min (user + system), {cpu / seconds:.2f} of the machine's cores on average")
+          f"{'OK' if seconds < TARGETS[name] else 'SLOW'} (target < {TARGETS[name] / 60:.0f} min){cpu_note}")
     print(f"   layers measured: {measured / 60:.1f} min in {len(layers)} tasks; the rest (head training with its "
           f"frozen features, block inputs, scores, report): {(seconds - measured) / 60:.1f} min")
     for layer in layers:
@@ -100,19 +101,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("quick", "full", "sharing"))
     parser.add_argument("--out", help="Folder for the whole atlas's report (default: a temporary folder).")
+    parser.add_argument("--ray", action="store_true",
+                        help="Run the commands with --executor ray --cpus-per-task 1 (a local Ray: one layer per core, "
+                             "each on one thread) instead of in the command's process on every core.")
     args = parser.parse_args()
+    executor = ["--executor", "ray", "--cpus-per-task", "1"] if args.ray else []
     print(f"bench_atlas: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.only in (None, "sharing"):
         sharing(AtlasSettings().val_images)
     if args.only in (None, "quick"):
         with tempfile.TemporaryDirectory() as out:
-            timed_command("quick", ["--quick", "--out", out])
+            timed_command("quick", ["--quick", "--out", out, *executor])
     if args.only in (None, "full"):
         if not SHARED_FLOWERS.is_dir():
             print(f"full: flowers128 not found at {SHARED_FLOWERS}: skipped")
             return
         with tempfile.TemporaryDirectory() as out:
-            timed_command("full", ["--out", args.out or out])
+            timed_command("full", ["--out", args.out or out, *executor])
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
                     f"layer by layer? Rows: depth, layer (kind, neurons), in network order. * Holm-adjusted p < "
                     f"{ALPHA:g} over layers", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=90)
     plt.close(figure)
 
 
