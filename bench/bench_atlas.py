@@ -64,8 +64,11 @@ def timed_command(name: str, arguments: list[str]) -> dict:
                 f"{cpu / seconds:.2f} of the machine's cores on average")  # Ray's workers are not its children
     print(f"{name}: {seconds / 60:.1f} min wall (load average after: {load()}) -> "
           f"{'OK' if seconds < TARGETS[name] else 'SLOW'} (target < {TARGETS[name] / 60:.0f} min){cpu_note}")
-    print(f"   layers measured: {measured / 60:.1f} min in {len(layers)} tasks; the rest (head training with its "
-          f"frozen features, block inputs, scores, report): {(seconds - measured) / 60:.1f} min")
+    if "ray" in arguments:  # several tasks at once: their times overlap
+        print(f"   layers measured: {measured / 60:.1f} min of task time in {len(layers)} tasks, several at once")
+    else:
+        print(f"   layers measured: {measured / 60:.1f} min in {len(layers)} tasks; the rest (head training with its "
+              f"frozen features, block inputs, scores, report): {(seconds - measured) / 60:.1f} min")
     for layer in layers:
         print(f"   {layer['depth']:>3} {layer['layer']:<22} {layer['result']['n_neurons']:>5} neurons, "
               f"{len(layer['result']['neurons']):>4} measured on {layer['result']['n_images']} images: "

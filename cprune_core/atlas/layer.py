@@ -171,6 +171,8 @@ def measure_layer(model: torch.nn.Module, task: LayerTask, *, progress: Progress
     and ``stop`` as in the ablation package. The model is left as it was (hooks removed)."""
     started = time.perf_counter()
     settings = task.settings
+    # Ray hands numpy arrays over read-only; torch.from_numpy (in the kept sets) warns about those.
+    task = replace(task, scores={name: np.array(rows) for name, rows in task.scores.items()})
     ablator = _ablator(model, task)
     neurons = None if ablator.exhaustive else sample_neurons(ablator.n_neurons, settings.sample_for(ablator.n_neurons),
                                                              task.seed)
