@@ -1,6 +1,7 @@
 """``experiment NAME``: generated reports. ``paper-table``: the paper's comparison (here), run in this
 process (``--executor local``) or as Ray tasks on a cluster (``--executor ray``); ``importance``: does
-centrality predict importance (importance.py)."""
+centrality predict importance (experiment_importance.py); ``atlas``: the same question in every prunable
+layer (experiment_atlas.py)."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ from .. import experiment
 from ..paths import writable_dir
 from ..ranges import DEFAULT_SEEDS
 from ..registry import BACKBONES
+from .experiment_atlas import add_atlas_command
 from .experiment_importance import add_importance_command
 from .interrupt import stop_on_ctrl_c
 from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
@@ -26,7 +28,7 @@ __all__ = ["add_experiment_command"]
 def add_experiment_command(subparsers) -> None:
     experiments = subparsers.add_parser(
         "experiment", help="Generated reports: the paper's comparison (paper-table); does centrality predict "
-                           "importance (importance).",
+                           "importance (importance), in every layer (atlas).",
         description="Each experiment writes a generated report (Markdown, CSV and PNG) in --out; "
                     "`experiment NAME --help` lists its options.")
     names = experiments.add_subparsers(dest="name", required=True, metavar="NAME")
@@ -63,6 +65,7 @@ def add_experiment_command(subparsers) -> None:
                          ray="each run is a Ray task (as many at once as the cluster holds)")
     parser.set_defaults(handler=run_experiment_command)
     add_importance_command(names)
+    add_atlas_command(names)
 
 
 def run_experiment_command(args) -> int:

@@ -14,8 +14,8 @@ from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
 from ..schema import config_options
 from .interrupt import stop_on_ctrl_c
-from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, out_help,
-                      report_folder)
+from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
+                      make_executor, out_help, report_folder)
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_importance_command"]
@@ -55,11 +55,7 @@ def add_importance_command(experiments) -> None:
                     "correlation with that effect (95% bootstrap interval) and the zero-shot pruning curve; writes "
                     "importance.md, importance.csv and importance.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_argument(parser, "backbone")
-    add_config_argument(parser, "dataset", default=None,
-                        help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
-    add_config_argument(parser, "dataset_root", default=None,
-                        help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
+    add_analysis_data_options(parser)
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
