@@ -85,13 +85,17 @@ def wait_idle(page, timeout: float = 60_000) -> None:
 
 
 # Watches the app's script state from now on: window.cpruneRerun.left is set once it leaves "notRunning".
+# Each change's old value is read, not the state when the observer is called: a short rerun can go to
+# "running" and back within one task, and the observer then sees only the final "notRunning".
 WATCH_SCRIPT_STATE = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     const watch = {left: app.dataset.testScriptState !== 'notRunning'};
-    watch.observer = new MutationObserver(() => {
-        if (app.dataset.testScriptState !== 'notRunning') watch.left = true;
+    watch.observer = new MutationObserver(changes => {
+        if (app.dataset.testScriptState !== 'notRunning'
+            || changes.some(change => change.oldValue !== 'notRunning')) watch.left = true;
     });
-    watch.observer.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    watch.observer.observe(app, {attributes: true, attributeOldValue: true,
+                                 attributeFilter: ['data-test-script-state']});
     window.cpruneRerun = watch;
 }"""
 RERUN_ENDED = """() => window.cpruneRerun.left
