@@ -21,13 +21,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(home: Path, start_timeout_s: float = 120) -> Iterator[str]:
-    """The app's URL while it runs, answering its health check; RuntimeError with its output if it never does."""
+def running_app(home: Path, start_timeout_s: float = 120, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The app's URL while it runs, answering its health check; RuntimeError with its output if it never does.
+    ``env``: environment variables the server gets besides CPRUNE_HOME=``home``."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"],
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "CPRUNE_HOME": str(home)})
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "CPRUNE_HOME": str(home), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + start_timeout_s
     try:
