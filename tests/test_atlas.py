@@ -25,7 +25,7 @@ from torch import nn
 
 from cprune_core import registry, schema
 from cprune_core.atlas import (AtlasRecords, AtlasResult, AtlasSettings, BlockInputs, holm, kept_set_geometry,
-                               prediction_p, rho_permutation_p, run_atlas)
+                               atlas_sentences, prediction_p, rho_permutation_p, run_atlas)
 from cprune_core.atlas.geometry import group_geometry
 from cprune_core.ablation import AblationResult
 from cprune_core.cli import main
@@ -33,7 +33,7 @@ from cprune_core.cut import cut_model
 from cprune_core.data import build_transform, load_dataset
 from cprune_core.errors import ConfigError, StopRequested
 from cprune_core.experiment import LocalExecutor, RayExecutor
-from cprune_core.experiment.atlas_report import write_atlas_report
+from cprune_core.atlas.report import write_atlas_report
 from cprune_core.features import FeatureCache
 from cprune_core.schema import FinetuneConfig
 
@@ -136,7 +136,7 @@ def test_the_atlas_finds_the_planted_layer(atlas):
     assert accuracy["random"][:, 0].min() > 1 / 3 and group.p[2] < 0.05 and group.verdicts[2] == "worse"
     assert planted.redundancy["eigenvector"][0, 0] == pytest.approx(1.0)  # twelve identical filters
     assert planted.redundancy["random"][:, 0].max() < 0.9
-    assert "below 0 in 1 layer" in atlas.to_dict()["sentences"][0]
+    assert "below 0 in 1 layer" in atlas_sentences(atlas)[0]
 
 
 def test_every_layer_reports_its_numbers_for_every_criterion(atlas):
@@ -246,7 +246,7 @@ def test_the_report_has_one_csv_row_per_layer_and_criterion(atlas, tmp_path):
     planted = table[(table.layer == "planted.0") & (table.criterion == "eigenvector")].iloc[0]
     assert (planted.rho_verdict, planted["group_verdict_keep0.5"]) == ("worse", "worse")
     text = paths["md"].read_text()
-    assert "Do not edit by hand" in text and f"**Finding:** {atlas.to_dict()['sentences'][0]}" in text
+    assert "Do not edit by hand" in text and f"**Finding:** {atlas_sentences(atlas)[0]}" in text
     assert paths["png"].stat().st_size > 20_000
 
 
@@ -341,4 +341,4 @@ def test_ray_gives_the_numbers_of_this_process_at_equal_threads(folder, tmp_path
         assert np.array_equal(ours.result.delta_loss, theirs.result.delta_loss)
         assert all(np.array_equal(ours.curve.accuracy[n], theirs.curve.accuracy[n]) for n in ours.curve.accuracy)
     assert on_ray.to_dict()["tests"] == local.to_dict()["tests"]
-    assert on_ray.to_dict()["sentences"] == local.to_dict()["sentences"]
+    assert atlas_sentences(on_ray) == atlas_sentences(local)

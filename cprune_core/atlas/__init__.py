@@ -8,7 +8,9 @@ per seed); and the redundancy and coverage of every kept set (``kept_set_geometr
 the layers in network order, carrying the validation images through the network once (``BlockInputs``),
 on an executor (this process, or one Ray task per layer), recording each layer as it ends
 (``AtlasRecords``, by the layer's key: a run resumes). ``AtlasResult`` holds the whole atlas, the tests
-Holm-corrected over layers (``Family``), and its JSON form; ``atlas_sentences`` says what it shows.
+Holm-corrected over layers (``Family``), and its JSON form; ``atlas_sentences`` says what it shows, and
+``report.write_atlas_report`` writes it as atlas.md, atlas.csv and atlas.png (a submodule: it needs pandas
+and matplotlib).
 
 Validation split only. Long steps take ``progress(done, total, message)`` (done, total: layers) and a
 ``stop`` event; a set ``stop`` raises ``StopRequested``.

@@ -75,9 +75,8 @@ class AtlasResult:
             [self.family(criterion, "rho")]
 
     def to_dict(self) -> dict:
-        """The JSON form: the settings, the run, every layer, and each criterion's tests with their verdicts."""
-        from .sentence import atlas_sentences
-
+        """The JSON form: the settings, the run, every layer, and each criterion's tests with their verdicts
+        (the sentences that say what they show: ``atlas_sentences``)."""
         tests = {criterion: [{"test": f.test, "keep": f.keep, "p": f.p, "adjusted_p": f.adjusted,
                               "verdicts": f.verdicts, "counts": {v: f.count(v) for v in VERDICTS}}
                              for f in self.families(criterion)]
@@ -86,7 +85,7 @@ class AtlasResult:
                        "baseline": self.baseline.to_dict(), "head": self.head, "network_layers": self.network_layers,
                        "prunable_layers": self.prunable_layers, "elapsed_s": self.elapsed_s, "device": self.device,
                        "created": self.created, "reused": self.reused, "alpha": ALPHA,
-                       "sentences": list(atlas_sentences(self)), "tests": tests,
+                       "tests": tests,
                        "layers": [layer.to_dict() for layer in self.layers]})
 
     @classmethod

@@ -10,7 +10,8 @@ from dataclasses import replace
 from ..atlas import DEFAULT_SAMPLE, AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
 from ..criteria import DEFAULT_TAU
 from ..errors import StopRequested
-from ..experiment import atlas_report, importance_report
+from ..atlas import report as atlas_report
+from ..experiment import importance_report
 from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
@@ -115,7 +116,8 @@ def atlas_command(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     paths = atlas_report.write_atlas_report(result, out, command=_command(args), elapsed_s=elapsed, device=result.device)
     if args.json:
-        print(json.dumps({**result.to_dict(), "elapsed_s": round(elapsed, 2)}, indent=2))
+        print(json.dumps({**result.to_dict(), "sentences": list(atlas_sentences(result)),
+                          "elapsed_s": round(elapsed, 2)}, indent=2))
         return 0
     finding, why = atlas_sentences(result)
     print(f"Finding: {finding}")

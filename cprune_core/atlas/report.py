@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atlas import ALPHA, DEFAULT_SAMPLE, AtlasResult, Family, atlas_sentences
+from ..experiment.importance_report import dataset_label
 from ..paths import atomic_write
-from .importance_report import dataset_label
+from .result import AtlasResult, Family
+from .sentence import atlas_sentences
+from .settings import DEFAULT_SAMPLE
+from .significance import ALPHA
 
 __all__ = ["atlas_table", "plot_atlas", "write_atlas_report"]
 
