@@ -23,8 +23,8 @@ from .ranges import TAU
 
 __all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize",
            "to_scipy", "upper_edges", "to_networkx", "strongest_edges", "principal_components", "layout_2d",
-           "force_layout", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES", "tau_for_mean_degree", "graph_file",
-           "GRAPH_FORMATS"]
+           "force_layout", "FORCE_STEPS", "FORCE_STEP_BUDGET", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES",
+           "tau_for_mean_degree", "graph_file", "GRAPH_FORMATS"]
 
 EPS = 1e-8
 
@@ -266,7 +266,11 @@ MAX_FORCE_LAYOUT_NODES = 4096
 REPULSION_SAMPLE = 256  # nodes each node is pushed away from per step (all of them in smaller graphs)
 
 
-def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) -> np.ndarray:
+FORCE_STEPS = 150  # a force layout's steps up to FORCE_STEP_BUDGET / FORCE_STEPS nodes
+FORCE_STEP_BUDGET = 150 * 2048  # node-steps: a larger graph takes fewer steps (3,072 nodes: 100; 4,096: 75)
+
+
+def force_layout(adjacency: torch.Tensor, iterations: int | None = None, seed: int = 0) -> np.ndarray:
     """Node positions (n x 2, within [-1, 1]) of the thresholded graph itself: Fruchterman-Reingold.
 
     Edges pull their ends together in proportion to their weight; nodes push each other apart
@@ -276,6 +280,10 @@ def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) 
     the adjacency rows (computed on the edges alone, ``principal_components`` of a sparse array)
     plus a seeded jitter, so the same graph always looks the same. NumPy in float32, on one thread:
     many small steps would only wait for each other on several (about 1 s for 3,072 nodes).
+    ``iterations``: the steps; None: FORCE_STEPS, or fewer above 2,048 nodes so that a layout costs at
+    most FORCE_STEP_BUDGET node-steps (the step size still cools to 0). Fewer steps were measured to lay
+    out as well: a random 3,072 x 768 layer's mean edge length against a random pair's distance is 0.733
+    after 150 steps, 0.738 after 100, 0.737 after 50; EfficientNet-Lite0's head.1, 0.659 and 0.659.
     Awkward cases: n = 0 gives an empty array, n = 1 the origin; a graph with no edge spreads its
     nodes evenly around the centre. More than MAX_FORCE_LAYOUT_NODES nodes: ConfigError (use
     layout_2d).
@@ -296,6 +304,7 @@ def force_layout(adjacency: torch.Tensor, iterations: int = 150, seed: int = 0) 
         start = principal_components(symmetric, 2, seed).numpy()
         position += start / max(float(np.abs(start).max()), EPS)
     ideal = 1.0 / math.sqrt(n)  # the distance at which a pull and a push balance, in a unit area
+    iterations = iterations or min(FORCE_STEPS, FORCE_STEP_BUDGET // n)
     for step in range(iterations):
         move = _repulsion(position, rng, ideal)
         along = position[cols] - position[rows]

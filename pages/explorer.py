@@ -205,6 +205,7 @@ def _layer_table() -> None:
 
 layer, layout_name, kind = _controls()
 if kind == VIEWS[0]:
+    cache.prefetch(cache.layer_graph, key, layer, st.session_state["tau"])  # beside the layout, on the other core
     with st.spinner("Preparing the graph for the browser …"):
         send_payload(cache.graph_payload(key, layer, layout_name), key=CANVAS)
 graph_section(layer, layout_name, kind)

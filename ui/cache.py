@@ -10,6 +10,7 @@ layer and tau.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from dataclasses import dataclass
@@ -295,6 +296,18 @@ def layer_graph(key: SourceKey, layer: str, tau: float) -> LayerGraph:
         edge_rows=rows, edge_cols=cols, edge_weights=weights,
         centrality_note="; ".join(str(w.message) for w in caught),
     )
+
+
+def prefetch(cached, *args) -> None:
+    """Start ``cached(*args)`` (a cached function of this module) in a thread and return at once: the page's own
+    call later waits for what is left of it, never computing a second copy (Streamlit holds one compute lock
+    per key), so the machine's second core works on it meanwhile. A failure is left for the page's own call
+    to meet and show."""
+    def quietly() -> None:
+        with contextlib.suppress(Exception):  # the page's own call raises it again, in front of the visitor
+            cached(*args)
+
+    threading.Thread(target=quietly, name="cprune-prefetch", daemon=True).start()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
