@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import struct
 from pathlib import Path
@@ -40,17 +39,7 @@ CHROMIUM = "/usr/bin/chromium"
 CANVAS_ROOT_JS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
                   ".map(e => e.shadowRoot && e.shadowRoot.querySelector('.cg-root')).find(Boolean)")
 SHOTS = ROOT / "screenshots"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def run_store_home(tmp_path_factory):
-    previous = os.environ.get("CPRUNE_HOME")
-    os.environ["CPRUNE_HOME"] = str(tmp_path_factory.mktemp("cprune-home"))
-    yield
-    if previous is None:
-        os.environ.pop("CPRUNE_HOME")
-    else:
-        os.environ["CPRUNE_HOME"] = previous
+pytestmark = pytest.mark.usefixtures("app_home")  # a fresh CPRUNE_HOME (conftest.py)
 
 
 @pytest.fixture(scope="module")

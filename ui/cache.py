@@ -36,6 +36,12 @@ from cprune_core.weights import FORMATS, WeightsBudget
 
 from .state import TAU_RANGE, TAU_STEP
 
+__all__ = ["EDGE_LIMIT", "FILE_BUDGET", "ModelKey", "FileKey", "SourceKey", "ModelBundle", "FileBundle", "backbone",
+           "model_bundle", "file_bundle", "bundle_of", "layer_weight", "layer_vectors", "similarity", "layout",
+           "force_layout", "LAYOUTS", "layout_for", "positions", "TAU_STEPS", "graph_payload", "communities",
+           "suggested_tau", "graph_file", "Walkthrough", "walkthrough", "LayerGraph", "layer_graph", "prefetch",
+           "neuron_scores", "kept_set", "kept_mask", "kept_overlap", "layerwise", "measured_cost", "pruned_cost"]
+
 EDGE_LIMIT = 1500  # the strongest edges a LayerGraph keeps: what the pyvis physics view draws
 FILE_BUDGET = WeightsBudget(max_file_bytes=MAX_CHECKPOINT_BYTES)  # a weights file: an upload's size at most
 

@@ -10,7 +10,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from cprune_core import (BACKBONES, DATASETS, CheckpointError, CPruneError, WeightsUnavailableError, describe_device,
                          get_spec, resolve_device)
 from cprune_core.data import NO_VISITOR_DOWNLOADS, get_source, is_cached, visitor_downloads
-from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
+from cprune_core.registry import MAX_CHECKPOINT_BYTES, WEIGHT_SOURCES, weights_cache_path
 from cprune_core.weights import EXTENSIONS, FORMATS
 
 from . import state
@@ -22,6 +22,11 @@ __all__ = ["WEIGHT_LABELS", "MODEL_KINDS", "EXPLORE_ONLY", "render", "offer_back
            "require_backbone", "require_layer"]
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
+MODEL_KINDS = {"backbone": "a registry backbone", "file": "a weights file (explore only)"}
+FILE_TYPES = [extension.lstrip(".") for extension in EXTENSIONS]
+CHECKPOINT_SLOT, FILE_SLOT = "_checkpoint_seen", "_weights_file_seen"  # this session's upload and its verdict
+ADOPTED = "adopted"  # the file_id of a weights file taken as a backbone's checkpoint (no upload widget holds it)
+EXPLORE_ONLY = "Pruning and fine-tuning stay with the registry backbones: a weights file is only explored."
 
 
 def _weights_cached(backbone: str) -> bool:
@@ -50,13 +55,6 @@ def _dataset_note(dataset: str) -> None:
     if not visitor_downloads() and get_source(dataset).needs_download and not is_cached(dataset):
         st.caption(f"{NO_VISITOR_DOWNLOADS}, and {dataset} is not in its dataset cache: type the folder that holds it, "
                    "inside the server's data folders, where you start a run.")
-
-
-MODEL_KINDS = {"backbone": "a registry backbone", "file": "a weights file (explore only)"}
-FILE_TYPES = [extension.lstrip(".") for extension in EXTENSIONS]
-CHECKPOINT_SLOT, FILE_SLOT = "_checkpoint_seen", "_weights_file_seen"  # this session's upload and its verdict
-ADOPTED = "adopted"  # the file_id of a weights file taken as a backbone's checkpoint (no upload widget holds it)
-EXPLORE_ONLY = "Pruning and fine-tuning stay with the registry backbones: a weights file is only explored."
 
 
 def render() -> None:
@@ -109,9 +107,9 @@ def _choose_backbone() -> ModelKey | None:
 def _choose_file() -> FileKey | None:
     upload = st.file_uploader("Weights file", type=FILE_TYPES, key="weights_file_upload",
                               help="A .safetensors file, an ONNX model or a PyTorch state dict (.pt, .pth, .bin; "
-                                   "read with weights_only=True), up to the upload limit: every floating-point "
-                                   "weight of rank 2 or 4 is a layer to explore. It stays private to you, and is "
-                                   "deleted when you leave.")
+                                   f"read with weights_only=True), up to {MAX_CHECKPOINT_BYTES // 2**20} MiB: every "
+                                   "floating-point weight of rank 2 or 4 is a layer to explore. It stays private to "
+                                   "you, and is deleted when you leave.")
     if upload is None:
         st.info("Upload a weights file to explore its layers, or choose a registry backbone.")
         return None
