@@ -19,8 +19,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import threading
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
-from .paths import user_path
+from .paths import atomic_write, user_path
 from .pruning import apply_kept
 from .registry import (BACKBONES, MAX_CHECKPOINT_BYTES, BackboneSpec, ExpectedState, get_spec, load_backbone,
                        replace_classifier, state_dict_of)
@@ -63,18 +61,6 @@ class SavedModel:
         return self.info["image_size"]
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call write(temporary_path), then rename it to ``path`` (same directory, so atomic)."""
-    # A name unique to this process and thread; created by write() with the usual permissions.
-    temporary = str(path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"))
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_model(result: RunResult, directory: str | Path) -> Path:
     """Write a run's model to ``directory`` (created if needed); returns the directory."""
     if result.model is None:
@@ -104,9 +90,9 @@ def save_model(result: RunResult, directory: str | Path) -> Path:
     }
     state = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
     saved = {"state_dict": state, "model_json": json.dumps(info, sort_keys=True)}
-    _atomic_write(directory / WEIGHTS_FILE, lambda path: torch.save(saved, path))
+    atomic_write(directory / WEIGHTS_FILE, lambda path: torch.save(saved, path))
     info["weights_sha256"] = _sha256(directory / WEIGHTS_FILE)
-    _atomic_write(directory / SPEC_FILE, lambda path: Path(path).write_text(json.dumps(info, indent=2)))
+    atomic_write(directory / SPEC_FILE, lambda path: Path(path).write_text(json.dumps(info, indent=2)))
     return directory
 
 
@@ -249,7 +235,7 @@ def export_torchscript(model: nn.Module, path: str | Path, image_size: int) -> P
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still the portable format
         traced = torch.jit.trace(model, torch.zeros(1, 3, image_size, image_size))
-        _atomic_write(path, lambda temporary: torch.jit.save(traced, temporary))
+        atomic_write(path, lambda temporary: torch.jit.save(traced, temporary))
     return path
 
 
@@ -266,5 +252,5 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int) -> Path:
             torch.onnx.export(model, (example,), temporary, input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .cost import count_macs, count_params, measure_latency_ms
-from .data import SPLITS, ImageListDataset, build_transform, load_dataset, make_loader
+from .data import SPLITS, ImageListDataset, build_transform, load_dataset, make_loader, visitor_downloads
 from .device import Precision, is_out_of_memory, resolve_device, to_device
 from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
@@ -201,7 +201,9 @@ class Finetuner:
             raise DatasetError(f"{config.dataset} has no training images after the split.")
 
         yield self._prepare(f"Building {config.backbone} ({config.weights})")
-        model = load_backbone(config.backbone, config.weights, config.checkpoint).model
+        # A visitor's run (confined to the data roots) downloads weights only where the server allows it.
+        download = visitor_downloads() if self.data_roots is not None else True
+        model = load_backbone(config.backbone, config.weights, config.checkpoint, download=download).model
         if config.mode == "pruned":
             yield self._prepare(f"Pruning with {config.criterion} (keep {config.keep:g})")
             layers = layers_to_prune(model, spec, config.layers, frozen_prefix=config.train_scope == "suffix")

@@ -88,7 +88,10 @@ class ClusterError(CPruneError):
 class StopRequested(CPruneError):
     """Work was stopped on request (its stop Event was set). The one way to stop: below the engine every
     long step raises it (``progress.check_stop``; indexing a dataset too); ``Finetuner`` ends the run
-    "stopped", not "failed", and the app's worker ends a task the same way."""
+    "stopped", not "failed", and the app's worker ends a task the same way. The command line's exit status
+    130 is Ctrl-C's."""
+
+    exit_code = 130
 
 
 def _kind(name: str | None) -> type[CPruneError] | None:

@@ -26,6 +26,7 @@ from .device import Precision, to_device
 from .errors import DatasetError
 from .paths import features_dir
 from .progress import check_stop
+from .settings import setting
 
 if TYPE_CHECKING:
     from .registry import BackboneSpec
@@ -41,16 +42,17 @@ Features = tuple[torch.Tensor, torch.Tensor]  # (features, labels) on the CPU
 class FeatureCache:
     """LRU cache of frozen features in memory, optionally backed by files on disk.
 
-    Memory is bounded by ``max_bytes`` (env CPRUNE_FEATURE_CACHE_MB, default 2048): the least recently
-    used entries go first, and an entry larger than the bound is not kept at all. Disk files (under
-    ``disk_dir``, default ``paths.features_dir()``) are written atomically, read with
-    ``torch.load(weights_only=True)`` and checked, so a damaged or tampered file is recomputed, never
-    trusted. Safe to share between threads. ``FEATURE_CACHE`` is the process's own.
+    Memory is bounded by ``max_bytes`` (settings: CPRUNE_FEATURE_CACHE_MB, default 2048): the least
+    recently used entries go first, and an entry larger than the bound is not kept at all. Disk files
+    (under ``disk_dir``, default ``paths.features_dir()``) are written atomically and carry the key they
+    were computed for and a SHA-256 of the key and their own contents; they are read with
+    ``torch.load(weights_only=True)`` and checked (the digest, the key, the shapes, and what ``accept``
+    asks), so a damaged, stale or tampered file is recomputed, never trusted. Safe to share between
+    threads. ``FEATURE_CACHE`` is the process's own.
     """
 
     def __init__(self, max_bytes: int | None = None, disk_dir: str | Path | None = None):
-        mb = int(os.environ.get("CPRUNE_FEATURE_CACHE_MB", "2048"))
-        self.max_bytes = max_bytes if max_bytes is not None else mb * 2**20
+        self.max_bytes = max_bytes if max_bytes is not None else setting("CPRUNE_FEATURE_CACHE_MB") * 2**20
         self._disk_dir = Path(disk_dir) if disk_dir else None
         self._entries: OrderedDict[str, Features] = OrderedDict()
         self._lock = threading.Lock()  # the app may run several runs from different threads
@@ -71,7 +73,7 @@ class FeatureCache:
                 return self._entries[key]
         path = self.disk_dir / f"{key}.pt"
         if disk and path.is_file():
-            value = _read_features(path)
+            value = _read_features(path, key)
             if value is None or (accept is not None and not accept(value)):
                 return None
             self._store(key, value)
@@ -85,7 +87,8 @@ class FeatureCache:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
             path = self.disk_dir / f"{key}.pt"
             temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-            torch.save({"features": value[0], "labels": value[1]}, temporary)
+            torch.save({"features": value[0], "labels": value[1], "key": key,
+                        "sha256": _contents_digest(key, *value)}, temporary)
             os.replace(temporary, path)
 
     def clear(self) -> None:
@@ -109,17 +112,28 @@ class FeatureCache:
         return len(self._entries)
 
 
-def _read_features(path: Path) -> Features | None:
-    """A disk entry, or None when it is unreadable or not what put() writes."""
+def _contents_digest(key: str, features: torch.Tensor, labels: torch.Tensor) -> str:
+    """SHA-256 of a cache entry's key and its tensors' shapes, dtypes and bytes."""
+    digest = hashlib.sha256(key.encode())
+    for tensor in (features, labels):
+        digest.update(repr((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_features(path: Path, key: str) -> Features | None:
+    """The disk entry of ``key``, or None when it is unreadable, not what put() writes for that key, or its
+    contents do not match the digest written with them."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         features, labels = saved["features"], saved["labels"]
+        sound = (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)
+                 and features.is_floating_point() and labels.dtype == torch.long and labels.ndim == 1
+                 and features.ndim >= 2 and len(features) == len(labels) and features.layout == torch.strided
+                 and saved.get("key") == key and saved.get("sha256") == _contents_digest(key, features, labels)
+                 and bool(torch.isfinite(features).all()) and (len(labels) == 0 or int(labels.min()) >= 0))
     except Exception:  # any damage means "recompute"
         return None
-    sound = (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)
-             and features.is_floating_point() and labels.dtype == torch.long and labels.ndim == 1
-             and features.ndim >= 2 and len(features) == len(labels) and bool(torch.isfinite(features).all())
-             and (len(labels) == 0 or int(labels.min()) >= 0))
     return (features, labels) if sound else None
 
 
@@ -240,12 +254,19 @@ def prefix_features(prefix: nn.Module, dataset: ImageListDataset, config: Finetu
 def _fits(prefix: nn.Module, features: Features, image_size: int, dataset: ImageListDataset,
           device: torch.device) -> bool:
     """Whether features read from disk are what ``prefix`` makes for ``dataset`` (a tampered or stale file is
-    recomputed): the shape of one image's features, no more samples than the split, labels of its classes."""
+    recomputed): the shape of one image's features, and labels that are the split's own, in its order, with
+    at most the images that could not be read left out (a rewritten label is caught here, whatever digest
+    came with it)."""
     values, labels = features
     with torch.no_grad():
         expected = prefix.eval()(torch.zeros(1, 3, image_size, image_size, device=device)).shape[1:]
-    return (values.shape[1:] == expected and len(labels) <= len(dataset)
-            and (len(labels) == 0 or int(labels.max()) < len(dataset.classes)))
+    return values.shape[1:] == expected and _in_order_within(labels.tolist(), dataset.targets)
+
+
+def _in_order_within(labels: list[int], targets: list[int]) -> bool:
+    """Whether ``labels`` is ``targets`` with some entries left out (a subsequence, in order)."""
+    remaining = iter(targets)
+    return all(any(label == target for target in remaining) for label in labels)
 
 
 def pooled_features(suffix: nn.Module, classifier: nn.Module, cached: dict[str, Features],

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConfigError
 
 __all__ = ["user_path", "unknown_home", "REPO_ROOT", "ASSETS_DIR", "SAMPLE_FLOWERS", "SHARED_DATA", "SHARED_FLOWERS",
            "DOCS_DIR", "cache_home", "datasets_dir", "features_dir", "models_dir", "quick_reports_dir", "store_path",
-           "writable_dir"]
+           "writable_dir", "atomic_write"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -83,6 +85,23 @@ def quick_reports_dir() -> Path:
 def store_path() -> Path:
     """The SQLite run store shared by the CLI and the app."""
     return cache_home() / "runs.sqlite"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(temporary)`` with a temporary file name beside ``path`` (same folder and suffix, so a
+    writer that goes by the suffix, as matplotlib's savefig does, writes the same format), then rename it to
+    ``path``: readers see the old file or the whole new one, never half of it, even if the process is stopped
+    (a second Ctrl-C) in between. The temporary file is removed when ``write`` fails. Returns ``path``."""
+    path = Path(path)
+    # A name unique to this process and thread; created by write() with the usual permissions.
+    temporary = str(path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}"))
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def writable_dir(path: str | os.PathLike, option: str) -> Path:

@@ -264,6 +264,7 @@ def backbones_fitting(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
 
     Example
     -------
+    >>> import torchvision
     >>> state = torchvision.models.resnet18(num_classes=5).state_dict()
     >>> backbones_fitting({name: tuple(tensor.shape) for name, tensor in state.items()})
     ['resnet18']

@@ -18,23 +18,27 @@ def values(array) -> list:
     return [None if isinstance(v, float) and math.isnan(v) else v for v in np.asarray(array, dtype=object).tolist()]
 
 
-def test_filter_image_tiles_a_conv_filter_channel_by_channel():
+def test_filter_grid_tiles_a_conv_filter_channel_by_channel():
     weights = np.arange(2 * 2 * 3, dtype=float).reshape(2, 2, 3) - 5  # 2 input channels of 2 x 3 taps
-    [heatmap] = charts.filter_image(weights, "neuron 7").data
-    grid = np.asarray(heatmap.z, dtype=float)
+    grid = charts.filter_grid(weights)
     assert grid.shape == (3, 8)  # channels side by side (2 columns), a blank row and column after each
     assert np.array_equal(grid[:2, :3], weights[0]) and np.array_equal(grid[:2, 4:7], weights[1])
     assert np.isnan(grid[2]).all() and np.isnan(grid[:, 3]).all()
-    figure = charts.filter_image(weights, "neuron 7")
-    assert figure.layout.title.text == "neuron 7"
-    assert (figure.layout.coloraxis.cmin, figure.layout.coloraxis.cmax) == (-6.0, 6.0)  # symmetric: |w| max 6
 
 
-def test_filter_image_lays_a_linear_neuron_or_1x1_filter_out_near_square():
+def test_filter_grid_lays_a_linear_neuron_or_1x1_filter_out_near_square():
     for weights in (np.arange(1.0, 6.0), np.arange(1.0, 6.0).reshape(5, 1, 1)):
-        grid = np.asarray(charts.filter_image(weights, "w").data[0].z, dtype=float)
+        grid = charts.filter_grid(weights)
         assert grid.shape == (2, 3)
         assert values(grid.ravel()) == [1.0, 2.0, 3.0, 4.0, 5.0, None]
+
+
+def test_filter_picture_colours_by_sign_around_white_with_a_symmetric_limit():
+    picture, limit = charts.filter_picture(np.array([-2.0, 0.0, 2.0, 1.0]), side_px=4)
+    assert limit == 2.0 and picture.dtype == np.uint8 and picture.shape == (4, 4, 3)  # 2 x 2 cells of 2 px
+    negative, zero, positive = picture[0, 0], picture[0, 2], picture[2, 0]
+    assert negative[2] > negative[0] and positive[0] > positive[2]  # blue below 0, red above
+    assert (zero >= 240).all(), "0 is white"
 
 
 def test_score_histogram_draws_every_score_and_the_cut_off():
@@ -113,21 +117,6 @@ def test_matrix_heatmap_symmetric_range_and_dimmed_rows():
     [plain] = charts.matrix_heatmap(np.array([[0.0, 2.0]]), "A", "x", "y", symmetric_range=False).data
     assert (plain.zmin, plain.zmax, plain.colorscale[0][1]) == (0.0, 2.0, "#440154")  # Viridis from 0
     assert matrix[1, 0] == 2.0, "the caller's matrix is not changed"
-
-
-def test_small_graph_draws_each_edge_once_and_labels_every_node():
-    adjacency = np.array([[0, 0.9, 0.2, 0], [0.9, 0, 0, 0], [0.2, 0, 0, 0.5], [0, 0, 0.5, 0]])
-    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    centrality = np.array([0.6, 0.4, 0.5, 0.3])
-    figure = charts.small_graph(adjacency, xy, centrality)
-    *edges, nodes = figure.data
-    segments = sum(len(trace.x) // 3 for trace in edges)
-    assert segments == 3  # 0-1, 0-2, 2-3, each once
-    thin, thick = edges
-    assert thin.line.width < thick.line.width and len(thick.x) // 3 == 2  # 0.9 and 0.5 at or above the median
-    assert list(nodes.text) == ["0", "1", "2", "3"] and list(nodes.marker.color) == list(centrality)
-    lonely = charts.small_graph(np.zeros((2, 2)), xy[:2], np.array([0.5, 0.5])).data
-    assert len(lonely) == 1, "no edge: only the nodes"
 
 
 def test_power_iteration_figures():

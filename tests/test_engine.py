@@ -16,7 +16,7 @@ from cprune_core.device import Precision, is_out_of_memory
 from cprune_core.engine import finetune, run
 from cprune_core.errors import CheckpointError, ConfigError, StopRequested
 from cprune_core.evaluation import accuracy, evaluate_model
-from cprune_core.features import FeatureCache
+from cprune_core.features import FeatureCache, _contents_digest
 from cprune_core.pruning import PruningGraph
 from cprune_core.schema import FinetuneConfig, MetricEvent
 
@@ -209,7 +209,8 @@ def test_disk_cache_serves_a_later_run_in_a_fresh_cache(tiny_config, tmp_path, m
     assert second[-1].final.test_acc == first[-1].final.test_acc
 
 
-@pytest.mark.parametrize("tamper", ["shape", "labels", "garbage", "nan"])
+@pytest.mark.parametrize("tamper", ["shape", "labels", "garbage", "nan", "swapped labels", "swapped labels, re-signed",
+                                    "another key"])
 def test_a_tampered_disk_feature_file_is_recomputed_not_trusted(tiny_config, tmp_path, monkeypatch, tamper):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
     config = replace(tiny_config, mode="baseline", epochs=1, disk_cache=True)
@@ -219,14 +220,19 @@ def test_a_tampered_disk_feature_file_is_recomputed_not_trusted(tiny_config, tmp
             path.write_bytes(b"not a tensor file")
             continue
         saved = torch.load(path, weights_only=True)
-        features, labels = saved["features"], saved["labels"]
+        features, labels, key = saved["features"], saved["labels"], saved["key"]
         if tamper == "shape":
             features = features[:, :8]
         elif tamper == "labels":
             labels = labels + 100
-        else:
+        elif tamper == "nan":
             features = features.clone().fill_(float("nan"))
-        torch.save({"features": features, "labels": labels}, path)
+        elif tamper == "another key":
+            key = "0" * len(key)
+        else:  # every label still one of the split's classes, in another order: well formed, and wrong
+            labels = labels.flip(0)
+        digest = _contents_digest(key, features, labels) if tamper.endswith(("re-signed", "key")) else saved["sha256"]
+        torch.save({"features": features, "labels": labels, "key": key, "sha256": digest}, path)
     second = list(finetune(config, feature_cache=FeatureCache()))
 
     assert any(e.message.startswith("Computing") for e in second)
@@ -339,3 +345,25 @@ def test_pretrained_baseline_on_the_flowers_sample_is_well_above_chance():
     result = run(config)
     assert result.status == "finished"
     assert result.summary.test_acc > 0.5  # chance is 0.2 (5 classes)
+
+
+def test_a_visitors_run_downloads_no_weights_when_the_server_says_so(tiny_config, tmp_path, monkeypatch):
+    """The sidebar offers only cached weights when CPRUNE_DOWNLOADS is off; the run itself enforces it too (a
+    launch made before the setting changed, or by a crafted request), where the download would start."""
+    from dataclasses import replace as replace_spec
+
+    from cprune_core import BACKBONES
+
+    build, fetched = BACKBONES["resnet18"].build, []
+    monkeypatch.setitem(BACKBONES, "resnet18", replace_spec(BACKBONES["resnet18"],
+                                                            build=lambda pretrained: fetched.append(pretrained)
+                                                            or build(False)))
+    monkeypatch.setenv("CPRUNE_DOWNLOADS", "off")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    config = replace(tiny_config, backbone="resnet18", mode="baseline", epochs=1)
+    roots = [Path(tiny_config.dataset_root).resolve()]
+    visitor = list(finetune(config, data_roots=roots))
+    assert visitor[-1].final.status == "failed" and "downloads are off" in visitor[-1].final.message
+    assert fetched == []
+    command_line = list(finetune(config))  # the command line (no data roots) still asks for them
+    assert fetched == [True] and command_line[-1].final.status == "finished"

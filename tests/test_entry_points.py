@@ -118,3 +118,57 @@ def test_a_newline_in_a_class_name_stays_inside_the_one_error_line(tmp_path, cap
 def test_evaluate_numbers_out_of_range_are_usage_errors(option, value, capsys):
     assert main(["evaluate", "--model", "anything", "--root", ".", option, value]) == 2
     assert option in one_error_line(capsys)
+
+
+def interrupted(command: list[str], ready: str, tmp_path) -> tuple[int, str]:
+    """Run ``python -m cprune_core *command``, press Ctrl-C once its stderr shows ``ready``, and return its exit
+    status and stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    process = subprocess.Popen([sys.executable, "-m", "cprune_core", *command], cwd=Path(__file__).parents[1],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "CPRUNE_HOME": str(tmp_path / "home")})
+    seen = b""
+    while ready.encode() not in seen:
+        part = process.stderr.read1(4096)
+        assert part, f"the command ended before {ready!r}: {seen.decode(errors='replace')[-500:]}"
+        seen += part
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    return process.wait(timeout=600), (seen + rest).decode(errors="replace")
+
+
+def last_line(stderr: str) -> str:
+    return stderr.replace("\r", "\n").strip().splitlines()[-1]
+
+
+def test_ctrl_c_stops_a_grid_with_its_partial_report_and_exit_130(tmp_path):
+    out = tmp_path / "out"
+    code, stderr = interrupted(["experiment", "paper-table", "--quick", "--seeds", "1", "--epochs", "1",
+                                "--image-size", "32", "--datasets", "flowers-sample", "--out", str(out)],
+                               "done 1,", tmp_path)
+    assert code == 130 and "Traceback" not in stderr
+    assert last_line(stderr).startswith("stopped: interrupted with Ctrl-C;") and "did not finish" in stderr
+    report = (out / "results.md").read_text()
+    assert "**Stopped with Ctrl-C:**" in report and not list(out.glob(".*tmp*"))
+
+
+def test_ctrl_c_stops_the_importance_analysis_in_one_line_with_exit_130(tmp_path):
+    code, stderr = interrupted(["experiment", "importance", "--quick", "--image-size", "32", "--out",
+                                str(tmp_path / "out")], "Training the new head", tmp_path)
+    assert code == 130 and "Traceback" not in stderr
+    assert last_line(stderr).startswith("stopped: ")
+    assert not (tmp_path / "out" / "importance.md").exists()
+
+
+def test_a_ctrl_c_no_command_asked_for_is_one_line_and_exit_130(monkeypatch, capsys):
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cprune_core.cli.evaluate.load_model", pressed)
+    assert main(["evaluate", "--model", "anything", "--root", "."]) == 130
+    assert capsys.readouterr().err.strip() == "stopped: interrupted with Ctrl-C."

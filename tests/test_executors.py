@@ -21,7 +21,7 @@ from tiny_data import make_tiny_folder
 from cprune_core import experiment
 from cprune_core.ablation import analyse_importance
 from cprune_core.cli import main
-from cprune_core.errors import ClusterError, ConfigError
+from cprune_core.errors import ClusterError, ConfigError, StopRequested
 from cprune_core.schema import FinetuneConfig
 from cprune_core.store import RunStore
 
@@ -310,6 +310,26 @@ def test_one_piece_of_work_runs_as_a_task_with_the_same_numbers(executor, tiny_r
     assert on_ray.sentence == local.sentence
     with pytest.raises(ConfigError, match="no layer named"):
         executor.call(analyse_importance, config, "nope", **settings)
+
+
+def test_a_stop_cancels_the_runs_in_flight_and_starts_no_other(executor, tiny_regime):
+    """Ctrl-C on a Ray grid: once the stop is set, the runs in flight are cancelled and run() ends."""
+    jobs = [(index, planned.config) for index, planned in enumerate(tiny_plan(tiny_regime, seeds=(0, 1)))]
+    stop = threading.Event()
+    outcomes = []
+    for outcome in executor.run(jobs, stop):
+        outcomes.append(outcome)
+        stop.set()
+    assert len(outcomes) == 1 < len(jobs)
+
+
+def test_a_stopped_call_is_cancelled_and_raises_stop_requested(executor, tiny_regime):
+    config = replace(BASE, dataset="folder", dataset_root=tiny_regime.root, epochs=2, val_fraction=0.25,
+                     test_fraction=0.25)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StopRequested):
+        executor.call(analyse_importance, config, stop=stop)
 
 
 def test_a_cluster_too_small_for_one_run_is_refused(cluster):

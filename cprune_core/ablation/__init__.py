@@ -33,7 +33,7 @@ Validation split only: the test split is never looked at here. Long steps take a
 callback ``progress(done, total, message)`` (total 0: not known yet) and a ``stop`` event; a set
 ``stop`` raises ``StopRequested`` (``progress.report`` and ``progress.check_stop``).
 """
-from .ablators import ForwardAblator, LayerAblator, PooledAblator, layer_ablator
+from .ablators import ForwardAblator, LayerAblator, PooledAblator, consumers, layer_ablator, rest_cut
 from .analysis import ImportanceAnalysis, analyse_importance
 from .baseline import TrainedBaseline, prunable_group, train_baseline
 from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
@@ -42,7 +42,7 @@ from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_ef
                          scores_by_criterion, sample_neurons, zero_shot_curve)
 
 __all__ = ["AnalysisConfig", "TrainedBaseline", "train_baseline", "prunable_group",
-           "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "sample_neurons", "AblationResult",
+           "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "consumers", "rest_cut", "sample_neurons", "AblationResult",
            "ablation_effects", "scores_by_criterion", "Correlation", "criterion_correlations", "ZeroShotCurve",
            "zero_shot_curve", "summary_sentence", "ImportanceAnalysis", "analyse_importance",
            "SAMPLE_SIZES", "RESAMPLES"]

@@ -19,7 +19,7 @@ from ..pruning import GroupEffect, PrunableGroup, PruningGraph
 from ..registry import get_submodule
 from .baseline import TrainedBaseline
 
-__all__ = ["LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "loss_and_accuracy"]
+__all__ = ["LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "loss_and_accuracy", "consumers", "rest_cut"]
 
 _LOGIT_BUDGET = 2**24  # floats of ablated logits held at once (64 MiB)
 
@@ -161,7 +161,7 @@ class ForwardAblator(LayerAblator):
         return losses, accuracies
 
 
-def _rest_cut(model: nn.Module, group: PrunableGroup) -> str:
+def rest_cut(model: nn.Module, group: PrunableGroup) -> str:
     """Where the rest of the network starts for ``group``: at its first module when every container
     above that is an ``nn.Sequential``, else at the outermost container above it that is not one
     (the children of a block with a skip connection are not a chain, so no cut falls among them)."""
@@ -174,7 +174,7 @@ def _rest_cut(model: nn.Module, group: PrunableGroup) -> str:
     return ".".join(parts[:depth])
 
 
-def _consumers(model: nn.Module, group: PrunableGroup) -> list[GroupEffect]:
+def consumers(model: nn.Module, group: PrunableGroup) -> list[GroupEffect]:
     """The layers that read the group's channels; ConfigError when one reads other channels too (a
     concatenation), which zeroing by channel index would get wrong."""
     consumers = [effect for effect in group.effects if effect.dim == "in"]
@@ -198,11 +198,11 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
     set while the inputs are computed."""
     layer = layer or group.root
     spec, config, model = trained.spec, trained.config, trained.model
-    consumers = _consumers(model, group)
-    if consumers == [GroupEffect(spec.classifier, "in", 1)]:
+    readers = consumers(model, group)
+    if readers == [GroupEffect(spec.classifier, "in", 1)]:
         pooled, labels = trained.pooled["val"]
         return PooledAblator(layer, group, pooled, labels, get_submodule(model, spec.classifier))
-    cut = _rest_cut(model, group)
+    cut = rest_cut(model, group)
     device = resolve_device(config.device)
     model.to(device)
     prefix, rest = cut_model(model, replace(spec, suffix_start=cut))
@@ -212,6 +212,6 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
         report(progress, batch, batches, f"Computing the inputs of {cut} on the validation split")
     inputs, labels = steps.result
     return ForwardAblator(layer, group, rest, inputs, labels,
-                          [(model.get_submodule(e.module), e.per_channel) for e in consumers], device)
+                          [(model.get_submodule(e.module), e.per_channel) for e in readers], device)
 
 

@@ -82,7 +82,7 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
     config.validate()
     spec = get_spec(config.backbone)
     layer = layer or spec.head_layer
-    prunable_group(load_backbone(config.backbone, config.weights, config.checkpoint).model, spec, layer)
+    prunable_group(load_backbone(config.backbone, "random").model, spec, layer)  # the layer exists: no weights needed
 
     trained = train_baseline(config, progress=progress, stop=stop, feature_cache=feature_cache, data_roots=data_roots)
     graph, group = prunable_group(trained.model, spec, layer)

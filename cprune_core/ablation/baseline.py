@@ -64,15 +64,17 @@ def train_baseline(config: FinetuneConfig, *, progress: ProgressCallback | None 
     return TrainedBaseline(config, result.spec, result.model.eval(), job.features, job.datasets, result.summary)
 
 
-def prunable_group(model: nn.Module, spec: BackboneSpec, layer: str) -> tuple[PruningGraph, PrunableGroup]:
-    """The pruning graph of ``model`` and the group whose neurons ``layer`` has. ConfigError when the
-    model has no such layer, or the layer has no neurons of its own (a depthwise convolution follows
-    its producer) or cannot be pruned (the classifier, a layer tied to the input or output)."""
+def prunable_group(model: nn.Module, spec: BackboneSpec, layer: str,
+                   graph: PruningGraph | None = None) -> tuple[PruningGraph, PrunableGroup]:
+    """The pruning graph of ``model`` (``graph`` when given: it must be ``model``'s) and the group whose
+    neurons ``layer`` has. ConfigError when the model has no such layer, or the layer has no neurons of
+    its own (a depthwise convolution follows its producer) or cannot be pruned (the classifier, a layer
+    tied to the input or output)."""
     module = get_submodule(model, layer)
     if has_neurons(module) and is_depthwise(module):
         raise ConfigError(f"{layer} is a depthwise convolution: its channels follow the layer that feeds it. "
                           "Choose that layer instead.")
-    graph = PruningGraph(model, spec)
+    graph = graph or PruningGraph(model, spec)
     return graph, graph.group_for(layer)
 
 

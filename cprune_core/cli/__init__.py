@@ -12,10 +12,11 @@ import logging
 import sys
 from collections.abc import Callable
 
-from ..errors import CPruneError, StoreError, one_line
+from ..errors import CPruneError, StopRequested, StoreError, one_line
 from .evaluate import add_evaluate_command
 from .experiment import add_experiment_command
 from .finetune import add_finetune_command
+from .interrupt import INTERRUPTED
 from .graph import add_graph_command
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_CODES"]
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return args.handler(args)
+    except StopRequested as stopped:  # a Ctrl-C the command turned into a stop of its work
+        print(f"stopped: {one_line(stopped)}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:  # a Ctrl-C where no stop was asked for, or a second one
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except CPruneError as error:
         advice = f" {STORE_ADVICE}" if isinstance(error, StoreError) else ""
         print(f"error: {one_line(error)}{advice}", file=sys.stderr)

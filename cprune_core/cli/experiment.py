@@ -1,10 +1,12 @@
 """``experiment NAME``: generated reports. ``paper-table``: the paper's comparison (here), run in this
 process (``--executor local``) or as Ray tasks on a cluster (``--executor ray``); ``importance``: does
-centrality predict importance (importance.py)."""
+centrality predict importance (experiment_importance.py); ``atlas``: the same question in every prunable
+layer (experiment_atlas.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -14,7 +16,9 @@ from .. import experiment
 from ..paths import writable_dir
 from ..ranges import DEFAULT_SEEDS
 from ..registry import BACKBONES
+from .experiment_atlas import add_atlas_command
 from .experiment_importance import add_importance_command
+from .interrupt import stop_on_ctrl_c
 from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
                       report_folder)
 
@@ -24,7 +28,7 @@ __all__ = ["add_experiment_command"]
 def add_experiment_command(subparsers) -> None:
     experiments = subparsers.add_parser(
         "experiment", help="Generated reports: the paper's comparison (paper-table); does centrality predict "
-                           "importance (importance).",
+                           "importance (importance), in every layer (atlas).",
         description="Each experiment writes a generated report (Markdown, CSV and PNG) in --out; "
                     "`experiment NAME --help` lists its options.")
     names = experiments.add_subparsers(dest="name", required=True, metavar="NAME")
@@ -61,6 +65,7 @@ def add_experiment_command(subparsers) -> None:
                          ray="each run is a Ray task (as many at once as the cluster holds)")
     parser.set_defaults(handler=run_experiment_command)
     add_importance_command(names)
+    add_atlas_command(names)
 
 
 def run_experiment_command(args) -> int:
@@ -97,12 +102,25 @@ def run_experiment_command(args) -> int:
                 + ("" if row is None else f"; last: seed {row['seed']} {row['criterion']} keep {row['keep']:g} "
                    + ("-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%")))
 
-        rows = experiment.run_plan(grid.plan, store, on_progress, executor=executor, rerun=args.rerun)
-        bar.close()
+        stop = threading.Event()
+        try:
+            with stop_on_ctrl_c(stop):
+                rows = experiment.run_plan(grid.plan, store, on_progress, executor=executor, rerun=args.rerun,
+                                           stop=stop)
+        finally:
+            bar.close()
         where = executor.describe()
-    paths = experiment.write_report(rows, out, command=command.strip(),
-                                    elapsed_s=time.perf_counter() - start, device=where, base=grid.base)
-    print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+    not_run = len(grid.plan) - sum(row["status"] == "finished" for row in rows)
+    if rows:
+        paths = experiment.write_report(rows, out, command=command.strip(), elapsed_s=time.perf_counter() - start,
+                                        device=where, base=grid.base, stopped=not_run if stop.is_set() else 0)
+        print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Result:**")))
+        for kind, path in paths.items():
+            print(f"{kind}: {path}")
+    if stop.is_set():
+        print(f"stopped: interrupted with Ctrl-C; {not_run} of {len(grid.plan)} planned runs did not finish "
+              + ("(the report holds the others); " if rows else "") + "the same command runs them, skipping the "
+              "finished ones" + ("." if store is not None else " (with the run store: leave out --no-record)."),
+              file=sys.stderr)
+        return 130
     return 0 if all(row["status"] == "finished" for row in rows) else 1

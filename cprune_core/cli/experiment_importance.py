@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 
 from ..ablation import AnalysisConfig, analyse_importance
@@ -12,8 +13,9 @@ from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
 from ..schema import config_options
-from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, out_help,
-                      report_folder)
+from .interrupt import stop_on_ctrl_c
+from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
+                      make_executor, out_help, report_folder)
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_importance_command"]
@@ -53,11 +55,7 @@ def add_importance_command(experiments) -> None:
                     "correlation with that effect (95% bootstrap interval) and the zero-shot pruning curve; writes "
                     "importance.md, importance.csv and importance.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_argument(parser, "backbone")
-    add_config_argument(parser, "dataset", default=None,
-                        help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
-    add_config_argument(parser, "dataset_root", default=None,
-                        help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
+    add_analysis_data_options(parser)
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
@@ -98,9 +96,11 @@ def importance_command(args: argparse.Namespace) -> int:
         where = executor.describe()
         if args.executor == "ray":  # a task's progress does not come back: say where it went
             print(f"Running the analysis on {where} …", file=sys.stderr)
+        stop = threading.Event()  # Ctrl-C: the analysis stops within a step (StopRequested: one line, exit 130)
         try:
-            analysis = executor.call(analyse_importance, config, **settings.to_dict(),
-                                     progress=bar if args.executor == "local" else None)
+            with stop_on_ctrl_c(stop):
+                analysis = executor.call(analyse_importance, config, **settings.to_dict(), stop=stop,
+                                         progress=bar if args.executor == "local" else None)
         finally:
             bar.close()
     elapsed = time.perf_counter() - start

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from ..checkpoint import ONNX_FILE, TORCHSCRIPT_FILE, export_onnx, export_torchscript
@@ -15,6 +12,7 @@ from ..errors import ConfigError, exit_code_for, one_line
 from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, RunResult, RunStatus
+from .interrupt import stop_on_ctrl_c
 from .options import add_config_options, config_from_args, open_store
 from .progress_bars import RunProgressBar
 
@@ -43,24 +41,6 @@ def add_finetune_command(subparsers) -> None:
     output.add_argument("--json", action="store_true", help="Print the final figures as JSON on stdout.")
     output.add_argument("--quiet", action="store_true", help="No progress bar.")
     parser.set_defaults(handler=finetune_command)
-
-
-@contextmanager
-def stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C: stop after the current batch and report; a second one aborts."""
-    if threading.current_thread() is not threading.main_thread():  # signals need the main thread
-        yield
-        return
-
-    def request_stop(signum, frame):
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def finetune_command(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from ..criteria import CRITERIA
 from ..graph import GRAPH_FORMATS, graph_file, to_networkx
 from ..layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, layer_report, layerwise_rows
 from ..model_source import BackboneSource, FileSource, ModelSource
-from ..paths import writable_dir
+from ..paths import atomic_write, writable_dir
 from ..weights import DEFAULT_BUDGET
 from .options import add_config_argument, comma_list
 
@@ -77,13 +77,15 @@ def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
     stem = out / file_stem(report.layer)
     if file_format in GRAPH_FORMATS:
         path = stem.with_name(f"{stem.name}.{file_format}")
-        path.write_bytes(graph_file(report.adjacency, report.node_values(), file_format))
+        contents = graph_file(report.adjacency, report.node_values(), file_format)
+        atomic_write(path, lambda temporary: Path(temporary).write_bytes(contents))
         return [path]
     nodes, edges = stem.with_name(f"{stem.name}.nodes.csv"), stem.with_name(f"{stem.name}.edges.csv")
     # to_networkx refuses graphs networkx cannot hold, as graph_file does.
     table = nx.to_pandas_edgelist(to_networkx(report.adjacency)).reindex(columns=["source", "target", "weight"])
-    pd.DataFrame({"neuron": range(report.summary.nodes), **report.node_values()}).to_csv(nodes, index=False)
-    table.to_csv(edges, index=False)
+    node_table = pd.DataFrame({"neuron": range(report.summary.nodes), **report.node_values()})
+    atomic_write(nodes, lambda temporary: node_table.to_csv(temporary, index=False))
+    atomic_write(edges, lambda temporary: table.to_csv(temporary, index=False))
     return [nodes, edges]
 
 
@@ -103,7 +105,8 @@ def graph_command(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", RuntimeWarning)
         if args.layer == "all":
             path = out / "layerwise.csv"
-            pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS).to_csv(path, index=False)
+            table = pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS)
+            atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
             print(f"{source.title}: {len(source.graph_layers)} layers at tau {args.tau:g} -> {path}")
         else:
             report = layer_report(source, args.layer, args.tau, args.criteria)

@@ -18,7 +18,8 @@ from ..schema import FinetuneConfig, config_options
 from ..store import RunStore
 
 __all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "comma_floats",
-           "add_executor_options", "make_executor", "executor_flags", "open_store", "report_folder", "out_help"]
+           "add_analysis_data_options", "add_executor_options", "make_executor", "executor_flags", "open_store",
+           "report_folder", "out_help"]
 
 
 def comma_list(text: str) -> list[str]:
@@ -89,6 +90,16 @@ def config_from_args(args: argparse.Namespace, **changes: Any) -> FinetuneConfig
     config = FinetuneConfig(**{**values, **changes})
     config.validate()
     return config
+
+
+def add_analysis_data_options(parser: argparse.ArgumentParser) -> None:
+    """--backbone, --dataset and --root of the analyses (experiment importance and atlas): the shared flowers
+    by default, the embedded sample with --quick."""
+    add_config_argument(parser, "backbone")
+    add_config_argument(parser, "dataset", default=None,
+                        help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
+    add_config_argument(parser, "dataset_root", default=None,
+                        help="Dataset folder; default ../shared/data/flowers128 when no --dataset is given.")
 
 
 def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str, ray: str) -> None:

@@ -1,6 +1,7 @@
 """Experiments built on the engine: the paper's comparison as one reproducible table, run in this
 process or on a Ray cluster (grid, executors, report); does centrality predict importance
-(importance: the report of the ablation package's analysis)."""
+(importance_report: the report of the ablation package's analysis), in every layer (atlas_report: the
+report of the atlas package's)."""
 from .executors import EXECUTORS, Executor, LocalExecutor, Outcome, RayExecutor
 from .grid import (COMPARED_CRITERIA, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, FEW_SHOT, KEEP_RATIOS, QUICK_EPOCHS,
                    QUICK_SEEDS, REGIMES, TAU_SWEEP, Grid, GridProgress, PlannedRun, Regime, leaders_first,

@@ -2,7 +2,8 @@
 tasks on a cluster (``RayExecutor``). Both take (index, config) jobs and yield an ``Outcome`` per
 run as it ends, in whatever order runs end; neither touches the run store (the driver,
 ``grid.run_plan``, records each outcome in one transaction when it arrives). ``call`` runs one
-piece of work the same way (one task with one run's resources): experiment importance.
+piece of work the same way (one task with one run's resources): experiment importance; ``map`` runs
+many pieces, each one task (experiment atlas: one task per layer).
 
 Ray is imported only when a ``RayExecutor`` is entered, so the command line and the app never
 pay for it. Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs
@@ -24,7 +25,8 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
@@ -32,18 +34,20 @@ from typing import NoReturn, Protocol, TypeVar
 import torch
 
 from ..device import describe_device, resolve_device
-from ..errors import ClusterError, ConfigError, CPruneError
+from ..errors import ClusterError, ConfigError, CPruneError, StopRequested
 from ..features import FeatureCache
+from ..progress import check_stop
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, MetricEvent, RunStatus, RunSummary
 from .ray_connect import START_ADVICE, first_line, import_ray, init_within, parse_address, probe_address
 
 __all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCache", "EXECUTORS", "run_config",
-           "threads_for"]
+           "threads_for", "with_threads"]
 
 EXECUTORS = ("local", "ray")
 T = TypeVar("T")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
+STOP_POLL_S = 0.5  # how often the driver looks at the stop Event while it waits for Ray
 THIS_MACHINE = (None, "auto", "local")  # addresses of a Ray on this very machine: started here, or found
 # The folder that holds the driver's cprune_core: first on every worker's Python path, so a node with
 # the same checkout at the same path runs the driver's code rather than another installed version.
@@ -67,28 +71,39 @@ class Executor(Protocol):
 
     slots: int  # how many runs it runs at once
 
-    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
-        """Run every job, yielding each one's Outcome as it ends."""
+    def run(self, jobs: list[Job], stop: threading.Event | None = None) -> Iterator[Outcome]:
+        """Run every job, yielding each one's Outcome as it ends; once ``stop`` is set, stop the runs in flight
+        and start no other."""
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
-        """``function(*args, **kwargs)`` as one task where runs execute (one run's CPUs and GPUs), its
-        result returned: a command whose work is one piece (experiment importance)."""
+    def call(self, function: Callable[..., T], *args, stop: threading.Event | None = None, **kwargs) -> T:
+        """``function(*args, stop=stop, **kwargs)`` as one task where runs execute (one run's CPUs and GPUs), its
+        result returned: a command whose work is one piece (experiment importance). StopRequested once
+        ``stop`` is set (the function sees ``stop`` when it runs in this process; a remote task is cancelled)."""
+
+    def map(self, function: Callable[..., T], jobs: Iterable[tuple],
+            stop: threading.Event | None = None) -> Iterator[tuple[int, T]]:
+        """``function(*job)`` for each job as one task like ``call``'s, yielding (index of the job, result) as
+        each ends. ``jobs`` is advanced only when a task can start (at most ``slots`` at once), so a lazy
+        iterator holds the inputs of only the tasks under way. StopRequested once ``stop`` is set: no other
+        task starts and the remote ones in flight are cancelled (a local one stops as ``function`` does)."""
 
     def describe(self) -> str:
         """Where the runs execute, in words, for the report."""
 
 
-def run_config(config: FinetuneConfig, threads: int | None = None,
-               feature_cache: FeatureCache | None = None) -> tuple[RunSummary, list[MetricEvent]]:
+def run_config(config: FinetuneConfig, threads: int | None = None, feature_cache: FeatureCache | None = None,
+               stop: threading.Event | None = None) -> tuple[RunSummary, list[MetricEvent]]:
     """Run one configuration to its end without recording it: (summary, history). ``threads``: torch's
     CPU threads during this run (None: as they are). The number matters for the numbers: CPU kernels
     split their sums by thread, so the same run on 1 and on 2 threads rounds differently.
-    ``feature_cache``: where frozen features are kept (None: this process's memory)."""
-    result = _with_threads(threads, run_and_record, config, None, kind="experiment", feature_cache=feature_cache)
+    ``feature_cache``: where frozen features are kept (None: this process's memory). ``stop``: ends the
+    run within a batch ("stopped")."""
+    result = with_threads(threads, run_and_record, config, None, stop=stop, kind="experiment",
+                           feature_cache=feature_cache)
     return result.summary, result.history
 
 
-def _with_threads(threads: int | None, function: Callable[..., T], *args, **kwargs) -> T:
+def with_threads(threads: int | None, function: Callable[..., T], *args, **kwargs) -> T:
     """``function(*args, **kwargs)`` on ``threads`` torch threads (None: as they are), restored after."""
     previous = torch.get_num_threads()
     if threads is not None:
@@ -128,13 +143,21 @@ class LocalExecutor:
             return describe_device(device)
         return f"cpu ({self.threads} thread{'s' * (self.threads != 1)} per run)"
 
-    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+    def run(self, jobs: list[Job], stop: threading.Event | None = None) -> Iterator[Outcome]:
         for index, config in jobs:
-            summary, history = run_config(config, self.threads)
+            if stop is not None and stop.is_set():
+                return
+            summary, history = run_config(config, self.threads, stop=stop)
             yield Outcome(index, summary, history, host=socket.gethostname())
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
-        return _with_threads(self.threads, function, *args, **kwargs)
+    def call(self, function: Callable[..., T], *args, stop: threading.Event | None = None, **kwargs) -> T:
+        return with_threads(self.threads, function, *args, **({"stop": stop} if stop is not None else {}), **kwargs)
+
+    def map(self, function: Callable[..., T], jobs: Iterable[tuple],
+            stop: threading.Event | None = None) -> Iterator[tuple[int, T]]:
+        for index, job in enumerate(jobs):
+            check_stop(stop)
+            yield index, with_threads(self.threads, function, *job)
 
 
 class NodeFeatureCache(FeatureCache):
@@ -161,7 +184,7 @@ def _run_on_worker(config: FinetuneConfig, threads: int) -> tuple[RunSummary, li
 
 def _call_on_worker(function: Callable[..., T], threads: int, args: tuple, kwargs: dict) -> T:
     """The Ray task of ``RayExecutor.call``."""
-    return _with_threads(threads, function, *args, **kwargs)
+    return with_threads(threads, function, *args, **kwargs)
 
 
 class RayExecutor:
@@ -236,22 +259,52 @@ class RayExecutor:
                 f"{self._resources.get('GPU', 0):g} GPUs; {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU "
                 f"per {self.unit}, {self.slots} at once)")
 
-    def call(self, function: Callable[..., T], *args, **kwargs) -> T:
+    def _task(self):
+        """``_call_on_worker`` as a Ray task with one run's resources; a worker that dies is replaced once."""
         import ray
-        from ray.exceptions import RayError, RayTaskError
 
-        task = ray.remote(_call_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
-                                                   max_retries=1)  # a worker that dies is replaced once
-        try:
-            return ray.get(task.remote(function, self.threads, args, kwargs))
-        except RayTaskError as error:
-            _raise_here(error)
-        except _worker_deaths() as error:
-            raise ClusterError(f"The worker running it died twice; last: {_reason(error)}") from None
-        except RayError as error:
-            raise ClusterError(f"Ray could not run it: {_reason(error)}") from None
+        return ray.remote(_call_on_worker).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                                                   max_retries=1)
 
-    def run(self, jobs: list[Job]) -> Iterator[Outcome]:
+    def call(self, function: Callable[..., T], *args, stop: threading.Event | None = None, **kwargs) -> T:
+        import ray
+
+        reference = self._task().remote(function, self.threads, args, kwargs)
+        while not ray.wait([reference], timeout=STOP_POLL_S)[0]:
+            if stop is not None and stop.is_set():
+                ray.cancel(reference, force=True)
+                raise StopRequested(f"Stopped: the {self.unit} on the Ray cluster was cancelled.")
+        return _task_result(reference)
+
+    def map(self, function: Callable[..., T], jobs: Iterable[tuple],
+            stop: threading.Event | None = None) -> Iterator[tuple[int, T]]:
+        import ray
+
+        task, waiting, pending = self._task(), enumerate(jobs), {}
+        function_ref = ray.put(function)  # shipped once, not with every task
+
+        def submit() -> None:
+            for index, job in waiting:
+                pending[task.remote(function_ref, self.threads, job, {})] = index
+                return
+
+        for _ in range(max(self.slots, 1)):
+            submit()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=STOP_POLL_S)
+            if stop is not None and stop.is_set():
+                for reference in pending:
+                    ray.cancel(reference, force=True)
+                raise StopRequested(f"Stopped: the {self.unit}s on the Ray cluster were cancelled.")
+            if not done:
+                continue
+            [ready] = done
+            index = pending.pop(ready)
+            result = _task_result(ready)
+            submit()
+            yield index, result
+
+    def run(self, jobs: list[Job], stop: threading.Event | None = None) -> Iterator[Outcome]:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
@@ -259,7 +312,14 @@ class RayExecutor:
                                                   max_retries=0)
         pending = {task.remote(config, self.threads): (index, config, "") for index, config in jobs}
         while pending:
-            [ready], _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=STOP_POLL_S)
+            if stop is not None and stop.is_set():  # the runs in flight are cancelled; nothing was recorded of them
+                for reference in pending:
+                    ray.cancel(reference, force=True)
+                return
+            if not done:
+                continue
+            [ready] = done
             index, config, retried_after = pending.pop(ready)
             try:
                 summary, history, host, node = ray.get(ready)
@@ -275,6 +335,21 @@ class RayExecutor:
             except RayError as error:  # the same for every run: end the grid with it
                 raise ClusterError(f"Ray could not run a {self.unit}: {_reason(error)}") from None
             yield Outcome(index, summary, history, retried_after, host, node)
+
+
+def _task_result(reference):
+    """The result of a ``_call_on_worker`` task, its errors raised as ``call`` describes."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        return ray.get(reference)
+    except RayTaskError as error:
+        _raise_here(error)
+    except _worker_deaths() as error:
+        raise ClusterError(f"The worker running it died twice; last: {_reason(error)}") from None
+    except RayError as error:
+        raise ClusterError(f"Ray could not run it: {_reason(error)}") from None
 
 
 def _raise_here(error) -> NoReturn:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
@@ -171,10 +172,15 @@ def leaders_first(plan: list[PlannedRun]) -> list[int]:
 
 def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
              on_progress: Callable[[GridProgress, dict | None], None] | None = None, *,
-             executor: Executor | None = None, rerun: bool = False) -> list[dict]:
+             executor: Executor | None = None, rerun: bool = False,
+             stop: threading.Event | None = None) -> list[dict]:
     """Run the plan on ``executor`` (default a LocalExecutor: one run after another in this process; a
     RayExecutor is entered by the caller) and return one row per planned run, in plan order. An executor
     that runs several at once gets them leaders first (``leaders_first``).
+
+    ``stop`` set midway (Ctrl-C): the runs in flight stop (locally, within a batch, and end "stopped";
+    on Ray, cancelled), no other run starts, and the rows are those of the runs that ended and those
+    from the store, in plan order; the same command later runs the rest.
 
     Each run is recorded in ``store`` (None: not recorded) as it ends, with its whole history, in one
     transaction: a driver killed midway loses only the runs in flight. A planned run whose key already
@@ -193,7 +199,7 @@ def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
     progress = GridProgress(len(plan), from_store=len(plan) - len(jobs), running=min(len(jobs), executor.slots))
     if on_progress is not None:
         on_progress(progress, None)
-    for outcome in executor.run(jobs):
+    for outcome in executor.run(jobs, stop):
         planned = plan[outcome.index]
         if store is not None:
             store.record_run(planned.config.to_dict(), outcome.summary, outcome.history, kind="experiment",
@@ -207,7 +213,7 @@ def run_plan(plan: list[PlannedRun], store: RunStore | None = None,
         progress.running = min(len(jobs) - progress.done - progress.failed, executor.slots)
         if on_progress is not None:
             on_progress(progress, row)
-    return rows
+    return [row for row in rows if row is not None]
 
 
 def row_for(planned: PlannedRun, summary: RunSummary, key: str, *, from_store: bool = False,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..ablation import AnalysisConfig, ImportanceAnalysis
-from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
+from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS, atomic_write
 from ..registry import DEFAULT_BACKBONE
 from ..schema import FinetuneConfig
 from .grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, QUICK_SEEDS
@@ -137,7 +137,7 @@ def plot_importance(analysis: ImportanceAnalysis, path: Path) -> None:
     sample = f", a sample of {len(result.neurons)} of {result.n_neurons} neurons" if result.sampled else ""
     figure.suptitle(f"{analysis.config.backbone} {analysis.layer} on {dataset_label(analysis.config)}{sample}")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
     plt.close(figure)
 
 
@@ -172,7 +172,7 @@ def write_importance_report(analysis: ImportanceAnalysis, out_dir: Path, *, comm
     """<stem>.md (generated), <stem>.csv (one row per neuron) and <stem>.png in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv", "png": out_dir / f"{stem}.png"}
-    neuron_table(analysis).to_csv(paths["csv"], index=False)
+    atomic_write(paths["csv"], lambda temporary: neuron_table(analysis).to_csv(temporary, index=False))
     plot_importance(analysis, paths["png"])
     result, config, baseline = analysis.result, analysis.config, analysis.baseline
     if result.method == "pooled":
@@ -217,5 +217,5 @@ def write_importance_report(analysis: ImportanceAnalysis, out_dir: Path, *, comm
         "",
         f"Every neuron's scores and ablation effect: [{paths['csv'].name}]({paths['csv'].name}).",
     ]
-    paths["md"].write_text("\n".join(text) + "\n")
+    atomic_write(paths["md"], lambda temporary: Path(temporary).write_text("\n".join(text) + "\n"))
     return paths

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from ..criteria import DEFAULT_TAU
+from ..paths import atomic_write
 from ..schema import FinetuneConfig
 
 __all__ = ["summarise", "paired_interval", "verdict", "markdown_table", "plot_accuracy_vs_macs", "write_report"]
@@ -105,7 +106,7 @@ def plot_accuracy_vs_macs(summary: pd.DataFrame, path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110))
     plt.close(figure)
 
 
@@ -129,12 +130,13 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 
 def write_report(rows: list[dict], out_dir: Path, *, command: str, elapsed_s: float, device: str,
-                 base: FinetuneConfig, stem: str = "results") -> dict[str, Path]:
-    """docs/<stem>.md (generated), <stem>.csv (every run) and <stem>.png (accuracy vs MACs)."""
+                 base: FinetuneConfig, stem: str = "results", stopped: int = 0) -> dict[str, Path]:
+    """docs/<stem>.md (generated), <stem>.csv (every run) and <stem>.png (accuracy vs MACs). ``stopped``: how
+    many planned runs did not finish because the command was stopped (Ctrl-C), said at the top."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv", "png": out_dir / f"{stem}.png"}
     frame = pd.DataFrame(rows)
-    frame.to_csv(paths["csv"], index=False)
+    atomic_write(paths["csv"], lambda temporary: frame.to_csv(temporary, index=False))
     summary = summarise(rows)
     failed = frame[frame["status"] != "finished"]
     pairs = summary[["regime", "backbone"]].drop_duplicates().itertuples(index=False) if not summary.empty else []
@@ -153,6 +155,8 @@ def write_report(rows: list[dict], out_dir: Path, *, command: str, elapsed_s: fl
         "",
         "**Result:** " + (" ".join(verdicts) if verdicts else "no finished runs."),
         "",
+        *([f"**Stopped with Ctrl-C:** {stopped} planned runs did not finish; this report is of the others. The "
+           "same command runs the rest (finished runs are skipped).", ""] if stopped else []),
         f"Set-up: image size {base.image_size or 'registry default'}, {base.epochs} epochs, batch {base.batch_size}, "
         f"lr {base.lr:g} (new head x{base.head_lr_scale:g}), train scope '{base.train_scope}' (the pruned layer is each backbone's dense layer nearest the "
         f"classifier; its input features are cached). 'conventional' trains a new linear head on the frozen backbone; "
@@ -172,5 +176,5 @@ def write_report(rows: list[dict], out_dir: Path, *, command: str, elapsed_s: fl
         text += ["", "Runs retried once because the worker running them died:", ""] + [
             f"- {r.regime} {r.backbone} seed {r.seed} {r.criterion} keep {r.keep}: {r.retried_after}; then {r.status}"
             for r in retried.itertuples()]
-    paths["md"].write_text("\n".join(text) + "\n")
+    atomic_write(paths["md"], lambda temporary: Path(temporary).write_text("\n".join(text) + "\n"))
     return paths

@@ -1,0 +1,114 @@
+"""The whole atlas: every layer's measurements, the tests corrected over layers, and the JSON form."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..schema import FinetuneConfig, RunSummary
+from .layer import LayerAtlas, json_values
+from .settings import AtlasSettings
+from .significance import ALPHA, VERDICTS, holm, verdict
+
+__all__ = ["AtlasResult", "Family", "TESTS"]
+
+TESTS = ("group", "rho")  # accuracy after group ablation against random's seeds; rho against 0
+
+
+@dataclass
+class Family:
+    """One criterion and one test over every layer of the atlas (in network order): the effect (positive:
+    the criterion does better than random), the p-values, Holm's adjusted p-values and the verdicts."""
+
+    criterion: str
+    test: str  # "group" (at keep ratio ``keep``) or "rho"
+    keep: float | None
+    effects: np.ndarray  # group: accuracy minus random's mean accuracy; rho: Spearman's rho
+    p: np.ndarray
+    adjusted: np.ndarray
+    verdicts: list[str]
+
+    def count(self, which: str) -> int:
+        return self.verdicts.count(which)
+
+
+@dataclass
+class AtlasResult:
+    """Everything one atlas run measured (``to_dict``/``from_dict``: its JSON form, the derived tests included)."""
+
+    config: FinetuneConfig  # the baseline run that trained the head
+    settings: AtlasSettings
+    baseline: RunSummary
+    head: str  # fingerprint of the trained head: layers measured with another head are not reused
+    network_layers: int  # Conv2d/Linear layers of the network (the scale of each layer's depth)
+    prunable_layers: int  # of the backbone: the atlas covers ``len(layers)`` of them
+    layers: list[LayerAtlas]  # in network order
+    elapsed_s: float = 0.0
+    device: str = ""
+    created: float = 0.0  # time.time() when the run ended
+    reused: list[str] = field(default_factory=list)  # layers whose results came from an earlier run
+
+    @property
+    def criteria(self) -> list[str]:
+        return list(self.layers[0].correlations) if self.layers else list(self.settings.criteria)
+
+    def family(self, criterion: str, test: str, keep: float | None = None) -> Family:
+        """The tests of ``criterion`` over the layers: ``test`` "rho", or "group" at keep ratio ``keep``
+        (default the first of the settings' keep ratios)."""
+        if test == "rho":
+            effects = np.array([layer.correlations[criterion].spearman for layer in self.layers])
+            p = np.array([layer.rho_p[criterion] for layer in self.layers])
+        else:
+            keep = self.settings.keep_ratios[0] if keep is None else keep
+            column = list(self.settings.keep_ratios).index(keep)
+            effects = np.array([layer.curve.accuracy[criterion][:, column].mean()
+                                - layer.curve.accuracy["random"][:, column].mean() for layer in self.layers])
+            p = np.array([layer.group_p[criterion][column] for layer in self.layers])
+        adjusted = holm(p)
+        return Family(criterion, test, keep if test == "group" else None, effects, p, adjusted,
+                      [verdict(a, e, ALPHA) for a, e in zip(adjusted, effects)])
+
+    def families(self, criterion: str) -> list[Family]:
+        """Every test of ``criterion``: group ablation at each keep ratio, then rho."""
+        return [self.family(criterion, "group", keep) for keep in self.settings.keep_ratios] + \
+            [self.family(criterion, "rho")]
+
+    def to_dict(self) -> dict:
+        """The JSON form: the settings, the run, every layer, and each criterion's tests with their verdicts."""
+        from .sentence import atlas_sentences
+
+        tests = {criterion: [{"test": f.test, "keep": f.keep, "p": f.p, "adjusted_p": f.adjusted,
+                              "verdicts": f.verdicts, "counts": {v: f.count(v) for v in VERDICTS}}
+                             for f in self.families(criterion)]
+                 for criterion in self.criteria if criterion != "random"}
+        return json_values({"config": self.config.to_dict(), "settings": asdict(self.settings),
+                       "baseline": self.baseline.to_dict(), "head": self.head, "network_layers": self.network_layers,
+                       "prunable_layers": self.prunable_layers, "elapsed_s": self.elapsed_s, "device": self.device,
+                       "created": self.created, "reused": self.reused, "alpha": ALPHA,
+                       "sentences": list(atlas_sentences(self)), "tests": tests,
+                       "layers": [layer.to_dict() for layer in self.layers]})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AtlasResult:
+        settings = dict(values["settings"])
+        for name in ("keep_ratios", "criteria", "layers"):
+            if settings.get(name) is not None:
+                settings[name] = tuple(settings[name])
+        return cls(FinetuneConfig.from_dict(values["config"]), AtlasSettings(**settings),
+                   RunSummary.from_dict(values["baseline"]), values["head"], values["network_layers"],
+                   values["prunable_layers"], [LayerAtlas.from_dict(layer) for layer in values["layers"]],
+                   values.get("elapsed_s", 0.0), values.get("device", ""), values.get("created", 0.0),
+                   list(values.get("reused", [])))
+
+    def layer(self, name: str) -> LayerAtlas:
+        for layer in self.layers:
+            if layer.layer == name:
+                return layer
+        raise KeyError(name)
+
+    def median_interval_width(self, criterion: str = "eigenvector") -> float:
+        """Median width of the criterion's 95% rho interval over the layers (the precision the samples gave)."""
+        widths = [layer.correlations[criterion].ci_high - layer.correlations[criterion].ci_low for layer in self.layers]
+        widths = [w for w in widths if not math.isnan(w)]
+        return float(np.median(widths)) if widths else math.nan

@@ -1,0 +1,125 @@
+"""``experiment atlas``: does centrality predict importance, in every prunable layer? A generated report, or JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from dataclasses import replace
+
+from ..atlas import DEFAULT_SAMPLE, AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
+from ..criteria import DEFAULT_TAU
+from ..errors import StopRequested
+from ..experiment import atlas_report, importance_report
+from ..experiment.grid import DEFAULT_IMAGE_SIZE
+from ..paths import writable_dir
+from ..registry import DEFAULT_BACKBONE
+from .interrupt import stop_on_ctrl_c
+from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
+                      make_executor, out_help, report_folder)
+from .progress_bars import StepProgressBar
+
+__all__ = ["add_atlas_command"]
+
+DEFAULTS = AtlasSettings()
+QUICK = AtlasSettings.quick()
+
+
+def add_atlas_command(experiments) -> None:
+    """The ``atlas`` parser under ``experiment``'s names."""
+    parser = experiments.add_parser(
+        "atlas", help="Does centrality predict importance, layer by layer? Single-neuron and group ablation in "
+                      "every prunable layer, against random pruning.",
+        description="Train a new head once on the frozen backbone, then in every chosen layer, with no retraining: "
+                    "remove each of a seeded sample of neurons alone (Spearman rho of every criterion with that "
+                    "effect, bootstrap interval, permutation test), keep a fraction of the neurons by each criterion "
+                    "(accuracy against random pruning's seeds) and measure the kept sets' redundancy and coverage. "
+                    "Tests are Holm-corrected over layers. Each layer is recorded as it ends, so the same command "
+                    "resumes. Writes atlas.md, atlas.csv and atlas.png in --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_analysis_data_options(parser)
+    parser.add_argument("--layers", nargs="+", default=["all"], metavar="all|NAME",
+                        help=f"Layers to measure: all prunable layers, or their names (--quick: {QUICK.quick_layers} "
+                             "layers evenly spread).")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help=f"Neurons measured in every layer by a forward pass each; default up to {DEFAULT_SAMPLE} "
+                             f"(all of a smaller layer; --quick: {QUICK.sample_size}). The head layer is always "
+                             "measured in full.")
+    parser.add_argument("--val-images", type=int, metavar="N",
+                        help=f"Validation images the ablations run on (a seeded subset); default "
+                             f"{DEFAULTS.val_images} (--quick: {QUICK.val_images}).")
+    parser.add_argument("--seeds", type=int, help=f"Seeds of the random criterion; default {DEFAULTS.seeds} "
+                                                  f"(--quick: {QUICK.seeds}).")
+    add_config_argument(parser, "tau")
+    add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE, help="Input size; the flowers photos are 128 px.")
+    add_config_argument(parser, "device")
+    parser.add_argument("--quick", action="store_true",
+                        help="flowers-sample, a few layers, small samples: minutes on a CPU, for tests and for "
+                             "checking the set-up; the report is not written in docs/ (see --out).")
+    parser.add_argument("--json", action="store_true", help="Print the atlas as JSON on stdout (and nothing else).")
+    parser.add_argument("--out", help=out_help())
+    parser.add_argument("--rerun", action="store_true",
+                        help="Measure again the layers already recorded with the same settings (by default they are "
+                             "read back, so a killed run resumes).")
+    parser.add_argument("--no-record", action="store_true",
+                        help="Do not record the layers (and so do not resume from earlier records).")
+    add_executor_options(parser, "task", local="the layers one after another in this process",
+                         ray="each layer is a Ray task (as many at once as the cluster holds)")
+    parser.set_defaults(handler=atlas_command)
+
+
+def _settings(args: argparse.Namespace) -> AtlasSettings:
+    base = QUICK if args.quick else DEFAULTS
+    chosen = {"layers": None if args.layers == ["all"] else tuple(args.layers)}
+    if chosen["layers"] is not None:
+        chosen["quick_layers"] = 0
+    for option, field in (("sample", "sample_size"), ("val_images", "val_images"), ("seeds", "seeds")):
+        if getattr(args, option) is not None:
+            chosen[field] = getattr(args, option)
+    return replace(base, tau=args.tau, **chosen).validate()
+
+
+def _command(args: argparse.Namespace) -> str:
+    return " ".join(part for part in [
+        "python -m cprune_core experiment atlas", "--quick" if args.quick else "",
+        f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
+        f"--dataset {args.dataset}" if args.dataset else "", f"--root {args.dataset_root}" if args.dataset_root else "",
+        f"--layers {' '.join(args.layers)}" if args.layers != ["all"] else "",
+        f"--sample {args.sample}" if args.sample is not None else "",
+        f"--val-images {args.val_images}" if args.val_images is not None else "",
+        f"--seeds {args.seeds}" if args.seeds is not None else "", f"--tau {args.tau:g}" if args.tau != DEFAULT_TAU else "",
+        f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "", *executor_flags(args),
+    ] if part)
+
+
+def atlas_command(args: argparse.Namespace) -> int:
+    out = writable_dir(report_folder(args.out, args.quick), "--out")  # before hours of work whose report could not be written
+    settings = _settings(args)
+    config = replace(importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
+                                                         root=args.dataset_root, image_size=args.image_size,
+                                                         device=args.device),
+                     disk_cache=True)  # a resumed run reads the frozen features back instead of recomputing them
+    records = None if args.no_record else AtlasRecords()
+    bar, stop = StepProgressBar(), threading.Event()
+    start = time.perf_counter()
+    with make_executor(args) as executor:
+        try:
+            with stop_on_ctrl_c(stop):
+                result = run_atlas(config, settings, executor=executor, records=records, rerun=args.rerun,
+                                   progress=bar, stop=stop)
+        except StopRequested:  # Ctrl-C: cli.main prints one line, exit 130
+            raise StopRequested("interrupted with Ctrl-C; the layers measured so far are recorded, and the same "
+                                "command resumes from them." if records else "interrupted with Ctrl-C.") from None
+        finally:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    paths = atlas_report.write_atlas_report(result, out, command=_command(args), elapsed_s=elapsed, device=result.device)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "elapsed_s": round(elapsed, 2)}, indent=2))
+        return 0
+    finding, why = atlas_sentences(result)
+    print(f"Finding: {finding}")
+    print(why)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
