@@ -72,8 +72,8 @@ def list_layers(path: Path) -> None:
     print(f"list layers, open_weights_file (header only): {t_open:.3f} s, {len(weights.layers)} layers "
           f"(target < 1 s)")
     print(f"list layers + which backbone it fits, FileSource.open: {t_source:.3f} s first "
-          f"(builds the backbones' shapes on the meta device), {t_source_again:.3f} s after; fits: "
-          f"{source.fits or 'none'}")
+          f"(builds, on the meta device, the backbones whose classifier the file names), {t_source_again:.3f} s "
+          f"after; fits: {source.fits or 'none'}")
     print(f"for comparison, the safetensors package listing names and shapes: {t_package:.3f} s; reading every "
           f"value into memory (load_file + clone, from the page cache): {t_read_all:.2f} s")
 
