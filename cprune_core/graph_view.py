@@ -27,7 +27,7 @@ import torch
 
 from .centrality import power_iteration
 from .errors import ConfigError
-from .graph import strongest_edges, threshold_adjacency, to_networkx
+from .graph import to_networkx
 
 __all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "POWER_TOLERANCE", "GraphPayload", "edge_counts", "build_payload", "decode_payload",
            "louvain_labels"]
@@ -61,14 +61,28 @@ def edge_counts(similarity: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
     >>> edge_counts(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), [0.0, 0.5]).tolist()
     [1, 0]
     """
-    boundaries = torch.tensor(list(taus), dtype=similarity.dtype)
+    values = _pairs_above(similarity, taus[0])[1] if len(taus) else similarity.new_zeros(0)
+    return _counts_above(values, taus)
+
+
+def _pairs_above(similarity: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs i < j whose similarity is > tau (compared as ``threshold_adjacency`` compares): their flat
+    index i * n + j, ascending, and their similarity. One pass over the matrix, one boolean copy of it."""
+    similarity = similarity.cpu()
+    above = similarity > torch.tensor(tau, dtype=similarity.dtype)
+    above.triu_(1)
+    flat = above.view(-1).nonzero().squeeze(1)
+    return flat, similarity.reshape(-1)[flat]
+
+
+def _counts_above(values: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
+    """How many of ``values`` are > each tau of ``taus`` (ascending; ConfigError otherwise)."""
+    boundaries = torch.tensor(list(taus), dtype=values.dtype)
     if len(boundaries) > 1 and bool((boundaries[1:] <= boundaries[:-1]).any()):
         raise ConfigError("edge_counts needs its tau values in ascending order.")
-    n = similarity.shape[0]
-    upper = similarity.cpu()[torch.ones(n, n, dtype=torch.bool).triu_(1)]
     # bucket b holds the values in (boundaries[b-1], boundaries[b]]: a value is above tau_k when its bucket is > k
-    per_bucket = torch.bincount(torch.bucketize(upper, boundaries), minlength=len(boundaries) + 1)
-    return (upper.numel() - torch.cumsum(per_bucket, 0)[:-1]).numpy().astype(np.int64)
+    per_bucket = torch.bincount(torch.bucketize(values, boundaries), minlength=len(boundaries) + 1)
+    return (values.numel() - torch.cumsum(per_bucket, 0)[:-1]).numpy().astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -135,12 +149,18 @@ def build_payload(similarity: torch.Tensor, positions: np.ndarray, norms: np.nda
                           f"{norms.shape}.")
     if not len(taus):
         raise ConfigError("build_payload needs at least one tau step.")
-    rows, cols, weights, _ = strongest_edges(threshold_adjacency(similarity, float(taus[0])), edge_cap)
+    flat, values = _pairs_above(similarity, float(taus[0]))
+    counts = _counts_above(values, taus)
+    if len(values) > edge_cap:
+        weights, order = torch.topk(values, edge_cap)
+    else:
+        weights, order = torch.sort(values, descending=True, stable=True)
+    rows, cols = np.divmod(flat[order].numpy(), n)
+    weights = weights.numpy()
     index = np.uint16 if n <= 65_535 else np.uint32
     arrays = {"positions": np.ascontiguousarray(positions, np.float32).ravel(),
               "norms": np.ascontiguousarray(norms, np.float32), "rows": rows.astype(index),
               "cols": cols.astype(index), "weights": weights.astype(np.float32)}
-    counts = edge_counts(similarity, taus)
     digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values()) + counts.tobytes()).hexdigest()[:24]
     header = {"version": 1, "key": digest, "n": n, "m": len(weights), "taus": [float(t) for t in taus],
               "counts": counts.tolist(), "maxIter": max_iter, "tol": tol, "arrays": {}}

@@ -260,7 +260,9 @@ def shape_mismatch(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str,
 
 def backbones_fitting(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
     """The registry backbones a state dict of these names and ``shapes`` loads into as a checkpoint
-    (any number of classes), in registry order; [] when none.
+    (any number of classes), in registry order; [] when none. A backbone whose classifier weight is not
+    among the names cannot fit and is not built (``checkpoint_shapes``): a file of no backbone's (a
+    transformer's, say) costs no import of torchvision, seconds on a first call.
 
     Example
     -------
@@ -269,7 +271,8 @@ def backbones_fitting(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
     >>> backbones_fitting({name: tuple(tensor.shape) for name, tensor in state.items()})
     ['resnet18']
     """
-    return [name for name in BACKBONES if not shape_mismatch(shapes, checkpoint_shapes(name))]
+    return [name for name in BACKBONES if f"{get_spec(name).classifier}.weight" in shapes
+            and not shape_mismatch(shapes, checkpoint_shapes(name))]
 
 
 def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES,

@@ -6,6 +6,7 @@ import streamlit as st
 from cprune_core import ConfigError, keep_count
 from cprune_core.graph import GRAPH_FORMATS, MAX_FORCE_LAYOUT_NODES
 from cprune_core.graph_view import EDGE_CAP
+from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from ui import cache, charts, frame, pyvis_view, sidebar, state
 from ui.graph_canvas import Colouring, graph_canvas, send_payload
 from ui.text import plain
@@ -16,6 +17,7 @@ frame.start("Graph explorer",
 
 key, bundle = sidebar.require_model()
 sidebar.require_layer(bundle)
+LAYER = state.layer_key()  # a backbone's layer, or a weights file's (never in the URL)
 VIEWS = ["canvas", "pyvis physics"]
 COLOURINGS = ["centrality", "community"]
 CANVAS = "explorer_graph"
@@ -34,7 +36,7 @@ def _no_edge_note(layer: str, tau: float) -> None:
     suggested = cache.suggested_tau(key, layer)
     length = bundle.info(layer).vector_length
     why = (f"These weights are random: cosine similarities of random {length:,}-dimensional vectors are close to 0 "
-           f"(about ±{1 / np.sqrt(length):.3f})" if not bundle.loaded.pretrained
+           f"(about ±{1 / np.sqrt(length):.3f})" if bundle.untrained
            else "No two neurons of this layer are that similar")
     st.info(f"No edge at τ = {tau:.2f}. {why}, so no pair clears τ. At τ = {suggested:.2f} each neuron has about "
             "ten edges.")
@@ -82,10 +84,14 @@ def _canvas(layer: str, layout_name: str, view, tau: float, kept, neuron: int) -
 def _controls() -> tuple[str, str, str]:
     """Layer, layout, colouring and view: (layer, layout drawn, view)."""
     controls = st.columns([3, 2, 2, 2])
-    layer = state.bound(controls[0].selectbox, "layer", "Layer", options=bundle.layer_names,
-                        format_func=lambda name: f"{name} · {bundle.info(name).kind} · "
-                                                 f"{bundle.info(name).neurons} neurons")
+    layer = state.bound(controls[0].selectbox, LAYER, "Layer", options=bundle.layer_names, format_func=_layer_label)
     neurons = bundle.info(layer).neurons
+    if neurons > MAX_GRAPH_NEURONS:
+        st.info(f"{plain(layer)} has {neurons:,} neurons: its similarity matrix alone would take "
+                f"{neurons * neurons * 4 / 2**30:,.1f} GiB, so graphs are drawn for layers of up to "
+                f"{MAX_GRAPH_NEURONS:,} neurons. Choose another layer.")
+        _layer_table()
+        st.stop()
     layout_name = controls[1].segmented_control(
         "Layout", list(cache.LAYOUTS), format_func=cache.LAYOUTS.get, key="graph_layout", default="force",
         disabled=neurons > MAX_FORCE_LAYOUT_NODES,
@@ -100,7 +106,7 @@ def _controls() -> tuple[str, str, str]:
                                          help=f"The pyvis physics view is offered for layers up to "
                                               f"{pyvis_view.MAX_NODES} neurons.")
     if kind == VIEWS[1] and neurons > pyvis_view.MAX_NODES:
-        st.warning(f"{layer} has {neurons:,} neurons; the physics view handles up to {pyvis_view.MAX_NODES}. "
+        st.warning(f"{plain(layer)} has {neurons:,} neurons; the physics view handles up to {pyvis_view.MAX_NODES}. "
                    "Showing the canvas: pick a smaller layer for physics.")
         kind = VIEWS[0]
     return layer, cache.layout_for(key, layer, layout_name or "force"), kind or VIEWS[0]
@@ -169,7 +175,7 @@ def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
                                    "centrality": view.centrality[neighbours]}),
                      hide_index=True, width="stretch")
     with details:
-        weights = bundle.loaded.model.get_submodule(layer).weight.detach()[neuron].numpy()
+        weights = cache.layer_weight(key, layer)[neuron].numpy()
         what = "filter" if weights.ndim == 3 else "weights"
         picture, limit = charts.filter_picture(weights)
         st.markdown(f"**{what} of neuron {neuron}** ({' × '.join(map(str, weights.shape))})")
@@ -177,18 +183,30 @@ def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
                                   + (" (input channels tiled, each its kernel)" if weights[0].size > 1 else ""))
 
 
+def _layer_label(name: str) -> str:
+    info = bundle.info(name)
+    return f"{name} · {info.kind} · {info.neurons} neurons" + (" (too many to draw)" if info.neurons > MAX_GRAPH_NEURONS
+                                                                else "")
+
+
 def _select_layer_from_table() -> None:
     rows = st.session_state["layer_table"].selection.rows
     if rows:
-        state.set_value("layer", bundle.layers[rows[0]].name)
+        state.set_value(LAYER, bundle.layers[rows[0]].name)
+
+
+def _layer_table() -> None:
+    with st.expander("Layers of the model: select a row to explore it"):
+        table = pd.DataFrame([info.as_row() for info in bundle.layers]).rename(
+            columns={"vector_length": "weight-vector length"})
+        st.dataframe(table, key="layer_table", on_select=_select_layer_from_table, selection_mode="single-row",
+                     hide_index=True, width="stretch", height=300)
 
 
 layer, layout_name, kind = _controls()
 if kind == VIEWS[0]:
+    cache.prefetch(cache.layer_graph, key, layer, st.session_state["tau"])  # beside the layout, on the other core
     with st.spinner("Preparing the graph for the browser …"):
         send_payload(cache.graph_payload(key, layer, layout_name), key=CANVAS)
 graph_section(layer, layout_name, kind)
-with st.expander("Layers of the model: select a row to explore it"):
-    table = pd.DataFrame([info.as_row() for info in bundle.layers]).rename(columns={"vector_length": "weight-vector length"})
-    st.dataframe(table, key="layer_table", on_select=_select_layer_from_table, selection_mode="single-row",
-                 hide_index=True, width="stretch", height=300)
+_layer_table()

@@ -19,7 +19,7 @@ frame.start("Fine-tune",
             "background: switch pages and come back. They belong to this browser (every tab of it, after a reload "
             "too); every finished run is also on the Results page.")
 
-key, bundle = sidebar.require_model()
+key, bundle = sidebar.require_backbone()
 session = st.session_state
 spec = bundle.loaded.spec
 layer = session["layer"] if session["layer"] in bundle.prunable else spec.head_layer

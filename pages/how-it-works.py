@@ -6,6 +6,7 @@ import streamlit as st
 from cprune_core import keep_count
 from ui import cache, charts, frame, sidebar, state
 from ui.graph_canvas import graph_canvas, send_payload
+from ui.text import plain
 
 MAX_NEURONS = 64  # small enough to see every neuron, weight and pair
 
@@ -14,13 +15,15 @@ frame.start("How it works",
             "functions that prune. Move τ and the keep ratio and watch every step change.")
 
 key, bundle = sidebar.require_model()
-small = [info.name for info in bundle.layers if info.prunable and 1 < info.neurons <= MAX_NEURONS]
+is_backbone = isinstance(key, cache.ModelKey)  # a weights file has no architecture: no cost, no pruning
+small = [name for name in bundle.graph_layers if 1 < bundle.info(name).neurons <= MAX_NEURONS]
 if not small:
-    st.info(f"{bundle.loaded.spec.title} has no prunable layer of at most {MAX_NEURONS} neurons to show step by step.")
+    st.info(f"{plain(bundle.title)} has no {'prunable ' if is_backbone else ''}layer of at most {MAX_NEURONS} neurons "
+            "to show step by step.")
     st.stop()
 order = {name: position for position, name in enumerate(bundle.layer_names)}
-shared = st.session_state["layer"]
-if shared == bundle.loaded.spec.head_layer:  # the app's default layer, not a choice: start at the first small one
+shared = st.session_state.get(state.layer_key(), "")
+if shared == bundle.default_layer:  # the app's default layer, not a choice: start at the first small one
     shared = ""
 # The first small layer of the network by default; a chosen layer when it is small enough, else the small
 # layer nearest to it.
@@ -31,13 +34,13 @@ layer = st.selectbox("Layer", small, key="hiw_layer",
                      format_func=lambda name: f"{name} · {bundle.info(name).neurons} neurons × "
                                               f"{bundle.info(name).vector_length} inputs")
 if shared and shared not in small and shared in order and layer == nearest:
-    st.caption(f"{shared} has {bundle.info(shared).neurons:,} neurons, too many to show step by step; this is "
-               f"{nearest}, the nearest layer with at most {MAX_NEURONS}.")
+    st.caption(f"{plain(shared)} has {bundle.info(shared).neurons:,} neurons, too many to show step by step; this is "
+               f"{plain(nearest)}, the nearest layer with at most {MAX_NEURONS}.")
 info = bundle.info(layer)
 n, d = info.neurons, info.vector_length
 
 st.header("1 · Weights and their similarity")
-st.markdown(f"Each of the **{n}** neurons of `{layer}` has a weight vector of **{d}** inputs (a row of W; for a "
+st.markdown(f"Each of the **{n}** neurons of {plain(layer)} has a weight vector of **{d}** inputs (a row of W; for a "
             "convolution, its filter flattened). Dividing each row by its length keeps only its direction; the "
             "similarity of two neurons is then the cosine of the angle between them.")
 st.latex(r"\hat W_i = \frac{W_i}{\lVert W_i \rVert_2}, \qquad S = \hat W \hat W^{\top}, \qquad "
@@ -116,11 +119,16 @@ kept_count = keep_count(n, keep)
 kept = cache.kept_mask(data.centrality, kept_count)
 st.latex(rf"\text{{keep the }} \operatorname{{round}}(n \cdot r) = \operatorname{{round}}({n} \cdot {keep:g}) = "
          rf"{kept_count} \text{{ neurons of highest }} x_i")
-before, after = bundle.cost.layer_estimate(layer, n), bundle.cost.layer_estimate(layer, kept_count)
 cells = st.columns(4)
 cells[0].metric("Weight matrix", f"{kept_count} × {d}", f"from {n} × {d}", delta_color="off")
-cells[1].metric("Layer params", f"{after.params:,}", f"from {before.params:,}", delta_color="off")
-cells[2].metric("Layer MACs", f"{after.macs:,}", f"from {before.macs:,}", delta_color="off")
+if is_backbone:
+    before, after = bundle.cost.layer_estimate(layer, n), bundle.cost.layer_estimate(layer, kept_count)
+    cells[1].metric("Layer params", f"{after.params:,}", f"from {before.params:,}", delta_color="off")
+    cells[2].metric("Layer MACs", f"{after.macs:,}", f"from {before.macs:,}", delta_color="off")
+else:  # a tensor alone: its weights are all there is to count
+    cells[1].metric("Weights", f"{kept_count * d:,}", f"from {n * d:,}", delta_color="off")
+    cells[2].metric("Layer MACs", "—", help="A weights file holds no network around its tensors: no input size, "
+                                           "so no MACs.")
 cells[3].metric("Neurons kept", f"{kept_count} of {n}")
 row = st.columns([3, 2])
 row[0].plotly_chart(charts.matrix_heatmap(data.weights, "W: pruned rows in grey", "input", "neuron",
@@ -128,6 +136,11 @@ row[0].plotly_chart(charts.matrix_heatmap(data.weights, "W: pruned rows in grey"
 ranking = pd.DataFrame({"neuron": np.arange(n), "centrality": data.centrality, "kept": kept})
 row[1].dataframe(ranking.sort_values("centrality", ascending=False), hide_index=True,
                  height=320, column_config={"centrality": st.column_config.NumberColumn(format="%.6f")})
+if not is_backbone:
+    st.caption("Pruning would remove the grey rows, and with them the matching inputs of the next layer. "
+               + sidebar.EXPLORE_ONLY)
+    sidebar.offer_backbones(key, bundle, "hiw")
+    st.stop()
 st.caption("Pruning removes the grey rows for real (smaller weight tensors), and with them the matching inputs of "
            "the next layer; the Prune page shows the whole model's cost and builds it.")
 

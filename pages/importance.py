@@ -21,7 +21,7 @@ frame.start("Does centrality predict importance?",
             "trained once on the frozen backbone, then each neuron is removed alone (as pruning removes it, with no "
             "retraining) and the change in validation loss measured: does any criterion predict that change?")
 
-key, bundle = sidebar.require_model()
+key, bundle = sidebar.require_backbone()
 queue, me = run_queue(), state.visitor()
 spec = bundle.loaded.spec
 session = st.session_state

@@ -11,7 +11,7 @@ frame.start("Prune",
             "Keep the neurons a criterion ranks highest. The paper's criterion is eigenvector centrality in the "
             "neuron-similarity graph; the others are for comparison. Costs below update live, with no forward pass.")
 
-key, bundle = sidebar.require_model()
+key, bundle = sidebar.require_backbone()
 sidebar.require_layer(bundle, prunable_only=True)
 
 controls = st.columns([2, 2, 2, 3])

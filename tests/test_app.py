@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import threading
 from pathlib import Path
@@ -29,18 +28,7 @@ from ui.services import run_queue, uploads
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TIMEOUT = 180
-
-
-@pytest.fixture(autouse=True, scope="module")
-def run_store_home(tmp_path_factory):
-    """Runs of these tests go to a fresh store (CPRUNE_HOME), not the user's."""
-    previous = os.environ.get("CPRUNE_HOME")
-    os.environ["CPRUNE_HOME"] = str(tmp_path_factory.mktemp("cprune-home"))
-    yield
-    if previous is None:
-        os.environ.pop("CPRUNE_HOME")
-    else:
-        os.environ["CPRUNE_HOME"] = previous
+pytestmark = pytest.mark.usefixtures("app_home")  # a fresh CPRUNE_HOME (conftest.py)
 
 
 def open_app(page: str | None = None, **query) -> AppTest:

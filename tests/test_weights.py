@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from cprune_core import registry
 from cprune_core.errors import CheckpointError, ConfigError, NonFiniteWeightsError, WeightsFileError
 from cprune_core.graph import cosine_similarity
 from cprune_core.model_source import BackboneSource, FileSource
@@ -45,6 +46,14 @@ def test_a_file_that_fits_a_backbone_is_offered_and_loaded_as_its_checkpoint(res
     assert loaded.model.fc.out_features == 7
     assert torch.equal(loaded.model.layer2[0].conv1.weight, model.layer2[0].conv1.weight)
     assert backbones_fitting({"fc.weight": (7, 512)}) == []
+
+
+def test_a_file_without_any_backbones_classifier_builds_no_backbone(monkeypatch):
+    def built(name):
+        raise AssertionError(f"{name} was built")
+
+    monkeypatch.setattr(registry, "checkpoint_shapes", built)
+    assert backbones_fitting({"h.0.mlp.fc.weight": (3072, 768), "h.0.mlp.fc.bias": (3072,)}) == []
 
 
 def test_a_file_layer_and_a_backbone_layer_give_the_core_the_same_vectors(resnet18_file):

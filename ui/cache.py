@@ -1,52 +1,102 @@
 """Cached calls into cprune_core, keyed by what they depend on.
 
-Models, their pruning graph and cost model are resources (one shared object per backbone and
-weights); arrays derived from them (layouts, scores, graph views) are data keyed by backbone,
-weights, layer and tau. A model is named by a ``ModelKey`` (hashable, so it can key caches).
+A model to look at is named by a key (hashable, so it can key caches): a ``ModelKey`` for a registry
+backbone (its weights: pretrained, random init or an uploaded checkpoint), a ``FileKey`` for a weights
+file (explore only: its layers have no architecture around them, so nothing is pruned, costed or
+fine-tuned). Both give a bundle (``bundle``) with the same view of their layers; a ``ModelBundle`` adds
+the pruning graph and cost model. Models, bundles and a layer's weights are resources (one shared
+object per key); arrays derived from them (layouts, scores, graph views) are data keyed by the key,
+layer and tau.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
-from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo, PruningGraph, concentration,
-                         cosine_similarity, exact_cost, kept_indices, layout_2d, list_layers, load_backbone,
-                         make_criterion, measure_latency_ms, normalise_rows, power_iteration, prune_model, summarize,
-                         threshold_adjacency, weight_vectors)
+from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo, concentration,
+                         cosine_similarity, exact_cost, kept_indices, layout_2d, load_backbone, make_criterion,
+                         measure_latency_ms, normalise_rows, power_iteration, prune_model, summarize,
+                         threshold_adjacency)
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
 from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
 from cprune_core.data import visitor_downloads
+from cprune_core.layer_report import MAX_GRAPH_NEURONS
+from cprune_core.model_source import BackboneSource, FileSource
+from cprune_core.registry import MAX_CHECKPOINT_BYTES
+from cprune_core.weights import FORMATS, WeightsBudget
 
 from .state import TAU_RANGE, TAU_STEP
 
+__all__ = ["EDGE_LIMIT", "FILE_BUDGET", "ModelKey", "FileKey", "SourceKey", "ModelBundle", "FileBundle", "backbone",
+           "model_bundle", "file_bundle", "bundle_of", "layer_weight", "layer_vectors", "similarity", "layout",
+           "force_layout", "LAYOUTS", "layout_for", "positions", "TAU_STEPS", "graph_payload", "communities",
+           "suggested_tau", "graph_file", "Walkthrough", "walkthrough", "LayerGraph", "layer_graph", "prefetch",
+           "neuron_scores", "kept_set", "kept_mask", "kept_overlap", "layerwise", "measured_cost", "pruned_cost"]
+
 EDGE_LIMIT = 1500  # the strongest edges a LayerGraph keeps: what the pyvis physics view draws
+FILE_BUDGET = WeightsBudget(max_file_bytes=MAX_CHECKPOINT_BYTES)  # a weights file: an upload's size at most
 
 
 @dataclass(frozen=True)
 class ModelKey:
+    """A registry backbone and its weights."""
+
     backbone: str
     weights: str  # "pretrained", "random" or "checkpoint"
     checkpoint: str = ""  # path of the uploaded state dict when weights == "checkpoint"
 
 
-@dataclass
-class ModelBundle:
-    """A loaded backbone with the objects every page needs from it. The cost model is built on first use (a
-    second of a first page that does not show costs, the explorer's)."""
+@dataclass(frozen=True)
+class FileKey:
+    """A weights file to explore: a visitor's upload (named by its content), never in a link."""
 
-    loaded: Backbone
-    graph: PruningGraph
+    path: str
+    name: str  # the file's name, for people
+
+
+SourceKey = ModelKey | FileKey
+
+
+class _Layers:
+    """What the pages read of any bundle's layers (``layers`` and ``graph_layers`` of a ModelSource)."""
+
     layers: list[LayerInfo]
-    _cost: CostModel | None = field(default=None, repr=False)
-    _cost_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    graph_layers: list[str]  # the layers a layer-wise table covers: a backbone's prunable ones, a file's every one
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [info.name for info in self.layers]
+
+    def info(self, layer: str) -> LayerInfo:
+        return next(info for info in self.layers if info.name == layer)
+
+    @property
+    def drawable(self) -> list[str]:
+        """The layers whose graph can be built (at most MAX_GRAPH_NEURONS neurons)."""
+        return [info.name for info in self.layers if info.neurons <= MAX_GRAPH_NEURONS]
+
+
+class ModelBundle(_Layers, BackboneSource):
+    """A loaded backbone's layers with the objects the pruning pages need from it. The cost model is built on
+    first use (a second of a first page that does not show costs, the explorer's)."""
+
+    def __init__(self, loaded: Backbone):
+        super().__init__(loaded)
+        self._cost: CostModel | None = None
+        self._cost_lock = threading.Lock()
+
+    @property
+    def loaded(self) -> Backbone:
+        return self.backbone
 
     @property
     def cost(self) -> CostModel:
@@ -56,15 +106,27 @@ class ModelBundle:
             return self._cost
 
     @property
-    def layer_names(self) -> list[str]:
-        return [info.name for info in self.layers]
+    def prunable(self) -> list[str]:
+        return self.graph_layers
 
     @property
-    def prunable(self) -> list[str]:
-        return [info.name for info in self.layers if info.prunable]
+    def default_layer(self) -> str:
+        return self.loaded.spec.head_layer
 
-    def info(self, layer: str) -> LayerInfo:
-        return next(info for info in self.layers if info.name == layer)
+    @property
+    def untrained(self) -> bool:
+        return not self.loaded.pretrained
+
+
+class FileBundle(_Layers, FileSource):
+    """A weights file's layers (explore only), as a ModelBundle's for the exploring pages."""
+
+    untrained = False  # as far as anyone can tell
+
+    @property
+    def default_layer(self) -> str:
+        """The first layer whose graph can be built (a file's first tensor may be a 50,257-row embedding)."""
+        return next(iter(self.drawable), self.layers[0].name)
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -75,29 +137,50 @@ def backbone(key: ModelKey) -> Backbone:
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def model_bundle(key: ModelKey) -> ModelBundle:
-    loaded = backbone(key)
-    graph = PruningGraph(loaded.model, loaded.spec)
-    return ModelBundle(loaded, graph, list_layers(loaded.model, graph))
+    return ModelBundle(backbone(key))
 
 
-def layer_vectors(key: ModelKey, layer: str) -> torch.Tensor:
-    return weight_vectors(backbone(key).model.get_submodule(layer), layer)
+@st.cache_resource(max_entries=3, show_spinner=False)
+def file_bundle(key: FileKey) -> FileBundle:
+    """The file's layers, each read once here: a file refused (WeightsFileError: not what its extension says,
+    damaged, over FILE_BUDGET, no float layer; NonFiniteWeightsError: NaN or Inf in a layer) is refused whole,
+    as it is uploaded, not when a visitor comes to the layer."""
+    opened = FileBundle.open(key.path, FILE_BUDGET)
+    for name in opened.layer_names:
+        opened.weight(name)
+    opened.title = f"{key.name} ({FORMATS[opened.weights.format]})"  # the name as uploaded, not as stored
+    return opened
+
+
+def bundle_of(key: SourceKey) -> ModelBundle | FileBundle:
+    return model_bundle(key) if isinstance(key, ModelKey) else file_bundle(key)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def similarity(key: ModelKey, layer: str) -> torch.Tensor:
+def layer_weight(key: SourceKey, layer: str) -> torch.Tensor:
+    """A layer's weights, float32, neurons first (read-only): a neuron's filter is ``layer_weight(...)[neuron]``.
+    A file's layer is read from disk once."""
+    return bundle_of(key).weight(layer)
+
+
+def layer_vectors(key: SourceKey, layer: str) -> torch.Tensor:
+    return layer_weight(key, layer).flatten(1)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def similarity(key: SourceKey, layer: str) -> torch.Tensor:
     """Cosine similarity of a layer's neurons (n x n, read-only: copy before changing)."""
     return cosine_similarity(layer_vectors(key, layer))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def layout(key: ModelKey, layer: str) -> np.ndarray:
+def layout(key: SourceKey, layer: str) -> np.ndarray:
     """Node positions: depend on the weights only, so moving tau never moves a node."""
     return layout_2d(layer_vectors(key, layer))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def force_layout(key: ModelKey, layer: str, tau: float) -> np.ndarray:
+def force_layout(key: SourceKey, layer: str, tau: float) -> np.ndarray:
     """Force-directed positions of the thresholded graph: computed once per layer and tau."""
     return graph.force_layout(threshold_adjacency(similarity(key, layer), tau))
 
@@ -105,7 +188,7 @@ def force_layout(key: ModelKey, layer: str, tau: float) -> np.ndarray:
 LAYOUTS = {"force": "force-directed", "pca": "weight PCA"}
 
 
-def layout_for(key: ModelKey, layer: str, layout_name: str) -> str:
+def layout_for(key: SourceKey, layer: str, layout_name: str) -> str:
     """The layout a layer is drawn in: ``layout_name``, except that force-directed is offered up to
     graph.MAX_FORCE_LAYOUT_NODES neurons (weight PCA above)."""
     if layout_name == "force" and layer_vectors(key, layer).shape[0] <= graph.MAX_FORCE_LAYOUT_NODES:
@@ -113,7 +196,7 @@ def layout_for(key: ModelKey, layer: str, layout_name: str) -> str:
     return "pca"
 
 
-def positions(key: ModelKey, layer: str, layout_name: str) -> np.ndarray:
+def positions(key: SourceKey, layer: str, layout_name: str) -> np.ndarray:
     """Node positions in a layout of LAYOUTS (see layout_for). Force-directed lays out the graph at the layer's
     suggested tau, about ten edges per neuron, once per layer: moving tau then only refilters edges, so nodes
     stay put and a move costs no new layout."""
@@ -126,7 +209,7 @@ TAU_STEPS = tuple(float(t) for t in np.round(np.arange(TAU_RANGE[0], TAU_RANGE[1
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
-def graph_payload(key: ModelKey, layer: str, layout_name: str) -> GraphPayload:
+def graph_payload(key: SourceKey, layer: str, layout_name: str) -> GraphPayload:
     """What the graph canvas is sent once per layer and layout (cprune_core.graph_view): positions, norms and
     the edges strongest first down to the slider's lowest tau, at most EDGE_CAP. A resource: the same
     object (and bytes) at every run, so Streamlit sends it to a browser once."""
@@ -135,20 +218,20 @@ def graph_payload(key: ModelKey, layer: str, layout_name: str) -> GraphPayload:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def communities(key: ModelKey, layer: str) -> tuple[np.ndarray, float]:
+def communities(key: SourceKey, layer: str) -> tuple[np.ndarray, float]:
     """Louvain communities (seeded) of the layer's graph at its suggested tau, the force layout's, and that tau."""
     tau = suggested_tau(key, layer)
     return louvain_labels(threshold_adjacency(similarity(key, layer), tau)), tau
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def suggested_tau(key: ModelKey, layer: str) -> float:
+def suggested_tau(key: SourceKey, layer: str) -> float:
     """The tau at which the layer's neurons have about ten edges each."""
     return graph.tau_for_mean_degree(similarity(key, layer), 10)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def graph_file(key: ModelKey, layer: str, tau: float, file_format: str) -> bytes:
+def graph_file(key: SourceKey, layer: str, tau: float, file_format: str) -> bytes:
     """The thresholded graph with each neuron's centrality, degree, L2 norm and both layouts' positions."""
     view = layer_graph(key, layer, tau)
     pca = layout(key, layer)
@@ -174,7 +257,7 @@ class Walkthrough:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def walkthrough(key: ModelKey, layer: str, tau: float) -> Walkthrough:
+def walkthrough(key: SourceKey, layer: str, tau: float) -> Walkthrough:
     vectors = layer_vectors(key, layer)
     similarity_matrix = similarity(key, layer)
     adjacency = threshold_adjacency(similarity_matrix, tau)
@@ -205,7 +288,7 @@ class LayerGraph:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def layer_graph(key: ModelKey, layer: str, tau: float) -> LayerGraph:
+def layer_graph(key: SourceKey, layer: str, tau: float) -> LayerGraph:
     adjacency = threshold_adjacency(similarity(key, layer), tau)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
@@ -221,8 +304,20 @@ def layer_graph(key: ModelKey, layer: str, tau: float) -> LayerGraph:
     )
 
 
+def prefetch(cached, *args) -> None:
+    """Start ``cached(*args)`` (a cached function of this module) in a thread and return at once: the page's own
+    call later waits for what is left of it, never computing a second copy (Streamlit holds one compute lock
+    per key), so the machine's second core works on it meanwhile. A failure is left for the page's own call
+    to meet and show."""
+    def quietly() -> None:
+        with contextlib.suppress(Exception):  # the page's own call raises it again, in front of the visitor
+            cached(*args)
+
+    threading.Thread(target=quietly, name="cprune-prefetch", daemon=True).start()
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
-def neuron_scores(key: ModelKey, layer: str, criterion: str, tau: float) -> np.ndarray:
+def neuron_scores(key: SourceKey, layer: str, criterion: str, tau: float) -> np.ndarray:
     """One score per neuron of ``layer`` (higher = keep), on the unpruned weights."""
     scorer = make_criterion(criterion, tau)
     with warnings.catch_warnings():
@@ -244,7 +339,7 @@ def kept_mask(scores: np.ndarray, count: int) -> np.ndarray:
     return mask
 
 
-def kept_overlap(key: ModelKey, layer: str, criterion: str, tau: float, count: int) -> pd.DataFrame:
+def kept_overlap(key: SourceKey, layer: str, criterion: str, tau: float, count: int) -> pd.DataFrame:
     """How far the ``count`` neurons ``criterion`` keeps agree with those each other criterion keeps: one row per
     other criterion with the Jaccard index of the two kept sets."""
     kept = kept_set(neuron_scores(key, layer, criterion, tau), count)
@@ -257,10 +352,12 @@ def kept_overlap(key: ModelKey, layer: str, criterion: str, tau: float, count: i
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def layerwise(key: ModelKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def layerwise(key: SourceKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per prunable layer at ``tau``: a summary table and the long-form centralities."""
     rows, values = [], []
-    for name in model_bundle(key).prunable:
+    for name in bundle_of(key).graph_layers:
+        if bundle_of(key).info(name).neurons > MAX_GRAPH_NEURONS:
+            continue  # the page says which
         view = layer_graph(key, name, tau)
         gini, top10 = concentration(torch.from_numpy(view.centrality))
         rows.append({"layer": name, "neurons": view.summary.nodes, "edges": view.summary.edges,

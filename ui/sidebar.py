@@ -1,4 +1,5 @@
-"""The sidebar every page shares: backbone and its weights, dataset, device, shareable link."""
+"""The sidebar every page shares: the model (a registry backbone and its weights, or a weights file to explore),
+dataset, device, shareable link."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,19 +7,26 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from cprune_core import (BACKBONES, DATASETS, CheckpointError, WeightsUnavailableError, describe_device, get_spec,
-                         resolve_device)
+from cprune_core import (BACKBONES, DATASETS, CheckpointError, CPruneError, WeightsUnavailableError, describe_device,
+                         get_spec, resolve_device)
 from cprune_core.data import NO_VISITOR_DOWNLOADS, get_source, is_cached, visitor_downloads
-from cprune_core.registry import WEIGHT_SOURCES, weights_cache_path
+from cprune_core.registry import MAX_CHECKPOINT_BYTES, WEIGHT_SOURCES, weights_cache_path
+from cprune_core.weights import EXTENSIONS, FORMATS
 
 from . import state
-from .cache import ModelBundle, ModelKey, model_bundle
+from .cache import FileBundle, FileKey, ModelBundle, ModelKey, SourceKey, bundle_of, file_bundle, model_bundle
 from .services import run_queue, uploads
 from .text import plain
 
-__all__ = ["WEIGHT_LABELS", "render", "require_model", "require_layer"]
+__all__ = ["WEIGHT_LABELS", "MODEL_KINDS", "EXPLORE_ONLY", "render", "offer_backbones", "require_model",
+           "require_backbone", "require_layer"]
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
+MODEL_KINDS = {"backbone": "a registry backbone", "file": "a weights file (explore only)"}
+FILE_TYPES = [extension.lstrip(".") for extension in EXTENSIONS]
+CHECKPOINT_SLOT, FILE_SLOT = "_checkpoint_seen", "_weights_file_seen"  # this session's upload and its verdict
+ADOPTED = "adopted"  # the file_id of a weights file taken as a backbone's checkpoint (no upload widget holds it)
+EXPLORE_ONLY = "Pruning and fine-tuning stay with the registry backbones: a weights file is only explored."
 
 
 def _weights_cached(backbone: str) -> bool:
@@ -50,62 +58,104 @@ def _dataset_note(dataset: str) -> None:
 
 
 def render() -> None:
-    """Draw the sidebar and load the chosen model into st.session_state["model_key"]
-    (None, with the reason shown, when it cannot be loaded)."""
-    sidebar = st.sidebar
+    """Draw the sidebar and load the chosen model into st.session_state["model_key"] (a ModelKey or a FileKey;
+    None, with the reason shown, when it cannot be loaded)."""
     st.session_state.setdefault("weights", state.CONFIG_DEFAULTS.weights)
     st.session_state.setdefault("dataset", state.CONFIG_DEFAULTS.dataset)
-    with sidebar:
-        backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
-                               format_func=lambda name: BACKBONES[name].title)
-        weights = st.radio("Weights", _weight_sources(backbone), format_func=WEIGHT_LABELS.get, key="weights",
-                           horizontal=True)
-        key = ModelKey(backbone, weights)
+    st.session_state.setdefault("model_kind", "backbone")
+    with st.sidebar:
         uploads().collect(every_s=30)  # files of sessions that have gone: not only when someone uploads
         run_queue().attend(state.visitor(), get_script_run_ctx().session_id)  # this visitor's launches may wait
-        if weights == "checkpoint":
-            upload = st.file_uploader("State dict (.pt/.pth)", key="checkpoint_upload",
-                                      help="torch.save(model.state_dict(), path) of this backbone; read with "
-                                           "weights_only=True.")
-            if upload is None:
-                st.info("Upload a checkpoint of the chosen backbone, or choose other weights.")
-                key = None
-            else:
-                key = _keep_upload(backbone, upload)
+        kind = st.radio("Model", list(MODEL_KINDS), format_func=MODEL_KINDS.get, key="model_kind",
+                        help="A registry backbone can be explored, pruned and fine-tuned; any weights file "
+                             "(.safetensors, ONNX, a PyTorch state dict) can be explored, layer by layer.")
+        key = _choose_backbone() if kind == "backbone" else _choose_file()
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
         _dataset_note(st.session_state["dataset"])
         st.caption(f"Device in use: **{describe_device(resolve_device('auto'))}**")
         st.radio("Chart downloads", state.CHART_FORMATS, format_func=str.upper, key="chart_format", horizontal=True,
                  help="The camera button above each chart saves it in this format (drawn in your browser).")
-        st.caption("Share this view: the page's URL holds the backbone, layer, τ, criterion and keep ratio.")
+        st.caption("Share this view: the page's URL holds the backbone, layer, τ, criterion and keep ratio (never "
+                   "an uploaded file or its layers).")
         for problem in st.session_state.pop("url_rejected", []):
             st.warning(f"Ignored a link parameter ({plain(problem)}); using the default.")
 
 
-def _keep_upload(backbone: str, upload) -> ModelKey | None:
-    """The uploaded checkpoint kept for this session (None, with the reason shown, when refused). A file is
-    hashed, written and checked once: later reruns with the same upload reuse the verdict."""
+def _choose_backbone() -> ModelKey | None:
+    backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
+                           format_func=lambda name: BACKBONES[name].title)
+    weights = st.radio("Weights", _weight_sources(backbone), format_func=WEIGHT_LABELS.get, key="weights",
+                       horizontal=True)
+    if weights != "checkpoint":
+        return ModelKey(backbone, weights)
+    upload = st.file_uploader("Checkpoint (.pt, .pth, .safetensors)", key="checkpoint_upload",
+                              help="torch.save(model.state_dict(), path) of this backbone, or its safetensors; read "
+                                   "with weights_only=True.")
+    if upload is not None:
+        path = _keep_upload(CHECKPOINT_SLOT, upload, backbone)
+        return path and ModelKey(backbone, "checkpoint", path)
+    adopted = st.session_state.get(CHECKPOINT_SLOT)
+    if (adopted is not None and adopted["file_id"] == ADOPTED and adopted["for"] == backbone
+            and uploads().hold(Path(adopted["path"]), get_script_run_ctx().session_id)):
+        st.caption(f"Checkpoint: your weights file {plain(adopted['name'])}. Upload another to replace it.")
+        return ModelKey(backbone, "checkpoint", adopted["path"])
+    st.info("Upload a checkpoint of the chosen backbone, or choose other weights.")
+    return None
+
+
+def _choose_file() -> FileKey | None:
+    upload = st.file_uploader("Weights file", type=FILE_TYPES, key="weights_file_upload",
+                              help="A .safetensors file, an ONNX model or a PyTorch state dict (.pt, .pth, .bin; "
+                                   f"read with weights_only=True), up to {MAX_CHECKPOINT_BYTES // 2**20} MiB: every "
+                                   "floating-point weight of rank 2 or 4 is a layer to explore. It stays private to "
+                                   "you, and is deleted when you leave.")
+    if upload is None:
+        st.info("Upload a weights file to explore its layers, or choose a registry backbone.")
+        return None
+    path = _keep_upload(FILE_SLOT, upload, "")
+    return path and FileKey(path, upload.name)
+
+
+def _keep_upload(slot: str, upload, purpose: str) -> str | None:
+    """The path of ``upload`` kept for this session (None, with the reason shown, when refused), for ``purpose``
+    (a backbone's checkpoint, or "" for a weights file to explore). A file is hashed, written and checked
+    once: later reruns with the same upload reuse the verdict kept in ``st.session_state[slot]``."""
     session = get_script_run_ctx().session_id
-    seen = st.session_state.get("_checkpoint_seen")
-    if seen is not None and seen["file_id"] == upload.file_id and seen["backbone"] == backbone:
+    seen = st.session_state.get(slot)
+    if seen is not None and seen["file_id"] == upload.file_id and seen["for"] == purpose:
         if seen["refused"]:  # its contents were refused: they will not change
             st.error(seen["refused"])
             return None
         if uploads().hold(Path(seen["path"]), session):  # still kept (a session that dropped a while may lose it)
-            return ModelKey(backbone, "checkpoint", seen["path"])
-    st.session_state.pop("_checkpoint_seen", None)
+            return seen["path"]
+    st.session_state.pop(slot, None)
     try:
         path = str(uploads().add(session, upload.name, upload.getvalue()))
     except CheckpointError as exc:  # too large, or no space left for now: asked again at the next run
         st.error(plain(exc))
         return None
-    st.session_state["_checkpoint_seen"] = {"file_id": upload.file_id, "backbone": backbone, "refused": "",
-                                            "path": path}
-    return ModelKey(backbone, "checkpoint", path)
+    st.session_state[slot] = {"file_id": upload.file_id, "for": purpose, "refused": "", "path": path,
+                              "name": upload.name}
+    return path
 
 
-def _load(key: ModelKey) -> ModelKey | None:
+def _refuse(path: str, error: CPruneError) -> None:
+    """An upload's contents were refused: the file goes at once, and this upload is not read again. The message
+    names the file as the visitor named it, not as it is stored (its content's digest first)."""
+    uploads().reject(Path(path), get_script_run_ctx().session_id)
+    records = [seen for slot in (CHECKPOINT_SLOT, FILE_SLOT)
+               if (seen := st.session_state.get(slot)) is not None and seen["path"] == path]
+    stored = Path(path).name
+    message = plain(str(error).replace(stored, records[0]["name"] if records else stored))
+    for seen in records:
+        seen["refused"] = message
+    st.error(message)
+
+
+def _load(key: SourceKey) -> SourceKey | None:
+    if isinstance(key, FileKey):
+        return _load_file(key)
     spec = get_spec(key.backbone)
     if key.weights == "pretrained" and not _weights_cached(key.backbone) and visitor_downloads():
         message = f"Downloading the ImageNet weights of {spec.title} from {spec.weights_url} …"
@@ -118,12 +168,8 @@ def _load(key: ModelKey) -> ModelKey | None:
         st.error(plain(exc))
         st.button("Use random init instead", on_click=_use_random_weights)
         return None
-    except CheckpointError as exc:  # refused: the file goes at once, and this upload is not read again
-        uploads().reject(Path(key.checkpoint), get_script_run_ctx().session_id)
-        seen = st.session_state.get("_checkpoint_seen")
-        if seen is not None and seen["path"] == key.checkpoint:
-            seen["refused"] = plain(exc)
-        st.error(plain(exc))
+    except CheckpointError as exc:
+        _refuse(key.checkpoint, exc)
         return None
     status = bundle.loaded.weights_status
     st.caption(f"Weights: **{plain(status)}**" + ("" if bundle.loaded.pretrained else " (untrained: graphs show "
@@ -131,21 +177,65 @@ def _load(key: ModelKey) -> ModelKey | None:
     return key
 
 
-def require_model() -> tuple[ModelKey, ModelBundle]:
-    """The loaded model of the sidebar's choice; stops the page with a message if there is none."""
+def _load_file(key: FileKey) -> FileKey | None:
+    try:
+        with st.spinner(f"Reading {plain(key.name)} …"):
+            bundle = file_bundle(key)
+    except CPruneError as exc:  # not what it says, damaged, over budget, no float layer, NaN or Inf
+        _refuse(key.path, exc)
+        return None
+    st.caption(f"**{plain(key.name)}**: {len(bundle.layers):,} layers ({FORMATS[bundle.weights.format]}), explore "
+               "only.")
+    offer_backbones(key, bundle, "sidebar")
+    return key
+
+
+def _adopt(backbone: str, key: FileKey) -> None:
+    st.session_state["model_kind"] = "backbone"
+    state.set_value("backbone", backbone)
+    st.session_state["weights"] = "checkpoint"
+    st.session_state[CHECKPOINT_SLOT] = {"file_id": ADOPTED, "for": backbone, "refused": "", "path": key.path,
+                                         "name": key.name}
+
+
+def offer_backbones(key: FileKey, bundle: FileBundle, where: str) -> None:
+    """For each registry backbone whose checkpoint the file is (its names and shapes fit), a sentence and a
+    button that loads it as that backbone's checkpoint, to prune and fine-tune. ``where`` keys the buttons."""
+    for backbone in bundle.fits:
+        st.caption(f"This file fits {backbone}: use it as {backbone}'s checkpoint to prune and fine-tune it.")
+        st.button(f"Use it as {backbone}'s checkpoint", key=f"adopt_{where}_{backbone}", on_click=_adopt,
+                  args=(backbone, key))
+
+
+def require_model() -> tuple[SourceKey, ModelBundle | FileBundle]:
+    """The loaded model of the sidebar's choice (a backbone or a weights file); stops the page with a message if
+    there is none."""
     key = st.session_state.get("model_key")
     if key is None:
         st.info("No model is loaded: fix the choice in the sidebar (the message there says how).")
         st.stop()
-    return key, model_bundle(key)
+    return key, bundle_of(key)
 
 
-def require_layer(bundle: ModelBundle, prunable_only: bool = False) -> str:
-    """The shared layer, reset to the backbone's head layer when it is not one of this model's."""
-    options = bundle.prunable if prunable_only else bundle.layer_names
-    head = bundle.loaded.spec.head_layer
-    wanted = st.session_state["layer"]
-    if state.ensure_choice("layer", options, head if head in options else options[0]) and wanted:
+def require_backbone() -> tuple[ModelKey, ModelBundle]:
+    """``require_model`` for the pages that prune, fine-tune or measure: with a weights file, the page says that
+    those stay with the registry backbones, offers the backbone the file fits (if any), and stops."""
+    key, loaded = require_model()
+    if isinstance(key, FileKey):
+        st.info(EXPLORE_ONLY + " Choose a registry backbone under Model in the sidebar.")
+        offer_backbones(key, loaded, "page")
+        st.stop()
+    return key, loaded
+
+
+def require_layer(loaded: ModelBundle | FileBundle, prunable_only: bool = False) -> str:
+    """The shared layer (``state.layer_key()``: a backbone's, or a weights file's), reset to the model's default
+    layer when it is not one of this model's."""
+    name = state.layer_key()
+    options = loaded.prunable if prunable_only else loaded.layer_names
+    default = loaded.default_layer
+    wanted = st.session_state.setdefault(name, "")
+    if state.ensure_choice(name, options, default if default in options else options[0]) and wanted:
         st.caption(f"Layer {plain(repr(wanted))} is not {'a prunable' if prunable_only else 'a'} layer of this "
-                   f"model; showing {st.session_state['layer']}.")
-    return st.session_state["layer"]
+                   f"model; showing {plain(st.session_state[name])}.")
+    return st.session_state[name]

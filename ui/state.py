@@ -20,7 +20,7 @@ from cprune_core.service import XSRF_COOKIE, browser_secret, session_visitor_id,
 from .services import visitor_key
 
 __all__ = ["slider_bounds", "OPTIONS", "CONFIG_DEFAULTS", "TAU_STEP", "KEEP_STEP", "TAU_RANGE", "KEEP_RANGE", "DEFAULTS",
-           "URL_PARAMS", "init", "write_url", "widget_key", "bound", "set_value", "ensure_choice", "tau_slider",
+           "URL_PARAMS", "init", "write_url", "layer_key", "widget_key", "bound", "set_value", "ensure_choice", "tau_slider",
            "keep_slider", "visitor", "CHART_FORMATS", "chart_config"]
 
 
@@ -92,6 +92,12 @@ def write_url() -> None:
             st.query_params.pop(name, None)
         elif st.query_params.get(name) != text:
             st.query_params[name] = text
+
+
+def layer_key() -> str:
+    """The session value that holds the layer shown: "layer" (in the URL) for a registry backbone; "file_layer"
+    (never in the URL: an upload is private to its visitor) for a weights file."""
+    return "file_layer" if st.session_state.get("model_kind") == "file" else "layer"
 
 
 def widget_key(name: str) -> str:
