@@ -336,7 +336,9 @@ class Recording:
     """Iterate to pass ``events`` through while recording them; ``run_id`` is known at once.
 
     The run ends as the end event says; an exception ends it "failed" (and is re-raised); a
-    consumer that stops iterating early (closing the generator) ends it "interrupted".
+    consumer that stops iterating early (closing the generator) ends it "interrupted". A run whose
+    end says it was refused (``RunSummary.refused``: its dataset, checkpoint or settings could not be
+    used, before a step) is deleted again, and ``run_id`` becomes None: a refused command records nothing.
     """
 
     def __init__(self, store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
@@ -359,7 +361,11 @@ class Recording:
             status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
             raise
         finally:
-            self.store.finish_run(self.run_id, status, self.summary, message=message)
+            if self.summary is not None and self.summary.refused:
+                self.store.delete_run(self.run_id)
+                self.run_id = None
+            else:
+                self.store.finish_run(self.run_id, status, self.summary, message=message)
 
 
 def record(store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
