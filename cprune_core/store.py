@@ -97,8 +97,8 @@ class RunStore:
 
     Safe to open from several processes (WAL journal, busy timeout). A damaged file is set aside and a
     fresh store opened in its place (``recovered_from``, ``recovery_note``); StoreError when the path
-    cannot be used at all (a folder, an unwritable place). Opening marks as "interrupted" the running
-    runs of processes that are gone.
+    cannot be used at all (a folder, a device or other special file, an unwritable place). Opening marks as
+    "interrupted" the running runs of processes that are gone.
     """
 
     def __init__(self, path: str | Path | None = None):
@@ -124,6 +124,8 @@ class RunStore:
                              f"{unknown_home(self.path)}).")
         if self.path.is_dir():
             raise StoreError(f"The run store {self.path} is a folder, not a file.")
+        if self.path.exists() and not self.path.is_file():  # SQLite would write its journal beside a device
+            raise StoreError(f"The run store {self.path} is not a regular file (a device, a pipe or a socket).")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
