@@ -20,7 +20,8 @@ from .graph import GraphSummary, cosine_similarity, layout_2d, summarize, thresh
 from .model_source import ModelSource
 from .ranges import TAU, choose
 
-__all__ = ["MAX_GRAPH_NEURONS", "LayerReport", "layer_scores", "layer_report", "layerwise_rows", "LAYERWISE_COLUMNS"]
+__all__ = ["MAX_GRAPH_NEURONS", "LayerReport", "layer_scores", "check_graph_settings", "layer_report", "layerwise_rows",
+           "LAYERWISE_COLUMNS"]
 
 MAX_GRAPH_NEURONS = 16_384  # a 16,384-neuron similarity matrix is 1 GiB of float32
 LAYERWISE_COLUMNS = ("layer", "kind", "neurons", "vector_length", "edges", "density", "components", "isolated",
@@ -69,15 +70,21 @@ class LayerReport:
                 "pca_x": self.positions[:, 0], "pca_y": self.positions[:, 1]}
 
 
+def check_graph_settings(tau: float, criteria: Sequence[str] = ()) -> None:
+    """ConfigError for a tau out of range (NaN and infinities included) or an unknown criterion: what
+    ``layer_report`` and ``layerwise_rows`` check first, for a caller to check before it opens a model."""
+    TAU.check(tau, "tau")
+    for name in criteria:
+        choose(name, CRITERIA, "criterion")
+
+
 def layer_report(source: ModelSource, layer: str, tau: float, criteria: Sequence[str] = tuple(CRITERIA)) -> LayerReport:
     """The graph of ``layer`` of ``source`` at ``tau`` and every criterion's score per neuron.
 
     Raises ConfigError for an unknown layer or criterion, a tau out of range, or a layer of more than
     MAX_GRAPH_NEURONS neurons; NonFiniteWeightsError for NaN or Inf weights.
     """
-    TAU.check(tau, "tau")
-    for name in criteria:
-        choose(name, CRITERIA, "criterion")
+    check_graph_settings(tau, criteria)
     vectors = source.weight_vectors(layer)
     _check_size(vectors.shape[0], layer)
     adjacency = threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)
@@ -110,5 +117,5 @@ def layerwise_rows(source: ModelSource, tau: float) -> list[dict]:
     is (Gini coefficient, share of the top 10% of neurons). A layer over MAX_GRAPH_NEURONS neurons gets a
     note and no figures; a power iteration stopped at its budget, a note and the last iterate's figures.
     NonFiniteWeightsError when a layer has NaN or Inf weights."""
-    TAU.check(tau, "tau")
+    check_graph_settings(tau)
     return [_layerwise_row(source, layer, tau) for layer in source.graph_layers]

@@ -119,6 +119,9 @@ class PruningGraph:
         try:
             return self.groups[self.group_of[layer]]
         except KeyError:
+            if layer not in self.names.values():
+                raise ConfigError(f"The model has no layer named {layer!r}; the layers are listed by "
+                                  f"`cprune graph --backbone {self.spec.name}`.") from None
             raise ConfigError(
                 f"Layer {layer!r} cannot be pruned on its own: it is the classifier, not a Conv2d/Linear, "
                 "or its channels are tied to the network's input or output."

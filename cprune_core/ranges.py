@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Range", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "CPUS_PER_TASK", "GPUS_PER_TASK", "choose"]
+__all__ = ["Range", "number_from_text", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "CPUS_PER_TASK", "GPUS_PER_TASK", "choose"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,27 @@ class Range:
             return f"{number:g}" if not self.integer else str(int(number))
 
         return f"{'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}{')' if self.high_open else ']'}"
+
+
+def number_from_text(text: str, integer: bool = False) -> int | float:
+    """The number ``text`` writes: an int when ``integer``, else a float (``nan`` and ``inf`` included: a
+    Range refuses them with its own sentence). The one reading of a number a person typed (an option, an
+    environment variable, a link parameter).
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is no number, or not written in ASCII: Python's ``int`` and ``float`` read other scripts'
+        digits (``"١٠"`` is 10, ``"２"`` is 2), which no one means to type as a count.
+
+    Example
+    -------
+    >>> number_from_text(" 12 ", integer=True), number_from_text("1e-3")
+    (12, 0.001)
+    """
+    if not isinstance(text, str) or not text.isascii():
+        raise ValueError(f"{text!r} is not written in ASCII digits")
+    return int(text) if integer else float(text)
 
 
 TAU = Range(0.0, 1.0, high_open=True)  # similarity threshold: an edge needs cosine similarity > tau

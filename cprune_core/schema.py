@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .data import DATASETS, DEFAULT_DATASET
 from .data.splits import check_split_arguments
 from .device import DEVICES
-from .errors import ConfigError
+from .errors import ConfigError, exit_code_for
 from .criteria import CRITERIA, DEFAULT_TAU
 from .ranges import FRACTION, KEEP, TAU, Range, choose
 from .registry import BACKBONES, DEFAULT_BACKBONE, MAX_INPUT_SIZE, WEIGHT_SOURCES, get_spec
@@ -66,6 +66,7 @@ class Option:
     range: Range | None = None
     flag: str | None = None  # the CLI flag when it is not --<field-name>
     label: str | None = None  # one value's name in messages when it is not the field's ("keep ratio")
+    path: bool = False  # a file or folder the user names (the CLI refuses an empty one)
 
 
 def option(default: Any, help: str, group: str, **kwargs: Any) -> Any:
@@ -86,10 +87,11 @@ class FinetuneConfig:
     backbone: str = option(DEFAULT_BACKBONE, "Backbone network.", "model", choices=tuple(BACKBONES))
     weights: str = option("pretrained", "Starting weights: ImageNet-pretrained, random init, or a --checkpoint file.",
                           "model", choices=WEIGHT_SOURCES)
-    checkpoint: str | None = option(None, "State dict file to start from (with --weights checkpoint).", "model")
+    checkpoint: str | None = option(None, "State dict file to start from (with --weights checkpoint).", "model",
+                                    path=True)
     dataset: str = option(DEFAULT_DATASET, "Dataset.", "data", choices=tuple(DATASETS))
     dataset_root: str | None = option(None, "Dataset folder (required for 'folder'; optional for the others).",
-                                      "data", flag="--root")
+                                      "data", flag="--root", path=True)
     mode: Mode = option("pruned", "baseline: frozen backbone + new linear head; pruned: prune, then train the head "
                                  "and the pruned layers' scope; finetune: as pruned, without pruning.", "method",
                        choices=MODES)
@@ -188,6 +190,13 @@ class RunSummary:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))  # also from the plain string of a stored run
+
+    @property
+    def refused(self) -> bool:
+        """True for a run that failed before its first step on what it was given: an error of the command
+        line's usage or input kinds (exit status 2 or 3: a setting, dataset, checkpoint or weights that cannot
+        be used). Such a run is not recorded (store.Recording)."""
+        return self.status == RunStatus.FAILED and self.steps_done == 0 and exit_code_for(self.error) in (2, 3)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,8 +1,8 @@
 """The environment variables CPrune reads, each declared once with its default and its valid values.
 
 ``setting(name)`` is the one way to read one: the variable's value when set, checked, else the default.
-A number is checked against its range, a word against its choices, a secret against its minimum length;
-a value that cannot be used is a ConfigError naming the variable and what it must be (a secret's value is
+A number is checked against its range, a word against its choices, a secret against its minimum length,
+a list of folders for absolute paths; a value that cannot be used is a ConfigError naming the variable and what it must be (a secret's value is
 never repeated). ``check_settings()`` reads them all: the server calls it as it starts, so a bad value stops
 start-up with one sentence instead of failing later inside a visitor's run.
 """
@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ConfigError
-from .ranges import Range
+from .paths import user_path
+from .ranges import Range, number_from_text
 
 __all__ = ["Setting", "SETTINGS", "MIN_SECRET_CHARS", "setting", "check_settings"]
 
@@ -24,7 +26,8 @@ MIN_SECRET_CHARS = 16  # a shorter token could be guessed by trying
 class Setting:
     """One environment variable: its default, valid values and meaning (for the README and errors). A number
     has a ``range``; a word has ``choices``; a ``secret`` is any text of MIN_SECRET_CHARS or more ("" when
-    unset: the feature it guards is off)."""
+    unset: the feature it guards is off); ``folders`` are absolute paths separated by os.pathsep (a tuple of
+    Paths, empty when unset)."""
 
     name: str
     default: float | str
@@ -32,6 +35,7 @@ class Setting:
     range: Range | None = None
     choices: tuple[str, ...] = ()
     secret: bool = False
+    folders: bool = False
 
 
 SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
@@ -53,10 +57,12 @@ SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
             "offers only what is already cached", choices=("on", "off")),
     Setting("CPRUNE_ADMIN_TOKEN", "", "the token that opens the app's operator page (/operator); unset: no page",
             secret=True),
+    Setting("CPRUNE_DATA_ROOTS", "", "the folders the app's visitors may read datasets from; unset: the project's "
+            "assets, ../shared/data and the dataset cache", folders=True),
 )}
 
 
-def setting(name: str) -> int | float | str:
+def setting(name: str) -> int | float | str | tuple[Path, ...]:
     """The value of the environment variable ``name`` (one of SETTINGS), or its default when unset or empty.
 
     Raises
@@ -64,13 +70,16 @@ def setting(name: str) -> int | float | str:
     ConfigError
         When a number's value is not a number (``lots``), not written in ASCII, not finite, not whole where a
         count is asked for, or out of its range; when a word is not one of its choices; when a secret is
-        shorter than MIN_SECRET_CHARS. The message names the variable and what it must be; it quotes the value,
+        shorter than MIN_SECRET_CHARS; when a list of folders names none, or a path that is not absolute
+        (``data``, ``~nosuchuser/data``: it would depend on the server's current folder). The message names the variable and what it must be; it quotes the value,
         except a secret's.
     """
     entry = SETTINGS[name]
     text = os.environ.get(name, "").strip()
     if not text:
-        return entry.default
+        return () if entry.folders else entry.default
+    if entry.folders:
+        return _folders(entry, text)
     if entry.secret:
         if len(text) < MIN_SECRET_CHARS:
             raise ConfigError(f"The environment variable {name} must be at least {MIN_SECRET_CHARS} characters "
@@ -86,9 +95,7 @@ def setting(name: str) -> int | float | str:
 
 def _number(entry: Setting, text: str) -> int | float:
     try:
-        if not text.isascii():  # int() would read other scripts' digits: refuse them, as the options do
-            raise ValueError(text)
-        value: int | float = int(text) if entry.range.integer else float(text)
+        value = number_from_text(text, entry.range.integer)
     except ValueError:
         value = math.nan
     if value not in entry.range:
@@ -96,6 +103,16 @@ def _number(entry: Setting, text: str) -> int | float:
         raise ConfigError(f"The environment variable {entry.name} must be {kind} in {entry.range} ({entry.help}), "
                           f"got {text[:40]!r}. Unset it for the default, {entry.default:,}.")
     return value
+
+
+def _folders(entry: Setting, text: str) -> tuple[Path, ...]:
+    folders = tuple(user_path(part.strip()) for part in text.split(os.pathsep) if part.strip())
+    wrong = next((str(folder) for folder in folders if not folder.is_absolute()), None)
+    if not folders or wrong is not None:
+        raise ConfigError(f"The environment variable {entry.name} must list absolute folder paths separated by "
+                          f"{os.pathsep!r} ({entry.help}), got {(wrong or text)[:80]!r}. Write each folder's full "
+                          "path, or unset it for the default.")
+    return folders
 
 
 def check_settings() -> None:

@@ -97,8 +97,8 @@ class RunStore:
 
     Safe to open from several processes (WAL journal, busy timeout). A damaged file is set aside and a
     fresh store opened in its place (``recovered_from``, ``recovery_note``); StoreError when the path
-    cannot be used at all (a folder, an unwritable place). Opening marks as "interrupted" the running
-    runs of processes that are gone.
+    cannot be used at all (a folder, a device or other special file, an unwritable place). Opening marks as
+    "interrupted" the running runs of processes that are gone.
     """
 
     def __init__(self, path: str | Path | None = None):
@@ -124,6 +124,8 @@ class RunStore:
                              f"{unknown_home(self.path)}).")
         if self.path.is_dir():
             raise StoreError(f"The run store {self.path} is a folder, not a file.")
+        if self.path.exists() and not self.path.is_file():  # SQLite would write its journal beside a device
+            raise StoreError(f"The run store {self.path} is not a regular file (a device, a pipe or a socket).")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -336,7 +338,9 @@ class Recording:
     """Iterate to pass ``events`` through while recording them; ``run_id`` is known at once.
 
     The run ends as the end event says; an exception ends it "failed" (and is re-raised); a
-    consumer that stops iterating early (closing the generator) ends it "interrupted".
+    consumer that stops iterating early (closing the generator) ends it "interrupted". A run whose
+    end says it was refused (``RunSummary.refused``: its dataset, checkpoint or settings could not be
+    used, before a step) is deleted again, and ``run_id`` becomes None: a refused command records nothing.
     """
 
     def __init__(self, store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],
@@ -359,7 +363,11 @@ class Recording:
             status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
             raise
         finally:
-            self.store.finish_run(self.run_id, status, self.summary, message=message)
+            if self.summary is not None and self.summary.refused:
+                self.store.delete_run(self.run_id)
+                self.run_id = None
+            else:
+                self.store.finish_run(self.run_id, status, self.summary, message=message)
 
 
 def record(store: RunStore, config: FinetuneConfig, events: Iterable[MetricEvent],

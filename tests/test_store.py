@@ -72,6 +72,21 @@ def test_an_exception_mid_run_leaves_a_readable_record_marked_failed(store):
     assert len(run.history) == 3
 
 
+@pytest.mark.parametrize("error, steps, kept", [
+    ("DatasetError", 0, False), ("ConfigError", 0, False), ("WeightsFileError", 0, False),  # refused: exit 2 or 3
+    ("DatasetError", 4, True),  # failed after training began
+    ("OutOfMemory", 0, True), ("RuntimeError", 0, True),  # a run that failed (exit 1), not a refusal
+])
+def test_a_run_refused_before_its_first_step_is_not_kept(store, error, steps, kept):
+    def refused():
+        yield MetricEvent(EventKind.PREPARE, message="Loading")
+        yield MetricEvent(EventKind.END, final=RunSummary("failed", "No.", steps_done=steps, error=error))
+
+    recording = record(store, FinetuneConfig(), refused())
+    list(recording)
+    assert (len(store.list_runs()) == 1) == kept and (recording.run_id is not None) == kept
+
+
 def test_a_consumer_that_stops_early_leaves_the_run_interrupted(store):
     recording = record(store, FinetuneConfig(), fake_run())
     events = iter(recording)

@@ -43,7 +43,9 @@ def test_url_values_are_parsed_as_the_app_uses_them(name, text, value):
 @pytest.mark.parametrize("name, text, message", [
     ("backbone", "nope", "unknown backbone 'nope'"), ("criterion", "centrality", "unknown criterion"),
     ("tau", "1", "between 0.0 and 0.99"), ("tau", "-0.1", "between"), ("keep", "0", "between 0.05 and 1.0"),
-    ("keep", "nan", "between"), ("tau", "inf", "between"), ("tau", "abc", "could not convert"),
+    ("keep", "nan", "between"), ("tau", "inf", "between"), ("tau", "abc", "must be a number between 0.0 and 0.99"),
+    ("tau", "", "a number between"), ("keep", "٠.٥", "a number between"), ("keep", "1e400", "between"),
+    ("criterion", "x" * 1000, "unknown criterion 'x{40}'$"),
 ])
 def test_invalid_url_values_are_rejected_with_the_reason(name, text, message):
     with pytest.raises(ValueError, match=message):
@@ -72,8 +74,8 @@ def test_the_url_seeds_the_shared_values_once_and_rejected_ones_are_listed():
     assert {name: at.session_state[name] for name in state.URL_PARAMS} == {
         "backbone": state.DEFAULTS["backbone"], "layer": "stem.1", "tau": 0.3, "criterion": "l2",
         "keep": state.DEFAULTS["keep"]}
-    assert at.session_state["url_rejected"] == ["backbone: unknown backbone 'nope'", "keep: keep must be between "
-                                                f"{state.KEEP_RANGE[0]} and {state.KEEP_RANGE[1]}"]
+    assert at.session_state["url_rejected"] == ["backbone: unknown backbone 'nope'", "keep: keep must be a number "
+                                                f"between {state.KEEP_RANGE[0]} and {state.KEEP_RANGE[1]}, got '2'"]
     assert at.query_params["backbone"] == state.DEFAULTS["backbone"]  # the URL now says what is shown
     at.query_params["tau"] = "0.7"  # read on the first run only
     at.run()

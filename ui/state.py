@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from cprune_core import FinetuneConfig, Range
+from cprune_core.ranges import number_from_text
 from cprune_core.schema import config_options
 from cprune_core.service import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_id
 
@@ -50,13 +51,16 @@ def _parse(name: str, text: str) -> Any:
     """A URL value as the type the app uses; ValueError when it is not a valid choice."""
     if name in ("backbone", "criterion"):
         if text not in OPTIONS[name].choices:
-            raise ValueError(f"unknown {name} {text!r}")
+            raise ValueError(f"unknown {name} {text[:40]!r}")
         return text
     if name in ("tau", "keep"):
         low, high = TAU_RANGE if name == "tau" else KEEP_RANGE
-        value = round(float(text), 2)
-        if not low <= value <= high:
-            raise ValueError(f"{name} must be between {low} and {high}")
+        try:
+            value = round(number_from_text(text), 2)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:  # NaN compares false: refused too
+            raise ValueError(f"{name} must be a number between {low} and {high}, got {text[:40]!r}")
         return value
     return text  # layer: checked against the backbone's layers by the page that uses it
 

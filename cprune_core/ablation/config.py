@@ -45,9 +45,11 @@ class AnalysisConfig:
 
     def validate(self) -> AnalysisConfig:
         """This config, checked: ConfigError naming the first impossible value (each item of a tuple is
-        checked against the field's choices or range; at least one criterion)."""
+        checked against the field's choices or range; at least one criterion and one keep ratio)."""
         if not self.criteria:
             raise ConfigError("Choose at least one criterion.")
+        if not self.keep_ratios:
+            raise ConfigError("Choose at least one keep ratio.")
         for name, opt in config_options(AnalysisConfig).items():
             value = getattr(self, name)
             for item in value if isinstance(value, (tuple, list)) else [value]:

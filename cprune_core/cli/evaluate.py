@@ -11,6 +11,7 @@ from ..errors import DatasetError
 from ..evaluation import evaluate_model
 from ..schema import config_options
 from .finetune import percent
+from .options import path_text, whole_number
 
 __all__ = ["add_evaluate_command"]
 
@@ -21,14 +22,15 @@ def add_evaluate_command(subparsers) -> None:
         description="Load a model directory written by `finetune --save` and measure its accuracy on a "
                     "dataset. Classes are matched by name; every class of the data must be a class of the model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True, metavar="DIR", help="Saved model directory (model.json + model.pt).")
+    parser.add_argument("--model", required=True, metavar="DIR", type=path_text,
+                        help="Saved model directory (model.json + model.pt).")
     parser.add_argument("--dataset", default="folder", choices=list(DATASETS),
                         help="Dataset; 'folder' is any folder with one sub-folder of images per class.")
-    parser.add_argument("--root", help="Dataset folder (required for 'folder').")
+    parser.add_argument("--root", type=path_text, help="Dataset folder (required for 'folder').")
     parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                         help="Which images: all, or one split made with --seed and the default fractions.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the split (with --split train/val/test).")
-    parser.add_argument("--batch-size", type=int, default=64, help="Evaluation batch size.")
+    parser.add_argument("--seed", type=whole_number, default=0, help="Seed of the split (with --split train/val/test).")
+    parser.add_argument("--batch-size", type=whole_number, default=64, help="Evaluation batch size.")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA, then MPS, then CPU.")
     parser.add_argument("--json", action="store_true", help="Print the accuracies as JSON on stdout.")
     parser.set_defaults(handler=evaluate_command)

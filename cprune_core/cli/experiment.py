@@ -20,7 +20,7 @@ from .experiment_atlas import add_atlas_command
 from .experiment_importance import add_importance_command
 from .interrupt import stop_on_ctrl_c
 from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
-                      report_folder)
+                      path_text, report_folder, whole_number)
 
 __all__ = ["add_experiment_command"]
 
@@ -42,7 +42,7 @@ def add_experiment_command(subparsers) -> None:
     parser.add_argument("--datasets", nargs="+", choices=list(experiment.REGIMES),
                         help="Dataset regimes; default the offline pair flowers128 and flowers128-10shot "
                              "(--quick: flowers-sample).")
-    parser.add_argument("--seeds", type=int, help=f"Number of seeds (0..N-1); default {DEFAULT_SEEDS} "
+    parser.add_argument("--seeds", type=whole_number, help=f"Number of seeds (0..N-1); default {DEFAULT_SEEDS} "
                                                   f"(--quick: {experiment.QUICK_SEEDS}).")
     parser.add_argument("--quick", action="store_true",
                         help=f"A reduced grid (eigenvector and random at keep 0.25 and 0.5, no tau sweep, "
@@ -55,7 +55,7 @@ def add_experiment_command(subparsers) -> None:
                              "(use 224 for the downloaded datasets).")
     add_config_argument(parser, "train_scope")
     add_config_argument(parser, "device")
-    parser.add_argument("--out", help=out_help())
+    parser.add_argument("--out", type=path_text, help=out_help())
     parser.add_argument("--no-record", action="store_true",
                         help="Do not record the runs in the local run store (and so do not resume from it).")
     parser.add_argument("--rerun", action="store_true",
@@ -84,9 +84,10 @@ def run_experiment_command(args) -> int:
             f"--train-scope {args.train_scope}" if args.train_scope != "suffix" else "",
             *executor_flags(args),
         ] if part)
+    executor = make_executor(args)  # its CPU and GPU counts checked before the run store is opened
     store = None if args.no_record else open_store(None)
     start = time.perf_counter()
-    with make_executor(args) as executor:
+    with executor:
         bar = tqdm(total=len(grid.plan), unit="run", file=sys.stderr,
                    bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}{postfix}]")
 

@@ -17,7 +17,7 @@ from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
 from .interrupt import stop_on_ctrl_c
 from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
-                      make_executor, out_help, report_folder)
+                      make_executor, name_text, out_help, path_text, report_folder, whole_number)
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_atlas_command"]
@@ -39,17 +39,17 @@ def add_atlas_command(experiments) -> None:
                     "resumes. Writes atlas.md, atlas.csv and atlas.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_analysis_data_options(parser)
-    parser.add_argument("--layers", nargs="+", default=["all"], metavar="all|NAME",
+    parser.add_argument("--layers", nargs="+", default=["all"], metavar="all|NAME", type=name_text,
                         help=f"Layers to measure: all prunable layers, or their names (--quick: {QUICK.quick_layers} "
                              "layers evenly spread).")
-    parser.add_argument("--sample", type=int, metavar="N",
+    parser.add_argument("--sample", type=whole_number, metavar="N",
                         help=f"Neurons measured in every layer by a forward pass each; default up to {DEFAULT_SAMPLE} "
                              f"(all of a smaller layer; --quick: {QUICK.sample_size}). The head layer is always "
                              "measured in full.")
-    parser.add_argument("--val-images", type=int, metavar="N",
+    parser.add_argument("--val-images", type=whole_number, metavar="N",
                         help=f"Validation images the ablations run on (a seeded subset); default "
                              f"{DEFAULTS.val_images} (--quick: {QUICK.val_images}).")
-    parser.add_argument("--seeds", type=int, help=f"Seeds of the random criterion; default {DEFAULTS.seeds} "
+    parser.add_argument("--seeds", type=whole_number, help=f"Seeds of the random criterion; default {DEFAULTS.seeds} "
                                                   f"(--quick: {QUICK.seeds}).")
     add_config_argument(parser, "tau")
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE, help="Input size; the flowers photos are 128 px.")
@@ -58,7 +58,7 @@ def add_atlas_command(experiments) -> None:
                         help="flowers-sample, a few layers, small samples: minutes on a CPU, for tests and for "
                              "checking the set-up; the report is not written in docs/ (see --out).")
     parser.add_argument("--json", action="store_true", help="Print the atlas as JSON on stdout (and nothing else).")
-    parser.add_argument("--out", help=out_help())
+    parser.add_argument("--out", type=path_text, help=out_help())
     parser.add_argument("--rerun", action="store_true",
                         help="Measure again the layers already recorded with the same settings (by default they are "
                              "read back, so a killed run resumes).")

@@ -15,7 +15,7 @@ from ..registry import DEFAULT_BACKBONE
 from ..schema import config_options
 from .interrupt import stop_on_ctrl_c
 from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
-                      make_executor, out_help, report_folder)
+                      make_executor, out_help, path_text, report_folder)
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_importance_command"]
@@ -66,7 +66,7 @@ def add_importance_command(experiments) -> None:
                              f"of {AnalysisConfig.resamples}), the report not in docs/ (see --out): for tests and for "
                              "checking the set-up.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON on stdout (and nothing else).")
-    parser.add_argument("--out", help=out_help())
+    parser.add_argument("--out", type=path_text, help=out_help())
     add_executor_options(parser, "task", local="in this process, with a progress bar",
                          ray="the whole analysis as one Ray task (e.g. on a GPU node), without a progress bar")
     parser.set_defaults(handler=importance_command)

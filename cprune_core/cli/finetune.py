@@ -13,7 +13,7 @@ from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, RunResult, RunStatus
 from .interrupt import stop_on_ctrl_c
-from .options import add_config_options, config_from_args, open_store
+from .options import add_config_options, config_from_args, open_store, path_text
 from .progress_bars import RunProgressBar
 
 __all__ = ["add_finetune_command", "summary_table"]
@@ -31,13 +31,14 @@ def add_finetune_command(subparsers) -> None:
     add_config_options(parser)
     parser.add_argument("--baseline", action="store_true", help="Shorthand for --mode baseline.")
     output = parser.add_argument_group("output")
-    output.add_argument("--save", metavar="DIR", help="Save the fine-tuned model (model.pt + model.json) in DIR.")
+    output.add_argument("--save", metavar="DIR", type=path_text,
+                        help="Save the fine-tuned model (model.pt + model.json) in DIR.")
     output.add_argument("--export", action="append", choices=tuple(EXPORTERS), default=[],
                         help="Also export the saved model to DIR/model.onnx or DIR/model.ts "
                              "(repeatable; needs --save).")
     output.add_argument("--no-record", action="store_true", help="Do not record the run in the run store.")
-    output.add_argument("--store", metavar="FILE", help="Run store file; none: $CPRUNE_HOME/runs.sqlite, "
-                                                        "else ~/.cache/cprune/runs.sqlite.")
+    output.add_argument("--store", metavar="FILE", type=path_text,
+                        help="Run store file; none: $CPRUNE_HOME/runs.sqlite, else ~/.cache/cprune/runs.sqlite.")
     output.add_argument("--json", action="store_true", help="Print the final figures as JSON on stdout.")
     output.add_argument("--quiet", action="store_true", help="No progress bar.")
     parser.set_defaults(handler=finetune_command)

@@ -13,11 +13,12 @@ import pandas as pd
 
 from ..criteria import CRITERIA
 from ..graph import GRAPH_FORMATS, graph_file, to_networkx
-from ..layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, layer_report, layerwise_rows
+from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, check_graph_settings, layer_report,
+                             layerwise_rows)
 from ..model_source import BackboneSource, FileSource, ModelSource
 from ..paths import atomic_write, writable_dir
 from ..weights import DEFAULT_BUDGET
-from .options import add_config_argument, comma_list
+from .options import add_config_argument, comma_list, name_text, path_text
 
 __all__ = ["add_graph_command"]
 
@@ -38,17 +39,17 @@ def add_graph_command(subparsers) -> None:
                     f"to {MAX_GRAPH_NEURONS:,} neurons.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", metavar="FILE", help="A .safetensors file, an .onnx model or a PyTorch state "
+    source.add_argument("--weights", metavar="FILE", type=path_text, help="A .safetensors file, an .onnx model or a PyTorch state "
                                                           "dict (.pt, .pth, .bin; read with weights_only=True).")
     add_config_argument(source, "backbone", default=None)
     parser.add_argument("--backbone-weights", choices=("pretrained", "random"), default="pretrained",
                         help="With --backbone: ImageNet-pretrained or random-init weights.")
-    parser.add_argument("--layer", metavar="NAME", help="The layer (as listed without --layer), or 'all' for the "
+    parser.add_argument("--layer", metavar="NAME", type=name_text, help="The layer (as listed without --layer), or 'all' for the "
                                                         "layer-wise table.")
     add_config_argument(parser, "tau")
     parser.add_argument("--criteria", type=comma_list, default=list(CRITERIA), metavar="NAMES",
                         help=f"Comma-separated criteria to score neurons by; choose from {', '.join(CRITERIA)}.")
-    parser.add_argument("--out", default=".", metavar="DIR", help="Folder for the files written.")
+    parser.add_argument("--out", default=".", metavar="DIR", type=path_text, help="Folder for the files written.")
     parser.add_argument("--format", choices=FORMATS, default="graphml",
                         help="File format of one layer's graph (the layer-wise table is always CSV).")
     parser.set_defaults(handler=graph_command)
@@ -96,6 +97,7 @@ def open_source(args: argparse.Namespace) -> ModelSource:
 
 
 def graph_command(args: argparse.Namespace) -> int:
+    check_graph_settings(args.tau, args.criteria)  # before a model is opened
     source = open_source(args)
     if args.layer is None:
         print_layers(source)

@@ -13,13 +13,49 @@ from typing import Any
 from ..errors import ConfigError
 from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
 from ..paths import DOCS_DIR, quick_reports_dir, user_path
-from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK
+from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK, number_from_text
 from ..schema import FinetuneConfig, config_options
 from ..store import RunStore
 
-__all__ = ["add_config_argument", "add_config_options", "config_from_args", "comma_list", "comma_floats",
+__all__ = ["whole_number", "real_number", "path_text", "name_text", "VALUE_TYPES", "add_config_argument",
+           "add_config_options", "config_from_args", "comma_list", "comma_floats",
            "add_analysis_data_options", "add_executor_options", "make_executor", "executor_flags", "open_store",
            "report_folder", "out_help"]
+
+
+# The argparse types of the options: each turns a value it cannot read into argparse's usage error (exit 2).
+# A number is read in ASCII only (ranges.number_from_text); its range is checked where the command checks its
+# settings, in the sentence of ranges.Range. A path or a name may not be empty: "" would mean the current folder.
+
+def whole_number(text: str) -> int:
+    """An int written in ASCII digits."""
+    try:
+        return number_from_text(text, integer=True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (ASCII digits)") from None
+
+
+def real_number(text: str) -> float:
+    """A float written in ASCII (nan and inf are read, and refused by the option's range)."""
+    try:
+        return number_from_text(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (ASCII digits)") from None
+
+
+def path_text(text: str) -> str:
+    """A file or folder's path as given; an empty one (which every function would read as the current folder)
+    or one holding a NUL character (which no file name can) is refused."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a path: name a file or folder")
+    return text
+
+
+def name_text(text: str) -> str:
+    """A name the command looks up (a layer's, a Ray address); an empty one is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name: give one")
+    return text
 
 
 def comma_list(text: str) -> list[str]:
@@ -28,8 +64,12 @@ def comma_list(text: str) -> list[str]:
 
 
 def comma_floats(text: str) -> list[float]:
-    """"0.1, 0.5" -> [0.1, 0.5]; ValueError (argparse's "invalid value") for an item that is no number."""
-    return [float(item) for item in comma_list(text)]
+    """"0.1, 0.5" -> [0.1, 0.5]; argparse's usage error for an item that is no number written in ASCII."""
+    return [real_number(item) for item in comma_list(text)]
+
+
+# Every option that takes a value has choices or one of these types (tests/test_surface.py checks it).
+VALUE_TYPES = (whole_number, real_number, path_text, name_text, comma_list, comma_floats)
 
 
 def _base_type(hint: Any) -> type:
@@ -68,7 +108,8 @@ def add_config_argument(group, name: str, config_class: type = FinetuneConfig, s
         numbers = _item_type(hint) is float
         keywords.update(type=comma_floats if numbers else comma_list, metavar="NUMBERS" if numbers else "NAMES")
     else:
-        keywords.update(type=kind, choices=option.choices)
+        kinds = {int: whole_number, float: real_number, str: str if option.choices else name_text}
+        keywords.update(type=path_text if option.path else kinds.get(kind, kind), choices=option.choices)
         if option.flag:  # e.g. --root ROOT, not --root DATASET_ROOT
             keywords["metavar"] = option.flag.lstrip("-").upper()
     keywords.update(overrides)
@@ -109,13 +150,13 @@ def add_executor_options(parser: argparse.ArgumentParser, unit: str, local: str,
     cluster = parser.add_argument_group("where the work executes")
     cluster.add_argument("--executor", choices=EXECUTORS, default="local",
                          help=f"local: {local}; ray: {ray}, on the cluster at --ray-address.")
-    cluster.add_argument("--ray-address", metavar="HOST:PORT",
+    cluster.add_argument("--ray-address", metavar="HOST:PORT", type=name_text,
                          help="The Ray cluster's address (ray start --head prints it); default $RAY_ADDRESS, else a "
                               "Ray started on this machine for the duration of the command.")
-    cluster.add_argument(f"--gpus-per-{unit}", dest="gpus_per_run", type=float, metavar="N",
+    cluster.add_argument(f"--gpus-per-{unit}", dest="gpus_per_run", type=real_number, metavar="N",
                          help=f"GPUs per {unit}, fractions allowed (0.25: four head-only runs share a GPU); "
                               "default 1 where the cluster has GPUs, else 0.")
-    cluster.add_argument(f"--cpus-per-{unit}", dest="cpus_per_run", type=float, metavar="N",
+    cluster.add_argument(f"--cpus-per-{unit}", dest="cpus_per_run", type=real_number, metavar="N",
                          help=f"CPUs per {unit}, also its number of torch threads; default every core with --executor "
                               "local, 1 with ray. Give both executors the same value for identical numbers: 1 and 2 "
                               "threads round differently.")

@@ -27,13 +27,11 @@ NO_VISITOR_DOWNLOADS = "This server downloads nothing on a visitor's behalf"
 
 
 def data_roots() -> list[Path]:
-    """The configured data folders, resolved (links followed); read at every call."""
-    configured = os.environ.get("CPRUNE_DATA_ROOTS")
-    if configured:
-        roots = [Path(part) for part in configured.split(os.pathsep) if part.strip()]
-    else:
-        roots = [ASSETS_DIR, datasets_dir()] + ([SHARED_DATA] if SHARED_DATA.is_dir() else [])
-    return [Path(os.path.realpath(user_path(root))) for root in roots]
+    """The configured data folders, resolved (links followed); read at every call. ConfigError when
+    CPRUNE_DATA_ROOTS is set to something else than absolute paths (settings.setting)."""
+    roots = list(setting("CPRUNE_DATA_ROOTS")) or [ASSETS_DIR, datasets_dir()] + (
+        [SHARED_DATA] if SHARED_DATA.is_dir() else [])
+    return [Path(os.path.realpath(root)) for root in roots]
 
 
 def visitor_downloads() -> bool:

@@ -30,11 +30,14 @@ def importance_config(*, quick: bool = False, backbone: str = DEFAULT_BACKBONE, 
                       root: str | None = None, image_size: int | None = DEFAULT_IMAGE_SIZE,
                       device: str = "auto") -> FinetuneConfig:
     """The baseline run that trains the head. No dataset: tf-flowers from ../shared/data/flowers128
-    (``quick``: the embedded flowers-sample); a dataset without ``root``: that source's own location."""
+    (``quick``: the embedded flowers-sample); a dataset without ``root``: that source's own location.
+    ConfigError for an impossible value (an input size the backbone cannot take), before any work."""
     if dataset is None:
         dataset, root = ("flowers-sample", root) if quick else ("tf-flowers", root or str(SHARED_FLOWERS))
-    return FinetuneConfig(backbone=backbone, dataset=dataset, dataset_root=root, mode="baseline", epochs=DEFAULT_EPOCHS,
-                          image_size=image_size, device=device, log_every=1000)
+    config = FinetuneConfig(backbone=backbone, dataset=dataset, dataset_root=root, mode="baseline",
+                            epochs=DEFAULT_EPOCHS, image_size=image_size, device=device, log_every=1000)
+    config.validate()
+    return config
 
 
 def dataset_label(config: FinetuneConfig) -> str:

@@ -145,8 +145,11 @@ def _check_file(path: Path, budget: WeightsBudget) -> tuple[str, int]:
     if size > budget.max_file_bytes:
         raise WeightsFileError(f"{path.name} is {size / 2**20:,.0f} MiB; the limit is "
                                f"{budget.max_file_bytes / 2**20:,.0f} MiB.")
-    with path.open("rb") as file:
-        head = file.read(32)
+    try:
+        with path.open("rb") as file:
+            head = file.read(32)
+    except OSError as error:  # no permission; a special file of /proc that refuses to be read
+        raise WeightsFileError(f"Weights file {path} cannot be read ({error.strerror or error}).") from error
     found = detect_format(head, size)
     claimed = EXTENSIONS.get(path.suffix.lower())
     if claimed is not None and found is not None and found != claimed:
