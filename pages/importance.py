@@ -15,6 +15,7 @@ from ui.services import run_queue
 from ui.text import plain
 
 OPTIONS, BASELINE = config_options(AnalysisConfig), importance_config()  # the analysis's and its head run's defaults
+KIND = "importance"  # this page's launches in the run queue
 
 frame.start("Does centrality predict importance?",
             "The method's premise is that the most central neurons are the ones that matter. Here a new head is "
@@ -59,7 +60,7 @@ if start:
         tau, roots = session["tau"], data_roots()
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
             config, layer, tau=tau, seeds=int(seeds), sample_size=int(sample), progress=progress, stop=stop,
-            data_roots=roots))
+            data_roots=roots), kind=KIND)
         launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))
@@ -107,7 +108,7 @@ def _launch(launch: Launch, position: int | None) -> None:
 
 
 def _analyses(view: VisitorView) -> None:
-    mine = view.of_kind(tasks=True)
+    mine = view.of_kind(KIND)
     if not mine:
         st.info("No analysis yet: choose a layer and press Analyse. The first one computes the dataset's features "
                 "(a minute or more on a CPU); later ones reuse them.")
@@ -117,4 +118,4 @@ def _analyses(view: VisitorView) -> None:
         _launch(launch, view.positions.get(launch.id))
 
 
-launches.live_launches("imp", tasks=True, draw=_analyses)
+launches.live_launches("imp", KIND, draw=_analyses)

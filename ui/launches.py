@@ -86,18 +86,18 @@ def not_started(launch: Launch) -> str:
     return f"not started: {why}"
 
 
-def live_launches(key: str, tasks: bool, draw: Callable[[VisitorView], None]) -> None:
-    """``draw(view)`` of this visitor's launches, in a fragment redrawn every second while any launch of the
-    kind (``tasks``: analyses; else fine-tuning runs) waits or runs; when the last one ends, the whole page
-    reruns once (its other parts may depend on the results) and the polling stops."""
+def live_launches(key: str, kind: str, draw: Callable[[VisitorView], None]) -> None:
+    """``draw(view)`` of this visitor's launches, in a fragment redrawn every second while any launch of
+    ``kind`` (FINETUNE, or a kind of task) waits or runs; when the last one ends, the whole page reruns once
+    (its other parts may depend on the results) and the polling stops."""
     session, visitor = st.session_state, state.visitor()
     polling = f"{key}_polling"
-    session[polling] = run_queue().view(visitor).active(tasks)
+    session[polling] = run_queue().view(visitor).active(kind)
 
     @st.fragment(run_every=1.0 if session[polling] else None)
     def launches() -> None:
         view = run_queue().view(visitor)
-        if session.get(polling) and not view.active(tasks):
+        if session.get(polling) and not view.active(kind):
             session[polling] = False
             st.rerun()  # the launches ended: redraw the page once and stop polling
         draw(view)
