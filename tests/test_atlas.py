@@ -26,7 +26,7 @@ from torch import nn
 from cprune_core import registry, schema
 from cprune_core.atlas import (AtlasRecords, AtlasResult, AtlasSettings, BlockInputs, holm, kept_set_geometry,
                                prediction_p, rho_permutation_p, run_atlas)
-from cprune_core.atlas.geometry import group_geometry
+from cprune_core.atlas.geometry import group_curves, group_geometry
 from cprune_core.ablation import AblationResult
 from cprune_core.cli import main
 from cprune_core.cut import cut_model
@@ -35,6 +35,7 @@ from cprune_core.errors import ConfigError, StopRequested
 from cprune_core.experiment import LocalExecutor, RayExecutor
 from cprune_core.experiment.atlas_report import write_atlas_report
 from cprune_core.features import FeatureCache
+from cprune_core.pruning import kept_indices
 from cprune_core.schema import FinetuneConfig
 
 CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "random")  # pagerank does not converge on a 12-clique
@@ -195,6 +196,26 @@ def test_kept_set_geometry_on_a_hand_example():
     assert averaged.redundancy == pytest.approx(geometry.redundancy / 2)
     with pytest.raises(ConfigError, match="n booleans"):
         kept_set_geometry(s, torch.ones(3, dtype=torch.bool))
+
+
+def test_the_curves_of_every_kept_set_size_equal_each_sets_own_geometry():
+    """group_curves against group_geometry for every size: tied scores (kept as kept_indices keeps them), a
+    group of two matrices (one not symmetric), and the sizes where a figure is undefined."""
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 9, 50):
+        a = torch.from_numpy(rng.normal(size=(n, n)).astype(np.float32))
+        similarities = [(a + a.T) / 2, torch.from_numpy(rng.normal(size=(n, n)).astype(np.float32))]
+        scores = torch.from_numpy(rng.integers(0, 4, n).astype(np.float64))  # many ties
+        curves = group_curves(similarities, scores)
+        assert curves.redundancy.shape == curves.coverage.shape == (n + 1,)
+        for size in range(n + 1):
+            keep = torch.zeros(n, dtype=torch.bool)
+            keep[kept_indices(scores, size)] = True
+            expected = group_geometry(similarities, keep)
+            assert curves.redundancy[size] == pytest.approx(expected.redundancy, abs=1e-5, nan_ok=True), (n, size)
+            assert curves.coverage[size] == pytest.approx(expected.coverage, abs=1e-5, nan_ok=True), (n, size)
+    with pytest.raises(ConfigError, match="n x n"):
+        group_curves([torch.eye(3)], torch.zeros(4))
 
 
 # ----------------------------------------------------------------------------- shared work, records, JSON, report
