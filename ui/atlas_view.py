@@ -73,7 +73,8 @@ def _settings_text(result: AtlasResult) -> str:
     sample = (f"{settings.sample_size} neurons of each layer" if settings.sample_size is not None
               else "up to 48 neurons of each layer (all of a smaller one)")
     scope = ("all" if len(result.layers) == result.prunable_layers else
-             f"{len(result.layers)} of the {result.prunable_layers} (spread over the network)")
+             f"{len(result.layers)} of the {result.prunable_layers}" +
+             (" (spread over the network)" if settings.layers is None else ""))
     return (f"Measured on {dataset_label(config)} at {config.image_size} px, with a head trained for {config.epochs} "
             f"epochs on the frozen backbone (validation accuracy {100 * (baseline.val_acc or 0):.1f}%): {scope} "
             f"prunable layers; {sample} removed one at a time (every neuron of a layer the classifier reads through "
@@ -99,7 +100,7 @@ def _hover(result: AtlasResult, panel: HeatmapPanel, criteria: list[str]) -> np.
 
 def _cell(event) -> tuple[str, str] | None:
     """(layer, criterion) of the clicked cell, or None."""
-    points = event.selection.points if event is not None else []
+    points = (event or {}).get("selection", {}).get("points", [])  # a dict, with attribute access in a live app
     data = points[0].get("customdata") if points else None
     return (str(data[0]), str(data[1])) if data and len(data) == 2 else None
 
