@@ -21,7 +21,7 @@ from cprune_core.data import data_roots
 from cprune_core.data.roots import is_inside
 from cprune_core.experiment.atlas_report import HeatmapPanel, heatmap_criteria, heatmap_panels
 from cprune_core.experiment.importance_report import dataset_label, importance_config
-from cprune_core.service import Launch, LaunchState, VisitorView
+from cprune_core.service import VisitorView
 
 from . import charts, launches, state
 from .cache import ModelBundle, ModelKey
@@ -185,7 +185,8 @@ def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
     root = launches.dataset_folder_input(dataset, key="atlas_root")
     st.caption(f"On {dataset} (the sidebar's dataset), τ = {settings.tau:.2f}. The defaults are the command line's "
                "`experiment atlas --quick` (4 layers, 16 neurons, 32 images, 4 seeds): minutes on a CPU; all layers "
-               "with the command line's defaults take over an hour.")
+               "with the command line's defaults take over an hour. A stopped atlas keeps the layers it measured: the "
+               "same settings resume from them.")
     if not st.button("Measure the atlas", type="primary", key="atlas_start"):
         return
     try:
@@ -203,26 +204,10 @@ def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
         st.error(plain(exc))
 
 
-def _launch(launch: Launch, position: int | None) -> None:
-    with st.container(border=True):
-        launches.launch_header(launch, position, key="atlas", title=launch.title)
-        if launch.state != LaunchState.ENDED:
-            done, total, message = launch.progress
-            st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
-        elif launch.failure:
-            st.warning(plain(launch.failure) + (" The layers measured so far are recorded: the same settings resume "
-                                                "from them." if launch.failure == "Stopped." else ""))
-        elif launch.result is not None:
-            st.success("Measured and recorded: it is the newest run above.")
-
-
 def draw_launches(view: VisitorView) -> None:
     """This visitor's atlas launches that wait or run, and the newest that ended."""
-    mine = view.of_kind(KIND)
-    pending = [launch for launch in mine if launch.state != LaunchState.ENDED]
-    ended = [launch for launch in mine if launch.state == LaunchState.ENDED]
-    for launch in pending + ended[:1]:
-        _launch(launch, view.positions.get(launch.id))
+    launches.task_launches(view, KIND, "atlas", lambda result: st.success("Measured and recorded: it is the newest "
+                                                                          "run above."))
 
 
 def opened_page() -> str | None:

@@ -18,7 +18,7 @@ from .services import run_queue, uploads
 from .text import plain
 
 __all__ = ["dataset_folder_input", "check_dataset_folder", "hold_checkpoint", "launch_header", "where", "not_started",
-           "live_launches"]
+           "task_launches", "live_launches"]
 
 
 def dataset_folder_input(dataset: str, key: str) -> str:
@@ -84,6 +84,30 @@ def not_started(launch: Launch) -> str:
     """Why a run of an ended launch never started: the launch was stopped, or its worker crashed first."""
     why = launch.ended_because or ("the worker crashed before it" if launch.error else "the launch ended first")
     return f"not started: {why}"
+
+
+def _task(launch: Launch, position: int | None, key: str, show_result: Callable[[object], None]) -> None:
+    with st.container(border=True):
+        launch_header(launch, position, key=key, title=launch.title)
+        if launch.state != LaunchState.ENDED:
+            done, total, message = launch.progress
+            st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
+        elif launch.failure:
+            st.warning(plain(launch.failure))
+        elif launch.result is not None:
+            show_result(launch.result)
+
+
+def task_launches(view: VisitorView, kind: str, key: str, show_result: Callable[[object], None]) -> list[Launch]:
+    """A box for each of the visitor's tasks of ``kind`` that waits or runs (its header, with Stop, and its
+    progress) and for the newest that ended (why it failed or stopped, or ``show_result(its result)``).
+    Returns all of the visitor's tasks of that kind."""
+    mine = view.of_kind(kind)
+    pending = [launch for launch in mine if launch.state != LaunchState.ENDED]
+    ended = [launch for launch in mine if launch.state == LaunchState.ENDED]
+    for launch in pending + ended[:1]:  # the newest result only
+        _task(launch, view.positions.get(launch.id), key, show_result)
+    return mine
 
 
 def live_launches(key: str, kind: str, draw: Callable[[VisitorView], None]) -> None:
