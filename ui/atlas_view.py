@@ -2,8 +2,8 @@
 a clicked cell's numbers and where it leads, and launching a new atlas in the run queue.
 
 Whose runs: the command line's (shared) and the visitor's own (``AtlasRecords.runs(visible_to=...)``); a
-run launched here is the visitor's. A clicked cell makes its layer the shared layer (so the explorer and
-the Prune page show it) and the layer of "Does centrality predict importance?", with that atlas's dataset.
+run launched here is the visitor's. A clicked cell offers its layer on "Does centrality predict importance?"
+(with the atlas's dataset and image size) and in the explorer: either makes it the shared layer (the URL's).
 """
 from __future__ import annotations
 
@@ -164,10 +164,10 @@ def _form_settings(bundle: ModelBundle) -> tuple[AtlasSettings, int]:
     cells = st.columns(5)
     layers = cells[0].selectbox("Layers", [quick.quick_layers, 0], key="atlas_layers",
                                 format_func=lambda n: f"{n} spread over the network" if n else f"all {total}")
-    sample = cells[1].number_input("Neurons per layer", 3, 1000, quick.sample_size, key="atlas_sample",
+    sample = cells[1].number_input("Neurons per layer", 3, 1000, quick.sample_size, key="atlas_sample",  # rho needs 3
                                    help="Removed one at a time. The head layer is measured in full (one operation).")
     images = cells[2].number_input("Validation images", 8, 10_000, quick.val_images, key="atlas_images")
-    seeds = cells[3].number_input("Random seeds", 2, 20, quick.seeds, key="atlas_seeds",
+    seeds = cells[3].number_input("Random seeds", 2, 20, quick.seeds, key="atlas_seeds",  # the group test needs 2
                                   help="Random pruning's spread: what each criterion is tested against.")
     sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
     default = importance_config().image_size
@@ -184,9 +184,10 @@ def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
     dataset = st.session_state["dataset"]
     root = launches.dataset_folder_input(dataset, key="atlas_root")
     st.caption(f"On {dataset} (the sidebar's dataset), τ = {settings.tau:.2f}. The defaults are the command line's "
-               "`experiment atlas --quick` (4 layers, 16 neurons, 32 images, 4 seeds): minutes on a CPU; all layers "
-               "with the command line's defaults take over an hour. A stopped atlas keeps the layers it measured: the "
-               "same settings resume from them.")
+               "`experiment atlas --quick` (4 layers, 16 neurons, 32 images, 4 seeds): minutes on a CPU. Each layer's "
+               "cost grows with its neurons, images and seeds (the command line's full atlas, every layer with 48 "
+               "neurons, 128 images and 8 seeds, takes over an hour on a 2-core CPU). A stopped atlas keeps the "
+               "layers it measured: the same settings resume from them.")
     if not st.button("Measure the atlas", type="primary", key="atlas_start"):
         return
     try:

@@ -45,10 +45,14 @@ def _configuration(config: FinetuneConfig) -> dict:
     return {name: value for name, value in config.to_dict().items() if name not in _NOT_MEASURED}
 
 
+def _owner_tag(owner: str) -> str:
+    return _digest({"owner": owner})[:24]
+
+
 def _owned(name: str, owner: str | None) -> str:
     """The file name of a record: ``name`` for the command line's, ``name`` and a digest of the owner for an
     owner's (never the owner id itself)."""
-    return f"{name}.json" if owner is None else f"{name}-{_digest({'owner': owner})[:24]}.json"
+    return f"{name}.json" if owner is None else f"{name}-{_owner_tag(owner)}.json"
 
 
 def layer_key(config: FinetuneConfig, head: str, layer: str, settings: AtlasSettings) -> str:
@@ -139,8 +143,10 @@ class AtlasRecords:
     def runs(self, backbone: str | None = None, visible_to: str | None = None) -> list[RecordedAtlas]:
         """Every configuration's latest run (of ``backbone``, when given), newest first. With ``visible_to``,
         only the shared runs (the command line's) and that owner's: an app visitor sees no one else's."""
-        found = []
+        found, tag = [], None if visible_to is None else _owner_tag(visible_to)
         for path in (self.folder / "runs").glob("*.json"):
+            if tag is not None and "-" in path.stem and not path.stem.endswith(tag):
+                continue  # another owner's, by its name: not read at all
             values = self._read(path)
             try:
                 owner = values.get("owner")
