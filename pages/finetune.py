@@ -4,7 +4,7 @@ import streamlit as st
 
 from cprune_core import CPruneError, FinetuneConfig
 from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus, config_options
-from cprune_core.service import Launch, LaunchState, Track, VisitorView
+from cprune_core.service import FINETUNE, Launch, LaunchState, Track, VisitorView
 from ui import charts, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
@@ -132,7 +132,7 @@ def _runs(view: VisitorView) -> None:
                "here are yours: only this browser sees their progress and can stop them; finished runs are also "
                f"on the Results page. When every tab of this browser has been closed for {grace_s:g} s, your "
                "waiting launches leave the queue; a running one goes on to its end.")
-    runs = view.of_kind(tasks=False)  # analyses have their own page
+    runs = view.of_kind(FINETUNE)  # analyses have their own pages
     if not runs:
         st.info("You have no runs yet: choose the runs above and press Start.")
     for launch in runs:
@@ -140,4 +140,4 @@ def _runs(view: VisitorView) -> None:
 
 
 st.subheader("Your runs")
-launches.live_launches("ft", tasks=False, draw=_runs)
+launches.live_launches("ft", FINETUNE, draw=_runs)

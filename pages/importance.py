@@ -9,12 +9,13 @@ from cprune_core.ablation import AnalysisConfig, analyse_importance
 from cprune_core.data import data_roots
 from cprune_core.experiment.importance_report import importance_config
 from cprune_core.schema import config_options
-from cprune_core.service import Launch, LaunchState, VisitorView
+from cprune_core.service import VisitorView
 from ui import charts, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
 
 OPTIONS, BASELINE = config_options(AnalysisConfig), importance_config()  # the analysis's and its head run's defaults
+KIND = "importance"  # this page's launches in the run queue
 
 frame.start("Does centrality predict importance?",
             "The method's premise is that the most central neurons are the ones that matter. Here a new head is "
@@ -59,7 +60,7 @@ if start:
         tau, roots = session["tau"], data_roots()
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
             config, layer, tau=tau, seeds=int(seeds), sample_size=int(sample), progress=progress, stop=stop,
-            data_roots=roots))
+            data_roots=roots), kind=KIND)
         launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))
@@ -94,27 +95,10 @@ def _result(analysis) -> None:
                     config=state.chart_config(f"zero-shot-{result.layer}"))
 
 
-def _launch(launch: Launch, position: int | None) -> None:
-    with st.container(border=True):
-        launches.launch_header(launch, position, key="imp", title=launch.title)
-        if launch.state != LaunchState.ENDED:
-            done, total, message = launch.progress
-            st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
-        elif launch.failure:
-            st.warning(plain(launch.failure))
-        elif launch.result is not None:
-            _result(launch.result)
-
-
 def _analyses(view: VisitorView) -> None:
-    mine = view.of_kind(tasks=True)
-    if not mine:
+    if not launches.task_launches(view, KIND, "imp", _result):
         st.info("No analysis yet: choose a layer and press Analyse. The first one computes the dataset's features "
                 "(a minute or more on a CPU); later ones reuse them.")
-    pending = [launch for launch in mine if launch.state != LaunchState.ENDED]
-    ended = [launch for launch in mine if launch.state == LaunchState.ENDED]
-    for launch in pending + ended[:1]:  # the newest result only
-        _launch(launch, view.positions.get(launch.id))
 
 
-launches.live_launches("imp", tasks=True, draw=_analyses)
+launches.live_launches("imp", KIND, draw=_analyses)

@@ -1,16 +1,63 @@
-"""Layer-wise centrality: how concentrated centrality is in every prunable layer (every layer of a weights file)."""
+"""Layer-wise centrality: every prunable layer at once (every layer of a weights file). Does centrality predict which
+neurons matter there (the atlas, for a registry backbone), and how concentrated is it?"""
 import streamlit as st
 
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
-from ui import cache, charts, frame, sidebar, state
+from ui import atlas_view, cache, charts, frame, launches, sidebar, state
+from ui.cache import ModelKey
 from ui.text import plain
 
 frame.start("Layer-wise centrality",
-            "Eigenvector centrality of every prunable layer (every layer of a weights file) at the same τ. A "
-            "concentrated layer (high Gini, a large top-10 % share) has a few hub neurons; a flat one has many "
-            "interchangeable neurons.")
+            "Every prunable layer at once (every layer of a weights file): does centrality tell which neurons matter "
+            "there (the atlas), and how is it distributed?")
+
+def atlas_section(key: ModelKey, bundle: cache.ModelBundle) -> None:
+    """The atlas of the loaded backbone: its recorded runs as a heatmap whose cells open a layer, and a form that
+    measures one."""
+    st.caption("In each layer, with a new head trained once on the frozen backbone and nothing retrained: neurons removed "
+               "one at a time (does a criterion's score predict the rise in validation loss?) and half or a quarter of "
+               "the layer kept by each criterion (is accuracy better than keeping random neurons?).")
+    runs = atlas_view.visible_runs(key, state.visitor())
+    if runs:
+        chosen = st.selectbox("Recorded atlas", range(len(runs)), format_func=lambda i: atlas_view.run_label(runs[i]),
+                              key=f"atlas_run_{len(runs)}_{runs[0].path.stem}",  # a new run: the newest chosen
+                              help="The command line's runs (shared) and your own, newest first.")
+        result = atlas_view.read_run(runs[chosen])
+        cell = atlas_view.show_run(result) if result is not None else None
+        if result is None:
+            st.warning("This record can no longer be read; choose another, or measure the atlas again.")
+        if cell is not None:
+            layer, criterion = cell
+            route = atlas_view.cell_route(result, layer, criterion)
+            st.markdown(f"**{plain(layer)}**, {plain(criterion)}: open the layer")
+            links = st.columns(2)
+            links[0].button("On “Does centrality predict importance?”", key="atlas_open_importance", type="primary",
+                            on_click=atlas_view.open_cell, args=(route, "importance"))
+            links[1].button("In the graph explorer", key="atlas_open_explorer", on_click=atlas_view.open_cell,
+                            args=(route, "explorer"))
+    else:
+        st.info(f"No atlas of {bundle.loaded.spec.title} with these weights is recorded yet. The command line's "
+                "`python -m cprune_core experiment atlas` records one for everyone; or measure one here.")
+
+    with st.expander("Measure the atlas", expanded=not runs):
+        atlas_view.launch_form(key, bundle)
+    launches.live_launches("atlas", atlas_view.KIND, draw=atlas_view.draw_launches)
+    if page := atlas_view.opened_page():
+        st.switch_page(page)
+
 
 key, bundle = sidebar.require_model()
+
+st.header("Does centrality predict importance, layer by layer?")
+if isinstance(key, ModelKey):
+    atlas_section(key, bundle)
+else:  # the atlas trains a head and prunes: a registry backbone's work
+    st.info("The atlas trains a new head on the frozen backbone and removes neurons, which needs a registry "
+            "backbone: choose one in the sidebar (a weights file's layers are explored below).")
+
+st.header("How centrality is distributed")
+st.caption("Eigenvector centrality of every prunable layer at the same τ. A concentrated layer (high Gini, a large "
+           "top-10 % share) has a few hub neurons; a flat one has many interchangeable neurons.")
 tau = state.tau_slider()
 with st.spinner(f"Building the graphs of {len(bundle.graph_layers)} layers …"):
     summary, values = cache.layerwise(key, tau)

@@ -26,7 +26,7 @@ from torch import nn
 from cprune_core import registry, schema
 from cprune_core.atlas import (AtlasRecords, AtlasResult, AtlasSettings, BlockInputs, holm, kept_set_geometry,
                                atlas_sentences, prediction_p, rho_permutation_p, run_atlas)
-from cprune_core.atlas.geometry import group_geometry
+from cprune_core.atlas.geometry import group_curves, group_geometry
 from cprune_core.ablation import AblationResult
 from cprune_core.cli import main
 from cprune_core.cut import cut_model
@@ -35,6 +35,7 @@ from cprune_core.errors import ConfigError, StopRequested
 from cprune_core.experiment import LocalExecutor, RayExecutor
 from cprune_core.atlas.report import write_atlas_report
 from cprune_core.features import FeatureCache
+from cprune_core.pruning import kept_indices
 from cprune_core.schema import FinetuneConfig
 
 CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "random")  # pagerank does not converge on a 12-clique
@@ -197,6 +198,26 @@ def test_kept_set_geometry_on_a_hand_example():
         kept_set_geometry(s, torch.ones(3, dtype=torch.bool))
 
 
+def test_the_curves_of_every_kept_set_size_equal_each_sets_own_geometry():
+    """group_curves against group_geometry for every size: tied scores (kept as kept_indices keeps them), a
+    group of two matrices (one not symmetric), and the sizes where a figure is undefined."""
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 9, 50):
+        a = torch.from_numpy(rng.normal(size=(n, n)).astype(np.float32))
+        similarities = [(a + a.T) / 2, torch.from_numpy(rng.normal(size=(n, n)).astype(np.float32))]
+        scores = torch.from_numpy(rng.integers(0, 4, n).astype(np.float64))  # many ties
+        curves = group_curves(similarities, scores)
+        assert curves.redundancy.shape == curves.coverage.shape == (n + 1,)
+        for size in range(n + 1):
+            keep = torch.zeros(n, dtype=torch.bool)
+            keep[kept_indices(scores, size)] = True
+            expected = group_geometry(similarities, keep)
+            assert curves.redundancy[size] == pytest.approx(expected.redundancy, abs=1e-5, nan_ok=True), (n, size)
+            assert curves.coverage[size] == pytest.approx(expected.coverage, abs=1e-5, nan_ok=True), (n, size)
+    with pytest.raises(ConfigError, match="n x n"):
+        group_curves([torch.eye(3)], torch.zeros(4))
+
+
 # ----------------------------------------------------------------------------- shared work, records, JSON, report
 
 
@@ -230,6 +251,34 @@ def test_a_second_run_reads_every_layer_back_and_a_damaged_record_is_measured_ag
     assert latest is not None and latest.reused == third.reused
     [listed] = records.runs("planted")
     assert listed.layers == 4 and records.read(listed).head == atlas.head
+
+
+def test_a_visitor_sees_shared_runs_and_their_own_and_reuses_no_one_elses_layers(config, cache, tmp_path):
+    """Owner None is the command line (shared); an app visitor's run is theirs: listed to them only, and its
+    layers reused by their own later runs, never by another visitor's or the command line's."""
+    records, settings = AtlasRecords(tmp_path), replace(SETTINGS, layers=("head.0",))
+    config = replace(config, epochs=1)  # any head will do
+    runs = {owner: run_atlas(config, settings, records=records, feature_cache=cache, owner=owner)
+            for owner in ("alice", "bob", None)}
+    assert [runs[owner].reused for owner in runs] == [[], [], []], "nobody reuses another's layer"
+    assert run_atlas(config, settings, records=records, feature_cache=cache, owner="alice").reused == ["head.0"]
+    assert {run.owner for run in runs.values()} == {"alice", "bob", None}
+
+    def listed(visible_to):
+        return sorted(str(entry.owner) for entry in records.runs("planted", visible_to=visible_to))
+
+    assert listed("alice") == ["None", "alice"] and listed("bob") == ["None", "bob"]
+    assert listed("carol") == ["None"] and listed(None) == ["None", "alice", "bob"]
+    assert [records.read(entry).owner for entry in records.runs(visible_to="bob")] == [None, "bob"]  # newest first
+    assert records.latest(config, settings, owner="bob").owner == "bob" and records.latest(config, settings).owner is None
+    files = [path.name for path in tmp_path.rglob("*.json")]
+    assert len(files) == 6 and not any("alice" in name or "bob" in name for name in files)  # no id in a name
+
+    # A record whose JSON names another owner than its file's is not listed to the file's owner.
+    [alices] = [entry for entry in records.runs(visible_to="alice") if entry.owner == "alice"]
+    values = json.loads(alices.path.read_text())
+    alices.path.write_text(json.dumps({**values, "owner": "carol"}))
+    assert listed("alice") == ["None"] and records.read(alices) is None
 
 
 def test_the_json_form_round_trips(atlas):

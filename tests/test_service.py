@@ -16,7 +16,7 @@ import pytest
 from cprune_core import CheckpointError, ConfigError, DatasetError, FinetuneConfig, StopRequested
 from cprune_core.checkpoint import MODEL_FILES
 from cprune_core.schema import EventKind, MetricEvent, RunStatus, RunSummary
-from cprune_core.service import (OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits, RunQueue,
+from cprune_core.service import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits, RunQueue,
                                  Uploads, browser_secret, downloadable_runs, keep_models_within, launch_user,
                                  server_key, session_visitor_id, uses_in_progress, visitor_id)
 
@@ -272,7 +272,7 @@ def test_a_task_keeps_its_result_progress_and_failures():
     finish.set()
     failed = queue.submit_task("alice", "refused", refused)
     crashed = queue.submit_task("alice", "buggy", buggy)
-    after = queue.submit_task("alice", "after the bug", lambda stop, progress: "still serving")
+    after = queue.submit_task("alice", "after the bug", lambda stop, progress: "still serving", kind="another page's")
     ended(queue, done, failed, crashed, after)
 
     by_title = {launch.title: launch for launch in queue.view("alice").launches}
@@ -281,7 +281,9 @@ def test_a_task_keeps_its_result_progress_and_failures():
     assert by_title["buggy"].error and "KeyError" in by_title["buggy"].error  # a bug: shown to its owner as one
     assert by_title["after the bug"].result == "still serving", "the worker outlives a crash"
     assert {launch.state for launch in by_title.values()} == {LaunchState.ENDED}
-    assert all(launch.task is not None for launch in queue.view("alice").of_kind(tasks=True))
+    view = queue.view("alice")  # each page lists its own kind of launch
+    assert [launch.title for launch in view.of_kind("another page's")] == ["after the bug"]
+    assert len(view.of_kind("task")) == 3 and not view.of_kind(FINETUNE) and not view.active("task")
 
 
 def test_fine_tuning_runs_run_in_order_stream_their_events_and_stop_between_runs():

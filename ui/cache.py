@@ -27,7 +27,8 @@ from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo,
 from cprune_core import graph
 from cprune_core.graph import strongest_edges
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
-from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
+from cprune_core.atlas import AtlasSettings, KeptSetCurves, group_curves, group_similarities
+from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER, ranking_centrality
 from cprune_core.data import visitor_downloads
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.model_source import BackboneSource, FileSource
@@ -317,9 +318,9 @@ def prefetch(cached, *args) -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def neuron_scores(key: SourceKey, layer: str, criterion: str, tau: float) -> np.ndarray:
-    """One score per neuron of ``layer`` (higher = keep), on the unpruned weights."""
-    scorer = make_criterion(criterion, tau)
+def neuron_scores(key: SourceKey, layer: str, criterion: str, tau: float, seed: int = 0) -> np.ndarray:
+    """One score per neuron of ``layer`` (higher = keep), on the unpruned weights (``seed``: random's)."""
+    scorer = make_criterion(criterion, tau, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # ranking_centrality's slow-convergence note
         if scorer.uses_graph:  # reuse the cached similarity: no second n x n matrix product per tau
@@ -349,6 +350,54 @@ def kept_overlap(key: SourceKey, layer: str, criterion: str, tau: float, count: 
             theirs = kept_set(neuron_scores(key, layer, other, tau), count)
             rows.append({"criterion": other, "Jaccard with kept set": len(kept & theirs) / len(kept | theirs)})
     return pd.DataFrame(rows)
+
+
+GEOMETRY_SEEDS = AtlasSettings().seeds  # random's kept sets on the Prune page: as many as the atlas draws
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def group_similarity(key: ModelKey, layer: str) -> list[torch.Tensor]:
+    """The similarity matrix of each layer whose channels go with ``layer``'s: its own (``similarity``) for a
+    layer of its own, every coupled layer's for a residual stream (read-only)."""
+    bundle = model_bundle(key)
+    group = bundle.graph.group_for(layer)
+    if list(group.layers) == [layer]:
+        return [similarity(key, layer)]
+    return group_similarities(bundle.loaded.model, group)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _kept_curves(key: ModelKey, layer: str, criterion: str, tau: float | None, seed: int) -> KeptSetCurves:
+    group = model_bundle(key).graph.group_for(layer)
+    tau = DEFAULT_TAU if tau is None else tau  # None: a criterion that ignores tau
+    if list(group.layers) == [layer]:
+        scores = neuron_scores(key, layer, criterion, tau, seed)
+    else:  # pruning ranks a residual stream's channels by the criterion averaged over its layers
+        scores = model_bundle(key).graph.group_scores(group, make_criterion(criterion, tau, seed)).double().numpy()
+    return group_curves(group_similarity(key, layer), scores)
+
+
+def kept_curves(key: ModelKey, layer: str, criterion: str, tau: float, seed: int = 0) -> KeptSetCurves:
+    """Redundancy and coverage of ``criterion``'s kept set of every size in ``layer``'s group, its channels
+    ranked as pruning ranks them (cprune_core.atlas.group_curves): once per layer, criterion and seed, and
+    per tau for the graph criteria, so a moved keep ratio costs nothing."""
+    return _kept_curves(key, layer, criterion, tau if CRITERIA[criterion].uses_graph else None, seed)
+
+
+def kept_geometry(key: ModelKey, layer: str, tau: float, count: int) -> pd.DataFrame:
+    """Each criterion's kept set of ``count`` neurons: its redundancy and coverage, and each minus random's
+    (random: the mean over GEOMETRY_SEEDS seeds' kept sets)."""
+    def at(name: str, seed: int = 0) -> tuple[float, float]:
+        curves = kept_curves(key, layer, name, tau, seed)
+        return float(curves.redundancy[count]), float(curves.coverage[count])
+
+    random = np.mean([at("random", seed) for seed in range(GEOMETRY_SEEDS)], axis=0)
+    rows = [(name, *at(name)) for name in CRITERIA if name != "random"]
+    rows.append((f"random (mean of {GEOMETRY_SEEDS} seeds)", *random))
+    table = pd.DataFrame(rows, columns=["criterion", "redundancy", "coverage"])
+    table.insert(2, "redundancy − random", table["redundancy"] - random[0])
+    table["coverage − random"] = table["coverage"] - random[1]
+    return table
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -221,3 +221,29 @@ def zero_shot_figure(curve) -> go.Figure:
     figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="keep ratio",
                          yaxis_title="validation accuracy (%), no fine-tuning", legend=dict(font_size=11))
     return figure
+
+
+def atlas_heatmap(labels: list[str], layers: list[str], criteria: list[str], values: np.ndarray,
+                  significant: np.ndarray, hover: np.ndarray, limit: float, digits: int, title: str) -> go.Figure:
+    """The atlas as a heatmap: a row per layer (``labels``, in network order, first at the top), a column per
+    criterion, coloured by ``values`` from -limit (red: worse than random) to +limit (blue: better); a cell whose
+    test survives the correction is written bold with a star. Each cell is also an invisible point carrying
+    (layer, criterion) as customdata and its ``hover`` text: clicking anywhere selects the nearest cell."""
+    text = np.vectorize(lambda value, star: "" if math.isnan(value) else
+                        f"<b>{value:+.{digits}f}*</b>" if star else f"{value:+.{digits}f}", otypes=[str])(
+        values, significant)
+    figure = go.Figure(go.Heatmap(z=values, x=criteria, y=labels, colorscale="RdBu", zmin=-limit, zmax=limit,
+                                  text=text, texttemplate="%{text}", textfont=dict(size=11), hoverinfo="skip",
+                                  xgap=1, ygap=1, colorbar=dict(thickness=10, title=dict(text=title, side="right"))))
+    rows, columns = np.indices(values.shape)
+    figure.add_trace(go.Scatter(
+        x=[criteria[c] for c in columns.ravel()], y=[labels[r] for r in rows.ravel()], mode="markers",
+        marker=dict(symbol="square-open", size=22, color="#111", opacity=0, line=dict(width=3)),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0)),
+        customdata=[[layers[r], criteria[c]] for r, c in zip(rows.ravel(), columns.ravel())],
+        hovertext=hover.ravel(), hovertemplate="%{hovertext}<extra></extra>", showlegend=False))
+    figure.update_layout(height=26 * len(labels) + 120, margin=dict(l=10, r=10, t=60, b=10), hovermode="closest",
+                         hoverdistance=-1, plot_bgcolor="#ffffff", dragmode=False)
+    figure.update_xaxes(side="top", showgrid=False)
+    figure.update_yaxes(autorange="reversed", showgrid=False, tickfont=dict(size=11))
+    return figure

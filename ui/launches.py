@@ -18,7 +18,7 @@ from .services import run_queue, uploads
 from .text import plain
 
 __all__ = ["dataset_folder_input", "check_dataset_folder", "hold_checkpoint", "launch_header", "where", "not_started",
-           "live_launches"]
+           "task_launches", "live_launches"]
 
 
 def dataset_folder_input(dataset: str, key: str) -> str:
@@ -86,18 +86,42 @@ def not_started(launch: Launch) -> str:
     return f"not started: {why}"
 
 
-def live_launches(key: str, tasks: bool, draw: Callable[[VisitorView], None]) -> None:
-    """``draw(view)`` of this visitor's launches, in a fragment redrawn every second while any launch of the
-    kind (``tasks``: analyses; else fine-tuning runs) waits or runs; when the last one ends, the whole page
-    reruns once (its other parts may depend on the results) and the polling stops."""
+def _task(launch: Launch, position: int | None, key: str, show_result: Callable[[object], None]) -> None:
+    with st.container(border=True):
+        launch_header(launch, position, key=key, title=launch.title)
+        if launch.state != LaunchState.ENDED:
+            done, total, message = launch.progress
+            st.progress(min(done / total, 1.0) if total else 0.0, text=plain(message) or "waiting")
+        elif launch.failure:
+            st.warning(plain(launch.failure))
+        elif launch.result is not None:
+            show_result(launch.result)
+
+
+def task_launches(view: VisitorView, kind: str, key: str, show_result: Callable[[object], None]) -> list[Launch]:
+    """A box for each of the visitor's tasks of ``kind`` that waits or runs (its header, with Stop, and its
+    progress) and for the newest that ended (why it failed or stopped, or ``show_result(its result)``).
+    Returns all of the visitor's tasks of that kind."""
+    mine = view.of_kind(kind)
+    pending = [launch for launch in mine if launch.state != LaunchState.ENDED]
+    ended = [launch for launch in mine if launch.state == LaunchState.ENDED]
+    for launch in pending + ended[:1]:  # the newest result only
+        _task(launch, view.positions.get(launch.id), key, show_result)
+    return mine
+
+
+def live_launches(key: str, kind: str, draw: Callable[[VisitorView], None]) -> None:
+    """``draw(view)`` of this visitor's launches, in a fragment redrawn every second while any launch of
+    ``kind`` (FINETUNE, or a kind of task) waits or runs; when the last one ends, the whole page reruns once
+    (its other parts may depend on the results) and the polling stops."""
     session, visitor = st.session_state, state.visitor()
     polling = f"{key}_polling"
-    session[polling] = run_queue().view(visitor).active(tasks)
+    session[polling] = run_queue().view(visitor).active(kind)
 
     @st.fragment(run_every=1.0 if session[polling] else None)
     def launches() -> None:
         view = run_queue().view(visitor)
-        if session.get(polling) and not view.active(tasks):
+        if session.get(polling) and not view.active(kind):
             session[polling] = False
             st.rerun()  # the launches ended: redraw the page once and stop polling
         draw(view)

@@ -16,7 +16,7 @@ Validation split only. Long steps take ``progress(done, total, message)`` (done,
 ``stop`` event; a set ``stop`` raises ``StopRequested``.
 """
 from .blocks import BlockInputs, chain_steps
-from .geometry import KeptSetGeometry, group_geometry, group_similarities, kept_set_geometry
+from .geometry import KeptSetCurves, KeptSetGeometry, group_curves, group_geometry, group_similarities, kept_set_geometry
 from .layer import LayerAtlas, LayerTask, measure_layer
 from .records import AtlasRecords, RecordedAtlas, configuration_key, layer_key
 from .result import TESTS, AtlasResult, Family
@@ -26,7 +26,7 @@ from .settings import DEFAULT_SAMPLE, QUICK_LAYERS, AtlasSettings
 from .significance import ALPHA, PERMUTATIONS, holm, prediction_p, rho_permutation_p, verdict
 
 __all__ = ["BlockInputs", "chain_steps", "KeptSetGeometry", "kept_set_geometry", "group_similarities",
-           "group_geometry", "LayerAtlas", "LayerTask", "measure_layer", "AtlasRecords", "RecordedAtlas",
+           "group_geometry", "KeptSetCurves", "group_curves", "LayerAtlas", "LayerTask", "measure_layer", "AtlasRecords", "RecordedAtlas",
            "configuration_key", "layer_key", "TESTS", "AtlasResult", "Family", "PlannedLayer", "head_fingerprint",
            "plan_layers", "run_atlas", "validation_subset", "atlas_sentences", "finding_sentence", "geometry_gaps",
            "why_sentence", "DEFAULT_SAMPLE", "QUICK_LAYERS", "AtlasSettings", "ALPHA", "PERMUTATIONS", "holm",

@@ -1,7 +1,8 @@
 """Why a kept set costs what it costs: how redundant the kept neurons are, and how well they cover the removed ones.
 
 Both figures read a layer's cosine-similarity matrix S (``graph.cosine_similarity`` of its weight vectors),
-so they cost no forward pass: the Prune page can show them live as the keep ratio moves.
+so they cost no forward pass. ``group_curves`` gives them for every kept-set size of one ranking at once
+(the Prune page reads them as the keep ratio moves).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +19,8 @@ from ..graph import cosine_similarity
 from ..layers import weight_vectors
 from ..pruning import PrunableGroup
 
-__all__ = ["KeptSetGeometry", "kept_set_geometry", "group_similarities", "group_geometry"]
+__all__ = ["KeptSetGeometry", "kept_set_geometry", "group_similarities", "group_geometry", "KeptSetCurves",
+           "group_curves"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,66 @@ def group_geometry(similarities: Sequence[torch.Tensor], keep: torch.Tensor) -> 
     if len(each) == 1:
         return each[0]
     return KeptSetGeometry(sum(g.redundancy for g in each) / len(each), sum(g.coverage for g in each) / len(each))
+
+
+@dataclass(frozen=True)
+class KeptSetCurves:
+    """Redundancy and coverage of the kept set of every size, for one ranking: entry c is the set of the c
+    best-ranked neurons (c = 0..n; NaN where undefined, as ``kept_set_geometry``)."""
+
+    redundancy: np.ndarray  # n + 1 values
+    coverage: np.ndarray
+
+
+def _curves(similarity: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One layer's curves, S reordered by the ranking (R): the c best-ranked are R's first c rows and columns.
+    Redundancy: the pairs within the first c grow by row c's entries left of the diagonal and column c's above
+    it. Coverage: running maxima along each row give every neuron's best similarity to the first c; the
+    removed neurons are the rows below c."""
+    n = len(order)
+    ranked = similarity.take(order, 0).take(order, 1)
+    sizes = np.arange(n + 1, dtype=np.float64)
+    redundancy, coverage = np.full(n + 1, math.nan), np.full(n + 1, math.nan)
+    added = np.tril(ranked, -1).sum(1, dtype=np.float64) + np.triu(ranked, 1).sum(0, dtype=np.float64)
+    redundancy[2:] = np.cumsum(added)[1:] / (sizes[2:] * (sizes[2:] - 1))
+    best = np.maximum.accumulate(ranked, axis=1)  # [r, c - 1]: r's best similarity to the c best-ranked
+    coverage[1:n] = np.tril(best, -1).sum(0, dtype=np.float64)[:n - 1] / (n - sizes[1:n])
+    return redundancy, coverage
+
+
+def group_curves(similarities: Sequence[torch.Tensor], scores: torch.Tensor | np.ndarray) -> KeptSetCurves:
+    """``group_geometry`` of the kept set of every size at once, for the ranking ``scores`` gives.
+
+    Parameters
+    ----------
+    similarities : the group's similarity matrices (``group_similarities``), each n x n.
+    scores : n scores, higher = keep; ties keep the lower index, as ``pruning.kept_indices`` (so the kept set
+        of size c is exactly the one pruning keeps with ``count`` c).
+
+    Returns
+    -------
+    KeptSetCurves: entry c equals ``group_geometry(similarities, the c best-scored neurons)`` up to rounding
+    (the sums are taken in another order), NaN where that is NaN (redundancy below 2 kept; coverage with 0
+    or n kept). A few passes over each n x n matrix: about what one ``kept_set_geometry`` costs, for all
+    n + 1 sizes.
+
+    Raises
+    ------
+    ConfigError: a matrix is not n x n for the n scores.
+
+    Example
+    -------
+    >>> s = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.25], [0.0, 0.25, 1.0]])
+    >>> curves = group_curves([s], torch.tensor([3.0, 1.0, 2.0]))  # ranking 0, 2, 1
+    >>> float(curves.redundancy[2]), float(curves.coverage[2])
+    (0.0, 0.5)
+    """
+    order = torch.argsort(torch.as_tensor(scores).cpu(), descending=True, stable=True).numpy()
+    n = len(order)
+    each = []
+    for similarity in similarities:
+        if tuple(similarity.shape) != (n, n):
+            raise ConfigError(f"group_curves needs n x n similarity matrices for n = {n} scores; got "
+                              f"{tuple(similarity.shape)}.")
+        each.append(_curves(similarity.detach().cpu().float().numpy(), order))
+    return KeptSetCurves(np.mean([r for r, _ in each], axis=0), np.mean([c for _, c in each], axis=0))

@@ -3,10 +3,15 @@
 - ``layers/<key>.json``: one layer's ``LayerAtlas``, written as soon as the layer is measured, so a run
   killed midway resumes from its finished layers. The key (``layer_key``) is the sha256 of the baseline
   configuration, the trained head's fingerprint, the layer and the settings its numbers depend on: the same
-  layer measured the same way, whichever command or app asked.
+  layer measured the same way, whichever command or app visitor asked.
 - ``runs/<configuration key>.json``: the latest complete atlas run of a configuration (``configuration_key``:
   the baseline configuration, the settings and the layers chosen), replaced by each later run of it.
   ``AtlasRecords.latest`` reads it; ``AtlasRecords.runs`` lists every configuration's latest run.
+
+Owners. A run launched by an app visitor is theirs (``owner``: their private id; None: the command line's,
+a shared result). An owner's layers and runs are kept apart from the shared ones (their files are named
+with a digest of the owner, and a run's JSON says whose it is): ``runs(visible_to=owner)`` lists only the
+shared runs and that owner's, and a run of that owner reuses only shared layers and its own.
 
 A file that cannot be read or is not what this version writes is treated as absent (measured again).
 """
@@ -40,6 +45,16 @@ def _configuration(config: FinetuneConfig) -> dict:
     return {name: value for name, value in config.to_dict().items() if name not in _NOT_MEASURED}
 
 
+def _owner_tag(owner: str) -> str:
+    return _digest({"owner": owner})[:24]
+
+
+def _owned(name: str, owner: str | None) -> str:
+    """The file name of a record: ``name`` for the command line's, ``name`` and a digest of the owner for an
+    owner's (never the owner id itself)."""
+    return f"{name}.json" if owner is None else f"{name}-{_owner_tag(owner)}.json"
+
+
 def layer_key(config: FinetuneConfig, head: str, layer: str, settings: AtlasSettings) -> str:
     """sha256 of what one layer's numbers depend on (see the module docstring)."""
     return _digest({"version": ATLAS_VERSION, "config": config.to_dict(), "head": head, "layer": layer,
@@ -57,11 +72,15 @@ class RecordedAtlas:
     """One configuration's latest run, as ``AtlasRecords.runs`` lists it."""
 
     path: Path
-    backbone: str
-    dataset: str
-    dataset_root: str | None
+    config: FinetuneConfig  # the baseline run that trained the head
+    settings: AtlasSettings
     layers: int
     created: float
+    owner: str | None  # the app visitor who launched it; None: the command line (shared)
+
+    @property
+    def backbone(self) -> str:
+        return self.config.backbone
 
 
 class AtlasRecords:
@@ -88,25 +107,31 @@ class AtlasRecords:
         except (OSError, ValueError):
             return None
 
-    def layer(self, key: str) -> LayerAtlas | None:
-        """The layer measured under ``key``, or None."""
-        values = self._read(self.folder / "layers" / f"{key}.json")
+    def _layer(self, key: str, owner: str | None) -> LayerAtlas | None:
+        values = self._read(self.folder / "layers" / _owned(key, owner))
         try:
             return LayerAtlas.from_dict(values) if values is not None and values.get("key") == key else None
         except (KeyError, TypeError, ValueError):
             return None
 
-    def put_layer(self, layer: LayerAtlas) -> Path:
-        return self._write(self.folder / "layers" / f"{layer.key}.json", layer.to_dict())
+    def layer(self, key: str, owner: str | None = None) -> LayerAtlas | None:
+        """The layer measured under ``key`` by ``owner`` or, failing that, by the command line; or None."""
+        own = self._layer(key, owner) if owner is not None else None
+        return own if own is not None else self._layer(key, None)
+
+    def put_layer(self, layer: LayerAtlas, owner: str | None = None) -> Path:
+        """Record ``layer`` as measured by ``owner`` (None: the command line, shared)."""
+        return self._write(self.folder / "layers" / _owned(layer.key, owner), layer.to_dict())
 
     def put_run(self, result: AtlasResult) -> Path:
-        """Record ``result`` as its configuration's latest run."""
-        return self._write(self.folder / "runs" / f"{configuration_key(result.config, result.settings)}.json",
+        """Record ``result`` as its configuration's latest run of its owner (``result.owner``)."""
+        return self._write(self.folder / "runs" / _owned(configuration_key(result.config, result.settings), result.owner),
                            result.to_dict())
 
-    def latest(self, config: FinetuneConfig, settings: AtlasSettings) -> AtlasResult | None:
-        """The latest complete run of this configuration, or None."""
-        return self._result(self.folder / "runs" / f"{configuration_key(config, settings)}.json")
+    def latest(self, config: FinetuneConfig, settings: AtlasSettings, owner: str | None = None) -> AtlasResult | None:
+        """The latest complete run of this configuration by ``owner`` (None: the command line), or None."""
+        result = self._result(self.folder / "runs" / _owned(configuration_key(config, settings), owner))
+        return result if result is not None and result.owner == owner else None
 
     def _result(self, path: Path) -> AtlasResult | None:
         values = self._read(path)
@@ -115,21 +140,28 @@ class AtlasRecords:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def runs(self, backbone: str | None = None) -> list[RecordedAtlas]:
-        """Every configuration's latest run (of ``backbone``, when given), newest first."""
-        found = []
+    def runs(self, backbone: str | None = None, visible_to: str | None = None) -> list[RecordedAtlas]:
+        """Every configuration's latest run (of ``backbone``, when given), newest first. With ``visible_to``,
+        only the shared runs (the command line's) and that owner's: an app visitor sees no one else's."""
+        found, tag = [], None if visible_to is None else _owner_tag(visible_to)
         for path in (self.folder / "runs").glob("*.json"):
+            if tag is not None and "-" in path.stem and not path.stem.endswith(tag):
+                continue  # another owner's, by its name: not read at all
             values = self._read(path)
             try:
-                config = values["config"]
-                entry = RecordedAtlas(path, config["backbone"], config["dataset"], config.get("dataset_root"),
-                                      len(values["layers"]), float(values.get("created", 0.0)))
-            except (KeyError, TypeError, ValueError):
+                owner = values.get("owner")
+                if visible_to is not None and owner not in (None, visible_to):
+                    continue  # another visitor's
+                settings = AtlasResult.settings_from_dict(values["settings"])
+                entry = RecordedAtlas(path, FinetuneConfig.from_dict(values["config"]), settings,
+                                      len(values["layers"]), float(values.get("created", 0.0)), owner)
+            except (AttributeError, KeyError, TypeError, ValueError):
                 continue
             if backbone is None or entry.backbone == backbone:
                 found.append(entry)
         return sorted(found, key=lambda entry: entry.created, reverse=True)
 
     def read(self, entry: RecordedAtlas) -> AtlasResult | None:
-        """The run ``runs`` listed (None when it was damaged or removed since)."""
-        return self._result(entry.path)
+        """The run ``runs`` listed (None when it was damaged or removed since, or is no longer its owner's)."""
+        result = self._result(entry.path)
+        return result if result is not None and result.owner == entry.owner else None

@@ -7,6 +7,7 @@ random's at each keep ratio; cells whose test survives Holm's correction over la
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from .sentence import atlas_sentences
 from .settings import DEFAULT_SAMPLE
 from .significance import ALPHA
 
-__all__ = ["atlas_table", "plot_atlas", "write_atlas_report"]
+__all__ = ["atlas_table", "HeatmapPanel", "heatmap_criteria", "heatmap_panels", "plot_atlas", "write_atlas_report"]
 
 
 def _range_columns(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -70,22 +71,54 @@ def _heatmap(axis, values: np.ndarray, marks: np.ndarray, names: list[str], limi
     return image
 
 
-def _panels(result: AtlasResult, names: list[str]) -> list[tuple[np.ndarray, np.ndarray, float, str, int]]:
-    """(values, significant, colour limit, title, digits) of each panel: rho, accuracy against random's mean at
-    each keep ratio, and the kept sets' redundancy against random's at the first keep ratio (no test)."""
-    def stacked(families: list[Family], scale: float) -> tuple[np.ndarray, np.ndarray]:
-        return (np.stack([f.effects for f in families], axis=1) * scale,
-                np.stack([[v in ("better", "worse") for v in f.verdicts] for f in families], axis=1))
+@dataclass(frozen=True)
+class HeatmapPanel:
+    """One colouring of the atlas heatmap (the report's picture draws each; the app offers them as a choice):
+    a value per layer (rows, in network order) and criterion (columns, ``heatmap_criteria``), its test's
+    p-values before and after Holm's correction over layers (NaN: no test), and how to draw it."""
 
-    panels = [(*stacked([result.family(n, "rho") for n in names], 1.0), 0.5,
-               "Spearman rho with single-neuron\nablation effect", 2)]
-    for keep in result.settings.keep_ratios:
-        panels.append((*stacked([result.family(n, "group", keep) for n in names], 100.0), 10.0,
-                       f"val accuracy minus random's mean\n(points), keep {keep:g}", 0))
+    title: str  # a line break where the picture's panel title wraps
+    values: np.ndarray  # layers x criteria
+    p: np.ndarray
+    adjusted: np.ndarray
+    verdicts: list[list[str]]  # per layer, per criterion: better, worse, neither, untested
+    limit: float  # the colour scale runs from -limit to +limit
+    digits: int
+
+    @property
+    def significant(self) -> np.ndarray:
+        """Where the test survives the correction."""
+        return np.array([[v in ("better", "worse") for v in row] for row in self.verdicts], dtype=bool)
+
+
+def heatmap_criteria(result: AtlasResult) -> list[str]:
+    """The heatmap's columns: every criterion but random, the reference."""
+    return [name for name in result.criteria if name != "random"]
+
+
+def _tested(families: list[Family], scale: float, title: str, limit: float, digits: int) -> HeatmapPanel:
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([getattr(f, name) for f in families], axis=1)
+
+    return HeatmapPanel(title, stacked("effects") * scale, stacked("p"), stacked("adjusted"),
+                        [list(row) for row in zip(*(f.verdicts for f in families))], limit, digits)
+
+
+def heatmap_panels(result: AtlasResult) -> list[HeatmapPanel]:
+    """rho; accuracy against random's mean (points) at each keep ratio; and the kept sets' redundancy against
+    random's at the first keep ratio (no test)."""
+    names = heatmap_criteria(result)
+    panels = [_tested([result.family(n, "rho") for n in names], 1.0, "Spearman rho with single-neuron\nablation effect",
+                      0.5, 2)]
+    panels += [_tested([result.family(n, "group", keep) for n in names], 100.0,
+                       f"val accuracy minus random's mean\n(points), keep {keep:g}", 10.0, 0)
+               for keep in result.settings.keep_ratios]
     redundancy = np.array([[layer.redundancy[n][0, 0] - layer.redundancy["random"][:, 0].mean() for n in names]
-                           for layer in result.layers])
-    panels.append((redundancy, np.zeros(redundancy.shape, dtype=bool), 0.1,
-                   f"kept neurons' redundancy minus\nrandom's, keep {result.settings.keep_ratios[0]:g} (no test)", 2))
+                           for layer in result.layers]).reshape(len(result.layers), len(names))
+    untested = np.full(redundancy.shape, math.nan)
+    panels.append(HeatmapPanel(f"kept neurons' redundancy minus\nrandom's, keep {result.settings.keep_ratios[0]:g} "
+                               "(no test)", redundancy, untested, untested,
+                               [["untested"] * len(names) for _ in result.layers], 0.1, 2))
     return panels
 
 
@@ -99,12 +132,12 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [name for name in result.criteria if name != "random"]
-    panels = _panels(result, names)
+    names, panels = heatmap_criteria(result), heatmap_panels(result)
     rows = len(result.layers)
     figure, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels) + 3.2, 0.32 * rows + 2.6), sharey=True)
-    for axis, (values, marks, limit, title, digits) in zip(np.atleast_1d(axes), panels):
-        figure.colorbar(_heatmap(axis, values, marks, names, limit, title, digits), ax=axis, shrink=0.6, pad=0.02)
+    for axis, panel in zip(np.atleast_1d(axes), panels):
+        image = _heatmap(axis, panel.values, panel.significant, names, panel.limit, panel.title, panel.digits)
+        figure.colorbar(image, ax=axis, shrink=0.6, pad=0.02)
     np.atleast_1d(axes)[0].set_yticks(range(rows), [layer.label for layer in result.layers], fontsize=7)
     figure.suptitle(f"{result.config.backbone} on {dataset_label(result.config)}: does each criterion beat random, "
                     f"layer by layer? Rows: depth, layer (kind, neurons), in network order. * Holm-adjusted p < "

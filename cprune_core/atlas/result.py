@@ -48,6 +48,7 @@ class AtlasResult:
     device: str = ""
     created: float = 0.0  # time.time() when the run ended
     reused: list[str] = field(default_factory=list)  # layers whose results came from an earlier run
+    owner: str | None = None  # the app visitor who launched it (never shown); None: the command line, shared
 
     @property
     def criteria(self) -> list[str]:
@@ -84,21 +85,26 @@ class AtlasResult:
         return json_values({"config": self.config.to_dict(), "settings": asdict(self.settings),
                        "baseline": self.baseline.to_dict(), "head": self.head, "network_layers": self.network_layers,
                        "prunable_layers": self.prunable_layers, "elapsed_s": self.elapsed_s, "device": self.device,
-                       "created": self.created, "reused": self.reused, "alpha": ALPHA,
+                       "created": self.created, "reused": self.reused, "owner": self.owner, "alpha": ALPHA,
                        "tests": tests,
                        "layers": [layer.to_dict() for layer in self.layers]})
 
-    @classmethod
-    def from_dict(cls, values: dict) -> AtlasResult:
-        settings = dict(values["settings"])
+    @staticmethod
+    def settings_from_dict(values: dict) -> AtlasSettings:
+        """The settings of the JSON form (lists back to tuples)."""
+        settings = dict(values)
         for name in ("keep_ratios", "criteria", "layers"):
             if settings.get(name) is not None:
                 settings[name] = tuple(settings[name])
-        return cls(FinetuneConfig.from_dict(values["config"]), AtlasSettings(**settings),
+        return AtlasSettings(**settings)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AtlasResult:
+        return cls(FinetuneConfig.from_dict(values["config"]), cls.settings_from_dict(values["settings"]),
                    RunSummary.from_dict(values["baseline"]), values["head"], values["network_layers"],
                    values["prunable_layers"], [LayerAtlas.from_dict(layer) for layer in values["layers"]],
                    values.get("elapsed_s", 0.0), values.get("device", ""), values.get("created", 0.0),
-                   list(values.get("reused", [])))
+                   list(values.get("reused", [])), values.get("owner"))
 
     def layer(self, name: str) -> LayerAtlas:
         for layer in self.layers:

@@ -137,23 +137,24 @@ def _tasks(todo: list[tuple[int, PlannedLayer, str]], trained: TrainedBaseline, 
                          config.device, planned.cut, features, scores, settings, config.seed, key),)
 
 
-def _recorded(records: AtlasRecords | None, keys: list[str]) -> dict[int, LayerAtlas]:
-    """Position -> the layer recorded under its key."""
-    found = {index: records.layer(key) for index, key in enumerate(keys)} if records is not None else {}
+def _recorded(records: AtlasRecords | None, keys: list[str], owner: str | None) -> dict[int, LayerAtlas]:
+    """Position -> the layer recorded under its key, by ``owner`` or the command line."""
+    found = {index: records.layer(key, owner) for index, key in enumerate(keys)} if records is not None else {}
     return {index: layer for index, layer in found.items() if layer is not None}
 
 
 def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, executor: Executor | None = None,
               records: AtlasRecords | None = None, rerun: bool = False, progress: ProgressCallback | None = None,
               stop: threading.Event | None = None, feature_cache: FeatureCache | None = None,
-              data_roots: list[Path] | None = None) -> AtlasResult:
+              data_roots: list[Path] | None = None, owner: str | None = None) -> AtlasResult:
     """Train the head once (``config``: its backbone, dataset, split and seed), then measure every layer
     ``settings`` choose (see ``measure_layer``) on ``executor`` (default: this process). Each layer's result
     is recorded in ``records`` as it ends and, unless ``rerun``, a layer already recorded under its key is
     not measured again; the complete run is recorded as its configuration's latest. ``progress(done, total,
     message)`` counts layers (in this process, also the steps within a layer); a set ``stop`` raises
-    StopRequested (finished layers stay recorded). Every setting and layer is checked before any training
-    (ConfigError)."""
+    StopRequested (finished layers stay recorded). ``owner``: the app visitor whose run it is (None: the
+    command line's, shared); an owner's records are theirs (see ``AtlasRecords``). Every setting and layer
+    is checked before any training (ConfigError)."""
     started = time.perf_counter()
     settings = (settings or AtlasSettings()).validate()
     config = replace(config, mode="baseline")
@@ -167,7 +168,7 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
     planned = plan_layers(trained.model, spec, settings, graph)
     head = head_fingerprint(trained.model, spec)
     keys = [layer_key(trained.config, head, p.layer, settings) for p in planned]
-    done = {} if rerun else _recorded(records, keys)
+    done = {} if rerun else _recorded(records, keys, owner)
     todo = [(index, p, key) for index, (p, key) in enumerate(zip(planned, keys)) if index not in done]
     reused = [planned[index].layer for index in sorted(done)]
     report(progress, len(done), len(planned), f"Measuring {len(todo)} of {len(planned)} layers")
@@ -181,12 +182,12 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
                                      stop=stop):
         done[todo[index][0]] = layer
         if records is not None:
-            records.put_layer(layer)
+            records.put_layer(layer, owner)
         report(progress, len(done), len(planned), f"Measured {layer.layer} ({len(done)} of {len(planned)} layers)")
     network_layers = sum(has_neurons(module) for module in trained.model.modules())
     result = AtlasResult(trained.config, settings, trained.summary, head, network_layers, len(graph.groups),
                          [done[index] for index in range(len(planned))], time.perf_counter() - started,
-                         executor.describe(), time.time(), reused)
+                         executor.describe(), time.time(), reused, owner)
     if records is not None:
         records.put_run(result)
     return result

@@ -8,14 +8,14 @@ the life of the server; whether a browser session is still connected is the app'
 """
 from .models import STORE_ADVICE, downloadable_runs, keep_models_within, recorded_run
 from .presence import Attendance
-from .queue import (OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, Launch, LaunchState, QueueLimits,
+from .queue import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, Launch, LaunchState, QueueLimits,
                     QueueOverview, RunQueue, Runner, Task, Track, VisitorView)
 from .server import make_run_queue, make_uploads
 from .uploads import Uploads, launch_user, uses_in_progress
 from .visitors import XSRF_COOKIE, browser_secret, server_key, session_visitor_id, visitor_id
 
 __all__ = ["Launch", "LaunchState", "QueueLimits", "QueueOverview", "RunQueue", "Runner", "Task", "Track",
-           "VisitorView", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR", "Attendance", "Uploads",
+           "VisitorView", "FINETUNE", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR", "Attendance", "Uploads",
            "launch_user", "uses_in_progress", "recorded_run", "keep_models_within", "downloadable_runs",
            "STORE_ADVICE", "make_run_queue", "make_uploads", "XSRF_COOKIE", "browser_secret", "visitor_id",
            "server_key", "session_visitor_id"]

@@ -37,13 +37,14 @@ from ..settings import setting
 from .presence import Attendance
 
 __all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueOverview", "QueueLimits",
-           "RunQueue", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR"]
+           "RunQueue", "FINETUNE", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR"]
 
 # runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
 # task(stop, progress) -> result, where progress(done, total, message) reports how far it got (total 0: unknown).
 Task = Callable[[threading.Event, Callable[[int, int, str], None]], object]
 log = logging.getLogger(__name__)
+FINETUNE = "finetune"  # the kind of a launch of fine-tuning runs (a task's kind is its own)
 KEPT_PER_OWNER = 5  # ended launches an owner still sees
 KEPT_IN_ALL = 200  # ended launches kept at all (owners who left leave theirs behind)
 # Why a launch was stopped, or taken out of the queue (Launch.ended_because), in words for its owner.
@@ -81,6 +82,7 @@ class Launch:
     created: float  # time.time() when it was queued
     task: Task | None = None
     title: str = ""  # what the task is, in words
+    kind: str = FINETUNE  # which page shows it: fine-tuning runs, or the kind of task ("importance", "atlas")
     stop: threading.Event = field(default_factory=threading.Event)
     state: LaunchState = LaunchState.QUEUED
     error: str = ""  # a crash of the worker itself, i.e. a bug (a failed run ends with status "failed")
@@ -104,13 +106,13 @@ class VisitorView:
     queued: int  # launches waiting, everyone's
     running: int  # launches running, everyone's
 
-    def of_kind(self, tasks: bool) -> list[Launch]:
-        """The fine-tuning launches (``tasks`` False: the Fine-tune page's) or the tasks (the analyses' page)."""
-        return [launch for launch in self.launches if (launch.task is not None) == tasks]
+    def of_kind(self, kind: str) -> list[Launch]:
+        """The launches of one kind: FINETUNE (the Fine-tune page's runs) or a kind of task (its page's)."""
+        return [launch for launch in self.launches if launch.kind == kind]
 
-    def active(self, tasks: bool) -> bool:
+    def active(self, kind: str) -> bool:
         """Whether any launch of that kind is still waiting or running (its page then polls)."""
-        return any(launch.state != LaunchState.ENDED for launch in self.of_kind(tasks))
+        return any(launch.state != LaunchState.ENDED for launch in self.of_kind(kind))
 
 
 @dataclass
@@ -170,10 +172,10 @@ class RunQueue:
         return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [Track(label, c) for label, c in configs.items()],
                                     time.time()))
 
-    def submit_task(self, owner: str, title: str, task: Task) -> Launch:
-        """Queue a task for ``owner`` (the same limits as ``submit``). Its result is kept in the launch; a
-        CPruneError it raises, or StopRequested, becomes the launch's ``failure``."""
-        return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [], time.time(), task, title))
+    def submit_task(self, owner: str, title: str, task: Task, kind: str = "task") -> Launch:
+        """Queue a task of ``kind`` for ``owner`` (the same limits as ``submit``). Its result is kept in the
+        launch; a CPruneError it raises, or StopRequested, becomes the launch's ``failure``."""
+        return self._enqueue(Launch(uuid.uuid4().hex[:12], owner, [], time.time(), task, title, kind=kind))
 
     def stop(self, owner: str, launch_id: str) -> bool:
         """Stop one of ``owner``'s launches (taken out of the queue, or ended within a batch); False when it
