@@ -52,6 +52,9 @@ bench: install browser
 	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_ablation.py
+	$(PY) bench/bench_kept_geometry.py
+	$(PY) bench/bench_atlas.py --only sharing
+	$(PY) bench/bench_atlas.py --only quick --ray
 	$(PY) bench/bench_weights.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_app.py
