@@ -83,7 +83,7 @@ def _canvas(layer: str, layout_name: str, view, tau: float, kept, neuron: int) -
 
 def _controls() -> tuple[str, str, str]:
     """Layer, layout, colouring and view: (layer, layout drawn, view)."""
-    controls = st.columns([3, 2, 2, 2])
+    controls = st.columns([3, 2.6, 2.2, 2.2])  # the layout control's two choices fit side by side
     layer = state.bound(controls[0].selectbox, LAYER, "Layer", options=bundle.layer_names, format_func=_layer_label)
     neurons = bundle.info(layer).neurons
     if neurons > MAX_GRAPH_NEURONS:

@@ -77,16 +77,6 @@ with hist:
     st.dataframe(cache.kept_overlap(key, layer, criterion, tau, kept_here), hide_index=True, width="stretch",
                  column_config={"Jaccard with kept set": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                         format="%.2f")})
-    st.markdown("**Redundancy and coverage of each criterion's kept set**")
-    coupled = bundle.graph.group_for(layer).layers
-    st.dataframe(cache.kept_geometry(key, layer, tau, kept_here), hide_index=True, width="stretch", key="kept_geometry",
-                 column_config={name: st.column_config.NumberColumn(format="%+.3f" if "−" in name else "%.3f")
-                                for name in ("redundancy", "redundancy − random", "coverage", "coverage − random")})
-    st.caption("Redundancy: the mean cosine similarity between two kept neurons (high: the kept neurons resemble one "
-               "another). Coverage: the mean, over removed neurons, of the similarity to their closest kept neuron "
-               "(high: each removed neuron has a close kept twin)." +
-               (f" A residual stream: its channels ranked as pruning ranks them (scores averaged over its "
-                f"{len(coupled)} coupled layers), the figures averaged over them." if len(coupled) > 1 else ""))
 with graph:
     view = cache.layer_graph(key, layer, tau)
     layout_name = cache.layout_for(key, layer, st.session_state.get("graph_layout") or "force")
@@ -96,6 +86,17 @@ with graph:
     send_payload(payload, key="prune_graph")
     graph_canvas(payload, key="prune_graph", tau=tau, view=view, slider=False, kept=cache.kept_mask(scores, kept_here),
                  height=470, file_name=f"{layer}-pruned")
+
+st.markdown("**Redundancy and coverage of each criterion's kept set**")
+coupled = bundle.graph.group_for(layer).layers
+st.dataframe(cache.kept_geometry(key, layer, tau, kept_here), hide_index=True, width="stretch", key="kept_geometry",
+             column_config={name: st.column_config.NumberColumn(format="%+.3f" if "−" in name else "%.3f")
+                            for name in ("redundancy", "redundancy − random", "coverage", "coverage − random")})
+st.caption("Redundancy: the mean cosine similarity between two kept neurons (high: the kept neurons resemble one "
+           "another). Coverage: the mean, over removed neurons, of the similarity to their closest kept neuron "
+           "(high: each removed neuron has a close kept twin)." +
+           (f" A residual stream: its channels ranked as pruning ranks them (scores averaged over its "
+            f"{len(coupled)} coupled layers), the figures averaged over them." if len(coupled) > 1 else ""))
 
 st.subheader("Build the pruned model")
 st.caption("Removes the neurons for real (smaller weight tensors) with torch-pruning, then counts parameters and "

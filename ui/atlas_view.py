@@ -163,7 +163,8 @@ def _form_settings(bundle: ModelBundle) -> tuple[AtlasSettings, int]:
     total = len(bundle.graph.groups)
     cells = st.columns(5)
     layers = cells[0].selectbox("Layers", [quick.quick_layers, 0], key="atlas_layers",
-                                format_func=lambda n: f"{n} spread over the network" if n else f"all {total}")
+                                format_func=lambda n: f"{n}, spread out" if n else f"all {total}",
+                                help="A few layers evenly spread from the first to the last, or every prunable layer.")
     sample = cells[1].number_input("Neurons per layer", 3, 1000, quick.sample_size, key="atlas_sample",  # rho needs 3
                                    help="Removed one at a time. The head layer is measured in full (one operation).")
     images = cells[2].number_input("Validation images", 8, 10_000, quick.val_images, key="atlas_images")
