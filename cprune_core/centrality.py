@@ -22,7 +22,9 @@ import torch
 
 from .errors import ConfigError, PowerIterationFailedConvergence
 
-__all__ = ["PowerStep", "power_iteration", "eigenvector_centrality", "weighted_degree", "pagerank", "concentration"]
+__all__ = ["POWER_TOLERANCE", "PowerStep", "power_iteration", "eigenvector_centrality", "weighted_degree", "pagerank", "concentration"]
+
+POWER_TOLERANCE = 1e-6  # per neuron: the iteration stops when the L1 change is below n x this (networkx's rule)
 
 
 def _check_square(adjacency: torch.Tensor) -> int:
@@ -58,7 +60,7 @@ class PowerStep:
         return float(self.rayleigh_tensor)
 
 
-def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 1e-6) -> Iterator[PowerStep]:
+def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = POWER_TOLERANCE) -> Iterator[PowerStep]:
     """The steps of power iteration on (I + A) from the uniform vector, up to convergence or max_iter.
 
     Parameters
@@ -94,7 +96,7 @@ def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 
             return
 
 
-def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 1e-6) -> torch.Tensor:
+def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = POWER_TOLERANCE) -> torch.Tensor:
     """Eigenvector centrality (Bonacich 1972): the non-negative x with A x = lambda_max x, ||x||_2 = 1.
 
     Parameters

@@ -15,7 +15,7 @@ from torch import nn
 
 from .centrality import eigenvector_centrality, pagerank, weighted_degree
 from .errors import PowerIterationFailedConvergence
-from .graph import cosine_similarity, threshold_adjacency
+from .graph import adjacency_of
 from .layers import has_neurons, is_depthwise, weight_vectors
 from .ranges import TAU, choose
 
@@ -64,7 +64,7 @@ class GraphCriterion(Criterion):
         self.tau = TAU.check(tau, "tau")
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
-        return self.from_adjacency(threshold_adjacency(cosine_similarity(vectors), self.tau, inplace=True))
+        return self.from_adjacency(adjacency_of(vectors, self.tau))
 
     def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
         """The scores from an adjacency matrix already thresholded (n x n, symmetric, non-negative)."""

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from .data import ImageListDataset, build_transform, make_loader
 from .device import Precision, to_device
 from .errors import DatasetError
-from .paths import features_dir
+from .paths import atomic_write, features_dir
 from .progress import check_stop
 from .settings import setting
 
@@ -86,10 +86,8 @@ class FeatureCache:
         if disk:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
             path = self.disk_dir / f"{key}.pt"
-            temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-            torch.save({"features": value[0], "labels": value[1], "key": key,
-                        "sha256": _contents_digest(key, *value)}, temporary)
-            os.replace(temporary, path)
+            atomic_write(path, lambda temporary: torch.save({"features": value[0], "labels": value[1], "key": key,
+                                                             "sha256": _contents_digest(key, *value)}, temporary))
 
     def clear(self) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .layers import weight_vectors
 from .ranges import TAU
 
-__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_for", "summarize",
+__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_of", "adjacency_for", "summarize",
            "to_scipy", "upper_edges", "to_networkx", "strongest_edges", "principal_components", "layout_2d",
            "force_layout", "FORCE_STEPS", "FORCE_STEP_BUDGET", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES",
            "tau_for_mean_degree", "graph_file", "GRAPH_FORMATS"]
@@ -69,14 +69,19 @@ def threshold_adjacency(similarity: torch.Tensor, tau: float, inplace: bool = Fa
     return adjacency
 
 
-def adjacency_for(module: nn.Module, tau: float, layer_name: str = "layer") -> torch.Tensor:
-    """The thresholded similarity graph of a Linear or Conv2d layer, holding a single n x n matrix.
+def adjacency_of(vectors: torch.Tensor, tau: float) -> torch.Tensor:
+    """The thresholded similarity graph of the neurons' weight ``vectors`` (n x d), holding a single n x n
+    matrix: ``threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)``. ConfigError for a tau
+    outside [0, 1)."""
+    return threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)
 
-    ``threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)``:
+
+def adjacency_for(module: nn.Module, tau: float, layer_name: str = "layer") -> torch.Tensor:
+    """The thresholded similarity graph of a Linear or Conv2d layer: ``adjacency_of`` its weight vectors.
     ConfigError for a module without neurons or a tau outside [0, 1); NonFiniteWeightsError (naming
     ``layer_name``) when a weight is NaN or Inf.
     """
-    return threshold_adjacency(cosine_similarity(weight_vectors(module, layer_name)), tau, inplace=True)
+    return adjacency_of(weight_vectors(module, layer_name), tau)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ pair i < j whose float32 similarity is > tau (tau as float32). No Streamlit here
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import struct
 from collections.abc import Sequence
@@ -25,16 +24,15 @@ import networkx as nx
 import numpy as np
 import torch
 
-from .centrality import power_iteration
+from .centrality import POWER_TOLERANCE
 from .errors import ConfigError
 from .graph import to_networkx
 
-__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "POWER_TOLERANCE", "GraphPayload", "edge_counts", "build_payload", "decode_payload",
+__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "GraphPayload", "edge_counts", "build_payload", "decode_payload",
            "louvain_labels"]
 
 EDGE_CAP = 500_000  # edges a browser is sent at most (8 bytes each: 4 MB); the strongest are kept
 PAYLOAD_MAGIC = b"CPG1"
-POWER_TOLERANCE = inspect.signature(power_iteration).parameters["tol"].default  # the browser stops where the core does
 _HEADER = struct.Struct("<4sI")  # magic, header length
 
 

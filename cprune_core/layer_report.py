@@ -16,7 +16,7 @@ import torch
 from .centrality import concentration
 from .criteria import CRITERIA, make_criterion, ranking_centrality
 from .errors import ConfigError
-from .graph import GraphSummary, cosine_similarity, layout_2d, summarize, threshold_adjacency
+from .graph import GraphSummary, adjacency_of, layout_2d, summarize
 from .model_source import ModelSource
 from .ranges import TAU, choose
 
@@ -45,7 +45,7 @@ def layer_scores(vectors: torch.Tensor, criteria: Sequence[str], tau: float,
     """
     scorers = {name: make_criterion(name, tau) for name in criteria}
     if adjacency is None and any(scorer.uses_graph for scorer in scorers.values()):
-        adjacency = threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)
+        adjacency = adjacency_of(vectors, tau)
     return {name: (scorer.from_adjacency(adjacency) if scorer.uses_graph else scorer(vectors)).cpu().numpy()
             for name, scorer in scorers.items()}
 
@@ -85,9 +85,11 @@ def layer_report(source: ModelSource, layer: str, tau: float, criteria: Sequence
     MAX_GRAPH_NEURONS neurons; NonFiniteWeightsError for NaN or Inf weights.
     """
     check_graph_settings(tau, criteria)
+    known = {info.name: info for info in source.layers}
+    if layer in known:  # a layer too large is refused before its values are read (an unknown one: weight_vectors)
+        _check_size(known[layer].neurons, layer)
     vectors = source.weight_vectors(layer)
-    _check_size(vectors.shape[0], layer)
-    adjacency = threshold_adjacency(cosine_similarity(vectors), tau, inplace=True)
+    adjacency = adjacency_of(vectors, tau)
     return LayerReport(layer, tau, adjacency, summarize(adjacency), layer_scores(vectors, criteria, tau, adjacency),
                        (adjacency > 0).sum(1).numpy(), vectors.norm(dim=1).numpy(), layout_2d(vectors))
 
@@ -99,7 +101,7 @@ def _layerwise_row(source: ModelSource, layer: str, tau: float) -> dict:
     if info.neurons > MAX_GRAPH_NEURONS:
         row["note"] = f"no graph: over {MAX_GRAPH_NEURONS:,} neurons"
         return row
-    adjacency = threshold_adjacency(cosine_similarity(source.weight_vectors(layer)), tau, inplace=True)
+    adjacency = adjacency_of(source.weight_vectors(layer), tau)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         centrality = ranking_centrality(adjacency)

@@ -41,9 +41,7 @@ with st.container(border=True):
                                  int(OPTIONS["sample_size"].range.high), AnalysisConfig.sample_size, key="imp_sample",
                                  help="For layers measured by a forward pass each (not the head layer).",
                                  disabled=layer == spec.head_layer)
-    sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
-    image_size = top[3].selectbox("Image size", sizes, index=sizes.index(BASELINE.image_size) if BASELINE.image_size in sizes else len(sizes) - 1,
-                                  key="imp_image_size", help="The flower photos are 128 px; smaller is faster.")
+    image_size = launches.image_size_select(top[3], spec, key="imp_image_size")
     dataset = session["dataset"]
     root = launches.dataset_folder_input(dataset, key="imp_root")
     st.caption(f"On {dataset} (the sidebar's dataset), τ = {session['tau']:.2f} for the graph criteria, the split of "

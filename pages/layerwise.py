@@ -61,7 +61,8 @@ st.caption("Eigenvector centrality of every prunable layer at the same τ. A con
 tau = state.tau_slider()
 with st.spinner(f"Building the graphs of {len(bundle.graph_layers)} layers …"):
     summary, values = cache.layerwise(key, tau)
-too_big = [name for name in bundle.graph_layers if name not in bundle.drawable]
+drawable = set(bundle.drawable)
+too_big = [name for name in bundle.graph_layers if name not in drawable]
 if too_big:
     st.caption(f"Not shown: {plain(', '.join(too_big))}, over {MAX_GRAPH_NEURONS:,} neurons each.")
 

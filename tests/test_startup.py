@@ -33,6 +33,7 @@ calls = []
 original = cache.build_payload
 cache.build_payload = lambda *a, **k: calls.append(1) or original(*a, **k)
 startup.warm_up()
+assert len(calls) == 1, 'the warm-up did not build the payload'
 from cprune_core import DEFAULT_BACKBONE
 key = cache.ModelKey(DEFAULT_BACKBONE, "pretrained")
 layer = cache.model_bundle(key).loaded.spec.head_layer

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
+
 import streamlit as st
 
 from cprune_core import CRITERIA, CPruneError, DATASETS
@@ -36,10 +38,27 @@ APP_SETTINGS = AtlasSettings.quick()  # the app's default: the command line's --
 PAGES = {"importance": "pages/importance.py", "explorer": "pages/explorer.py"}
 
 
+def _modified_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # removed since it was listed
+        return -1
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _runs(folder: str, backbone: str, visitor: str, files: tuple[tuple[str, int], ...]) -> list[RecordedAtlas]:
+    """``AtlasRecords(folder).runs``; ``files`` (each run file's name and modification time) is the cache key."""
+    return AtlasRecords(folder).runs(backbone, visible_to=visitor)
+
+
 def visible_runs(key: ModelKey, visitor: str) -> list[RecordedAtlas]:
     """The recorded atlas runs of the loaded backbone and weights that ``visitor`` may see (the command line's
-    and their own), newest first."""
-    return [entry for entry in AtlasRecords().runs(key.backbone, visible_to=visitor)
+    and their own), newest first; the records are read again only when a file of them changed, not at every
+    rerun of the page."""
+    folder = AtlasRecords().folder
+    files = tuple(sorted((path.name, _modified_ns(path)) for path in (folder / "runs").glob("*.json")
+                         if not path.name.startswith(".")))
+    return [entry for entry in _runs(str(folder), key.backbone, visitor, files)
             if entry.config.weights == key.weights and (entry.config.checkpoint or "") == key.checkpoint]
 
 
@@ -170,10 +189,7 @@ def _form_settings(bundle: ModelBundle) -> tuple[AtlasSettings, int]:
     images = cells[2].number_input("Validation images", 8, 10_000, quick.val_images, key="atlas_images")
     seeds = cells[3].number_input("Random seeds", 2, 20, quick.seeds, key="atlas_seeds",  # the group test needs 2
                                   help="Random pruning's spread: what each criterion is tested against.")
-    sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
-    default = importance_config().image_size
-    size = cells[4].selectbox("Image size", sizes, index=sizes.index(default) if default in sizes else len(sizes) - 1,
-                              key="atlas_image_size")
+    size = launches.image_size_select(cells[4], spec, key="atlas_image_size")
     settings = replace(quick, quick_layers=int(layers), sample_size=int(sample), val_images=int(images),
                        seeds=int(seeds), tau=st.session_state["tau"])
     return settings, int(size)

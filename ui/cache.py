@@ -25,6 +25,7 @@ from cprune_core import (CRITERIA, Backbone, CostModel, GraphSummary, LayerInfo,
                          measure_latency_ms, normalise_rows, power_iteration, prune_model, summarize,
                          threshold_adjacency)
 from cprune_core import graph
+from cprune_core.centrality import POWER_TOLERANCE
 from cprune_core.graph import strongest_edges
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
 from cprune_core.atlas import AtlasSettings, KeptSetCurves, group_curves, group_similarities
@@ -271,7 +272,7 @@ def walkthrough(key: SourceKey, layer: str, tau: float) -> Walkthrough:
         similarity=similarity_matrix.numpy(), adjacency=adjacency.numpy(),
         iterates=torch.stack([step.x for step in steps]).numpy(),
         changes=np.array([step.change for step in steps]), eigenvalues=np.array([step.eigenvalue for step in steps]),
-        converged=steps[-1].converged, tolerance=adjacency.shape[0] * 1e-6, centrality=centrality.numpy())
+        converged=steps[-1].converged, tolerance=adjacency.shape[0] * POWER_TOLERANCE, centrality=centrality.numpy())
 
 
 @dataclass(frozen=True)
@@ -403,9 +404,10 @@ def kept_geometry(key: ModelKey, layer: str, tau: float, count: int) -> pd.DataF
 @st.cache_data(max_entries=16, show_spinner=False)
 def layerwise(key: SourceKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per prunable layer at ``tau``: a summary table and the long-form centralities."""
-    rows, values = [], []
-    for name in bundle_of(key).graph_layers:
-        if bundle_of(key).info(name).neurons > MAX_GRAPH_NEURONS:
+    rows, values, bundle = [], [], bundle_of(key)
+    drawable = set(bundle.drawable)
+    for name in bundle.graph_layers:
+        if name not in drawable:
             continue  # the page says which
         view = layer_graph(key, name, tau)
         gini, top10 = concentration(torch.from_numpy(view.centrality))

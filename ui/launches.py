@@ -10,6 +10,7 @@ import streamlit as st
 
 from cprune_core import DATASETS, ConfigError
 from cprune_core.data import confine, data_roots, visitor_downloads
+from cprune_core.experiment.importance_report import importance_config
 from cprune_core.service import Launch, LaunchState, VisitorView, launch_user
 
 from . import frame, state
@@ -127,3 +128,12 @@ def live_launches(key: str, kind: str, draw: Callable[[VisitorView], None]) -> N
         draw(view)
 
     launches()
+
+
+def image_size_select(column, spec, key: str) -> int:
+    """An analysis's input size in ``column``: the multiples of 32 that ``spec`` accepts, the analyses' default
+    (``importance_config``'s) chosen, else the largest."""
+    sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
+    default = importance_config().image_size
+    return int(column.selectbox("Image size", sizes, index=sizes.index(default) if default in sizes else len(sizes) - 1,
+                                key=key, help="The flower photos are 128 px; smaller is faster."))

@@ -17,9 +17,8 @@ from torch import nn
 from ..cut import cut_model
 from ..data import ImageListDataset, build_transform, make_loader
 from ..device import Precision
-from ..errors import StopRequested
 from ..features import FEATURE_BATCH_SIZE, Features, extract_features
-from ..progress import Steps
+from ..progress import Steps, check_stop
 from ..registry import BackboneSpec
 
 __all__ = ["BlockInputs", "chain_steps"]
@@ -53,7 +52,7 @@ class BlockInputs:
                  device: torch.device, *, stop: threading.Event | None = None):
         self.model, self.spec, self.device = model.eval(), spec, device
         self.dataset, self.image_size = dataset, image_size
-        self.stop = stop or threading.Event()
+        self.stop = stop
         self.steps: list[nn.Module] | None = None  # the modules already applied
         self.features: Features | None = None
 
@@ -71,8 +70,7 @@ class BlockInputs:
         carried = []
         with torch.no_grad():
             for start in range(0, len(values), FEATURE_BATCH_SIZE):
-                if self.stop.is_set():
-                    raise StopRequested("Stopped while computing the inputs of the network's blocks.")
+                check_stop(self.stop, "Stopped while computing the inputs of the network's blocks.")
                 carried.append(middle(values[start:start + FEATURE_BATCH_SIZE].to(self.device)).float().cpu())
         return torch.cat(carried), labels
 

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..paths import cache_home
+from ..paths import atomic_write, cache_home
 from ..schema import FinetuneConfig
 from .layer import LayerAtlas
 from .result import AtlasResult
@@ -95,10 +93,7 @@ class AtlasRecords:
 
     def _write(self, path: Path, values: dict) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        temporary.write_text(json.dumps(values))
-        os.replace(temporary, path)
-        return path
+        return atomic_write(path, lambda temporary: Path(temporary).write_text(json.dumps(values)))
 
     @staticmethod
     def _read(path: Path) -> dict | None:
@@ -145,6 +140,8 @@ class AtlasRecords:
         only the shared runs (the command line's) and that owner's: an app visitor sees no one else's."""
         found, tag = [], None if visible_to is None else _owner_tag(visible_to)
         for path in (self.folder / "runs").glob("*.json"):
+            if path.name.startswith("."):
+                continue  # a write under way (paths.atomic_write's temporary file)
             if tag is not None and "-" in path.stem and not path.stem.endswith(tag):
                 continue  # another owner's, by its name: not read at all
             values = self._read(path)

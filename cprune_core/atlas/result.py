@@ -1,7 +1,6 @@
 """The whole atlas: every layer's measurements, the tests corrected over layers, and the JSON form."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -112,8 +111,3 @@ class AtlasResult:
                 return layer
         raise KeyError(name)
 
-    def median_interval_width(self, criterion: str = "eigenvector") -> float:
-        """Median width of the criterion's 95% rho interval over the layers (the precision the samples gave)."""
-        widths = [layer.correlations[criterion].ci_high - layer.correlations[criterion].ci_low for layer in self.layers]
-        widths = [w for w in widths if not math.isnan(w)]
-        return float(np.median(widths)) if widths else math.nan

@@ -115,11 +115,10 @@ def head_fingerprint(model: nn.Module, spec: BackboneSpec) -> str:
 
 def _train(config: FinetuneConfig, executor: Executor, in_process: bool, progress, stop, feature_cache,
            data_roots) -> TrainedBaseline:
-    """The head, trained where the executor runs its work (progress, stop and the cache only in this process)."""
-    if in_process:
-        return executor.call(train_baseline, config, progress=progress, stop=stop, feature_cache=feature_cache,
-                             data_roots=data_roots)
-    return executor.call(train_baseline, config, data_roots=data_roots)
+    """The head, trained where the executor runs its work (progress and the cache only in this process; a stop
+    cancels a remote task)."""
+    here = {"progress": progress, "feature_cache": feature_cache} if in_process else {}
+    return executor.call(train_baseline, config, stop=stop, data_roots=data_roots, **here)
 
 
 def _tasks(todo: list[tuple[int, PlannedLayer, str]], trained: TrainedBaseline, graph: PruningGraph,
@@ -160,7 +159,7 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
     config = replace(config, mode="baseline")
     config.validate()
     spec = get_spec(config.backbone)
-    plan_layers(load_backbone(config.backbone, config.weights, config.checkpoint).model, spec, settings)
+    plan_layers(load_backbone(config.backbone, "random").model, spec, settings)  # the layers exist: no weights needed
     executor = executor if executor is not None else LocalExecutor(config.device)
     in_process = isinstance(executor, LocalExecutor)
     trained = _train(config, executor, in_process, progress, stop, feature_cache, data_roots)
