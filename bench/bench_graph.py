@@ -44,7 +44,7 @@ def main() -> None:
     adjacency = threshold_adjacency(similarity, tau, inplace=True)  # one 64 MiB matrix, no copy
     t_adjacency = time.perf_counter() - start - t_similarity
     start_centrality = time.perf_counter()
-    ours = eigenvector_centrality(adjacency)
+    ours = eigenvector_centrality(adjacency).scores
     t_centrality = time.perf_counter() - start_centrality
     t_total = time.perf_counter() - start
     summary = summarize(adjacency)

@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from cprune_core.criteria import RANKING_MAX_ITER, ranking_centrality
+from cprune_core.criteria import RANKING_MAX_ITER, make_criterion
 from cprune_core.graph import (cosine_similarity, force_layout, layout_2d, summarize, tau_for_mean_degree,
                                threshold_adjacency)
 from cprune_core.graph_view import build_payload
@@ -84,7 +84,7 @@ def layer_graph(path: Path) -> None:
     similarity, t_similarity = timed(lambda: cosine_similarity(vectors))
     tau, t_tau = timed(lambda: tau_for_mean_degree(similarity, 10))
     adjacency, t_adjacency = timed(lambda: threshold_adjacency(similarity, tau))
-    _, t_centrality = timed(lambda: ranking_centrality(adjacency))
+    _, t_centrality = timed(lambda: make_criterion("eigenvector").from_adjacency(adjacency))
     summary, t_summary = timed(lambda: summarize(adjacency))
     force, t_force = timed(lambda: force_layout(adjacency))
     _, t_pca = timed(lambda: layout_2d(vectors))

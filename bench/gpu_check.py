@@ -178,7 +178,7 @@ def graph_scores(layer: nn.Module, setup: Setup) -> tuple[torch.Tensor, float, f
     adjacency = adjacency_for(layer, GRAPH_TAU)
     setup.synchronize()
     centrality_start = time.perf_counter()
-    scores = eigenvector_centrality(adjacency)
+    scores = eigenvector_centrality(adjacency).scores
     setup.synchronize()
     end = time.perf_counter()
     return scores, end - start, end - centrality_start

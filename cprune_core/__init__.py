@@ -3,14 +3,14 @@
 Data flows one way: registry -> model -> layer -> graph -> scores -> pruned model ->
 training -> store. No Streamlit in here.
 """
-from .centrality import concentration, eigenvector_centrality, pagerank, power_iteration, weighted_degree
+from .centrality import Centrality, concentration, eigenvector_centrality, pagerank, power_iteration, weighted_degree
 from .checkpoint import SavedModel, export_onnx, export_torchscript, load_model, save_model
 from .cost import Cost, CostModel, count_macs, count_params, exact_cost, measure_latency_ms
 from .data import DATASETS, load_dataset
 from .device import describe_device, resolve_device
 from .engine import Finetuner, finetune, run
 from .errors import (CheckpointError, ConfigError, CPruneError, DatasetError, NonFiniteWeightsError,
-                     PathNotAllowedError, PowerIterationFailedConvergence, StopRequested, StoreError,
+                     PathNotAllowedError, StopRequested, StoreError,
                      UnreadableImageError, WeightsFileError, WeightsUnavailableError)
 from .evaluation import Evaluation, evaluate_model
 from .features import FEATURE_CACHE, FeatureCache
@@ -32,12 +32,12 @@ from .store import RunRecord, RunStore
 from .weights import WeightLayer, WeightsBudget, WeightsFile, open_weights_file
 
 __all__ = [
-    "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree",
+    "Centrality", "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree",
     "SavedModel", "export_onnx", "export_torchscript", "load_model", "save_model",
     "Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms",
     "DATASETS", "load_dataset", "describe_device", "resolve_device", "Finetuner", "finetune", "run",
     "CheckpointError", "ConfigError", "CPruneError", "DatasetError", "NonFiniteWeightsError", "PathNotAllowedError",
-    "PowerIterationFailedConvergence", "StopRequested", "StoreError", "UnreadableImageError", "WeightsFileError",
+    "StopRequested", "StoreError", "UnreadableImageError", "WeightsFileError",
     "WeightsUnavailableError",
     "Evaluation", "evaluate_model", "FEATURE_CACHE", "FeatureCache",
     "GraphSummary", "adjacency_for", "cosine_similarity", "layout_2d", "normalise_rows", "summarize",

@@ -10,21 +10,48 @@ Behaviour on awkward graphs (tested in tests/test_centrality.py):
   relative starting mass;
 - isolated nodes: centrality 0 whenever the graph has at least one edge;
 - n = 1: centrality 1.
-- no convergence within ``max_iter``: PowerIterationFailedConvergence, carrying the last
-  iterate, like networkx.
+- no convergence within ``max_iter``: not an error but a value. ``eigenvector_centrality`` and
+  ``pagerank`` return a ``Centrality``: the scores (the last iterate) with ``converged`` False and
+  a ``note`` that says so; callers show the note beside the scores instead of failing (networkx
+  raises PowerIterationFailedConvergence here).
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError, PowerIterationFailedConvergence
+from .errors import ConfigError
 
-__all__ = ["POWER_TOLERANCE", "PowerStep", "power_iteration", "eigenvector_centrality", "weighted_degree", "pagerank", "concentration"]
+__all__ = ["POWER_TOLERANCE", "PAGERANK_TOLERANCE", "Centrality", "PowerStep", "power_iteration",
+           "eigenvector_centrality", "weighted_degree", "pagerank", "concentration"]
 
 POWER_TOLERANCE = 1e-6  # per neuron: the iteration stops when the L1 change is below n x this (networkx's rule)
+PAGERANK_TOLERANCE = 1e-6  # networkx.pagerank's tol, with the same n x tol rule
+
+
+@dataclass(frozen=True)
+class Centrality:
+    """Scores from a power iteration, and whether it converged.
+
+    ``scores`` is the last iterate: the centrality itself when ``converged``, else the best estimate the
+    step budget reached (still a sound ranking in practice: it is the dominant direction after many
+    steps). ``note(name)`` is the sentence to show beside scores that did not converge ("" when they did).
+    """
+
+    scores: torch.Tensor
+    converged: bool
+    iterations: int  # steps taken
+    change: float  # the L1 change of the last step
+    tolerance: float  # the L1 change a step had to fall below (n x tol)
+
+    def note(self, name: str) -> str:
+        if self.converged:
+            return ""
+        return (f"{name}: power iteration stopped at its budget of {self.iterations:,} steps before converging (last "
+                f"change {self.change:.2g}, tolerance {self.tolerance:.2g}); its last iterate is used")
 
 
 def _check_square(adjacency: torch.Tensor) -> int:
@@ -96,7 +123,7 @@ def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 
             return
 
 
-def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = POWER_TOLERANCE) -> torch.Tensor:
+def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = POWER_TOLERANCE) -> Centrality:
     """Eigenvector centrality (Bonacich 1972): the non-negative x with A x = lambda_max x, ||x||_2 = 1.
 
     Parameters
@@ -106,24 +133,26 @@ def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: f
 
     Returns
     -------
-    The last step's iterate: n scores, in the adjacency's dtype on its device (empty for n = 0).
+    Centrality : ``scores`` (n values in the adjacency's dtype on its device; empty for n = 0), and
+    ``converged``: False when ``max_iter`` steps did not reach the tolerance, the scores then being the
+    last iterate (its ``note`` says so).
 
     Raises
     ------
-    PowerIterationFailedConvergence : after ``max_iter`` steps; its ``last`` holds the last iterate.
     ConfigError : for a matrix that is not square, or has a negative entry.
 
     The awkward graphs are listed in the module's docstring (no edge: 1/sqrt(n) each; isolated
     nodes: 0). Agrees with networkx.eigenvector_centrality (tests/test_centrality.py). Example:
-    ``eigenvector_centrality(torch.tensor([[0., 1.], [1., 0.]]))`` is ``tensor([0.7071, 0.7071])``.
+    ``eigenvector_centrality(torch.tensor([[0., 1.], [1., 0.]])).scores`` is ``tensor([0.7071, 0.7071])``.
     """
-    if _check_square(adjacency) == 0:
-        return adjacency.new_zeros(0)
-    step = None
-    for step in power_iteration(adjacency, max_iter, tol):
-        if step.converged:
-            return step.x
-    raise PowerIterationFailedConvergence(max_iter, step.x if step else None)
+    n = _check_square(adjacency)
+    if n == 0:
+        return Centrality(adjacency.new_zeros(0), True, 0, 0.0, 0.0)
+    last = deque(power_iteration(adjacency, max_iter, tol), maxlen=1)  # the last step only
+    if not last:  # max_iter < 1: the start is all there is
+        return Centrality(adjacency.new_full((n,), 1.0 / n ** 0.5), False, 0, float("inf"), n * tol)
+    step = last[0]
+    return Centrality(step.x, step.converged, step.k, step.change, n * tol)
 
 
 def weighted_degree(adjacency: torch.Tensor) -> torch.Tensor:
@@ -133,38 +162,47 @@ def weighted_degree(adjacency: torch.Tensor) -> torch.Tensor:
     return adjacency.sum(1)
 
 
-def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 200, tol: float = 1e-8) -> torch.Tensor:
+def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 1000,
+             tol: float = PAGERANK_TOLERANCE) -> Centrality:
     """Weighted PageRank (Page et al. 1999) with uniform teleport, as networkx.pagerank.
 
     Parameters
     ----------
     adjacency : tensor, n x n, non-negative; entry (i, j) is the weight of the link i -> j.
     alpha : the damping factor: the probability of following a link rather than teleporting.
-    max_iter, tol : stop when the L1 change of a step is below n * tol.
+    max_iter, tol : stop when the L1 change of a step is below n * tol (networkx's rule and default tol).
 
     Returns
     -------
-    n scores that sum to 1 (empty for n = 0). Isolated (dangling) nodes spread their mass uniformly.
+    Centrality : ``scores``, n values that sum to 1 (float64, on the adjacency's device; empty for n = 0);
+    ``converged`` False when ``max_iter`` steps did not reach the tolerance (the last iterate is kept).
+    Isolated (dangling) nodes spread their mass uniformly.
 
     Raises
     ------
-    PowerIterationFailedConvergence : after ``max_iter`` steps, carrying the last iterate.
     ConfigError : for a matrix that is not square, or has a negative entry.
+
+    The iterate is kept in float64 whatever the adjacency's dtype (its products are taken in that dtype):
+    in float32 the step change of a 16-neuron layer sticks at rounding noise (about 3e-7) above a
+    tolerance of n x 1e-8, and the iteration never ends. Example: the two-node graph
+    ``pagerank(torch.tensor([[0., 1.], [1., 0.]])).scores`` is ``[0.5, 0.5]``.
     """
     n = _check_square(adjacency)
     if n == 0:
-        return adjacency.new_zeros(0)
-    out_weight = adjacency.sum(1)
+        return Centrality(adjacency.new_zeros(0, dtype=torch.float64), True, 0, 0.0, 0.0)
+    out_weight = adjacency.sum(1).double()
     dangling = out_weight == 0
-    inverse = torch.where(dangling, torch.zeros_like(out_weight), 1.0 / out_weight.clamp_min(1e-30))
-    x = adjacency.new_full((n,), 1.0 / n)
-    for _ in range(max_iter):
+    inverse = torch.where(dangling, torch.zeros_like(out_weight), 1.0 / out_weight.clamp_min(1e-300))
+    x = out_weight.new_full((n,), 1.0 / n)
+    change = float("inf")
+    for k in range(1, max_iter + 1):
         previous = x
-        spread = adjacency.T @ (previous * inverse)
+        spread = (adjacency.T @ (previous * inverse).to(adjacency.dtype)).double()
         x = alpha * (spread + previous[dangling].sum() / n) + (1 - alpha) / n
-        if (x - previous).abs().sum() < n * tol:
-            return x
-    raise PowerIterationFailedConvergence(max_iter, x)
+        change = float((x - previous).abs().sum())
+        if change < n * tol:
+            return Centrality(x, True, k, change, n * tol)
+    return Centrality(x, False, max_iter, change, n * tol)
 
 
 def concentration(scores: torch.Tensor) -> tuple[float, float]:

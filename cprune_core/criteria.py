@@ -7,25 +7,24 @@ into torch-pruning, so coupled layers (residual adds, depthwise convs) are score
 """
 from __future__ import annotations
 
-import warnings
+from dataclasses import replace
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from .centrality import eigenvector_centrality, pagerank, weighted_degree
-from .errors import PowerIterationFailedConvergence
+from .centrality import Centrality, eigenvector_centrality, pagerank, weighted_degree
 from .graph import adjacency_of
 from .layers import has_neurons, is_depthwise, weight_vectors
 from .ranges import TAU, choose
 
-__all__ = ["CRITERIA", "DEFAULT_TAU", "Criterion", "GraphCriterion", "GroupImportance", "make_criterion", "scores_for",
-           "ranking_centrality"]
+__all__ = ["CRITERIA", "DEFAULT_TAU", "RANKING_MAX_ITER", "Criterion", "GraphCriterion", "GroupImportance",
+           "make_criterion", "scores_for"]
 
 DEFAULT_TAU = 0.1
 # torch-pruning's handlers that remove a layer's own neurons (not its inputs), as its own importances test them.
 _OUT_CHANNEL_PRUNING = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
-RANKING_MAX_ITER = 20_000
+RANKING_MAX_ITER = 20_000  # power iteration steps a graph criterion may take before it settles for its last iterate
 
 
 class Criterion:
@@ -56,7 +55,11 @@ class Criterion:
 
 class GraphCriterion(Criterion):
     """A centrality of the neuron graph: cosine similarities of the weight vectors above ``tau``
-    (``graph.threshold_adjacency``), self-loops removed. ConfigError for ``tau`` outside [0, 1)."""
+    (``graph.threshold_adjacency``), self-loops removed. ConfigError for ``tau`` outside [0, 1).
+
+    ``from_adjacency(adjacency)`` gives the ``centrality.Centrality`` (scores, and whether a power
+    iteration converged) of an adjacency already thresholded; calling the criterion gives its scores.
+    """
 
     uses_graph = True
 
@@ -64,22 +67,11 @@ class GraphCriterion(Criterion):
         self.tau = TAU.check(tau, "tau")
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
-        return self.from_adjacency(adjacency_of(vectors, self.tau))
+        return self.from_adjacency(adjacency_of(vectors, self.tau)).scores
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
+    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
         """The scores from an adjacency matrix already thresholded (n x n, symmetric, non-negative)."""
         raise NotImplementedError
-
-
-def ranking_centrality(adjacency: torch.Tensor) -> torch.Tensor:
-    """Eigenvector centrality for ranking. Sparse graphs of many components with nearly equal
-    leading eigenvalues converge slowly; past the iteration budget the last iterate is still a
-    sound ranking, so it is used with a warning instead of failing the whole prune."""
-    try:
-        return eigenvector_centrality(adjacency, max_iter=RANKING_MAX_ITER)
-    except PowerIterationFailedConvergence as exc:
-        warnings.warn(f"eigenvector centrality: {exc}; using the last iterate", RuntimeWarning, stacklevel=2)
-        return exc.last
 
 
 class EigenvectorCentrality(GraphCriterion):
@@ -88,15 +80,16 @@ class EigenvectorCentrality(GraphCriterion):
     Eigenvector centrality (Bonacich 1972, "Factoring and weighting approaches to status scores and
     clique identification") is the leading eigenvector of the adjacency matrix, found by power
     iteration (``centrality.eigenvector_centrality``). Awkward cases: a graph with no edge (all
-    similarities <= tau) scores every neuron 1/sqrt(n), so pruning keeps the lowest indices; nodes
-    outside the dominant component score about 0; past RANKING_MAX_ITER steps without convergence
-    the last iterate is used, with a RuntimeWarning.
+    similarities <= tau) scores every neuron 1/sqrt(n), a tie that ``pruning.kept_indices`` breaks; nodes
+    outside the dominant component score about 0; sparse graphs of many components with nearly equal
+    leading eigenvalues converge slowly, and past RANKING_MAX_ITER steps the last iterate is the score,
+    flagged as not converged.
     """
 
     name = "eigenvector"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
-        return ranking_centrality(adjacency)
+    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+        return eigenvector_centrality(adjacency, max_iter=RANKING_MAX_ITER)
 
 
 class InverseEigenvector(GraphCriterion):
@@ -104,8 +97,9 @@ class InverseEigenvector(GraphCriterion):
 
     name = "inverse-eigenvector"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
-        return -ranking_centrality(adjacency)
+    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+        centrality = eigenvector_centrality(adjacency, max_iter=RANKING_MAX_ITER)
+        return replace(centrality, scores=-centrality.scores)
 
 
 class Degree(GraphCriterion):
@@ -114,19 +108,21 @@ class Degree(GraphCriterion):
 
     name = "degree"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
-        return weighted_degree(adjacency)
+    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+        return Centrality(weighted_degree(adjacency), True, 0, 0.0, 0.0)
 
 
 class PageRank(GraphCriterion):
     """PageRank (Page, Brin, Motwani and Winograd 1999, "The PageRank Citation Ranking: Bringing Order to
-    the Web") of the undirected weighted graph, damping 0.85 (``centrality.pagerank``); scores sum to 1.
-    PowerIterationFailedConvergence when it does not converge within 200 steps."""
+    the Web") of the undirected weighted graph, damping 0.85 (``centrality.pagerank``, iterated in float64);
+    scores sum to 1, returned in float32. Past RANKING_MAX_ITER steps the last iterate, flagged as not
+    converged."""
 
     name = "pagerank"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> torch.Tensor:
-        return pagerank(adjacency)
+    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+        result = pagerank(adjacency, max_iter=RANKING_MAX_ITER)
+        return replace(result, scores=result.scores.float())
 
 
 class L1Norm(Criterion):

@@ -13,8 +13,7 @@ import unicodedata
 
 __all__ = [
     "CPruneError", "ConfigError", "DatasetError", "UnreadableImageError", "PathNotAllowedError", "CheckpointError",
-    "WeightsFileError", "WeightsUnavailableError", "NonFiniteWeightsError", "PowerIterationFailedConvergence",
-    "StoreError", "ClusterError", "StopRequested", "exit_code_for", "error_from", "one_line",
+    "WeightsFileError", "WeightsUnavailableError", "NonFiniteWeightsError", "StoreError", "ClusterError", "StopRequested", "exit_code_for", "error_from", "one_line",
 ]
 
 
@@ -66,17 +65,6 @@ class NonFiniteWeightsError(CPruneError, ValueError):
     """A layer's weights contain NaN or Inf, so similarities are undefined."""
 
 
-class PowerIterationFailedConvergence(CPruneError):
-    """Power iteration did not converge; ``last`` holds the last iterate (as networkx's exception)."""
-
-    def __init__(self, max_iter: int, last=None) -> None:
-        super().__init__(f"power iteration did not converge within {max_iter} iterations")
-        self.max_iter, self.last = max_iter, last
-
-    def __reduce__(self):
-        return type(self), (self.max_iter, self.last)
-
-
 class StoreError(CPruneError):
     """The run store cannot be opened or written (corrupt, truncated, unwritable, not a file)."""
 
@@ -116,7 +104,7 @@ def error_from(kind: str | None, message: str) -> CPruneError:
     """The error a failed run reported (its RunSummary's ``error`` and ``message``), to raise again
     where the run was a step of something larger; a plain CPruneError for out of memory."""
     cls = _kind(kind)
-    if cls is None or cls in (UnreadableImageError, PowerIterationFailedConvergence):  # need more than a message
+    if cls is None or cls is UnreadableImageError:  # needs more than a message
         return CPruneError(message)
     return cls(message)
 

@@ -6,7 +6,6 @@ the scores (graph criteria share one adjacency), centrality.concentration for th
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 
 from .centrality import concentration
-from .criteria import CRITERIA, make_criterion, ranking_centrality
-from .errors import ConfigError
+from .criteria import CRITERIA, make_criterion
+from .errors import ConfigError, CPruneError
 from .graph import GraphSummary, adjacency_of, layout_2d, summarize
 from .model_source import ModelSource
 from .ranges import TAU, choose
@@ -36,18 +35,44 @@ def _check_size(neurons: int, layer: str) -> None:
 
 
 def layer_scores(vectors: torch.Tensor, criteria: Sequence[str], tau: float,
-                 adjacency: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-    """Criterion name -> one score per neuron (higher: keep), each criterion on ``vectors`` at ``tau``.
+                 adjacency: torch.Tensor | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each criterion's score per neuron on ``vectors`` at ``tau``, and a note for each criterion that did
+    not give exact scores.
 
-    Graph criteria share ``adjacency`` (the tau-thresholded similarity of ``vectors``; computed when
-    None). ``random`` uses seed 0. ConfigError for an unknown criterion or a tau out of range.
-    A slow power iteration's warning is left to the caller (RuntimeWarning).
+    Parameters
+    ----------
+    vectors : n x d weight vectors of one layer.
+    criteria : names from ``CRITERIA``.
+    tau : the graph criteria's threshold.
+    adjacency : the tau-thresholded similarity of ``vectors``, shared by the graph criteria (computed when None).
+
+    Returns
+    -------
+    (scores, notes): criterion -> n scores (higher: keep; ``random`` uses seed 0); criterion -> a sentence for
+    a criterion whose power iteration stopped at its budget (its scores are the last iterate) or that could not
+    be computed at all (a ``CPruneError`` or running out of memory: it is then absent from ``scores``). One
+    criterion's failure never takes the others down.
+
+    Raises
+    ------
+    ConfigError : an unknown criterion or a tau out of range (before any work).
+
+    Example: ``layer_scores(torch.eye(3), ["l1", "degree"], 0.1)[0]["l1"]`` is ``array([1., 1., 1.], ...)``.
     """
     scorers = {name: make_criterion(name, tau) for name in criteria}
     if adjacency is None and any(scorer.uses_graph for scorer in scorers.values()):
         adjacency = adjacency_of(vectors, tau)
-    return {name: (scorer.from_adjacency(adjacency) if scorer.uses_graph else scorer(vectors)).cpu().numpy()
-            for name, scorer in scorers.items()}
+    scores, notes = {}, {}
+    for name, scorer in scorers.items():
+        try:
+            if scorer.uses_graph:
+                result = scorer.from_adjacency(adjacency)
+                scores[name], notes[name] = result.scores.cpu().numpy(), result.note(name)
+            else:
+                scores[name] = scorer(vectors).cpu().numpy()
+        except (CPruneError, MemoryError) as error:
+            notes[name] = f"{name} could not be computed ({error})"
+    return scores, {name: note for name, note in notes.items() if note}
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,7 @@ class LayerReport:
     adjacency: torch.Tensor  # n x n, cosine similarity where above tau, 0 elsewhere and on the diagonal
     summary: GraphSummary
     scores: dict[str, np.ndarray]  # criterion -> one score per neuron
+    notes: dict[str, str]  # criterion -> why its scores are approximate or missing (layer_scores)
     neighbours: np.ndarray  # edges per neuron (the "degree" criterion is their summed weights)
     norms: np.ndarray  # L2 norm of each neuron's weight vector
     positions: np.ndarray  # n x 2, the weight-PCA layout (graph.layout_2d): independent of tau
@@ -90,8 +116,9 @@ def layer_report(source: ModelSource, layer: str, tau: float, criteria: Sequence
         _check_size(known[layer].neurons, layer)
     vectors = source.weight_vectors(layer)
     adjacency = adjacency_of(vectors, tau)
-    return LayerReport(layer, tau, adjacency, summarize(adjacency), layer_scores(vectors, criteria, tau, adjacency),
-                       (adjacency > 0).sum(1).numpy(), vectors.norm(dim=1).numpy(), layout_2d(vectors))
+    scores, notes = layer_scores(vectors, criteria, tau, adjacency)
+    return LayerReport(layer, tau, adjacency, summarize(adjacency), scores, notes, (adjacency > 0).sum(1).numpy(),
+                       vectors.norm(dim=1).numpy(), layout_2d(vectors))
 
 
 def _layerwise_row(source: ModelSource, layer: str, tau: float) -> dict:
@@ -102,14 +129,12 @@ def _layerwise_row(source: ModelSource, layer: str, tau: float) -> dict:
         row["note"] = f"no graph: over {MAX_GRAPH_NEURONS:,} neurons"
         return row
     adjacency = adjacency_of(source.weight_vectors(layer), tau)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        centrality = ranking_centrality(adjacency)
+    centrality = make_criterion("eigenvector", tau).from_adjacency(adjacency)
     summary = summarize(adjacency)
-    gini, top10 = concentration(centrality)
+    gini, top10 = concentration(centrality.scores)
     row.update(edges=summary.edges, density=summary.density, components=summary.components,
                isolated=summary.isolated, largest_component=summary.largest_component, gini=gini, top10_share=top10,
-               note="; ".join(str(warning.message) for warning in caught))
+               note=centrality.note("eigenvector"))
     return row
 
 

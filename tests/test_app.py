@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from cprune_core.ablation import analyse_importance
 from cprune_core.graph_view import decode_payload
-from cprune_core import (CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
+from cprune_core import (CRITERIA, CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
                          kept_indices, load_backbone, power_iteration)
 from cprune_core.schema import EventKind
 from cprune_core.service import LaunchState
@@ -163,6 +163,13 @@ def test_prune_page_live_metrics_and_build():
     assert any("Settings changed since the last build" in c.value for c in at.caption)
     at.slider(key="widget_keep").set_value(0.25).run()  # the settings built before: shown again, from the cache
     assert at.dataframe[-1].value.equals(built)
+
+
+def test_the_prune_page_link_that_crashed_on_the_default_backbone_shows_every_section():
+    """Issue 28: PageRank stuck at float32 rounding noise replaced everything below "Overlap of the kept set"."""
+    at = open_app("prune", backbone="efficientnet_lite0", layer="blocks.1.project.1", tau="0.2")
+    overlap = at.dataframe[[i for i, d in enumerate(at.dataframe) if "Jaccard with kept set" in d.value.columns][0]]
+    assert set(overlap.value["criterion"]) == {name for name in CRITERIA if name != "eigenvector"}
 
 
 def test_layerwise_page_and_open_in_explorer():
@@ -446,7 +453,7 @@ def test_how_it_works_shows_the_cores_numbers_for_the_layer(lite0):
     edges = int(torch.count_nonzero(torch.triu(adjacency, 1)))
     assert any(f"**{edges}** of the 496 pairs" in m.value for m in at.markdown)
 
-    centrality = eigenvector_centrality(adjacency, max_iter=20_000)
+    centrality = eigenvector_centrality(adjacency, max_iter=20_000).scores
     ranking = at.dataframe[-1].value.sort_values("neuron")  # the ranking table, last on the page
     assert np.array_equal(ranking["centrality"].to_numpy(), centrality.numpy())
     kept = kept_indices(centrality, keep_count(32, 0.25))

@@ -16,7 +16,7 @@ import torch
 from scipy.stats import spearmanr
 
 from cprune_core import kept_indices, summarize, threshold_adjacency
-from cprune_core.criteria import ranking_centrality
+from cprune_core.criteria import make_criterion
 from cprune_core.graph import cosine_similarity
 from cprune_core.layers import weight_vectors
 from cprune_core.registry import load_backbone
@@ -103,7 +103,7 @@ def assert_the_cores(shown: dict, similarity: torch.Tensor, tau: float) -> None:
     assert (shown["edges"], shown["components"], shown["isolated"], shown["largest"]) == (
         summary.edges, summary.components, summary.isolated, summary.largest_component)
     assert shown["density"] == pytest.approx(summary.density, rel=1e-12)
-    core = ranking_centrality(adjacency)
+    core = make_criterion("eigenvector").from_adjacency(adjacency).scores
     assert np.array_equal(np.array(shown["degree"]), (adjacency > 0).sum(1).numpy())
     browser_centrality = torch.tensor(shown["centrality"])
     assert spearmanr(browser_centrality.numpy(), core.numpy()).statistic >= 0.999
@@ -222,7 +222,7 @@ def test_where_the_browser_does_not_hold_every_edge_it_says_so_and_shows_the_ser
     summary = summarize(adjacency)
     assert (shown["components"], shown["isolated"], shown["largest"]) == (
         summary.components, summary.isolated, summary.largest_component)
-    assert np.array_equal(np.array(shown["centrality"], np.float32), ranking_centrality(adjacency).numpy())
+    assert np.array_equal(np.array(shown["centrality"], np.float32), make_criterion("eigenvector").from_adjacency(adjacency).scores.numpy())
 
 
 def test_the_script_health_check_runs_no_script(server):

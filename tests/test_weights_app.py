@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from torch import nn
 
 from cprune_core import kept_indices, load_backbone, summarize, threshold_adjacency
-from cprune_core.criteria import ranking_centrality
+from cprune_core.criteria import make_criterion
 from cprune_core.graph import cosine_similarity
 from cprune_core.layer_report import layerwise_rows
 from cprune_core.model_source import FileSource
@@ -131,7 +131,7 @@ def test_how_it_works_and_the_layer_wise_page_on_a_file_give_the_cores_numbers(s
     edges = int(torch.count_nonzero(torch.triu(adjacency, 1)))
     assert any(f"**{edges}** of the 496 pairs" in m.value for m in at.markdown)
     ranking = at.dataframe[-1].value.sort_values("neuron")
-    assert np.array_equal(ranking["centrality"].to_numpy(), ranking_centrality(adjacency).numpy())
+    assert np.array_equal(ranking["centrality"].to_numpy(), make_criterion("eigenvector").from_adjacency(adjacency).scores.numpy())
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Weights"] == f"{16 * 48:,}" and metrics["Neurons kept"] == "16 of 32"  # keep 0.5
     assert any("Pruning and fine-tuning stay with the registry backbones" in c.value for c in at.caption)
@@ -310,7 +310,7 @@ def _upload_and_draw(page, url: str, path: Path) -> None:
     summary = summarize(adjacency)
     assert (shown["edges"], shown["components"], shown["isolated"]) == (
         summary.edges, summary.components, summary.isolated)
-    core = ranking_centrality(adjacency)
+    core = make_criterion("eigenvector").from_adjacency(adjacency).scores
     assert spearmanr(np.array(shown["centrality"]), core.numpy()).statistic >= 0.999
     assert kept_indices(torch.tensor(shown["centrality"]), 128) == kept_indices(core, 128)
 

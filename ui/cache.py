@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from cprune_core.centrality import POWER_TOLERANCE
 from cprune_core.graph import strongest_edges
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
 from cprune_core.atlas import AtlasSettings, KeptSetCurves, group_curves, group_similarities
-from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER, ranking_centrality
+from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
 from cprune_core.data import visitor_downloads
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.model_source import BackboneSource, FileSource
@@ -255,7 +254,7 @@ class Walkthrough:
     eigenvalues: np.ndarray  # the eigenvalue estimate at each step
     converged: bool
     tolerance: float  # the L1 change below which iteration stops: n x tol
-    centrality: np.ndarray  # what pruning ranks by (importance.ranking_centrality)
+    centrality: np.ndarray  # what pruning ranks by (the eigenvector criterion's scores)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -264,9 +263,7 @@ def walkthrough(key: SourceKey, layer: str, tau: float) -> Walkthrough:
     similarity_matrix = similarity(key, layer)
     adjacency = threshold_adjacency(similarity_matrix, tau)
     steps = list(power_iteration(adjacency, max_iter=RANKING_MAX_ITER))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a slow convergence is shown on the page
-        centrality = ranking_centrality(adjacency)
+    centrality = make_criterion("eigenvector", tau).from_adjacency(adjacency).scores
     return Walkthrough(
         weights=vectors.float().numpy(), normalised=normalise_rows(vectors).numpy(),
         similarity=similarity_matrix.numpy(), adjacency=adjacency.numpy(),
@@ -292,17 +289,15 @@ class LayerGraph:
 @st.cache_data(max_entries=32, show_spinner=False)
 def layer_graph(key: SourceKey, layer: str, tau: float) -> LayerGraph:
     adjacency = threshold_adjacency(similarity(key, layer), tau)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        centrality = ranking_centrality(adjacency)
+    centrality = make_criterion("eigenvector", tau).from_adjacency(adjacency)
     rows, cols, weights, _ = strongest_edges(adjacency, EDGE_LIMIT)
     return LayerGraph(
         summary=summarize(adjacency),
-        centrality=centrality.numpy(),
+        centrality=centrality.scores.numpy(),
         degree=(adjacency > 0).sum(1).numpy(),
         norms=layer_vectors(key, layer).norm(dim=1).numpy(),
         edge_rows=rows, edge_cols=cols, edge_weights=weights,
-        centrality_note="; ".join(str(w.message) for w in caught),
+        centrality_note=centrality.note("eigenvector centrality"),
     )
 
 
@@ -322,11 +317,9 @@ def prefetch(cached, *args) -> None:
 def neuron_scores(key: SourceKey, layer: str, criterion: str, tau: float, seed: int = 0) -> np.ndarray:
     """One score per neuron of ``layer`` (higher = keep), on the unpruned weights (``seed``: random's)."""
     scorer = make_criterion(criterion, tau, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # ranking_centrality's slow-convergence note
-        if scorer.uses_graph:  # reuse the cached similarity: no second n x n matrix product per tau
-            return scorer.from_adjacency(threshold_adjacency(similarity(key, layer), tau)).numpy()
-        return scorer(layer_vectors(key, layer)).numpy()
+    if scorer.uses_graph:  # reuse the cached similarity: no second n x n matrix product per tau
+        return scorer.from_adjacency(threshold_adjacency(similarity(key, layer), tau)).scores.numpy()
+    return scorer(layer_vectors(key, layer)).numpy()
 
 
 def kept_set(scores: np.ndarray, count: int) -> set[int]:

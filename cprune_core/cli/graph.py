@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import networkx as nx
@@ -103,21 +102,20 @@ def graph_command(args: argparse.Namespace) -> int:
         print_layers(source)
         return 0
     out = writable_dir(args.out, "--out")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        if args.layer == "all":
-            path = out / "layerwise.csv"
-            table = pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS)
-            atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
-            print(f"{source.title}: {len(source.graph_layers)} layers at tau {args.tau:g} -> {path}")
-        else:
-            report = layer_report(source, args.layer, args.tau, args.criteria)
-            paths = write_layer(report, out, args.format)
-            summary = report.summary
-            print(f"{source.title}, layer {args.layer} at tau {args.tau:g}: {summary.nodes} neurons, "
-                  f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
-                  f"component{'s' if summary.components != 1 else ''}; "
-                  f"scores: {', '.join(report.scores)} -> {', '.join(map(str, paths))}")
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    if args.layer == "all":
+        path = out / "layerwise.csv"
+        table = pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS)
+        atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
+        print(f"{source.title}: {len(source.graph_layers)} layers at tau {args.tau:g} -> {path}")
+        return 0
+    report = layer_report(source, args.layer, args.tau, args.criteria)
+    paths = write_layer(report, out, args.format)
+    summary = report.summary
+    print(f"{source.title}, layer {args.layer} at tau {args.tau:g}: {summary.nodes} neurons, "
+          f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
+          f"component{'s' if summary.components != 1 else ''}; "
+          f"scores: {', '.join(report.scores)} -> {', '.join(map(str, paths))}")
+    for criterion, note in report.notes.items():
+        others = [name for name in args.criteria if name != criterion]
+        print(f"warning: {note}; --criteria {','.join(others)} leaves it out", file=sys.stderr)
     return 0
