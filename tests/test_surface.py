@@ -1,10 +1,10 @@
-"""Every way into CPrune against the README's table of them, and a hostile value fed to each (issue 20).
+"""Every way into CPrune against the table of them in docs/serving.md, and a hostile value fed to each (issue 20).
 
 The table ("Every way in, and what guards it") must name every option of the real parser, every environment
 variable the code reads and every link parameter; each row names its tests. A hostile value is refused before
 any work: the commands' work functions are replaced by one that fails the test, except where the refusal itself
 needs the file, folder or model a value names (then on tiny files, or the offline default's structure).
-Each refusal is checked for the README's exit code, exactly one `error:` line on stderr, no traceback, and an
+Each refusal is checked for the exit code the guides give (docs/cli.md, "Exit codes"), exactly one `error:` line on stderr, no traceback, and an
 empty run store.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from cprune_core.cli.options import VALUE_TYPES, comma_floats, name_text, path_t
 from cprune_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-TABLE_TITLE = "### Every way in, and what guards it"
+GUIDE = ROOT / "docs" / "serving.md"
+TABLE_TITLE = "## Every way in, and what guards it"
 NO_SUCH_HOME = "~nosuchuser-cprune"
 COMMAND = r"(?:finetune|evaluate|experiment [a-z-]+|graph)"
 # What each command does once its settings are checked: a refused value must never get there.
@@ -36,8 +36,8 @@ WORK = ("cprune_core.cli.finetune.run_and_record", "cprune_core.experiment.run_p
 # --- the table against the code ------------------------------------------------------------------------------
 
 def table_rows() -> list[list[str]]:
-    """The README table's rows, as lists of their four cells."""
-    lines = README.read_text().split(TABLE_TITLE, 1)[1].splitlines()
+    """The guide's table rows, as lists of their four cells."""
+    lines = GUIDE.read_text().split(TABLE_TITLE, 1)[1].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| entry point"))
     rows = []
     for line in lines[start + 2:]:
@@ -76,11 +76,11 @@ def read_environment_variables() -> set[str]:
     return names
 
 
-def test_every_cli_option_is_a_row_of_the_readme_table():
+def test_every_cli_option_is_a_row_of_the_table():
     named = {item for row in table_rows() for item in re.findall(rf"`({COMMAND} --[a-z-]+)`", row[0])}
     options = set(parser_options())
-    assert options - named == set(), "options without a row in the README's table"
-    assert named - options == set(), "rows of the README's table naming options that do not exist"
+    assert options - named == set(), "options without a row in the table of docs/serving.md"
+    assert named - options == set(), "rows of the table of docs/serving.md naming options that do not exist"
 
 
 def test_every_option_that_takes_a_value_is_read_by_a_checking_type():

@@ -1,5 +1,6 @@
-"""The Torch-Pruning examples people copy: the README's section, run as written, and the docstring examples of
-the public names it uses (GroupImportance, make_criterion) and of the weights-file readers."""
+"""The Torch-Pruning examples people copy: the README's minimal one and the full one of docs/torch-pruning.md, run
+as written, and the docstring examples of the public names they use (GroupImportance, make_criterion) and of the
+weights-file readers."""
 from __future__ import annotations
 
 import doctest
@@ -13,24 +14,37 @@ import cprune_core.registry
 import cprune_core.weights.budget
 import cprune_core.weights.file
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "torch-pruning.md"
 
 
-def readme_block(heading: str) -> str:
-    """The first ```python block after ``heading`` in the README."""
-    text = README.read_text()
+def python_block(path: Path, heading: str) -> str:
+    """The first ```python block after ``heading`` in ``path``."""
+    text = path.read_text()
     section = text[text.index(heading):]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
-def test_the_readme_prunes_a_network_of_its_own_and_mobilenet_v3_small(capsys):
-    code = readme_block("## Torch-Pruning users")
-    namespace: dict = {"__name__": "readme_example"}
-    exec(compile(code, str(README), "exec"), namespace)  # its own asserts check the coupling
-    printed = capsys.readouterr().out
+def run_example(path: Path, heading: str, capsys) -> tuple[dict, str]:
+    """Run the example under ``heading`` of ``path``; returns its namespace and what it printed."""
+    namespace: dict = {"__name__": "docs_example"}
+    exec(compile(python_block(path, heading), str(path), "exec"), namespace)  # its own asserts check the coupling
+    return namespace, capsys.readouterr().out
+
+
+def test_the_guide_prunes_a_network_of_its_own_and_mobilenet_v3_small(capsys):
+    namespace, printed = run_example(GUIDE, "## A full example", capsys)
     assert printed.startswith("mobilenet_v3_small: 2,542,856 -> ") and "parameters" in printed
-    assert printed.strip() in README.read_text()  # the figures the README quotes are what it prints
+    assert f"It prints `{printed.strip()}`" in GUIDE.read_text()  # the figures the guide quotes are what it prints
     assert namespace["net"].head.in_features == 8
+
+
+def test_the_readme_prunes_efficientnet_lite0_with_real_weights(capsys):
+    namespace, printed = run_example(README, "## Prune your own model with Torch-Pruning", capsys)
+    assert printed.startswith("efficientnet_lite0: 4,652,008 -> ") and "parameters" in printed
+    assert f"It prints `{printed.strip()}`" in README.read_text()  # the figures the README quotes are what it prints
+    assert namespace["model"].classifier.out_features == 1000
 
 
 @pytest.mark.parametrize("module, names", [
