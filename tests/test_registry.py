@@ -33,6 +33,15 @@ def test_offline_weights_are_really_pretrained(lite0):
     assert float(coffee[ESPRESSO]) > 0.5
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_the_larger_lite_models_have_their_packaged_imagenet_weights(name):
+    backbone = load_backbone(name)
+    assert backbone.spec.offline and backbone.weights_status == "pretrained"
+    cat = classify(backbone, data.chelsea())
+    assert int(cat.argmax()) in IMAGENET_CATS and float(cat[list(IMAGENET_CATS)].sum()) > 0.7
+    assert int(classify(backbone, data.coffee()).argmax()) in (ESPRESSO, CUP, COFFEE_MUG)
+
+
 def test_random_init_is_labelled_and_not_pretrained(lite0):
     random = load_backbone("efficientnet_lite0", "random")
     assert random.weights_status == "random init" and not random.pretrained

