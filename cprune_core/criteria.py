@@ -38,7 +38,7 @@ class Criterion:
     Returns
     -------
     A float tensor of n scores on the same device; higher means keep (``pruning.kept_indices`` keeps
-    the highest, ties going to the lower index).
+    the highest, ties in a seeded random order: ``pruning.ranking``).
 
     Example: ``make_criterion("l1")(torch.tensor([[1.0, -2.0], [0.5, 0.5]]))`` is ``tensor([3., 1.])``.
     """

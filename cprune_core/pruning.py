@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -22,7 +23,8 @@ from .ranges import KEEP
 from .cut import cut_model
 from .registry import BackboneSpec, get_submodule
 
-__all__ = ["PruningGraph", "PrunableGroup", "GroupEffect", "PruneResult", "keep_count", "kept_indices", "keep_plan",
+__all__ = ["PruningGraph", "PrunableGroup", "GroupEffect", "PruneResult", "keep_count", "ranking", "kept_indices",
+           "tied_fraction", "TIE_SEED", "keep_plan",
            "select_groups", "layers_to_prune", "prune_model", "apply_kept", "example_input", "LayerInfo", "list_layers"]
 
 
@@ -33,12 +35,38 @@ def keep_count(channels: int, keep_ratio: float) -> int:
     return min(channels, max(1, round(channels * keep_ratio)))
 
 
-def kept_indices(scores: torch.Tensor, count: int) -> list[int]:
-    """Sorted indices of the ``count`` best-scored neurons; ties keep the lower index (so equal scores, as
-    eigenvector centrality gives a graph with no edge, keep the first neurons). Example:
-    ``kept_indices(torch.tensor([0.1, 0.9, 0.5]), 2)`` is ``[1, 2]``."""
-    order = torch.argsort(scores.cpu(), descending=True, stable=True)
-    return sorted(order[:count].tolist())
+TIE_SEED = 0  # the seed of the random order that breaks ties between equal scores
+
+
+def ranking(scores: torch.Tensor, tie_seed: int = TIE_SEED) -> torch.Tensor:
+    """Neuron indices, best score first; equal scores in a random order drawn with ``tie_seed``, never by index.
+
+    Ties are common: eigenvector centrality gives every isolated neuron exactly 0 and a graph with no edge the
+    same score everywhere, so ordering ties by index would keep "the first neurons" and make a criterion look
+    like another. ``tied_fraction`` says how much of a kept set the tie-break decides. Example:
+    ``ranking(torch.tensor([0.1, 0.9, 0.5])).tolist()`` is ``[1, 2, 0]``."""
+    scores = scores.detach().cpu()
+    shuffled = torch.randperm(len(scores), generator=torch.Generator().manual_seed(tie_seed))
+    return shuffled[torch.argsort(scores[shuffled], descending=True, stable=True)]
+
+
+def kept_indices(scores: torch.Tensor, count: int, tie_seed: int = TIE_SEED) -> list[int]:
+    """Sorted indices of the ``count`` best-scored neurons (``ranking``: ties broken by a random order drawn with
+    ``tie_seed``). Example: ``kept_indices(torch.tensor([0.1, 0.9, 0.5]), 2)`` is ``[1, 2]``."""
+    return sorted(ranking(scores, tie_seed)[:count].tolist())
+
+
+def tied_fraction(scores: torch.Tensor | np.ndarray, count: int) -> float:
+    """The share of the ``count`` kept neurons that a tie decides: kept neurons whose score equals the lowest kept
+    score, where more neurons share that score than are kept (so the tie-break chose among them); 0 when the kept
+    set does not depend on how ties are broken. Example: scores [3, 1, 1, 1] keeping 2 give 0.5."""
+    values = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if count <= 0 or count >= len(values):
+        return 0.0
+    boundary = values[count - 1]
+    if values[count] != boundary:
+        return 0.0
+    return float((values[:count] == boundary).sum() / count)
 
 
 def example_input(spec: BackboneSpec, device: torch.device | str = "cpu") -> torch.Tensor:

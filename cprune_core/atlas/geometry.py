@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..graph import cosine_similarity
 from ..layers import weight_vectors
-from ..pruning import PrunableGroup
+from ..pruning import TIE_SEED, PrunableGroup, ranking
 
 __all__ = ["KeptSetGeometry", "kept_set_geometry", "group_similarities", "group_geometry", "KeptSetCurves",
            "group_curves"]
@@ -111,14 +111,16 @@ def _curves(similarity: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.n
     return redundancy, coverage
 
 
-def group_curves(similarities: Sequence[torch.Tensor], scores: torch.Tensor | np.ndarray) -> KeptSetCurves:
+def group_curves(similarities: Sequence[torch.Tensor], scores: torch.Tensor | np.ndarray,
+                 tie_seed: int = TIE_SEED) -> KeptSetCurves:
     """``group_geometry`` of the kept set of every size at once, for the ranking ``scores`` gives.
 
     Parameters
     ----------
     similarities : the group's similarity matrices (``group_similarities``), each n x n.
-    scores : n scores, higher = keep; ties keep the lower index, as ``pruning.kept_indices`` (so the kept set
-        of size c is exactly the one pruning keeps with ``count`` c).
+    scores : n scores, higher = keep, ranked as ``pruning.ranking`` ranks them (ties in a random order drawn with
+        ``tie_seed``), so the kept set of size c is exactly the one ``pruning.kept_indices`` keeps with ``count`` c.
+    tie_seed : as ``pruning.ranking``.
 
     Returns
     -------
@@ -138,7 +140,7 @@ def group_curves(similarities: Sequence[torch.Tensor], scores: torch.Tensor | np
     >>> float(curves.redundancy[2]), float(curves.coverage[2])
     (0.0, 0.5)
     """
-    order = torch.argsort(torch.as_tensor(scores).cpu(), descending=True, stable=True).numpy()
+    order = ranking(torch.as_tensor(scores), tie_seed).numpy()
     n = len(order)
     each = []
     for similarity in similarities:
