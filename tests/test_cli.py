@@ -15,7 +15,6 @@ from cprune_core.cli import options
 from cprune_core.cli.options import report_folder
 from cprune_core.experiment.importance_report import QUICK_ANALYSIS
 from cprune_core.paths import DOCS_DIR, quick_reports_dir
-from cprune_core.schema import config_options
 from cprune_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,10 +184,10 @@ def test_importance_options_come_from_analysis_config(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["experiment", "importance", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for name, option in config_options(AnalysisConfig).items():
+    for name, option in AnalysisConfig.options().items():
         assert (option.flag or "--" + name.replace("_", "-")) in text and option.help.split(" (")[0] in text
     assert f"Default: {AnalysisConfig.seeds} (--quick: {QUICK_ANALYSIS.seeds})" in text
-    assert f"Valid: {config_options(AnalysisConfig)['resamples'].range}" in text
+    assert f"Valid: {AnalysisConfig.options()['resamples'].range}" in text
 
 
 @pytest.mark.parametrize("args, message", [
