@@ -121,15 +121,17 @@ class Settings:
     def validate(self, *, app: bool = False) -> Self:
         """``self`` when every value is possible, else ConfigError naming the first that is not: each field
         against its Option (choices, range, at least one item, names not empty, true or false), then
-        ``check_together``. ``app``: numbers within the app's limits (``app_range``) instead."""
+        ``check_together``. ``app``: numbers also within the app's limits (``app_range``), refused in a
+        sentence that says the command line accepts more."""
         shapes = self.shapes()
         for name, chosen in self.options().items():
-            value, narrowed = getattr(self, name), app_range(type(self), name)
+            value = getattr(self, name)
             try:
                 _check_value(name, chosen, shapes[name], value, chosen.range)
             except ConfigError as refusal:
                 raise ConfigError(f"{refusal} {chosen.note}" if chosen.note else str(refusal)) from None
-            if app and narrowed != chosen.range:
+            narrowed = app_range(type(self), name) if app else chosen.range
+            if narrowed != chosen.range:
                 try:
                     _check_value(name, chosen, shapes[name], value, narrowed)
                 except ConfigError as refusal:

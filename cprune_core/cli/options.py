@@ -19,7 +19,7 @@ from ..schema import FinetuneConfig
 from ..store import RunStore
 
 __all__ = ["whole_number", "real_number", "path_text", "name_text", "VALUE_TYPES", "shown_value", "flag_of",
-           "add_config_argument", "add_settings_options", "given_settings", "settings_from_args", "settings_flags",
+           "add_config_argument", "add_settings_options", "settings_from_args", "settings_flags",
            "comma_list", "comma_floats",
            "add_analysis_data_options", "add_executor_options", "make_executor", "executor_flags", "open_store",
            "report_folder", "out_help"]
@@ -143,7 +143,7 @@ def add_settings_options(parser: argparse.ArgumentParser, settings_class: type[S
         add_config_argument(groups[chosen.group], name, settings_class, shown_default=shown)
 
 
-def given_settings(args: argparse.Namespace, settings_class: type[Settings]) -> dict[str, Any]:
+def _given_settings(args: argparse.Namespace, settings_class: type[Settings]) -> dict[str, Any]:
     """The fields whose options the parsed ``args`` hold, as the fields' values (comma lists as tuples where
     the field is a tuple; an Option's ``cli_none`` word alone as None)."""
     given = {}
@@ -164,7 +164,7 @@ def settings_from_args(args: argparse.Namespace, settings_class: type[Settings],
     """The validated settings of parsed options: ``base`` (default: the class's defaults) with the options
     given, then ``changes``. ConfigError naming the first impossible value."""
     base = settings_class() if base is None else base
-    return replace(base, **{**given_settings(args, settings_class), **changes}).validate()
+    return replace(base, **{**_given_settings(args, settings_class), **changes}).validate()
 
 
 def settings_flags(args: argparse.Namespace, settings_class: type[Settings]) -> list[str]:
