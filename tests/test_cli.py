@@ -166,7 +166,7 @@ def test_reports_go_to_docs_for_full_runs_and_to_the_scratch_folder_for_quick_on
     assert report_folder(str(DOCS_DIR), quick=False) == DOCS_DIR  # a full run may regenerate the committed reports
 
 
-@pytest.mark.parametrize("experiment", ["paper-table", "importance"])
+@pytest.mark.parametrize("experiment", ["paper-table", "importance", "atlas"])
 def test_experiment_help_says_where_quick_reports_go_and_explains_every_option(experiment, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at hyphens otherwise
     with pytest.raises(SystemExit):
