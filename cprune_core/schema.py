@@ -1,7 +1,7 @@
 """What a fine-tuning run is made of: its configuration, its event stream and its outcome.
 
 ``FinetuneConfig`` is the one source of the run's settings: each field carries its help, its
-choices and its valid range (``Option``), from which ``validate`` checks a config, the CLI
+choices and its valid range (``options.option``), from which ``validate`` checks a config, the CLI
 builds its options and the app its widgets. ``MetricEvent`` is one point of a run's stream;
 ``RunSummary`` is the typed outcome, serialised with ``asdict``. No training code here.
 """
@@ -10,14 +10,15 @@ from __future__ import annotations
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .data import DATASETS, DEFAULT_DATASET
 from .data.splits import check_split_arguments
 from .device import DEVICES
 from .errors import ConfigError, exit_code_for
 from .criteria import CRITERIA, DEFAULT_TAU
-from .ranges import FRACTION, KEEP, TAU, Range, choose
+from .options import Settings, option
+from .ranges import FRACTION, KEEP, TAU, Range
 from .registry import BACKBONES, DEFAULT_BACKBONE, MAX_INPUT_SIZE, WEIGHT_SOURCES, get_spec
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
     from .registry import BackboneSpec
 
-__all__ = ["RunStatus", "EventKind", "Mode", "TrainScope", "MODES", "TRAIN_SCOPES", "Option", "FinetuneConfig",
-           "config_options", "MetricEvent", "RunSummary", "RunResult"]
+__all__ = ["RunStatus", "EventKind", "Mode", "TrainScope", "MODES", "TRAIN_SCOPES", "FinetuneConfig", "MetricEvent",
+           "RunSummary", "RunResult"]
 
 
 class RunStatus(StrEnum):
@@ -56,51 +57,34 @@ MODES: tuple[Mode, ...] = typing.get_args(Mode)
 TRAIN_SCOPES: tuple[TrainScope, ...] = typing.get_args(TrainScope)
 
 
-@dataclass(frozen=True)
-class Option:
-    """What the CLI and the app need to know about one config field (for a tuple field: about each item)."""
-
-    help: str
-    group: str  # the CLI's option group: model, data, method, training or analysis
-    choices: tuple[str, ...] | None = None
-    range: Range | None = None
-    flag: str | None = None  # the CLI flag when it is not --<field-name>
-    label: str | None = None  # one value's name in messages when it is not the field's ("keep ratio")
-    path: bool = False  # a file or folder the user names (the CLI refuses an empty one)
-
-
-def option(default: Any, help: str, group: str, **kwargs: Any) -> Any:
-    """A dataclass field with ``default`` that carries its ``Option(help, group, **kwargs)``."""
-    return field(default=default, metadata={"option": Option(help, group, **kwargs)})
-
-
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Settings):
     """Everything that defines one fine-tuning run (JSON-serialisable via to_dict).
 
-    Each field's ``Option`` (``config_options()``) carries its help, choices and valid range; ``validate``
-    checks them all and the combinations (ConfigError naming the first impossible value). Example:
+    Each field's ``Option`` (``FinetuneConfig.options()``) carries its help, choices and valid range;
+    ``validate`` checks them all and the combinations (ConfigError naming the first impossible value). Example:
     ``FinetuneConfig(dataset="flowers-sample", keep=0.25, epochs=3)`` is a quick pruned run of the
     default backbone's head layer.
     """
 
-    backbone: str = option(DEFAULT_BACKBONE, "Backbone network.", "model", choices=tuple(BACKBONES))
+    backbone: str = option(DEFAULT_BACKBONE, "Backbone network.", "model", choices=BACKBONES)
     weights: str = option("pretrained", "Starting weights: ImageNet-pretrained, random init, or a --checkpoint file.",
                           "model", choices=WEIGHT_SOURCES)
     checkpoint: str | None = option(None, "State dict file to start from (with --weights checkpoint).", "model",
-                                    path=True)
-    dataset: str = option(DEFAULT_DATASET, "Dataset.", "data", choices=tuple(DATASETS))
+                                    path=True, none="no file")
+    dataset: str = option(DEFAULT_DATASET, "Dataset.", "data", choices=DATASETS)
     dataset_root: str | None = option(None, "Dataset folder (required for 'folder'; optional for the others).",
-                                      "data", flag="--root", path=True)
+                                      "data", flag="--root", path=True, none="the dataset's own place")
     mode: Mode = option("pruned", "baseline: frozen backbone + new linear head; pruned: prune, then train the head "
                                  "and the pruned layers' scope; finetune: as pruned, without pruning.", "method",
                        choices=MODES)
     criterion: str = option("eigenvector", "Neuron importance criterion for pruning.", "method",
-                            choices=tuple(CRITERIA))
+                            choices=CRITERIA)
     keep: float = option(0.5, "Fraction of neurons kept in each pruned layer.", "method", range=KEEP)
     tau: float = option(DEFAULT_TAU, "Cosine-similarity threshold of the neuron graph.", "method", range=TAU)
     layers: list[str] | None = option(None, "Comma-separated layers to prune, or 'all' for every prunable layer "
-                                            "in the trained scope; none: the backbone's head layer.", "method")
+                                            "in the trained scope; none: the backbone's head layer.", "method",
+                                      label="layer", none="the backbone's head layer")
     train_scope: TrainScope = option("suffix", "suffix: freeze and cache the backbone's prefix, train its suffix (fast); "
                                         "all: train the whole network on augmented images.", "method",
                               choices=TRAIN_SCOPES)
@@ -114,11 +98,11 @@ class FinetuneConfig:
     image_size: int | None = option(None, "Square input size; none: the backbone's own. Bounded by what the "
                                           "backbone can take (its registry entry).", "data",
                                     range=Range(min(spec.min_input_size for spec in BACKBONES.values()),
-                                                MAX_INPUT_SIZE, integer=True))
+                                                MAX_INPUT_SIZE, integer=True), none="the backbone's own")
     seed: int = option(0, "Seed of the split, head init and shuffling.", "training",
                        range=Range(0, 2**31 - 1, integer=True))
     train_per_class: int | None = option(None, "Keep this many training images per class (few-shot); none: all.",
-                                         "data", range=Range(1, 10**7, integer=True))
+                                         "data", range=Range(1, 10**7, integer=True), none="all")
     val_fraction: float = option(0.15, "Fraction of each class for validation.", "data", range=FRACTION)
     test_fraction: float = option(0.15, "Fraction of each class for test.", "data", range=FRACTION)
     device: str = option("auto", "auto: CUDA, then MPS, then CPU.", "training", choices=DEVICES)
@@ -127,40 +111,14 @@ class FinetuneConfig:
     disk_cache: bool = option(False, "Also keep frozen features on disk (under CPRUNE_HOME) for later runs.",
                               "training")
 
-    def validate(self) -> None:
-        """Raise ConfigError naming the first impossible value."""
-        for name, opt in config_options().items():
-            value = getattr(self, name)
-            if opt.choices is not None:
-                choose(value, opt.choices, name.replace("_", " "))
-            if opt.range is not None and value is not None:
-                opt.range.check(value, name)
-        if not isinstance(self.disk_cache, bool):
-            raise ConfigError(f"disk_cache must be true or false, got {self.disk_cache!r}.")
+    def check_together(self) -> None:
+        """A checkpoint needs weights='checkpoint'; the image size must suit the backbone; the held-out
+        fractions must leave images for training."""
         if self.weights == "checkpoint" and not self.checkpoint:
             raise ConfigError("weights='checkpoint' needs a checkpoint file.")
         if self.image_size is not None:
             get_spec(self.backbone).input_sizes.check(self.image_size, f"image_size for {self.backbone}")
         check_split_arguments(self.val_fraction, self.test_fraction, self.train_per_class)
-        if self.layers is not None and (not self.layers or not all(isinstance(x, str) and x for x in self.layers)):
-            raise ConfigError("layers must be None, ['all'] or a non-empty list of layer names.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FinetuneConfig:
-        """Build from a dict; unknown keys raise ConfigError (a typo would otherwise be ignored)."""
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"Unknown FinetuneConfig field(s): {', '.join(unknown)}.")
-        return cls(**values)
-
-
-def config_options(config_class: type = FinetuneConfig) -> dict[str, Option]:
-    """Each field's Option, in field order, of ``config_class`` (FinetuneConfig, or another dataclass whose
-    fields are all made by ``option``, as ``ablation.AnalysisConfig``)."""
-    return {f.name: f.metadata["option"] for f in fields(config_class)}
 
 
 @dataclass(frozen=True)

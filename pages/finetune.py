@@ -3,15 +3,15 @@ import pandas as pd
 import streamlit as st
 
 from cprune_core import CPruneError, FinetuneConfig
-from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus, config_options
+from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus
 from cprune_core.service import FINETUNE, Launch, LaunchState, Track, VisitorView
-from ui import charts, frame, launches, sidebar, state
+from ui import charts, forms, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
 
 MODE_LABELS = {"baseline": "baseline (frozen backbone, new head)", "pruned": "pruned, then fine-tuned",
                "finetune": "fine-tuned, nothing pruned"}
-OPTIONS, DEFAULTS = config_options(), FinetuneConfig()
+DEFAULTS = FinetuneConfig()
 
 frame.start("Fine-tune",
             "Replace the ImageNet head with one for the chosen dataset and train. The baseline trains only the head; "
@@ -25,36 +25,29 @@ spec = bundle.loaded.spec
 layer = session["layer"] if session["layer"] in bundle.prunable else spec.head_layer
 
 
-def choices_within(name: str, candidates: list) -> list:
-    """The candidates the field's valid range allows."""
-    return [value for value in candidates if value in OPTIONS[name].range]
-
-
 with st.container(border=True):
     top = st.columns([3, 2])
     modes = top[0].multiselect("Runs", MODES, default=["baseline", "pruned"], format_func=MODE_LABELS.get,
-                               key="ft_modes", help=OPTIONS["mode"].help)
+                               key="ft_modes", help=forms.help_for(FinetuneConfig, "mode"))
     scope = top[1].radio("Prune", [f"layer {layer}", "all prunable layers"], key="ft_scope", horizontal=True)
     st.caption(f"Pruning: criterion **{session['criterion']}**, keep ratio **{session['keep']:.2f}**, "
                f"τ **{session['tau']:.2f}** (change them on the Prune page).")
     cells = st.columns(6)
-    epochs_range = OPTIONS["epochs"].range
-    epochs = cells[0].number_input("Epochs", int(epochs_range.low), int(epochs_range.high), DEFAULTS.epochs,
-                                   key="ft_epochs", help=OPTIONS["epochs"].help)
-    batch_sizes = choices_within("batch_size", [2 ** k for k in range(13)])
+    epochs = forms.number_input_for(cells[0], "Epochs", DEFAULTS, "epochs", key="ft_epochs")
+    batch_sizes = forms.choices_within(FinetuneConfig, "batch_size", [2 ** k for k in range(13)])
     batch_size = cells[1].selectbox("Batch size", batch_sizes, index=batch_sizes.index(DEFAULTS.batch_size),
-                                    key="ft_batch", help=OPTIONS["batch_size"].help)
-    rates = choices_within("lr", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, DEFAULTS.lr}))
+                                    key="ft_batch", help=forms.help_for(FinetuneConfig, "batch_size"))
+    rates = forms.choices_within(FinetuneConfig, "lr", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, DEFAULTS.lr}))
     lr = cells[2].selectbox("Learning rate", rates, index=rates.index(DEFAULTS.lr), key="ft_lr",
-                            format_func=lambda v: f"{v:g}", help=OPTIONS["lr"].help)
+                            format_func=lambda v: f"{v:g}", help=forms.help_for(FinetuneConfig, "lr"))
     sizes = [size for size in range(32, 2 * spec.input_size + 1, 32) if size in spec.input_sizes]
     image_size = cells[3].selectbox("Image size", sizes, index=sizes.index(spec.input_size), key="ft_image_size",
-                                    help="Smaller images train faster on a CPU. " + OPTIONS["image_size"].help)
+                                    help="Smaller images train faster on a CPU. "
+                                         + forms.help_for(FinetuneConfig, "image_size"))
     train_scope = cells[4].radio("Train", TRAIN_SCOPES, index=TRAIN_SCOPES.index(DEFAULTS.train_scope),
-                                 key="ft_train_scope", help=OPTIONS["train_scope"].help)
-    per_class = cells[5].number_input("Train images per class (0: all)", 0,
-                                      int(OPTIONS["train_per_class"].range.high), DEFAULTS.train_per_class or 0,
-                                      key="ft_per_class", help=OPTIONS["train_per_class"].help)
+                                 key="ft_train_scope", help=forms.help_for(FinetuneConfig, "train_scope"))
+    per_class = forms.number_input_for(cells[5], "Train images per class (0: all)", DEFAULTS, "train_per_class",
+                                       key="ft_per_class")
     dataset = session["dataset"]
     root = launches.dataset_folder_input(dataset, key="ft_root")
     start = st.button("Start", type="primary", key="ft_start", disabled=not modes)
@@ -64,11 +57,11 @@ def _configs() -> dict[str, FinetuneConfig]:
     common = dict(backbone=key.backbone, weights=key.weights, checkpoint=key.checkpoint or None, dataset=dataset,
                   dataset_root=root or None, criterion=session["criterion"], keep=session["keep"],
                   tau=session["tau"], layers=[layer] if scope.startswith("layer") else ["all"],
-                  train_scope=train_scope, epochs=int(epochs), batch_size=batch_size, lr=lr,
-                  image_size=image_size, train_per_class=int(per_class) or None)
+                  train_scope=train_scope, epochs=epochs, batch_size=batch_size, lr=lr,
+                  image_size=image_size, train_per_class=per_class)
     configs = {mode: FinetuneConfig(mode=mode, **common) for mode in modes}
     for config in configs.values():
-        config.validate()
+        config.validate(app=True)
     return configs
 
 

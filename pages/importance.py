@@ -8,13 +8,12 @@ from cprune_core import CPruneError
 from cprune_core.ablation import AnalysisConfig, analyse_importance
 from cprune_core.data import data_roots
 from cprune_core.experiment.importance_report import importance_config
-from cprune_core.schema import config_options
 from cprune_core.service import VisitorView
-from ui import charts, frame, launches, sidebar, state
+from ui import charts, forms, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
 
-OPTIONS, BASELINE = config_options(AnalysisConfig), importance_config()  # the analysis's and its head run's defaults
+ANALYSIS, BASELINE = AnalysisConfig(), importance_config()  # the analysis's and its head run's defaults
 KIND = "importance"  # this page's launches in the run queue
 
 frame.start("Does centrality predict importance?",
@@ -35,12 +34,9 @@ with st.container(border=True):
                              help=f"{spec.head_layer}, which reaches the classifier through pooling, is measured "
                                   "exactly for every neuron in one operation on cached features; any other layer by a "
                                   "forward pass of the rest of the network per neuron, so on a sample of neurons.")
-    seeds = top[1].number_input("Random seeds", int(OPTIONS["seeds"].range.low), 20, AnalysisConfig.seeds, key="imp_seeds",
-                                help="The random criterion is scored once per seed: its band in the curve below.")
-    sample = top[2].number_input("Neurons sampled", int(OPTIONS["sample_size"].range.low),
-                                 int(OPTIONS["sample_size"].range.high), AnalysisConfig.sample_size, key="imp_sample",
-                                 help="For layers measured by a forward pass each (not the head layer).",
-                                 disabled=layer == spec.head_layer)
+    seeds = forms.number_input_for(top[1], "Random seeds", ANALYSIS, "seeds", key="imp_seeds")
+    sample = forms.number_input_for(top[2], "Neurons sampled", ANALYSIS, "sample_size", key="imp_sample",
+                                    disabled=layer == spec.head_layer)
     image_size = launches.image_size_select(top[3], spec, key="imp_image_size")
     dataset = session["dataset"]
     root = launches.dataset_folder_input(dataset, key="imp_root")
@@ -55,10 +51,11 @@ if start:
                                            image_size=image_size),
                          weights=key.weights, checkpoint=key.checkpoint or None)
         config.validate()
-        tau, roots = session["tau"], data_roots()
+        analysis = replace(ANALYSIS, layer=layer, tau=session["tau"], seeds=seeds, sample_size=sample)
+        analysis.validate(app=True)
+        roots = data_roots()
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
-            config, layer, tau=tau, seeds=int(seeds), sample_size=int(sample), progress=progress, stop=stop,
-            data_roots=roots), kind=KIND)
+            config, **analysis.to_dict(), progress=progress, stop=stop, data_roots=roots), kind=KIND)
         launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))

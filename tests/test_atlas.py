@@ -23,7 +23,7 @@ from scipy import stats
 from tiny_data import make_tiny_folder
 from torch import nn
 
-from cprune_core import registry, schema
+from cprune_core import registry
 from cprune_core.atlas import (AtlasRecords, AtlasResult, AtlasSettings, BlockInputs, holm, kept_set_geometry,
                                atlas_sentences, prediction_p, rho_permutation_p, run_atlas)
 from cprune_core.atlas.geometry import group_curves, group_geometry
@@ -82,12 +82,9 @@ SETTINGS = AtlasSettings(val_images=1000, seeds=12, resamples=200, permutations=
 
 @pytest.fixture(scope="module")
 def planted_backbone():
-    """The planted network as a registered backbone for this module (FinetuneConfig accepts its name)."""
-    options = schema.config_options()
-    backbone = replace(options["backbone"], choices=(*options["backbone"].choices, "planted"))
+    """The planted network as a registered backbone for this module (FinetuneConfig's choices are the registry's)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(registry.BACKBONES, "planted", PLANTED)
-        patch.setattr(schema, "config_options", lambda: {**options, "backbone": backbone})
         yield "planted"
 
 

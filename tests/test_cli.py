@@ -15,7 +15,6 @@ from cprune_core.cli import options
 from cprune_core.cli.options import report_folder
 from cprune_core.experiment.importance_report import QUICK_ANALYSIS
 from cprune_core.paths import DOCS_DIR, quick_reports_dir
-from cprune_core.schema import config_options
 from cprune_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +166,7 @@ def test_reports_go_to_docs_for_full_runs_and_to_the_scratch_folder_for_quick_on
     assert report_folder(str(DOCS_DIR), quick=False) == DOCS_DIR  # a full run may regenerate the committed reports
 
 
-@pytest.mark.parametrize("experiment", ["paper-table", "importance"])
+@pytest.mark.parametrize("experiment", ["paper-table", "importance", "atlas"])
 def test_experiment_help_says_where_quick_reports_go_and_explains_every_option(experiment, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at hyphens otherwise
     with pytest.raises(SystemExit):
@@ -185,10 +184,10 @@ def test_importance_options_come_from_analysis_config(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["experiment", "importance", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for name, option in config_options(AnalysisConfig).items():
+    for name, option in AnalysisConfig.options().items():
         assert (option.flag or "--" + name.replace("_", "-")) in text and option.help.split(" (")[0] in text
     assert f"Default: {AnalysisConfig.seeds} (--quick: {QUICK_ANALYSIS.seeds})" in text
-    assert f"Valid: {config_options(AnalysisConfig)['resamples'].range}" in text
+    assert f"Valid: {AnalysisConfig.options()['resamples'].range}" in text
 
 
 @pytest.mark.parametrize("args, message", [

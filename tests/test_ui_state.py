@@ -8,7 +8,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cprune_core import FinetuneConfig, Range
-from cprune_core.schema import config_options
 from ui import state
 
 
@@ -24,7 +23,7 @@ def test_slider_bounds_move_an_open_end_in_by_one_step(valid, step, bounds):
 
 
 def test_the_shared_values_and_slider_ranges_come_from_the_config():
-    defaults, options = FinetuneConfig(), config_options()
+    defaults, options = FinetuneConfig(), FinetuneConfig.options()
     assert {name: state.DEFAULTS[name] for name in ("backbone", "tau", "criterion", "keep")} == {
         "backbone": defaults.backbone, "tau": defaults.tau, "criterion": defaults.criterion, "keep": defaults.keep}
     assert state.TAU_RANGE == state.slider_bounds(options["tau"].range, state.TAU_STEP) == (0.0, 0.99)

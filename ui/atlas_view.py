@@ -17,7 +17,8 @@ import numpy as np
 import streamlit as st
 
 from cprune_core import CRITERIA, CPruneError, DATASETS
-from cprune_core.atlas import AtlasRecords, AtlasResult, AtlasSettings, RecordedAtlas, atlas_sentences, plan_layers
+from cprune_core.atlas import (DEFAULT_SAMPLE, AtlasRecords, AtlasResult, AtlasSettings, RecordedAtlas, atlas_sentences,
+                               plan_layers)
 from cprune_core.atlas import run_atlas
 from cprune_core.data import data_roots
 from cprune_core.data.roots import is_inside
@@ -25,7 +26,7 @@ from cprune_core.atlas.report import HeatmapPanel, heatmap_criteria, heatmap_pan
 from cprune_core.experiment.importance_report import dataset_label, importance_config
 from cprune_core.service import VisitorView
 
-from . import charts, launches, state
+from . import charts, forms, launches, state
 from .cache import ModelBundle, ModelKey
 from .services import run_queue
 from .text import plain
@@ -177,22 +178,32 @@ def open_cell(route: dict[str, object], page: str) -> None:
 
 
 def _form_settings(bundle: ModelBundle) -> tuple[AtlasSettings, int]:
-    """The launch form's inputs: the settings (the app's defaults: APP_SETTINGS) and the image size."""
+    """The launch form's inputs: the settings (the app's defaults: APP_SETTINGS; the limits and help: the fields',
+    ui.forms) and the image size."""
     quick, spec = APP_SETTINGS, bundle.loaded.spec
     total = len(bundle.graph.groups)
     cells = st.columns(5)
     layers = cells[0].selectbox("Layers", [quick.quick_layers, 0], key="atlas_layers",
                                 format_func=lambda n: f"{n}, spread out" if n else f"all {total}",
-                                help="A few layers evenly spread from the first to the last, or every prunable layer.")
-    sample = cells[1].number_input("Neurons per layer", 3, 1000, quick.sample_size, key="atlas_sample",  # rho needs 3
-                                   help="Removed one at a time. The head layer is measured in full (one operation).")
-    images = cells[2].number_input("Validation images", 8, 10_000, quick.val_images, key="atlas_images")
-    seeds = cells[3].number_input("Random seeds", 2, 20, quick.seeds, key="atlas_seeds",  # the group test needs 2
-                                  help="Random pruning's spread: what each criterion is tested against.")
+                                help=forms.help_for(AtlasSettings, "quick_layers"))
+    sample = forms.number_input_for(cells[1], "Neurons per layer", quick, "sample_size", key="atlas_sample")
+    images = forms.number_input_for(cells[2], "Validation images", quick, "val_images", key="atlas_images")
+    seeds = forms.number_input_for(cells[3], "Random seeds", quick, "seeds", key="atlas_seeds")
     size = launches.image_size_select(cells[4], spec, key="atlas_image_size")
-    settings = replace(quick, quick_layers=int(layers), sample_size=int(sample), val_images=int(images),
-                       seeds=int(seeds), tau=st.session_state["tau"])
+    settings = replace(quick, quick_layers=int(layers), sample_size=sample, val_images=images, seeds=seeds,
+                       tau=st.session_state["tau"])
     return settings, int(size)
+
+
+def _cost_caption(dataset: str, tau: float) -> str:
+    """What the form's defaults and the command line's full atlas measure, and what that costs."""
+    quick, full = APP_SETTINGS, AtlasSettings()
+    return (f"On {dataset} (the sidebar's dataset), τ = {tau:.2f}. The defaults are the command line's "
+            f"`experiment atlas --quick` ({quick.quick_layers} layers, {quick.sample_size} neurons, {quick.val_images} "
+            f"images, {quick.seeds} seeds): minutes on a CPU. Each layer's cost grows with its neurons, images and "
+            f"seeds (the command line's full atlas, every layer with {DEFAULT_SAMPLE} neurons, {full.val_images} "
+            f"images and {full.seeds} seeds, takes over an hour on a 2-core CPU). A stopped atlas keeps the layers it "
+            "measured: the same settings resume from them.")
 
 
 def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
@@ -200,11 +211,7 @@ def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
     settings, image_size = _form_settings(bundle)
     dataset = st.session_state["dataset"]
     root = launches.dataset_folder_input(dataset, key="atlas_root")
-    st.caption(f"On {dataset} (the sidebar's dataset), τ = {settings.tau:.2f}. The defaults are the command line's "
-               "`experiment atlas --quick` (4 layers, 16 neurons, 32 images, 4 seeds): minutes on a CPU. Each layer's "
-               "cost grows with its neurons, images and seeds (the command line's full atlas, every layer with 48 "
-               "neurons, 128 images and 8 seeds, takes over an hour on a 2-core CPU). A stopped atlas keeps the "
-               "layers it measured: the same settings resume from them.")
+    st.caption(_cost_caption(dataset, settings.tau))
     if not st.button("Measure the atlas", type="primary", key="atlas_start"):
         return
     try:
@@ -212,7 +219,7 @@ def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
         config = replace(importance_config(backbone=key.backbone, dataset=dataset, root=root or None,
                                            image_size=image_size), weights=key.weights, checkpoint=key.checkpoint or None)
         config.validate()
-        planned = plan_layers(bundle.loaded.model, bundle.loaded.spec, settings.validate(), bundle.graph)
+        planned = plan_layers(bundle.loaded.model, bundle.loaded.spec, settings.validate(app=True), bundle.graph)
         me, roots = state.visitor(), data_roots()
         submitted = run_queue().submit_task(me, f"Atlas of {len(planned)} layers on {dataset}", lambda stop, progress: (
             run_atlas(config, settings, records=AtlasRecords(), progress=progress, stop=stop, data_roots=roots,

@@ -15,7 +15,6 @@ import streamlit as st
 
 from cprune_core import FinetuneConfig, Range
 from cprune_core.ranges import number_from_text
-from cprune_core.schema import config_options
 from cprune_core.service import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_id
 
 from .services import visitor_key
@@ -32,7 +31,7 @@ def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
     return round(low, 10), round(high, 10)
 
 
-OPTIONS, CONFIG_DEFAULTS = config_options(), FinetuneConfig()  # the shared values' one source
+OPTIONS, CONFIG_DEFAULTS = FinetuneConfig.options(), FinetuneConfig()  # the shared values' one source
 TAU_STEP, KEEP_STEP = 0.01, 0.05
 TAU_RANGE = slider_bounds(OPTIONS["tau"].range, TAU_STEP)
 KEEP_RANGE = slider_bounds(OPTIONS["keep"].range, KEEP_STEP)

@@ -149,7 +149,7 @@ class AtlasRecords:
                 owner = values.get("owner")
                 if visible_to is not None and owner not in (None, visible_to):
                     continue  # another visitor's
-                settings = AtlasResult.settings_from_dict(values["settings"])
+                settings = AtlasSettings.from_dict(values["settings"])
                 entry = RecordedAtlas(path, FinetuneConfig.from_dict(values["config"]), settings,
                                       len(values["layers"]), float(values.get("created", 0.0)), owner)
             except (AttributeError, KeyError, TypeError, ValueError):

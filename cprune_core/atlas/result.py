@@ -88,18 +88,9 @@ class AtlasResult:
                        "tests": tests,
                        "layers": [layer.to_dict() for layer in self.layers]})
 
-    @staticmethod
-    def settings_from_dict(values: dict) -> AtlasSettings:
-        """The settings of the JSON form (lists back to tuples)."""
-        settings = dict(values)
-        for name in ("keep_ratios", "criteria", "layers"):
-            if settings.get(name) is not None:
-                settings[name] = tuple(settings[name])
-        return AtlasSettings(**settings)
-
     @classmethod
     def from_dict(cls, values: dict) -> AtlasResult:
-        return cls(FinetuneConfig.from_dict(values["config"]), cls.settings_from_dict(values["settings"]),
+        return cls(FinetuneConfig.from_dict(values["config"]), AtlasSettings.from_dict(values["settings"]),
                    RunSummary.from_dict(values["baseline"]), values["head"], values["network_layers"],
                    values["prunable_layers"], [LayerAtlas.from_dict(layer) for layer in values["layers"]],
                    values.get("elapsed_s", 0.0), values.get("device", ""), values.get("created", 0.0),

@@ -5,13 +5,13 @@ import argparse
 import json
 
 from ..checkpoint import load_model
-from ..data import DATASETS, build_transform, load_dataset
-from ..device import DEVICES, resolve_device
+from ..data import build_transform, load_dataset
+from ..device import resolve_device
 from ..errors import DatasetError
 from ..evaluation import evaluate_model
-from ..schema import config_options
+from ..schema import FinetuneConfig
 from .finetune import percent
-from .options import path_text, whole_number
+from .options import add_config_argument, path_text
 
 __all__ = ["add_evaluate_command"]
 
@@ -24,28 +24,28 @@ def add_evaluate_command(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, metavar="DIR", type=path_text,
                         help="Saved model directory (model.json + model.pt).")
-    parser.add_argument("--dataset", default="folder", choices=list(DATASETS),
+    add_config_argument(parser, "dataset", default="folder",
                         help="Dataset; 'folder' is any folder with one sub-folder of images per class.")
-    parser.add_argument("--root", type=path_text, help="Dataset folder (required for 'folder').")
+    add_config_argument(parser, "dataset_root", help="Dataset folder (required for 'folder').")
     parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                         help="Which images: all, or one split made with --seed and the default fractions.")
-    parser.add_argument("--seed", type=whole_number, default=0, help="Seed of the split (with --split train/val/test).")
-    parser.add_argument("--batch-size", type=whole_number, default=64, help="Evaluation batch size.")
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA, then MPS, then CPU.")
+    add_config_argument(parser, "seed", help="Seed of the split (with --split train/val/test).")
+    add_config_argument(parser, "batch_size", default=64, help="Evaluation batch size.")
+    add_config_argument(parser, "device")
     parser.add_argument("--json", action="store_true", help="Print the accuracies as JSON on stdout.")
     parser.set_defaults(handler=evaluate_command)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    options = config_options()  # the same ranges as finetune's options
+    options = FinetuneConfig.options()  # the same ranges as finetune's options
     options["batch_size"].range.check(args.batch_size, "--batch-size")
     options["seed"].range.check(args.seed, "--seed")
     saved = load_model(args.model)
     if args.split == "all":
-        splits = load_dataset(args.dataset, args.root, seed=args.seed, val_fraction=0.0, test_fraction=0.0)
+        splits = load_dataset(args.dataset, args.dataset_root, seed=args.seed, val_fraction=0.0, test_fraction=0.0)
         dataset = splits.train
     else:
-        splits = load_dataset(args.dataset, args.root, seed=args.seed)
+        splits = load_dataset(args.dataset, args.dataset_root, seed=args.seed)
         dataset = getattr(splits, args.split)
     unknown = [name for name in splits.classes if name not in saved.classes]
     if unknown:

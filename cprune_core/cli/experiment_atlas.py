@@ -7,8 +7,7 @@ import threading
 import time
 from dataclasses import replace
 
-from ..atlas import DEFAULT_SAMPLE, AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
-from ..criteria import DEFAULT_TAU
+from ..atlas import AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
 from ..errors import StopRequested
 from ..atlas import report as atlas_report
 from ..experiment import importance_report
@@ -16,8 +15,9 @@ from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
 from .interrupt import stop_on_ctrl_c
-from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
-                      make_executor, name_text, out_help, path_text, report_folder, whole_number)
+from .options import (add_analysis_data_options, add_config_argument, add_executor_options, add_settings_options,
+                      executor_flags, make_executor, out_help, path_text, report_folder, settings_flags,
+                      settings_from_args)
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_atlas_command"]
@@ -39,19 +39,7 @@ def add_atlas_command(experiments) -> None:
                     "resumes. Writes atlas.md, atlas.csv and atlas.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_analysis_data_options(parser)
-    parser.add_argument("--layers", nargs="+", default=["all"], metavar="all|NAME", type=name_text,
-                        help=f"Layers to measure: all prunable layers, or their names (--quick: {QUICK.quick_layers} "
-                             "layers evenly spread).")
-    parser.add_argument("--sample", type=whole_number, metavar="N",
-                        help=f"Neurons measured in every layer by a forward pass each; default up to {DEFAULT_SAMPLE} "
-                             f"(all of a smaller layer; --quick: {QUICK.sample_size}). The head layer is always "
-                             "measured in full.")
-    parser.add_argument("--val-images", type=whole_number, metavar="N",
-                        help=f"Validation images the ablations run on (a seeded subset); default "
-                             f"{DEFAULTS.val_images} (--quick: {QUICK.val_images}).")
-    parser.add_argument("--seeds", type=whole_number, help=f"Seeds of the random criterion; default {DEFAULTS.seeds} "
-                                                  f"(--quick: {QUICK.seeds}).")
-    add_config_argument(parser, "tau")
+    add_settings_options(parser, AtlasSettings, quick=QUICK)
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE, help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
     parser.add_argument("--quick", action="store_true",
@@ -70,14 +58,11 @@ def add_atlas_command(experiments) -> None:
 
 
 def _settings(args: argparse.Namespace) -> AtlasSettings:
-    base = QUICK if args.quick else DEFAULTS
-    chosen = {"layers": None if args.layers == ["all"] else tuple(args.layers)}
-    if chosen["layers"] is not None:
-        chosen["quick_layers"] = 0
-    for option, field in (("sample", "sample_size"), ("val_images", "val_images"), ("seeds", "seeds")):
-        if getattr(args, option) is not None:
-            chosen[field] = getattr(args, option)
-    return replace(base, tau=args.tau, **chosen).validate()
+    """The settings of the options given, on the full atlas's or --quick's; named layers are measured all, not
+    spread out as --quick's (unless --quick-layers is given too)."""
+    named = getattr(args, "layers", None) not in (None, ["all"]) and not hasattr(args, "quick_layers")
+    return settings_from_args(args, AtlasSettings, QUICK if args.quick else DEFAULTS,
+                              **({"quick_layers": 0} if named else {}))
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -85,10 +70,7 @@ def _command(args: argparse.Namespace) -> str:
         "python -m cprune_core experiment atlas", "--quick" if args.quick else "",
         f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
         f"--dataset {args.dataset}" if args.dataset else "", f"--root {args.dataset_root}" if args.dataset_root else "",
-        f"--layers {' '.join(args.layers)}" if args.layers != ["all"] else "",
-        f"--sample {args.sample}" if args.sample is not None else "",
-        f"--val-images {args.val_images}" if args.val_images is not None else "",
-        f"--seeds {args.seeds}" if args.seeds is not None else "", f"--tau {args.tau:g}" if args.tau != DEFAULT_TAU else "",
+        *settings_flags(args, AtlasSettings),
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "", *executor_flags(args),
     ] if part)
 

@@ -12,35 +12,13 @@ from ..experiment import importance_report
 from ..experiment.grid import DEFAULT_IMAGE_SIZE
 from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
-from ..schema import config_options
 from .interrupt import stop_on_ctrl_c
-from .options import (add_analysis_data_options, add_config_argument, add_executor_options, executor_flags,
-                      make_executor, out_help, path_text, report_folder)
+from .options import (add_analysis_data_options, add_config_argument, add_executor_options, add_settings_options,
+                      executor_flags, make_executor, out_help, path_text, report_folder, settings_flags,
+                      settings_from_args)
 from .progress_bars import StepProgressBar
 
 __all__ = ["add_importance_command"]
-
-
-def _shown(value) -> str:
-    """A setting as the command line writes it: 0.1, not 0.1000; items joined by commas."""
-    if isinstance(value, (tuple, list)):
-        return ",".join(_shown(item) for item in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
-    """Every AnalysisConfig field as an option; not given: AnalysisConfig's default (--quick: QUICK_ANALYSIS's)."""
-    group = parser.add_argument_group("analysis")
-    full, quick = AnalysisConfig(), importance_report.QUICK_ANALYSIS
-    for name, option in config_options(AnalysisConfig).items():
-        default = _shown(getattr(full, name))
-        if getattr(full, name) is None:
-            default = "the backbone's head layer"
-        elif option.choices is not None and tuple(getattr(full, name)) == option.choices:
-            default = "all of them"
-        if getattr(quick, name) != getattr(full, name):
-            default += f" (--quick: {_shown(getattr(quick, name))})"
-        add_config_argument(group, name, AnalysisConfig, shown_default=default)
 
 
 def add_importance_command(experiments) -> None:
@@ -59,8 +37,8 @@ def add_importance_command(experiments) -> None:
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE,
                         help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
-    _add_analysis_options(parser)
     quick = importance_report.QUICK_ANALYSIS
+    add_settings_options(parser, AnalysisConfig, quick=quick)
     parser.add_argument("--quick", action="store_true",
                         help=f"flowers-sample, {quick.seeds} seeds, {quick.resamples} bootstrap resamples (instead "
                              f"of {AnalysisConfig.resamples}), the report not in docs/ (see --out): for tests and for "
@@ -77,16 +55,12 @@ def importance_command(args: argparse.Namespace) -> int:
     config = importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
                                                  root=args.dataset_root, image_size=args.image_size,
                                                  device=args.device)
-    given = {name: getattr(args, name) for name in config_options(AnalysisConfig) if hasattr(args, name)}
-    base = importance_report.QUICK_ANALYSIS if args.quick else AnalysisConfig()
-    settings = AnalysisConfig(**{**base.to_dict(), **{name: tuple(value) if isinstance(value, list) else value
-                                                      for name, value in given.items()}}).validate()
+    settings = settings_from_args(args, AnalysisConfig, importance_report.QUICK_ANALYSIS if args.quick else None)
     command = " ".join(part for part in [
         "python -m cprune_core experiment importance", "--quick" if args.quick else "",
         f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
         f"--dataset {args.dataset}" if args.dataset else "", f"--root {args.dataset_root}" if args.dataset_root else "",
-        *(f"{config_options(AnalysisConfig)[name].flag or '--' + name.replace('_', '-')} {_shown(value)}"
-          for name, value in given.items()),
+        *settings_flags(args, AnalysisConfig),
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "",
         *executor_flags(args),
     ] if part)

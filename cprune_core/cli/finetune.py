@@ -13,7 +13,7 @@ from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, RunResult, RunStatus
 from .interrupt import stop_on_ctrl_c
-from .options import add_config_options, config_from_args, open_store, path_text
+from .options import add_settings_options, open_store, path_text, settings_from_args
 from .progress_bars import RunProgressBar
 
 __all__ = ["add_finetune_command", "summary_table"]
@@ -28,7 +28,7 @@ def add_finetune_command(subparsers) -> None:
                     "(frozen backbone + new head), prune-then-fine-tune, or fine-tune without pruning. "
                     "Prints progress, then a summary (or JSON with --json).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(parser)
+    add_settings_options(parser, FinetuneConfig)
     parser.add_argument("--baseline", action="store_true", help="Shorthand for --mode baseline.")
     output = parser.add_argument_group("output")
     output.add_argument("--save", metavar="DIR", type=path_text,
@@ -45,7 +45,7 @@ def add_finetune_command(subparsers) -> None:
 
 
 def finetune_command(args: argparse.Namespace) -> int:
-    config = config_from_args(args, **({"mode": "baseline"} if args.baseline else {}))
+    config = settings_from_args(args, FinetuneConfig, **({"mode": "baseline"} if args.baseline else {}))
     if args.export and not args.save:
         raise ConfigError("--export needs --save DIR (the exported files go next to the saved model).")
     if args.save:

@@ -1,12 +1,12 @@
-"""What the commands share: options derived from FinetuneConfig's fields (one source for names,
-types, defaults, choices, ranges and help: the idea of transformers' HfArgumentParser), where
-an experiment's work executes (this process or a Ray cluster), and opening the run store."""
+"""What the commands share: options derived from a settings class's fields (``FinetuneConfig``,
+``AnalysisConfig``, ``AtlasSettings``: one source for names, types, defaults, choices, ranges and help,
+the idea of transformers' HfArgumentParser), where an experiment's work executes (this process or a Ray
+cluster), and opening the run store."""
 from __future__ import annotations
 
 import argparse
 import sys
-import types
-import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,13 @@ from ..errors import ConfigError
 from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
 from ..paths import DOCS_DIR, quick_reports_dir, user_path
 from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK, number_from_text
-from ..schema import FinetuneConfig, config_options
+from ..options import Option, Settings
+from ..schema import FinetuneConfig
 from ..store import RunStore
 
-__all__ = ["whole_number", "real_number", "path_text", "name_text", "VALUE_TYPES", "add_config_argument",
-           "add_config_options", "config_from_args", "comma_list", "comma_floats",
+__all__ = ["whole_number", "real_number", "path_text", "name_text", "VALUE_TYPES", "shown_value", "flag_of",
+           "add_config_argument", "add_settings_options", "settings_from_args", "settings_flags",
+           "comma_list", "comma_floats",
            "add_analysis_data_options", "add_executor_options", "make_executor", "executor_flags", "open_store",
            "report_folder", "out_help"]
 
@@ -72,65 +74,103 @@ def comma_floats(text: str) -> list[float]:
 VALUE_TYPES = (whole_number, real_number, path_text, name_text, comma_list, comma_floats)
 
 
-def _base_type(hint: Any) -> type:
-    """int for ``int | None``, list for ``list[str] | None``, str for ``Literal["a", "b"]``, and so on."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    if typing.get_origin(hint) is typing.Literal:
-        return type(typing.get_args(hint)[0])
-    return typing.get_origin(hint) or hint
+def shown_value(value: Any) -> str:
+    """A setting as the command line writes it: 0.1, not 0.1000; items joined by commas."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(shown_value(item) for item in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _item_type(hint: Any) -> type:
-    """float for ``tuple[float, ...]``, str for ``list[str] | None``."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    return typing.get_args(hint)[0]
+def flag_of(settings_class: type[Settings], name: str) -> str:
+    """The command line's flag of a field: its Option's flag, else --<field-name>."""
+    return settings_class.options()[name].flag or "--" + name.replace("_", "-")
 
 
-def add_config_argument(group, name: str, config_class: type = FinetuneConfig, shown_default: str | None = None,
-                        **overrides: Any) -> None:
-    """Add the option of ``config_class``'s field ``name`` to ``group`` (overrides: argparse keywords). A
-    list or tuple field takes comma-separated items. ``shown_default``: the help names this default, and
-    an option not given is absent from the parsed namespace (the command then chooses the default)."""
-    option = config_options(config_class)[name]
-    hint = typing.get_type_hints(config_class)[name]
-    kind = _base_type(hint)
-    help_text = option.help + (f" Valid: {option.range}." if option.range else "")
-    help_text += f" Choices: {', '.join(option.choices)}." if option.choices and kind in (list, tuple) else ""
-    keywords: dict[str, Any] = {"dest": name, "default": getattr(config_class(), name), "help": help_text}
+def _default_text(chosen: Option, value: Any) -> str:
+    """A default as the help names it: what None means, "all of them" for every choice, else the value."""
+    if value is None:
+        return chosen.none or "none"
+    if chosen.choices is not None and isinstance(value, (tuple, list)) and list(value) == list(chosen.choices):
+        return "all of them"
+    return shown_value(value)
+
+
+def add_config_argument(group, name: str, settings_class: type[Settings] = FinetuneConfig,
+                        shown_default: str | None = None, **overrides: Any) -> None:
+    """Add the option of ``settings_class``'s field ``name`` to ``group`` (overrides: argparse keywords): its
+    flag, type, choices, help (the field's, with its valid range) and default. A list or tuple field takes
+    comma-separated items (its Option's ``cli_none`` alone: None). ``shown_default``: the help names this
+    default, and an option not given is absent from the parsed namespace (the command chooses the value)."""
+    chosen, shape = settings_class.options()[name], settings_class.shapes()[name]
+    help_text = chosen.help + (f" Valid: {chosen.range}." if chosen.range else "")
+    help_text += f" Choices: {', '.join(chosen.choices)}." if chosen.choices and shape.kind in (list, tuple) else ""
+    keywords: dict[str, Any] = {"dest": name, "default": getattr(settings_class(), name), "help": help_text}
     if shown_default is not None:
         keywords.update(default=argparse.SUPPRESS, help=f"{help_text} Default: {shown_default}.")
     keywords["help"] = keywords["help"].replace("%", "%%")  # argparse formats help with %
-    if kind is bool:
+    if shape.kind is bool:
         keywords["action"] = "store_true"
-    elif kind in (list, tuple):
-        numbers = _item_type(hint) is float
+    elif shape.kind in (list, tuple):
+        numbers = shape.item is float
         keywords.update(type=comma_floats if numbers else comma_list, metavar="NUMBERS" if numbers else "NAMES")
+        if chosen.cli_none:
+            keywords["metavar"] = f"{chosen.cli_none}|NAMES"
     else:
-        kinds = {int: whole_number, float: real_number, str: str if option.choices else name_text}
-        keywords.update(type=path_text if option.path else kinds.get(kind, kind), choices=option.choices)
-        if option.flag:  # e.g. --root ROOT, not --root DATASET_ROOT
-            keywords["metavar"] = option.flag.lstrip("-").upper()
+        kinds = {int: whole_number, float: real_number, str: str if chosen.choices else name_text}
+        keywords.update(type=path_text if chosen.path else kinds.get(shape.kind, shape.kind), choices=chosen.choices)
+        if chosen.flag:  # e.g. --root ROOT, not --root DATASET_ROOT
+            keywords["metavar"] = chosen.flag.lstrip("-").upper()
     keywords.update(overrides)
-    group.add_argument(option.flag or "--" + name.replace("_", "-"), **keywords)
+    group.add_argument(flag_of(settings_class, name), **keywords)
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """Every FinetuneConfig field as an option, in argument groups (model, data, method, training)."""
+def add_settings_options(parser: argparse.ArgumentParser, settings_class: type[Settings],
+                         quick: Settings | None = None) -> None:
+    """Every field of ``settings_class`` as an option, in argument groups named by the fields' groups. Each
+    option's default is the field's; with ``quick`` (the command's --quick preset) an option not given is
+    absent from the parsed namespace (``settings_from_args`` then takes the preset's value or the default)
+    and the help names both defaults."""
     groups: dict[str, Any] = {}
-    for name, option in config_options().items():
-        if option.group not in groups:
-            groups[option.group] = parser.add_argument_group(option.group)
-        add_config_argument(groups[option.group], name)
+    full = settings_class()
+    for name, chosen in settings_class.options().items():
+        if chosen.group not in groups:
+            groups[chosen.group] = parser.add_argument_group(chosen.group)
+        shown = None
+        if quick is not None:
+            shown = _default_text(chosen, getattr(full, name))
+            if getattr(quick, name) != getattr(full, name):
+                shown += f" (--quick: {_default_text(chosen, getattr(quick, name))})"
+        add_config_argument(groups[chosen.group], name, settings_class, shown_default=shown)
 
 
-def config_from_args(args: argparse.Namespace, **changes: Any) -> FinetuneConfig:
-    """The validated FinetuneConfig of parsed options (``changes`` override them)."""
-    values = {name: getattr(args, name) for name in config_options()}
-    config = FinetuneConfig(**{**values, **changes})
-    config.validate()
-    return config
+def _given_settings(args: argparse.Namespace, settings_class: type[Settings]) -> dict[str, Any]:
+    """The fields whose options the parsed ``args`` hold, as the fields' values (comma lists as tuples where
+    the field is a tuple; an Option's ``cli_none`` word alone as None)."""
+    given = {}
+    for name, shape in settings_class.shapes().items():
+        if not hasattr(args, name):
+            continue
+        value, none_word = getattr(args, name), settings_class.options()[name].cli_none
+        if none_word is not None and value == [none_word]:
+            value = None
+        elif shape.kind is tuple and isinstance(value, list):
+            value = tuple(value)
+        given[name] = value
+    return given
+
+
+def settings_from_args(args: argparse.Namespace, settings_class: type[Settings], base: Settings | None = None,
+                       **changes: Any) -> Any:
+    """The validated settings of parsed options: ``base`` (default: the class's defaults) with the options
+    given, then ``changes``. ConfigError naming the first impossible value."""
+    base = settings_class() if base is None else base
+    return replace(base, **{**_given_settings(args, settings_class), **changes}).validate()
+
+
+def settings_flags(args: argparse.Namespace, settings_class: type[Settings]) -> list[str]:
+    """The options of ``settings_class`` given on the command line, as written there (for a report's command)."""
+    return [f"{flag_of(settings_class, name)} {shown_value(value)}" for name, value in
+            ((name, getattr(args, name)) for name in settings_class.options() if hasattr(args, name))]
 
 
 def add_analysis_data_options(parser: argparse.ArgumentParser) -> None:
