@@ -14,11 +14,10 @@ import torch.nn.functional as F
 from scipy import stats
 from tiny_data import make_tiny_folder
 
-from cprune_core.ablation import statistics
-from cprune_core.ablation import (AblationResult, Correlation, ForwardAblator, PooledAblator,
-                                  ZeroShotCurve, ablation_effects, analyse_importance, criterion_correlations,
-                                  scores_by_criterion, layer_ablator, prunable_group, sample_neurons, summary_sentence,
-                                  train_baseline, zero_shot_curve)
+from cprune_core.ablation import (AblationResult, Correlation, ForwardAblator, Heads, PooledAblator, ZeroShotCurve,
+                                  ablation_effects, analyse_importance, criterion_correlations, inference_copy,
+                                  layer_ablator, prunable_group, rest_features, sample_neurons, scores_by_criterion,
+                                  summary_sentence, train_baseline, train_heads, zero_shot_curve)
 from cprune_core.cli import main
 from cprune_core.data import build_transform
 from cprune_core.errors import ConfigError, StopRequested
@@ -28,6 +27,7 @@ from cprune_core.criteria import CRITERIA, Criterion, make_criterion
 from cprune_core.paths import SHARED_FLOWERS
 from cprune_core.pruning import keep_count, prune_model
 from cprune_core.schema import FinetuneConfig
+from cprune_core.stats import Reliability
 
 SIZE = 32  # the smallest input EfficientNet-Lite0 takes: keeps every forward pass cheap
 
@@ -86,7 +86,7 @@ def test_head_layer_effects_equal_structural_pruning_of_that_one_neuron(trained)
     ablator = ablator_for(trained, "head.1")
     assert isinstance(ablator, PooledAblator) and ablator.n_neurons == 1280
     full_loss, full_acc = val_loss_and_accuracy(trained.model, trained)
-    assert ablator.full() == pytest.approx((full_loss, full_acc), abs=1e-5)
+    assert (ablator.full().loss, ablator.full().accuracy) == pytest.approx((full_loss, full_acc), abs=1e-5)
     # At 32 px many pooled features are 0 on every image: measure the most active neurons.
     neurons = sorted(trained.pooled["val"][0].abs().sum(0).argsort(descending=True)[:3].tolist())
     result = ablation_effects(ablator, neurons)
@@ -103,7 +103,8 @@ def test_head_layer_effects_equal_structural_pruning_of_that_one_neuron(trained)
 def test_other_layers_effects_equal_structural_pruning(trained, layer):
     ablator = ablator_for(trained, layer)
     assert isinstance(ablator, ForwardAblator)
-    assert ablator.full() == pytest.approx(val_loss_and_accuracy(trained.model, trained), abs=1e-5)
+    full = ablator.full()
+    assert (full.loss, full.accuracy) == pytest.approx(val_loss_and_accuracy(trained.model, trained), abs=1e-5)
     result = ablation_effects(ablator, [0, 5])
     for index, neuron in enumerate([0, 5]):
         loss, accuracy = val_loss_and_accuracy(structurally_pruned(trained, layer, [neuron]), trained)
@@ -136,7 +137,7 @@ def test_a_neuron_nothing_reads_has_no_effect(trained):
     dead = pooled.clone()
     dead[:, alive + 1] = 0.0  # a neuron that never fires on a validation image
     graph, group = prunable_group(trained.model, trained.spec, "head.1")
-    ablator = PooledAblator("head.1", group, dead, labels, trained.model.classifier)
+    ablator = PooledAblator("head.1", group, dead, labels, Heads.of([trained.model.classifier]))
     result = ablation_effects(ablator, [alive, alive + 1])
     assert result.delta_loss[1] == 0.0 and result.delta_acc[1] == 0.0
     assert result.delta_loss[0] != 0.0
@@ -229,10 +230,59 @@ def test_spearman_and_its_bootstrap_interval_on_known_numbers():
 
 
 def test_vectorised_bootstrap_rho_equals_scipy_row_by_row():
+    from cprune_core.stats.reliability import _row_spearman
+
     rng = np.random.default_rng(2)
     x, y = rng.integers(0, 5, size=(20, 30)).astype(float), rng.normal(size=(20, 30))  # ties, as resamples have
     expected = [stats.spearmanr(a, b).statistic for a, b in zip(x, y)]
-    assert statistics._rank_correlation(statistics._centred_ranks(x), statistics._centred_ranks(y)) == pytest.approx(expected)
+    assert _row_spearman(x, y) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- several heads, per image, ties
+
+
+def test_effects_are_per_image_and_averaged_over_heads_trained_from_other_seeds(trained):
+    heads = train_heads(trained, 3)
+    assert heads[0] is trained.model.classifier and len(heads) == 3
+    assert not torch.equal(heads[1].weight, heads[2].weight)  # other seeds, other heads
+    graph, group = prunable_group(trained.model, trained.spec, "head.1")
+    neurons = sorted(trained.pooled["val"][0].abs().sum(0).argsort(descending=True)[:4].tolist())
+    each = [ablation_effects(layer_ablator(trained, graph, group, heads=Heads.of([head])), neurons) for head in heads]
+    together = ablation_effects(layer_ablator(trained, graph, group, heads=Heads.of(heads)), neurons)
+    assert together.heads == 3 and together.per_image.shape == (4, together.n_images)
+    assert together.delta_loss == pytest.approx(np.mean([r.delta_loss for r in each], axis=0), abs=1e-9)
+    assert together.per_image.mean(1) == pytest.approx(together.delta_loss)
+
+
+def test_the_fast_copy_computes_what_the_network_computes(trained):
+    """BatchNorm folded into its convolution, channels-last: the same function (and the consumer found in it)."""
+    rest = rest_features(trained.model, trained.spec, "blocks.14")
+    original = rest[0].depthwise[1]
+    fast, (copied,) = inference_copy(rest, [original])
+    assert copied is fast[0].depthwise[1] and copied is not original
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(6, *trained.model.blocks[13](trained.model.blocks[:13](
+        trained.model.stem(torch.randn(1, 3, SIZE, SIZE)))).shape[1:])
+    with torch.no_grad():
+        assert fast(x) == pytest.approx(rest.eval()(x), abs=1e-4)
+
+
+def test_a_tie_at_the_cut_is_broken_several_ways_and_averaged(trained):
+    graph, group = prunable_group(trained.model, trained.spec, "head.1")
+    ablator = layer_ablator(trained, graph, group)
+    scores = np.zeros((1, 1280))
+    scores[0, :100] = 1.0  # 100 neurons ahead, then 1,180 tied
+    curve = zero_shot_curve(ablator, {"tied": scores}, [0.5], tie_draws=4)
+    assert curve.tied["tied"][0, 0] == pytest.approx((640 - 100) / 640)
+    draws = []
+    for tie_seed in range(4):
+        keep = torch.zeros(1280, dtype=torch.bool)
+        from cprune_core.pruning import kept_indices
+        keep[kept_indices(torch.from_numpy(scores[0]), 640, tie_seed)] = True
+        draws.append(ablator.evaluate(keep).accuracy)
+    assert curve.accuracy["tied"][0, 0] == pytest.approx(np.mean(draws))
+    untied = zero_shot_curve(ablator, {"l1": np.arange(1280.0)[None]}, [0.5])
+    assert untied.tied["l1"][0, 0] == 0.0
 
 
 def synthetic(eigen_rho, eigen_ci, best_rho, eigen_acc, random_acc):
@@ -253,14 +303,19 @@ def test_the_sentence_follows_the_numbers():
                            "(largest rise 0.0500")
     assert "correlate best with that effect is eigenvector (rho +0.60, 95% CI [+0.40, +0.80])" in good
     assert "its interval excludes 0: more central neurons matter more" in good
-    assert "above random pruning's range over 2 seeds at every keep ratio from 0.05 to 0.2 (70.0% vs 40.0-50.0%" in good
-    null = summary_sentence(result, *synthetic(0.02, (-0.05, 0.09), 0.3, [0.35, 0.45, 0.55, 0.1], random_band))
+    assert ("above random pruning's range over 2 seeds at keep 0.05 to 0.2, below it at keep 0.5 (largest gap: "
+            "10.0% vs 70.0-70.0% at keep 0.5)") in good
+    null = summary_sentence(result, *synthetic(0.02, (-0.05, 0.09), 0.3, [0.35, 0.45, 0.55, 0.7], random_band),
+                            Reliability(0.2, 0.05, 0.33, 0.58, 50, 100), 0.4)
     assert "correlate best with that effect is l1 (rho +0.30" in null
-    assert "eigenvector centrality has rho +0.02, 95% CI [-0.05, +0.09], which includes 0" in null
-    assert "within random pruning's range over 2 seeds at every keep ratio" in null
+    assert "split-half reliability is 0.33 (Spearman-Brown), so no criterion could show |rho| above 0.58" in null
+    assert ("eigenvector centrality has rho +0.02, 95% CI [-0.05, +0.09], which includes 0: the data could not tell "
+            "whether centrality tells which neurons matter (a |rho| below 0.40 would likely go unseen)") in null
+    assert "within random pruning's range over 2 seeds at keep 0.05 to 0.5" in null
     bad = summary_sentence(result, *synthetic(-0.4, (-0.5, -0.3), 0.3, [0.1, 0.45, 0.1, 0.1], random_band))
     assert "which excludes 0: more central neurons matter less" in bad
-    assert "below random pruning's range over 2 seeds at keep 0.05 and 0.2, within it at keep 0.1" in bad
+    assert ("below random pruning's range over 2 seeds at keep 0.05, within it at keep 0.1, below it at keep 0.2 to "
+            "0.5") in bad
     assert len({good, null, bad}) == 3 and all(s.count(".") >= 1 and s.endswith(".") for s in (good, null, bad))
 
 

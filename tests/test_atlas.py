@@ -1,6 +1,6 @@
-"""The atlas: a planted layer found among others, the tests on known numbers (Holm against a hand computation),
-the kept sets' geometry, the block inputs carried once, resuming from the records, the JSON form and the report,
-the command line's errors, and Ray's numbers against this process's.
+"""The atlas: a planted layer found among others, a planted rho, reliability and power recovered, ties flagged,
+rank p-values against a hand count, the kept sets' geometry, the block inputs carried once, resuming from the
+records, the JSON form and the report, the command line's errors, and Ray's numbers against this process's.
 
 The planted network is built here (4 prunable layers, 32 px images the test writes): its layer ``planted.0``
 has 12 identical filters whose BatchNorm silences them (removing one changes nothing; keeping only them removes
@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
 from tiny_data import make_tiny_folder
 from torch import nn
 
 from cprune_core import registry
-from cprune_core.atlas import (AtlasRecords, AtlasResult, AtlasSettings, BlockInputs, holm, kept_set_geometry,
-                               atlas_sentences, prediction_p, rho_permutation_p, run_atlas)
+from cprune_core.atlas import (SEQUENTIAL_HITS, TIED_FLAG, AtlasRecords, AtlasResult, AtlasSettings, BlockInputs,
+                               atlas_sentences, kept_set_geometry, pooled_tests, run_atlas)
 from cprune_core.atlas.geometry import group_curves, group_geometry
+from cprune_core.atlas.measure import single_neuron_statistics
 from cprune_core.ablation import AblationResult
 from cprune_core.cli import main
 from cprune_core.cut import cut_model
@@ -37,6 +37,7 @@ from cprune_core.atlas.report import write_atlas_report
 from cprune_core.features import FeatureCache
 from cprune_core.pruning import kept_indices
 from cprune_core.schema import FinetuneConfig
+from cprune_core.stats import holm, minimum_detectable_rho, sequential_rank_p
 
 CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "random")  # pagerank does not converge on a 12-clique
 
@@ -77,7 +78,8 @@ class PlantedNet(nn.Module):
 
 PLANTED = registry.BackboneSpec("planted", "planted (test)", lambda pretrained: PlantedNet(), "built in the test", True,
                                 (0.5,) * 3, (0.25,) * 3, 32, 32, "classifier", "head.0", "head", "flatten")
-SETTINGS = AtlasSettings(val_images=1000, seeds=12, resamples=200, permutations=999, criteria=CRITERIA)
+# 199 random kept sets: a sequential rank p can reach 2 / 200 = 0.01, which Holm over 4 layers lets through.
+SETTINGS = AtlasSettings(heads=2, seeds=199, resamples=200, permutations=999, splits=50, criteria=CRITERIA)
 
 
 @pytest.fixture(scope="module")
@@ -131,19 +133,75 @@ def test_the_atlas_finds_the_planted_layer(atlas):
     group = atlas.family("eigenvector", "group", 0.5)
     accuracy = planted.curve.accuracy
     assert accuracy["eigenvector"][0, 0] == pytest.approx(1 / 3) and accuracy["inverse-eigenvector"][0, 0] == 1.0
-    assert accuracy["random"][:, 0].min() > 1 / 3 and group.p[2] < 0.05 and group.verdicts[2] == "worse"
+    assert accuracy["random"][:, 0].min() > 1 / 3 and group.p[2] == pytest.approx(2 / 200) and group.verdicts[2] == "worse"
+    assert planted.random_draws == 199  # an extreme criterion keeps the sequential test drawing to its cap
     assert planted.redundancy["eigenvector"][0, 0] == pytest.approx(1.0)  # twelve identical filters
     assert planted.redundancy["random"][:, 0].max() < 0.9
-    assert "below 0 in 1 layer" in atlas_sentences(atlas)[0]
+    assert "below in 1 layer" in atlas_sentences(atlas)[1]
+
+
+def test_the_rank_p_value_of_a_group_test_is_a_hand_count(atlas):
+    """Two-sided Besag-Clifford: the smaller side's hits over the draws it took, doubled."""
+    for layer in atlas.layers:
+        for column in range(2):
+            value = layer.curve.accuracy["l1"][0, column]
+            draws = layer.curve.accuracy["random"][:, column]
+            sides = []
+            for hits in (draws >= value, draws <= value):
+                reached = np.flatnonzero(np.cumsum(hits) >= SEQUENTIAL_HITS)
+                sides.append(SEQUENTIAL_HITS / (reached[0] + 1) if len(reached) else (hits.sum() + 1) / (len(draws) + 1))
+            assert layer.group_p["l1"][column].p == pytest.approx(min(1.0, 2 * min(sides)))
+            most = 1000 if layer.result.method == "pooled" else 199
+            assert sequential_rank_p(value, draws, h=SEQUENTIAL_HITS, max_draws=most).p == layer.group_p["l1"][column].p
+
+
+def test_a_layer_where_ties_decide_the_kept_set_is_flagged(atlas, tmp_path):
+    """Exact ties (isolated neurons' centrality 0, a constant score) straddling the cut: a layer whose kept set they
+    decide by more than TIED_FLAG is named in the sentence and marked in the report (the averaging over tie-breaks
+    itself: tests/test_ablation.py)."""
+    planted = atlas.layer("planted.0")
+    assert all(atlas.tied(layer, "l1", 0.5) == 0.0 for layer in atlas.layers)  # distinct norms: no tie
+    tied = {**planted.curve.tied, "eigenvector": np.array([[0.0, 0.75]])}
+    flagged = replace(atlas, layers=[replace(planted, curve=replace(planted.curve, tied=tied)) if layer is planted
+                                     else layer for layer in atlas.layers])
+    assert flagged.tied(flagged.layer("planted.0"), "eigenvector", 0.25) == 0.75 > TIED_FLAG
+    assert "in 1 layer ties decided more than 25% of eigenvector's kept set" in atlas_sentences(flagged)[1]
+    assert "ties decided" not in atlas_sentences(atlas)[1] or any(
+        atlas.tied(layer, "eigenvector", 0.5) > TIED_FLAG for layer in atlas.layers)
+    text = write_atlas_report(flagged, tmp_path, command="cmd", elapsed_s=1, device="cpu")["md"].read_text()
+    assert "75% †" in text
+
+
+def test_a_planted_rho_its_ceiling_and_the_layers_power_are_recovered():
+    """Per-image effects of 170 neurons whose means have reliability 0.5, and scores that correlate 0.6 with the true
+    effects: the layer's numbers are rho about 0.6 x sqrt(0.5), the ceiling sqrt(0.5) and the power of 170 neurons."""
+    rng = np.random.default_rng(0)
+    n, images = 170, 548
+    true = rng.standard_normal(n)
+    per_image = true[:, None] + math.sqrt(images) * rng.standard_normal((n, images))  # reliability 0.5
+    effects = per_image.mean(1)
+    result = AblationResult("planted", "forward", 300, np.arange(n), effects, -effects, 1.0, 0.8, images, 3, per_image)
+    scores = np.zeros((1, 300))
+    scores[0, :n] = 0.6 * true + 0.8 * rng.standard_normal(n)
+    reliability, correlations, p = single_neuron_statistics(result, {"planted": scores}, SETTINGS, family_size=24,
+                                                            seed=0)
+    assert reliability.full == pytest.approx(0.5, abs=0.08) and reliability.ceiling == pytest.approx(0.71, abs=0.06)
+    rho = correlations["planted"]
+    assert rho.spearman == pytest.approx(0.6 * math.sqrt(0.5), abs=0.1) and rho.ci_low < rho.spearman < rho.ci_high
+    assert p["planted"].p < 0.05 / 24 and p["planted"].draws in (999, 199_999)
+    assert minimum_detectable_rho(n, 0.05 / 24) == pytest.approx(0.30, abs=0.01)
 
 
 def test_every_layer_reports_its_numbers_for_every_criterion(atlas):
     for layer in atlas.layers:
         assert set(layer.correlations) == set(layer.rho_p) == set(layer.curve.accuracy) == set(CRITERIA)
-        assert layer.curve.accuracy["random"].shape == (12, 2) and layer.redundancy["random"].shape == (12, 2)
-        assert math.isnan(layer.rho_p["random"]) and all(math.isnan(p) for p in layer.group_p["random"])
+        draws, most = layer.random_draws, (1000 if layer.result.method == "pooled" else 199)
+        assert 2 * SEQUENTIAL_HITS - 1 <= draws <= most and layer.redundancy["random"].shape == (min(draws, 199), 2)
+        assert math.isnan(layer.rho_p["random"].p) and all(math.isnan(p.p) for p in layer.group_p["random"])
         assert layer.curve.kept.tolist() == [round(layer.neurons * 0.5), round(layer.neurons * 0.25)]
-        assert layer.result.n_images == 30 and layer.key
+        assert layer.result.n_images == 30 and layer.result.heads == 2 and layer.key  # every validation image
+        assert not math.isnan(layer.reliability.full) and layer.reliability.splits == 50
+        assert all(not math.isnan(c.z_variance) for n, c in layer.correlations.items() if n != "random")
 
 
 # ----------------------------------------------------------------------------- the tests on known numbers
@@ -157,28 +215,13 @@ def test_holm_against_a_hand_computation():
     assert holm([]).shape == (0,)
 
 
-def test_prediction_p_is_the_t_test_of_one_new_draw():
-    reference = [0.4, 0.42, 0.38, 0.41]
-    t = (0.5 - np.mean(reference)) / (np.std(reference, ddof=1) * math.sqrt(1 + 1 / 4))
-    assert prediction_p(0.5, reference) == pytest.approx(2 * stats.t.sf(t, 3))
-    assert prediction_p(0.4025, reference) == pytest.approx(1.0)
-    assert math.isnan(prediction_p(0.5, [0.4, 0.4, 0.4])) and math.isnan(prediction_p(0.5, [0.4]))
-
-
-def test_the_permutation_test_of_rho_agrees_with_spearmans_own():
-    rng = np.random.default_rng(3)
-    effects = rng.normal(size=40)
-    related = effects + rng.normal(scale=2.5, size=40)
-    result = AblationResult("layer", "forward", 50, np.arange(0, 80, 2)[:40], effects, effects, 1.0, 0.5, 10)
-    scores = np.zeros((1, 80))
-    scores[0, result.neurons] = related
-    p = rho_permutation_p(result, {"related": scores, "constant": np.ones((1, 80)), "random": rng.normal(size=(3, 80))},
-                          permutations=9999)
-    assert p["related"] == pytest.approx(stats.spearmanr(related, effects).pvalue, abs=0.01)
-    assert math.isnan(p["constant"]) and math.isnan(p["random"])
-    exact = np.zeros((1, 80))
-    exact[0, result.neurons] = effects
-    assert rho_permutation_p(result, {"exact": exact}, permutations=999)["exact"] == pytest.approx(1 / 1000)
+def test_the_primary_tests_pool_every_layer_and_are_corrected_together(atlas):
+    pooled = pooled_tests([atlas, atlas])
+    assert pooled.layers == 8 and pooled.rho.k == 8 and len(pooled.group) == 2
+    assert pooled.adjusted == pytest.approx(list(holm([pooled.rho.p] + [g.p for g in pooled.group])))
+    single = pooled_tests([atlas])
+    assert single.rho.ci_high - single.rho.ci_low > pooled.rho.ci_high - pooled.rho.ci_low  # twice the layers
+    assert atlas_sentences([atlas, atlas])[0].startswith("Pooled over the 8 layers of planted and planted")
 
 
 def test_kept_set_geometry_on_a_hand_example():
@@ -283,17 +326,24 @@ def test_the_json_form_round_trips(atlas):
     back = AtlasResult.from_dict(values)
     assert back.to_dict() == atlas.to_dict()
     assert values["tests"]["eigenvector"][-1]["verdicts"][2] == "worse"
+    assert back.layer("planted.0").result.per_image is None  # the per-image effects stay in memory
+    assert back.layer("planted.0").reliability == atlas.layer("planted.0").reliability
 
 
 def test_the_report_has_one_csv_row_per_layer_and_criterion(atlas, tmp_path):
     paths = write_atlas_report(atlas, tmp_path, command="cmd", elapsed_s=60, device="cpu")
     table = pd.read_csv(paths["csv"])
-    assert len(table) == 4 * len(CRITERIA) and {"rho_p_holm", "acc_vs_random_keep0.5"} <= set(table.columns)
+    assert len(table) == 4 * len(CRITERIA)
+    assert {"backbone", "reliability", "ceiling", "mde_rho", "tied_keep0.25", "rho_p_mc_low", "rho_permutations",
+            "rho_p_holm", "acc_vs_random_keep0.5", "group_p_keep0.5"} <= set(table.columns)
     planted = table[(table.layer == "planted.0") & (table.criterion == "eigenvector")].iloc[0]
     assert (planted.rho_verdict, planted["group_verdict_keep0.5"]) == ("worse", "worse")
+    assert planted.mde_rho == pytest.approx(minimum_detectable_rho(24, 0.05 / 4))
+    assert planted.reliability == pytest.approx(atlas.layer("planted.0").reliability.full)
     text = paths["md"].read_text()
     assert "Do not edit by hand" in text and f"**Finding:** {atlas_sentences(atlas)[0]}" in text
-    assert paths["png"].stat().st_size > 20_000
+    assert text.index("## The primary tests") < text.index("## What each layer could detect")  # the pooled test first
+    assert paths["planted"].stat().st_size > 20_000
 
 
 def test_stop_ends_the_run_and_keeps_the_finished_layers(config, cache, tmp_path):
@@ -314,7 +364,7 @@ def test_impossible_settings_are_refused_before_any_training(config):
     for settings, message in [(replace(SETTINGS, layers=("nope",)), "no layer named"),
                               (replace(SETTINGS, layers=("classifier",)), "cannot be pruned"),
                               (replace(SETTINGS, layers=("planted.0",), sample_size=30), "larger than layer planted.0"),
-                              (replace(SETTINGS, seeds=1), "at least 2 seeds"),
+                              (replace(SETTINGS, seeds=1), "at least 2 random kept sets"),
                               (replace(SETTINGS, criteria=("l1", "random")), "eigenvector"),
                               (replace(SETTINGS, keep_ratios=(0.0,)), "keep ratio")]:
         with pytest.raises(ConfigError, match=message):
@@ -345,8 +395,9 @@ def test_quick_command_line_json_writes_the_report_outside_docs(folder, tmp_path
     assert main(["experiment", "atlas", "--quick", "--json", "--dataset", "folder", "--root", str(folder),
                  "--image-size", "32", "--layers", "head.1", "--val-images", "12", "--seeds", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [layer["layer"] for layer in report["layers"]] == ["head.1"]
-    assert report["settings"]["val_images"] == 12 and report["sentences"][0].startswith("Across 1 of the 24")
+    [atlas] = report["atlases"]
+    assert [layer["layer"] for layer in atlas["layers"]] == ["head.1"]
+    assert atlas["settings"]["val_images"] == 12 and report["sentences"][0].startswith("Fewer than 2 layers")
     out = tmp_path / "home" / "quick-reports"
     assert (out / "atlas.md").read_text().startswith("# Does centrality predict importance, layer by layer?")
     assert len((out / "atlas.csv").read_text().splitlines()) == 1 + 8
@@ -370,8 +421,8 @@ def test_ray_gives_the_numbers_of_this_process_at_equal_threads(folder, tmp_path
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     config = FinetuneConfig(dataset="folder", dataset_root=str(folder), image_size=32, epochs=2, batch_size=16,
                             val_fraction=0.25, test_fraction=0.25, device="cpu")
-    settings = AtlasSettings(layers=("blocks.15.project.1", "head.1"), sample_size=6, val_images=12, seeds=3,
-                             resamples=100, permutations=99)
+    settings = AtlasSettings(layers=("blocks.15.project.1", "head.1"), sample_size=6, val_images=12, heads=2, seeds=3,
+                             resamples=100, permutations=99, splits=20)
     local = run_atlas(config, settings, executor=LocalExecutor("cpu", threads=1), feature_cache=FeatureCache())
     with RayExecutor(None, cpus_per_run=1, unit="task") as executor:
         on_ray = run_atlas(config, settings, executor=executor)

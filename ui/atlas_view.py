@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from cprune_core import CRITERIA, CPruneError, DATASETS
-from cprune_core.atlas import (DEFAULT_SAMPLE, AtlasRecords, AtlasResult, AtlasSettings, RecordedAtlas, atlas_sentences,
+from cprune_core.atlas import (DEFAULT_SAMPLE, TIED_FLAG, AtlasRecords, AtlasResult, AtlasSettings, RecordedAtlas, atlas_sentences,
                                plan_layers)
 from cprune_core.atlas import run_atlas
 from cprune_core.data import data_roots
@@ -80,39 +80,47 @@ def read_run(entry: RecordedAtlas) -> AtlasResult | None:
 def run_label(entry: RecordedAtlas) -> str:
     """A recorded run in words: its data, image size, settings, whose and when."""
     settings, config = entry.settings, entry.config
-    sample = "up to 48 neurons" if settings.sample_size is None else f"{settings.sample_size} neurons"
+    sample = f"up to {DEFAULT_SAMPLE} neurons" if settings.sample_size is None else f"{settings.sample_size} neurons"
+    images = "every validation image" if settings.val_images is None else f"{settings.val_images} images"
     whose = "shared (command line)" if entry.owner is None else "yours"
     when = datetime.fromtimestamp(entry.created).strftime("%d %b %H:%M")
-    return (f"{dataset_label(config)}, {config.image_size} px · {entry.layers} layers, {sample}, "
-            f"{settings.val_images} images, {settings.seeds} seeds, τ {settings.tau:g} · {whose} · {when}")
+    return (f"{dataset_label(config)}, {config.image_size} px · {entry.layers} layers, {sample}, {images}, "
+            f"{settings.heads} heads, up to {settings.seeds} random kept sets, τ {settings.tau:g} · {whose} · {when}")
 
 
 def _settings_text(result: AtlasResult) -> str:
     """Which settings the run used, in one paragraph."""
     settings, config, baseline = result.settings, result.config, result.baseline
     sample = (f"{settings.sample_size} neurons of each layer" if settings.sample_size is not None
-              else "up to 48 neurons of each layer (all of a smaller one)")
+              else f"up to {DEFAULT_SAMPLE} neurons of each layer (all of a smaller one)")
+    images = result.layers[0].result.n_images if result.layers else settings.val_images
     scope = ("all" if len(result.layers) == result.prunable_layers else
              f"{len(result.layers)} of the {result.prunable_layers}" +
              (" (spread over the network)" if settings.layers is None else ""))
     return (f"Measured on {dataset_label(config)} at {config.image_size} px, with a head trained for {config.epochs} "
             f"epochs on the frozen backbone (validation accuracy {100 * (baseline.val_acc or 0):.1f}%): {scope} "
             f"prunable layers; {sample} removed one at a time (every neuron of a layer the classifier reads through "
-            f"pooling), on {settings.val_images} validation images; group ablation keeping "
-            f"{' and '.join(f'{k:.0%}' for k in settings.keep_ratios)} with {settings.seeds} random seeds; τ "
-            f"{settings.tau:g}; {settings.permutations:,} permutations. {result.elapsed_s / 60:.1f} minutes on "
+            f"pooling), on {images} validation images, averaged over {settings.heads} heads; group ablation keeping "
+            f"{' and '.join(f'{k:.0%}' for k in settings.keep_ratios)} against up to {settings.seeds} random kept "
+            f"sets; τ {settings.tau:g}; {settings.permutations:,} permutations. {result.elapsed_s / 60:.1f} minutes on "
             f"{result.device or 'this server'}.")
 
 
 def _hover(result: AtlasResult, panel: HeatmapPanel, criteria: list[str]) -> np.ndarray:
-    """Each cell's hover text: layer, criterion, the value and its test."""
+    """Each cell's hover text: layer, criterion, the value and its test, what the layer's test could detect (the
+    effects' reliability and the ceiling it puts on rho, the minimum detectable rho), and ties at the cut."""
     def text(row: int, column: int) -> str:
         layer, value = result.layers[row], panel.values[row, column]
+        reliability = layer.reliability
         lines = [f"<b>{layer.label}</b>", f"{criteria[column]}: {value:+.{panel.digits}f}" if not math.isnan(value)
                  else f"{criteria[column]}: undefined"]
         if not math.isnan(panel.p[row, column]):
             lines.append(f"p {panel.p[row, column]:.3g}, Holm-adjusted {panel.adjusted[row, column]:.3g}: "
                          f"{panel.verdicts[row][column]}")
+        lines.append(f"effects' reliability {reliability.full:.2f} (no rho above {reliability.ceiling:.2f}); the rho "
+                     f"test detects |rho| ≥ {result.minimum_detectable_rho(layer):.2f}")
+        if panel.tied[row, column] > TIED_FLAG:
+            lines.append(f"ties decided {panel.tied[row, column]:.0%} of the kept set (averaged over tie-breaks)")
         return "<br>".join(lines + ["click: open this layer"])
 
     return np.array([[text(r, c) for c in range(len(criteria))] for r in range(len(result.layers))], dtype=object)
@@ -127,8 +135,9 @@ def _cell(event) -> tuple[str, str] | None:
 
 def show_run(result: AtlasResult) -> tuple[str, str] | None:
     """The run's finding, its heatmap (a choice of colouring) and its settings; the clicked cell, if any."""
-    finding, why = atlas_sentences(result)
+    finding, layers, why = atlas_sentences(result)
     st.markdown(plain(finding))
+    st.caption(plain(layers))
     panels = heatmap_panels(result)
     titles = [panel.title.replace("\n", " ") for panel in panels]
     chosen = st.radio("Colour by", range(len(panels)), format_func=titles.__getitem__, horizontal=True,
@@ -141,7 +150,8 @@ def show_run(result: AtlasResult) -> tuple[str, str] | None:
                             config=state.chart_config(f"atlas-{result.config.backbone}"))
     st.caption("Rows: depth among the network's layers, layer (kind, neurons), in network order; columns: criteria. "
                "Blue: the criterion does better than random pruning there; red: worse. **Bold with a star**: the "
-               "layer's test survives Holm's correction over layers at 5%. Click a cell to open its layer.")
+               "layer's test survives Holm's correction over layers at 5%; † ties decided more than a quarter of "
+               "the kept set. Click a cell to open its layer.")
     if why:
         st.caption(plain(why))
     st.caption(plain(_settings_text(result)))
@@ -182,16 +192,17 @@ def _form_settings(bundle: ModelBundle) -> tuple[AtlasSettings, int]:
     ui.forms) and the image size."""
     quick, spec = APP_SETTINGS, bundle.loaded.spec
     total = len(bundle.graph.groups)
-    cells = st.columns(5)
+    cells = st.columns(6)
     layers = cells[0].selectbox("Layers", [quick.quick_layers, 0], key="atlas_layers",
                                 format_func=lambda n: f"{n}, spread out" if n else f"all {total}",
                                 help=forms.help_for(AtlasSettings, "quick_layers"))
     sample = forms.number_input_for(cells[1], "Neurons per layer", quick, "sample_size", key="atlas_sample")
     images = forms.number_input_for(cells[2], "Validation images", quick, "val_images", key="atlas_images")
-    seeds = forms.number_input_for(cells[3], "Random seeds", quick, "seeds", key="atlas_seeds")
-    size = launches.image_size_select(cells[4], spec, key="atlas_image_size")
-    settings = replace(quick, quick_layers=int(layers), sample_size=sample, val_images=images, seeds=seeds,
-                       tau=st.session_state["tau"])
+    heads = forms.number_input_for(cells[3], "Heads", quick, "heads", key="atlas_heads")
+    seeds = forms.number_input_for(cells[4], "Random kept sets", quick, "seeds", key="atlas_seeds")
+    size = launches.image_size_select(cells[5], spec, key="atlas_image_size")
+    settings = replace(quick, quick_layers=int(layers), sample_size=sample, val_images=images, heads=heads,
+                       seeds=seeds, tau=st.session_state["tau"])
     return settings, int(size)
 
 
@@ -200,10 +211,11 @@ def _cost_caption(dataset: str, tau: float) -> str:
     quick, full = APP_SETTINGS, AtlasSettings()
     return (f"On {dataset} (the sidebar's dataset), τ = {tau:.2f}. The defaults are the command line's "
             f"`experiment atlas --quick` ({quick.quick_layers} layers, {quick.sample_size} neurons, {quick.val_images} "
-            f"images, {quick.seeds} seeds): minutes on a CPU. Each layer's cost grows with its neurons, images and "
-            f"seeds (the command line's full atlas, every layer with {DEFAULT_SAMPLE} neurons, {full.val_images} "
-            f"images and {full.seeds} seeds, takes over an hour on a 2-core CPU). A stopped atlas keeps the layers it "
-            "measured: the same settings resume from them.")
+            f"images, {quick.heads} heads, {quick.seeds} random kept sets): minutes on a CPU. Each layer's cost grows "
+            f"with its neurons, images and random kept sets (the command line's full atlas, every layer with up to "
+            f"{DEFAULT_SAMPLE} neurons, every validation image, {full.heads} heads and up to {full.seeds} random kept "
+            "sets, takes hours on a 2-core CPU: docs/benchmarks.md). A stopped atlas keeps the layers it measured: the "
+            "same settings resume from them.")
 
 
 def launch_form(key: ModelKey, bundle: ModelBundle) -> None:

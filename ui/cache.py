@@ -27,7 +27,7 @@ from cprune_core import graph
 from cprune_core.centrality import POWER_TOLERANCE
 from cprune_core.graph import strongest_edges
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
-from cprune_core.atlas import AtlasSettings, KeptSetCurves, group_curves, group_similarities
+from cprune_core.atlas import KeptSetCurves, group_curves, group_similarities
 from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
 from cprune_core.data import visitor_downloads
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
@@ -346,7 +346,7 @@ def kept_overlap(key: SourceKey, layer: str, criterion: str, tau: float, count: 
     return pd.DataFrame(rows)
 
 
-GEOMETRY_SEEDS = AtlasSettings().seeds  # random's kept sets on the Prune page: as many as the atlas draws
+GEOMETRY_SEEDS = 8  # random kept sets averaged on the Prune page: live as the sliders move (the atlas draws more)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

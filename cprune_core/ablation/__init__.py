@@ -33,16 +33,17 @@ Validation split only: the test split is never looked at here. Long steps take a
 callback ``progress(done, total, message)`` (total 0: not known yet) and a ``stop`` event; a set
 ``stop`` raises ``StopRequested`` (``progress.report`` and ``progress.check_stop``).
 """
-from .ablators import ForwardAblator, LayerAblator, PooledAblator, consumers, layer_ablator, rest_cut
+from .ablators import (ForwardAblator, Heads, LayerAblator, Outcome, PooledAblator, consumers, inference_copy,
+                       layer_ablator, rest_cut, rest_features)
 from .analysis import ImportanceAnalysis, analyse_importance
-from .baseline import TrainedBaseline, prunable_group, train_baseline
+from .baseline import TrainedBaseline, prunable_group, train_baseline, train_heads
 from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
 from .sentence import summary_sentence
-from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
-                         scores_by_criterion, sample_neurons, zero_shot_curve)
+from .statistics import (TIE_DRAWS, AblationResult, Correlation, ZeroShotCurve, ablation_effects,
+                         criterion_correlations, kept_outcome, sample_neurons, scores_by_criterion, zero_shot_curve)
 
-__all__ = ["AnalysisConfig", "TrainedBaseline", "train_baseline", "prunable_group",
-           "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "consumers", "rest_cut", "sample_neurons", "AblationResult",
-           "ablation_effects", "scores_by_criterion", "Correlation", "criterion_correlations", "ZeroShotCurve",
-           "zero_shot_curve", "summary_sentence", "ImportanceAnalysis", "analyse_importance",
-           "SAMPLE_SIZES", "RESAMPLES"]
+__all__ = ["AnalysisConfig", "TrainedBaseline", "train_baseline", "train_heads", "prunable_group", "Heads", "Outcome",
+           "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "consumers", "rest_cut", "rest_features", "inference_copy",
+           "sample_neurons", "AblationResult", "ablation_effects", "scores_by_criterion", "Correlation",
+           "criterion_correlations", "ZeroShotCurve", "zero_shot_curve", "kept_outcome", "TIE_DRAWS", "summary_sentence",
+           "ImportanceAnalysis", "analyse_importance", "SAMPLE_SIZES", "RESAMPLES"]

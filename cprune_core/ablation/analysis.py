@@ -12,8 +12,9 @@ from ..features import FeatureCache
 from ..progress import ProgressCallback
 from ..registry import get_spec, load_backbone
 from ..schema import FinetuneConfig, RunSummary
-from .ablators import layer_ablator
-from .baseline import prunable_group, train_baseline
+from ..stats import Reliability, minimum_detectable_rho, split_half_reliability
+from .ablators import Heads, layer_ablator
+from .baseline import prunable_group, train_baseline, train_heads
 from .config import AnalysisConfig
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
@@ -30,6 +31,8 @@ class ImportanceAnalysis:
     layer: str
     baseline: RunSummary
     result: AblationResult
+    reliability: Reliability  # of the single-neuron effects over images, and the ceiling it puts on any rho
+    minimum_detectable_rho: float  # the smallest |rho| a test at 5% detects with 80% power among the measured neurons
     scores: dict[str, np.ndarray]  # criterion -> runs x n_neurons
     correlations: dict[str, Correlation]
     curve: ZeroShotCurve
@@ -41,7 +44,8 @@ class ImportanceAnalysis:
 
 def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfig.layer, *,
                        criteria: Iterable[str] = AnalysisConfig.criteria, tau: float = AnalysisConfig.tau,
-                       seeds: int = AnalysisConfig.seeds, sample_size: int = AnalysisConfig.sample_size,
+                       seeds: int = AnalysisConfig.seeds, heads: int = AnalysisConfig.heads,
+                       sample_size: int = AnalysisConfig.sample_size,
                        resamples: int = AnalysisConfig.resamples,
                        keep_ratios: Sequence[float] = AnalysisConfig.keep_ratios,
                        progress: ProgressCallback | None = None, stop: threading.Event | None = None,
@@ -53,7 +57,7 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
     ----------
     config : the run that trains the head (its backbone, weights, dataset, split, seed, epochs, image
         size; run in mode "baseline" whatever its mode).
-    layer, criteria, tau, seeds, sample_size, resamples, keep_ratios : the analysis's settings, as
+    layer, criteria, tau, seeds, heads, sample_size, resamples, keep_ratios : the analysis's settings, as
         ``AnalysisConfig``'s fields (their defaults; ``**settings.to_dict()`` passes a whole one). Every
         neuron is measured when that is one operation (a layer read only by the classifier), else a
         sample of ``sample_size`` drawn with ``config.seed``.
@@ -64,8 +68,9 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
 
     Returns
     -------
-    ImportanceAnalysis : the baseline run's summary, each measured neuron's effect, every criterion's
-    scores and correlation, the zero-shot curve and the sentence. The test split is never read.
+    ImportanceAnalysis : the baseline run's summary, each measured neuron's effect (averaged over ``heads`` heads,
+    on every validation image), the effects' split-half reliability and the smallest rho the test could detect,
+    every criterion's scores and correlation, the zero-shot curve and the sentence. The test split is never read.
 
     Raises
     ------
@@ -77,7 +82,8 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
 
     Example: ``analyse_importance(config, "head.1", seeds=2).sentence`` states the finding in one sentence.
     """
-    AnalysisConfig(layer, tuple(criteria), tau, seeds, sample_size, resamples, tuple(keep_ratios)).validate()
+    AnalysisConfig(layer=layer, criteria=tuple(criteria), tau=tau, seeds=seeds, heads=heads, sample_size=sample_size,
+                   resamples=resamples, keep_ratios=tuple(keep_ratios)).validate()
     config = replace(config, mode="baseline")
     config.validate()
     spec = get_spec(config.backbone)
@@ -86,11 +92,16 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
 
     trained = train_baseline(config, progress=progress, stop=stop, feature_cache=feature_cache, data_roots=data_roots)
     graph, group = prunable_group(trained.model, spec, layer)
-    ablator = layer_ablator(trained, graph, group, layer, progress=progress, stop=stop, feature_cache=feature_cache)
+    trained_heads = Heads.of(train_heads(trained, heads, progress=progress, stop=stop))
+    ablator = layer_ablator(trained, graph, group, layer, heads=trained_heads, progress=progress, stop=stop,
+                            feature_cache=feature_cache)
     neurons = None if ablator.exhaustive else sample_neurons(ablator.n_neurons, sample_size, config.seed)
     result = ablation_effects(ablator, neurons, progress=progress, stop=stop)
+    reliability = split_half_reliability(result.image_values(), seed=config.seed)
+    detectable = minimum_detectable_rho(len(result.neurons), 0.05)
     scores = scores_by_criterion(graph, group, criteria, tau=tau, seeds=seeds)
     correlations = criterion_correlations(result, scores, resamples=resamples, seed=config.seed)
     curve = zero_shot_curve(ablator, scores, keep_ratios, progress=progress, stop=stop)
-    return ImportanceAnalysis(trained.config, layer, trained.summary, result, scores, correlations, curve,
-                              summary_sentence(result, correlations, curve), tau, seeds, resamples)
+    sentence = summary_sentence(result, correlations, curve, reliability, detectable)
+    return ImportanceAnalysis(trained.config, layer, trained.summary, result, reliability, detectable, scores,
+                              correlations, curve, sentence, tau, seeds, resamples)

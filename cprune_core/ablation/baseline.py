@@ -5,19 +5,21 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..data import ImageListDataset
-from ..engine import Finetuner
+from ..device import Precision, resolve_device
+from ..engine import Finetuner, train_epochs
 from ..errors import ConfigError, StopRequested, error_from
-from ..features import FeatureCache, Features
+from ..features import FeatureCache, Features, TensorBatches
 from ..layers import has_neurons, is_depthwise
-from ..progress import ProgressCallback, report
+from ..progress import Progress, ProgressCallback, report
 from ..pruning import PrunableGroup, PruningGraph
 from ..registry import BackboneSpec, get_submodule
 from ..schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
 
-__all__ = ["TrainedBaseline", "train_baseline", "prunable_group"]
+__all__ = ["TrainedBaseline", "train_baseline", "train_heads", "prunable_group"]
 
 
 @dataclass
@@ -62,6 +64,34 @@ def train_baseline(config: FinetuneConfig, *, progress: ProgressCallback | None 
         raise ConfigError("The ablation effect is measured on the validation split, which is empty: "
                           "use a validation fraction above 0.")
     return TrainedBaseline(config, result.spec, result.model.eval(), job.features, job.datasets, result.summary)
+
+
+def train_heads(trained: TrainedBaseline, count: int, *, progress: ProgressCallback | None = None,
+                stop: threading.Event | None = None) -> list[nn.Linear]:
+    """The trained head and ``count - 1`` more, each trained as the engine trained the first (its config: epochs,
+    batch size, learning rates, schedule; the same split and cached pooled features) from another seed
+    (``config.seed + k`` for head k): its initialisation and its batches' order. Averaging what a removal does
+    over several heads takes the head's own seed out of the measured effects. StopRequested when ``stop`` is set.
+
+    Example: ``train_heads(trained, 3)[0]`` is the trained model's own classifier."""
+    spec, config = trained.spec, trained.config
+    first = get_submodule(trained.model, spec.classifier)
+    heads = [first]
+    classes = first.out_features
+    for k in range(1, count):
+        seed = config.seed + k
+        torch.manual_seed(seed)
+        head = nn.Linear(first.in_features, classes)
+        sources = {"train": TensorBatches(*trained.pooled["train"], config.batch_size,
+                                          torch.Generator().manual_seed(seed)),
+                   "val": TensorBatches(*trained.pooled["val"], config.batch_size)}
+        precision = Precision(resolve_device("cpu"))
+        for event in train_epochs(head, head, sources, config, precision, Progress(), stop,
+                                  len(trained.pooled["train"][1]), classes):
+            if event.kind == EventKind.STEP:
+                report(progress, event.step, event.total_steps, f"Training head {k + 1} of {count}")
+        heads.append(head.eval())
+    return heads
 
 
 def prunable_group(model: nn.Module, spec: BackboneSpec, layer: str,

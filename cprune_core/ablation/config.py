@@ -35,11 +35,13 @@ class AnalysisConfig(Settings):
     tau: float = option(DEFAULT_TAU, "Cosine-similarity threshold of the graph criteria.", "analysis", range=TAU)
     seeds: int = option(DEFAULT_SEEDS, "Seeds of the random criterion (0..N-1): its band in the zero-shot curve.",
                         "analysis", range=SEEDS, app_range=Range(1, 20))
+    heads: int = option(3, "Heads trained on the frozen backbone from seeds seed, seed+1, ...: each effect is averaged "
+                           "over them.", "analysis", range=Range(1, 20, integer=True), app_range=Range(1, 5))
     sample_size: int = option(64, "Neurons measured (a seeded sample) where each needs a forward pass: any layer but "
                                   "one read only by the classifier, whose neurons are all measured at once.",
                               "analysis", range=SAMPLE_SIZES, flag="--sample", label="sample size")
-    resamples: int = option(1000, "Bootstrap resamples of the neurons for each 95% interval.", "analysis",
-                            range=RESAMPLES, label="bootstrap resamples")
+    resamples: int = option(1000, "Bootstrap resamples (of the neurons and the images) for each 95% interval.",
+                            "analysis", range=RESAMPLES, label="bootstrap resamples")
     keep_ratios: tuple[float, ...] = option((0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
                                             "Keep ratios of the zero-shot pruning curve (comma-separated).",
                                             "analysis", range=KEEP, label="keep ratio")

@@ -30,7 +30,7 @@ from .settings import AtlasSettings
 
 __all__ = ["AtlasRecords", "RecordedAtlas", "layer_key", "configuration_key", "ATLAS_VERSION"]
 
-ATLAS_VERSION = 1  # part of every key: a change to what a layer's numbers mean changes it
+ATLAS_VERSION = 2  # part of every key: a change to what a layer's numbers mean changes it
 # What does not change the atlas: the machine's device and logging, and the pruning settings (its head is a baseline run).
 _NOT_MEASURED = ("device", "log_every", "disk_cache", "mode", "criterion", "keep", "tau", "layers")
 

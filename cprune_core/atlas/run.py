@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ..ablation import TrainedBaseline, prunable_group, rest_cut, scores_by_criterion, train_baseline
+from ..ablation import (Heads, TrainedBaseline, consumers, prunable_group, rest_cut, scores_by_criterion,
+                        train_baseline, train_heads)
 from ..data import ImageListDataset
 from ..device import resolve_device
 from ..errors import ConfigError
@@ -27,16 +28,23 @@ from ..experiment.executors import Executor, LocalExecutor, with_threads
 from ..features import FeatureCache
 from ..layers import has_neurons
 from ..progress import ProgressCallback, check_stop, report
-from ..pruning import PrunableGroup, PruningGraph
+from ..pruning import GroupEffect, PrunableGroup, PruningGraph
 from ..registry import BackboneSpec, get_spec, get_submodule, load_backbone
 from ..schema import FinetuneConfig
 from .blocks import BlockInputs, chain_steps
-from .layer import LayerAtlas, LayerTask, is_pooled, measure_layer
+from .layer import LayerAtlas, LayerTask
+from .measure import measure_layer
 from .records import AtlasRecords, layer_key
 from .result import AtlasResult
 from .settings import AtlasSettings
 
 __all__ = ["run_atlas", "PlannedLayer", "plan_layers", "validation_subset", "head_fingerprint"]
+
+
+def is_pooled(model: nn.Module, spec: BackboneSpec, group: PrunableGroup) -> bool:
+    """Whether the classifier is the group's only consumer: then every neuron is one operation on the
+    pooled features (``PooledAblator``), else a forward pass each (``ForwardAblator``)."""
+    return consumers(model, group) == [GroupEffect(spec.classifier, "in", 1)]
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ def plan_layers(model: nn.Module, spec: BackboneSpec, settings: AtlasSettings,
     depth = {name: position + 1 for position, name in enumerate(order)}
     planned = []
     for layer, group in _chosen(graph, model, spec, settings, order):
-        pooled = is_pooled(model, spec.name, group)
+        pooled = is_pooled(model, spec, group)
         if not pooled and settings.sample_size is not None and settings.sample_size > group.channels:
             raise ConfigError(f"The sample size {settings.sample_size} is larger than layer {layer}, which has "
                               f"{group.channels} neurons: choose at most {group.channels}, or leave the sample size "
@@ -96,20 +104,19 @@ def plan_layers(model: nn.Module, spec: BackboneSpec, settings: AtlasSettings,
     return sorted(planned, key=lambda p: (p.cut is None, steps.get(p.cut, 0), order[p.layer]))
 
 
-def validation_subset(dataset: ImageListDataset, count: int, seed: int) -> ImageListDataset:
-    """``count`` images of the validation split drawn with ``seed`` (in split order; all when fewer)."""
-    if count >= len(dataset):
+def validation_subset(dataset: ImageListDataset, count: int | None, seed: int) -> ImageListDataset:
+    """``count`` images of the validation split drawn with ``seed`` (in split order; all when fewer, or None)."""
+    if count is None or count >= len(dataset):
         return dataset
     chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), count, replace=False))
     return ImageListDataset([dataset.samples[i] for i in chosen], dataset.classes, dataset.transform)
 
 
-def head_fingerprint(model: nn.Module, spec: BackboneSpec) -> str:
-    """sha256 (first 16 hex digits) of the trained classifier's weights: another head, another key."""
-    classifier = get_submodule(model, spec.classifier)
+def head_fingerprint(heads: Heads) -> str:
+    """sha256 (first 16 hex digits) of the trained heads' weights: other heads, another key."""
     digest = hashlib.sha256()
-    for tensor in (classifier.weight, classifier.bias):
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    for tensor in (heads.weight, heads.bias):
+        digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -121,8 +128,9 @@ def _train(config: FinetuneConfig, executor: Executor, in_process: bool, progres
     return executor.call(train_baseline, config, stop=stop, data_roots=data_roots, **here)
 
 
-def _tasks(todo: list[tuple[int, PlannedLayer, str]], trained: TrainedBaseline, graph: PruningGraph,
-           settings: AtlasSettings, threads: int | None, stop: threading.Event | None) -> Iterator[tuple[LayerTask]]:
+def _tasks(todo: list[tuple[int, PlannedLayer, str]], trained: TrainedBaseline, heads: Heads, graph: PruningGraph,
+           settings: AtlasSettings, family_size: int, threads: int | None,
+           stop: threading.Event | None) -> Iterator[tuple[LayerTask]]:
     """Each layer's task, its block inputs computed when the task is about to start (on ``threads``)."""
     config = trained.config
     subset = validation_subset(trained.datasets["val"], settings.val_images, config.seed)
@@ -131,9 +139,11 @@ def _tasks(todo: list[tuple[int, PlannedLayer, str]], trained: TrainedBaseline, 
     for position, planned, key in todo:
         check_stop(stop)
         features = with_threads(threads, blocks.pooled if planned.cut is None else partial(blocks.at, planned.cut))
-        scores = scores_by_criterion(graph, planned.group, settings.criteria, tau=settings.tau, seeds=settings.seeds)
+        scores = scores_by_criterion(graph, planned.group, settings.criteria, tau=settings.tau,
+                                     seeds=settings.draws_for(planned.cut is None))
         yield (LayerTask(planned.layer, position, planned.depth, planned.kind, planned.group, config.backbone,
-                         config.device, planned.cut, features, scores, settings, config.seed, key),)
+                         config.device, planned.cut, features, heads, scores, settings, config.seed, key,
+                         family_size),)
 
 
 def _recorded(records: AtlasRecords | None, keys: list[str], owner: str | None) -> dict[int, LayerAtlas]:
@@ -165,7 +175,8 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
     trained = _train(config, executor, in_process, progress, stop, feature_cache, data_roots)
     graph = PruningGraph(trained.model, spec)
     planned = plan_layers(trained.model, spec, settings, graph)
-    head = head_fingerprint(trained.model, spec)
+    heads = Heads.of(train_heads(trained, settings.heads, progress=progress, stop=stop))
+    head = head_fingerprint(heads)
     keys = [layer_key(trained.config, head, p.layer, settings) for p in planned]
     done = {} if rerun else _recorded(records, keys, owner)
     todo = [(index, p, key) for index, (p, key) in enumerate(zip(planned, keys)) if index not in done]
@@ -177,7 +188,7 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
 
     # A Ray task gets neither the progress callback nor the stop event: it reports when it ends.
     measure = partial(measure_layer, trained.model, **({"progress": within, "stop": stop} if in_process else {}))
-    for index, layer in executor.map(measure, _tasks(todo, trained, graph, settings, executor.threads, stop),
+    for index, layer in executor.map(measure, _tasks(todo, trained, heads, graph, settings, len(planned), executor.threads, stop),
                                      stop=stop):
         done[todo[index][0]] = layer
         if records is not None:

@@ -1,5 +1,5 @@
-"""The atlas's finding in words, generated from its numbers: how many layers show eigenvector centrality
-doing better than random, worse, or neither (after Holm's correction), and what its kept sets look like."""
+"""The atlas's finding in words, generated from its numbers: the primary tests pooled over layers first, then what
+each layer's own tests could and could not detect, then what the kept sets look like."""
 from __future__ import annotations
 
 import math
@@ -7,51 +7,82 @@ import math
 import numpy as np
 
 from ..ablation import AblationResult, criterion_correlations
-from .result import AtlasResult, Family
+from .pooled import PooledTests, pooled_tests
+from .result import TIED_FLAG, AtlasResult
 from .significance import ALPHA
 
-__all__ = ["atlas_sentences", "finding_sentence", "why_sentence", "geometry_gaps"]
+__all__ = ["atlas_sentences", "pooled_sentence", "layers_sentence", "why_sentence", "geometry_gaps"]
 
 
 def _layers(count: int) -> str:
     return "no layer" if count == 0 else f"{count} layer{'s' * (count != 1)}"
 
 
-def _counts(family: Family, above: str, below: str) -> str:
-    """"above random's in 2 layers, below in 1 and neither in 20", or "neither above random's nor below in any
-    layer" (and the untested layers, where any)."""
-    better, worse, neither, untested = (family.count(v) for v in ("better", "worse", "neither", "untested"))
-    if better == worse == 0:
-        text = f"neither {above} nor {below} in any layer"
-    else:
-        text = f"{above} in {_layers(better)}, {below} in {_layers(worse)} and neither in {_layers(neither)}"
-    return text + (f" ({_layers(untested)} untestable: no spread among random's seeds, or constant effects)"
-                   if untested else "")
+def _scope(results: list[AtlasResult], layers: int) -> str:
+    names = [r.backbone for r in results]
+    backbones = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    return f"the {layers} layers of {backbones}"
 
 
-def finding_sentence(result: AtlasResult) -> str:
-    """How many layers show eigenvector centrality better than random, worse, or neither: group ablation at
-    each keep ratio and Spearman's rho, each test per layer, Holm-corrected over the layers."""
-    total = len(result.layers)
-    if total == 0:
+def _holm(p: float) -> str:
+    return f"Holm p {p:.2g}" if p >= 1e-4 else "Holm p < 0.0001"
+
+
+def pooled_sentence(pooled: PooledTests, results: list[AtlasResult]) -> str:
+    """The primary family of ``pooled.criterion``: its pooled rho and, at each keep ratio, its kept sets' accuracy
+    against random kept sets', with Holm's p over the family and what the pooled rho test could detect."""
+    meta, name = pooled.rho, pooled.criterion
+    if meta.k < 2:
+        return f"Fewer than 2 layers had a defined rho for {name}: nothing is pooled."
+    verdict = "differs from 0" if pooled.significant(0) else "could not be told from 0"
+    parts = [f"Pooled over {_scope(results, pooled.layers)} (the primary tests, Holm-corrected together), {name}'s "
+             f"Spearman rho with single neurons' ablation effect is {meta.rho:+.2f}, 95% CI [{meta.ci_low:+.2f}, "
+             f"{meta.ci_high:+.2f}] (random-effects meta-analysis, {_holm(pooled.adjusted[0])}: it {verdict}; the test "
+             f"detects |rho| >= {meta.mde:.2f} with 80% power; between-layer I2 {100 * meta.i2:.0f}%)"]
+    for index, (keep, paired) in enumerate(zip(pooled.keep_ratios, pooled.group), start=1):
+        if math.isnan(paired.mean):
+            continue
+        side = "above" if paired.mean > 0 else "below"
+        told = "" if pooled.significant(index) else "; could not be told from 0"
+        parts.append(f"keeping {keep:.0%} of a layer's neurons by {name} (no retraining) gives validation accuracy "
+                     f"{abs(paired.mean):.1f} points {side} random kept sets' mean on average, 95% CI "
+                     f"[{paired.ci_low:+.1f}, {paired.ci_high:+.1f}] (above in {paired.above}, below in {paired.below}; "
+                     f"Wilcoxon signed-rank, {_holm(pooled.adjusted[index])}{told})")
+    return "; ".join(parts) + "."
+
+
+def layers_sentence(results: list[AtlasResult], criterion: str = "eigenvector") -> str:
+    """What the layers' own tests could detect, and what they found: the effects' reliability and the ceiling it
+    puts on rho, the minimum detectable rho, the Holm verdicts, the group test's smallest attainable p, and the
+    layers where ties decided a kept set."""
+    layers = [(result, layer) for result in results for layer in result.layers]
+    if not layers:
         return "No layer was measured."
-    settings, config = result.settings, result.config
-    groups = [result.family("eigenvector", "group", keep) for keep in settings.keep_ratios]
-    rho = result.family("eigenvector", "rho")
-    significant = sum(f.count("better") + f.count("worse") for f in groups + [rho])
-    scope = f"all {total}" if total == result.prunable_layers else f"{total} of the {result.prunable_layers}"
-    opening = f"Across {scope} prunable layers of {config.backbone}"
-    if significant == 0:
-        opening += (", there is no evidence in any layer that eigenvector centrality picks the neurons that matter "
-                    "better or worse than random")
-    first, above = groups[0], "above random pruning's"
-    parts = [f"{opening}: keeping {first.keep:.0%} of a layer's neurons by eigenvector centrality (no retraining) "
-             f"gave validation accuracy {_counts(first, above, 'below it')}"]
-    parts += [f"at {f.keep:.0%}, {_counts(f, 'above', 'below')}" for f in groups[1:]]
-    parts.append(f"its Spearman rho with single neurons' ablation effect was {_counts(rho, 'above 0', 'below 0')}")
-    how = (f"per layer, accuracy tested against {settings.seeds} random seeds' as a new draw and rho by "
-           f"{settings.permutations:,} permutations; Holm-corrected over layers at {ALPHA:.0%}")
-    return "; ".join(parts) + f" ({how})."
+    reliability = np.array([layer.reliability.full for _, layer in layers])
+    ceiling = np.array([layer.reliability.ceiling for _, layer in layers])
+    mde = np.array([result.minimum_detectable_rho(layer) for result, layer in layers])
+    blind = int(np.sum(ceiling < mde))
+    rho = [result.family(criterion, "rho") for result in results]
+    better, worse = sum(f.count("better") for f in rho), sum(f.count("worse") for f in rho)
+    groups = [result.family(criterion, "group") for result in results]
+    floor = float(np.nanmin([p for f in groups for p in f.detectable]))
+    holm_first = ALPHA / max(len(result.layers) for result in results)
+    tied = sum(any(result.tied(layer, criterion, keep) > TIED_FLAG for keep in result.settings.keep_ratios)
+               for result, layer in layers)
+    text = (f"Layer by layer (secondary tests, Holm over each backbone's layers): the single-neuron effects' split-half "
+            f"reliability (Spearman-Brown) has median {np.nanmedian(reliability):.2f} (from {np.nanmin(reliability):.2f} "
+            f"to {np.nanmax(reliability):.2f}), which caps any criterion's |rho| at {np.nanmedian(ceiling):.2f} in the "
+            f"median layer; each layer's rho test detects |rho| >= {np.nanmedian(mde):.2f} (median; "
+            f"{np.nanmin(mde):.2f} to {np.nanmax(mde):.2f}) with 80% power, so in {_layers(blind)} even a perfect "
+            f"criterion could not have passed; {criterion}'s rho was above 0 in {_layers(better)} and below in "
+            f"{_layers(worse)}, and the other layers could not tell")
+    if floor > holm_first:
+        text += (f"; the group test's smallest attainable p ({floor:.3f}, from its random kept sets) lies above Holm's "
+                 f"first threshold ({holm_first:.4f}), so no single layer's group test could be significant")
+    if tied:
+        text += (f"; in {_layers(tied)} ties decided more than {TIED_FLAG:.0%} of {criterion}'s kept set (broken "
+                 "several ways at random and averaged)")
+    return text + "."
 
 
 def geometry_gaps(result: AtlasResult, criterion: str = "eigenvector", column: int = 0) -> dict[str, np.ndarray]:
@@ -75,23 +106,25 @@ def _across_layers(x: np.ndarray, y: np.ndarray, resamples: int, seed: int):
     return criterion_correlations(units, {"x": x[None]}, resamples=resamples, seed=seed)["x"]
 
 
-def why_sentence(result: AtlasResult) -> str:
+def why_sentence(results: list[AtlasResult]) -> str:
     """What eigenvector's kept sets look like against random's, at the first keep ratio, and whether that goes
     with the accuracy they keep across layers."""
-    if not result.layers:
+    layers = sum(len(result.layers) for result in results)
+    if not layers:
         return ""
-    keep = result.settings.keep_ratios[0]
-    gaps = geometry_gaps(result)
+    keep = results[0].settings.keep_ratios[0]
+    each = [geometry_gaps(result) for result in results]
+    gaps = {name: np.concatenate([g[name] for g in each]) for name in each[0]}
     defined = ~np.isnan(gaps["redundancy"]) & ~np.isnan(gaps["accuracy"])
-    text = (f"Why: at keep {keep:g}, eigenvector's kept neurons are more alike than every random seed's (higher "
-            f"mean pairwise cosine similarity) in {int(gaps['above_range'].sum())} of {len(result.layers)} layers, and "
-            f"cover the removed neurons worse than every seed's (lower best similarity to a kept one) in "
+    text = (f"Why: at keep {keep:g}, eigenvector's kept neurons are more alike than every random kept set's (higher "
+            f"mean pairwise cosine similarity) in {int(gaps['above_range'].sum())} of {layers} layers, and cover the "
+            f"removed neurons worse than every random kept set's (lower best similarity to a kept one) in "
             f"{int(gaps['below_coverage_range'].sum())}")
     if defined.sum() >= 5:
-        c = _across_layers(gaps["redundancy"][defined], gaps["accuracy"][defined], result.settings.resamples,
-                           result.config.seed)
+        c = _across_layers(gaps["redundancy"][defined], gaps["accuracy"][defined], results[0].settings.resamples,
+                           results[0].config.seed)
         if not math.isnan(c.spearman):
-            meaning = ("includes 0: no evidence that the extra redundancy is what costs accuracy"
+            meaning = ("includes 0: it could not tell whether the extra redundancy is what costs accuracy"
                        if c.ci_low <= 0 <= c.ci_high else
                        "excludes 0: layers where its kept set is more redundant lose more accuracy" if c.ci_high < 0
                        else "excludes 0: layers where its kept set is more redundant keep more accuracy")
@@ -100,6 +133,10 @@ def why_sentence(result: AtlasResult) -> str:
     return text + "."
 
 
-def atlas_sentences(result: AtlasResult) -> tuple[str, str]:
-    """(the finding, why) for the report, the README and the app."""
-    return finding_sentence(result), why_sentence(result)
+def atlas_sentences(results: list[AtlasResult] | AtlasResult) -> tuple[str, str, str]:
+    """(the primary finding, what the layers could detect, why) for the report, the README and the app: for one
+    atlas, or pooled over several (one per backbone)."""
+    results = [results] if isinstance(results, AtlasResult) else list(results)
+    if not any(result.layers for result in results):
+        return "No layer was measured.", "", ""
+    return pooled_sentence(pooled_tests(results), results), layers_sentence(results), why_sentence(results)

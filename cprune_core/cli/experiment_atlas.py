@@ -31,14 +31,16 @@ def add_atlas_command(experiments) -> None:
     parser = experiments.add_parser(
         "atlas", help="Does centrality predict importance, layer by layer? Single-neuron and group ablation in "
                       "every prunable layer, against random pruning.",
-        description="Train a new head once on the frozen backbone, then in every chosen layer, with no retraining: "
-                    "remove each of a seeded sample of neurons alone (Spearman rho of every criterion with that "
-                    "effect, bootstrap interval, permutation test), keep a fraction of the neurons by each criterion "
-                    "(accuracy against random pruning's seeds) and measure the kept sets' redundancy and coverage. "
-                    "Tests are Holm-corrected over layers. Each layer is recorded as it ends, so the same command "
-                    "resumes. Writes atlas.md, atlas.csv and atlas.png in --out.",
+        description="For each backbone: train heads on the frozen backbone (one per seed), then in every chosen layer, "
+                    "with no retraining: remove each of a seeded sample of neurons alone on every validation image "
+                    "(the effects' split-half reliability; Spearman rho of every criterion with them, an interval "
+                    "resampling images and neurons, a permutation test), keep a fraction of the neurons by each "
+                    "criterion (ranked among random kept sets) and measure the kept sets' redundancy and coverage. "
+                    "The primary tests pool every layer of every backbone; per-layer tests are Holm-corrected over "
+                    "each backbone's layers. Each layer is recorded as it ends, so the same command resumes. Writes "
+                    "atlas.md, atlas.csv and atlas-BACKBONE.png in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_analysis_data_options(parser)
+    add_analysis_data_options(parser, backbones=True)
     add_settings_options(parser, AtlasSettings, quick=QUICK)
     add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE, help="Input size; the flowers photos are 128 px.")
     add_config_argument(parser, "device")
@@ -68,42 +70,52 @@ def _settings(args: argparse.Namespace) -> AtlasSettings:
 def _command(args: argparse.Namespace) -> str:
     return " ".join(part for part in [
         "python -m cprune_core experiment atlas", "--quick" if args.quick else "",
-        f"--backbone {args.backbone}" if args.backbone != DEFAULT_BACKBONE else "",
+        f"--backbones {' '.join(args.backbones)}" if args.backbones != [DEFAULT_BACKBONE] else "",
         f"--dataset {args.dataset}" if args.dataset else "", f"--root {args.dataset_root}" if args.dataset_root else "",
         *settings_flags(args, AtlasSettings),
         f"--image-size {args.image_size}" if args.image_size != DEFAULT_IMAGE_SIZE else "", *executor_flags(args),
     ] if part)
 
 
-def atlas_command(args: argparse.Namespace) -> int:
-    out = writable_dir(report_folder(args.out, args.quick), "--out")  # before hours of work whose report could not be written
-    settings = _settings(args)
-    config = replace(importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
+def _measure(args: argparse.Namespace, backbone: str, settings: AtlasSettings, records, executor, bar, stop):
+    config = replace(importance_report.importance_config(quick=args.quick, backbone=backbone, dataset=args.dataset,
                                                          root=args.dataset_root, image_size=args.image_size,
                                                          device=args.device),
                      disk_cache=True)  # a resumed run reads the frozen features back instead of recomputing them
+    def progress(done: int, total: int, message: str) -> None:
+        bar(done, total, f"{backbone}: {message}")
+
+    return run_atlas(config, settings, executor=executor, records=records, rerun=args.rerun, progress=progress,
+                     stop=stop)
+
+
+def atlas_command(args: argparse.Namespace) -> int:
+    out = writable_dir(report_folder(args.out, args.quick), "--out")  # before hours of work whose report could not be written
+    settings = _settings(args)
     records = None if args.no_record else AtlasRecords()
     bar, stop = StepProgressBar(), threading.Event()
     start = time.perf_counter()
+    results = []
     with make_executor(args) as executor:
         try:
             with stop_on_ctrl_c(stop):
-                result = run_atlas(config, settings, executor=executor, records=records, rerun=args.rerun,
-                                   progress=bar, stop=stop)
+                for backbone in dict.fromkeys(args.backbones):
+                    results.append(_measure(args, backbone, settings, records, executor, bar, stop))
         except StopRequested:  # Ctrl-C: cli.main prints one line, exit 130
             raise StopRequested("interrupted with Ctrl-C; the layers measured so far are recorded, and the same "
                                 "command resumes from them." if records else "interrupted with Ctrl-C.") from None
         finally:
             bar.close()
     elapsed = time.perf_counter() - start
-    paths = atlas_report.write_atlas_report(result, out, command=_command(args), elapsed_s=elapsed, device=result.device)
+    paths = atlas_report.write_atlas_report(results, out, command=_command(args), elapsed_s=elapsed,
+                                            device=results[0].device)
+    sentences = atlas_sentences(results)
     if args.json:
-        print(json.dumps({**result.to_dict(), "sentences": list(atlas_sentences(result)),
+        print(json.dumps({"atlases": [result.to_dict() for result in results], "sentences": list(sentences),
                           "elapsed_s": round(elapsed, 2)}, indent=2))
         return 0
-    finding, why = atlas_sentences(result)
-    print(f"Finding: {finding}")
-    print(why)
+    for sentence in sentences:
+        print(sentence)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

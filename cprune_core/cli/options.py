@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
 from ..paths import DOCS_DIR, quick_reports_dir, user_path
+from ..registry import BACKBONES, DEFAULT_BACKBONE
 from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK, number_from_text
 from ..options import Option, Settings
 from ..schema import FinetuneConfig
@@ -173,10 +174,15 @@ def settings_flags(args: argparse.Namespace, settings_class: type[Settings]) -> 
             ((name, getattr(args, name)) for name in settings_class.options() if hasattr(args, name))]
 
 
-def add_analysis_data_options(parser: argparse.ArgumentParser) -> None:
-    """--backbone, --dataset and --root of the analyses (experiment importance and atlas): the shared flowers
-    by default, the embedded sample with --quick."""
-    add_config_argument(parser, "backbone")
+def add_analysis_data_options(parser: argparse.ArgumentParser, backbones: bool = False) -> None:
+    """--backbone (or, with ``backbones``, --backbones: one or more), --dataset and --root of the analyses
+    (experiment importance and atlas): the shared flowers by default, the embedded sample with --quick."""
+    if backbones:
+        parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), default=[DEFAULT_BACKBONE],
+                            metavar="BACKBONE", help=f"Backbones, each measured in turn into one report; choose from "
+                                                     f"{', '.join(BACKBONES)}.")
+    else:
+        add_config_argument(parser, "backbone")
     add_config_argument(parser, "dataset", default=None,
                         help="Dataset; default tf-flowers from ../shared/data/flowers128 (--quick: flowers-sample).")
     add_config_argument(parser, "dataset_root", default=None,

@@ -88,7 +88,9 @@ def importance_json(analysis: ImportanceAnalysis, elapsed_s: float) -> dict:
                      for name, c in analysis.correlations.items()},
         "backbone": config.backbone, "dataset": dataset_label(config), "layer": analysis.layer,
         "method": result.method, "neurons": result.n_neurons, "neurons_measured": len(result.neurons),
-        "sampled": result.sampled, "val_images": result.n_images, "image_size": config.image_size,
+        "sampled": result.sampled, "val_images": result.n_images, "heads": result.heads,
+        "reliability": _number(analysis.reliability.full), "ceiling": _number(analysis.reliability.ceiling),
+        "minimum_detectable_rho": _number(analysis.minimum_detectable_rho), "image_size": config.image_size,
         "full_val_loss": result.full_loss, "full_val_acc": result.full_acc, "seeds": analysis.seeds,
         "tau": analysis.tau, "resamples": analysis.resamples,
         "zero_shot": {"keep_ratios": curve.keep_ratios.tolist(), "kept": curve.kept.tolist(), "criteria": zero_shot},
@@ -200,11 +202,17 @@ def write_importance_report(analysis: ImportanceAnalysis, out_dir: Path, *, comm
         f"features, seed {config.seed}'s split; validation accuracy {100 * result.full_acc:.1f}%, validation loss "
         f"{result.full_loss:.4f}). A neuron's ablation effect is the change in validation loss and accuracy when that "
         "neuron alone is removed, as structural pruning removes it (its channel disappears from every layer that reads "
-        "it), with no retraining; its importance is the change in loss. Spearman's rho compares each criterion's "
-        "scores (what pruning ranks by; higher: keep) with the importance; a good criterion has rho > 0 and "
-        "inverse-eigenvector is eigenvector's mirror image. Intervals: 95% percentile bootstrap over neurons; for "
-        "random, rho is the mean over seeds and the interval pools the seeds' resamples. The zero-shot curve is the "
-        "validation accuracy with only the kept neurons, before any fine-tuning. Only the validation split is used.",
+        f"it), with no retraining, on every validation image and averaged over {result.heads} heads trained from seeds "
+        f"{config.seed} to {config.seed + result.heads - 1}; its importance is the change in loss. The effects' split-half "
+        f"reliability (the Spearman correlation of the effects on two random halves of the images, corrected to the "
+        f"full number by Spearman-Brown) is {analysis.reliability.full:.2f}: no criterion's rho can exceed about its "
+        f"square root, {analysis.reliability.ceiling:.2f}. With {len(result.neurons):,} neurons a two-sided test at 5% "
+        f"detects |rho| >= {analysis.minimum_detectable_rho:.2f} with 80% power. Spearman's rho compares each "
+        "criterion's scores (what pruning ranks by; higher: keep) with the importance; a good criterion has rho > 0 "
+        "and inverse-eigenvector is eigenvector's mirror image. Intervals: 95% percentile bootstrap over neurons and "
+        "images together; for random, rho is the mean over seeds and the interval pools the seeds. The zero-shot "
+        "curve is the validation accuracy with only the kept neurons, before any fine-tuning (where a tie straddles "
+        "the cut, the mean over 8 random tie-breaks). Only the validation split is used.",
         "",
         f"![score against ablation effect, and the zero-shot pruning curve]({paths['png'].name})",
         "",
