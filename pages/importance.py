@@ -9,7 +9,7 @@ from cprune_core.ablation import AnalysisConfig, analyse_importance
 from cprune_core.data import data_roots
 from cprune_core.experiment.importance_report import importance_config
 from cprune_core.schema import config_options
-from cprune_core.service import VisitorView
+from cprune_server import VisitorView
 from ui import charts, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain

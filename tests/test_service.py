@@ -6,8 +6,6 @@ says; ``RunQueue.wait`` (woken by every change of a launch) tells when the queue
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,11 +14,10 @@ import pytest
 from cprune_core import CheckpointError, ConfigError, DatasetError, FinetuneConfig, StopRequested
 from cprune_core.checkpoint import MODEL_FILES
 from cprune_core.schema import EventKind, MetricEvent, RunStatus, RunSummary
-from cprune_core.service import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits, RunQueue,
-                                 Uploads, browser_secret, downloadable_runs, keep_models_within, launch_user,
-                                 server_key, session_visitor_id, uses_in_progress, visitor_id)
+from cprune_server import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits,
+                           RunQueue, Uploads, browser_secret, downloadable_runs, keep_models_within, launch_user,
+                           server_key, session_visitor_id, uses_in_progress, visitor_id)
 
-ROOT = Path(__file__).resolve().parents[1]
 WAIT = 60  # seconds: only a broken queue takes this long
 
 
@@ -347,13 +344,6 @@ def test_queue_limits_come_from_the_environment(monkeypatch, variable, value, me
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"The environment variable {variable} {message}"):
         QueueLimits.from_environment()
-
-
-def test_the_service_does_not_import_streamlit():
-    code = "import sys, cprune_core.service; print('streamlit' in sys.modules)"
-    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert shown.stdout.strip() == "False"
 
 
 # Visitors' ids ------------------------------------------------------------------------------------------------

@@ -458,14 +458,14 @@ def test_a_visitors_folder_gets_one_sentence_that_says_nothing_of_it(folder, mon
 def test_an_upload_is_capped_and_its_name_is_never_a_path(name, tmp_path, monkeypatch):
     from cprune_core.errors import CheckpointError
     from cprune_core.registry import MAX_CHECKPOINT_BYTES
-    from cprune_core.service import Uploads
+    from cprune_server import Uploads
 
     (tmp_path / "uploads").mkdir()
     uploads = Uploads(tmp_path / "uploads", budget_bytes=2**20, is_active=lambda user: True)
     path = uploads.add("visitor", name, b"not a checkpoint")
     assert path.parent == tmp_path / "uploads" and re.fullmatch(r"[0-9a-f]{16}-[A-Za-z0-9._-]+", path.name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["uploads"]
-    monkeypatch.setattr("cprune_core.service.uploads.MAX_CHECKPOINT_BYTES", 8)
+    monkeypatch.setattr("cprune_server.uploads.MAX_CHECKPOINT_BYTES", 8)
     with pytest.raises(CheckpointError, match="the limit is"):
         uploads.add("visitor", name, b"123456789")
     assert MAX_CHECKPOINT_BYTES == 600 * 2**20

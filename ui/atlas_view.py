@@ -23,7 +23,7 @@ from cprune_core.data import data_roots
 from cprune_core.data.roots import is_inside
 from cprune_core.atlas.report import HeatmapPanel, heatmap_criteria, heatmap_panels
 from cprune_core.experiment.importance_report import dataset_label, importance_config
-from cprune_core.service import VisitorView
+from cprune_server import VisitorView
 
 from . import charts, launches, state
 from .cache import ModelBundle, ModelKey

@@ -11,7 +11,7 @@ import streamlit as st
 from cprune_core import DATASETS, ConfigError
 from cprune_core.data import confine, data_roots, visitor_downloads
 from cprune_core.experiment.importance_report import importance_config
-from cprune_core.service import Launch, LaunchState, VisitorView, launch_user
+from cprune_server import Launch, LaunchState, VisitorView, launch_user
 
 from . import frame, state
 from .cache import ModelKey

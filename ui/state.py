@@ -16,7 +16,7 @@ import streamlit as st
 from cprune_core import FinetuneConfig, Range
 from cprune_core.ranges import number_from_text
 from cprune_core.schema import config_options
-from cprune_core.service import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_id
+from cprune_server import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_id
 
 from .services import visitor_key
 
@@ -149,7 +149,7 @@ def keep_slider(container: Any = st, **kwargs: Any) -> float:
 
 def visitor() -> str:
     """This visitor's private id: it owns their launches and runs. One per browser (the same in every tab and
-    after a reload: derived from the browser's XSRF cookie, cprune_core.service.visitors), or one per session
+    after a reload: derived from the browser's XSRF cookie, cprune_server.visitors), or one per session
     for a client that sends no such cookie. Never shown, never logged, never in a link."""
     if "_visitor" not in st.session_state:
         secret = browser_secret(st.context.cookies.get(XSRF_COOKIE, ""))

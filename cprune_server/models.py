@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..checkpoint import SPEC_FILE
-from ..data.roots import data_roots, is_inside
-from ..errors import StoreError
-from ..paths import models_dir
-from ..runs import run_and_record
-from ..schema import EventKind, FinetuneConfig, MetricEvent
-from ..store import RunStore
+from cprune_core.checkpoint import SPEC_FILE
+from cprune_core.data.roots import data_roots, is_inside
+from cprune_core.errors import StoreError
+from cprune_core.paths import models_dir
+from cprune_core.runs import run_and_record
+from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent
+from cprune_core.store import RunStore
 
 __all__ = ["recorded_run", "keep_models_within", "downloadable_runs", "STORE_ADVICE"]
 

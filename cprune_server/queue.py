@@ -31,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from ..errors import ConfigError, CPruneError, StopRequested
-from ..schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
-from ..settings import setting
+from cprune_core.errors import ConfigError, CPruneError, StopRequested
+from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
+from cprune_core.settings import setting
+
 from .presence import Attendance
 
 __all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueOverview", "QueueLimits",

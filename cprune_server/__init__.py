@@ -1,4 +1,4 @@
-"""The app's server side, without Streamlit: one first-in, first-out queue of visitors' launches
+"""The app's server side, without Streamlit (a package beside ``ui/``; ``cprune_core`` never imports it): one first-in, first-out queue of visitors' launches
 (``RunQueue``, which knows which visitors are still here), the uploaded checkpoints (``Uploads``), the
 saved models (``recorded_run``, ``keep_models_within``, ``downloadable_runs``), each within its limits,
 and the visitors' private ids (``visitor_id``: one per browser).

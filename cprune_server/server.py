@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..paths import cache_home
-from ..settings import setting
+from cprune_core.paths import cache_home
+from cprune_core.settings import setting
+
 from .models import recorded_run
 from .queue import QueueLimits, RunQueue
 from .uploads import Uploads, uses_in_progress
