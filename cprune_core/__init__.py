@@ -3,6 +3,7 @@
 Data flows one way: registry -> model -> layer -> graph -> scores -> pruned model ->
 training -> store. No Streamlit in here.
 """
+from .access import COMMAND_LINE, Access
 from .centrality import Centrality, concentration, eigenvector_centrality, pagerank, power_iteration, weighted_degree
 from .checkpoint import SavedModel, export_onnx, export_torchscript, load_model, save_model
 from .cost import Cost, CostModel, count_macs, count_params, exact_cost, measure_latency_ms
@@ -32,6 +33,7 @@ from .store import RunRecord, RunStore
 from .weights import WeightLayer, WeightsBudget, WeightsFile, open_weights_file
 
 __all__ = [
+    "Access", "COMMAND_LINE",
     "Centrality", "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree",
     "SavedModel", "export_onnx", "export_torchscript", "load_model", "save_model",
     "Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms",

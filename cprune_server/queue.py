@@ -33,9 +33,8 @@ from enum import StrEnum
 
 from cprune_core.errors import ConfigError, CPruneError, StopRequested
 from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
-from cprune_core.settings import setting
-
 from .presence import Attendance
+from .settings import setting
 
 __all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueOverview", "QueueLimits",
            "RunQueue", "FINETUNE", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR"]

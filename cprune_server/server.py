@@ -12,10 +12,10 @@ import functools
 from collections.abc import Callable
 
 from cprune_core.paths import cache_home
-from cprune_core.settings import setting
 
 from .models import recorded_run
 from .queue import QueueLimits, RunQueue
+from .settings import setting
 from .uploads import Uploads, uses_in_progress
 
 __all__ = ["make_run_queue", "make_uploads"]

@@ -6,7 +6,6 @@ import streamlit as st
 
 from cprune_core import CPruneError
 from cprune_core.ablation import AnalysisConfig, analyse_importance
-from cprune_core.data import data_roots
 from cprune_core.experiment.importance_report import importance_config
 from cprune_core.schema import config_options
 from cprune_server import VisitorView
@@ -55,10 +54,10 @@ if start:
                                            image_size=image_size),
                          weights=key.weights, checkpoint=key.checkpoint or None)
         config.validate()
-        tau, roots = session["tau"], data_roots()
+        tau, access = session["tau"], state.access()
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
             config, layer, tau=tau, seeds=int(seeds), sample_size=int(sample), progress=progress, stop=stop,
-            data_roots=roots), kind=KIND)
+            access=access), kind=KIND)
         launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))

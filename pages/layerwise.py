@@ -17,7 +17,7 @@ def atlas_section(key: ModelKey, bundle: cache.ModelBundle) -> None:
     st.caption("In each layer, with a new head trained once on the frozen backbone and nothing retrained: neurons removed "
                "one at a time (does a criterion's score predict the rise in validation loss?) and half or a quarter of "
                "the layer kept by each criterion (is accuracy better than keeping random neurons?).")
-    runs = atlas_view.visible_runs(key, state.visitor())
+    runs = atlas_view.visible_runs(key, state.access())
     if runs:
         chosen = st.selectbox("Recorded atlas", range(len(runs)), format_func=lambda i: atlas_view.run_label(runs[i]),
                               key=f"atlas_run_{len(runs)}_{runs[0].path.stem}",  # a new run: the newest chosen

@@ -19,7 +19,7 @@ frame.start("Results",
 
 try:
     store = RunStore()
-    records = store.list_runs(visible_to=state.visitor())
+    records = store.list_runs(state.access())
 except StoreError as error:
     st.error(plain(f"{error} {STORE_ADVICE}"))
     st.stop()

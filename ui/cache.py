@@ -29,11 +29,11 @@ from cprune_core.graph import strongest_edges
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
 from cprune_core.atlas import AtlasSettings, KeptSetCurves, group_curves, group_similarities
 from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
-from cprune_core.data import visitor_downloads
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.model_source import BackboneSource, FileSource
 from cprune_core.registry import MAX_CHECKPOINT_BYTES
 from cprune_core.weights import FORMATS, WeightsBudget
+from cprune_server import downloads_allowed
 
 from .state import TAU_RANGE, TAU_STEP
 
@@ -133,7 +133,7 @@ class FileBundle(_Layers, FileSource):
 @st.cache_resource(max_entries=3, show_spinner=False)
 def backbone(key: ModelKey) -> Backbone:
     """The model alone: a layer's graph needs no more, so it can be made while model_bundle builds the rest."""
-    return load_backbone(key.backbone, key.weights, key.checkpoint or None, download=visitor_downloads())
+    return load_backbone(key.backbone, key.weights, key.checkpoint or None, download=downloads_allowed())
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
