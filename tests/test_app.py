@@ -176,7 +176,7 @@ def test_layerwise_page_and_open_in_explorer():
     at = open_app("layerwise")
     assert at.title[0].value == "Layer-wise centrality"
     summary = at.dataframe[0].value
-    assert len(summary) == 33 and {"gini", "top 10% share", "density"} <= set(summary.columns)
+    assert len(summary) == 33 and {"gini", "top10_share", "density"} <= set(summary.columns)
     at.slider(key="widget_tau").set_value(0.05).run()
     assert_clean(at)
     at.session_state["layerwise_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
