@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from .access import COMMAND_LINE, Access
 from .cost import count_macs, count_params, measure_latency_ms
-from .data import SPLITS, ImageListDataset, build_transform, load_dataset, make_loader, visitor_downloads
+from .data import SPLITS, ImageListDataset, build_transform, load_dataset, make_loader
 from .device import Precision, is_out_of_memory, resolve_device, to_device
 from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
@@ -106,7 +106,8 @@ class Finetuner:
     ----------
     config : the run; validated at once (ConfigError names the first impossible value).
     feature_cache : where frozen prefix features are looked up and kept; None: ``FEATURE_CACHE``.
-    data_roots : the folders a dataset may be read from (the app's visitors); None: anywhere.
+    access : whom the run works for (``access.Access``): the folders its dataset may be read from and whether
+        weights and datasets may be downloaded; the command line's by default.
 
     The run's own problems never raise from ``events()``: a stop ends it "stopped", a ``CPruneError``
     or running out of memory "failed", each with a message (see the module's docstring). Latency is
@@ -116,9 +117,9 @@ class Finetuner:
     """
 
     def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None,
-                 data_roots: list[Path] | None = None):
+                 access: Access = COMMAND_LINE):
         config.validate()
-        self.data_roots = data_roots  # the app's visitors read datasets only inside these folders
+        self.access = access
         self.config = config
         self.cache = feature_cache if feature_cache is not None else FEATURE_CACHE
         self.spec = get_spec(config.backbone)
@@ -193,7 +194,7 @@ class Finetuner:
         yield self._prepare(f"Loading {config.dataset}")
         splits = load_dataset(config.dataset, config.dataset_root, seed=config.seed, val_fraction=config.val_fraction,
                               test_fraction=config.test_fraction, train_per_class=config.train_per_class,
-                              roots=self.data_roots, stop=self._stop)
+                              access=self.access, stop=self._stop)
         self.classes = list(splits.classes)
         self._datasets = {split: getattr(splits, split) for split in SPLITS}
         self._n_skipped = len(splits.skipped)
@@ -201,9 +202,7 @@ class Finetuner:
             raise DatasetError(f"{config.dataset} has no training images after the split.")
 
         yield self._prepare(f"Building {config.backbone} ({config.weights})")
-        # A visitor's run (confined to the data roots) downloads weights only where the server allows it.
-        download = visitor_downloads() if self.data_roots is not None else True
-        model = load_backbone(config.backbone, config.weights, config.checkpoint, download=download).model
+        model = load_backbone(config.backbone, config.weights, config.checkpoint, download=self.access.downloads).model
         if config.mode == "pruned":
             yield self._prepare(f"Pruning with {config.criterion} (keep {config.keep:g})")
             layers = layers_to_prune(model, spec, config.layers, frozen_prefix=config.train_scope == "suffix")
@@ -279,14 +278,15 @@ class Finetuner:
 
 def finetune(config: FinetuneConfig, stop: threading.Event | None = None,
              on_event: Callable[[MetricEvent], None] | None = None, feature_cache: FeatureCache | None = None,
-             data_roots: list[Path] | None = None) -> Iterator[MetricEvent]:
+             access: Access = COMMAND_LINE) -> Iterator[MetricEvent]:
     """The run's event stream: "prepare" events, "start", "step" and "epoch" events, and always one last
     "end" event whose ``final`` is the RunSummary. The config is validated now (ConfigError); the run
-    starts on iteration. ``stop`` ends it within one batch; ``on_event`` sees each event as it is made.
+    starts on iteration. ``stop`` ends it within one batch; ``on_event`` sees each event as it is made;
+    ``access`` as ``Finetuner``'s.
 
     Example: ``[e.val_acc for e in finetune(config) if e.kind == "epoch"]`` is the validation curve.
     """
-    return Finetuner(config, feature_cache, data_roots).events(stop, on_event)
+    return Finetuner(config, feature_cache, access).events(stop, on_event)
 
 
 def run(config: FinetuneConfig, stop: threading.Event | None = None,

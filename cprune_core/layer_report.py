@@ -1,26 +1,30 @@
 """A layer's graph and every criterion's score per neuron; the layer-wise table of a whole model.
 
-What ``cprune graph`` writes, from any ``ModelSource`` (a backbone or a weights file), with the
-core's own functions: graph.py for similarity, adjacency, summary and layout, criteria.py for
-the scores (graph criteria share one adjacency), centrality.concentration for the table.
+What ``cprune graph`` writes and the app's Layer-wise page shows, from any ``ModelSource`` (a backbone
+or a weights file), with the core's own functions: layer_view.py for the scores (graph criteria share
+one adjacency) and a graph's figures, graph.py for similarity, adjacency and layout,
+centrality.concentration for the table.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from .centrality import concentration
-from .criteria import CRITERIA, make_criterion
-from .errors import ConfigError, CPruneError
+from .criteria import CRITERIA
+from .errors import ConfigError
 from .graph import GraphSummary, adjacency_of, layout_2d, summarize
+from .layer_view import GraphFigures, graph_figures, layer_scores
 from .model_source import ModelSource
+from .pruning import LayerInfo
 from .ranges import TAU, choose
 
-__all__ = ["MAX_GRAPH_NEURONS", "LayerReport", "layer_scores", "check_graph_settings", "layer_report", "layerwise_rows",
-           "LAYERWISE_COLUMNS"]
+__all__ = ["MAX_GRAPH_NEURONS", "LayerReport", "check_graph_settings", "layer_report", "LAYERWISE_COLUMNS",
+           "layerwise_row", "layerwise_rows"]
 
 MAX_GRAPH_NEURONS = 16_384  # a 16,384-neuron similarity matrix is 1 GiB of float32
 LAYERWISE_COLUMNS = ("layer", "kind", "neurons", "vector_length", "edges", "density", "components", "isolated",
@@ -32,47 +36,6 @@ def _check_size(neurons: int, layer: str) -> None:
         raise ConfigError(f"Layer {layer} has {neurons:,} neurons; graphs are built for up to "
                           f"{MAX_GRAPH_NEURONS:,} (its similarity matrix alone would take "
                           f"{neurons * neurons * 4 / 2**30:,.1f} GiB).")
-
-
-def layer_scores(vectors: torch.Tensor, criteria: Sequence[str], tau: float,
-                 adjacency: torch.Tensor | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Each criterion's score per neuron on ``vectors`` at ``tau``, and a note for each criterion that did
-    not give exact scores.
-
-    Parameters
-    ----------
-    vectors : n x d weight vectors of one layer.
-    criteria : names from ``CRITERIA``.
-    tau : the graph criteria's threshold.
-    adjacency : the tau-thresholded similarity of ``vectors``, shared by the graph criteria (computed when None).
-
-    Returns
-    -------
-    (scores, notes): criterion -> n scores (higher: keep; ``random`` uses seed 0); criterion -> a sentence for
-    a criterion whose power iteration stopped at its budget (its scores are the last iterate) or that could not
-    be computed at all (a ``CPruneError`` or running out of memory: it is then absent from ``scores``). One
-    criterion's failure never takes the others down.
-
-    Raises
-    ------
-    ConfigError : an unknown criterion or a tau out of range (before any work).
-
-    Example: ``layer_scores(torch.eye(3), ["l1", "degree"], 0.1)[0]["l1"]`` is ``array([1., 1., 1.], ...)``.
-    """
-    scorers = {name: make_criterion(name, tau) for name in criteria}
-    if adjacency is None and any(scorer.uses_graph for scorer in scorers.values()):
-        adjacency = adjacency_of(vectors, tau)
-    scores, notes = {}, {}
-    for name, scorer in scorers.items():
-        try:
-            if scorer.uses_graph:
-                result = scorer.from_adjacency(adjacency)
-                scores[name], notes[name] = result.scores.cpu().numpy(), result.note(name)
-            else:
-                scores[name] = scorer(vectors).cpu().numpy()
-        except (CPruneError, MemoryError) as error:
-            notes[name] = f"{name} could not be computed ({error})"
-    return scores, {name: note for name, note in notes.items() if note}
 
 
 @dataclass(frozen=True)
@@ -121,28 +84,52 @@ def layer_report(source: ModelSource, layer: str, tau: float, criteria: Sequence
                        vectors.norm(dim=1).numpy(), layout_2d(vectors))
 
 
-def _layerwise_row(source: ModelSource, layer: str, tau: float) -> dict:
-    info = next(row for row in source.layers if row.name == layer)
+def _figures_of(source: ModelSource, tau: float, layer: str) -> GraphFigures:
+    return graph_figures(adjacency_of(source.weight_vectors(layer), tau))
+
+
+def layerwise_row(info: LayerInfo, figures: GraphFigures | None) -> dict:
+    """The row of the layer-wise table (LAYERWISE_COLUMNS) of the layer ``info`` describes, from its graph's
+    ``figures`` at the table's tau; ``figures`` None: a layer over MAX_GRAPH_NEURONS neurons, whose row has
+    its name, kind and sizes, no figures (None) and a note saying why."""
     row = {column: None for column in LAYERWISE_COLUMNS}
-    row.update(layer=layer, kind=info.kind, neurons=info.neurons, vector_length=info.vector_length, note="")
-    if info.neurons > MAX_GRAPH_NEURONS:
+    row.update(layer=info.name, kind=info.kind, neurons=info.neurons, vector_length=info.vector_length, note="")
+    if figures is None:
         row["note"] = f"no graph: over {MAX_GRAPH_NEURONS:,} neurons"
         return row
-    adjacency = adjacency_of(source.weight_vectors(layer), tau)
-    centrality = make_criterion("eigenvector", tau).from_adjacency(adjacency)
-    summary = summarize(adjacency)
-    gini, top10 = concentration(centrality.scores)
+    summary = figures.summary
+    gini, top10 = concentration(torch.from_numpy(figures.centrality))
     row.update(edges=summary.edges, density=summary.density, components=summary.components,
                isolated=summary.isolated, largest_component=summary.largest_component, gini=gini, top10_share=top10,
-               note=centrality.note("eigenvector"))
+               note=figures.centrality_note)
     return row
 
 
-def layerwise_rows(source: ModelSource, tau: float) -> list[dict]:
-    """One row per layer of ``source.graph_layers`` at ``tau`` (LAYERWISE_COLUMNS): the graph's edges,
-    density, components, isolated neurons, largest component, and how concentrated eigenvector centrality
-    is (Gini coefficient, share of the top 10% of neurons). A layer over MAX_GRAPH_NEURONS neurons gets a
-    note and no figures; a power iteration stopped at its budget, a note and the last iterate's figures.
-    NonFiniteWeightsError when a layer has NaN or Inf weights."""
+def layerwise_rows(source: ModelSource, tau: float,
+                   figures: Callable[[str], GraphFigures] | None = None) -> list[dict]:
+    """The layer-wise table at ``tau``: one row per layer of ``source.graph_layers`` (``layerwise_row``), with
+    the graph's edges, density, components, isolated neurons, largest component, and how concentrated
+    eigenvector centrality is (Gini coefficient, share of the top 10% of neurons).
+
+    Parameters
+    ----------
+    source : a backbone's prunable layers, or every layer of a weights file.
+    tau : the threshold of every layer's graph.
+    figures : ``figures(layer)`` gives a layer's ``GraphFigures`` at ``tau`` (the app passes its cached
+        ``LayerGraph``); None: ``graph_figures(adjacency_of(source.weight_vectors(layer), tau))``.
+
+    Returns
+    -------
+    The rows, in the source's layer order. A layer over MAX_GRAPH_NEURONS neurons gets a note and no figures
+    (its weights are not read); a power iteration stopped at its budget, a note and the last iterate's figures.
+
+    Raises
+    ------
+    ConfigError : a tau out of range (before any layer is read). NonFiniteWeightsError : a layer has NaN or Inf
+    weights.
+    """
     check_graph_settings(tau)
-    return [_layerwise_row(source, layer, tau) for layer in source.graph_layers]
+    figures = figures or partial(_figures_of, source, tau)
+    infos = {info.name: info for info in source.layers}
+    return [layerwise_row(infos[layer], figures(layer) if infos[layer].neurons <= MAX_GRAPH_NEURONS else None)
+            for layer in source.graph_layers]

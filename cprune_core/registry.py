@@ -178,7 +178,7 @@ def load_backbone(name: str, weights: str = "pretrained", checkpoint: str | Path
     ``weights`` is "pretrained" (raises WeightsUnavailableError offline for torchvision models),
     "random" (untrained, labelled "random init"), or "checkpoint" (``checkpoint`` path to a state dict).
     ``download`` False: pretrained weights are read only from torch's cache, never fetched
-    (WeightsUnavailableError when they are not there; the app's server, CPRUNE_DOWNLOADS=off).
+    (WeightsUnavailableError when they are not there): ``Access.downloads`` of a run that may not download.
     """
     spec = get_spec(name)
     if weights == "pretrained":

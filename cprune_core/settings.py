@@ -1,15 +1,17 @@
-"""The environment variables CPrune reads, each declared once with its default and its valid values.
+"""The environment variables the core reads, each declared once with its default and its valid values.
 
 ``setting(name)`` is the one way to read one: the variable's value when set, checked, else the default.
 A number is checked against its range, a word against its choices, a secret against its minimum length,
-a list of folders for absolute paths; a value that cannot be used is a ConfigError naming the variable and what it must be (a secret's value is
-never repeated). ``check_settings()`` reads them all: the server calls it as it starts, so a bad value stops
-start-up with one sentence instead of failing later inside a visitor's run.
+a list of folders for absolute paths; a value that cannot be used is a ConfigError naming the variable and
+what it must be (a secret's value is never repeated). ``Setting`` is the declaration: the app's server
+declares its own variables the same way (``cprune_server.settings``) and checks them all as it starts, so
+a bad value stops start-up with one sentence instead of failing later inside a visitor's run.
 """
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,60 +39,49 @@ class Setting:
     secret: bool = False
     folders: bool = False
 
+    def read(self) -> int | float | str | tuple[Path, ...]:
+        """The variable's value, or its default when unset or empty.
+
+        Raises
+        ------
+        ConfigError
+            When a number's value is not a number (``lots``), not written in ASCII, not finite, not whole where
+            a count is asked for, or out of its range; when a word is not one of its choices; when a secret is
+            shorter than MIN_SECRET_CHARS; when a list of folders names none, or a path that is not absolute
+            (``data``, ``~nosuchuser/data``: it would depend on the server's current folder). The message names
+            the variable and what it must be; it quotes the value, except a secret's.
+        """
+        text = os.environ.get(self.name, "").strip()
+        if not text:
+            return () if self.folders else self.default
+        if self.folders:
+            return _folders(self, text)
+        if self.secret:
+            if len(text) < MIN_SECRET_CHARS:
+                raise ConfigError(f"The environment variable {self.name} must be at least {MIN_SECRET_CHARS} "
+                                  f"characters long ({self.help}); its value is not shown. Unset it, or set a longer "
+                                  "one.")
+            return text
+        if self.choices:
+            if text.lower() not in self.choices:
+                raise ConfigError(f"The environment variable {self.name} must be one of {', '.join(self.choices)} "
+                                  f"({self.help}), got {text[:40]!r}. Unset it for the default, {self.default}.")
+            return text.lower()
+        return _number(self, text)
+
 
 SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
-    Setting("CPRUNE_CONCURRENT_RUNS", 1, "launches the app's queue runs at once (on a CPU one run already uses "
-            "every core)", Range(1, 64, integer=True)),
-    Setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2, "launches one visitor (one browser) may have waiting or running",
-            Range(1, 1000, integer=True)),
-    Setting("CPRUNE_VISITOR_GRACE_S", 60, "seconds a visitor's waiting launches are kept after the last tab of "
-            "their browser closed (a reload takes a second or two)", Range(0, 86_400)),
-    Setting("CPRUNE_MODELS_BUDGET_MB", 5120, "disk space for the models the app's runs save, oldest deleted first",
-            Range(1, 10**9, integer=True)),
-    Setting("CPRUNE_UPLOAD_BUDGET_MB", 2048, "disk space for visitors' uploaded files", Range(1, 10**9, integer=True)),
     Setting("CPRUNE_FEATURE_CACHE_MB", 2048, "memory for cached frozen features (0: none kept)",
             Range(0, 10**9, integer=True)),
     Setting("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000, "files and folders indexing a dataset may look at",
             Range(1, 10**10, integer=True)),
     Setting("CPRUNE_INDEX_MAX_SECONDS", 600, "seconds indexing a dataset may take", Range(0, 10**6, low_open=True)),
-    Setting("CPRUNE_DOWNLOADS", "on", "whether the app downloads weights and datasets a visitor asks for; off: it "
-            "offers only what is already cached", choices=("on", "off")),
-    Setting("CPRUNE_ADMIN_TOKEN", "", "the token that opens the app's operator page (/operator); unset: no page",
-            secret=True),
-    Setting("CPRUNE_DATA_ROOTS", "", "the folders the app's visitors may read datasets from; unset: the project's "
-            "assets, ../shared/data and the dataset cache", folders=True),
 )}
 
 
 def setting(name: str) -> int | float | str | tuple[Path, ...]:
-    """The value of the environment variable ``name`` (one of SETTINGS), or its default when unset or empty.
-
-    Raises
-    ------
-    ConfigError
-        When a number's value is not a number (``lots``), not written in ASCII, not finite, not whole where a
-        count is asked for, or out of its range; when a word is not one of its choices; when a secret is
-        shorter than MIN_SECRET_CHARS; when a list of folders names none, or a path that is not absolute
-        (``data``, ``~nosuchuser/data``: it would depend on the server's current folder). The message names the variable and what it must be; it quotes the value,
-        except a secret's.
-    """
-    entry = SETTINGS[name]
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return () if entry.folders else entry.default
-    if entry.folders:
-        return _folders(entry, text)
-    if entry.secret:
-        if len(text) < MIN_SECRET_CHARS:
-            raise ConfigError(f"The environment variable {name} must be at least {MIN_SECRET_CHARS} characters "
-                              f"long ({entry.help}); its value is not shown. Unset it, or set a longer one.")
-        return text
-    if entry.choices:
-        if text.lower() not in entry.choices:
-            raise ConfigError(f"The environment variable {name} must be one of {', '.join(entry.choices)} "
-                              f"({entry.help}), got {text[:40]!r}. Unset it for the default, {entry.default}.")
-        return text.lower()
-    return _number(entry, text)
+    """The value of the core's environment variable ``name`` (one of SETTINGS): ``Setting.read``."""
+    return SETTINGS[name].read()
 
 
 def _number(entry: Setting, text: str) -> int | float:
@@ -115,7 +106,8 @@ def _folders(entry: Setting, text: str) -> tuple[Path, ...]:
     return folders
 
 
-def check_settings() -> None:
-    """Read every setting once: ConfigError naming the first variable whose value cannot be used."""
-    for name in SETTINGS:
-        setting(name)
+def check_settings(settings: Iterable[Setting] = SETTINGS.values()) -> None:
+    """Read every one of ``settings`` once (the core's by default): ConfigError naming the first variable whose
+    value cannot be used."""
+    for entry in settings:
+        entry.read()

@@ -11,7 +11,7 @@ A store file that is not a readable SQLite database (corrupt, truncated) is kept
 be created or written, or is not a file, raises StoreError naming the problem (each front end adds
 what its user can do: the command line its flags, the app who can set CPRUNE_HOME).
 
-Each run records who launched it (``owner``: the app session, None for the command line) and,
+Each run records who launched it (``owner``: ``access.Access.owner``, None for the command line) and,
 for experiments, a ``run_key`` (a hash of its whole configuration) so a grid can resume.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .access import COMMAND_LINE, Access
 from .errors import StoreError
 from .paths import store_path, unknown_home, user_path
 from .schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
@@ -272,15 +273,15 @@ class RunStore:
                            [(RunStatus.INTERRUPTED, time.time(), run_id) for run_id in dead])
         return len(dead)
 
-    def list_runs(self, visible_to: str | None = None) -> list[dict]:
-        """One flat dict per run, newest first (see CONFIG_COLUMNS and FINAL_COLUMNS). With ``visible_to``,
-        only the runs that owner launched and those of the command line (no owner)."""
+    def list_runs(self, access: Access = COMMAND_LINE) -> list[dict]:
+        """One flat dict per run that ``access`` sees (``Access.sees``: every run for the command line; an
+        owner's own and the command line's for an owner), newest first (see CONFIG_COLUMNS and FINAL_COLUMNS)."""
         with self._connect() as db:
-            if visible_to is None:
+            if access.owner is None:
                 rows = db.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
-            else:
+            else:  # Access.sees, in SQL
                 rows = db.execute("SELECT * FROM runs WHERE owner IS NULL OR owner = ? ORDER BY id DESC",
-                                  (visible_to,)).fetchall()
+                                  (access.owner,)).fetchall()
         return [self._flat(row) for row in rows]
 
     def get_run(self, run_id: int) -> RunRecord | None:

@@ -6,7 +6,9 @@ import streamlit as st
 from cprune_core import ConfigError, keep_count
 from cprune_core.graph import GRAPH_FORMATS, MAX_FORCE_LAYOUT_NODES
 from cprune_core.graph_view import EDGE_CAP
+from cprune_core.kept_sets import kept_mask
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
+from cprune_core.layer_view import LAYOUTS
 from ui import cache, charts, frame, pyvis_view, sidebar, state
 from ui.graph_canvas import Colouring, graph_canvas, send_payload
 from ui.text import plain
@@ -93,7 +95,7 @@ def _controls() -> tuple[str, str, str]:
         _layer_table()
         st.stop()
     layout_name = controls[1].segmented_control(
-        "Layout", list(cache.LAYOUTS), format_func=cache.LAYOUTS.get, key="graph_layout", default="force",
+        "Layout", list(LAYOUTS), format_func=LAYOUTS.get, key="graph_layout", default="force",
         disabled=neurons > MAX_FORCE_LAYOUT_NODES,
         help="force-directed: the graph itself, linked neurons pulled together, laid out at "
              f"τ = {cache.suggested_tau(key, layer):.2f} (about ten edges per neuron); weight PCA: the weight "
@@ -133,7 +135,7 @@ def graph_section(layer: str, layout_name: str, kind: str) -> None:
     kept = None
     if show_kept:
         scores = cache.neuron_scores(key, layer, st.session_state["criterion"], tau)
-        kept = cache.kept_mask(scores, keep_count(summary.nodes, st.session_state["keep"]))
+        kept = kept_mask(scores, keep_count(summary.nodes, st.session_state["keep"]))
     if kind == VIEWS[0]:
         _canvas(layer, layout_name, view, tau, kept, neuron)
     else:

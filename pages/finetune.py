@@ -4,7 +4,7 @@ import streamlit as st
 
 from cprune_core import CPruneError, FinetuneConfig
 from cprune_core.schema import MODES, TRAIN_SCOPES, RunStatus
-from cprune_core.service import FINETUNE, Launch, LaunchState, Track, VisitorView
+from cprune_server import FINETUNE, Launch, LaunchState, Track, VisitorView
 from ui import charts, forms, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cprune_core import keep_count
+from cprune_core.kept_sets import kept_mask
 from ui import cache, charts, frame, sidebar, state
 from ui.graph_canvas import graph_canvas, send_payload
 from ui.text import plain
@@ -116,7 +117,7 @@ st.markdown(f"After **{steps}** steps, x is the eigenvector centrality that prun
 st.header("4 · Rank and keep the most central")
 keep = state.keep_slider(help="The fraction of neurons kept.")
 kept_count = keep_count(n, keep)
-kept = cache.kept_mask(data.centrality, kept_count)
+kept = kept_mask(data.centrality, kept_count)
 st.latex(rf"\text{{keep the }} \operatorname{{round}}(n \cdot r) = \operatorname{{round}}({n} \cdot {keep:g}) = "
          rf"{kept_count} \text{{ neurons of highest }} x_i")
 cells = st.columns(4)

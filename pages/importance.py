@@ -6,9 +6,8 @@ import streamlit as st
 
 from cprune_core import CPruneError
 from cprune_core.ablation import AnalysisConfig, analyse_importance
-from cprune_core.data import data_roots
 from cprune_core.experiment.importance_report import importance_config
-from cprune_core.service import VisitorView
+from cprune_server import VisitorView
 from ui import charts, forms, frame, launches, sidebar, state
 from ui.services import run_queue
 from ui.text import plain
@@ -53,9 +52,9 @@ if start:
         config.validate()
         analysis = replace(ANALYSIS, layer=layer, tau=session["tau"], seeds=seeds, sample_size=sample)
         analysis.validate(app=True)
-        roots = data_roots()
+        access = state.access()
         submitted = queue.submit_task(me, f"{layer} on {dataset}", lambda stop, progress: analyse_importance(
-            config, **analysis.to_dict(), progress=progress, stop=stop, data_roots=roots), kind=KIND)
+            config, **analysis.to_dict(), progress=progress, stop=stop, access=access), kind=KIND)
         launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))

@@ -17,7 +17,7 @@ def atlas_section(key: ModelKey, bundle: cache.ModelBundle) -> None:
     st.caption("In each layer, with a new head trained once on the frozen backbone and nothing retrained: neurons removed "
                "one at a time (does a criterion's score predict the rise in validation loss?) and half or a quarter of "
                "the layer kept by each criterion (is accuracy better than keeping random neurons?).")
-    runs = atlas_view.visible_runs(key, state.visitor())
+    runs = atlas_view.visible_runs(key, state.access())
     if runs:
         chosen = st.selectbox("Recorded atlas", range(len(runs)), format_func=lambda i: atlas_view.run_label(runs[i]),
                               key=f"atlas_run_{len(runs)}_{runs[0].path.stem}",  # a new run: the newest chosen
@@ -61,10 +61,10 @@ st.caption("Eigenvector centrality of every prunable layer at the same τ. A con
 tau = state.tau_slider()
 with st.spinner(f"Building the graphs of {len(bundle.graph_layers)} layers …"):
     summary, values = cache.layerwise(key, tau)
-drawable = set(bundle.drawable)
-too_big = [name for name in bundle.graph_layers if name not in drawable]
+too_big = summary.loc[summary["edges"].isna(), "layer"].tolist()
 if too_big:
-    st.caption(f"Not shown: {plain(', '.join(too_big))}, over {MAX_GRAPH_NEURONS:,} neurons each.")
+    st.caption(f"No graph for {plain(', '.join(too_big))}: over {MAX_GRAPH_NEURONS:,} neurons each (the table's "
+               "note says so).")
 
 st.plotly_chart(charts.layerwise_boxes(values), key="layerwise_boxes", config=state.chart_config("layerwise_boxes"))
 st.plotly_chart(charts.layerwise_concentration(summary), key="layerwise_concentration",
@@ -72,11 +72,17 @@ st.plotly_chart(charts.layerwise_concentration(summary), key="layerwise_concentr
 
 
 st.markdown("**Select a layer to open it in the graph explorer.**")
+# The columns `cprune graph --layer all` writes (layer_report.LAYERWISE_COLUMNS), labelled for people; counts as
+# whole numbers (a layer with no graph makes its column's values floats).
+COUNTS = {"neurons": "neurons", "vector_length": "weight-vector length", "edges": "edges", "components": "components",
+          "isolated": "isolated", "largest_component": "largest component"}
 event = st.dataframe(summary, key="layerwise_table", on_select="rerun", selection_mode="single-row",
                      hide_index=True, width="stretch",
-                     column_config={"density": st.column_config.NumberColumn(format="%.4f"),
+                     column_config={**{column: st.column_config.NumberColumn(label, format="%d")
+                                       for column, label in COUNTS.items()},
+                                    "density": st.column_config.NumberColumn(format="%.4f"),
                                     "gini": st.column_config.NumberColumn(format="%.3f"),
-                                    "top 10% share": st.column_config.NumberColumn(format="%.3f")})
+                                    "top10_share": st.column_config.NumberColumn("top 10% share", format="%.3f")})
 if event.selection.rows:
     state.set_value(state.layer_key(), summary["layer"].iloc[event.selection.rows[0]])
     st.switch_page("pages/explorer.py")

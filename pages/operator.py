@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from cprune_core import ConfigError
-from cprune_core.service import Launch, LaunchState
-from cprune_core.settings import setting
+from cprune_server import Launch, LaunchState
+from cprune_server.settings import setting
 from ui import frame, launches
 from ui.services import run_queue
 from ui.text import plain

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cprune_core import CRITERIA, keep_count, keep_plan
+from cprune_core.kept_sets import kept_mask, kept_set
 from ui import cache, charts, frame, sidebar, state
 from ui.graph_canvas import graph_canvas, send_payload
 
@@ -39,8 +40,8 @@ else:
     keep = keep_ratio
 layers = [layer] if scope == "this layer" else None
 
-kept_set = cache.kept_set(scores, kept_here)
-cutoff_score = float(np.min(scores[list(kept_set)]))
+kept = kept_set(scores, kept_here)
+cutoff_score = float(np.min(scores[list(kept)]))
 plan = keep_plan(bundle.graph, layers, keep)
 before, after = bundle.cost.base, bundle.cost.estimate(plan)
 layer_before = bundle.cost.layer_estimate(layer, info.neurons)
@@ -84,7 +85,7 @@ with graph:
                "eigenvector centrality, laid out as on the Graph explorer.")
     payload = cache.graph_payload(key, layer, layout_name)
     send_payload(payload, key="prune_graph")
-    graph_canvas(payload, key="prune_graph", tau=tau, view=view, slider=False, kept=cache.kept_mask(scores, kept_here),
+    graph_canvas(payload, key="prune_graph", tau=tau, view=view, slider=False, kept=kept_mask(scores, kept_here),
                  height=470, file_name=f"{layer}-pruned")
 
 st.markdown("**Redundancy and coverage of each criterion's kept set**")

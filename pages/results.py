@@ -6,7 +6,7 @@ import streamlit as st
 
 from cprune_core import RunStore, StoreError
 from cprune_core.checkpoint import zip_model
-from cprune_core.service import STORE_ADVICE, downloadable_runs
+from cprune_server import STORE_ADVICE, downloadable_runs
 from ui import charts, frame, state
 from ui.text import plain
 
@@ -19,7 +19,7 @@ frame.start("Results",
 
 try:
     store = RunStore()
-    records = store.list_runs(visible_to=state.visitor())
+    records = store.list_runs(state.access())
 except StoreError as error:
     st.error(plain(f"{error} {STORE_ADVICE}"))
     st.stop()

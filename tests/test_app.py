@@ -22,7 +22,7 @@ from cprune_core.graph_view import decode_payload
 from cprune_core import (CRITERIA, CostModel, FinetuneConfig, PruningGraph, adjacency_for, eigenvector_centrality, keep_count,
                          kept_indices, load_backbone, power_iteration)
 from cprune_core.schema import EventKind
-from cprune_core.service import LaunchState
+from cprune_server import LaunchState
 from ui.services import run_queue, uploads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_layerwise_page_and_open_in_explorer():
     at = open_app("layerwise")
     assert at.title[0].value == "Layer-wise centrality"
     summary = at.dataframe[0].value
-    assert len(summary) == 33 and {"gini", "top 10% share", "density"} <= set(summary.columns)
+    assert len(summary) == 33 and {"gini", "top10_share", "density"} <= set(summary.columns)
     at.slider(key="widget_tau").set_value(0.05).run()
     assert_clean(at)
     at.session_state["layerwise_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
@@ -542,7 +542,7 @@ def test_the_store_folder_message_advises_what_a_visitor_can_do(monkeypatch, tmp
 
 
 def test_a_stopped_launch_says_what_happened_to_each_run():
-    from cprune_core.service import STOPPED_BY_OWNER
+    from cprune_server import STOPPED_BY_OWNER
 
     gate = threading.Event()
     blocker = run_queue().submit_task("another visitor", "holds the worker", lambda stop, progress: gate.wait(TIMEOUT))

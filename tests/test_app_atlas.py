@@ -23,7 +23,7 @@ from cprune_core.ablation import scores_by_criterion
 from cprune_core.atlas import AtlasRecords, AtlasSettings, atlas_sentences, group_geometry, group_similarities, run_atlas
 from cprune_core.atlas.report import heatmap_panels
 from cprune_core.features import FeatureCache
-from cprune_core.service import LaunchState
+from cprune_server import LaunchState
 from ui import atlas_view
 from ui.services import run_queue
 

@@ -23,6 +23,7 @@ from tiny_data import make_tiny_folder
 from torch import nn
 
 from cprune_core import registry
+from cprune_core.access import Access
 from cprune_core.atlas import (SEQUENTIAL_HITS, TIED_FLAG, AtlasRecords, AtlasResult, AtlasSettings, BlockInputs,
                                atlas_sentences, kept_set_geometry, pooled_tests, run_atlas)
 from cprune_core.atlas.geometry import group_curves, group_geometry
@@ -298,24 +299,25 @@ def test_a_visitor_sees_shared_runs_and_their_own_and_reuses_no_one_elses_layers
     layers reused by their own later runs, never by another visitor's or the command line's."""
     records, settings = AtlasRecords(tmp_path), replace(SETTINGS, layers=("head.0",))
     config = replace(config, epochs=1)  # any head will do
-    runs = {owner: run_atlas(config, settings, records=records, feature_cache=cache, owner=owner)
+    runs = {owner: run_atlas(config, settings, records=records, feature_cache=cache, access=Access(owner=owner))
             for owner in ("alice", "bob", None)}
     assert [runs[owner].reused for owner in runs] == [[], [], []], "nobody reuses another's layer"
-    assert run_atlas(config, settings, records=records, feature_cache=cache, owner="alice").reused == ["head.0"]
+    assert run_atlas(config, settings, records=records, feature_cache=cache,
+                     access=Access(owner="alice")).reused == ["head.0"]
     assert {run.owner for run in runs.values()} == {"alice", "bob", None}
 
-    def listed(visible_to):
-        return sorted(str(entry.owner) for entry in records.runs("planted", visible_to=visible_to))
+    def listed(owner):
+        return sorted(str(entry.owner) for entry in records.runs("planted", Access(owner=owner)))
 
     assert listed("alice") == ["None", "alice"] and listed("bob") == ["None", "bob"]
     assert listed("carol") == ["None"] and listed(None) == ["None", "alice", "bob"]
-    assert [records.read(entry).owner for entry in records.runs(visible_to="bob")] == [None, "bob"]  # newest first
+    assert [records.read(entry).owner for entry in records.runs(access=Access(owner="bob"))] == [None, "bob"]  # newest first
     assert records.latest(config, settings, owner="bob").owner == "bob" and records.latest(config, settings).owner is None
     files = [path.name for path in tmp_path.rglob("*.json")]
     assert len(files) == 6 and not any("alice" in name or "bob" in name for name in files)  # no id in a name
 
     # A record whose JSON names another owner than its file's is not listed to the file's owner.
-    [alices] = [entry for entry in records.runs(visible_to="alice") if entry.owner == "alice"]
+    [alices] = [entry for entry in records.runs(access=Access(owner="alice")) if entry.owner == "alice"]
     values = json.loads(alices.path.read_text())
     alices.path.write_text(json.dumps({**values, "owner": "carol"}))
     assert listed("alice") == ["None"] and records.read(alices) is None

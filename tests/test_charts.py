@@ -55,7 +55,7 @@ def test_layerwise_figures_draw_each_layer():
     long = pd.DataFrame({"layer": ["a", "a", "b"], "centrality": [0.1, 0.3, 0.5]})
     [box] = charts.layerwise_boxes(long).data
     assert list(box.x) == ["a", "a", "b"] and list(box.y) == [0.1, 0.3, 0.5]
-    summary = pd.DataFrame({"layer": ["a", "b"], "gini": [0.2, 0.4], "top 10% share": [0.3, 0.5],
+    summary = pd.DataFrame({"layer": ["a", "b"], "gini": [0.2, 0.4], "top10_share": [0.3, 0.5],
                             "density": [0.01, 0.02]})
     lines = charts.layerwise_concentration(summary).data
     assert [line.name for line in lines] == ["gini", "top 10% share", "density"]

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from cprune_core.access import Access
 from cprune_core.data import load_dataset
 from cprune_core.data.images import open_confined
 from cprune_core.errors import DatasetError, UnreadableImageError
@@ -27,7 +28,7 @@ def layout(tmp_path):
 
 def test_a_class_link_swapped_after_indexing_lets_no_outside_file_in(layout):
     root, data, outside = layout
-    splits = load_dataset("folder", data, roots=[root], val_fraction=0.0, test_fraction=0.0)
+    splits = load_dataset("folder", data, access=Access(data_roots=(root,)), val_fraction=0.0, test_fraction=0.0)
     assert splits.train[0] is not None  # inside: read
     for name in ("red", "green", "blue"):  # now every class folder leads outside the data folders
         (data / name).unlink()

@@ -9,7 +9,7 @@ import torch
 
 from cprune_core.criteria import CRITERIA, make_criterion
 from cprune_core.graph import cosine_similarity, threshold_adjacency
-from cprune_core.layer_report import layer_scores
+from cprune_core.layer_view import layer_scores
 from cprune_core.model_source import BackboneSource
 from cprune_core.registry import BACKBONES
 

@@ -15,11 +15,12 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import Flowers102
 
 from cprune_core import data
+from cprune_core.access import Access
 from cprune_core.data import collate_skip_bad, download, indexing, load_dataset, loader_workers, make_loader, tf_flowers
 from cprune_core.data.download import LOCK_FILE, download_lock
-from cprune_core.data.roots import NOT_ALLOWED, data_roots
+from cprune_core.data.roots import NOT_ALLOWED
 from cprune_core.errors import ConfigError, DatasetError, PathNotAllowedError, StopRequested, UnreadableImageError
-from cprune_core.paths import ASSETS_DIR, SHARED_FLOWERS
+from cprune_core.paths import SHARED_FLOWERS
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -583,19 +584,19 @@ def test_indexing_stops_when_asked(three_classes):
 
 
 def test_visitors_are_confined_to_the_data_roots_with_one_message(three_classes, tmp_path):
-    roots = [three_classes.parent.resolve()]
-    assert load_dataset("folder", three_classes, roots=roots).classes == ["cat", "dog", "fox"]
+    visitor = Access(data_roots=(three_classes.parent.resolve(),))
+    assert load_dataset("folder", three_classes, access=visitor).classes == ["cat", "dog", "fox"]
     outside = tmp_path.parent
     messages = set()
     for path in ("/etc", "/no/such/folder", str(outside), "/proc/self", str(three_classes / ".." / "..")):
         with pytest.raises(PathNotAllowedError) as error:
-            load_dataset("folder", path, roots=roots)
+            load_dataset("folder", path, access=visitor)
         messages.add(str(error.value))
     assert messages == {NOT_ALLOWED}  # the same words whether the folder exists or not
     escape = three_classes.parent / "escape"
     os.symlink("/etc", escape)
     with pytest.raises(PathNotAllowedError):
-        load_dataset("folder", escape, roots=roots)
+        load_dataset("folder", escape, access=visitor)
 
 
 @pytest.mark.parametrize("name", ["caltech101", "oxford-flowers102"])
@@ -608,7 +609,7 @@ def test_a_visitors_folder_is_only_read_never_downloaded_into(name, tmp_path, mo
     folder = tmp_path / "data" / "mine"
     folder.mkdir(parents=True)
     with pytest.raises(DatasetError, match="only into its own cache"):
-        load_dataset(name, folder, roots=[(tmp_path / "data").resolve()])
+        load_dataset(name, folder, access=Access(data_roots=((tmp_path / "data").resolve(),)))
     assert list(folder.iterdir()) == []
 
 
@@ -618,38 +619,29 @@ def test_a_dataset_folder_below_the_named_one_that_links_out_is_refused(tmp_path
     named.mkdir(parents=True)
     os.symlink(outside, named / "101_ObjectCategories")  # where indexing would start
     with pytest.raises(PathNotAllowedError):
-        load_dataset("caltech101", named, roots=[(tmp_path / "data").resolve()])
+        load_dataset("caltech101", named, access=Access(data_roots=((tmp_path / "data").resolve(),)))
     flowers = tmp_path / "data" / "flowers-102"
     (flowers / "jpg").mkdir(parents=True)
     for name in ("imagelabels.mat", "setid.mat"):
         os.symlink(outside / "secret" / "secret_000.jpg", flowers / name)
     with pytest.raises(PathNotAllowedError):
-        load_dataset("oxford-flowers102", flowers, roots=[(tmp_path / "data").resolve()])
+        load_dataset("oxford-flowers102", flowers, access=Access(data_roots=((tmp_path / "data").resolve(),)))
 
 
 def test_a_path_with_a_nul_byte_is_refused_like_any_other(tmp_path):
     with pytest.raises(PathNotAllowedError):
-        load_dataset("folder", str(tmp_path) + "\0x", roots=[tmp_path.resolve()])
+        load_dataset("folder", str(tmp_path) + "\0x", access=Access(data_roots=(tmp_path.resolve(),)))
 
 
 def test_links_out_of_the_data_roots_are_not_read(tmp_path):
     outside = make_image_folder(tmp_path / "private", {"secret": 3})
     dataset = make_image_folder(tmp_path / "data" / "set", {"cat": 4, "dog": 4})
     os.symlink(outside / "secret", dataset / "cat" / "peek")
-    roots = [(tmp_path / "data").resolve()]
-    splits = load_dataset("folder", dataset, roots=roots, val_fraction=0, test_fraction=0)
+    visitor = Access(data_roots=((tmp_path / "data").resolve(),))
+    splits = load_dataset("folder", dataset, access=visitor, val_fraction=0, test_fraction=0)
     assert splits.train.class_counts() == [4, 4]
     assert dict(splits.skipped)[str(dataset / "cat" / "peek")].startswith("link to a place outside")
     assert load_dataset("folder", dataset, val_fraction=0, test_fraction=0).train.class_counts() == [7, 4]
-
-
-def test_default_data_roots_and_the_environment(monkeypatch, tmp_path):
-    monkeypatch.delenv("CPRUNE_DATA_ROOTS", raising=False)
-    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
-    defaults = data_roots()
-    assert ASSETS_DIR.resolve() in defaults and (tmp_path / "datasets").resolve() in defaults
-    monkeypatch.setenv("CPRUNE_DATA_ROOTS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
-    assert data_roots() == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]
 
 
 @pytest.fixture

@@ -353,16 +353,17 @@ def test_a_visitors_run_downloads_no_weights_when_the_server_says_so(tiny_config
     from dataclasses import replace as replace_spec
 
     from cprune_core import BACKBONES
+    from cprune_server import visitor_access
 
     build, fetched = BACKBONES["resnet18"].build, []
     monkeypatch.setitem(BACKBONES, "resnet18", replace_spec(BACKBONES["resnet18"],
                                                             build=lambda pretrained: fetched.append(pretrained)
                                                             or build(False)))
     monkeypatch.setenv("CPRUNE_DOWNLOADS", "off")
+    monkeypatch.setenv("CPRUNE_DATA_ROOTS", str(Path(tiny_config.dataset_root).resolve()))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
     config = replace(tiny_config, backbone="resnet18", mode="baseline", epochs=1)
-    roots = [Path(tiny_config.dataset_root).resolve()]
-    visitor = list(finetune(config, data_roots=roots))
+    visitor = list(finetune(config, access=visitor_access("a visitor")))
     assert visitor[-1].final.status == "failed" and "downloads are off" in visitor[-1].final.message
     assert fetched == []
     command_line = list(finetune(config))  # the command line (no data roots) still asks for them

@@ -66,35 +66,35 @@ def test_a_visitors_folder_under_a_home_that_does_not_exist_is_refused_like_any_
 @pytest.mark.parametrize("value", ["lots", "nan", "inf", "-1", "0", "2.5", "1e400", "١٠"])
 def test_every_numeric_environment_variable_refuses_a_value_that_is_no_valid_number(value, monkeypatch):
     from cprune_core.errors import ConfigError
-    from cprune_core.settings import SETTINGS, check_settings, setting
+    from cprune_server.settings import ALL_SETTINGS, check_server_settings
 
-    for name, entry in SETTINGS.items():
+    for name, entry in ALL_SETTINGS.items():
         if entry.range is None:  # a word or a secret: test_word_and_secret_settings
             continue
         monkeypatch.setenv(name, value)
         if value == "0" and 0 in entry.range or value == "2.5" and not entry.range.integer:
-            assert setting(name) == float(value)
+            assert entry.read() == float(value)
             continue
         with pytest.raises(ConfigError, match=name) as caught:
-            check_settings()
+            check_server_settings()
         assert "\n" not in str(caught.value)
         monkeypatch.delenv(name)
 
 
 def test_word_and_secret_settings_say_what_they_must_be_and_never_repeat_a_secret(monkeypatch):
     from cprune_core.errors import ConfigError
-    from cprune_core.settings import check_settings, setting
+    from cprune_server.settings import check_server_settings, setting
 
     assert (setting("CPRUNE_DOWNLOADS"), setting("CPRUNE_ADMIN_TOKEN")) == ("on", "")  # the defaults when unset
     monkeypatch.setenv("CPRUNE_DOWNLOADS", " OFF ")
     assert setting("CPRUNE_DOWNLOADS") == "off"
     monkeypatch.setenv("CPRUNE_DOWNLOADS", "sometimes")
     with pytest.raises(ConfigError, match="CPRUNE_DOWNLOADS must be one of on, off .*'sometimes'"):
-        check_settings()
+        check_server_settings()
     monkeypatch.delenv("CPRUNE_DOWNLOADS")
     monkeypatch.setenv("CPRUNE_ADMIN_TOKEN", "guessable")
     with pytest.raises(ConfigError, match="CPRUNE_ADMIN_TOKEN must be at least 16 characters") as caught:
-        check_settings()
+        check_server_settings()
     assert "guessable" not in str(caught.value)
     monkeypatch.setenv("CPRUNE_ADMIN_TOKEN", "a-long-enough-operator-token")
     assert setting("CPRUNE_ADMIN_TOKEN") == "a-long-enough-operator-token"

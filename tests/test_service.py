@@ -1,4 +1,5 @@
-"""The app's server side without Streamlit: the run queue, its owners and limits, the uploads and saved models.
+"""The app's server side without Streamlit: the run queue, its owners and limits, the uploads and saved models,
+what a visitor may do (their Access).
 
 Launches here are tasks and runners that wait on events the test sets, so each step happens when the test
 says; ``RunQueue.wait`` (woken by every change of a launch) tells when the queue has reached a state.
@@ -6,21 +7,20 @@ says; ``RunQueue.wait`` (woken by every change of a launch) tells when the queue
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from cprune_core import CheckpointError, ConfigError, DatasetError, FinetuneConfig, StopRequested
+from cprune_core.access import COMMAND_LINE, Access
 from cprune_core.checkpoint import MODEL_FILES
+from cprune_core.paths import ASSETS_DIR
 from cprune_core.schema import EventKind, MetricEvent, RunStatus, RunSummary
-from cprune_core.service import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits, RunQueue,
-                                 Uploads, browser_secret, downloadable_runs, keep_models_within, launch_user,
-                                 server_key, session_visitor_id, uses_in_progress, visitor_id)
+from cprune_server import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits,
+                           RunQueue, Uploads, browser_secret, data_roots, downloadable_runs, keep_models_within,
+                           launch_user, server_key, session_visitor_id, uses_in_progress, visitor_access, visitor_id)
 
-ROOT = Path(__file__).resolve().parents[1]
 WAIT = 60  # seconds: only a broken queue takes this long
 
 
@@ -349,13 +349,6 @@ def test_queue_limits_come_from_the_environment(monkeypatch, variable, value, me
         QueueLimits.from_environment()
 
 
-def test_the_service_does_not_import_streamlit():
-    code = "import sys, cprune_core.service; print('streamlit' in sys.modules)"
-    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert shown.stdout.strip() == "False"
-
-
 # Visitors' ids ------------------------------------------------------------------------------------------------
 
 def test_a_browser_keeps_its_visitor_id_across_reloads_and_no_other_browser_gets_it():
@@ -507,3 +500,25 @@ def test_only_the_owners_complete_models_in_the_apps_folder_may_be_downloaded(mo
     assert [run["id"] for run in downloadable_runs(runs, "alice")] == [1]
     assert downloadable_runs(runs, "carol") == []
 
+
+
+# What a visitor may do: the server's Access ----------------------------------------------------------------------
+
+def test_default_data_roots_and_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("CPRUNE_DATA_ROOTS", raising=False)
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path))
+    defaults = data_roots()
+    assert ASSETS_DIR.resolve() in defaults and (tmp_path / "datasets").resolve() in defaults
+    monkeypatch.setenv("CPRUNE_DATA_ROOTS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    assert data_roots() == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
+
+
+def test_a_visitors_access_is_the_servers_settings_and_their_id(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRUNE_DATA_ROOTS", str(tmp_path))
+    monkeypatch.delenv("CPRUNE_DOWNLOADS", raising=False)
+    assert visitor_access("alice") == Access(data_roots=(tmp_path.resolve(),), downloads=True, owner="alice")
+    monkeypatch.setenv("CPRUNE_DOWNLOADS", "off")  # read at each call: a run started later follows it
+    assert not visitor_access("alice").downloads and COMMAND_LINE.downloads and not COMMAND_LINE.confined
+    alice = visitor_access("alice")
+    assert alice.sees("alice") and alice.sees(None) and not alice.sees("bob")
+    assert COMMAND_LINE.sees("alice") and COMMAND_LINE.sees(None)  # the command line sees every record

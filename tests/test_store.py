@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cprune_core.access import Access
 from cprune_core.paths import store_path
 from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
 from cprune_core.errors import StoreError
@@ -203,7 +204,7 @@ def test_stores_of_earlier_versions_gain_the_new_columns(tmp_path):
         db.executescript(SCHEMA.replace(",\n    owner TEXT,\n    run_key TEXT", ""))
         db.execute("INSERT INTO runs (kind, created, status, config) VALUES ('finetune', 0, 'finished', '{}')")
     store = RunStore(path)
-    [row] = store.list_runs(visible_to="someone")  # a run of the command line: visible to every visitor
+    [row] = store.list_runs(Access(owner="someone"))  # a run of the command line: visible to every visitor
     assert store.get_run(row["id"]).owner is None
 
 
@@ -211,5 +212,5 @@ def test_visitors_see_their_own_runs_and_those_of_the_command_line(store):
     mine = store.create_run({}, owner="me")
     theirs = store.create_run({}, owner="them")
     cli = store.create_run({})
-    assert {r["id"] for r in store.list_runs(visible_to="me")} == {mine, cli}
+    assert {r["id"] for r in store.list_runs(Access(owner="me"))} == {mine, cli}
     assert {r["id"] for r in store.list_runs()} == {mine, theirs, cli}

@@ -66,10 +66,11 @@ def parser_options() -> dict[str, argparse.Action]:
 
 def read_environment_variables() -> set[str]:
     """The environment variables the code reads: os.environ[...] / .get(...) with a literal name, and settings."""
-    from cprune_core.settings import SETTINGS
+    from cprune_server.settings import ALL_SETTINGS
 
-    names = set(SETTINGS)
-    for path in [*ROOT.glob("cprune_core/**/*.py"), *ROOT.glob("ui/**/*.py"), *ROOT.glob("pages/*.py"), ROOT / "app.py"]:
+    names = set(ALL_SETTINGS)
+    for path in [*ROOT.glob("cprune_core/**/*.py"), *ROOT.glob("cprune_server/*.py"), *ROOT.glob("ui/**/*.py"),
+                 *ROOT.glob("pages/*.py"), ROOT / "app.py"]:
         text = path.read_text()
         names |= set(re.findall(r"environ(?:\.get)?[(\[]\s*\"([A-Z][A-Z0-9_]+)\"", text))
         names |= set(re.findall(r"\bsetting\(\"([A-Z][A-Z0-9_]+)\"\)", text))
@@ -359,19 +360,19 @@ def test_ray_use_tls_is_on_only_for_1_or_true(monkeypatch):
 
 
 def test_data_roots_must_be_absolute_folders(monkeypatch, tmp_path):
-    from cprune_core.data import data_roots
     from cprune_core.errors import ConfigError
-    from cprune_core.settings import check_settings
+    from cprune_server import data_roots
+    from cprune_server.settings import check_server_settings
 
     for value in ["data", f"{NO_SUCH_HOME}/data", ":", "/srv/data:relative", "  :  ", "é\n"]:
         monkeypatch.setenv("CPRUNE_DATA_ROOTS", value)
         with pytest.raises(ConfigError, match="CPRUNE_DATA_ROOTS must list absolute folder paths") as caught:
-            check_settings()
+            check_server_settings()
         assert "\n" not in str(caught.value)
         with pytest.raises(ConfigError):  # where a page asks for them: the same sentence, never a wrong root
             data_roots()
     monkeypatch.setenv("CPRUNE_DATA_ROOTS", f"{tmp_path}{os.pathsep}~{os.pathsep}")
-    assert data_roots() == [tmp_path.resolve(), Path("~").expanduser().resolve()]
+    assert data_roots() == (tmp_path.resolve(), Path("~").expanduser().resolve())
 
 
 @pytest.mark.parametrize("variable", ["CPRUNE_HOME", "XDG_CACHE_HOME"])
@@ -458,14 +459,14 @@ def test_a_visitors_folder_gets_one_sentence_that_says_nothing_of_it(folder, mon
 def test_an_upload_is_capped_and_its_name_is_never_a_path(name, tmp_path, monkeypatch):
     from cprune_core.errors import CheckpointError
     from cprune_core.registry import MAX_CHECKPOINT_BYTES
-    from cprune_core.service import Uploads
+    from cprune_server import Uploads
 
     (tmp_path / "uploads").mkdir()
     uploads = Uploads(tmp_path / "uploads", budget_bytes=2**20, is_active=lambda user: True)
     path = uploads.add("visitor", name, b"not a checkpoint")
     assert path.parent == tmp_path / "uploads" and re.fullmatch(r"[0-9a-f]{16}-[A-Za-z0-9._-]+", path.name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["uploads"]
-    monkeypatch.setattr("cprune_core.service.uploads.MAX_CHECKPOINT_BYTES", 8)
+    monkeypatch.setattr("cprune_server.uploads.MAX_CHECKPOINT_BYTES", 8)
     with pytest.raises(CheckpointError, match="the limit is"):
         uploads.add("visitor", name, b"123456789")
     assert MAX_CHECKPOINT_BYTES == 600 * 2**20

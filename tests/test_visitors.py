@@ -90,7 +90,9 @@ def test_with_download_off_torchvision_weights_come_from_the_cache_or_not_at_all
 def test_a_visitors_dataset_is_downloaded_only_when_the_server_allows_it(monkeypatch, tmp_path, downloads, roots,
                                                                        downloaded):
     from cprune_core import DatasetError
+    from cprune_core.access import COMMAND_LINE
     from cprune_core.data import load_dataset, tf_flowers
+    from cprune_server import visitor_access
 
     fetched = []
 
@@ -100,9 +102,10 @@ def test_a_visitors_dataset_is_downloaded_only_when_the_server_allows_it(monkeyp
 
     monkeypatch.setattr(tf_flowers, "download_and_extract_archive", fetch)
     monkeypatch.setenv("CPRUNE_DOWNLOADS", downloads)
+    monkeypatch.setenv("CPRUNE_DATA_ROOTS", str(tmp_path))
     cache = tmp_path / "datasets"
     with pytest.raises(DatasetError) as refused:
-        load_dataset("tf-flowers", cache_dir=cache, roots=[tmp_path] if roots else None)
+        load_dataset("tf-flowers", cache_dir=cache, access=visitor_access("a visitor") if roots else COMMAND_LINE)
     assert bool(fetched) == downloaded
     if not downloaded:
         assert "downloads nothing on a visitor's behalf" in str(refused.value) and str(cache) not in str(refused.value)
@@ -111,11 +114,13 @@ def test_a_visitors_dataset_is_downloaded_only_when_the_server_allows_it(monkeyp
 def test_a_visitors_folder_without_the_dataset_is_read_never_filled(monkeypatch, tmp_path):
     from cprune_core import DatasetError
     from cprune_core.data import caltech101, load_dataset
+    from cprune_server import visitor_access
 
     monkeypatch.setattr(caltech101, "Caltech101", lambda *args, **kwargs: pytest.fail("a download started"))
+    monkeypatch.setenv("CPRUNE_DATA_ROOTS", str(tmp_path))
     folder = tmp_path / "empty"
     folder.mkdir()
     for downloads, advice in (("off", "downloads nothing on a visitor's behalf"), ("on", "leave the folder empty")):
         monkeypatch.setenv("CPRUNE_DOWNLOADS", downloads)
         with pytest.raises(DatasetError, match=f"Caltech-101 not found under .*{advice}"):
-            load_dataset("caltech101", folder, cache_dir=tmp_path / "cache", roots=[tmp_path])
+            load_dataset("caltech101", folder, cache_dir=tmp_path / "cache", access=visitor_access("a visitor"))

@@ -226,7 +226,7 @@ REFUSALS = {  # name: (file name, contents, what the sentence says)
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_a_refused_file_is_one_sentence_and_deleted_at_once(case, monkeypatch):
     name, make, expected = REFUSALS[case]
-    monkeypatch.setattr("cprune_core.service.uploads.MAX_CHECKPOINT_BYTES", 2 * 2**20)  # "oversized file"
+    monkeypatch.setattr("cprune_server.uploads.MAX_CHECKPOINT_BYTES", 2 * 2**20)  # "oversized file"
     data = make()
     at = upload(name, data)
     said = [shown(e.value) for e in at.error]

@@ -1,7 +1,8 @@
 """The atlas on the Layer-wise page: the recorded runs a visitor may see, one run as an interactive heatmap,
 a clicked cell's numbers and where it leads, and launching a new atlas in the run queue.
 
-Whose runs: the command line's (shared) and the visitor's own (``AtlasRecords.runs(visible_to=...)``); a
+Whose runs: what the visitor's access sees (``AtlasRecords.runs(access=...)``: the command line's, shared, and
+their own); a
 run launched here is the visitor's. A clicked cell offers its layer on "Does centrality predict importance?"
 (with the atlas's dataset and image size) and in the explorer: either makes it the shared layer (the URL's).
 """
@@ -20,11 +21,11 @@ from cprune_core import CRITERIA, CPruneError, DATASETS
 from cprune_core.atlas import (DEFAULT_SAMPLE, TIED_FLAG, AtlasRecords, AtlasResult, AtlasSettings, RecordedAtlas, atlas_sentences,
                                plan_layers)
 from cprune_core.atlas import run_atlas
-from cprune_core.data import data_roots
+from cprune_core.access import Access
 from cprune_core.data.roots import is_inside
 from cprune_core.atlas.report import HeatmapPanel, heatmap_criteria, heatmap_panels
 from cprune_core.experiment.importance_report import dataset_label, importance_config
-from cprune_core.service import VisitorView
+from cprune_server import VisitorView, data_roots
 
 from . import charts, forms, launches, state
 from .cache import ModelBundle, ModelKey
@@ -47,19 +48,19 @@ def _modified_ns(path: Path) -> int:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _runs(folder: str, backbone: str, visitor: str, files: tuple[tuple[str, int], ...]) -> list[RecordedAtlas]:
+def _runs(folder: str, backbone: str, access: Access, files: tuple[tuple[str, int], ...]) -> list[RecordedAtlas]:
     """``AtlasRecords(folder).runs``; ``files`` (each run file's name and modification time) is the cache key."""
-    return AtlasRecords(folder).runs(backbone, visible_to=visitor)
+    return AtlasRecords(folder).runs(backbone, access)
 
 
-def visible_runs(key: ModelKey, visitor: str) -> list[RecordedAtlas]:
-    """The recorded atlas runs of the loaded backbone and weights that ``visitor`` may see (the command line's
-    and their own), newest first; the records are read again only when a file of them changed, not at every
+def visible_runs(key: ModelKey, access: Access) -> list[RecordedAtlas]:
+    """The recorded atlas runs of the loaded backbone and weights that ``access`` sees (a visitor: the command
+    line's and their own), newest first; the records are read again only when a file of them changed, not at every
     rerun of the page."""
     folder = AtlasRecords().folder
     files = tuple(sorted((path.name, _modified_ns(path)) for path in (folder / "runs").glob("*.json")
                          if not path.name.startswith(".")))
-    return [entry for entry in _runs(str(folder), key.backbone, visitor, files)
+    return [entry for entry in _runs(str(folder), key.backbone, access, files)
             if entry.config.weights == key.weights and (entry.config.checkpoint or "") == key.checkpoint]
 
 
@@ -232,10 +233,11 @@ def launch_form(key: ModelKey, bundle: ModelBundle) -> None:
                                            image_size=image_size), weights=key.weights, checkpoint=key.checkpoint or None)
         config.validate()
         planned = plan_layers(bundle.loaded.model, bundle.loaded.spec, settings.validate(app=True), bundle.graph)
-        me, roots = state.visitor(), data_roots()
-        submitted = run_queue().submit_task(me, f"Atlas of {len(planned)} layers on {dataset}", lambda stop, progress: (
-            run_atlas(config, settings, records=AtlasRecords(), progress=progress, stop=stop, data_roots=roots,
-                      owner=me)), kind=KIND)
+        access = state.access()
+        submitted = run_queue().submit_task(access.owner, f"Atlas of {len(planned)} layers on {dataset}",
+                                            lambda stop, progress: run_atlas(config, settings, records=AtlasRecords(),
+                                                                             progress=progress, stop=stop,
+                                                                             access=access), kind=KIND)
         launches.hold_checkpoint(key, submitted)
     except CPruneError as exc:
         st.error(plain(exc))

@@ -73,12 +73,14 @@ def layerwise_boxes(values: pd.DataFrame) -> go.Figure:
 
 
 def layerwise_concentration(summary: pd.DataFrame) -> go.Figure:
-    """Gini and top-10 % share per layer, with graph density."""
+    """Gini and top-10 % share per layer, with graph density (columns of the layer-wise table,
+    layer_report.LAYERWISE_COLUMNS; a layer with no graph is a gap)."""
     figure = go.Figure()
-    for column, color in (("gini", "#2a6f97"), ("top 10% share", "#e07a5f"), ("density", "#81b29a")):
-        figure.add_trace(go.Scatter(x=summary["layer"], y=summary[column], mode="lines+markers", name=column,
+    for column, name, color in (("gini", "gini", "#2a6f97"), ("top10_share", "top 10% share", "#e07a5f"),
+                                ("density", "density", "#81b29a")):
+        figure.add_trace(go.Scatter(x=summary["layer"], y=summary[column], mode="lines+markers", name=name,
                                     line=dict(color=color), customdata=summary[["layer"]],
-                                    hovertemplate="%{customdata[0]}<br>" + column + " %{y:.3f}<extra></extra>"))
+                                    hovertemplate="%{customdata[0]}<br>" + name + " %{y:.3f}<extra></extra>"))
     figure.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_tickangle=-60,
                          yaxis=dict(range=[0, 1]), legend=dict(orientation="h", y=1.08))
     return figure

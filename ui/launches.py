@@ -9,9 +9,9 @@ from pathlib import Path
 import streamlit as st
 
 from cprune_core import DATASETS, ConfigError
-from cprune_core.data import confine, data_roots, visitor_downloads
+from cprune_core.data import confine
 from cprune_core.experiment.importance_report import importance_config
-from cprune_core.service import Launch, LaunchState, VisitorView, launch_user
+from cprune_server import Launch, LaunchState, VisitorView, data_roots, downloads_allowed, launch_user
 
 from . import frame, state
 from .cache import ModelKey
@@ -28,7 +28,7 @@ def dataset_folder_input(dataset: str, key: str) -> str:
     if DATASETS[dataset].default_root is not None:
         return ""
     what = ("A folder with one sub-folder per class" if dataset == "folder" else
-            "Where the dataset is (or will be downloaded); empty: the server's dataset cache" if visitor_downloads()
+            "Where the dataset is (or will be downloaded); empty: the server's dataset cache" if downloads_allowed()
             else "Where the dataset is; empty: the server's dataset cache (this server downloads nothing for you)")
     roots = ", ".join(str(path) for path in data_roots())
     return st.text_input("Dataset folder", key=key,

@@ -13,7 +13,7 @@ import numpy as np
 from plotly.colors import sample_colorscale
 from pyvis.network import Network
 
-from .cache import EDGE_LIMIT, LayerGraph
+from cprune_core.layer_view import EDGE_LIMIT, LayerGraph
 
 MAX_NODES = 500
 MAX_EDGES = EDGE_LIMIT  # a LayerGraph's strongest edges

@@ -1,4 +1,4 @@
-"""The server's one run queue, one upload folder and visitor-id key (cprune_core.service), kept by
+"""The server's one run queue, one upload folder and visitor-id key (cprune_server), kept by
 st.cache_resource for the life of the server process, so they outlive reruns and page switches."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import streamlit as st
 from streamlit import runtime
 
 from cprune_core.paths import cache_home
-from cprune_core.service import RunQueue, Uploads, make_run_queue, make_uploads, server_key
+from cprune_server import RunQueue, Uploads, make_run_queue, make_uploads, server_key
 
 __all__ = ["run_queue", "uploads", "visitor_key"]
 
@@ -30,5 +30,5 @@ def uploads() -> Uploads:
 
 @st.cache_resource
 def visitor_key() -> bytes:
-    """The key visitors' ids are derived with (cprune_core.service.visitors), kept in CPRUNE_HOME."""
+    """The key visitors' ids are derived with (cprune_server.visitors), kept in CPRUNE_HOME."""
     return server_key(cache_home() / "visitor.key")

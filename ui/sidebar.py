@@ -9,9 +9,11 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cprune_core import (BACKBONES, DATASETS, CheckpointError, CPruneError, WeightsUnavailableError, describe_device,
                          get_spec, resolve_device)
-from cprune_core.data import NO_VISITOR_DOWNLOADS, get_source, is_cached, visitor_downloads
+from cprune_core.access import NO_DOWNLOADS
+from cprune_core.data import get_source, is_cached
 from cprune_core.registry import MAX_CHECKPOINT_BYTES, WEIGHT_SOURCES, weights_cache_path
 from cprune_core.weights import EXTENSIONS, FORMATS
+from cprune_server import downloads_allowed
 
 from . import state
 from .cache import FileBundle, FileKey, ModelBundle, ModelKey, SourceKey, bundle_of, file_bundle, model_bundle
@@ -41,9 +43,9 @@ def _use_random_weights() -> None:
 def _weight_sources(backbone: str) -> list[str]:
     """The weights this server offers for ``backbone``: not pretrained ones it would have to download when
     downloads are off (then a sentence says why, and a choice of them is changed to random init)."""
-    if visitor_downloads() or _weights_cached(backbone):
+    if downloads_allowed() or _weights_cached(backbone):
         return list(WEIGHT_SOURCES)
-    st.caption(f"{NO_VISITOR_DOWNLOADS}, and the ImageNet weights of {get_spec(backbone).title} are not in its cache: "
+    st.caption(f"{NO_DOWNLOADS}, and the ImageNet weights of {get_spec(backbone).title} are not in its cache: "
                "random init or your own checkpoint.")
     if st.session_state["weights"] == "pretrained":
         st.session_state["weights"] = "random"
@@ -52,8 +54,8 @@ def _weight_sources(backbone: str) -> list[str]:
 
 def _dataset_note(dataset: str) -> None:
     """Say so when ``dataset`` would need a download this server will not make."""
-    if not visitor_downloads() and get_source(dataset).needs_download and not is_cached(dataset):
-        st.caption(f"{NO_VISITOR_DOWNLOADS}, and {dataset} is not in its dataset cache: type the folder that holds it, "
+    if not downloads_allowed() and get_source(dataset).needs_download and not is_cached(dataset):
+        st.caption(f"{NO_DOWNLOADS}, and {dataset} is not in its dataset cache: type the folder that holds it, "
                    "inside the server's data folders, where you start a run.")
 
 
@@ -157,7 +159,7 @@ def _load(key: SourceKey) -> SourceKey | None:
     if isinstance(key, FileKey):
         return _load_file(key)
     spec = get_spec(key.backbone)
-    if key.weights == "pretrained" and not _weights_cached(key.backbone) and visitor_downloads():
+    if key.weights == "pretrained" and not _weights_cached(key.backbone) and downloads_allowed():
         message = f"Downloading the ImageNet weights of {spec.title} from {spec.weights_url} …"
     else:
         message = f"Loading {spec.title} …"

@@ -56,10 +56,10 @@ async def lifespan(_app) -> AsyncIterator[None]:
     """st.App's lifespan: check the server's settings (a value that cannot be used stops start-up with one
     sentence naming the variable, exit status 2), then start ``warm_up`` in the background and serve."""
     from cprune_core.errors import ConfigError, one_line
-    from cprune_core.settings import check_settings
+    from cprune_server.settings import check_server_settings
 
     try:
-        check_settings()
+        check_server_settings()
     except ConfigError as error:
         print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
         os._exit(2)  # at once, without the server's traceback of a failed start-up

@@ -14,14 +14,15 @@ from typing import Any
 import streamlit as st
 
 from cprune_core import FinetuneConfig, Range
+from cprune_core.access import Access
 from cprune_core.ranges import number_from_text
-from cprune_core.service import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_id
+from cprune_server import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_access, visitor_id
 
 from .services import visitor_key
 
 __all__ = ["slider_bounds", "OPTIONS", "CONFIG_DEFAULTS", "TAU_STEP", "KEEP_STEP", "TAU_RANGE", "KEEP_RANGE", "DEFAULTS",
            "URL_PARAMS", "init", "write_url", "layer_key", "widget_key", "bound", "set_value", "ensure_choice", "tau_slider",
-           "keep_slider", "visitor", "CHART_FORMATS", "chart_config"]
+           "keep_slider", "visitor", "access", "CHART_FORMATS", "chart_config"]
 
 
 def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
@@ -148,12 +149,19 @@ def keep_slider(container: Any = st, **kwargs: Any) -> float:
 
 def visitor() -> str:
     """This visitor's private id: it owns their launches and runs. One per browser (the same in every tab and
-    after a reload: derived from the browser's XSRF cookie, cprune_core.service.visitors), or one per session
+    after a reload: derived from the browser's XSRF cookie, cprune_server.visitors), or one per session
     for a client that sends no such cookie. Never shown, never logged, never in a link."""
     if "_visitor" not in st.session_state:
         secret = browser_secret(st.context.cookies.get(XSRF_COOKIE, ""))
         st.session_state["_visitor"] = visitor_id(secret, visitor_key()) if secret else session_visitor_id()
     return st.session_state["_visitor"]
+
+
+def access() -> Access:
+    """What this visitor may do (``cprune_server.visitor_access``: the server's data folders and downloads, owning
+    what they launch): what the pages pass to every core call they make on the visitor's behalf. Read at each
+    call, as the server's settings are."""
+    return visitor_access(visitor())
 
 
 CHART_FORMATS = ("png", "svg")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
+from ..access import COMMAND_LINE, Access
 from ..features import FeatureCache
 from ..progress import ProgressCallback
 from ..registry import get_spec, load_backbone
@@ -50,7 +50,7 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
                        keep_ratios: Sequence[float] = AnalysisConfig.keep_ratios,
                        progress: ProgressCallback | None = None, stop: threading.Event | None = None,
                        feature_cache: FeatureCache | None = None,
-                       data_roots: list[Path] | None = None) -> ImportanceAnalysis:
+                       access: Access = COMMAND_LINE) -> ImportanceAnalysis:
     """Does centrality predict importance? Train the head once, then measure ``layer``'s neurons.
 
     Parameters
@@ -64,7 +64,8 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
     progress : ``progress(done, total, message)`` as each step goes (total 0: not known yet).
     stop : a set Event ends the analysis with StopRequested, within one batch or one neuron.
     feature_cache : as ``train_baseline``.
-    data_roots : confines the dataset to those folders, as for the app's visitors.
+    access : whom the analysis works for (``access.Access``): the head's training reads its dataset and
+        downloads as it allows.
 
     Returns
     -------
@@ -90,7 +91,7 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
     layer = layer or spec.head_layer
     prunable_group(load_backbone(config.backbone, "random").model, spec, layer)  # the layer exists: no weights needed
 
-    trained = train_baseline(config, progress=progress, stop=stop, feature_cache=feature_cache, data_roots=data_roots)
+    trained = train_baseline(config, progress=progress, stop=stop, feature_cache=feature_cache, access=access)
     graph, group = prunable_group(trained.model, spec, layer)
     trained_heads = Heads.of(train_heads(trained, heads, progress=progress, stop=stop))
     ablator = layer_ablator(trained, graph, group, layer, heads=trained_heads, progress=progress, stop=stop,

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..access import COMMAND_LINE, Access
 from ..data import ImageListDataset
 from ..device import Precision, resolve_device
 from ..engine import Finetuner, train_epochs
@@ -36,16 +36,16 @@ class TrainedBaseline:
 
 def train_baseline(config: FinetuneConfig, *, progress: ProgressCallback | None = None,
                    stop: threading.Event | None = None, feature_cache: FeatureCache | None = None,
-                   data_roots: list[Path] | None = None) -> TrainedBaseline:
+                   access: Access = COMMAND_LINE) -> TrainedBaseline:
     """Train a new head on the frozen backbone with the engine (``config`` in mode "baseline"); the prefix
-    features come from (and go to) ``feature_cache`` (None: the engine's), and the dataset is confined to
-    ``data_roots`` when given. ``progress`` hears the engine's steps.
+    features come from (and go to) ``feature_cache`` (None: the engine's), and the run works for
+    ``access`` (as ``engine.Finetuner``'s). ``progress`` hears the engine's steps.
 
     Raises the run's own error (``errors.error_from``) when it fails, ConfigError when the validation
     split is empty, StopRequested when ``stop`` is set.
     """
     config = replace(config, mode="baseline")
-    job = Finetuner(config, feature_cache, data_roots)
+    job = Finetuner(config, feature_cache, access)
 
     def relay(event: MetricEvent) -> None:
         if event.kind == EventKind.PREPARE:

@@ -10,8 +10,9 @@
 
 Owners. A run launched by an app visitor is theirs (``owner``: their private id; None: the command line's,
 a shared result). An owner's layers and runs are kept apart from the shared ones (their files are named
-with a digest of the owner, and a run's JSON says whose it is): ``runs(visible_to=owner)`` lists only the
-shared runs and that owner's, and a run of that owner reuses only shared layers and its own.
+with a digest of the owner, and a run's JSON says whose it is): ``runs(access=...)`` lists only what that
+``access.Access`` sees (an owner: the shared runs and their own), and a run of an owner reuses only shared
+layers and its own.
 
 A file that cannot be read or is not what this version writes is treated as absent (measured again).
 """
@@ -22,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..access import COMMAND_LINE, Access
 from ..paths import atomic_write, cache_home
 from ..schema import FinetuneConfig
 from .layer import LayerAtlas
@@ -135,10 +137,11 @@ class AtlasRecords:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def runs(self, backbone: str | None = None, visible_to: str | None = None) -> list[RecordedAtlas]:
-        """Every configuration's latest run (of ``backbone``, when given), newest first. With ``visible_to``,
-        only the shared runs (the command line's) and that owner's: an app visitor sees no one else's."""
-        found, tag = [], None if visible_to is None else _owner_tag(visible_to)
+    def runs(self, backbone: str | None = None, access: Access = COMMAND_LINE) -> list[RecordedAtlas]:
+        """Every configuration's latest run (of ``backbone``, when given) that ``access`` sees, newest first:
+        every run for the command line; for an owner, the shared runs (the command line's) and their own, no
+        one else's (``Access.sees``)."""
+        found, tag = [], None if access.owner is None else _owner_tag(access.owner)
         for path in (self.folder / "runs").glob("*.json"):
             if path.name.startswith("."):
                 continue  # a write under way (paths.atomic_write's temporary file)
@@ -147,7 +150,7 @@ class AtlasRecords:
             values = self._read(path)
             try:
                 owner = values.get("owner")
-                if visible_to is not None and owner not in (None, visible_to):
+                if not access.sees(owner):
                     continue  # another visitor's
                 settings = AtlasSettings.from_dict(values["settings"])
                 entry = RecordedAtlas(path, FinetuneConfig.from_dict(values["config"]), settings,

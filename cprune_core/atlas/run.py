@@ -14,13 +14,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from ..ablation import (Heads, TrainedBaseline, consumers, prunable_group, rest_cut, scores_by_criterion,
                         train_baseline, train_heads)
+from ..access import COMMAND_LINE, Access
 from ..data import ImageListDataset
 from ..device import resolve_device
 from ..errors import ConfigError
@@ -121,11 +121,11 @@ def head_fingerprint(heads: Heads) -> str:
 
 
 def _train(config: FinetuneConfig, executor: Executor, in_process: bool, progress, stop, feature_cache,
-           data_roots) -> TrainedBaseline:
+           access: Access) -> TrainedBaseline:
     """The head, trained where the executor runs its work (progress and the cache only in this process; a stop
     cancels a remote task)."""
     here = {"progress": progress, "feature_cache": feature_cache} if in_process else {}
-    return executor.call(train_baseline, config, stop=stop, data_roots=data_roots, **here)
+    return executor.call(train_baseline, config, stop=stop, access=access, **here)
 
 
 def _tasks(todo: list[tuple[int, PlannedLayer, str]], trained: TrainedBaseline, heads: Heads, graph: PruningGraph,
@@ -155,14 +155,15 @@ def _recorded(records: AtlasRecords | None, keys: list[str], owner: str | None) 
 def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, executor: Executor | None = None,
               records: AtlasRecords | None = None, rerun: bool = False, progress: ProgressCallback | None = None,
               stop: threading.Event | None = None, feature_cache: FeatureCache | None = None,
-              data_roots: list[Path] | None = None, owner: str | None = None) -> AtlasResult:
+              access: Access = COMMAND_LINE) -> AtlasResult:
     """Train the head once (``config``: its backbone, dataset, split and seed), then measure every layer
     ``settings`` choose (see ``measure_layer``) on ``executor`` (default: this process). Each layer's result
     is recorded in ``records`` as it ends and, unless ``rerun``, a layer already recorded under its key is
     not measured again; the complete run is recorded as its configuration's latest. ``progress(done, total,
     message)`` counts layers (in this process, also the steps within a layer); a set ``stop`` raises
-    StopRequested (finished layers stay recorded). ``owner``: the app visitor whose run it is (None: the
-    command line's, shared); an owner's records are theirs (see ``AtlasRecords``). Every setting and layer
+    StopRequested (finished layers stay recorded). ``access`` (``access.Access``): the head's training reads
+    its dataset and downloads as it allows, and the records are ``access.owner``'s (None, the command line's:
+    shared; an owner's are theirs, see ``AtlasRecords``). Every setting and layer
     is checked before any training (ConfigError)."""
     started = time.perf_counter()
     settings = (settings or AtlasSettings()).validate()
@@ -172,13 +173,13 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
     plan_layers(load_backbone(config.backbone, "random").model, spec, settings)  # the layers exist: no weights needed
     executor = executor if executor is not None else LocalExecutor(config.device)
     in_process = isinstance(executor, LocalExecutor)
-    trained = _train(config, executor, in_process, progress, stop, feature_cache, data_roots)
+    trained = _train(config, executor, in_process, progress, stop, feature_cache, access)
     graph = PruningGraph(trained.model, spec)
     planned = plan_layers(trained.model, spec, settings, graph)
     heads = Heads.of(train_heads(trained, settings.heads, progress=progress, stop=stop))
     head = head_fingerprint(heads)
     keys = [layer_key(trained.config, head, p.layer, settings) for p in planned]
-    done = {} if rerun else _recorded(records, keys, owner)
+    done = {} if rerun else _recorded(records, keys, access.owner)
     todo = [(index, p, key) for index, (p, key) in enumerate(zip(planned, keys)) if index not in done]
     reused = [planned[index].layer for index in sorted(done)]
     report(progress, len(done), len(planned), f"Measuring {len(todo)} of {len(planned)} layers")
@@ -192,12 +193,12 @@ def run_atlas(config: FinetuneConfig, settings: AtlasSettings | None = None, *, 
                                      stop=stop):
         done[todo[index][0]] = layer
         if records is not None:
-            records.put_layer(layer, owner)
+            records.put_layer(layer, access.owner)
         report(progress, len(done), len(planned), f"Measured {layer.layer} ({len(done)} of {len(planned)} layers)")
     network_layers = sum(has_neurons(module) for module in trained.model.modules())
     result = AtlasResult(trained.config, settings, trained.summary, head, network_layers, len(graph.groups),
                          [done[index] for index in range(len(planned))], time.perf_counter() - started,
-                         executor.describe(), time.time(), reused, owner)
+                         executor.describe(), time.time(), reused, access.owner)
     if records is not None:
         records.put_run(result)
     return result

@@ -12,9 +12,9 @@ from .dataset import SPLITS, DatasetSplits, ImageListDataset, collate_skip_bad
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_SIDE, build_transform, open_rgb
 from .loader import loader_workers, make_loader
 from .registry import DATASETS, DEFAULT_DATASET, DatasetSource, get_source, is_cached, load_dataset
-from .roots import NO_VISITOR_DOWNLOADS, confine, data_roots, visitor_downloads
+from .roots import confine
 
-__all__ = ["DATASETS", "DEFAULT_DATASET", "NO_VISITOR_DOWNLOADS", "DatasetSource", "DatasetSplits", "ImageListDataset", "SPLITS",
+__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetSource", "DatasetSplits", "ImageListDataset", "SPLITS",
            "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "DatasetError", "UnreadableImageError", "build_transform",
-           "collate_skip_bad", "confine", "data_roots", "get_source", "is_cached", "load_dataset", "loader_workers",
-           "make_loader", "open_rgb", "visitor_downloads"]
+           "collate_skip_bad", "confine", "get_source", "is_cached", "load_dataset", "loader_workers", "make_loader",
+           "open_rgb"]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..access import COMMAND_LINE, NO_DOWNLOADS, Access
 from ..errors import DatasetError
 from ..ranges import choose
 from ..paths import SAMPLE_FLOWERS, datasets_dir, user_path
@@ -19,7 +20,7 @@ from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
 from .dataset import SPLITS, DatasetSplits, ImageListDataset
 from .indexing import Index, existing_dir, index_image_folder
-from .roots import NO_VISITOR_DOWNLOADS, confine, visitor_downloads
+from .roots import confine
 from .splits import check_split_arguments, keep_per_class, stratified_split
 
 __all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset", "is_cached"]
@@ -93,7 +94,7 @@ def load_dataset(
     train_per_class: int | None = None,
     download: bool = True,
     cache_dir: Path | None = None,
-    roots: list[Path] | None = None,
+    access: Access = COMMAND_LINE,
     stop: threading.Event | None = None,
 ) -> DatasetSplits:
     """Locate (or download), index and split one of `DATASETS`.
@@ -103,9 +104,10 @@ def load_dataset(
     Splits are stratified per class and depend only on seed; oxford-flowers102 keeps its
     official train/val/test splits and ignores the fractions. train_per_class=k keeps k
     seeded train images per class (few-shot); val and test are unchanged.
-    roots: the folders a visitor may read (data_roots()); None, as for the command line, reads
-    anything. With roots (a visitor's request) nothing is downloaded when the server's
-    CPRUNE_DOWNLOADS is off, whatever ``download`` says. stop: ends indexing early with StopRequested.
+    download: whether a dataset missing from the cache may be downloaded now. access: whom the call
+    works for (``access.Access``): with data roots (the app's visitors) only folders inside them are
+    read, and a folder given is never downloaded into; with downloads off nothing is downloaded,
+    whatever ``download`` says. stop: ends indexing early with StopRequested.
     Raises ConfigError for impossible arguments and DatasetError for data that cannot be used.
     """
     source = get_source(name)
@@ -113,7 +115,7 @@ def load_dataset(
     started = time.perf_counter()
     cache_dir = user_path(cache_dir) if cache_dir is not None else datasets_dir()
     try:
-        data_folder, index = _locate_and_index(source, root, cache_dir, download, roots, stop)
+        data_folder, index = _locate_and_index(source, root, cache_dir, download, access, stop)
     except OSError as error:  # the folder changed under the walk, a name too long for the file system, ...
         where = f" ({error.filename})" if error.filename else ""
         raise DatasetError(f"The dataset could not be read: {error.strerror or error}{where}. Check the folder "
@@ -124,7 +126,7 @@ def load_dataset(
     datasets = {
         split: ImageListDataset(
             [(path, label) for label, paths in enumerate(by_split[split]) for path in paths], index.classes,
-            roots=roots,
+            roots=access.data_roots,
         )
         for split in SPLITS
     }
@@ -154,26 +156,27 @@ def is_cached(name: str, cache_dir: Path | None = None) -> bool:
 
 
 def _locate_and_index(source: DatasetSource, root: str | Path | None, cache_dir: Path, download: bool,
-                      roots: list[Path] | None, stop: threading.Event | None) -> tuple[Path, Index]:
+                      access: Access, stop: threading.Event | None) -> tuple[Path, Index]:
     """The folder holding the data (downloaded when needed and allowed) and its index."""
+    roots = access.data_roots
     root = existing_dir(root, roots=roots) if root is not None else None
-    visitor_folder = roots is not None and root is not None
+    confined_folder = access.confined and root is not None
     try:
         data_folder = source.locate(root, cache_dir, False)  # already there: no lock, no wait
     except DatasetError as error:
-        if visitor_folder and source.needs_download:  # a visitor's folder is only read: anyone could fill it
+        if confined_folder and source.needs_download:  # a visitor's folder is only read: anyone could fill it
             advice = ("The app downloads datasets only into its own cache: leave the folder empty to download "
-                      "there." if visitor_downloads() else f"{NO_VISITOR_DOWNLOADS}.")
+                      "there." if access.downloads else f"{NO_DOWNLOADS}.")
             raise DatasetError(f"{error} {advice}") from error
-        if roots is not None and source.needs_download and not visitor_downloads():
-            raise DatasetError(f"{source.name} is not in this server's dataset cache. {NO_VISITOR_DOWNLOADS}: type "
+        if access.confined and source.needs_download and not access.downloads:
+            raise DatasetError(f"{source.name} is not in this server's dataset cache. {NO_DOWNLOADS}: type "
                                "a folder that holds it, inside the server's data folders, or choose flowers-sample.") \
                 from error
-        if not (source.needs_download and download):
+        if not (source.needs_download and download and access.downloads):
             raise
         with download_lock(root or cache_dir):  # the first downloader; the others then find it there
             data_folder = source.locate(root, cache_dir, True)
-    if visitor_folder:  # where indexing starts (root, or a folder below it that may be a link)
+    if confined_folder:  # where indexing starts (root, or a folder below it that may be a link)
         data_folder = confine(data_folder, roots)
     index = source.index(data_folder, roots=roots, stop=stop)
     return data_folder, index

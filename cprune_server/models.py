@@ -9,13 +9,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..checkpoint import SPEC_FILE
-from ..data.roots import data_roots, is_inside
-from ..errors import StoreError
-from ..paths import models_dir
-from ..runs import run_and_record
-from ..schema import EventKind, FinetuneConfig, MetricEvent
-from ..store import RunStore
+from cprune_core.checkpoint import SPEC_FILE
+from cprune_core.data.roots import is_inside
+from cprune_core.errors import StoreError
+from cprune_core.paths import models_dir
+from cprune_core.runs import run_and_record
+from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent
+from cprune_core.store import RunStore
+
+from .access import visitor_access
 
 __all__ = ["recorded_run", "keep_models_within", "downloadable_runs", "STORE_ADVICE"]
 
@@ -26,9 +28,9 @@ STORE_ADVICE = "Whoever runs this server can set CPRUNE_HOME to a writable folde
 
 def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callable[[MetricEvent], None],
                  owner: str, *, models_budget: int) -> None:
-    """Run ``config`` with the dataset confined to the data roots, recorded in the run store as ``owner``'s,
-    its model saved in a new folder of models_dir(), then the saved models kept within ``models_budget`` bytes.
-    A store that cannot be used does not stop the run (an event says so). A ``Runner`` of the RunQueue once
+    """Run ``config`` as the visitor ``owner`` (``visitor_access``: the dataset confined to the data roots,
+    downloads as the server allows, recorded in the run store as theirs), its model saved in a new folder of
+    models_dir(), then the saved models kept within ``models_budget`` bytes. A store that cannot be used does not stop the run (an event says so). A ``Runner`` of the RunQueue once
     ``models_budget`` is bound."""
     try:
         store = RunStore()
@@ -39,7 +41,7 @@ def recorded_run(config: FinetuneConfig, stop: threading.Event, on_event: Callab
         if store.recovery_note:
             on_event(MetricEvent(EventKind.PREPARE, message=store.recovery_note))
     save_dir = models_dir() / uuid.uuid4().hex
-    run_and_record(config, store, save_dir, stop, on_event, owner=owner, data_roots=data_roots())
+    run_and_record(config, store, save_dir, stop, on_event, access=visitor_access(owner))
     keep_models_within(models_dir(), models_budget, newest=save_dir)
 
 

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from ..errors import ConfigError, CPruneError, StopRequested
-from ..schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
-from ..settings import setting
+from cprune_core.errors import ConfigError, CPruneError, StopRequested
+from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
 from .presence import Attendance
+from .settings import setting
 
 __all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueOverview", "QueueLimits",
            "RunQueue", "FINETUNE", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR"]

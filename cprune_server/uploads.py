@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CheckpointError
-from ..registry import MAX_CHECKPOINT_BYTES
+from cprune_core.errors import CheckpointError
+from cprune_core.registry import MAX_CHECKPOINT_BYTES
+
 from .queue import RunQueue
 
 __all__ = ["Uploads", "launch_user", "uses_in_progress"]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..paths import cache_home
-from ..settings import setting
+from cprune_core.paths import cache_home
+
 from .models import recorded_run
 from .queue import QueueLimits, RunQueue
+from .settings import setting
 from .uploads import Uploads, uses_in_progress
 
 __all__ = ["make_run_queue", "make_uploads"]

@@ -1,0 +1,44 @@
+"""The environment variables the app's server reads (its run queue, visitors' uploads and saved models,
+downloads and data folders on a visitor's behalf, the operator's token), declared as the core's are
+(``cprune_core.settings.Setting``), and the check the server makes of every variable as it starts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cprune_core.ranges import Range
+from cprune_core.settings import SETTINGS as CORE_SETTINGS
+from cprune_core.settings import Setting, check_settings
+
+__all__ = ["SERVER_SETTINGS", "ALL_SETTINGS", "setting", "check_server_settings"]
+
+SERVER_SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
+    Setting("CPRUNE_CONCURRENT_RUNS", 1, "launches the app's queue runs at once (on a CPU one run already uses "
+            "every core)", Range(1, 64, integer=True)),
+    Setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2, "launches one visitor (one browser) may have waiting or running",
+            Range(1, 1000, integer=True)),
+    Setting("CPRUNE_VISITOR_GRACE_S", 60, "seconds a visitor's waiting launches are kept after the last tab of "
+            "their browser closed (a reload takes a second or two)", Range(0, 86_400)),
+    Setting("CPRUNE_MODELS_BUDGET_MB", 5120, "disk space for the models the app's runs save, oldest deleted first",
+            Range(1, 10**9, integer=True)),
+    Setting("CPRUNE_UPLOAD_BUDGET_MB", 2048, "disk space for visitors' uploaded files", Range(1, 10**9, integer=True)),
+    Setting("CPRUNE_DOWNLOADS", "on", "whether the app downloads weights and datasets a visitor asks for; off: it "
+            "offers only what is already cached", choices=("on", "off")),
+    Setting("CPRUNE_ADMIN_TOKEN", "", "the token that opens the app's operator page (/operator); unset: no page",
+            secret=True),
+    Setting("CPRUNE_DATA_ROOTS", "", "the folders the app's visitors may read datasets from; unset: the project's "
+            "assets, ../shared/data and the dataset cache", folders=True),
+)}
+ALL_SETTINGS: dict[str, Setting] = {**CORE_SETTINGS, **SERVER_SETTINGS}  # every variable the app reads
+
+
+def setting(name: str) -> int | float | str | tuple[Path, ...]:
+    """The value of the server's environment variable ``name`` (one of SERVER_SETTINGS): ``Setting.read``
+    (ConfigError naming the variable when its value cannot be used)."""
+    return SERVER_SETTINGS[name].read()
+
+
+def check_server_settings() -> None:
+    """Read every variable the app reads, the core's and the server's, once: ConfigError naming the first whose
+    value cannot be used."""
+    check_settings(ALL_SETTINGS.values())
