@@ -111,7 +111,7 @@ def main() -> None:
     executor = ["--executor", "ray", "--cpus-per-task", "1"] if args.ray else []
     print(f"bench_atlas: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.only in (None, "sharing"):
-        sharing(AtlasSettings().val_images)
+        sharing(128)
     if args.only in (None, "quick"):
         with tempfile.TemporaryDirectory() as out:
             timed_command("quick", ["--quick", "--out", out, *executor])

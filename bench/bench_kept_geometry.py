@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from cprune_core import CRITERIA, keep_count, load_backbone  # noqa: E402
 from cprune_core.ablation import scores_by_criterion  # noqa: E402
-from cprune_core.atlas import AtlasSettings, group_curves, group_similarities, kept_set_geometry  # noqa: E402
+from cprune_core.geometry import group_curves, group_similarities, kept_set_geometry  # noqa: E402
+from cprune_core.kept_sets import GEOMETRY_SEEDS  # noqa: E402
 from cprune_core.pruning import PruningGraph, kept_indices  # noqa: E402
 
 LAYER, TAU = "head.1", 0.1
@@ -48,7 +49,7 @@ def core(repeats: int) -> None:
     [similarity] = group_similarities(loaded.model, group)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        scores = scores_by_criterion(graph, group, list(CRITERIA), tau=TAU, seeds=AtlasSettings().seeds)
+        scores = scores_by_criterion(graph, group, list(CRITERIA), tau=TAU, seeds=GEOMETRY_SEEDS)
     rankings = [torch.from_numpy(row) for rows in scores.values() for row in rows]
     graph_rankings = [torch.from_numpy(scores[name][0]) for name in CRITERIA if CRITERIA[name].uses_graph]
     n = group.channels
@@ -69,7 +70,7 @@ def core(repeats: int) -> None:
     first = [seconds(curves_all) for _ in range(repeats)]
     on_tau = [seconds(lambda: [group_curves([similarity], r) for r in graph_rankings]) for _ in range(repeats)]
     plain = [seconds(lambda keep=keep: per_keep(keep)) for keep in KEEPS[::3] for _ in range(max(1, repeats // 2))]
-    print(f"{LAYER}: {n:,} neurons, {len(rankings)} kept sets (7 criteria, random's {AtlasSettings().seeds} seeds); "
+    print(f"{LAYER}: {n:,} neurons, {len(rankings)} kept sets (7 criteria, random's {GEOMETRY_SEEDS} seeds); "
           f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
     print(f"  group_curves of all {len(rankings)} rankings (a layer's first view): median {1e3 * statistics.median(first):.0f} ms")
     print(f"  group_curves of the {len(graph_rankings)} graph criteria (tau moved): median "

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .atlas.geometry import KeptSetCurves, group_curves, group_similarities
+from .geometry import KeptSetCurves, group_curves, group_similarities
 from .graph import cosine_similarity
 from .layer_view import criterion_scores
 from .model_source import BackboneSource
@@ -27,7 +27,7 @@ GEOMETRY_SEEDS = 8  # random's kept sets a geometry table averages: live as the 
 
 
 def kept_set(scores: np.ndarray, count: int) -> set[int]:
-    """The ``count`` best-scored neurons, chosen exactly as prune_model chooses them (ties: the lower index)."""
+    """The ``count`` best-scored neurons, chosen exactly as prune_model chooses them (ties in a seeded random order: ``pruning.ranking``)."""
     return set(kept_indices(torch.from_numpy(scores), count))
 
 

@@ -20,7 +20,8 @@ from tiny_data import make_tiny_folder
 
 from cprune_core import CRITERIA, FinetuneConfig, PruningGraph, keep_count, kept_indices
 from cprune_core.ablation import scores_by_criterion
-from cprune_core.atlas import AtlasRecords, AtlasSettings, atlas_sentences, group_geometry, group_similarities, run_atlas
+from cprune_core.atlas import AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
+from cprune_core.geometry import group_geometry, group_similarities
 from cprune_core.atlas.report import heatmap_panels
 from cprune_core.features import FeatureCache
 from cprune_server import LaunchState

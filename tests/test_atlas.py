@@ -25,8 +25,8 @@ from torch import nn
 from cprune_core import registry
 from cprune_core.access import Access
 from cprune_core.atlas import (SEQUENTIAL_HITS, TIED_FLAG, AtlasRecords, AtlasResult, AtlasSettings, BlockInputs,
-                               atlas_sentences, kept_set_geometry, pooled_tests, run_atlas)
-from cprune_core.atlas.geometry import group_curves, group_geometry
+                               atlas_sentences, pooled_tests, run_atlas)
+from cprune_core.geometry import group_curves, group_geometry, kept_set_geometry
 from cprune_core.atlas.measure import single_neuron_statistics
 from cprune_core.ablation import AblationResult
 from cprune_core.cli import main

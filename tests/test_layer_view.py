@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cprune_core import BackboneSource, FileSource, cosine_similarity, make_criterion, summarize, threshold_adjacency
-from cprune_core.atlas import group_curves
+from cprune_core.geometry import group_curves
 from cprune_core.centrality import POWER_TOLERANCE
 from cprune_core.errors import ConfigError
 from cprune_core.graph import adjacency_of

@@ -23,7 +23,7 @@ import torch
 from cprune_core import (CRITERIA, Backbone, CostModel, LayerInfo, cosine_similarity, exact_cost, layout_2d,
                          load_backbone, make_criterion, measure_latency_ms, prune_model, threshold_adjacency)
 from cprune_core import graph, kept_sets, layer_view
-from cprune_core.atlas import KeptSetCurves
+from cprune_core.geometry import KeptSetCurves
 from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
 from cprune_core.layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, layerwise_rows

@@ -5,7 +5,7 @@ measures, with no retraining: the exact ablation effect of a seeded sample of it
 image (the ablation package's ``PooledAblator`` / ``ForwardAblator``), its split-half reliability, and each
 criterion's Spearman rho with it (an interval resampling images and neurons, a permutation p-value with its Monte
 Carlo error); group ablation keeping a fraction of the neurons by each criterion, ranked among random kept sets;
-and the redundancy and coverage of every kept set (``kept_set_geometry``). ``run_atlas`` runs
+and the redundancy and coverage of every kept set (``geometry.kept_set_geometry``). ``run_atlas`` runs
 the layers in network order, carrying the validation images through the network once (``BlockInputs``),
 on an executor (this process, or one Ray task per layer), recording each layer as it ends
 (``AtlasRecords``, by the layer's key: a run resumes). ``AtlasResult`` holds the whole atlas, the tests
@@ -18,7 +18,6 @@ Validation split only. Long steps take ``progress(done, total, message)`` (done,
 ``stop`` event; a set ``stop`` raises ``StopRequested``.
 """
 from .blocks import BlockInputs, chain_steps
-from .geometry import KeptSetCurves, KeptSetGeometry, group_curves, group_geometry, group_similarities, kept_set_geometry
 from .layer import LayerAtlas, LayerTask
 from .measure import measure_layer
 from .pooled import PooledTests, pooled_tests
@@ -29,8 +28,7 @@ from .sentence import atlas_sentences, geometry_gaps, layers_sentence, pooled_se
 from .settings import DEFAULT_SAMPLE, QUICK_LAYERS, SEQUENTIAL_HITS, AtlasSettings
 from .significance import ALPHA, PERMUTATIONS, VERDICTS, verdict
 
-__all__ = ["BlockInputs", "chain_steps", "KeptSetGeometry", "kept_set_geometry", "group_similarities",
-           "group_geometry", "KeptSetCurves", "group_curves", "LayerAtlas", "LayerTask", "measure_layer", "PooledTests",
+__all__ = ["BlockInputs", "chain_steps", "LayerAtlas", "LayerTask", "measure_layer", "PooledTests",
            "pooled_tests", "AtlasRecords", "RecordedAtlas", "configuration_key", "layer_key", "TESTS", "TIED_FLAG",
            "AtlasResult", "Family", "PlannedLayer", "head_fingerprint", "plan_layers", "run_atlas", "validation_subset",
            "atlas_sentences", "pooled_sentence", "layers_sentence", "geometry_gaps", "why_sentence", "DEFAULT_SAMPLE",

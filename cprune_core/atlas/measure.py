@@ -25,7 +25,7 @@ from ..pruning import kept_indices
 from ..registry import get_spec
 from ..stats import PValue, Reliability, rank_correlation_p, sequential_rank_p, split_half_reliability
 from ..stats.pvalues import needs_more_draws
-from .geometry import group_geometry, group_similarities
+from ..geometry import group_geometry, group_similarities
 from .layer import LayerAtlas, LayerTask
 from .settings import REFINED_PERMUTATIONS, SEQUENTIAL_HITS, AtlasSettings
 from .significance import ALPHA

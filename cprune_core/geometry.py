@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..graph import cosine_similarity
-from ..layers import weight_vectors
-from ..pruning import TIE_SEED, PrunableGroup, ranking
+from .errors import ConfigError
+from .graph import cosine_similarity
+from .layers import weight_vectors
+from .pruning import TIE_SEED, PrunableGroup, ranking
 
 __all__ = ["KeptSetGeometry", "kept_set_geometry", "group_similarities", "group_geometry", "KeptSetCurves",
            "group_curves"]
