@@ -85,7 +85,8 @@ def test_the_layerwise_page_shows_the_recorded_atlas_as_a_heatmap(home, recorded
     at = open_app("layerwise")
     assert [box.options for box in at.selectbox if box.label == "Recorded atlas"] == [
         [atlas_view.run_label(entry) for entry in AtlasRecords().runs()]]
-    assert "shared (command line)" in atlas_view.run_label(AtlasRecords().runs()[0])
+    [shared] = [entry for entry in AtlasRecords().runs() if not entry.reference]
+    assert "shared (command line)" in atlas_view.run_label(shared)
     finding = atlas_sentences(result)[0]
     assert any(shown(m.value) == finding for m in at.markdown), "the generated finding, as text, above the heatmap"
     panels = heatmap_panels(result)
@@ -103,6 +104,30 @@ def test_the_layerwise_page_shows_the_recorded_atlas_as_a_heatmap(home, recorded
                "neurons of each layer" in shown(c.value) and
                f"on {result.layers[0].result.n_images} validation images, averaged over 3 heads" in shown(c.value)
                for c in at.caption), "the settings the run used"
+
+
+def test_a_fresh_install_shows_the_reference_atlas_without_measuring_anything(recorded, tmp_path, monkeypatch):
+    """The committed report's runs (docs/atlas-<backbone>.json.gz) are listed first, read-only, for everyone."""
+    from cprune_core.atlas import records
+    from cprune_core.atlas.report import write_atlas_report
+
+    result = recorded[1]
+    docs = tmp_path / "docs"
+    write_atlas_report(result, docs, command="cmd", elapsed_s=1, device="cpu")
+    monkeypatch.setattr(records, "REFERENCE_DIR", docs)
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "fresh-home"))  # nothing recorded, nothing measured
+    [entry] = AtlasRecords().runs("efficientnet_lite0")
+    assert entry.reference and entry.owner is None
+    at = open_app("layerwise")
+    assert [box.options for box in at.selectbox if box.label == "Recorded atlas"] == [[atlas_view.run_label(entry)]]
+    assert "reference (docs/atlas.md)" in atlas_view.run_label(entry)
+    assert any(shown(m.value) == atlas_sentences(result)[0] for m in at.markdown)
+    assert not any("No atlas" in i.value for i in at.info)
+    read_back = AtlasRecords().read(entry).to_dict()["tests"]
+    for name, families in result.to_dict()["tests"].items():  # 6 significant digits keep every verdict
+        for theirs, ours in zip(read_back[name], families):
+            assert theirs["verdicts"] == ours["verdicts"]
+            assert theirs["adjusted_p"] == pytest.approx(ours["adjusted_p"], rel=1e-5, nan_ok=True)
 
 
 def test_a_clicked_cell_opens_its_layer_on_the_importance_page_and_in_the_explorer(home, recorded, folder):

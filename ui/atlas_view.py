@@ -49,18 +49,17 @@ def _modified_ns(path: Path) -> int:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _runs(folder: str, backbone: str, access: Access, files: tuple[tuple[str, int], ...]) -> list[RecordedAtlas]:
-    """``AtlasRecords(folder).runs``; ``files`` (each run file's name and modification time) is the cache key."""
+    """``AtlasRecords(folder).runs``; ``files`` (each run file's path and modification time) is the cache key."""
     return AtlasRecords(folder).runs(backbone, access)
 
 
 def visible_runs(key: ModelKey, access: Access) -> list[RecordedAtlas]:
-    """The recorded atlas runs of the loaded backbone and weights that ``access`` sees (a visitor: the command
-    line's and their own), newest first; the records are read again only when a file of them changed, not at every
-    rerun of the page."""
-    folder = AtlasRecords().folder
-    files = tuple(sorted((path.name, _modified_ns(path)) for path in (folder / "runs").glob("*.json")
-                         if not path.name.startswith(".")))
-    return [entry for entry in _runs(str(folder), key.backbone, access, files)
+    """The atlas runs of the loaded backbone and weights that ``access`` sees: the reference runs shipped with
+    CPrune first, then the recorded ones (a visitor: the command line's and their own), newest first; the records
+    are read again only when a file of them changed, not at every rerun of the page."""
+    records = AtlasRecords()
+    files = tuple((str(path), _modified_ns(path)) for path in records.run_files())
+    return [entry for entry in _runs(str(records.folder), key.backbone, access, files)
             if entry.config.weights == key.weights and (entry.config.checkpoint or "") == key.checkpoint]
 
 
@@ -83,7 +82,8 @@ def run_label(entry: RecordedAtlas) -> str:
     settings, config = entry.settings, entry.config
     sample = f"up to {DEFAULT_SAMPLE} neurons" if settings.sample_size is None else f"{settings.sample_size} neurons"
     images = "every validation image" if settings.val_images is None else f"{settings.val_images} images"
-    whose = "shared (command line)" if entry.owner is None else "yours"
+    whose = ("reference (docs/atlas.md)" if entry.reference else "shared (command line)" if entry.owner is None
+             else "yours")
     when = datetime.fromtimestamp(entry.created).strftime("%d %b %H:%M")
     return (f"{dataset_label(config)}, {config.image_size} px · {entry.layers} layers, {sample}, {images}, "
             f"{settings.heads} heads, up to {settings.seeds} random kept sets, τ {settings.tau:g} · {whose} · {when}")

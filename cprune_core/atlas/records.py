@@ -14,23 +14,29 @@ with a digest of the owner, and a run's JSON says whose it is): ``runs(access=..
 ``access.Access`` sees (an owner: the shared runs and their own), and a run of an owner reuses only shared
 layers and its own.
 
+Reference atlases: the report of the command line's full atlas (``report.write_atlas_report`` into docs/) writes
+each backbone's run as ``atlas-<backbone>.json.gz`` beside it; those files are shipped in the repository, and
+``runs`` lists them (``reference``: read-only, shared with every visitor) before anyone has measured anything.
+
 A file that cannot be read or is not what this version writes is treated as absent (measured again).
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..access import COMMAND_LINE, Access
-from ..paths import atomic_write, cache_home
+from ..paths import DOCS_DIR, atomic_write, cache_home
 from ..schema import FinetuneConfig
 from .layer import LayerAtlas
 from .result import AtlasResult
 from .settings import AtlasSettings
 
-__all__ = ["AtlasRecords", "RecordedAtlas", "layer_key", "configuration_key", "ATLAS_VERSION"]
+__all__ = ["AtlasRecords", "RecordedAtlas", "layer_key", "configuration_key", "write_reference", "ATLAS_VERSION",
+           "REFERENCE_PATTERN", "REFERENCE_DIR"]
 
 ATLAS_VERSION = 2  # part of every key: a change to what a layer's numbers mean changes it
 # What does not change the atlas: the machine's device and logging, and the pruning settings (its head is a baseline run).
@@ -77,17 +83,24 @@ class RecordedAtlas:
     layers: int
     created: float
     owner: str | None  # the app visitor who launched it; None: the command line (shared)
+    reference: bool = False  # shipped with CPrune beside its report (docs/), read-only
 
     @property
     def backbone(self) -> str:
         return self.config.backbone
 
 
-class AtlasRecords:
-    """The results folder (``folder`` None: ``cache_home()/atlas``, read when used)."""
+REFERENCE_PATTERN = "atlas-*.json.gz"  # the reference runs beside the committed report
+REFERENCE_DIR = DOCS_DIR
 
-    def __init__(self, folder: str | Path | None = None):
+
+class AtlasRecords:
+    """The results folder (``folder`` None: ``cache_home()/atlas``, read when used) and the folder of reference
+    runs (``reference`` None: REFERENCE_DIR, the committed report's docs/)."""
+
+    def __init__(self, folder: str | Path | None = None, reference: str | Path | None = None):
         self._folder = Path(folder) if folder is not None else None
+        self.reference = Path(reference) if reference is not None else REFERENCE_DIR
 
     @property
     def folder(self) -> Path:
@@ -100,8 +113,9 @@ class AtlasRecords:
     @staticmethod
     def _read(path: Path) -> dict | None:
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+            return json.loads(raw)
+        except (OSError, ValueError, EOFError):
             return None
 
     def _layer(self, key: str, owner: str | None) -> LayerAtlas | None:
@@ -137,31 +151,51 @@ class AtlasRecords:
         except (KeyError, TypeError, ValueError):
             return None
 
+    def run_files(self) -> list[Path]:
+        """The files ``runs`` reads: the reference runs, then the recorded runs (a write under way left out)."""
+        recorded = [path for path in (self.folder / "runs").glob("*.json") if not path.name.startswith(".")]
+        return sorted(self.reference.glob(REFERENCE_PATTERN)) + recorded
+
     def runs(self, backbone: str | None = None, access: Access = COMMAND_LINE) -> list[RecordedAtlas]:
-        """Every configuration's latest run (of ``backbone``, when given) that ``access`` sees, newest first:
-        every run for the command line; for an owner, the shared runs (the command line's) and their own, no
-        one else's (``Access.sees``)."""
+        """Every configuration's latest run (of ``backbone``, when given) that ``access`` sees: the reference runs
+        first, then the recorded ones newest first: every run for the command line; for an owner, the shared runs
+        (the command line's) and their own, no one else's (``Access.sees``)."""
         found, tag = [], None if access.owner is None else _owner_tag(access.owner)
-        for path in (self.folder / "runs").glob("*.json"):
-            if path.name.startswith("."):
-                continue  # a write under way (paths.atomic_write's temporary file)
-            if tag is not None and "-" in path.stem and not path.stem.endswith(tag):
+        for path in self.run_files():
+            reference = path.name.endswith(".gz")
+            if not reference and tag is not None and "-" in path.stem and not path.stem.endswith(tag):
                 continue  # another owner's, by its name: not read at all
-            values = self._read(path)
-            try:
-                owner = values.get("owner")
-                if not access.sees(owner):
-                    continue  # another visitor's
-                settings = AtlasSettings.from_dict(values["settings"])
-                entry = RecordedAtlas(path, FinetuneConfig.from_dict(values["config"]), settings,
-                                      len(values["layers"]), float(values.get("created", 0.0)), owner)
-            except (AttributeError, KeyError, TypeError, ValueError):
-                continue
-            if backbone is None or entry.backbone == backbone:
+            entry = self._entry(path, reference)
+            if entry is not None and access.sees(entry.owner) and (backbone is None or entry.backbone == backbone):
                 found.append(entry)
-        return sorted(found, key=lambda entry: entry.created, reverse=True)
+        return sorted(found, key=lambda entry: (not entry.reference, -entry.created))
+
+    def _entry(self, path: Path, reference: bool) -> RecordedAtlas | None:
+        values = self._read(path)
+        try:
+            owner = None if reference else values.get("owner")  # a reference run is everyone's
+            return RecordedAtlas(path, FinetuneConfig.from_dict(values["config"]),
+                                 AtlasSettings.from_dict(values["settings"]), len(values["layers"]),
+                                 float(values.get("created", 0.0)), owner, reference)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
 
     def read(self, entry: RecordedAtlas) -> AtlasResult | None:
         """The run ``runs`` listed (None when it was damaged or removed since, or is no longer its owner's)."""
         result = self._result(entry.path)
-        return result if result is not None and result.owner == entry.owner else None
+        return result if result is not None and (entry.reference or result.owner == entry.owner) else None
+
+
+def write_reference(result: AtlasResult, path: Path) -> Path:
+    """``result`` as a compact reference run (gzip JSON, numbers to 6 significant digits), as ``runs`` reads it."""
+    def compact(value):
+        if isinstance(value, float):
+            return float(f"{value:.6g}")
+        if isinstance(value, list):
+            return [compact(v) for v in value]
+        if isinstance(value, dict):
+            return {k: compact(v) for k, v in value.items()}
+        return value
+
+    text = json.dumps(compact({**result.to_dict(), "owner": None}), separators=(",", ":"))
+    return atomic_write(path, lambda temporary: Path(temporary).write_bytes(gzip.compress(text.encode(), mtime=0)))

@@ -18,6 +18,7 @@ import pandas as pd
 from ..experiment.importance_report import dataset_label
 from ..paths import atomic_write
 from .pooled import PooledTests, pooled_tests
+from .records import write_reference
 from .result import TIED_FLAG, AtlasResult, Family
 from .sentence import atlas_sentences
 from .settings import DEFAULT_SAMPLE, SEQUENTIAL_HITS
@@ -285,7 +286,8 @@ METHOD = (
 
 def write_atlas_report(results: list[AtlasResult] | AtlasResult, out_dir: Path, *, command: str, elapsed_s: float,
                        device: str, stem: str = "atlas") -> dict[str, Path]:
-    """<stem>.md (generated), <stem>.csv (one row per backbone, layer and criterion) and <stem>-<backbone>.png in
+    """<stem>.md (generated), <stem>.csv (one row per backbone, layer and criterion), <stem>-<backbone>.png and
+    <stem>-<backbone>.json.gz (the run, as ``AtlasRecords`` lists it: in docs/, the reference the app shows) in
     ``out_dir``, for one atlas or one per backbone (pooled together for the primary tests)."""
     results = [results] if isinstance(results, AtlasResult) else list(results)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -294,6 +296,7 @@ def write_atlas_report(results: list[AtlasResult] | AtlasResult, out_dir: Path, 
     for result in results:
         paths[result.backbone] = out_dir / f"{stem}-{result.backbone}.png"
         plot_atlas(result, paths[result.backbone])
+        paths[f"{result.backbone} record"] = write_reference(result, out_dir / f"{stem}-{result.backbone}.json.gz")
     finding, layers, why = atlas_sentences(results)
     text = ["# Does centrality predict importance, layer by layer?", "", *_setup(results, command, elapsed_s, device),
             "", "## The primary tests", "", f"**Finding:** {finding}", "", *POOLED_HEADER,
