@@ -9,7 +9,7 @@ the browser does not hold every edge), and draws. The browser filters edges by t
 reports back only the released tau and a clicked (or searched) neuron, each checked here before it is used:
 a message the canvas could not have sent (a forged one) is ignored.
 
-The JavaScript is ES modules (payload, analysis, interaction, edges, legend, view, index), tested on their own
+The JavaScript is ES modules (payload, analysis, interaction, edges, nodes, legend, view, index), tested on their own
 by ``node --test tests/js/``. Streamlit imports a component's JavaScript from a blob: URL made of one string,
 where a relative ``import`` cannot resolve, and serves files only for an installed package that declares an
 ``asset_dir``; so ``bundle`` joins the modules into one module here, as the app starts.
@@ -33,7 +33,7 @@ from .cache import LayerGraph
 __all__ = ["Colouring", "MODULES", "bundle", "graph_canvas", "released_tau", "chosen_neuron", "send_payload"]
 
 ASSETS = Path(__file__).parent / "components" / "graph_canvas"
-MODULES = ("analysis.js", "payload.js", "interaction.js", "edges.js", "legend.js", "view.js", "index.js")
+MODULES = ("analysis.js", "payload.js", "interaction.js", "edges.js", "nodes.js", "legend.js", "view.js", "index.js")
 _IMPORT = re.compile(r'^import \{ ([\w, ]+) \} from "\./([\w-]+\.js)";\n', re.M)
 _EXPORT = re.compile(r"^export (?=(?:async )?(?:function|class|const|let) )", re.M)
 _DECLARED = re.compile(r"^(?:export )?(?:async )?(?:function\*?|class|const|let|var) (\w+)", re.M)

@@ -1,7 +1,8 @@
 // CPrune's graph canvas: one layer's neuron-similarity graph drawn with the Canvas 2D API.
 //
 // A Streamlit Components v2 module (no iframe), made of this folder's modules: payload.js (decoding),
-// analysis.js (counts and centrality at a tau), view.js (drawing), interaction.js (events) and this entry.
+// analysis.js (counts and centrality at a tau), view.js (drawing: edges.js the edges, nodes.js the nodes,
+// legend.js the colours and legend), interaction.js (events) and this entry.
 // Streamlit loads a component's JavaScript from a string, as one module with no URL of its own, so
 // ui/graph_canvas.py joins the modules into one at import time.
 //

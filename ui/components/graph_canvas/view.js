@@ -12,6 +12,7 @@ import { holdsEvery, edgesAbove, stepOf, ranksOf } from "./analysis.js";
 import { fromBase64 } from "./payload.js";
 import { Interaction, nearestNode } from "./interaction.js";
 import { EdgeLayer } from "./edges.js";
+import { NodeRaster, rgba } from "./nodes.js";
 import { LEGEND_WIDTH, PRUNED_COLOUR, circle, colourBins, communitySizes, drawLegend, format } from "./legend.js";
 
 export const FRAME_ENTRY = "cprune-canvas:frame";
@@ -20,6 +21,7 @@ export const PAYLOAD_ENTRY = "cprune-canvas:payload";
 export const PICK_ENTRY = "cprune-canvas:pick";
 const ENTRIES_KEPT = 1000; // frame entries kept in the performance timeline, the most recent
 const SELECTED_COLOUR = "#d62728";
+const OUTLINE = [255, 255, 255, 0.8]; // around each node of a small graph
 const DRAW_CAP = 100_000; // edges drawn at most, the strongest (all of them count in the numbers)
 const SLICE_MS = 8; // background work runs in slices of about this long, so keys and clicks never wait
 const FRAME_BUDGET_MS = 50; // a frame after a single move of tau waits this long at most for its centrality
@@ -74,6 +76,7 @@ export class GraphView {
     this.pendingInput = null;
     this.lastInputAt = -Infinity;
     this.edges = new EdgeLayer(this);
+    this.nodeRaster = new NodeRaster();
     this.interaction = new Interaction(this);
     this.resizer = new ResizeObserver(() => this.resize());
     this.resizer.observe(this.stage);
@@ -473,7 +476,7 @@ export class GraphView {
     context.stroke();
   }
 
-  // Nodes sized by degree and coloured by centrality (or community), one path per colour, the most
+  // Nodes sized by degree and coloured by centrality (or community), stamped (nodes.js) by colour, the most
   // central last (on top); pruned neurons hollow, before the kept ones.
   drawNodes({ summary, colours }) {
     const { n } = this.graph;
@@ -494,26 +497,24 @@ export class GraphView {
       if (this.kept && !this.kept[i]) pruned.push(i);
       else groups[bins.of[i]].push(i);
     }
-    if (pruned.length) {
-      context.beginPath();
-      for (const i of pruned) circle(context, x[i], y[i], this.radius[i]);
-      context.lineWidth = 1.3;
-      context.strokeStyle = PRUNED_COLOUR;
-      context.stroke();
-    }
-    const outline = n <= 1500;
+    const ratio = this.ratio, raster = this.nodeRaster, radius = this.radius;
+    raster.clear(this.canvas.width, this.canvas.height);
+    const hollow = rgba(PRUNED_COLOUR), outline = n <= 1500 ? OUTLINE : null;
+    for (const i of pruned) raster.ring(x[i] * ratio, y[i] * ratio, radius[i] * ratio, 1.3 * ratio, hollow);
     groups.forEach((members, bin) => {
-      if (!members.length) return;
-      context.beginPath();
-      for (const i of members) circle(context, x[i], y[i], this.radius[i]);
-      context.fillStyle = bins.colours[bin];
-      context.fill();
-      if (outline) {
-        context.lineWidth = 0.6;
-        context.strokeStyle = "rgba(255, 255, 255, 0.8)";
-        context.stroke();
+      const colour = rgba(bins.colours[bin]);
+      for (const i of members) {
+        raster.disc(x[i] * ratio, y[i] * ratio, radius[i] * ratio, colour);
+        if (outline) raster.ring(x[i] * ratio, y[i] * ratio, radius[i] * ratio, 0.6 * ratio, outline);
       }
     });
+    if (this.nodeSurface?.width !== this.canvas.width || this.nodeSurface?.height !== this.canvas.height) {
+      this.nodeSurface = new OffscreenCanvas(this.canvas.width, this.canvas.height);
+    }
+    this.nodeSurface.getContext("2d").putImageData(raster.image, 0, 0);
+    context.setTransform(1, 0, 0, 1, 0, 0);
+    context.drawImage(this.nodeSurface, 0, 0);
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
     const selected = this.selected;
     if (selected !== null && selected !== undefined && selected < n) {
       context.beginPath();
