@@ -7,8 +7,9 @@
 - In a real browser: `streamlit run app.py` driven by Playwright with Debian's chromium, WebGL switched off. What
   the canvas shows as tau moves (edges, components, isolated neurons, and neurons' centrality, rank and degree in
   their tooltips) is the core's; the slider by keyboard and by drag; a click and a search selecting a neuron for
-  the panel below; the layer where the browser does not hold every edge; and that the browser asks no other
-  host for anything. Timings are the benchmark's (bench/bench_app.py), not these tests'.
+  the panel below; the layer where the browser does not hold every edge; a layer of 14,336 neurons with 1.5
+  million edges, all held (bench/large_layer.py on bench/canvas_app.py's page; slow); and that the browser asks
+  no other host for anything. Timings are the benchmark's (bench/bench_app.py), not these tests'.
 """
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ import math
 import os
 import runpy
 import shutil
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -381,6 +387,79 @@ def test_where_the_browser_does_not_hold_every_edge_it_says_so_and_shows_the_ser
     core = ranking_centrality(adjacency)
     top = int(torch.argmax(core))
     assert tooltip(page, top)["rank"] == 1
+
+
+@contextmanager
+def serving(script: str, env: dict[str, str]) -> Iterator[str]:
+    """`streamlit run SCRIPT` (a page of this repository) on a free local port, with ``env``: its URL while it runs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and process.poll() is None, f"{script} did not start"
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def edge_list_adjacency(saved, tau: float) -> torch.Tensor:
+    """The dense adjacency at ``tau`` of a layer saved by bench/large_layer.py, from the edges it holds (those the
+    canvas was sent): what ``threshold_adjacency`` makes of its similarity, which is 0 between clusters."""
+    n = len(saved["vectors"])
+    above = saved["weights"] > np.float32(tau)
+    rows, cols = torch.from_numpy(saved["rows"][above]), torch.from_numpy(saved["cols"][above])
+    weights = torch.from_numpy(saved["weights"][above])
+    adjacency = torch.zeros(n, n)
+    adjacency[rows, cols] = weights
+    adjacency[cols, rows] = weights
+    return adjacency
+
+
+@pytest.mark.slow
+@in_browser
+def test_a_layer_of_14336_neurons_with_1_5_million_edges_is_held_and_shows_the_cores_numbers(browser, tmp_path):
+    layer = tmp_path / "large.npz"
+    subprocess.run([sys.executable, "bench/large_layer.py", str(layer)], cwd=ROOT, check=True, timeout=300,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    saved = np.load(layer)
+    held = len(saved["weights"])
+    assert held > 1_400_000
+    with serving("bench/canvas_app.py", {"CPRUNE_CANVAS_LAYER": str(layer)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        open_graph(page, f"{url}/?tau=0.1")
+        slider = page.locator(".cg-slider")
+        for presses, tau in ((0, 0.10), (3, 0.13)):
+            slider.focus()
+            for _ in range(presses):
+                slider.press("ArrowRight")
+            shown = wait_shown(page, tau, centrality="final")
+            assert shown["held"] == str(held) and shown["source"] == "browser"  # every edge, in the browser
+            assert "the browser holds the" not in page.locator(".cg-note").inner_text()
+            adjacency = edge_list_adjacency(saved, tau)
+            summary = summarize(adjacency)
+            assert (shown["stats"]["neurons"], shown["stats"]["edges"], shown["stats"]["components"],
+                    shown["stats"]["isolated"], shown["stats"]["largest"]) == (
+                14_336, summary.edges, summary.components, summary.isolated, summary.largest_component)
+            core = ranking_centrality(adjacency)
+            del adjacency
+            top = int(torch.argmax(core))
+            seen = tooltip(page, top)
+            assert seen["rank"] == 1 and seen["centrality"] == pytest.approx(float(core[top]), abs=6e-5)
+        wait_released(page, 0.13)
+        page.close()
 
 
 @in_browser

@@ -1,7 +1,7 @@
 // Decoding a payload (ui/components/graph_canvas/payload.js) as cprune_core/graph_view.decode_payload does.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { decodePayload, fromBase64, readHeader } from "../../ui/components/graph_canvas/payload.js";
+import { decodePayload, fromBase64, layerOf, readHeader } from "../../ui/components/graph_canvas/payload.js";
 import { layers, skip } from "./fixtures.mjs";
 
 test("a payload's arrays: positions, norms, the edges strongest first, each step's count a prefix", { skip }, () => {
@@ -21,7 +21,7 @@ test("a payload's arrays: positions, norms, the edges strongest first, each step
   }
 });
 
-test("a payload at an odd offset of its buffer is read from there", { skip }, () => {
+test("a payload 4 bytes into its buffer is read from there", { skip }, () => {
   const [{ bytes }] = layers();
   const shifted = new Uint8Array(bytes.length + 4);
   shifted.set(bytes, 4);
@@ -38,4 +38,12 @@ test("base64 arrays as Python sends them", () => {
   assert.deepEqual(Array.from(fromBase64("AQIDBA==", Uint8Array)), [1, 2, 3, 4]);
   assert.deepEqual(Array.from(fromBase64(Buffer.from(new Uint16Array([7, 300]).buffer).toString("base64"),
     Uint16Array)), [7, 300]);
+});
+
+test("a payload this browser cannot hold gives a sentence that says so, not an exception", { skip }, () => {
+  const [{ bytes }] = layers();
+  const held = layerOf(bytes);
+  assert.equal(held.graph.n, decodePayload(bytes).n);
+  const truncated = layerOf(bytes.slice(0, bytes.length - 8)); // its last array runs past the end
+  assert.match(truncated.failed, /^This browser could not hold this layer's graph \(.* MB: .*\)\. A smaller layer/);
 });

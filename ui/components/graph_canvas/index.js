@@ -11,8 +11,7 @@
 // kept neurons, colouring, the server's numbers), which draws. The two meet in `layers` below, by the
 // payload's key. Nothing here asks any host for anything.
 
-import { LayerAnalysis } from "./analysis.js";
-import { decodePayload, readHeader } from "./payload.js";
+import { layerOf, readHeader } from "./payload.js";
 import { GraphView, PAYLOAD_ENTRY } from "./view.js";
 
 const LAYERS_KEPT = 3;
@@ -41,20 +40,12 @@ export default function graphCanvas(component) {
 function receivePayload(bytes) {
   const key = readHeader(bytes).key;
   if (!layers.has(key)) {
-    layers.set(key, hold(bytes));
+    layers.set(key, layerOf(bytes.slice())); // an aligned copy: typed arrays need it
     performance.mark(PAYLOAD_ENTRY, { detail: { key, bytes: bytes.length } });
     while (layers.size > LAYERS_KEPT) layers.delete(layers.keys().next().value);
   }
+  const layer = layers.get(key);
   for (const view of views.values()) {
-    if (view.state.payload === key && view.layer !== layers.get(key)) view.update(view.state, view.component, layers.get(key));
-  }
-}
-
-function hold(bytes) {
-  try {
-    return new LayerAnalysis(decodePayload(bytes.slice())); // an aligned copy: typed arrays need it
-  } catch (error) {
-    return { failed: `This browser could not hold this layer's graph (${(bytes.length / 1e6).toFixed(1)} MB: ` +
-      `${error.message}). A smaller layer or another browser may work.` };
+    if (view.state.payload === key && view.layer !== layer) view.update(view.state, view.component, layer);
   }
 }

@@ -5,6 +5,8 @@
 // header.arrays at its 4-byte-aligned offset: positions float32 (x0, y0, x1, ...), norms float32, rows and
 // cols uint16 (uint32 above 65,535 neurons), weights float32, the edges strongest first.
 
+import { LayerAnalysis } from "./analysis.js";
+
 export const PAYLOAD_MAGIC = "CPG1";
 const TYPED = { float32: Float32Array, uint16: Uint16Array, uint32: Uint32Array };
 
@@ -33,6 +35,17 @@ export function decodePayload(bytes) {
     maxIter: header.maxIter, tol: header.tol, positions: array("positions"), norms: array("norms"),
     rows: array("rows"), cols: array("cols"), weights: array("weights"),
   };
+}
+
+// The layer a payload holds, its analysis to be computed as needed (analysis.js); where this browser cannot
+// hold it (its memory, or bytes that do not hold what their header says), {failed: a sentence saying so}.
+export function layerOf(bytes) {
+  try {
+    return new LayerAnalysis(decodePayload(bytes));
+  } catch (error) {
+    return { failed: `This browser could not hold this layer's graph (${(bytes.length / 1e6).toFixed(1)} MB: ` +
+      `${error.message}). A smaller layer or another browser may work.` };
+  }
 }
 
 // A base64 string (a small array Python sends with each run) as a typed array of `Type`.

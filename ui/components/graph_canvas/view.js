@@ -30,6 +30,7 @@ const PROGRESS_MS = 250; // a centrality still converging is drawn again this of
 const IDLE_MS = 30; // background work starts this long after a frame
 const PREPARED_STEPS = 4; // tau steps on each side of the one shown made ready in the background
 const LEGEND_ROOM = 104; // the legend's height and margin, above a graph on a narrow stage
+const OUTLIERS_HELD = 0.01; // nodes far out of the rest are held at its edge, up to this share of them
 
 export class GraphView {
   constructor(parent) {
@@ -611,13 +612,17 @@ export class GraphView {
 }
 
 // The range of coordinate `axis` within Tukey's fences (one and a half interquartile ranges beyond the
-// quartiles), never beyond the nodes' own range: all of it for fewer than 8 nodes.
+// quartiles), never beyond the nodes' own range: all of it for fewer than 8 nodes, and all of it on a side where
+// more than OUTLIERS_HELD of the nodes lie beyond the fence (a cluster, not a few stragglers, to be seen).
 function robustRange(positions, axis, n) {
   if (!n) return [0, 1];
   const values = Array.from({ length: n }, (_, i) => positions[2 * i + axis]).sort((a, b) => a - b);
   if (n < 8) return [values[0], values[n - 1]];
   const q1 = values[Math.floor(0.25 * (n - 1))], q3 = values[Math.ceil(0.75 * (n - 1))], spread = 1.5 * (q3 - q1);
-  return [Math.max(values[0], q1 - spread), Math.min(values[n - 1], q3 + spread)];
+  const allowed = Math.max(1, Math.floor(OUTLIERS_HELD * n));
+  const below = values.findIndex((v) => v >= q1 - spread), above = n - 1 - values.findLastIndex((v) => v <= q3 + spread);
+  return [below > allowed ? values[0] : Math.max(values[0], q1 - spread),
+    above > allowed ? values[n - 1] : Math.min(values[n - 1], q3 + spread)];
 }
 
 function element(tag, className, parent) {
