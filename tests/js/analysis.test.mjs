@@ -3,7 +3,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { decodePayload } from "../../ui/components/graph_canvas/payload.js";
-import { LayerAnalysis, powerIteration, ranksOf, stepOf, stepSummaries } from "../../ui/components/graph_canvas/analysis.js";
+import {
+  LayerAnalysis, powerIteration, ranksOf, stepOf, stepSummaries,
+} from "../../ui/components/graph_canvas/analysis.js";
 import { layers, skip } from "./fixtures.mjs";
 
 // Float64 here, float32 in the core: the iterates differ by rounding (at most 6e-8 on these fixtures). Where the

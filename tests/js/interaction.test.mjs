@@ -5,7 +5,9 @@ import { nearestNode, parseNeuron, zoomedView } from "../../ui/components/graph_
 
 test("a searched neuron is an integer index of the graph", () => {
   assert.deepEqual(["7", " 0 ", "95"].map((text) => parseNeuron(text, 96)), [7, 0, 95]);
-  for (const text of ["96", "-1", "1.5", "", " ", "seven", "1e1x", "Infinity"]) assert.equal(parseNeuron(text, 96), null, text);
+  for (const text of ["96", "-1", "1.5", "", " ", "seven", "1e1x", "Infinity"]) {
+    assert.equal(parseNeuron(text, 96), null, text);
+  }
 });
 
 test("zooming keeps the point under the pointer where it is, within the scale's bounds", () => {

@@ -207,7 +207,9 @@ export class GraphView {
     const { summary, colours } = this.shown;
     const lines = [`neuron ${node}`];
     if (colours) {
-      if (this.ranked?.values !== colours.values) this.ranked = { values: colours.values, ranks: ranksOf(colours.values) };
+      if (this.ranked?.values !== colours.values) {
+        this.ranked = { values: colours.values, ranks: ranksOf(colours.values) };
+      }
       const when = colours.final ? "" : colours.tau === this.graph.taus[this.step] ? ", converging"
         : `, at τ = ${colours.tau.toFixed(2)}`;
       lines.push(`centrality ${colours.values[node].toFixed(4)} (rank ${format(this.ranked.ranks[node])} of ` +
@@ -317,7 +319,8 @@ export class GraphView {
       if (budget > 0) this.advance(step, performance.now() + budget);
       const power = layer.powers.get(step);
       const colours = power && power.iterations > 0 ? { // a copy until final: the iteration reuses its vectors
-        values: power.done ? power.centrality() : Float64Array.from(power.centrality()), tau, final: power.done, iterations: power.iterations, converged: power.converged,
+        values: power.done ? power.centrality() : Float64Array.from(power.centrality()), tau, final: power.done,
+        iterations: power.iterations, converged: power.converged,
       } : carried && { ...carried, final: false };
       return { summary, colours, source: "browser" };
     }
@@ -558,7 +561,8 @@ export class GraphView {
       ["density", density.toFixed(4), density]];
     if (summary) {
       cells.push(["components", format(summary.components), summary.components],
-        ["largest", format(summary.largest), summary.largest], ["isolated", format(summary.isolated), summary.isolated]);
+        ["largest", format(summary.largest), summary.largest],
+        ["isolated", format(summary.isolated), summary.isolated]);
     } else {
       cells.push(["components", "…", ""], ["largest", "…", ""], ["isolated", "…", ""]);
     }
@@ -620,7 +624,8 @@ function robustRange(positions, axis, n) {
   if (n < 8) return [values[0], values[n - 1]];
   const q1 = values[Math.floor(0.25 * (n - 1))], q3 = values[Math.ceil(0.75 * (n - 1))], spread = 1.5 * (q3 - q1);
   const allowed = Math.max(1, Math.floor(OUTLIERS_HELD * n));
-  const below = values.findIndex((v) => v >= q1 - spread), above = n - 1 - values.findLastIndex((v) => v <= q3 + spread);
+  const below = values.findIndex((v) => v >= q1 - spread);
+  const above = n - 1 - values.findLastIndex((v) => v <= q3 + spread);
   return [below > allowed ? values[0] : Math.max(values[0], q1 - spread),
     above > allowed ? values[n - 1] : Math.min(values[n - 1], q3 + spread)];
 }
