@@ -262,8 +262,6 @@ def click_neurons(page, neurons: tuple[int, ...] = (7, 300, 1000)) -> None:
     neuron panel showing that neuron (its title in the page), measured in the page; and as seen from Playwright,
     whose click and wait add their own round trips."""
     number = page.get_by_label("Neuron index", exact=True)
-    box = page.locator(".cg-canvas").bounding_box()
-    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     in_page, seen = [], []
     for node in neurons:
         page.locator(".cg-search").fill(str(node))
@@ -274,19 +272,20 @@ def click_neurons(page, neurons: tuple[int, ...] = (7, 300, 1000)) -> None:
         number.press("Enter")
         page.get_by_text("of neuron 0 (").first.wait_for(timeout=60_000)
         wait_idle(page)
-        page.evaluate("""title => { window.__panelAt = new Promise(done => {
+        page.evaluate("""title => { window.__panelAt = null;
             const observer = new MutationObserver(() => {
-                if (document.body.textContent.includes(title)) { observer.disconnect(); done(performance.now()); }
+                if (document.body.textContent.includes(title)) { observer.disconnect(); window.__panelAt = performance.now(); }
             });
             observer.observe(document.body, {childList: true, subtree: true, characterData: true});
-        }); }""", f"of neuron {node} (")
+        }""", f"of neuron {node} (")
+        box = page.locator(".cg-canvas").bounding_box()  # where it is now: the page may have scrolled
         begun = time.perf_counter()
-        page.mouse.click(*centre)
-        shown_at = page.evaluate("() => window.__panelAt")
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function("() => window.__panelAt !== null", timeout=60_000, polling=5)
         seen.append(time.perf_counter() - begun)
         picked = entries(page, PICK)[-1]
         assert picked["neuron"] == node, picked
-        in_page.append((shown_at - picked["startTime"]) / 1000)
+        in_page.append((page.evaluate("() => window.__panelAt") - picked["startTime"]) / 1000)
         wait_idle(page)
     median = float(np.median(in_page))
     print(f"click on a neuron of head.1 to the neuron panel updated: {', '.join(f'{s:.2f}' for s in in_page)} s "
