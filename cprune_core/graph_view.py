@@ -34,8 +34,8 @@ from .graph import to_networkx
 __all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "EdgeList", "GraphPayload", "edges_above", "edge_counts", "payload_from_edges",
            "build_payload", "decode_payload", "louvain_labels"]
 
-# Edges a browser is sent at most, the strongest: 8 bytes each (16 MB), held as typed arrays; a power-iteration
-# step over 2 million edges costs the browser about 5 ms (bench/bench_app.py).
+# Edges a browser is sent at most, the strongest: 8 bytes each (16 MB), held as typed arrays. A power-iteration
+# step over 1.5 million edges took chromium 4-17 ms (bench/bench_app.py's 14,336-neuron layer).
 EDGE_CAP = 2_000_000
 PAYLOAD_MAGIC = b"CPG1"
 _HEADER = struct.Struct("<4sI")  # magic, header length
@@ -155,8 +155,8 @@ def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray
     norms : n L2 norms of the weight vectors.
     taus : the slider's tau steps, ascending; edges are kept down to ``taus[0]``.
     max_iter, tol : the power iteration the browser runs (those of the ranking, ``criteria.ranking_centrality``).
-    edge_cap : at most this many edges, the strongest; ties by (row, col), so the same graph given in any
-        order makes the same payload.
+    edge_cap : at most this many edges, the strongest. Edges of equal weight are listed by (row, col), and
+        the ones a cap keeps among them are the same for the same graph in any order: so is the payload.
 
     Returns
     -------

@@ -7,10 +7,12 @@ const sum = (array) => array.reduce((total, value) => total + value, 0);
 
 test("a disc's stamp covers about pi r^2 pixels, a ring its annulus, and is symmetric", () => {
   for (const r of [0.75, 2, 5.5, 30]) {
-    const { half, size, cover } = coverage(r, 0);
-    assert.equal(size, 2 * half + 1);
+    const { half, dx, dy, cover } = coverage(r, 0);
+    assert.equal(half, Math.ceil(r));
     assert.ok(Math.abs(sum(cover) - Math.PI * r * r) < 0.02 * Math.PI * r * r + 0.5, `r = ${r}: ${sum(cover)}`);
     assert.deepEqual(Array.from(cover), Array.from(cover).reverse());
+    assert.deepEqual(Array.from(dx), Array.from(dx).reverse().map((v) => 0 - v));
+    assert.ok(dy.every((v) => Math.abs(v) <= half) && cover.every((c) => c > 0 && c <= 1));
   }
   const ring = coverage(5.5, 4.5).cover;
   assert.ok(Math.abs(sum(ring) - Math.PI * (5.5 ** 2 - 4.5 ** 2)) < 1.5);

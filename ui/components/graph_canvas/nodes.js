@@ -15,20 +15,24 @@ export function rgba(css) {
   return [r, g, b, a];
 }
 
-// How much of each pixel of a (2 half + 1)^2 square centred on its middle pixel lies within `outer` of the
-// centre and beyond `inner` (a disc when inner is 0, else a ring), from each pixel centre's distance: a pixel
-// half in, half out is half covered.
+// The pixels a disc of radius `outer` (a ring, beyond `inner`) covers, around its centre pixel: each one's offset
+// (dx, dy) and how much of it is covered, from the pixel centre's distance (a pixel half in, half out is half
+// covered); pixels not covered at all are left out.
 export function coverage(outer, inner) {
-  const half = Math.ceil(outer), size = 2 * half + 1;
-  const cover = new Float32Array(size * size);
-  for (let py = 0; py < size; py++) {
-    for (let px = 0; px < size; px++) {
-      const distance = Math.hypot(px - half, py - half);
+  const half = Math.ceil(outer), dx = [], dy = [], cover = [];
+  for (let y = -half; y <= half; y++) {
+    for (let x = -half; x <= half; x++) {
+      const distance = Math.hypot(x, y);
       const within = Math.min(Math.max(outer - distance + 0.5, 0), 1);
-      cover[py * size + px] = inner > 0 ? within - Math.min(Math.max(inner - distance + 0.5, 0), 1) : within;
+      const covered = inner > 0 ? within - Math.min(Math.max(inner - distance + 0.5, 0), 1) : within;
+      if (covered <= 0) continue;
+      dx.push(x);
+      dy.push(y);
+      cover.push(covered);
     }
   }
-  return { half, size, cover };
+  return { half, dx: Int16Array.from(dx), dy: Int16Array.from(dy), cover: Float32Array.from(cover),
+    opaque: Uint32Array.from(cover, (c) => (Math.round(c * 255) << 24) >>> 0) }; // an opaque colour's alpha bytes
 }
 
 export class NodeRaster {
@@ -45,17 +49,18 @@ export class NodeRaster {
       this.height = height;
       this.image = typeof ImageData === "undefined" ? { data: new Uint8ClampedArray(width * height * 4) }
         : new ImageData(width, height);
+      this.pixels = new Uint32Array(this.image.data.buffer);
     }
-    this.image.data.fill(0);
+    this.pixels.fill(0);
   }
 
   stamp(outer, inner) {
-    const key = `${Math.round(outer * STEPS_PER_PIXEL)}|${Math.round(inner * STEPS_PER_PIXEL)}`;
+    const outerSteps = Math.round(outer * STEPS_PER_PIXEL), innerSteps = Math.round(inner * STEPS_PER_PIXEL);
+    const key = outerSteps * 65536 + innerSteps;
     let stamp = this.stamps.get(key);
     if (!stamp) {
       if (this.stamps.size >= STAMPS_KEPT) this.stamps.clear(); // zoomed far in: many sizes
-      stamp = coverage(Math.round(outer * STEPS_PER_PIXEL) / STEPS_PER_PIXEL,
-        Math.round(inner * STEPS_PER_PIXEL) / STEPS_PER_PIXEL);
+      stamp = coverage(outerSteps / STEPS_PER_PIXEL, innerSteps / STEPS_PER_PIXEL);
       this.stamps.set(key, stamp);
     }
     return stamp;
@@ -72,24 +77,32 @@ export class NodeRaster {
   }
 
   // Source-over blending of `colour` through the stamp's coverage, clipped to the buffer; the buffer holds
-  // colours not premultiplied by alpha (as ImageData does).
-  paint(x, y, { half, size, cover }, [red, green, blue, alpha]) {
-    const data = this.image.data, width = this.width, height = this.height;
-    const left = Math.round(x) - half, top = Math.round(y) - half;
-    const fromX = Math.max(0, -left), toX = Math.min(size, width - left);
-    const fromY = Math.max(0, -top), toY = Math.min(size, height - top);
-    for (let py = fromY; py < toY; py++) {
-      let at = ((top + py) * width + left + fromX) * 4;
-      for (let px = fromX; px < toX; px++, at += 4) {
-        const source = alpha * cover[py * size + px];
-        if (source === 0) continue;
-        const below = data[at + 3] / 255 * (1 - source);
-        const out = source + below;
-        data[at] = (red * source + data[at] * below) / out;
-        data[at + 1] = (green * source + data[at + 1] * below) / out;
-        data[at + 2] = (blue * source + data[at + 2] * below) / out;
-        data[at + 3] = out * 255;
+  // colours not premultiplied by alpha (as ImageData does). A pixel still transparent, or covered opaquely, is
+  // written whole (most are: nodes seldom overlap), the others blended.
+  paint(x, y, { half, dx, dy, cover, opaque }, [red, green, blue, alpha]) {
+    const data = this.image.data, pixels = this.pixels, width = this.width, height = this.height;
+    const rgb = red | (green << 8) | (blue << 16); // a pixel's 4 bytes as one little-endian integer
+    const cx = Math.round(x), cy = Math.round(y);
+    if (cx + half < 0 || cy + half < 0 || cx - half >= width || cy - half >= height) return;
+    const clipped = cx - half < 0 || cy - half < 0 || cx + half >= width || cy + half >= height;
+    const centre = cy * width + cx;
+    for (let k = 0; k < cover.length; k++) {
+      if (clipped) {
+        const px = cx + dx[k], py = cy + dy[k];
+        if (px < 0 || py < 0 || px >= width || py >= height) continue;
       }
+      const pixel = centre + dy[k] * width + dx[k], at = pixel * 4;
+      const source = alpha * cover[k];
+      if (source === 1 || data[at + 3] === 0) {
+        pixels[pixel] = alpha === 1 ? (rgb | opaque[k]) >>> 0 : (rgb | (Math.round(source * 255) << 24)) >>> 0;
+        continue;
+      }
+      const below = data[at + 3] / 255 * (1 - source);
+      const out = source + below;
+      data[at] = (red * source + data[at] * below) / out;
+      data[at + 1] = (green * source + data[at + 1] * below) / out;
+      data[at + 2] = (blue * source + data[at + 2] * below) / out;
+      data[at + 3] = out * 255;
     }
   }
 }
