@@ -25,6 +25,7 @@ const OUTLINE = [255, 255, 255, 0.8]; // around each node of a small graph
 const DRAW_CAP = 100_000; // edges drawn at most, the strongest (all of them count in the numbers)
 const SLICE_MS = 8; // background work runs in slices of about this long, so keys and clicks never wait
 const FRAME_BUDGET_MS = 20; // a frame after a single move of tau waits about this long for its centrality
+const NODE_BUDGET_MS = 4; // nodes that took longer to draw are not drawn again while tau moves fast
 const BURST_MS = 100; // moves of tau closer together than this (a drag, a held key) wait for none
 const PROGRESS_MS = 250; // a centrality still converging is drawn again this often
 const IDLE_MS = 30; // background work starts this long after a frame
@@ -88,6 +89,7 @@ export class GraphView {
     this.interaction.destroy();
     this.edges.reset();
     clearTimeout(this.idleTimer);
+    clearTimeout(this.heldTimer);
     cancelAnimationFrame(this.frameRequest);
   }
 
@@ -368,7 +370,8 @@ export class GraphView {
   drawFrame() {
     const started = performance.now();
     const step = this.step;
-    const shown = this.shownAt(step, this.pendingInput !== null && this.burst ? 0 : FRAME_BUDGET_MS);
+    const burst = this.pendingInput !== null && this.burst;
+    const shown = this.shownAt(step, burst ? 0 : FRAME_BUDGET_MS);
     this.shown = { summary: shown.summary || this.shown?.summary || null, colours: shown.colours };
     const computed = performance.now();
     this.project();
@@ -385,7 +388,15 @@ export class GraphView {
     const edgesDone = performance.now();
     context.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
     this.drawSelection(edgesAbove(this.graph, step));
-    this.drawNodes(this.shown);
+    // While tau moves fast, nodes that cost more than NODE_BUDGET_MS to draw stay as they were (the legend says so)
+    this.nodesHeld = burst && this.nodesCost > NODE_BUDGET_MS && this.nodesView === this.viewKey();
+    if (this.nodesHeld) {
+      clearTimeout(this.heldTimer);
+      this.heldTimer = setTimeout(() => this.scheduleDraw(), BURST_MS); // drawn again once tau rests
+    } else {
+      this.rasterNodes(this.shown);
+    }
+    this.drawNodes();
     this.drawLegend();
     const finished = performance.now();
     this.writeStats(step, shown);
@@ -400,8 +411,11 @@ export class GraphView {
     this.prepare();
   }
 
+  // Whether the nodes drawn are coloured by the final centrality of the tau of `step`.
   isFinal(step, shown) {
-    return Boolean(shown.colours && shown.colours.final && shown.colours.tau === this.graph.taus[step]);
+    const tau = this.graph.taus[step];
+    if (this.nodesHeld && this.nodesTau !== tau) return false;
+    return Boolean(shown.colours && shown.colours.final && shown.colours.tau === tau);
   }
 
   // A frame's timing, from its input (or the draw's start) to the next animation frame (rasterised by then).
@@ -481,10 +495,10 @@ export class GraphView {
   }
 
   // Nodes sized by degree and coloured by centrality (or community), stamped (nodes.js) by colour, the most
-  // central last (on top); pruned neurons hollow, before the kept ones.
-  drawNodes({ summary, colours }) {
+  // central last (on top), pruned neurons hollow, before the kept ones: into nodeSurface, timed (nodesCost).
+  rasterNodes({ summary, colours }) {
+    const began = performance.now();
     const { n } = this.graph;
-    const context = this.context;
     const x = this.screenX, y = this.screenY;
     const degree = summary ? summary.degree : new Uint32Array(n);
     let top = 1;
@@ -516,6 +530,16 @@ export class GraphView {
       this.nodeSurface = new OffscreenCanvas(this.canvas.width, this.canvas.height);
     }
     this.nodeSurface.getContext("2d").putImageData(raster.image, 0, 0);
+    this.nodesCost = performance.now() - began;
+    this.nodesView = this.viewKey();
+    this.nodesTau = this.graph.taus[this.step];
+  }
+
+  // The nodes rastered last, then the selected one's ring and (small graphs) each neuron's index.
+  drawNodes() {
+    const { n } = this.graph;
+    const context = this.context, ratio = this.ratio;
+    const x = this.screenX, y = this.screenY;
     context.setTransform(1, 0, 0, 1, 0, 0);
     context.drawImage(this.nodeSurface, 0, 0);
     context.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -547,6 +571,7 @@ export class GraphView {
   // The legend's line on colours that are not yet this tau's final centrality, or null.
   legendNote() {
     const colours = this.shown && this.shown.colours, tau = this.graph.taus[this.step];
+    if (this.nodesHeld && this.nodesTau !== tau) return `while τ moves: nodes of τ = ${this.nodesTau.toFixed(2)}`;
     if (!colours) return "not yet computed";
     if (colours.tau !== tau) return `of τ = ${colours.tau.toFixed(2)}, for now`;
     return colours.final ? null : `converging: step ${format(colours.iterations)}`;
@@ -593,7 +618,8 @@ export class GraphView {
         "numbers and colours); more would be a solid blot, and slow to draw.");
     }
     const colours = shown.colours, final = this.isFinal(step, shown);
-    if (shown.source === "browser" && !final) {
+    const held = this.nodesHeld && this.nodesTau !== tau; // the legend says so
+    if (shown.source === "browser" && !final && !held) {
       notes.push(colours && colours.tau === tau
         ? `Eigenvector centrality at this τ: power iteration at step ${format(colours.iterations)} (of at most ` +
           `${format(graph.maxIter)}); the colours settle as it converges.`
@@ -609,7 +635,7 @@ export class GraphView {
     status.tau = tau.toFixed(2);
     status.payload = graph.key;
     status.source = shown.source;
-    status.centrality = final ? "final" : colours && colours.tau === tau ? "converging" : "elsewhere";
+    status.centrality = final ? "final" : !held && colours && colours.tau === tau ? "converging" : "elsewhere";
     status.selected = this.selected === null || this.selected === undefined ? "" : String(this.selected);
     status.held = String(graph.m);
   }
