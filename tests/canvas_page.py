@@ -6,10 +6,7 @@ from __future__ import annotations
 import re
 
 CANVAS = ".cg-root[data-frame]"
-FRAME_ENTRY = "cprune-canvas:frame"  # view.js's User Timing entries
-ANALYSIS_ENTRY = "cprune-canvas:analysis"
-PAYLOAD_ENTRY = "cprune-canvas:payload"
-PICK_ENTRY = "cprune-canvas:pick"
+FRAME_ENTRY = "cprune-canvas:frame"  # view.js's User Timing entry of each frame drawn
 _TOOLTIP = re.compile(r"neuron (\d+)\ncentrality ([\d.e-]+) \(rank ([\d,]+) of [\d,]+\)\ndegree ([\d,]+)")
 _STATUS = """root => ({...root.dataset, stats: Object.fromEntries([...root.querySelectorAll('.cg-stat')]
     .map(cell => [cell.dataset.stat, cell.dataset.value === '' ? null : Number(cell.dataset.value)]))})"""
