@@ -25,7 +25,7 @@ const OUTLINE = [255, 255, 255, 0.8]; // around each node of a small graph
 const DRAW_CAP = 100_000; // edges drawn at most, the strongest (all of them count in the numbers)
 const SLICE_MS = 8; // background work runs in slices of about this long, so keys and clicks never wait
 const FRAME_BUDGET_MS = 20; // a frame after a single move of tau waits about this long for its centrality
-const NODE_BUDGET_MS = 4; // nodes that took longer to draw are not drawn again while tau moves fast
+const HELD_NODES_ABOVE = 4096; // a larger layer's nodes (4-12 ms to draw at 14,336) stay put while tau moves fast
 const BURST_MS = 100; // moves of tau closer together than this (a drag, a held key) wait for none
 const PROGRESS_MS = 250; // a centrality still converging is drawn again this often
 const IDLE_MS = 30; // background work starts this long after a frame
@@ -388,8 +388,8 @@ export class GraphView {
     const edgesDone = performance.now();
     context.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
     this.drawSelection(edgesAbove(this.graph, step));
-    // While tau moves fast, nodes that cost more than NODE_BUDGET_MS to draw stay as they were (the legend says so)
-    this.nodesHeld = burst && this.nodesCost > NODE_BUDGET_MS && this.nodesView === this.viewKey();
+    // While tau moves fast, a large layer's nodes stay as they were (the legend says so): edges and counts follow
+    this.nodesHeld = burst && this.graph.n > HELD_NODES_ABOVE && this.nodesView === this.viewKey();
     if (this.nodesHeld) {
       clearTimeout(this.heldTimer);
       this.heldTimer = setTimeout(() => this.scheduleDraw(), BURST_MS); // drawn again once tau rests
@@ -495,9 +495,8 @@ export class GraphView {
   }
 
   // Nodes sized by degree and coloured by centrality (or community), stamped (nodes.js) by colour, the most
-  // central last (on top), pruned neurons hollow, before the kept ones: into nodeSurface, timed (nodesCost).
+  // central last (on top), pruned neurons hollow, before the kept ones: into nodeSurface.
   rasterNodes({ summary, colours }) {
-    const began = performance.now();
     const { n } = this.graph;
     const x = this.screenX, y = this.screenY;
     const degree = summary ? summary.degree : new Uint32Array(n);
@@ -530,7 +529,6 @@ export class GraphView {
       this.nodeSurface = new OffscreenCanvas(this.canvas.width, this.canvas.height);
     }
     this.nodeSurface.getContext("2d").putImageData(raster.image, 0, 0);
-    this.nodesCost = performance.now() - began;
     this.nodesView = this.viewKey();
     this.nodesTau = this.graph.taus[this.step];
   }
