@@ -10,7 +10,10 @@ iteration, shift by I, start and tolerance as ``centrality.power_iteration``, wh
 in the payload).
 
 Edges are compared with tau exactly as ``graph.threshold_adjacency`` compares them: an edge is a
-pair i < j whose float32 similarity is > tau (tau as float32). No Streamlit here.
+pair i < j whose float32 similarity is > tau (tau as float32). A payload is made from a list of the
+edges above the lowest tau (``payload_from_edges``), so a large layer whose similarity is computed a
+block at a time never needs its n x n matrix; ``build_payload`` makes one from a dense similarity
+(``edges_above``). No Streamlit here.
 """
 from __future__ import annotations
 
@@ -28,10 +31,12 @@ from .centrality import POWER_TOLERANCE
 from .errors import ConfigError
 from .graph import to_networkx
 
-__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "GraphPayload", "edge_counts", "build_payload", "decode_payload",
-           "louvain_labels"]
+__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "EdgeList", "GraphPayload", "edges_above", "edge_counts", "payload_from_edges",
+           "build_payload", "decode_payload", "louvain_labels"]
 
-EDGE_CAP = 500_000  # edges a browser is sent at most (8 bytes each: 4 MB); the strongest are kept
+# Edges a browser is sent at most, the strongest: 8 bytes each (16 MB), held as typed arrays. A power-iteration
+# step over 1.5 million edges took chromium 4-17 ms (bench/bench_app.py's 14,336-neuron layer).
+EDGE_CAP = 2_000_000
 PAYLOAD_MAGIC = b"CPG1"
 _HEADER = struct.Struct("<4sI")  # magic, header length
 
@@ -59,8 +64,34 @@ def edge_counts(similarity: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
     >>> edge_counts(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), [0.0, 0.5]).tolist()
     [1, 0]
     """
-    values = _pairs_above(similarity, taus[0])[1] if len(taus) else similarity.new_zeros(0)
-    return _counts_above(values, taus)
+    weights = edges_above(similarity, taus[0]).weights if len(taus) else np.zeros(0, np.float32)
+    return _counts_above(weights, taus)
+
+
+@dataclass(frozen=True)
+class EdgeList:
+    """The edges of a graph of ``n`` nodes above some tau: pairs ``rows[k] < cols[k]`` and their float32
+    similarity ``weights[k]``, in any order."""
+
+    n: int
+    rows: np.ndarray
+    cols: np.ndarray
+    weights: np.ndarray
+
+
+def edges_above(similarity: torch.Tensor, tau: float) -> EdgeList:
+    """The edges of a dense similarity above ``tau``: the pairs i < j whose similarity is > tau, compared in
+    the similarity's dtype as ``threshold_adjacency`` compares them, in row-major order.
+
+    Example
+    -------
+    >>> edges_above(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), 0.2).rows.tolist()
+    [0]
+    """
+    n = similarity.shape[0]
+    flat, values = _pairs_above(similarity, tau)
+    rows, cols = np.divmod(flat.numpy(), n)
+    return EdgeList(n, rows, cols, values.numpy())
 
 
 def _pairs_above(similarity: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +104,9 @@ def _pairs_above(similarity: torch.Tensor, tau: float) -> tuple[torch.Tensor, to
     return flat, similarity.reshape(-1)[flat]
 
 
-def _counts_above(values: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
-    """How many of ``values`` are > each tau of ``taus`` (ascending; ConfigError otherwise)."""
+def _counts_above(weights: np.ndarray, taus: Sequence[float]) -> np.ndarray:
+    """How many of ``weights`` (float32) are > each tau of ``taus`` (ascending; ConfigError otherwise)."""
+    values = torch.from_numpy(np.ascontiguousarray(weights, np.float32))
     boundaries = torch.tensor(list(taus), dtype=values.dtype)
     if len(boundaries) > 1 and bool((boundaries[1:] <= boundaries[:-1]).any()):
         raise ConfigError("edge_counts needs its tau values in ascending order.")
@@ -111,18 +143,20 @@ class GraphPayload:
         return bool(self.counts[step] <= len(self.weights))
 
 
-def build_payload(similarity: torch.Tensor, positions: np.ndarray, norms: np.ndarray, taus: Sequence[float],
-                  *, max_iter: int, tol: float = POWER_TOLERANCE, edge_cap: int = EDGE_CAP) -> GraphPayload:
-    """The canvas payload of one layer.
+def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray, taus: Sequence[float], *,
+                       max_iter: int, tol: float = POWER_TOLERANCE, edge_cap: int = EDGE_CAP) -> GraphPayload:
+    """The canvas payload of one layer, from its edges.
 
     Parameters
     ----------
-    similarity : n x n cosine similarity (``graph.cosine_similarity``).
+    edges : every edge of the layer's graph above ``taus[0]`` (more may be given: those at or below it are left
+        out); the counts of the payload are exact only if none is missing.
     positions : n x 2 node positions (``graph.force_layout`` or ``graph.layout_2d``).
     norms : n L2 norms of the weight vectors.
     taus : the slider's tau steps, ascending; edges are kept down to ``taus[0]``.
     max_iter, tol : the power iteration the browser runs (those of the ranking, ``criteria.ranking_centrality``).
-    edge_cap : at most this many edges, the strongest (ties: any of them).
+    edge_cap : at most this many edges, the strongest. Edges of equal weight are listed by (row, col), and
+        the ones a cap keeps among them are the same for the same graph in any order: so is the payload.
 
     Returns
     -------
@@ -132,7 +166,64 @@ def build_payload(similarity: torch.Tensor, positions: np.ndarray, norms: np.nda
 
     Raises
     ------
-    ConfigError for positions or norms that do not match the similarity's size, or an empty ``taus``.
+    ConfigError for positions or norms that do not match ``edges.n``, an empty ``taus``, edge arrays of
+    different lengths, an edge that is not a pair i < j of 0..n-1, or a pair given twice.
+
+    Example
+    -------
+    >>> e = EdgeList(3, np.array([1, 0]), np.array([2, 1]), np.array([0.3, 0.5], np.float32))
+    >>> payload_from_edges(e, np.zeros((3, 2)), np.ones(3), [0.0, 0.4], max_iter=100).rows.tolist()
+    [0, 1]
+    """
+    n = edges.n
+    if positions.shape != (n, 2) or norms.shape != (n,):
+        raise ConfigError(f"A graph of {n} neurons needs n x 2 positions and n norms, got {positions.shape} and "
+                          f"{norms.shape}.")
+    if not len(taus):
+        raise ConfigError("A graph payload needs at least one tau step.")
+    rows, cols, weights = _canonical(edges, float(taus[0]))
+    counts = _counts_above(weights, taus)
+    if len(weights) > edge_cap:
+        strongest = np.sort(np.argpartition(-weights, edge_cap - 1)[:edge_cap])  # kept in (row, col) order
+        rows, cols, weights = rows[strongest], cols[strongest], weights[strongest]
+    order = np.argsort(-weights, kind="stable")
+    index = np.uint16 if n <= 65_535 else np.uint32
+    arrays = {"positions": np.ascontiguousarray(positions, np.float32).ravel(),
+              "norms": np.ascontiguousarray(norms, np.float32), "rows": rows[order].astype(index),
+              "cols": cols[order].astype(index), "weights": weights[order]}
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values()) + counts.tobytes()).hexdigest()[:24]
+    header = {"version": 1, "key": digest, "n": n, "m": len(weights), "taus": [float(t) for t in taus],
+              "counts": counts.tolist(), "maxIter": max_iter, "tol": tol, "arrays": {}}
+    encoded = _encode(header, arrays)
+    return GraphPayload(positions=arrays["positions"].reshape(n, 2), norms=arrays["norms"], rows=arrays["rows"],
+                        cols=arrays["cols"], weights=arrays["weights"], taus=np.asarray(taus, float),
+                        counts=counts, max_iter=max_iter, tol=tol, encoded=encoded, key=digest)
+
+
+def _canonical(edges: EdgeList, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edges above ``tau`` (float32 compare) in (row, col) order, checked (see ``payload_from_edges``)."""
+    rows, cols = np.asarray(edges.rows, np.int64), np.asarray(edges.cols, np.int64)
+    weights = np.asarray(edges.weights, np.float32)
+    if not rows.shape == cols.shape == weights.shape or rows.ndim != 1:
+        raise ConfigError(f"An edge list needs rows, cols and weights of one length, got {rows.shape}, "
+                          f"{cols.shape} and {weights.shape}.")
+    if len(rows) and (rows.min() < 0 or cols.max() >= edges.n or bool((rows >= cols).any())):
+        raise ConfigError(f"An edge list of {edges.n} neurons needs pairs i < j of 0..{edges.n - 1}.")
+    above = weights > np.float32(tau)
+    rows, cols, weights = rows[above], cols[above], weights[above]
+    flat = rows * edges.n + cols
+    if bool((flat[1:] <= flat[:-1]).any()):
+        by_pair = np.argsort(flat, kind="stable")
+        rows, cols, weights, flat = rows[by_pair], cols[by_pair], weights[by_pair], flat[by_pair]
+        if bool((flat[1:] == flat[:-1]).any()):
+            raise ConfigError("An edge list gives a pair of neurons twice.")
+    return rows, cols, weights
+
+
+def build_payload(similarity: torch.Tensor, positions: np.ndarray, norms: np.ndarray, taus: Sequence[float],
+                  *, max_iter: int, tol: float = POWER_TOLERANCE, edge_cap: int = EDGE_CAP) -> GraphPayload:
+    """The canvas payload of one layer from its dense n x n similarity (``graph.cosine_similarity``):
+    ``payload_from_edges`` of ``edges_above(similarity, taus[0])``, with its parameters, result and errors.
 
     Example
     -------
@@ -141,31 +232,10 @@ def build_payload(similarity: torch.Tensor, positions: np.ndarray, norms: np.nda
     >>> p.weights.tolist(), p.counts.tolist()
     ([0.5, 0.30000001192092896, 0.10000000149011612], [3, 2, 1])
     """
-    n = similarity.shape[0]
-    if positions.shape != (n, 2) or norms.shape != (n,):
-        raise ConfigError(f"A graph of {n} neurons needs n x 2 positions and n norms, got {positions.shape} and "
-                          f"{norms.shape}.")
     if not len(taus):
-        raise ConfigError("build_payload needs at least one tau step.")
-    flat, values = _pairs_above(similarity, float(taus[0]))
-    counts = _counts_above(values, taus)
-    if len(values) > edge_cap:
-        weights, order = torch.topk(values, edge_cap)
-    else:
-        weights, order = torch.sort(values, descending=True, stable=True)
-    rows, cols = np.divmod(flat[order].numpy(), n)
-    weights = weights.numpy()
-    index = np.uint16 if n <= 65_535 else np.uint32
-    arrays = {"positions": np.ascontiguousarray(positions, np.float32).ravel(),
-              "norms": np.ascontiguousarray(norms, np.float32), "rows": rows.astype(index),
-              "cols": cols.astype(index), "weights": weights.astype(np.float32)}
-    digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values()) + counts.tobytes()).hexdigest()[:24]
-    header = {"version": 1, "key": digest, "n": n, "m": len(weights), "taus": [float(t) for t in taus],
-              "counts": counts.tolist(), "maxIter": max_iter, "tol": tol, "arrays": {}}
-    encoded = _encode(header, arrays)
-    return GraphPayload(positions=arrays["positions"].reshape(n, 2), norms=arrays["norms"], rows=arrays["rows"],
-                        cols=arrays["cols"], weights=arrays["weights"], taus=np.asarray(taus, float),
-                        counts=counts, max_iter=max_iter, tol=tol, encoded=encoded, key=digest)
+        raise ConfigError("A graph payload needs at least one tau step.")
+    return payload_from_edges(edges_above(similarity, float(taus[0])), positions, norms, taus, max_iter=max_iter,
+                              tol=tol, edge_cap=edge_cap)
 
 
 def _encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:

@@ -6,8 +6,8 @@ import torch
 from cprune_core.errors import ConfigError
 from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency
 from cprune_core.centrality import POWER_TOLERANCE
-from cprune_core.graph_view import (PAYLOAD_MAGIC, build_payload, decode_payload, edge_counts,
-                                    louvain_labels)
+from cprune_core.graph_view import (PAYLOAD_MAGIC, EdgeList, build_payload, decode_payload, edge_counts,
+                                    edges_above, louvain_labels, payload_from_edges)
 
 TAUS = [round(0.01 * k, 2) for k in range(100)]
 
@@ -89,6 +89,46 @@ def test_payload_of_one_neuron_and_bad_shapes():
         build_payload(torch.eye(3), np.zeros((3, 2)), np.ones(3), [], max_iter=10)
     with pytest.raises(ConfigError, match="magic"):
         decode_payload(b"NOPE" + bytes(8))
+
+
+def test_a_payload_from_an_edge_list_in_any_order_is_the_one_from_the_dense_similarity():
+    """The large path (an edge list, never an n x n matrix) and the dense one make the same payload, whatever the
+    list's order and whatever it holds at or below the lowest tau."""
+    similarity = layer_similarity()
+    n = similarity.shape[0]
+    positions, norms = np.zeros((n, 2)), np.ones(n)
+    dense = build_payload(similarity, positions, norms, TAUS[10:], max_iter=100)
+    edges = edges_above(similarity, 0.0)  # more than the payload keeps: it starts at tau 0.10
+    shuffled = np.random.default_rng(1).permutation(len(edges.weights))
+    listed = payload_from_edges(EdgeList(n, edges.rows[shuffled], edges.cols[shuffled], edges.weights[shuffled]),
+                                positions, norms, TAUS[10:], max_iter=100)
+    assert listed.key == dense.key and listed.encoded == dense.encoded
+    capped = [payload_from_edges(EdgeList(n, edges.rows[order], edges.cols[order], edges.weights[order]), positions,
+                                 norms, TAUS, max_iter=100, edge_cap=150)
+              for order in (shuffled, np.arange(len(shuffled)))]
+    assert capped[0].key == capped[1].key and len(capped[0].weights) == 150  # ties at the cap broken the same way
+
+
+def test_edges_above_are_the_pairs_the_core_thresholds():
+    similarity = layer_similarity()
+    edges = edges_above(similarity, 0.25)
+    adjacency = threshold_adjacency(similarity, 0.25)
+    assert np.all(edges.rows < edges.cols) and len(edges.weights) == summarize(adjacency).edges
+    assert np.array_equal(adjacency[edges.rows, edges.cols].numpy(), edges.weights)
+
+
+@pytest.mark.parametrize(("rows", "cols", "weights", "refusal"), [
+    ([0, 1], [1], [0.5, 0.5], "one length"),
+    ([1], [0], [0.5], "pairs i < j"),
+    ([1], [1], [0.5], "pairs i < j"),
+    ([-1], [2], [0.5], "pairs i < j"),
+    ([0], [3], [0.5], "pairs i < j"),
+    ([0, 0], [1, 1], [0.5, 0.4], "twice"),
+])
+def test_an_edge_list_that_is_not_one_is_refused(rows, cols, weights, refusal):
+    edges = EdgeList(3, np.array(rows), np.array(cols), np.array(weights, np.float32))
+    with pytest.raises(ConfigError, match=refusal):
+        payload_from_edges(edges, np.zeros((3, 2)), np.ones(3), TAUS, max_iter=10)
 
 
 def test_louvain_finds_two_groups_numbers_them_by_size_and_is_seeded():

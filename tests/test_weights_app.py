@@ -20,24 +20,21 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save
-from scipy.stats import spearmanr
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from cprune_core import kept_indices, load_backbone, summarize, threshold_adjacency
+from cprune_core import load_backbone, summarize, threshold_adjacency
 from cprune_core.criteria import make_criterion
 from cprune_core.graph import cosine_similarity
 from cprune_core.layer_report import layerwise_rows
 from cprune_core.model_source import FileSource
+from canvas_page import canvas_centre, find, status, tooltip, wait_shown
 from ui.services import uploads
 from weights_files import transformer_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 CHROMIUM = "/usr/bin/chromium"
-# The canvas's root inside its shadow root (as bench/bench_app.py finds it).
-CANVAS_ROOT_JS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
-                  ".map(e => e.shadowRoot && e.shadowRoot.querySelector('.cg-root')).find(Boolean)")
 SHOTS = ROOT / "screenshots"
 pytestmark = pytest.mark.usefixtures("app_home")  # a fresh CPRUNE_HOME (conftest.py)
 
@@ -283,10 +280,6 @@ def _idle(page) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=180_000)
 
 
-def _snapshot(page) -> dict:
-    return page.locator(".cg-root").evaluate("root => root.snapshot()")
-
-
 def _upload_and_draw(page, url: str, path: Path) -> None:
     """Choose "a weights file", upload ``path``, pick h.0.mlp.fc and check the canvas against the core."""
     page.goto(url)
@@ -300,30 +293,32 @@ def _upload_and_draw(page, url: str, path: Path) -> None:
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first.click()
     page.get_by_role("option", name=re.compile(r"^h\.0\.mlp\.fc ·")).click()
     page.get_by_text("of neuron").first.wait_for(timeout=120_000)
-    page.wait_for_function(f"() => {{ const root = {CANVAS_ROOT_JS}; return root && root.snapshot().n === 256; }}",
-                           timeout=120_000)
+    page.locator('.cg-stat[data-stat="neurons"][data-value="256"]').wait_for(timeout=120_000)
     _idle(page)
-    shown = _snapshot(page)
-    tau = round(shown["tau"], 2)
+    tau = float(status(page)["tau"])
+    shown = wait_shown(page, tau)
     vectors = FileSource.open(path).weight_vectors("h.0.mlp.fc")
     adjacency = threshold_adjacency(cosine_similarity(vectors), tau)
     summary = summarize(adjacency)
-    assert (shown["edges"], shown["components"], shown["isolated"]) == (
+    assert (shown["stats"]["edges"], shown["stats"]["components"], shown["stats"]["isolated"]) == (
         summary.edges, summary.components, summary.isolated)
     core = make_criterion("eigenvector").from_adjacency(adjacency).scores
-    assert spearmanr(np.array(shown["centrality"]), core.numpy()).statistic >= 0.999
-    assert kept_indices(torch.tensor(shown["centrality"]), 128) == kept_indices(core, 128)
+    top = int(torch.argmax(core))
+    seen = tooltip(page, top)  # the most central neuron: its centrality, rank and degree as the core's
+    assert seen["rank"] == 1 and seen["centrality"] == pytest.approx(float(core[top]), abs=6e-5)
+    assert seen["degree"] == int((adjacency[top] > 0).sum())
 
 
 def _click_a_neuron(page) -> None:
-    """Click the neuron farthest from any other: the panel below names it."""
-    loneliest = page.locator(".cg-root").evaluate("""root => {
-        const n = root.snapshot().n, points = Array.from({length: n}, (_, i) => root.pointOf(i));
-        const gaps = points.map((p, i) => Math.min(...points.map((q, j) => i === j ? Infinity
-            : Math.hypot(p.x - q.x, p.y - q.y))));
-        return gaps.indexOf(Math.max(...gaps));
-    }""")
-    point = page.locator(".cg-root").evaluate("(root, node) => root.pointOf(node)", loneliest)
-    page.mouse.click(point["x"], point["y"])
-    page.get_by_text(f"of neuron {loneliest} (").wait_for(timeout=60_000)
+    """Search neuron 9 (drawn at the canvas's centre), choose 3 in the panel, click the centre: the panel names 9."""
+    find(page, 9)
+    page.get_by_text("of neuron 9 (").wait_for(timeout=60_000)
+    _idle(page)
+    number = page.get_by_label("Neuron index", exact=True)
+    number.fill("3")
+    number.press("Enter")
+    page.get_by_text("of neuron 3 (").wait_for(timeout=60_000)
+    _idle(page)
+    page.mouse.click(*canvas_centre(page))
+    page.get_by_text("of neuron 9 (").wait_for(timeout=60_000)
     _idle(page)
