@@ -18,7 +18,7 @@ from cprune_core.paths import cache_home
 from .models import recorded_run
 from .queue import QueueLimits, RunQueue
 from .settings import setting
-from .upload_guard import UploadGuard, UploadMemory
+from .upload_guard import HOLD_S, UploadGuard, UploadMemory
 from .uploads import Uploads, uses_in_progress
 from .visitors import ASGIApp, IssueLimit, VisitorCookies, visitor_key
 
@@ -46,9 +46,11 @@ def make_uploads(queue: RunQueue, is_connected: Callable[[str], bool]) -> Upload
 
 def make_upload_guard(app: ASGIApp, is_connected: Callable[[str], bool],
                       close_session: Callable[[str], None]) -> UploadGuard:
-    """``app`` behind an UploadGuard whose memory budget is ``CPRUNE_UPLOAD_MEMORY_MB``; ``is_connected`` and
-    ``close_session`` are Streamlit's, for a browser session."""
-    return UploadGuard(app, UploadMemory(setting("CPRUNE_UPLOAD_MEMORY_MB") * MIB, is_connected, close_session))
+    """``app`` behind an UploadGuard whose memory budget is ``CPRUNE_UPLOAD_MEMORY_MB``, and which closes a session
+    holding uploads once its connection has been gone for ``CPRUNE_VISITOR_GRACE_S`` (at most ``upload_guard.HOLD_S``,
+    well within the time Streamlit keeps it); ``is_connected`` and ``close_session`` are Streamlit's."""
+    return UploadGuard(app, UploadMemory(setting("CPRUNE_UPLOAD_MEMORY_MB") * MIB, is_connected, close_session,
+                                         hold_s=min(setting("CPRUNE_VISITOR_GRACE_S"), HOLD_S)))
 
 
 def make_visitor_cookies(app: ASGIApp) -> VisitorCookies:

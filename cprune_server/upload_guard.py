@@ -10,8 +10,8 @@ lost its connection is kept for reconnection and its files with it, and nothing 
   would exceed ``UploadMemory.budget_bytes`` (``CPRUNE_UPLOAD_MEMORY_MB``), or (429) when its session already holds
   ``files_per_session`` files; a refused or failed PUT holds nothing;
 - a file counts from the moment its PUT is accepted until a DELETE of it succeeds or its session is closed;
-- a session whose connection has been gone for ``hold_s`` seconds is closed (``close_session``), its files and
-  state with it; a sweep every few seconds sees to it.
+- a session whose connection has been gone for ``hold_s`` seconds (the app: ``CPRUNE_VISITOR_GRACE_S``, at most
+  ``HOLD_S``) is closed (``close_session``), its files and state with it; a sweep every few seconds sees to it.
 
 What is counted is each PUT's declared size, a little more than the file it carries: the count is never below
 the memory Streamlit holds for uploads. Not counted: a page's own copies while it reads an upload (one per page

@@ -56,10 +56,10 @@ def new_cookie(key: bytes) -> str:
     return f"{token}.{base64.urlsafe_b64encode(_mac(key, b'cprune cookie', token)).decode().rstrip('=')}"
 
 
-def signed_visitor(cookie: str, key: bytes) -> str | None:
+def signed_visitor(cookie: object, key: bytes) -> str | None:
     """The visitor id of a cookie the server signed with ``key``; None for any other text (empty, made up, altered,
-    signed by another key)."""
-    if not COOKIE_FORM.fullmatch(cookie):
+    signed by another key) or value (Streamlit's AppTest has no real cookies)."""
+    if not isinstance(cookie, str) or not COOKIE_FORM.fullmatch(cookie):
         return None
     token, signature = cookie.split(".")
     expected = base64.urlsafe_b64encode(_mac(key, b"cprune cookie", token)).decode().rstrip("=")
