@@ -14,14 +14,15 @@ lost its connection is kept for reconnection and its files with it, and nothing 
   ``HOLD_S``) is closed (``close_session``), its files and state with it; a sweep every few seconds sees to it.
 
 What is counted is each PUT's declared size, a little more than the file it carries: the count is never below
-the memory Streamlit holds for uploads. Not counted: a page's own copies while it reads an upload (one per page
-run, within the 600 MiB cap of one file), and Starlette's temporary file of a PUT in progress (on disk, in the
-system's temporary folder, within the same budget).
+what Streamlit's upload manager holds. Not counted: a page's own copies while it reads an upload (one per page
+run, within the 600 MiB cap of one file; a page's last run may refer to a deleted file until its next run), and
+Starlette's temporary file of a PUT in progress (on disk, in the system's temporary folder, within the budget).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
 import threading
 import time
@@ -36,6 +37,7 @@ UPLOAD_PATH = re.compile(r"/_stcore/upload_file/([^/]+)/([^/]+)$")
 FILES_PER_SESSION = 4  # the app's two file uploaders, each replacing its file (the new one may arrive first)
 HOLD_S = 30.0  # Streamlit keeps a disconnected session 120 s for reconnection: its uploads go sooner
 SWEEP_EVERY_S = 5.0
+log = logging.getLogger(__name__)
 
 
 class UploadRefused(Exception):
@@ -179,7 +181,10 @@ class UploadGuard:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
-            self.memory.sweep()
+            try:
+                self.memory.sweep()
+            except Exception:  # a bug: logged, and the sweeps go on
+                log.exception("Sweeping the upload endpoint's gone sessions failed")
 
 
 async def _status_of(app: ASGIApp, scope: Scope, receive, send) -> int | None:

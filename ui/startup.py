@@ -95,6 +95,8 @@ def _guard(app: Any) -> Any:
     from .services import is_connected
 
     def close_session(session: str) -> None:  # on the server's event loop, where Streamlit closes sessions
-        runtime.get_instance().close_session(session)
+        server = runtime.get_instance()
+        server.close_session(session)  # its state and files, while Streamlit keeps it for reconnection
+        server.uploaded_file_mgr.remove_session_files(session)  # its files, even once Streamlit forgot it
 
     return make_visitor_cookies(make_upload_guard(app, is_connected, close_session))
