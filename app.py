@@ -2,7 +2,8 @@
 
 Run with `make run` (or `streamlit run app.py`). Streamlit first imports this file as a module and finds
 ``app``, an st.App whose start-up (ui/startup.py) imports torch and builds the default model in the server
-process before anyone visits; each visitor's session then runs this file as its script (as "__main__").
+process before anyone visits, and whose middleware (``ui.startup.Guards``) hands out visitor cookies and bounds
+the upload endpoint's memory; each visitor's session then runs this file as its script (as "__main__").
 The pages are listed in ui/navigation.py.
 """
 import streamlit as st
@@ -17,6 +18,8 @@ if __name__ == "__main__":  # a visitor's script run
     state.write_url()
     page.run()
 else:  # `streamlit run app.py` imports the file to find its server
-    from ui.startup import lifespan
+    from starlette.middleware import Middleware
 
-    app = st.App(__file__, lifespan=lifespan)
+    from ui.startup import Guards, lifespan
+
+    app = st.App(__file__, lifespan=lifespan, middleware=[Middleware(Guards)])

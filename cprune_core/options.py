@@ -23,6 +23,7 @@ Range(low=2, high=20, low_open=False, high_open=False, integer=True)
 from __future__ import annotations
 
 import functools
+import math
 import types
 import typing
 from collections.abc import Collection
@@ -31,6 +32,7 @@ from typing import Any, Self
 
 from .errors import ConfigError
 from .ranges import Range, choose
+from .settings import setting
 
 __all__ = ["Option", "option", "Shape", "Settings", "app_range"]
 
@@ -93,12 +95,16 @@ def _intersection(first: Range, second: Range) -> Range:
 
 
 def app_range(settings_class: type[Settings], name: str) -> Range | None:
-    """The values the app accepts for field ``name``: its range, narrowed by its ``app_range``. The one
-    place the app's limits come from (a server-wide cap is one more Range intersected here)."""
+    """The values the app accepts for field ``name``: its range, narrowed by its ``app_range``, whose top the
+    server's ``CPRUNE_APP_LIMITS_PERCENT`` lowers to that share of it (rounded down for a count, never below its
+    bottom; read at every call). The one place the app's limits come from: its forms and ``validate(app=True)``."""
     chosen = settings_class.options()[name]
     if chosen.range is None or chosen.app_range is None:
         return chosen.range
-    return _intersection(chosen.range, chosen.app_range)
+    narrowed = _intersection(chosen.range, chosen.app_range)
+    top = narrowed.high * setting("CPRUNE_APP_LIMITS_PERCENT") / 100
+    top = max(math.floor(top) if narrowed.integer else top, narrowed.low)
+    return narrowed if top >= narrowed.high else _intersection(narrowed, Range(narrowed.low, top))
 
 
 class Settings:

@@ -1,7 +1,7 @@
 """The environment variables the core reads, each declared once with its default and its valid values.
 
 ``setting(name)`` is the one way to read one: the variable's value when set, checked, else the default.
-A number is checked against its range, a word against its choices, a secret against its minimum length,
+A number is checked against its range, a word against its choices, a secret for how hard it is to guess,
 a list of folders for absolute paths; a value that cannot be used is a ConfigError naming the variable and
 what it must be (a secret's value is never repeated). ``Setting`` is the declaration: the app's server
 declares its own variables the same way (``cprune_server.settings``) and checks them all as it starts, so
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +20,22 @@ from .errors import ConfigError
 from .paths import user_path
 from .ranges import Range, number_from_text
 
-__all__ = ["Setting", "SETTINGS", "MIN_SECRET_CHARS", "setting", "check_settings"]
+__all__ = ["Setting", "SETTINGS", "MIN_SECRET_CHARS", "MIN_SECRET_BITS", "MAKE_SECRET", "secret_bits", "setting",
+           "check_settings"]
 
-MIN_SECRET_CHARS = 16  # a shorter token could be guessed by trying
+# A secret must be hard to guess: MIN_SECRET_CHARS or more, an estimated MIN_SECRET_BITS (``secret_bits``), at least
+# MIN_SECRET_DISTINCT different characters, none making up more than a quarter of it. The estimate catches what people
+# type (``aaaa...``, a word, one kind of character); it cannot tell a random string from a phrase of common words.
+MIN_SECRET_CHARS = 22  # secrets.token_urlsafe(16): 128 random bits
+MIN_SECRET_BITS = 128
+MIN_SECRET_DISTINCT = 10
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'  # 32 characters, 192 bits
 
 
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: its default, valid values and meaning (for the README and errors). A number
-    has a ``range``; a word has ``choices``; a ``secret`` is any text of MIN_SECRET_CHARS or more ("" when
+    has a ``range``; a word has ``choices``; a ``secret`` is a text hard to guess (the rule above; "" when
     unset: the feature it guards is off); ``folders`` are absolute paths separated by os.pathsep (a tuple of
     Paths, empty when unset)."""
 
@@ -47,9 +55,10 @@ class Setting:
         ConfigError
             When a number's value is not a number (``lots``), not written in ASCII, not finite, not whole where
             a count is asked for, or out of its range; when a word is not one of its choices; when a secret is
-            shorter than MIN_SECRET_CHARS; when a list of folders names none, or a path that is not absolute
-            (``data``, ``~nosuchuser/data``: it would depend on the server's current folder). The message names
-            the variable and what it must be; it quotes the value, except a secret's.
+            easy to guess (shorter than MIN_SECRET_CHARS, under MIN_SECRET_BITS, too few different characters);
+            when a list of folders names none, or a path that is not absolute (``data``, ``~nosuchuser/data``: it
+            would depend on the server's current folder). The message names the variable and what it must be; it
+            quotes the value, except a secret's.
         """
         text = os.environ.get(self.name, "").strip()
         if not text:
@@ -57,10 +66,10 @@ class Setting:
         if self.folders:
             return _folders(self, text)
         if self.secret:
-            if len(text) < MIN_SECRET_CHARS:
-                raise ConfigError(f"The environment variable {self.name} must be at least {MIN_SECRET_CHARS} "
-                                  f"characters long ({self.help}); its value is not shown. Unset it, or set a longer "
-                                  "one.")
+            if not _hard_to_guess(text):
+                raise ConfigError(f"The environment variable {self.name} is too easy to guess ({self.help}; its value "
+                                  f"is not shown): it needs at least {MIN_SECRET_CHARS} varied characters, an estimated "
+                                  f"{MIN_SECRET_BITS} bits. Make one with {MAKE_SECRET}, or unset it.")
             return text
         if self.choices:
             if text.lower() not in self.choices:
@@ -76,12 +85,34 @@ SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
     Setting("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000, "files and folders indexing a dataset may look at",
             Range(1, 10**10, integer=True)),
     Setting("CPRUNE_INDEX_MAX_SECONDS", 600, "seconds indexing a dataset may take", Range(0, 10**6, low_open=True)),
+    Setting("CPRUNE_APP_LIMITS_PERCENT", 100, "the share of each of the app's size limits (neurons measured, "
+            "validation images, heads, random kept sets, seeds) a visitor may ask for", Range(1, 100, integer=True)),
 )}
 
 
 def setting(name: str) -> int | float | str | tuple[Path, ...]:
     """The value of the core's environment variable ``name`` (one of SETTINGS): ``Setting.read``."""
     return SETTINGS[name].read()
+
+
+def secret_bits(secret: str) -> float:
+    """The estimated bits of ``secret``: its length times log2 of the alphabet its kinds of character make up (ASCII
+    lower case 26, upper case 26, digits 10, any other character 33); 0 for "".
+
+    Example
+    -------
+    >>> round(secret_bits("a" * 22)), round(secret_bits("ik3mgMKED09Pm5jCyd01mg"))
+    (103, 131)
+    """
+    kinds = ((str.islower, 26), (str.isupper, 26), (str.isdigit, 10))
+    alphabet = sum(size for test, size in kinds if any(c.isascii() and test(c) for c in secret))
+    alphabet += 33 if any(not (c.isascii() and c.isalnum()) for c in secret) else 0
+    return len(secret) * math.log2(alphabet) if alphabet else 0.0
+
+
+def _hard_to_guess(secret: str) -> bool:
+    return (len(secret) >= MIN_SECRET_CHARS and secret_bits(secret) >= MIN_SECRET_BITS
+            and len(set(secret)) >= MIN_SECRET_DISTINCT and max(Counter(secret).values()) <= len(secret) / 4)
 
 
 def _number(entry: Setting, text: str) -> int | float:

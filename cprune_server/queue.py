@@ -7,21 +7,25 @@ result. Worker threads take launches in the order they came, ``QueueLimits.worke
 Owners. Every launch belongs to an owner: an opaque string the caller chooses (the app: a private id
 per browser, see visitors.py). Only the owner sees a launch's runs (``view``) and stops it (``stop``);
 everyone sees how many launches wait and run. An owner may have ``QueueLimits.per_owner`` launches
-waiting or running at most. Stopping a waiting launch takes it out of the queue; stopping a running one
-ends it within a batch.
+waiting or running at most, and the anonymous owners (``visitors.is_anonymous``: sessions whose browser
+brought no cookie the server signed) ``QueueLimits.anonymous`` all together. Stopping a waiting launch
+takes it out of the queue; stopping a running one ends it within a batch.
 
 Presence. The caller says where an owner is (``attend(owner, session)``, at every page run) and the
 queue asks ``is_connected(session)`` (presence.py): a launch never starts while its owner has no
 session connected, and once none has been for ``QueueLimits.grace_s`` seconds, ``sweep`` takes the
-owner's waiting launches out of the queue (running ones go on to their end, and their runs stay in
-the run store). A sweeper thread calls ``sweep`` every few seconds.
+owner's waiting launches out of the queue and stops their running ones (their runs so far stay in the
+run store, as stopped). ``sweep`` also stops a launch that has run ``QueueLimits.max_run_s`` seconds.
+A sweeper thread calls ``sweep`` every few seconds.
 
-The operator. ``overview`` shows everyone's launches, their owners as "visitor N", never the ids;
-``clear_waiting`` empties the queue and ``stop_any`` stops any one launch.
+The operator. ``overview`` shows everyone's launches, their owners as "visitor N", never the ids, and
+where each is (here, away, gone; how long unseen); ``clear_waiting`` empties the queue and ``stop_any``
+stops any one launch.
 """
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import traceback
@@ -33,11 +37,12 @@ from enum import StrEnum
 
 from cprune_core.errors import ConfigError, CPruneError, StopRequested
 from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunSummary
-from .presence import Attendance
+from .presence import Attendance, Presence
 from .settings import setting
+from .visitors import is_anonymous
 
 __all__ = ["Runner", "Task", "Track", "LaunchState", "Launch", "VisitorView", "QueueOverview", "QueueLimits",
-           "RunQueue", "FINETUNE", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR"]
+           "RunQueue", "FINETUNE", "STOPPED_BY_OWNER", "OWNER_AWAY", "STOPPED_BY_OPERATOR", "out_of_time"]
 
 # runner(config, stop, on_event, owner): runs one config to its end, handing every event to on_event.
 Runner = Callable[[FinetuneConfig, threading.Event, Callable[[MetricEvent], None], str], object]
@@ -51,6 +56,11 @@ KEPT_IN_ALL = 200  # ended launches kept at all (owners who left leave theirs be
 STOPPED_BY_OWNER = "the launch was stopped"
 OWNER_AWAY = "every tab of this browser was closed"
 STOPPED_BY_OPERATOR = "the server's operator stopped it"
+
+
+def out_of_time(max_run_s: float) -> str:
+    """Why a launch that ran ``max_run_s`` seconds was stopped, in words for its owner."""
+    return f"it ran for this server's limit of {max_run_s / 60:g} minutes"
 
 
 @dataclass
@@ -118,11 +128,11 @@ class VisitorView:
 @dataclass
 class QueueOverview:
     """What the operator sees: everyone's launches (newest first), each owner replaced by a label ("visitor 3",
-    the same for the life of the queue), and which of those visitors have no session connected now."""
+    the same for the life of the queue), and where each of those visitors is."""
 
     launches: list[Launch]
     positions: dict[str, int]  # launch id -> place in the queue (1 = next), for queued launches
-    away: set[str]  # labels of the visitors with no session connected
+    presence: dict[str, Presence]  # label -> where that visitor is now
 
 
 @dataclass(frozen=True)
@@ -131,16 +141,19 @@ class QueueLimits:
 
     workers: int = 1  # launches running at a time (on a CPU one run already uses every core)
     per_owner: int = 2  # launches one owner may have waiting or running
+    anonymous: int = 4  # launches all anonymous owners together may have waiting or running
     max_waiting: int = 100  # launches waiting, everyone's: more would only wait for hours
-    grace_s: float = 60.0  # an owner with no session connected this long loses their waiting launches
+    grace_s: float = 60.0  # an owner with no session connected this long loses their launches
+    max_run_s: float = math.inf  # a launch running this long is stopped
 
     @classmethod
     def from_environment(cls) -> QueueLimits:
-        """``CPRUNE_CONCURRENT_RUNS`` workers, ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner and
-        ``CPRUNE_VISITOR_GRACE_S`` (settings.py: their defaults where unset, ConfigError naming a variable
-        whose value cannot be used)."""
-        return cls(workers=setting("CPRUNE_CONCURRENT_RUNS"), per_owner=setting("CPRUNE_QUEUED_RUNS_PER_VISITOR"),
-                   grace_s=setting("CPRUNE_VISITOR_GRACE_S"))
+        """``CPRUNE_CONCURRENT_RUNS`` workers, ``CPRUNE_QUEUED_RUNS_PER_VISITOR`` per owner (and twice that for the
+        anonymous ones together), ``CPRUNE_VISITOR_GRACE_S`` and ``CPRUNE_MAX_LAUNCH_MINUTES`` (settings.py: their
+        defaults where unset, ConfigError naming a variable whose value cannot be used)."""
+        per_owner = setting("CPRUNE_QUEUED_RUNS_PER_VISITOR")
+        return cls(workers=setting("CPRUNE_CONCURRENT_RUNS"), per_owner=per_owner, anonymous=2 * per_owner,
+                   grace_s=setting("CPRUNE_VISITOR_GRACE_S"), max_run_s=setting("CPRUNE_MAX_LAUNCH_MINUTES") * 60)
 
 
 class RunQueue:
@@ -192,23 +205,28 @@ class RunQueue:
             self._lock.notify_all()
 
     def sweep(self) -> int:
-        """Take out of the queue the waiting launches of every owner none of whose sessions has been connected
-        for the grace time; their running launches go on. Returns how many were taken out."""
+        """Take out of the queue the waiting launches, and stop the running ones, of every owner none of whose
+        sessions has been connected for the grace time; stop every launch that has run ``max_run_s`` seconds.
+        Returns how many launches were taken out or stopped."""
         with self._lock:
             gone = set(self._attendance.gone())
-            waiting = [launch for launch in self._queue if launch.owner in gone]
-            for launch in waiting:
-                self._withdraw(launch, OWNER_AWAY)
-            return len(waiting)
+            ended = [launch for launch in self._launches.values()
+                     if launch.owner in gone and self._stop(launch, OWNER_AWAY)]
+            too_long = time.time() - self.limits.max_run_s
+            for launch in self._launches.values():
+                if launch.state == LaunchState.RUNNING and launch.started < too_long and not launch.stop.is_set():
+                    ended.append(launch)
+                    self._stop(launch, out_of_time(self.limits.max_run_s))
+            return len(ended)
 
     def overview(self) -> QueueOverview:
-        """For the operator: everyone's launches, newest first, their owners as labels."""
+        """For the operator: everyone's launches, newest first, their owners as labels, and where each is."""
         with self._lock:
             everyone = sorted(self._launches.values(), key=lambda launch: launch.created, reverse=True)
-            away = {self._labels[owner] for owner in {launch.owner for launch in everyone}
-                    if not self._attendance.is_here(owner)}
+            presence = {self._labels[owner]: self._attendance.presence(owner)
+                        for owner in {launch.owner for launch in everyone}}
             return QueueOverview([replace(launch.copy(), owner=self._labels[launch.owner]) for launch in everyone],
-                                 {launch.id: place for place, launch in enumerate(self._queue, 1)}, away)
+                                 {launch.id: place for place, launch in enumerate(self._queue, 1)}, presence)
 
     def clear_waiting(self) -> int:
         """For the operator: take every waiting launch out of the queue. Returns how many."""
@@ -258,6 +276,10 @@ class RunQueue:
             if pending >= self.limits.per_owner:
                 raise ConfigError(f"You already have {pending} launch(es) waiting or running (the limit is "
                                   f"{self.limits.per_owner}). Wait for one to end, or stop one.")
+            if is_anonymous(launch.owner) and self._pending_of(is_anonymous) >= self.limits.anonymous:
+                raise ConfigError(f"Visitors whose browser holds no cookie of this server share "
+                                  f"{self.limits.anonymous} launches waiting or running, and they are taken. Allow "
+                                  "this site's cookies and reload the page, or try again later.")
             if len(self._queue) >= self.limits.max_waiting:
                 raise ConfigError(f"The server's queue is full ({self.limits.max_waiting} launches waiting). "
                                   "Try again later.")
@@ -270,7 +292,11 @@ class RunQueue:
 
     def _pending(self, owner: str) -> int:
         """How many of ``owner``'s launches wait or run: what the per-owner limit counts."""
-        return sum(launch.owner == owner and launch.state != LaunchState.ENDED for launch in self._launches.values())
+        return self._pending_of(owner.__eq__)
+
+    def _pending_of(self, owners: Callable[[str], bool]) -> int:
+        """How many launches of the owners for whom ``owners`` says True wait or run."""
+        return sum(owners(launch.owner) and launch.state != LaunchState.ENDED for launch in self._launches.values())
 
     def _stop(self, launch: Launch, because: str) -> bool:
         """Stop a launch that waits (taken out of the queue) or runs (ended within a batch); False when it has

@@ -12,16 +12,23 @@ from cprune_core.settings import Setting, check_settings
 
 __all__ = ["SERVER_SETTINGS", "ALL_SETTINGS", "setting", "check_server_settings"]
 
+
 SERVER_SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
     Setting("CPRUNE_CONCURRENT_RUNS", 1, "launches the app's queue runs at once (on a CPU one run already uses "
             "every core)", Range(1, 64, integer=True)),
     Setting("CPRUNE_QUEUED_RUNS_PER_VISITOR", 2, "launches one visitor (one browser) may have waiting or running",
             Range(1, 1000, integer=True)),
-    Setting("CPRUNE_VISITOR_GRACE_S", 60, "seconds a visitor's waiting launches are kept after the last tab of "
-            "their browser closed (a reload takes a second or two)", Range(0, 86_400)),
+    Setting("CPRUNE_VISITOR_GRACE_S", 60, "seconds a visitor's launches, waiting or running, are kept after the last "
+            "tab of their browser closed (a reload takes a second or two)", Range(0, 86_400)),
+    Setting("CPRUNE_MAX_LAUNCH_MINUTES", 120, "minutes a visitor's launch may run before the server stops it",
+            Range(0, 10_080, low_open=True)),
+    Setting("CPRUNE_NEW_VISITORS_PER_HOUR", 120, "visitor ids the server hands out per client address an hour (one per "
+            "browser); beyond, new browsers share the anonymous visitors' launches", Range(1, 10**6, integer=True)),
     Setting("CPRUNE_MODELS_BUDGET_MB", 5120, "disk space for the models the app's runs save, oldest deleted first",
             Range(1, 10**9, integer=True)),
     Setting("CPRUNE_UPLOAD_BUDGET_MB", 2048, "disk space for visitors' uploaded files", Range(1, 10**9, integer=True)),
+    Setting("CPRUNE_UPLOAD_MEMORY_MB", 1024, "memory for the files Streamlit's upload endpoint receives and holds, "
+            "every session's together", Range(1, 10**9, integer=True)),
     Setting("CPRUNE_DOWNLOADS", "on", "whether the app downloads weights and datasets a visitor asks for; off: it "
             "offers only what is already cached", choices=("on", "off")),
     Setting("CPRUNE_ADMIN_TOKEN", "", "the token that opens the app's operator page (/operator); unset: no page",

@@ -1,19 +1,24 @@
-"""Operator: every visitor's launches in the queue; take the waiting ones out, stop a running one.
+"""Operator: every visitor's launches in the queue and where each visitor is; take the waiting ones out, stop a
+running one.
 
-Opens only for whoever gives the server's CPRUNE_ADMIN_TOKEN (compared in constant time); without that
-setting the page is off. Visitors appear as "visitor N", never by their ids.
+Opens only for whoever gives the server's CPRUNE_ADMIN_TOKEN (compared in constant time; wrong ones slowed and
+logged by cprune_server.OperatorGate); without that setting the page is off. Visitors appear as "visitor N", never
+by their ids.
 """
-import hmac
+import math
 from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
 from cprune_core import ConfigError
-from cprune_server import Launch, LaunchState
+from cprune_core.settings import MAKE_SECRET
+from cprune_server import Launch, LaunchState, Presence, Whereabouts
 from cprune_server.settings import setting
 from ui import frame, launches
-from ui.services import run_queue
+from ui.services import operator_gate, run_queue
 from ui.text import plain
 
 frame.start("Operator", "The server's queue, for whoever runs this server: every visitor's launches, which "
@@ -25,15 +30,17 @@ except ConfigError as error:
     st.error(plain(error))
     st.stop()
 if not token:
-    st.info("The operator's page is off: whoever runs this server can set CPRUNE_ADMIN_TOKEN (16 characters or "
-            "more) to open it.")
+    st.info(f"The operator's page is off: whoever runs this server can set CPRUNE_ADMIN_TOKEN to a token made with "
+            f"`{MAKE_SECRET}` to open it.")
     st.stop()
 
 
 def _admit() -> None:
-    given = session.pop("operator_token", "")
-    session["_operator"] = hmac.compare_digest(given.encode(), token.encode())
-    session["_operator_note"] = "" if session["_operator"] else "That is not the operator's token."
+    verdict = operator_gate().attempt(get_script_run_ctx().session_id, session.pop("operator_token", ""), token,
+                                      client=st.context.ip_address or "")
+    session["_operator"] = verdict.admitted
+    session["_operator_note"] = ("" if verdict.admitted else "That is not the operator's token." if not verdict.wait_s
+                                 else f"Too many wrong tokens: try again in {math.ceil(verdict.wait_s)} s.")
 
 
 def _leave() -> None:
@@ -57,6 +64,14 @@ if not session.get("_operator"):
     st.stop()
 
 
+def _presence(presence: Presence) -> str:
+    if presence.where == Whereabouts.HERE:
+        return "here"
+    unseen = presence.unseen_s
+    return f"{presence.where}, unseen for {unseen:.0f} s" if unseen < 120 else \
+        f"{presence.where}, unseen for {unseen / 60:.0f} min"
+
+
 def _what(launch: Launch) -> str:
     if launch.task is not None:
         return launch.title
@@ -69,9 +84,11 @@ overview = run_queue().overview()
 cells = st.columns(3)
 cells[0].metric("Running", sum(launch.state == LaunchState.RUNNING for launch in overview.launches))
 cells[1].metric("Waiting", len(overview.positions))
-cells[2].metric("Visitors away", len(overview.away), help="No tab of theirs is connected: their waiting launches "
-                f"leave the queue {run_queue().limits.grace_s:g} s after the last one closed.")
-table = pd.DataFrame([{"launch": launch.id, "visitor": launch.owner, "here": launch.owner not in overview.away,
+cells[2].metric("Visitors away", sum(p.where != Whereabouts.HERE for p in overview.presence.values()),
+                help="No tab of theirs is connected: their waiting launches leave the queue, and their running ones "
+                     f"stop, {run_queue().limits.grace_s:g} s after the last one closed (then they are gone).")
+table = pd.DataFrame([{"launch": launch.id, "visitor": launch.owner,
+                       "visitor is": _presence(overview.presence[launch.owner]),
                        "what": _what(launch), "where": launches.where(launch, overview.positions.get(launch.id)),
                        "queued at": datetime.fromtimestamp(launch.created).strftime("%H:%M:%S")}
                       for launch in overview.launches])

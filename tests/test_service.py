@@ -1,5 +1,5 @@
-"""The app's server side without Streamlit: the run queue, its owners and limits, the uploads and saved models,
-what a visitor may do (their Access).
+"""The app's server side without Streamlit: the run queue, its owners and limits, the uploads (on disk, and in
+Streamlit's upload endpoint's memory) and saved models, what a visitor may do (their Access).
 
 Launches here are tasks and runners that wait on events the test sets, so each step happens when the test
 says; ``RunQueue.wait`` (woken by every change of a launch) tells when the queue has reached a state.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ from cprune_core.checkpoint import MODEL_FILES
 from cprune_core.paths import ASSETS_DIR
 from cprune_core.schema import EventKind, MetricEvent, RunStatus, RunSummary
 from cprune_server import (FINETUNE, OWNER_AWAY, STOPPED_BY_OPERATOR, STOPPED_BY_OWNER, LaunchState, QueueLimits,
-                           RunQueue, Uploads, browser_secret, data_roots, downloadable_runs, keep_models_within,
-                           launch_user, server_key, session_visitor_id, uses_in_progress, visitor_access, visitor_id)
+                           Presence, RunQueue, UploadMemory, UploadRefused, Uploads, Whereabouts, anonymous_visitor, data_roots,
+                           downloadable_runs, keep_models_within, launch_user, out_of_time, uses_in_progress,
+                           visitor_access)
 
 WAIT = 60  # seconds: only a broken queue takes this long
 
@@ -152,29 +154,71 @@ def present_queue(connected: set[str], clock: Clock, **limits) -> RunQueue:
                     connected.__contains__, clock=clock)
 
 
-def test_a_gone_visitors_waiting_launches_leave_the_queue_after_the_grace_and_running_ones_go_on(gate):
+def test_a_gone_visitors_launches_leave_the_queue_and_running_ones_stop_after_the_grace(gate):
     connected, clock = {"alice-tab", "bob-tab"}, Clock()
-    queue = present_queue(connected, clock)
+    queue = present_queue(connected, clock, workers=2)
     queue.attend("alice", "alice-tab")
     queue.attend("bob", "bob-tab")
     ran: list[str] = []
     active = started(queue, "alice", "active", gate, ran)
+    theirs = started(queue, "bob", "bob's", gate, ran)
     mine = [queue.submit_task("alice", f"waiting {i}", gated(gate, ran, f"waiting {i}")) for i in range(2)]
-    theirs = queue.submit_task("bob", "bob's", gated(gate, ran, "bob's"))
 
     connected.discard("alice-tab")  # alice closed her last tab
     clock.now = 59.0
     assert queue.sweep() == 0 and queue.view("alice").positions == {mine[0].id: 1, mine[1].id: 2}
+    assert queue.is_pending(active.id)
     clock.now = 60.0
-    assert queue.sweep() == 2
+    assert queue.sweep() == 3
+    ended(queue, active)
     gone = {launch.id: launch for launch in queue.view("alice").launches}
     assert all(gone[launch.id].state == LaunchState.ENDED and gone[launch.id].started is None
                and gone[launch.id].ended_because == OWNER_AWAY for launch in mine)
-    assert queue.is_pending(active.id) and queue.view("bob").positions == {theirs.id: 1}
+    assert (gone[active.id].failure, gone[active.id].ended_because) == ("Stopped.", OWNER_AWAY)
+    assert queue.is_pending(theirs.id), "another visitor's launch goes on"
     assert queue.sweep() == 0
+    clock.now = 75.0
+    assert queue.overview().presence["visitor 1"] == Presence(Whereabouts.GONE, 75.0), "alice, seen last at 0"
     gate.set()
-    ended(queue, active, theirs)
-    assert ran == ["active", "bob's"], "the running launch went on; the withdrawn ones never ran"
+    ended(queue, theirs)
+    assert ran == ["active", "bob's"], "the withdrawn ones never ran"
+
+
+def test_a_launch_that_runs_past_the_servers_limit_is_stopped(gate):
+    queue = RunQueue(no_runner, QueueLimits(workers=1, max_run_s=0.2))
+    overdue = started(queue, "alice", "long", gate, [])
+    waiting = queue.submit_task("bob", "next", gated(gate, [], "next"))
+    assert queue.sweep() == 0, "not yet"
+    time.sleep(0.3)
+    assert queue.sweep() == 1
+    ended(queue, overdue)
+    stopped = queue.view("alice").launches[0]
+    assert (stopped.failure, stopped.ended_because) == ("Stopped.", out_of_time(0.2))
+    assert "limit of 0.00333333 minutes" in out_of_time(0.2) and out_of_time(7200) == (
+        "it ran for this server's limit of 120 minutes")
+    assert queue.wait(waiting.id, WAIT, until=running), "the next launch starts"
+    gate.set()
+    ended(queue, waiting)
+
+
+def test_visitors_without_the_servers_cookie_share_one_limit(gate):
+    """Four made-up cookies used to make four visitors (eight launches): a cookie the server did not sign makes an
+    anonymous visitor, and the anonymous ones together have ``QueueLimits.anonymous`` launches."""
+    queue = RunQueue(no_runner, QueueLimits(workers=1, per_owner=2, anonymous=3))
+    sessions = [anonymous_visitor() for _ in range(4)]
+    held = [queue.submit_task(sessions[0], "first", gated(gate, [], "held")),
+            queue.submit_task(sessions[1], "second", gated(gate, [], "held")),
+            queue.submit_task(sessions[1], "third", gated(gate, [], "held"))]
+    for session in sessions:  # the second also has its own limit of 2
+        with pytest.raises(ConfigError, match="limit is 2" if session == sessions[1] else
+                           "share 3 launches waiting or running, and they are taken"):
+            queue.submit_task(session, "one too many", gated(gate, [], "refused"))
+    signed = [queue.submit_task("a visitor with the server's cookie", f"theirs {i}", gated(gate, [], "x"))
+              for i in range(2)]  # not anonymous: their own limit
+    assert queue.stop(sessions[1], held[2].id)
+    held.append(queue.submit_task(sessions[3], "after a stop", gated(gate, [], "held")))
+    gate.set()
+    ended(queue, *held, *signed)
 
 
 def test_a_reload_keeps_the_visitors_launches_and_their_limit(gate):
@@ -240,7 +284,9 @@ def test_the_operator_sees_every_launch_under_labels_clears_the_queue_and_stops_
     overview = queue.overview()
     assert [launch.owner for launch in overview.launches] == ["visitor 2", "visitor 2", "visitor 1"]
     assert "secret" not in repr(overview), "the operator never sees a visitor's id"
-    assert overview.positions == {waiting[0].id: 1, waiting[1].id: 2} and overview.away == {"visitor 2"}
+    assert overview.positions == {waiting[0].id: 1, waiting[1].id: 2}
+    assert {label: presence.where for label, presence in overview.presence.items()} == {
+        "visitor 1": Whereabouts.HERE, "visitor 2": Whereabouts.AWAY}
     assert queue.clear_waiting() == 2 and queue.clear_waiting() == 0
     assert {launch.ended_because for launch in queue.view("alice-secret-id").launches} == {STOPPED_BY_OPERATOR}
     assert queue.stop_any(active.id) and not queue.stop_any("no-such-launch")
@@ -338,45 +384,18 @@ def test_the_queue_forgets_old_ended_launches_but_wait_still_answers():
     ("CPRUNE_CONCURRENT_RUNS", "0", "must be a whole number in \\[1, 64\\]"),
     ("CPRUNE_QUEUED_RUNS_PER_VISITOR", "two", "must be a whole number in"),
     ("CPRUNE_VISITOR_GRACE_S", "-1", "must be a number in"),
+    ("CPRUNE_MAX_LAUNCH_MINUTES", "0", "must be a number in \\(0, 10080\\] \\(minutes"),
 ])
 def test_queue_limits_come_from_the_environment(monkeypatch, variable, value, message):
     monkeypatch.setenv("CPRUNE_CONCURRENT_RUNS", "3")
     monkeypatch.setenv("CPRUNE_QUEUED_RUNS_PER_VISITOR", "4")
     monkeypatch.setenv("CPRUNE_VISITOR_GRACE_S", "2.5")
-    assert QueueLimits.from_environment() == QueueLimits(workers=3, per_owner=4, grace_s=2.5)
+    monkeypatch.setenv("CPRUNE_MAX_LAUNCH_MINUTES", "0.5")
+    assert QueueLimits.from_environment() == QueueLimits(workers=3, per_owner=4, anonymous=8, grace_s=2.5,
+                                                         max_run_s=30)
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"The environment variable {variable} {message}"):
         QueueLimits.from_environment()
-
-
-# Visitors' ids ------------------------------------------------------------------------------------------------
-
-def test_a_browser_keeps_its_visitor_id_across_reloads_and_no_other_browser_gets_it():
-    """Streamlit masks the XSRF token anew at every page load (the cookie's text changes at each reload):
-    the id comes from the token itself. Cookies made by Streamlit's own function, as its server makes them."""
-    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
-
-    key = bytes(32)
-    token = os.urandom(16)
-    first, reloaded = generate_xsrf_token_string(token, 1700000000), generate_xsrf_token_string(token, 1700000000)
-    other = generate_xsrf_token_string(os.urandom(16), 1700000000)
-    assert browser_secret(first) == browser_secret(reloaded) == token
-    assert visitor_id(browser_secret(first), key) == visitor_id(browser_secret(reloaded), key)
-    assert visitor_id(browser_secret(other), key) != visitor_id(token, key)
-    assert visitor_id(token, bytes(31) + b"x") != visitor_id(token, key), "another server's key: other ids"
-    assert token.hex() not in visitor_id(token, key), "the id is not the token"
-    for made_up in ("", "garbage", "2|zz|00|1", "2|0000|", "1|00000000|00|1", "2|00|0011|1"):
-        assert browser_secret(made_up) is None, made_up
-    assert session_visitor_id() != session_visitor_id()
-
-
-def test_the_servers_key_is_kept_private_and_reused(tmp_path):
-    path = tmp_path / "home" / "visitor.key"
-    key = server_key(path)
-    assert len(key) == 32 and server_key(path) == key
-    assert path.stat().st_mode & 0o777 == 0o600
-    (tmp_path / "folder.key").mkdir()  # cannot be read or written: a key of this process only
-    assert len(server_key(tmp_path / "folder.key")) == 32
 
 
 # Uploads -----------------------------------------------------------------------------------------------------
@@ -471,6 +490,63 @@ def saved_model(folder: Path) -> Path:
     for name in MODEL_FILES:
         (folder / name).write_bytes(name.encode())
     return folder
+
+
+def test_streamlits_upload_memory_has_a_budget_a_share_per_session_and_goes_with_the_session():
+    connected, closed, clock = {"alice", "bob"}, [], Clock()
+    memory = UploadMemory(1000, connected.__contains__, closed.append, files_per_session=2, hold_s=30, clock=clock)
+    first = memory.reserve("alice", 400)
+    assert memory.held() == 400, "counted while it is received"
+    memory.settle("alice", first, "file-1", kept=True)
+    failed = memory.reserve("alice", 300)
+    memory.settle("alice", failed, "file-2", kept=False)  # Streamlit refused it (a bad XSRF token, say)
+    assert memory.held() == 400
+    memory.settle("alice", memory.reserve("alice", 100), "file-2", kept=True)
+    with pytest.raises(UploadRefused, match="holds 2 uploaded files already") as refused:
+        memory.reserve("alice", 1)
+    assert refused.value.status == 429
+    with pytest.raises(UploadRefused, match="memory for uploads is full") as refused:
+        memory.reserve("bob", 501)  # every session's bytes count against one budget
+    assert refused.value.status == 503
+    memory.settle("bob", memory.reserve("bob", 500), "file-1", kept=True)
+    memory.release("alice", "file-2")  # Streamlit deleted it
+    assert memory.held() == 900
+    memory.settle("bob", memory.reserve("bob", 100), "file-1", kept=True)  # the same id again: replaced
+    assert memory.held() == 500
+
+    connected.discard("alice")  # her connection is gone: her files go after hold_s, her session closed
+    clock.now = 29.0
+    assert memory.sweep() == [] and memory.held() == 500
+    clock.now = 30.0
+    assert memory.sweep() == ["alice"] and closed == ["alice"] and memory.held() == 100
+    clock.now = 1000.0
+    assert memory.sweep() == [], "bob is still connected"
+    memory.settle("alice", memory.reserve("alice", 900), "file-3", kept=True)  # the budget is free again
+
+
+def test_the_servers_share_lowers_every_limit_of_the_apps_forms(monkeypatch):
+    """CPRUNE_APP_LIMITS_PERCENT narrows ``options.app_range``, the one place the forms' limits and
+    ``validate(app=True)`` come from; a form whose default lies above the new limit starts at it."""
+    from cprune_core.ablation import AnalysisConfig
+    from cprune_core.atlas.settings import AtlasSettings
+    from cprune_core.options import app_range
+    from cprune_core.ranges import Range
+    from ui.forms import number_limits
+
+    assert app_range(AtlasSettings, "val_images") == Range(8, 1000, integer=True)
+    monkeypatch.setenv("CPRUNE_APP_LIMITS_PERCENT", "10")
+    assert [app_range(AtlasSettings, name).high for name in ("sample_size", "val_images", "heads", "seeds")] == [
+        100, 100, 1, 2]
+    assert app_range(AnalysisConfig, "seeds") == Range(1, 2, integer=True)
+    assert app_range(FinetuneConfig, "epochs") == FinetuneConfig.options()["epochs"].range, "no app limit: unchanged"
+    with pytest.raises(ConfigError, match="validation images must be in \\[8, 100\\].*the command line accepts"):
+        AtlasSettings(val_images=101).validate(app=True)
+    AtlasSettings(val_images=101).validate()  # the command line's limits are its own
+    assert number_limits(AtlasSettings(heads=3), "heads") == {"min_value": 1, "max_value": 1, "value": 1,
+                                                              "help": AtlasSettings.options()["heads"].help}
+    monkeypatch.setenv("CPRUNE_APP_LIMITS_PERCENT", "0")
+    with pytest.raises(ConfigError, match="CPRUNE_APP_LIMITS_PERCENT must be a whole number in \\[1, 100\\]"):
+        app_range(AtlasSettings, "heads")
 
 
 def test_saved_models_are_kept_within_their_budget_oldest_first_never_the_newest(tmp_path):

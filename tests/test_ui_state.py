@@ -116,9 +116,9 @@ def test_ensure_choice_visitor_and_chart_config():
     assert at.query_params["layer"] == "b", "the URL shows the value in use at once"
     at.run()
     assert not at.session_state["was_reset"]
-    visitor = at.session_state["first_visitor"]  # AppTest sends no cookie: an id of this session only
-    assert visitor.startswith("session-") and int(visitor.removeprefix("session-"), 16) >= 0
-    assert len(visitor) == len("session-") + 32 and at.session_state["_visitor"] == visitor
+    visitor = at.session_state["first_visitor"]  # AppTest sends no cookie: an anonymous id of this session only
+    assert visitor.startswith("anonymous-") and int(visitor.removeprefix("anonymous-"), 16) >= 0
+    assert len(visitor) == len("anonymous-") + 32 and at.session_state["_visitor"] == visitor
     other = AppTest.from_function(chooser_page).run()
     assert other.session_state["first_visitor"] != visitor, "each session its own private id"
     options = at.session_state["chart"]["toImageButtonOptions"]

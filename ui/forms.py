@@ -23,8 +23,8 @@ def help_for(settings_class: type[Settings], name: str) -> str:
 
 def number_limits(settings: Settings, name: str) -> dict[str, Any]:
     """``st.number_input``'s keywords for the whole-number field ``name``: ``min_value`` and ``max_value``
-    (the app's limits), ``value`` (``settings``' value) and ``help`` (the field's). A field that may be None
-    and whose range leaves out 0 takes 0 for None, and its help says what 0 means.
+    (the app's limits), ``value`` (``settings``' value, at most ``max_value``) and ``help`` (the field's). A
+    field that may be None and whose range leaves out 0 takes 0 for None, and its help says what 0 means.
 
     Raises
     ------
@@ -45,7 +45,8 @@ def number_limits(settings: Settings, name: str) -> dict[str, Any]:
     value, help_text = getattr(settings, name), chosen.help
     if settings_class.shapes()[name].nullable and 0 not in valid:
         low, value, help_text = 0, 0 if value is None else value, f"{help_text} 0: {chosen.none}."
-    return {"min_value": low, "max_value": high, "value": int(value), "help": help_text}
+    # a default above a limit the server lowered (CPRUNE_APP_LIMITS_PERCENT) starts at the limit
+    return {"min_value": low, "max_value": high, "value": min(int(value), high), "help": help_text}
 
 
 def number_input_for(container: Any, label: str, settings: Settings, name: str, key: str,

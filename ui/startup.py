@@ -1,10 +1,11 @@
-"""What the server process does as it starts, before anyone visits (app.py's st.App lifespan).
+"""What the server process does as it starts, before anyone visits (app.py's st.App lifespan), and what stands in
+front of Streamlit's routes (its middleware, ``Guards``).
 
 `streamlit run app.py` (and so `make run`, `make serve`, `make dev` and the Docker image) finds the st.App in
-app.py and starts it; its lifespan starts ``warm_up`` in a thread and lets the server answer at once. The
-thread imports torch and the pages' libraries and fills the caches the first page reads (the default model,
-its head layer's graph and the canvas payload), through the same cached functions the pages call, so a
-first visitor waiting on them waits for what is left, never for a second copy.
+app.py and starts it; its lifespan checks the server's settings, starts ``warm_up`` in a thread and lets the
+server answer at once. The thread imports torch and the pages' libraries and fills the caches the first page reads
+(the default model, its head layer's graph and the canvas payload), through the same cached functions the pages
+call, so a first visitor waiting on them waits for what is left, never for a second copy.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-__all__ = ["lifespan", "warm_up"]
+__all__ = ["lifespan", "warm_up", "Guards"]
 
 _LOG = logging.getLogger("cprune.startup")
 
@@ -65,3 +67,36 @@ async def lifespan(_app) -> AsyncIterator[None]:
         os._exit(2)  # at once, without the server's traceback of a failed start-up
     threading.Thread(target=warm_up, name="cprune-warm-up", daemon=True).start()
     yield
+
+
+class Guards:
+    """app.py's ASGI middleware, in front of Streamlit's routes: cprune_server's visitor cookies (``VisitorCookies``)
+    and the upload endpoint's memory budget (``UploadGuard``), built at the first request, after ``lifespan`` has
+    checked the settings they read (importing cprune_server imports torch: not while app.py is imported)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self._guarded: Any = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if self._guarded is None:
+            self._guarded = _guard(self.app)
+        await self._guarded(scope, receive, send)
+
+
+def _guard(app: Any) -> Any:
+    from streamlit import runtime
+
+    from cprune_server import make_upload_guard, make_visitor_cookies
+
+    from .services import is_connected
+
+    def close_session(session: str) -> None:  # on the server's event loop, where Streamlit closes sessions
+        server = runtime.get_instance()
+        server.close_session(session)  # its state and files, while Streamlit keeps it for reconnection
+        server.uploaded_file_mgr.remove_session_files(session)  # its files, even once Streamlit forgot it
+
+    return make_visitor_cookies(make_upload_guard(app, is_connected, close_session))

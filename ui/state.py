@@ -16,9 +16,7 @@ import streamlit as st
 from cprune_core import FinetuneConfig, Range
 from cprune_core.access import Access
 from cprune_core.ranges import number_from_text
-from cprune_server import XSRF_COOKIE, browser_secret, session_visitor_id, visitor_access, visitor_id
-
-from .services import visitor_key
+from cprune_server import VISITOR_COOKIE, anonymous_visitor, signed_visitor, visitor_access, visitor_key
 
 __all__ = ["slider_bounds", "OPTIONS", "CONFIG_DEFAULTS", "TAU_STEP", "KEEP_STEP", "TAU_RANGE", "KEEP_RANGE", "DEFAULTS",
            "URL_PARAMS", "init", "write_url", "layer_key", "widget_key", "bound", "set_value", "ensure_choice", "tau_slider",
@@ -149,11 +147,12 @@ def keep_slider(container: Any = st, **kwargs: Any) -> float:
 
 def visitor() -> str:
     """This visitor's private id: it owns their launches and runs. One per browser (the same in every tab and
-    after a reload: derived from the browser's XSRF cookie, cprune_server.visitors), or one per session
-    for a client that sends no such cookie. Never shown, never logged, never in a link."""
+    after a reload: from the cookie the server signed for this browser, cprune_server.visitors), or, for a browser
+    that brought no such cookie, an anonymous one for this session (anonymous visitors share one limit of
+    launches). Never shown, never logged, never in a link."""
     if "_visitor" not in st.session_state:
-        secret = browser_secret(st.context.cookies.get(XSRF_COOKIE, ""))
-        st.session_state["_visitor"] = visitor_id(secret, visitor_key()) if secret else session_visitor_id()
+        owner = signed_visitor(st.context.cookies.get(VISITOR_COOKIE, ""), visitor_key())
+        st.session_state["_visitor"] = owner or anonymous_visitor()
     return st.session_state["_visitor"]
 
 
