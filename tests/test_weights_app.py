@@ -206,9 +206,9 @@ def torch_bytes(value) -> bytes:
 
 REFUSALS = {  # name: (file name, contents, what the sentence says)
     "integer only": ("q.safetensors", lambda: save({"q.weight": torch.ones(4, 4, dtype=torch.int8)}),
-                     "q.safetensors holds no floating-point weight of rank 2 (Linear) or 4 (Conv2d)"),
+                     "q.safetensors holds no floating-point weight of rank 2 (Linear) to 5 (Conv3d)"),
     "NaN": ("nan.safetensors", lambda: save({"a.weight": torch.randn(4, 3),
-                                             "b.weight": torch.tensor([[1.0, float("nan")]])}),
+                                             "b.weight": torch.tensor([[1.0, float("nan")], [2.0, 3.0]])}),
             "Layer b has NaN or Inf weights in 1 neuron(s)"),
     "not what its extension says": ("model.safetensors", lambda: torch_bytes({"a.weight": torch.randn(3, 3)}),
                                     "model.safetensors is not a safetensors file: its content looks like a "
@@ -217,8 +217,8 @@ REFUSALS = {  # name: (file name, contents, what the sentence says)
                   "cut.safetensors: the safetensors header entry 'a.weight' points outside the file"),
     "not ONNX": ("x.onnx", lambda: b"\x08" + bytes(40), "x.onnx is not an ONNX model"),
     "oversized tensor": ("big.safetensors", lambda: forged_safetensors([2**15, 2**14]),
-                         "big.safetensors: tensor 'w' has 536,870,912 elements (shape [32768, 16384]), over the "
-                         "limit of 268,435,456 per tensor"),
+                         "big.safetensors: tensor 'w' claims 536,870,912 elements (2,147,483,648 bytes) but the "
+                         "file holds 16 bytes for it"),
     "oversized file": ("big.pt", lambda: bytes(3 * 2**20), "The file is 3 MiB; the limit is 2 MiB."),
 }
 
