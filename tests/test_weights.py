@@ -478,3 +478,26 @@ def test_a_legacy_torch_file_is_read_with_weights_only_once_its_declared_sizes_f
     forged.write_bytes(data.replace(b"K\x0cNt", b"K\xffNt"))  # 255 float32 elements: more than the file holds
     with pytest.raises(WeightsFileError, match="declares .* bytes of storages but holds"):
         open_weights_file(forged)
+
+
+def test_model_roots_must_be_absolute_folders_and_offer_only_models_inside(tmp_path, monkeypatch):
+    from cprune_core.weights import find_models
+    from cprune_server.settings import check_server_settings
+
+    for value in ("models", "/srv/models:relative"):
+        monkeypatch.setenv("CPRUNE_MODEL_ROOTS", value)
+        with pytest.raises(ConfigError, match="CPRUNE_MODEL_ROOTS must list absolute folder paths"):
+            check_server_settings()
+    root, outside = tmp_path / "models", tmp_path / "private"
+    hugging_face_checkpoint(root / "lab" / "llama", llama_like(1, 8, 16, 10, torch.float16), shards=2)
+    (root / "onnx").mkdir()
+    for name in ("a.onnx", "b.pt", "notes.txt"):
+        (root / "onnx" / name).write_bytes(b"")
+    save_safetensors({"w": torch.ones(2, 2)}, (outside / "secret").mkdir(parents=True) or outside / "secret" / "s.safetensors")
+    (root / "lab" / "escape").symlink_to(outside / "secret")  # a link to a folder outside: never walked
+    (root / "onnx" / "linked.pt").symlink_to(outside / "secret" / "s.safetensors")  # to a file outside: left out
+    models = find_models((root.resolve(),))
+    assert [label for label, _ in models] == ["models/lab/llama", "models/onnx/a.onnx", "models/onnx/b.pt"]
+    assert models[0][1] == (root / "lab" / "llama").resolve()
+    assert [layer.name for layer in open_weights_file(models[0][1], LOCAL_BUDGET).layers][:1] == [
+        "model.embed_tokens"]

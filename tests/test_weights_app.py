@@ -30,7 +30,7 @@ from cprune_core.graph import cosine_similarity
 from cprune_core.layer_report import layerwise_rows
 from cprune_core.model_source import FileSource
 from ui.services import uploads
-from weights_files import transformer_stack
+from weights_files import hugging_face_checkpoint, llama_like, transformer_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -240,6 +240,31 @@ def test_a_refused_file_is_one_sentence_and_deleted_at_once(case, monkeypatch):
     monkeypatch.setattr(uploads(), "add", lambda *args: writes.append(args) or original(*args))
     at.run()  # any rerun: the same upload is neither written nor read again
     assert [shown(e.value) for e in at.error] == said and (writes == [] or case == "oversized file")
+
+
+def test_a_model_in_the_servers_model_folders_is_explored_without_an_upload(tmp_path, monkeypatch):
+    state = llama_like(blocks=1, hidden=32, mlp=64, vocab=24, dtype=torch.bfloat16)
+    folder = hugging_face_checkpoint(tmp_path / "models" / "llama", state, shards=2)
+    files = sorted(path.name for path in folder.iterdir())
+    monkeypatch.setenv("CPRUNE_MODEL_ROOTS", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.radio(key="model_kind").set_value("file").run()
+    at.radio(key="file_source").set_value("server").run()
+    assert_clean(at)
+    assert at.selectbox(key="server_model").value == "models/llama" and not at.error
+    captions = [shown(c.value) for c in at.sidebar.caption]
+    assert any("models/llama**: 8 layers (a sharded checkpoint: an index and its shards (2 files))" in c
+               for c in captions), captions
+    assert any("tensors are not layers" in e.label for e in at.sidebar.expander)
+    at.selectbox(key="widget_file_layer").set_value("model.layers.0.mlp.up_proj").run()
+    assert_clean(at)
+    _, header = canvas(at)
+    vectors = state["model.layers.0.mlp.up_proj.weight"].float()
+    tau = at.session_state["tau"]
+    edges = summarize(threshold_adjacency(cosine_similarity(vectors), tau)).edges
+    assert header["n"] == 64 and header["counts"][header["taus"].index(tau)] == edges
+    assert sorted(path.name for path in folder.iterdir()) == files, "the server's model is only read"
 
 
 # ----------------------------------------------------------------------------------------- in a real browser

@@ -28,8 +28,8 @@ __all__ = ["WEIGHT_LABELS", "MODEL_KINDS", "EXPLORE_ONLY", "render", "offer_back
            "require_backbone", "require_layer"]
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
-MODEL_KINDS = {"backbone": "a registry backbone", "file": "a weights file (explore only)",
-               "server": "a model on this server (explore only)"}
+MODEL_KINDS = {"backbone": "a registry backbone", "file": "a weights file (explore only)"}
+FILE_SOURCES = {"upload": "your upload", "server": "this server's model folders"}
 FILE_TYPES = [extension.lstrip(".") for extension in EXTENSIONS]
 CHECKPOINT_SLOT, FILE_SLOT = "_checkpoint_seen", "_weights_file_seen"  # this session's upload and its verdict
 ADOPTED = "adopted"  # the file_id of a weights file taken as a backbone's checkpoint (no upload widget holds it)
@@ -73,14 +73,11 @@ def render() -> None:
     with st.sidebar:
         uploads().collect(every_s=30)  # files of sessions that have gone: not only when someone uploads
         run_queue().attend(state.visitor(), get_script_run_ctx().session_id)  # this visitor's launches may wait
-        kinds = [kind for kind in MODEL_KINDS if kind != "server" or model_roots()]
-        if st.session_state["model_kind"] not in kinds:  # the server's model folders were unset since
-            st.session_state["model_kind"] = "backbone"
-        kind = st.radio("Model", kinds, format_func=MODEL_KINDS.get, key="model_kind",
+        kind = st.radio("Model", list(MODEL_KINDS), format_func=MODEL_KINDS.get, key="model_kind",
                         help="A registry backbone can be explored, pruned and fine-tuned; any weights file "
                              "(.safetensors, ONNX, a PyTorch state dict) can be explored, layer by layer, and so "
                              "can the models in this server's model folders (of any size: checkpoint shards too).")
-        key = {"backbone": _choose_backbone, "file": _choose_file, "server": _choose_server_model}[kind]()
+        key = _choose_backbone() if kind == "backbone" else _choose_file()
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
         _dataset_note(st.session_state["dataset"])
@@ -116,6 +113,9 @@ def _choose_backbone() -> ModelKey | None:
 
 
 def _choose_file() -> FileKey | None:
+    if model_roots() and st.radio("From", list(FILE_SOURCES), format_func=FILE_SOURCES.get, key="file_source",
+                                  horizontal=True) == "server":
+        return _choose_server_model()
     upload = st.file_uploader("Weights file", type=FILE_TYPES, key="weights_file_upload",
                               help="A .safetensors file, an ONNX model or a PyTorch state dict (.pt, .pth, .bin; "
                                    f"read with weights_only=True), up to {MAX_CHECKPOINT_BYTES // 2**20} MiB: every "

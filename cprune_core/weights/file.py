@@ -159,9 +159,10 @@ class WeightsFile:
         return FORMATS[self.format] + (f" ({len(self.files)} files)" if len(self.files) > 1 else "")
 
     def layer(self, name: str) -> WeightLayer:
-        """The layer called ``name`` (or whose tensor is called ``name``); WeightsFileError saying why for a
+        """The layer called ``name`` (its printable name, or the name as the file writes it, or its tensor's
+        name); WeightsFileError saying why for a
         tensor that is no layer, ConfigError naming a few layers for any other name."""
-        found = self._by_name.get(name) or self._by_tensor.get(name)
+        found = self._by_name.get(name) or self._by_name.get(printable(name)) or self._by_tensor.get(name)
         if found is not None:
             return found
         if printable(name) in self._why:

@@ -76,7 +76,7 @@ def _read_header(path: Path, size: int, budget: WeightsBudget) -> tuple[dict, in
         text = file.read(length)
     tensors = budget.max_tensors
     header = load_bounded_json(text, f"The safetensors header of {path.name}", max_objects=tensors + 2,
-                               max_arrays=2 * tensors, max_values=16 * tensors + 1024)
+                               max_arrays=2 * tensors + 2, max_values=16 * tensors + 1024)
     if not isinstance(header, dict):
         raise WeightsFileError(f"{path.name}: the safetensors header is not a JSON object.")
     return header, 8 + length
