@@ -257,6 +257,7 @@ def test_a_model_in_the_servers_model_folders_is_explored_without_an_upload(tmp_
     assert any("models/llama**: 8 layers (a sharded checkpoint: an index and its shards (2 files))" in c
                for c in captions), captions
     assert any("tensors are not layers" in e.label for e in at.sidebar.expander)
+    assert any("model.norm.weight: shape [32]: one value per channel" in text.value for text in at.sidebar.text)
     at.selectbox(key="widget_file_layer").set_value("model.layers.0.mlp.up_proj").run()
     assert_clean(at)
     _, header = canvas(at)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -230,7 +229,7 @@ def _load_file(key: FileKey) -> FileKey | None:
                "only.")
     if bundle.skipped:
         with st.expander(f"{len(bundle.skipped):,} tensors are not layers"):
-            st.dataframe(pd.DataFrame(bundle.skipped, columns=["tensor", "why"]), hide_index=True)
+            st.text("\n".join(f"{name}: {why}" for name, why in bundle.skipped))  # plain text, names escaped
     offer_backbones(key, bundle, "sidebar")
     return key
 
