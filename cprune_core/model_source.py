@@ -6,7 +6,8 @@ needs three things of a model, and both sources give them the same way (``ModelS
 - ``layers``: one ``LayerInfo`` row per layer with neurons (name, kind, neurons, vector length, ...);
 - ``weight(layer)``: its weights as float32, neurons first ((out, in) or (out, in, kh, kw): a
   neuron's filter image is ``weight(layer)[neuron]``);
-- ``weight_vectors(layer)``: one row per neuron, what ``graph.cosine_similarity`` and the criteria take.
+- ``weight_vectors(layer, rows=None)``: one row per neuron, what ``graph.cosine_similarity`` and the criteria
+  take; ``rows=(start, stop)`` for a block of neurons (from a file, only their bytes are read).
 
 ``graph_layers`` are the layers a layer-wise table covers (a backbone's prunable layers, every
 layer of a file), and ``fits`` the backbones whose checkpoint the weights are. Pruning and
@@ -36,7 +37,7 @@ class ModelSource(Protocol):
 
     def weight(self, layer: str) -> torch.Tensor: ...
 
-    def weight_vectors(self, layer: str) -> torch.Tensor: ...
+    def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor: ...
 
 
 class BackboneSource:
@@ -54,9 +55,11 @@ class BackboneSource:
     def load(cls, name: str, weights: str = "pretrained", checkpoint: str | Path | None = None) -> BackboneSource:
         return cls(load_backbone(name, weights, checkpoint))
 
-    def weight_vectors(self, layer: str) -> torch.Tensor:
-        """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf."""
-        return weight_vectors(get_submodule(self.backbone.model, layer), layer).float()
+    def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf.
+        ``rows``: only neurons ``start:stop`` (the model is in memory: a slice)."""
+        vectors = weight_vectors(get_submodule(self.backbone.model, layer), layer).float()
+        return vectors[rows[0]:rows[1]] if rows is not None else vectors
 
     def weight(self, layer: str) -> torch.Tensor:
         return self.weight_vectors(layer).view(get_submodule(self.backbone.model, layer).weight.shape)

@@ -315,3 +315,13 @@ def test_a_layer_name_never_becomes_a_path_outside_the_output_folder(hostile_nam
         assert cli.main(["graph", "--weights", str(hostile_names_file), "--layer", layer, "--out", str(out)]) == 0
         assert (out / written).is_file()
     assert set(tmp_path.iterdir()) == around | {out}, "nothing written beside the output folder"
+
+
+def test_a_zip_of_too_many_records_is_refused_from_its_end_record(tmp_path):
+    path = tmp_path / "records.pt"
+    path.write_bytes(torch_zip_with_pickle(pickle.dumps({}, protocol=2)))
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_STORED) as archive:
+        for index in range(DEFAULT_BUDGET.max_tensors + 100):  # zip64: more than 65,535 records
+            archive.writestr(f"archive/extra/{index}", b"")
+    message, seconds, peak_mb = bounded(open_weights_file, path)
+    assert "is a zip archive of 100,10" in message and "records" in message and peak_mb < 20, (message, peak_mb)

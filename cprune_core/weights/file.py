@@ -179,9 +179,10 @@ class WeightsFile:
         if rows is not None and not 0 <= rows[0] <= rows[1] <= layer.neurons:
             raise ConfigError(f"Rows {rows[0]}:{rows[1]} are outside layer {layer.name}'s {layer.neurons} neurons.")
         direct = rows if layer.role.arrangement == "rows" else None
-        values = arrange(self._where[layer.tensor].read(layer.tensor, direct).float(), layer.role)
+        values = arrange(self._where[layer.tensor].read(layer.tensor, direct), layer.role)
         values = values[rows[0]:rows[1]] if rows is not None and direct is None else values
-        finite_rows(values.flatten(1), layer.name)
+        if not torch.isfinite(values.sum()):  # one pass, no copy; a sum that overflows only costs the full check
+            finite_rows(values.flatten(1), layer.name if rows is None else f"{layer.name} (neurons {rows[0]}:{rows[1]})")
         return values
 
     def weight_vectors(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
@@ -241,7 +242,13 @@ def open_weights_file(path: str | Path, budget: WeightsBudget = DEFAULT_BUDGET) 
     """
     path = Path(path)
     layout = model_layout(path, budget)
-    opened = [open_file(file, budget) for file in layout.files]
+    opened, tensors = [], 0
+    for file in layout.files:  # each file within the cap, and the model: one file over it at most is parsed
+        opened.append(open_file(file, budget))
+        tensors += len(opened[-1][1].stored)
+        if tensors > budget.max_tensors:
+            raise WeightsFileError(f"{path.name} holds more than {budget.max_tensors:,} tensors (in its first "
+                                   f"{len(opened)} files); the limit is {budget.max_tensors:,} per model.")
     file_format = opened[0][0] if layout.format == "file" else layout.format
     weights = WeightsFile(path, file_format, [source for _, source in opened], budget, owners=layout.owners)
     if not weights.layers:

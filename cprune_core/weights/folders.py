@@ -118,18 +118,20 @@ def _offers(folder: Path) -> tuple[bool, list[str], list[str]]:
     return whole, files, subfolders
 
 
-def find_models(roots: tuple[Path, ...], max_depth: int = 4, max_folders: int = 5_000) -> list[tuple[str, Path]]:
+def find_models(roots: tuple[Path, ...], max_depth: int = 4, max_folders: int = 5_000,
+                max_entries: int = 200_000) -> list[tuple[str, Path]]:
     """The models under ``roots`` (resolved folders): (a name for people, its real path) for every folder
-    holding an index or safetensors files, and every other weights file, down to ``max_depth`` folders and
-    at most ``max_folders`` folders looked at in all; links to folders are not walked, links to files are
-    followed, and what leads outside the roots is left out. Sorted by name."""
+    holding an index or safetensors files, and every other weights file, down to ``max_depth`` folders, at
+    most ``max_folders`` folders and ``max_entries`` entries looked at in all; links to folders are not
+    walked, links to files are followed, and what leads outside the roots is left out. Sorted by name."""
     found: list[tuple[str, Path]] = []
     pending = [(root, printable(root.name or str(root)), 0) for root in roots]
-    looked = 0
-    while pending and looked < max_folders:
+    looked = entries = 0
+    while pending and looked < max_folders and entries < max_entries:
         folder, label, depth = pending.pop(0)
         looked += 1
         whole, files, subfolders = _offers(folder)
+        entries += len(files) + len(subfolders)
         if whole:
             found.append((label, folder))
             continue

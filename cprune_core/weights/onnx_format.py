@@ -203,6 +203,8 @@ class OnnxFile:
         """The values of ``name`` (already checked against the budget); floating types as float32."""
         tensor = self._tensors[name]
         if name in self._external:
+            if tensor.data_type not in DTYPES:
+                raise WeightsFileError(f"{self.path.name}: tensor {name!r} is of a type torch cannot read.")
             location, offset = self._external[name]
             values = read_rows(location, offset, getattr(torch, DTYPES[tensor.data_type][0]), tuple(tensor.dims))
         else:

@@ -15,28 +15,48 @@ import torch
 
 from ..errors import WeightsFileError
 
-__all__ = ["read_rows", "model_file"]
+__all__ = ["read_rows", "model_file", "CONVERT_BLOCK_BYTES"]
+
+CONVERT_BLOCK_BYTES = 8 * 2**20  # bf16/fp16/fp64 bytes read and turned to float32 at a time
+
+
+def _read_into(file, target: torch.Tensor, what: Path) -> None:
+    """Fill ``target`` (contiguous) with the next bytes of ``file``; WeightsFileError when the file ends first."""
+    raw = target.view(-1).view(torch.uint8) if target.numel() else target
+    if raw.numel() and file.readinto(raw.numpy()) != raw.numel():
+        raise WeightsFileError(f"{what.name} ends before the tensor it holds: it is truncated or was changed while "
+                               "it was read.")
 
 
 def read_rows(path: Path, offset: int, dtype: torch.dtype, shape: tuple[int, ...],
-              rows: tuple[int, int] | None = None) -> torch.Tensor:
+              rows: tuple[int, int] | None = None, float32: bool = False) -> torch.Tensor:
     """The tensor of ``shape`` and ``dtype`` stored little-endian from byte ``offset`` of ``path``, or only its
-    rows ``start:stop`` along the first dimension (their bytes alone are read). WeightsFileError when the file
-    ends before them."""
+    rows ``start:stop`` along the first dimension (their bytes alone are read). ``float32``: a floating-point
+    tensor comes back as float32, converted a block of at most CONVERT_BLOCK_BYTES at a time (its float32 copy and
+    one block in memory, never the whole stored tensor beside it). WeightsFileError when the file ends before
+    the tensor does, or cannot be read."""
     start, stop = rows if rows is not None else (0, shape[0] if shape else 1)
-    row_bytes = math.prod(shape[1:]) * dtype.itemsize
-    nbytes = (stop - start) * row_bytes
-    buffer = torch.empty(nbytes, dtype=torch.uint8)
+    rest = tuple(shape[1:])
+    convert = float32 and dtype.is_floating_point and dtype != torch.float32
+    result = torch.empty((stop - start, *rest) if shape else (), dtype=torch.float32 if convert else dtype)
+    row_elements = math.prod(rest)
     try:
         with path.open("rb") as file:
-            file.seek(offset + start * row_bytes)
-            read = file.readinto(buffer.numpy()) if nbytes else 0
+            file.seek(offset + start * row_elements * dtype.itemsize)
+            if not convert:
+                _read_into(file, result, path)
+                return result
+            step = max(1, CONVERT_BLOCK_BYTES // max(1, row_elements * dtype.itemsize))
+            flat = result.view(-1, *rest) if shape else result.view(1)
+            block = torch.empty(min(step, flat.shape[0]) * max(1, row_elements), dtype=dtype)
+            for first in range(0, flat.shape[0], step):
+                rows_here = min(step, flat.shape[0] - first)
+                chunk = block[:rows_here * max(1, row_elements)]
+                _read_into(file, chunk, path)
+                flat[first:first + rows_here].copy_(chunk.view(flat[first:first + rows_here].shape))
     except OSError as error:
         raise WeightsFileError(f"Could not read {path.name} ({error.strerror or error}).") from error
-    if read != nbytes:
-        raise WeightsFileError(f"{path.name} ends before the tensor it holds: it is truncated or was changed while "
-                               "it was read.")
-    return buffer.view(dtype).view(stop - start, *shape[1:]) if shape else buffer.view(dtype).view(())
+    return result
 
 
 def _hub_blobs(folder: Path) -> Path | None:

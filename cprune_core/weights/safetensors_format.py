@@ -116,11 +116,12 @@ class SafetensorsFile:
         tensor = self._by_name[name]
         return (str(self.path), start, end, tensor.dtype, tensor.shape) if end > start else None
 
-    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        """The tensor's values (or its rows ``start:stop``) as stored, from its own bytes."""
+    def read(self, name: str, rows: tuple[int, int] | None = None, float32: bool = True) -> torch.Tensor:
+        """The tensor's values (or its rows ``start:stop``) from its own bytes: floats as float32 (or as stored)."""
         tensor = self._by_name[name]
         return read_rows(self.path, self._data_start + self._spans[name][0], getattr(torch, tensor.dtype),
-                         tensor.shape, rows)
+                         tensor.shape, rows, float32)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {tensor.name: self.read(tensor.name) for tensor in self.stored}
+        """Every tensor as stored: a state dict."""
+        return {tensor.name: self.read(tensor.name, float32=False) for tensor in self.stored}

@@ -12,6 +12,7 @@ its weights come with code, which is never run.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = ["ZIP_MAGIC", "is_legacy_torch", "TorchFile"]
 ZIP_MAGIC = b"PK\x03\x04"
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # the number the legacy format pickles first
 SAVE_HINT = "Save it with torch.save(model.state_dict(), path)."
+END_SEARCH_BYTES = 22 + 65535 + 20  # the end record, the longest comment, a zip64 locator before it
+RECORDS_BESIDE_TENSORS = 64  # data.pkl, version, byteorder, serialization id...
 
 
 def is_legacy_torch(head: bytes) -> bool:
@@ -34,9 +37,35 @@ def is_legacy_torch(head: bytes) -> bool:
     return head.startswith(b"\x80") and LEGACY_MAGIC in head
 
 
-def _archive_pickle(path: Path, size: int) -> bytes:
+def _zip_records(path: Path, size: int) -> int:
+    """The number of records a zip archive's end-of-central-directory declares (its zip64 record's when there is
+    one), read from its last bytes: what ``zipfile`` would build an object for."""
+    with path.open("rb") as file:
+        file.seek(max(0, size - END_SEARCH_BYTES))
+        tail = file.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) < end + 22:
+        return 0  # not found: zipfile refuses the archive itself
+    records = struct.unpack("<H", tail[end + 10:end + 12])[0]
+    locator = tail.rfind(b"PK\x06\x07", 0, end)
+    if locator >= 0 and len(tail) >= locator + 20:
+        zip64_end = struct.unpack("<Q", tail[locator + 8:locator + 16])[0]
+        with path.open("rb") as file:
+            file.seek(min(zip64_end, size))
+            head = file.read(40)
+        if head.startswith(b"PK\x06\x06") and len(head) == 40:
+            records = max(records, struct.unpack("<Q", head[32:40])[0])
+    return records
+
+
+def _archive_pickle(path: Path, size: int, budget: WeightsBudget) -> bytes:
     """The state pickle (``data.pkl``) of a zip archive whose records are stored uncompressed inside the file;
-    WeightsFileError for a damaged or compressed archive, or a TorchScript program."""
+    WeightsFileError for a damaged or compressed archive, one of more records than a model's tensors need (counted
+    from its end record before ``zipfile`` builds an object per record), or a TorchScript program."""
+    records = _zip_records(path, size)
+    if records > budget.max_tensors + RECORDS_BESIDE_TENSORS:
+        raise WeightsFileError(f"{path.name} is a zip archive of {records:,} records; a state dict of at most "
+                               f"{budget.max_tensors:,} tensors needs far fewer. {SAVE_HINT}")
     try:
         with zipfile.ZipFile(path) as archive:
             records = archive.infolist()
@@ -87,7 +116,7 @@ def _load(path: Path, size: int, budget: WeightsBudget) -> object:
     if legacy:
         _check_legacy(path, size, budget)
     else:
-        scan_pickle(io.BytesIO(_archive_pickle(path, size)), path.name, budget.max_tensors)
+        scan_pickle(io.BytesIO(_archive_pickle(path, size, budget)), path.name, budget.max_tensors)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # sparse-invariant and TypedStorage notes
