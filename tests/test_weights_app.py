@@ -198,6 +198,12 @@ def forged_safetensors(shape: list[int]) -> bytes:
     return struct.pack("<Q", len(text)) + text + bytes(16)
 
 
+def torchscript_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(nn.Linear(3, 2)), buffer)
+    return buffer.getvalue()
+
+
 def torch_bytes(value) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
@@ -220,6 +226,8 @@ REFUSALS = {  # name: (file name, contents, what the sentence says)
                          "big.safetensors: tensor 'w' claims 536,870,912 elements (2,147,483,648 bytes) but the "
                          "file holds 16 bytes for it"),
     "oversized file": ("big.pt", lambda: bytes(3 * 2**20), "The file is 3 MiB; the limit is 2 MiB."),
+    "TorchScript": ("silero.jit", lambda: torchscript_bytes(), "silero.jit is a TorchScript program (torch.jit.save): "
+                    "its weights come with code, which CPrune never runs. Save its state dict"),
 }
 
 

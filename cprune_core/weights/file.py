@@ -247,8 +247,9 @@ def open_weights_file(path: str | Path, budget: WeightsBudget = DEFAULT_BUDGET) 
         opened.append(open_file(file, budget))
         tensors += len(opened[-1][1].stored)
         if tensors > budget.max_tensors:
-            raise WeightsFileError(f"{path.name} holds more than {budget.max_tensors:,} tensors (in its first "
-                                   f"{len(opened)} files); the limit is {budget.max_tensors:,} per model.")
+            where = f" in its first {len(opened)} files" if len(layout.files) > 1 else ""
+            raise WeightsFileError(f"{path.name} holds more than {budget.max_tensors:,} tensors{where}; the limit "
+                                   f"is {budget.max_tensors:,} per model.")
     file_format = opened[0][0] if layout.format == "file" else layout.format
     weights = WeightsFile(path, file_format, [source for _, source in opened], budget, owners=layout.owners)
     if not weights.layers:
