@@ -6,7 +6,8 @@ needs three things of a model, and both sources give them the same way (``ModelS
 - ``layers``: one ``LayerInfo`` row per layer with neurons (name, kind, neurons, vector length, ...);
 - ``weight(layer)``: its weights as float32, neurons first ((out, in) or (out, in, kh, kw): a
   neuron's filter image is ``weight(layer)[neuron]``);
-- ``weight_vectors(layer)``: one row per neuron, what ``graph.cosine_similarity`` and the criteria take.
+- ``weight_vectors(layer, rows=None)``: one row per neuron, what ``graph.cosine_similarity`` and the criteria
+  take; ``rows=(start, stop)`` for a block of neurons (from a file, only their bytes are read).
 
 ``graph_layers`` are the layers a layer-wise table covers (a backbone's prunable layers, every
 layer of a file), and ``fits`` the backbones whose checkpoint the weights are. Pruning and
@@ -23,7 +24,7 @@ import torch
 from .layers import weight_vectors
 from .pruning import LayerInfo, PruningGraph, list_layers
 from .registry import Backbone, backbones_fitting, get_submodule, load_backbone
-from .weights import DEFAULT_BUDGET, FORMATS, WeightsBudget, WeightsFile, open_weights_file
+from .weights import DEFAULT_BUDGET, WeightsBudget, WeightsFile, open_weights_file, printable
 
 __all__ = ["ModelSource", "BackboneSource", "FileSource"]
 
@@ -36,7 +37,7 @@ class ModelSource(Protocol):
 
     def weight(self, layer: str) -> torch.Tensor: ...
 
-    def weight_vectors(self, layer: str) -> torch.Tensor: ...
+    def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor: ...
 
 
 class BackboneSource:
@@ -54,38 +55,43 @@ class BackboneSource:
     def load(cls, name: str, weights: str = "pretrained", checkpoint: str | Path | None = None) -> BackboneSource:
         return cls(load_backbone(name, weights, checkpoint))
 
-    def weight_vectors(self, layer: str) -> torch.Tensor:
-        """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf."""
-        return weight_vectors(get_submodule(self.backbone.model, layer), layer).float()
+    def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf.
+        ``rows``: only neurons ``start:stop`` (the model is in memory: a slice)."""
+        vectors = weight_vectors(get_submodule(self.backbone.model, layer), layer).float()
+        return vectors[rows[0]:rows[1]] if rows is not None else vectors
 
     def weight(self, layer: str) -> torch.Tensor:
         return self.weight_vectors(layer).view(get_submodule(self.backbone.model, layer).weight.shape)
 
 
 class FileSource:
-    """The layers of a weights file (``FileSource.open(path)``): every float tensor of rank 2 or 4.
+    """The layers of a model's weights (``FileSource.open(path)``: a file, a folder or a checkpoint's index):
+    every float tensor of rank 2 to 5 with neurons to compare.
 
-    None is prunable here; ``fits`` names the backbones the file is a checkpoint of.
+    None is prunable here; ``fits`` names the backbones the file is a checkpoint of; ``skipped`` lists every
+    other tensor as (printable name, why).
     """
 
     def __init__(self, weights: WeightsFile):
         self.weights = weights
-        self.title = f"{weights.path.name} ({FORMATS[weights.format]})"
+        self.title = f"{printable(weights.path.name)} ({weights.description})"
         self.layers = [LayerInfo(layer.name, layer.kind, layer.neurons, layer.vector_length,
-                                 layer.neurons * layer.vector_length, False,
-                                 f"tensor {layer.tensor} {list(layer.shape)}, {layer.dtype}"
-                                 + (", stored inputs x outputs" if layer.transposed else ""))
+                                 layer.neurons * layer.vector_length, False, layer.note)
                        for layer in weights.layers]
         self.graph_layers = [info.name for info in self.layers]
+        self.skipped = weights.skipped
         self.fits = backbones_fitting(weights.shapes)
 
     @classmethod
     def open(cls, path: str | Path, budget: WeightsBudget = DEFAULT_BUDGET) -> FileSource:
-        """WeightsFileError (one sentence) for a file that cannot be read: see weights.open_weights_file."""
+        """WeightsFileError (one sentence) for a model that cannot be read: see weights.open_weights_file."""
         return cls(open_weights_file(path, budget))
 
-    def weight(self, layer: str) -> torch.Tensor:
-        return self.weights.weight(layer)
+    def weight(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """See ``WeightsFile.weight``: only the bytes of the rows asked for are read (a layer stored neurons
+        first), each call from the file."""
+        return self.weights.weight(layer, rows)
 
-    def weight_vectors(self, layer: str) -> torch.Tensor:
-        return self.weights.weight_vectors(layer)
+    def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.weights.weight_vectors(layer, rows)

@@ -35,6 +35,9 @@ SERVER_SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
             secret=True),
     Setting("CPRUNE_DATA_ROOTS", "", "the folders the app's visitors may read datasets from; unset: the project's "
             "assets, ../shared/data and the dataset cache", folders=True),
+    Setting("CPRUNE_MODEL_ROOTS", "", "the folders whose models (a Hugging Face checkpoint folder, a folder of "
+            "safetensors files, an ONNX model with its external data, any weights file) the app's visitors may explore "
+            "without uploading them; unset: none", folders=True),
 )}
 ALL_SETTINGS: dict[str, Setting] = {**CORE_SETTINGS, **SERVER_SETTINGS}  # every variable the app reads
 

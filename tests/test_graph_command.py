@@ -2,6 +2,8 @@
 layer-wise table; the same one-line errors and exit codes as the other commands."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.registry import load_backbone
 from cprune_core.weights import open_weights_file
-from weights_files import resnet18_safetensors, save_safetensors
+from weights_files import hugging_face_checkpoint, llama_like, resnet18_safetensors, save_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +148,33 @@ def test_unusable_files_are_one_line_with_the_input_code(resnet_file, tmp_path, 
                           (save_safetensors({"x.weight": nan}, tmp_path / "nan.safetensors"), "Layer x has NaN or Inf weights")]:
         code, _, err = run(capsys, "--weights", path, "--layer", "x", "--out", tmp_path)
         assert code == 3 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_checkpoint_folder_or_its_index_lists_its_layers_and_every_tensor_that_is_none(tmp_path, capsys):
+    state = llama_like(blocks=1, hidden=32, mlp=96, vocab=40, dtype=torch.bfloat16)
+    folder = hugging_face_checkpoint(tmp_path / "llama", state, shards=2,
+                                     tied={"lm_head.weight": "model.embed_tokens.weight"})
+    for path in (folder, folder / "model.safetensors.index.json"):
+        code, out, _ = run(capsys, "--weights", path)
+        assert code == 0 and "(a sharded checkpoint: an index and its shards (2 files)): 8 layers" in out
+        assert "model.layers.0.self_attn.q_proj" in out and "tied: also model.embed_tokens.weight" in out
+        assert "not layers (4):" in out and "  model.norm.weight: shape [32]: one value per channel" in out
+    code, out, _ = run(capsys, "--weights", folder, "--layer", "model.layers.0.mlp.up_proj", "--format", "csv",
+                       "--out", tmp_path / "graphs", "--criteria", "eigenvector")
+    assert code == 0 and "96 neurons" in out
+    nodes = pd.read_csv(tmp_path / "graphs" / "model.layers.0.mlp.up_proj.nodes.csv")
+    vectors = state["model.layers.0.mlp.up_proj.weight"].float()
+    assert np.allclose(nodes["l2_norm"], vectors.norm(dim=1).numpy(), rtol=1e-5)
+
+
+def test_out_as_the_current_folder_or_the_root_writes_inside_it(resnet_file, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, err = run(capsys, "--weights", resnet_file, "--layer", "fc", "--out", ".")
+    assert code == 0 and err == "" and (work / "fc.graphml").is_file() and set(tmp_path.iterdir()) == {work}
+    written = []
+    monkeypatch.setattr("cprune_core.cli.graph.atomic_write", lambda path, write: written.append(path) or path)
+    for layer, name in (("fc", "fc.graphml"), ("all", "layerwise.csv")):
+        code, _, err = run(capsys, "--weights", resnet_file, "--layer", layer, "--out", "/", "--criteria", "l2")
+        assert code == 0 and err == "" and written[-1] == Path("/") / name  # inside /, never beside it

@@ -30,7 +30,7 @@ from cprune_core.layer_report import layerwise_rows
 from cprune_core.model_source import FileSource
 from canvas_page import canvas_centre, find, status, tooltip, wait_shown
 from ui.services import uploads
-from weights_files import transformer_stack
+from weights_files import hugging_face_checkpoint, llama_like, transformer_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -195,6 +195,12 @@ def forged_safetensors(shape: list[int]) -> bytes:
     return struct.pack("<Q", len(text)) + text + bytes(16)
 
 
+def torchscript_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(nn.Linear(3, 2)), buffer)
+    return buffer.getvalue()
+
+
 def torch_bytes(value) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
@@ -203,9 +209,9 @@ def torch_bytes(value) -> bytes:
 
 REFUSALS = {  # name: (file name, contents, what the sentence says)
     "integer only": ("q.safetensors", lambda: save({"q.weight": torch.ones(4, 4, dtype=torch.int8)}),
-                     "q.safetensors holds no floating-point weight of rank 2 (Linear) or 4 (Conv2d)"),
+                     "q.safetensors holds no floating-point weight of rank 2 (Linear) to 5 (Conv3d)"),
     "NaN": ("nan.safetensors", lambda: save({"a.weight": torch.randn(4, 3),
-                                             "b.weight": torch.tensor([[1.0, float("nan")]])}),
+                                             "b.weight": torch.tensor([[1.0, float("nan")], [2.0, 3.0]])}),
             "Layer b has NaN or Inf weights in 1 neuron(s)"),
     "not what its extension says": ("model.safetensors", lambda: torch_bytes({"a.weight": torch.randn(3, 3)}),
                                     "model.safetensors is not a safetensors file: its content looks like a "
@@ -214,9 +220,11 @@ REFUSALS = {  # name: (file name, contents, what the sentence says)
                   "cut.safetensors: the safetensors header entry 'a.weight' points outside the file"),
     "not ONNX": ("x.onnx", lambda: b"\x08" + bytes(40), "x.onnx is not an ONNX model"),
     "oversized tensor": ("big.safetensors", lambda: forged_safetensors([2**15, 2**14]),
-                         "big.safetensors: tensor 'w' has 536,870,912 elements (shape [32768, 16384]), over the "
-                         "limit of 268,435,456 per tensor"),
+                         "big.safetensors: tensor 'w' claims 536,870,912 elements (2,147,483,648 bytes) but the "
+                         "file holds 16 bytes for it"),
     "oversized file": ("big.pt", lambda: bytes(3 * 2**20), "The file is 3 MiB; the limit is 2 MiB."),
+    "TorchScript": ("silero.jit", lambda: torchscript_bytes(), "silero.jit is a TorchScript program (torch.jit.save): "
+                    "its weights come with code, which CPrune never runs. Save its state dict"),
 }
 
 
@@ -237,6 +245,32 @@ def test_a_refused_file_is_one_sentence_and_deleted_at_once(case, monkeypatch):
     monkeypatch.setattr(uploads(), "add", lambda *args: writes.append(args) or original(*args))
     at.run()  # any rerun: the same upload is neither written nor read again
     assert [shown(e.value) for e in at.error] == said and (writes == [] or case == "oversized file")
+
+
+def test_a_model_in_the_servers_model_folders_is_explored_without_an_upload(tmp_path, monkeypatch):
+    state = llama_like(blocks=1, hidden=32, mlp=64, vocab=24, dtype=torch.bfloat16)
+    folder = hugging_face_checkpoint(tmp_path / "models" / "llama", state, shards=2)
+    files = sorted(path.name for path in folder.iterdir())
+    monkeypatch.setenv("CPRUNE_MODEL_ROOTS", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.radio(key="model_kind").set_value("file").run()
+    at.radio(key="file_source").set_value("server").run()
+    assert_clean(at)
+    assert at.selectbox(key="server_model").value == "models/llama" and not at.error
+    captions = [shown(c.value) for c in at.sidebar.caption]
+    assert any("models/llama**: 8 layers (a sharded checkpoint: an index and its shards (2 files))" in c
+               for c in captions), captions
+    assert any("tensors are not layers" in e.label for e in at.sidebar.expander)
+    assert any("model.norm.weight: shape [32]: one value per channel" in text.value for text in at.sidebar.text)
+    at.selectbox(key="widget_file_layer").set_value("model.layers.0.mlp.up_proj").run()
+    assert_clean(at)
+    _, header = canvas(at)
+    vectors = state["model.layers.0.mlp.up_proj.weight"].float()
+    tau = at.session_state["tau"]
+    edges = summarize(threshold_adjacency(cosine_similarity(vectors), tau)).edges
+    assert header["n"] == 64 and header["counts"][header["taus"].index(tau)] == edges
+    assert sorted(path.name for path in folder.iterdir()) == files, "the server's model is only read"
 
 
 # ----------------------------------------------------------------------------------------- in a real browser

@@ -30,7 +30,7 @@ from cprune_core.layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, layer
 from cprune_core.layer_view import LayerGraph, Walkthrough
 from cprune_core.model_source import BackboneSource, FileSource
 from cprune_core.registry import MAX_CHECKPOINT_BYTES
-from cprune_core.weights import FORMATS, WeightsBudget
+from cprune_core.weights import LOCAL_BUDGET, WeightsBudget
 from cprune_server import downloads_allowed
 
 from .state import TAU_RANGE, TAU_STEP
@@ -55,10 +55,12 @@ class ModelKey:
 
 @dataclass(frozen=True)
 class FileKey:
-    """A weights file to explore: a visitor's upload (named by its content), never in a link."""
+    """A model to explore: a visitor's upload (named by its content), or a model in the server's model folders
+    (``on_server``: a file or a folder, any size), never in a link."""
 
     path: str
     name: str  # the file's name, for people
+    on_server: bool = False
 
 
 SourceKey = ModelKey | FileKey
@@ -135,13 +137,15 @@ def model_bundle(key: ModelKey) -> ModelBundle:
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def file_bundle(key: FileKey) -> FileBundle:
-    """The file's layers, each read once here: a file refused (WeightsFileError: not what its extension says,
-    damaged, over FILE_BUDGET, no float layer; NonFiniteWeightsError: NaN or Inf in a layer) is refused whole,
-    as it is uploaded, not when a visitor comes to the layer."""
-    opened = FileBundle.open(key.path, FILE_BUDGET)
-    for name in opened.layer_names:
-        opened.weight(name)
-    opened.title = f"{key.name} ({FORMATS[opened.weights.format]})"  # the name as uploaded, not as stored
+    """The model's layers. An upload's are each read once here: a file refused (WeightsFileError: not what its
+    extension says, damaged, over FILE_BUDGET, no float layer; NonFiniteWeightsError: NaN or Inf in a layer) is
+    refused whole, as it is uploaded, not when a visitor comes to the layer. A model of the server's folders
+    (any size: a checkpoint's shards) is listed from its headers, each layer read when it is shown."""
+    opened = FileBundle.open(key.path, LOCAL_BUDGET if key.on_server else FILE_BUDGET)
+    if not key.on_server:
+        for name in opened.layer_names:
+            opened.weight(name)
+    opened.title = f"{key.name} ({opened.weights.description})"  # the name as uploaded, not as stored
     return opened
 
 

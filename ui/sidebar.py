@@ -2,6 +2,7 @@
 dataset, device, shareable link."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -11,9 +12,11 @@ from cprune_core import (BACKBONES, DATASETS, CheckpointError, CPruneError, Weig
                          get_spec, resolve_device)
 from cprune_core.access import NO_DOWNLOADS
 from cprune_core.data import get_source, is_cached
+from cprune_core.data.roots import is_inside
 from cprune_core.registry import MAX_CHECKPOINT_BYTES, WEIGHT_SOURCES, weights_cache_path
-from cprune_core.weights import EXTENSIONS, FORMATS
+from cprune_core.weights import EXTENSIONS, find_models
 from cprune_server import downloads_allowed
+from cprune_server.settings import setting
 
 from . import state
 from .cache import FileBundle, FileKey, ModelBundle, ModelKey, SourceKey, bundle_of, file_bundle, model_bundle
@@ -25,6 +28,7 @@ __all__ = ["WEIGHT_LABELS", "MODEL_KINDS", "EXPLORE_ONLY", "render", "offer_back
 
 WEIGHT_LABELS = {"pretrained": "pretrained", "random": "random init", "checkpoint": "checkpoint (upload)"}
 MODEL_KINDS = {"backbone": "a registry backbone", "file": "a weights file (explore only)"}
+FILE_SOURCES = {"upload": "your upload", "server": "this server's model folders"}
 FILE_TYPES = [extension.lstrip(".") for extension in EXTENSIONS]
 CHECKPOINT_SLOT, FILE_SLOT = "_checkpoint_seen", "_weights_file_seen"  # this session's upload and its verdict
 ADOPTED = "adopted"  # the file_id of a weights file taken as a backbone's checkpoint (no upload widget holds it)
@@ -70,7 +74,8 @@ def render() -> None:
         run_queue().attend(state.visitor(), get_script_run_ctx().session_id)  # this visitor's launches may wait
         kind = st.radio("Model", list(MODEL_KINDS), format_func=MODEL_KINDS.get, key="model_kind",
                         help="A registry backbone can be explored, pruned and fine-tuned; any weights file "
-                             "(.safetensors, ONNX, a PyTorch state dict) can be explored, layer by layer.")
+                             "(.safetensors, ONNX, a PyTorch state dict) can be explored, layer by layer, and so "
+                             "can the models in this server's model folders (of any size: checkpoint shards too).")
         key = _choose_backbone() if kind == "backbone" else _choose_file()
         st.session_state["model_key"] = key and _load(key)
         st.selectbox("Dataset", list(DATASETS), key="dataset", help=DATASETS[st.session_state["dataset"]].description)
@@ -107,16 +112,47 @@ def _choose_backbone() -> ModelKey | None:
 
 
 def _choose_file() -> FileKey | None:
+    if model_roots() and st.radio("From", list(FILE_SOURCES), format_func=FILE_SOURCES.get, key="file_source",
+                                  horizontal=True) == "server":
+        return _choose_server_model()
     upload = st.file_uploader("Weights file", type=FILE_TYPES, key="weights_file_upload",
                               help="A .safetensors file, an ONNX model or a PyTorch state dict (.pt, .pth, .bin; "
                                    f"read with weights_only=True), up to {MAX_CHECKPOINT_BYTES // 2**20} MiB: every "
-                                   "floating-point weight of rank 2 or 4 is a layer to explore. It stays private to "
-                                   "you, and is deleted when you leave.")
+                                   "floating-point weight of rank 2 to 5 is a layer to explore (a TorchScript .jit "
+                                   "file is told how to save its state dict). It stays private to you, and is "
+                                   "deleted when you leave.")
     if upload is None:
         st.info("Upload a weights file to explore its layers, or choose a registry backbone.")
         return None
     path = _keep_upload(FILE_SLOT, upload, "")
     return path and FileKey(path, upload.name)
+
+
+def model_roots() -> tuple[Path, ...]:
+    """The server's model folders (CPRUNE_MODEL_ROOTS), resolved (links followed); none when unset."""
+    return tuple(Path(os.path.realpath(root)) for root in setting("CPRUNE_MODEL_ROOTS"))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _server_models(roots: tuple[Path, ...]) -> dict[str, str]:
+    """Name for people -> real path of every model under ``roots`` (looked for again after a minute)."""
+    return {label: str(path) for label, path in find_models(roots)}
+
+
+def _choose_server_model() -> FileKey | None:
+    roots = model_roots()
+    models = _server_models(roots)
+    if not models:
+        st.info("No model was found in this server's model folders; choose a registry backbone or upload a file.")
+        return None
+    label = st.selectbox("Model on this server", list(models), key="server_model",
+                         help="A Hugging Face checkpoint folder (its index and shards), a folder of safetensors "
+                              "files, an ONNX model with its external data or a weights file, from the folders the "
+                              "server offers (CPRUNE_MODEL_ROOTS): listed from their headers, a layer read when shown.")
+    if not is_inside(models[label], roots):  # changed since it was listed: a link now leading elsewhere
+        st.error("That model is no longer in this server's model folders.")
+        return None
+    return FileKey(models[label], label, on_server=True)
 
 
 def _keep_upload(slot: str, upload, purpose: str) -> str | None:
@@ -184,10 +220,16 @@ def _load_file(key: FileKey) -> FileKey | None:
         with st.spinner(f"Reading {plain(key.name)} …"):
             bundle = file_bundle(key)
     except CPruneError as exc:  # not what it says, damaged, over budget, no float layer, NaN or Inf
-        _refuse(key.path, exc)
+        if key.on_server:  # the server's own model: kept, never deleted
+            st.error(plain(exc))
+        else:
+            _refuse(key.path, exc)
         return None
-    st.caption(f"**{plain(key.name)}**: {len(bundle.layers):,} layers ({FORMATS[bundle.weights.format]}), explore "
+    st.caption(f"**{plain(key.name)}**: {len(bundle.layers):,} layers ({bundle.weights.description}), explore "
                "only.")
+    if bundle.skipped:
+        with st.expander(f"{len(bundle.skipped):,} tensors are not layers"):
+            st.text("\n".join(f"{name}: {why}" for name, why in bundle.skipped))  # plain text, names escaped
     offer_backbones(key, bundle, "sidebar")
     return key
 

@@ -16,7 +16,8 @@ from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, c
                              layerwise_rows)
 from ..model_source import BackboneSource, FileSource, ModelSource
 from ..paths import atomic_write, writable_dir
-from ..weights import DEFAULT_BUDGET
+from ..errors import ConfigError
+from ..weights import LOCAL_BUDGET, printable
 from .options import add_config_argument, comma_list, name_text, path_text
 
 __all__ = ["add_graph_command"]
@@ -32,14 +33,17 @@ def add_graph_command(subparsers) -> None:
                     "criterion; write it as GraphML or GEXF (scores as node attributes, for Gephi, Cytoscape or "
                     "networkx) or as CSV (LAYER.nodes.csv and LAYER.edges.csv). With --layer all, write the "
                     "layer-wise table (edges, density, components, centrality concentration per layer) as "
-                    "layerwise.csv. Without --layer, list the layers. In a weights file every float tensor of "
-                    f"rank 2 or 4 is a layer; files up to {DEFAULT_BUDGET.max_file_bytes / 2**30:g} GiB and tensors "
-                    f"up to {DEFAULT_BUDGET.max_tensor_elements:,} elements are read, graphs built for layers of up "
-                    f"to {MAX_GRAPH_NEURONS:,} neurons.",
+                    "layerwise.csv. Without --layer, list the layers and the tensors that are none, with why. In "
+                    "a model's weights every float tensor of rank 2 to 5 with two neurons or more is a layer; "
+                    f"files of any size are listed from their headers, layers of up to "
+                    f"{LOCAL_BUDGET.max_tensor_elements:,} elements read (only their own bytes), graphs built for "
+                    f"layers of up to {MAX_GRAPH_NEURONS:,} neurons.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", metavar="FILE", type=path_text, help="A .safetensors file, an .onnx model or a PyTorch state "
-                                                          "dict (.pt, .pth, .bin; read with weights_only=True).")
+    source.add_argument("--weights", metavar="PATH", type=path_text,
+                        help="A .safetensors file, an .onnx model, a PyTorch state dict (.pt, .pth, .bin; read with "
+                             "weights_only=True), a checkpoint's index (model.safetensors.index.json, its shards "
+                             "beside it) or a folder holding one of these.")
     add_config_argument(source, "backbone", default=None)
     parser.add_argument("--backbone-weights", choices=("pretrained", "random"), default="pretrained",
                         help="With --backbone: ImageNet-pretrained or random-init weights.")
@@ -55,32 +59,44 @@ def add_graph_command(subparsers) -> None:
 
 
 def file_stem(layer: str) -> str:
-    """A layer name as a file name: "features.0" stays, "onnx::Conv_12" becomes "onnx__Conv_12"."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", layer)[:120] or "layer"
+    """A layer name as a file name inside the output folder: "features.0" stays, "onnx::Conv_12" becomes
+    "onnx__Conv_12", leading dots go (no hidden file, never "." or ".."), at most 120 characters. ConfigError
+    for a name that leaves nothing ("." or "..")."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", layer).lstrip(".")[:120]
+    if not stem:
+        raise ConfigError(f"The layer name {layer!r} makes no file name (it is only dots): "
+                          "use --layer all for the layer-wise table, or rename the tensor.")
+    return stem
 
 
 def print_layers(source: ModelSource) -> None:
-    """The layer list, and for a file the backbones whose checkpoint it is."""
+    """The layer list (names printable: control characters escaped), the tensors that are no layer with why,
+    and for a file the backbones whose checkpoint it is."""
     width = max(len("layer"), *(len(info.name) for info in source.layers))
     kind_width = max(len(info.kind) for info in source.layers)
-    print(f"{source.title}: {len(source.layers)} layers")
+    print(f"{printable(source.title)}: {len(source.layers)} layers")
     print(f"{'layer':<{width}}  {'kind':<{kind_width}}  {'neurons':>7}  {'vector':>7}  note")
     for info in source.layers:
-        print(f"{info.name:<{width}}  {info.kind:<{kind_width}}  {info.neurons:>7}  {info.vector_length:>7}  {info.note}")
+        print(f"{printable(info.name):<{width}}  {info.kind:<{kind_width}}  {info.neurons:>7}  "
+              f"{info.vector_length:>7}  {printable(info.note)}")
     if isinstance(source, FileSource):
+        if source.skipped:
+            print(f"not layers ({len(source.skipped)}):")
+            for name, why in source.skipped:
+                print(f"  {printable(name)}: {printable(why)}")
         print(f"checkpoint of: {', '.join(source.fits) or 'no registry backbone'}")
     print("Choose a layer with --layer NAME, or --layer all for the layer-wise table.")
 
 
 def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
     """The layer's graph in ``file_format``: one GraphML/GEXF file, or node and edge CSV files."""
-    stem = out / file_stem(report.layer)
+    stem = file_stem(report.layer)
     if file_format in GRAPH_FORMATS:
-        path = stem.with_name(f"{stem.name}.{file_format}")
+        path = out / f"{stem}.{file_format}"
         contents = graph_file(report.adjacency, report.node_values(), file_format)
         atomic_write(path, lambda temporary: Path(temporary).write_bytes(contents))
         return [path]
-    nodes, edges = stem.with_name(f"{stem.name}.nodes.csv"), stem.with_name(f"{stem.name}.edges.csv")
+    nodes, edges = out / f"{stem}.nodes.csv", out / f"{stem}.edges.csv"
     # to_networkx refuses graphs networkx cannot hold, as graph_file does.
     table = nx.to_pandas_edgelist(to_networkx(report.adjacency)).reindex(columns=["source", "target", "weight"])
     node_table = pd.DataFrame({"neuron": range(report.summary.nodes), **report.node_values()})
@@ -91,7 +107,7 @@ def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
 
 def open_source(args: argparse.Namespace) -> ModelSource:
     if args.weights is not None:
-        return FileSource.open(args.weights)
+        return FileSource.open(args.weights, LOCAL_BUDGET)
     return BackboneSource.load(args.backbone, args.backbone_weights)
 
 
@@ -106,15 +122,16 @@ def graph_command(args: argparse.Namespace) -> int:
         path = out / "layerwise.csv"
         table = pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS)
         atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
-        print(f"{source.title}: {len(source.graph_layers)} layers at tau {args.tau:g} -> {path}")
+        print(f"{printable(source.title)}: {len(source.graph_layers)} layers at tau {args.tau:g} -> "
+              f"{printable(str(path))}")
         return 0
     report = layer_report(source, args.layer, args.tau, args.criteria)
     paths = write_layer(report, out, args.format)
     summary = report.summary
-    print(f"{source.title}, layer {args.layer} at tau {args.tau:g}: {summary.nodes} neurons, "
+    print(f"{printable(source.title)}, layer {printable(args.layer)} at tau {args.tau:g}: {summary.nodes} neurons, "
           f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
           f"component{'s' if summary.components != 1 else ''}; "
-          f"scores: {', '.join(report.scores)} -> {', '.join(map(str, paths))}")
+          f"scores: {', '.join(report.scores)} -> {', '.join(printable(str(path)) for path in paths)}")
     for criterion, note in report.notes.items():
         others = [name for name in args.criteria if name != criterion]
         print(f"warning: {note}; --criteria {','.join(others)} leaves it out", file=sys.stderr)

@@ -1,14 +1,19 @@
-"""Weights files of any origin: ``.safetensors``, ``.onnx`` and PyTorch state dicts, read safely.
+"""Any model's weights, read safely: ``.safetensors``, ``.onnx``, PyTorch state dicts, and folders of them (a
+Hugging Face checkpoint's index and shards).
 
-``open_weights_file`` lists a file's layers (its float tensors of rank 2 and 4) from metadata and
-reads a layer's values on demand; ``check_stored_tensors`` is the one check, before any value is
-read, that every reader of a file (this package, ``registry.read_state_dict``, ``checkpoint.load_model``)
-applies to its tensors: dense, with values, within budget, no more elements than stored bytes.
+``open_weights_file`` lists a model's layers (its float tensors of rank 2 to 5) from metadata, each file's
+once, and reads a layer's values on demand from its own bytes; ``check_stored_tensors`` is the one check,
+before any value is read, that every reader of a file (this package, ``registry.read_state_dict``,
+``checkpoint.load_model``) applies to its tensors: dense, with values, within budget, no more elements than
+stored bytes. ``find_models`` lists the models under a server's model folders.
 """
-from .budget import DEFAULT_BUDGET, FLOAT_DTYPES, StoredTensor, WeightsBudget, check_stored_tensors, describe_tensor
-from .file import (EXTENSIONS, FORMATS, WeightLayer, WeightsFile, detect_format, open_weights_file,
-                   read_weights_file)
+from .budget import (DEFAULT_BUDGET, FLOAT_DTYPES, LOCAL_BUDGET, MAX_IN_MEMORY_BYTES, StoredTensor, WeightsBudget,
+                     check_stored_tensors, describe_tensor)
+from .file import WeightLayer, WeightsFile, open_weights_file, read_weights_file
+from .folders import find_models
+from .formats import EXTENSIONS, FORMATS, detect_format
+from .names import natural_key, printable
 
-__all__ = ["DEFAULT_BUDGET", "FLOAT_DTYPES", "StoredTensor", "WeightsBudget", "check_stored_tensors", "describe_tensor",
-           "EXTENSIONS", "FORMATS", "WeightLayer", "WeightsFile", "detect_format", "open_weights_file",
-           "read_weights_file"]
+__all__ = ["DEFAULT_BUDGET", "LOCAL_BUDGET", "MAX_IN_MEMORY_BYTES", "FLOAT_DTYPES", "StoredTensor", "WeightsBudget",
+           "check_stored_tensors", "describe_tensor", "EXTENSIONS", "FORMATS", "WeightLayer", "WeightsFile",
+           "detect_format", "open_weights_file", "read_weights_file", "find_models", "natural_key", "printable"]

@@ -1,4 +1,4 @@
-"""What a file says about its tensors, checked before any value is read.
+"""What a model's files say about their tensors, checked before any value is read.
 
 A file's size on disk says nothing of its tensors' size in memory: ``torch.save`` keeps a view as
 its storage plus a shape and strides, so 4 bytes can come back as a 10^12-element tensor
@@ -18,26 +18,37 @@ import torch
 
 from ..errors import WeightsFileError
 
-__all__ = ["WeightsBudget", "DEFAULT_BUDGET", "StoredTensor", "FLOAT_DTYPES", "check_stored_tensors", "describe_tensor"]
+__all__ = ["WeightsBudget", "DEFAULT_BUDGET", "LOCAL_BUDGET", "MAX_IN_MEMORY_BYTES", "StoredTensor", "FLOAT_DTYPES",
+           "check_stored_tensors", "oversized", "describe_tensor"]
 
 FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})  # what a layer may hold (read as float32)
+# Formats read whole into memory (an ONNX protobuf with its weights inside; PyTorch's legacy format): 2 GiB at
+# most, protobuf's own limit. Safetensors and torch.save's zip are read a tensor at a time, whatever their size.
+MAX_IN_MEMORY_BYTES = 2 * 2**30
 
 
 @dataclass(frozen=True)
 class WeightsBudget:
-    """The most a weights file may hold.
+    """The most a model's files may hold.
 
-    ``max_file_bytes``: the file's size on disk. ``max_tensor_elements``: one tensor's elements
-    (2^28 is 1 GiB once read as float32; VGG16's largest weight has 103 million). The elements of
-    all tensors together may not exceed ``max_file_bytes``: every element a file stores takes at
-    least one byte of it, so more means views of shared or missing storage.
+    ``max_file_bytes``: one file's size on disk (an upload's cap), None for any size (listing reads
+    headers only, and a layer's own bytes are read only when it is chosen). ``max_tensor_elements``:
+    the largest tensor read as one layer (2^28 is 1 GiB once read as float32; Llama-3-8B's MLP matrices
+    have 59 million); a larger one is listed among the skipped tensors (a checkpoint holding one is
+    refused). ``max_tensors``: tensors in one model, all its files together (a state dict of aliases,
+    a header of 10^6 entries are refused before they are expanded). ``external_files``: whether an ONNX
+    model may read its external data files (inside its own folder); an upload may not (its folder is
+    the server's, shared with other visitors' uploads).
     """
 
-    max_file_bytes: int = 2 * 2**30
+    max_file_bytes: int | None = None
     max_tensor_elements: int = 2**28
+    max_tensors: int = 100_000
+    external_files: bool = False
 
 
 DEFAULT_BUDGET = WeightsBudget()
+LOCAL_BUDGET = WeightsBudget(external_files=True)  # a model on the local disk: the command line, a server's folders
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,15 @@ def describe_tensor(name: str, tensor: torch.Tensor) -> StoredTensor:
                         stored, layout, tensor.device.type)
 
 
-def _refusal(tensor: StoredTensor, budget: WeightsBudget) -> str:
-    """Why ``tensor`` cannot be read, in words ("" when it can)."""
+def oversized(tensor: StoredTensor, budget: WeightsBudget) -> str:
+    """Why ``tensor`` is too large to read as one layer, in words ("" when it is not)."""
+    if tensor.numel > budget.max_tensor_elements:
+        return (f"has {tensor.numel:,} elements (shape {list(tensor.shape)}), over the limit of "
+                f"{budget.max_tensor_elements:,} per tensor")
+    return ""
+
+
+def _no_values(tensor: StoredTensor) -> str:
     if tensor.layout != "strided":
         return (f"is a {tensor.layout} tensor of shape {list(tensor.shape)}; only dense tensors are read "
                 "(save tensor.to_dense())")
@@ -82,9 +100,10 @@ def _refusal(tensor: StoredTensor, budget: WeightsBudget) -> str:
         return f"is a {tensor.device} tensor: it has a shape but no values (save the real weights)"
     if any(size < 0 for size in tensor.shape):
         return f"has a negative size in its shape {list(tensor.shape)}"
-    if tensor.numel > budget.max_tensor_elements:
-        return (f"has {tensor.numel:,} elements (shape {list(tensor.shape)}), over the limit of "
-                f"{budget.max_tensor_elements:,} per tensor")
+    return ""
+
+
+def _claims_more(tensor: StoredTensor) -> str:
     if tensor.itemsize is not None and tensor.stored_bytes is not None \
             and tensor.numel * tensor.itemsize > tensor.stored_bytes:
         return (f"claims {tensor.numel:,} elements ({tensor.numel * tensor.itemsize:,} bytes) but the file holds "
@@ -93,23 +112,28 @@ def _refusal(tensor: StoredTensor, budget: WeightsBudget) -> str:
     return ""
 
 
-def check_stored_tensors(tensors: Iterable[StoredTensor], file_name: str, budget: WeightsBudget) -> None:
+def check_stored_tensors(tensors: Iterable[StoredTensor], file_name: str, budget: WeightsBudget,
+                         file_bytes: int | None = None, strict: bool = True) -> None:
     """Refuse a file whose tensors could not be read within ``budget``, before any value is read.
 
     Parameters
     ----------
     tensors : the file's tensors as its metadata describes them (``describe_tensor`` for loaded
-        torch tensors; the readers build them from headers).
+        torch tensors; the readers build them from headers), each distinct tensor once (an alias of
+        another, sharing its values, left out).
     file_name : named in the message.
     budget : the limits.
+    file_bytes : the bytes the file (or the model's files together) occupies on disk; None: not checked.
+    strict : whether a tensor over ``budget.max_tensor_elements`` refuses the file (a checkpoint, read
+        whole); False where it is only listed as no layer (a model to explore).
 
     Raises
     ------
     WeightsFileError
-        naming the first tensor that is not dense (sparse COO, CSR, ...), has no values (meta),
-        exceeds ``budget.max_tensor_elements``, or claims more elements than the bytes the file
-        holds for it (an expanded or broadcast view); or when all tensors together hold more
-        elements than ``budget.max_file_bytes``.
+        naming the first tensor that exceeds ``budget.max_tensor_elements`` (when ``strict``), is not
+        dense (sparse COO, CSR, ...), has no values (meta), or claims more elements than the bytes the
+        file holds for it (an expanded or broadcast view); or when there are more than
+        ``budget.max_tensors``, or all together hold more elements than ``file_bytes``.
 
     Example
     -------
@@ -119,13 +143,16 @@ def check_stored_tensors(tensors: Iterable[StoredTensor], file_name: str, budget
     ...
     cprune_core.errors.WeightsFileError: x.pt: tensor 'w' has 1,000,000,000,000 elements ...
     """
-    total = 0
+    total = count = 0
     for tensor in tensors:
-        why = _refusal(tensor, budget)
+        why = _no_values(tensor) or (oversized(tensor, budget) if strict else "") or _claims_more(tensor)
         if why:
             raise WeightsFileError(f"{file_name}: tensor {tensor.name!r} {why}.")
         total += tensor.numel
-    if total > budget.max_file_bytes:
-        raise WeightsFileError(f"{file_name}: its tensors hold {total:,} elements together, more than its "
-                               f"{budget.max_file_bytes:,}-byte budget allows: views of shared storage. "
-                               "Save each tensor on its own (tensor.clone()).")
+        count += 1
+    if count > budget.max_tensors:
+        raise WeightsFileError(f"{file_name} holds {count:,} tensors; the limit is {budget.max_tensors:,} per model.")
+    if file_bytes is not None and total > file_bytes:  # every element stored takes a byte at least
+        raise WeightsFileError(f"{file_name}: its tensors hold {total:,} elements together, more than the "
+                               f"{file_bytes:,} bytes it occupies: views of shared storage. Save each tensor on its "
+                               "own (tensor.clone()).")

@@ -1,25 +1,26 @@
 """``.safetensors``: an 8-byte little-endian header length, a JSON header, then the raw values.
 
-The header names every tensor with its dtype, shape and byte range, so the layers of a file of
-any size are listed from its first kilobytes. Values are read with the ``safetensors`` package
-(memory-mapped), one tensor at a time, only once the header has passed the budget.
+The header names every tensor with its dtype, shape and byte range, so the tensors of a file of any
+size are listed from its first kilobytes. It is read once per file: its size capped (MAX_HEADER_BYTES), its
+JSON counted before it is expanded (``bounded_json``), every entry checked. A tensor's values are read from
+its byte range alone (``raw.read_rows``), only when it is chosen; two names with the very same bytes, dtype
+and shape are one tensor under two names (tied weights), any other overlap a damaged file.
 """
 from __future__ import annotations
 
-import json
-import re
 import struct
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from ..errors import WeightsFileError
-from .budget import StoredTensor
+from .budget import StoredTensor, WeightsBudget
+from .bounded_json import load_bounded_json
+from .raw import read_rows
 
-__all__ = ["looks_like_safetensors", "read_safetensors_header", "read_safetensors_tensors", "MAX_HEADER_BYTES"]
+__all__ = ["looks_like_safetensors", "SafetensorsFile", "MAX_HEADER_BYTES"]
 
-MAX_HEADER_BYTES = 100 * 2**20  # the safetensors package's own limit
+MAX_HEADER_BYTES = 32 * 2**20  # 100,000 tensors with 300-character names; the safetensors package allows 100 MB
 # safetensors dtype -> (torch dtype name, bytes per element)
 DTYPES = {
     "BOOL": ("bool", 1), "U8": ("uint8", 1), "I8": ("int8", 1), "F8_E5M2": ("float8_e5m2", 1),
@@ -34,7 +35,7 @@ def _header_length(head: bytes, size: int) -> int | None:
     if len(head) < 9:
         return None
     length = struct.unpack("<Q", head[:8])[0]
-    return length if 2 <= length <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{" else None
+    return length if 2 <= length <= size - 8 and head[8:9] == b"{" else None
 
 
 def looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -52,8 +53,7 @@ def _entry(name: str, entry: object, data_bytes: int, file_name: str) -> tuple[S
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPES:
         raise bad(f"has an unknown dtype {str(dtype)[:20]!r}")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                              for s in shape):
+    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
         raise bad("has no valid shape (a list of sizes)")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
             and 0 <= offsets[0] <= offsets[1] <= data_bytes):
@@ -62,51 +62,66 @@ def _entry(name: str, entry: object, data_bytes: int, file_name: str) -> tuple[S
     return StoredTensor(name, tuple(shape), torch_name, itemsize, offsets[1] - offsets[0]), (offsets[0], offsets[1])
 
 
-def read_safetensors_header(path: Path, size: int) -> tuple[list[StoredTensor], dict[str, str]]:
-    """Every tensor of a safetensors file, in natural order of their names, from the header alone, and the
-    header's text metadata (its ``__metadata__`` entries whose names and values are strings).
-
-    Raises WeightsFileError when the file is truncated, its header is not valid JSON, an entry is
-    malformed or points outside the file, or two tensors' bytes overlap.
-    """
+def _read_header(path: Path, size: int, budget: WeightsBudget) -> tuple[dict, int]:
+    """The parsed JSON header and where the values start."""
     with path.open("rb") as file:
-        head = file.read(9)
-        length = _header_length(head, size)
+        length = _header_length(file.read(9), size)
         if length is None:
             raise WeightsFileError(f"{path.name} is not a safetensors file (no valid header length at its start), "
                                    "or it is truncated.")
+        if length > MAX_HEADER_BYTES:
+            raise WeightsFileError(f"{path.name}: its safetensors header is {length:,} bytes; the limit is "
+                                   f"{MAX_HEADER_BYTES:,} (100,000 tensors need far less).")
         file.seek(8)
         text = file.read(length)
-    try:
-        header = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise WeightsFileError(f"{path.name}: the safetensors header is not valid JSON ({str(error)[:100]}); the "
-                               "file is damaged or truncated.") from error
+    tensors = budget.max_tensors
+    header = load_bounded_json(text, f"The safetensors header of {path.name}", max_objects=tensors + 2,
+                               max_arrays=2 * tensors + 2, max_values=16 * tensors + 1024)
     if not isinstance(header, dict):
         raise WeightsFileError(f"{path.name}: the safetensors header is not a JSON object.")
-    data_bytes = size - 8 - length
-    entries = sorted((_entry(name, entry, data_bytes, path.name) for name, entry in header.items()
-                      if name != "__metadata__"), key=lambda pair: pair[1])
-    for (before, (_, end)), (after, (start, _)) in zip(entries, entries[1:]):
-        if start < end:
-            raise WeightsFileError(f"{path.name}: tensors {before.name!r} and {after.name!r} share bytes; the file "
-                                   "is damaged or was not written by safetensors.")
-    metadata = header.get("__metadata__")
-    metadata = ({key: value for key, value in metadata.items() if isinstance(key, str) and isinstance(value, str)}
-                if isinstance(metadata, dict) else {})
-    # Bytes are ordered by dtype, not by model: "layer2" before "layer10", as a model defines them.
-    return sorted((tensor for tensor, _ in entries), key=lambda tensor: _natural_key(tensor.name)), metadata
+    return header, 8 + length
 
 
-def _natural_key(name: str) -> list:
-    """"layer10.0" after "layer2.0": digits compared as numbers."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+class SafetensorsFile:
+    """A safetensors file's tensors from its header (read once), their values read on demand.
 
+    Raises WeightsFileError when the file is truncated, its header too large, not valid JSON or holding more
+    than a model's share of objects, an entry is malformed or points outside the file, or two tensors' bytes
+    overlap without being the same tensor.
+    """
 
-def read_safetensors_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
-    """The values of ``names`` (already checked by ``read_safetensors_header``), as stored."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as file:
-            return {name: file.get_tensor(name) for name in names}
-    except (SafetensorError, OSError) as error:
-        raise WeightsFileError(f"Could not read {path.name} as safetensors ({str(error)[:200]}).") from error
+    roles: dict = {}  # every tensor's role is read from its name (roles.name_role)
+    unread: tuple = ()
+    name_hints = True
+
+    def __init__(self, path: Path, size: int, budget: WeightsBudget):
+        self.path, self.size = path, size
+        header, self._data_start = _read_header(path, size, budget)
+        entries = sorted((_entry(name, entry, size - self._data_start, path.name) for name, entry in header.items()
+                          if name != "__metadata__"), key=lambda pair: pair[1])
+        for (before, span), (after, next_span) in zip(entries, entries[1:]):
+            same = span == next_span and (before.dtype, before.shape) == (after.dtype, after.shape)
+            if next_span[0] < span[1] and not same:
+                raise WeightsFileError(f"{path.name}: tensors {before.name!r} and {after.name!r} share bytes; the "
+                                       "file is damaged or was not written by safetensors.")
+        self.stored = [tensor for tensor, _ in entries]
+        self._spans = {tensor.name: span for tensor, span in entries}
+        self._by_name = {tensor.name: tensor for tensor in self.stored}
+        metadata = header.get("__metadata__")
+        self.metadata = ({key: value for key, value in metadata.items()
+                          if isinstance(key, str) and isinstance(value, str)} if isinstance(metadata, dict) else {})
+
+    def identity(self, name: str) -> tuple | None:
+        start, end = self._spans[name]
+        tensor = self._by_name[name]
+        return (str(self.path), start, end, tensor.dtype, tensor.shape) if end > start else None
+
+    def read(self, name: str, rows: tuple[int, int] | None = None, float32: bool = True) -> torch.Tensor:
+        """The tensor's values (or its rows ``start:stop``) from its own bytes: floats as float32 (or as stored)."""
+        tensor = self._by_name[name]
+        return read_rows(self.path, self._data_start + self._spans[name][0], getattr(torch, tensor.dtype),
+                         tensor.shape, rows, float32)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor as stored: a state dict."""
+        return {tensor.name: self.read(tensor.name, float32=False) for tensor in self.stored}
