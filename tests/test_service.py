@@ -349,6 +349,7 @@ def test_queue_limits_come_from_the_environment(monkeypatch, variable, value, me
         QueueLimits.from_environment()
 
 
+@pytest.mark.slow
 def test_the_service_does_not_import_streamlit():
     code = "import sys, cprune_core.service; print('streamlit' in sys.modules)"
     shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,

@@ -13,7 +13,6 @@ import json
 import re
 import struct
 from pathlib import Path
-from urllib.parse import urlparse
 
 import networkx as nx
 import numpy as np
@@ -30,11 +29,10 @@ from cprune_core.graph import cosine_similarity
 from cprune_core.layer_report import layerwise_rows
 from cprune_core.model_source import FileSource
 from ui.services import uploads
+from app_pages import APP, ROOT, assert_clean, shown
+from app_server import launch_chromium, outside_requests, running_app, wait_idle
 from weights_files import transformer_stack
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-CHROMIUM = "/usr/bin/chromium"
 # The canvas's root inside its shadow root (as bench/bench_app.py finds it).
 CANVAS_ROOT_JS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
                   ".map(e => e.shadowRoot && e.shadowRoot.querySelector('.cg-root')).find(Boolean)")
@@ -47,15 +45,6 @@ def stack_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("files") / "stack.safetensors"
     path.write_bytes(save(transformer_stack()))
     return path
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def shown(markdown: str) -> str:
-    """What a visitor reads: the Markdown source with ui.text.plain's backslash escapes removed."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def upload(name: str, data: bytes, page: str | None = None) -> AppTest:
@@ -245,19 +234,15 @@ def test_a_refused_file_is_one_sentence_and_deleted_at_once(case, monkeypatch):
 # ----------------------------------------------------------------------------------------- in a real browser
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `make browser` installs it")
+@pytest.mark.browser
 def test_in_a_browser_an_uploaded_file_is_drawn_with_the_cores_numbers_and_a_neuron_clicked(tmp_path, stack_file):
     from playwright.sync_api import sync_playwright
-
-    from app_server import running_app
 
     refused = tmp_path / "int8.safetensors"
     refused.write_bytes(save({"q.weight": torch.ones(4, 4, dtype=torch.int8)}))
     requests: list[str] = []
     with running_app(tmp_path / "home") as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.on("request", lambda request: requests.append(request.url))
         try:
@@ -269,18 +254,13 @@ def test_in_a_browser_an_uploaded_file_is_drawn_with_the_cores_numbers_and_a_neu
 
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(refused))
             page.get_by_text("holds no floating-point weight").wait_for(timeout=60_000)
-            page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+            wait_idle(page, 30_000)
             assert not page.locator('[data-testid="stException"]').count()
             page.screenshot(path=str(SHOTS / "weights-file-refused.png"))
         finally:
             browser.close()
-    outside = sorted({u for u in requests if urlparse(u).scheme not in ("data", "blob", "about")
-                      and urlparse(u).hostname not in ("127.0.0.1", "localhost")})
+    outside = outside_requests(requests)
     assert not outside, f"requests to other hosts: {outside}"
-
-
-def _idle(page) -> None:
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=180_000)
 
 
 def _snapshot(page) -> dict:
@@ -291,18 +271,18 @@ def _upload_and_draw(page, url: str, path: Path) -> None:
     """Choose "a weights file", upload ``path``, pick h.0.mlp.fc and check the canvas against the core."""
     page.goto(url)
     page.locator(".cg-root[data-frame]").wait_for(timeout=180_000)
-    _idle(page)
+    wait_idle(page, 180_000)
     page.get_by_text("a weights file (explore only)").click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
     page.get_by_text("9 layers (a safetensors file)").wait_for(timeout=120_000)
     page.locator(".cg-root[data-frame]").wait_for(timeout=120_000)
-    _idle(page)
+    wait_idle(page, 180_000)
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first.click()
     page.get_by_role("option", name=re.compile(r"^h\.0\.mlp\.fc ·")).click()
     page.get_by_text("of neuron").first.wait_for(timeout=120_000)
     page.wait_for_function(f"() => {{ const root = {CANVAS_ROOT_JS}; return root && root.snapshot().n === 256; }}",
                            timeout=120_000)
-    _idle(page)
+    wait_idle(page, 180_000)
     shown = _snapshot(page)
     tau = round(shown["tau"], 2)
     vectors = FileSource.open(path).weight_vectors("h.0.mlp.fc")
@@ -326,4 +306,4 @@ def _click_a_neuron(page) -> None:
     point = page.locator(".cg-root").evaluate("(root, node) => root.pointOf(node)", loneliest)
     page.mouse.click(point["x"], point["y"])
     page.get_by_text(f"of neuron {loneliest} (").wait_for(timeout=60_000)
-    _idle(page)
+    wait_idle(page, 180_000)
