@@ -48,9 +48,10 @@ lint: install
 test: install browser lint
 	$(PY) -m pytest
 
-# The fast lane while working: ruff, then the unit and AppTest tests, under 3 minutes (tests/conftest.py).
+# The fast lane while working: ruff, then the unit and AppTest tests (no browser, no Ray, nothing slow: see
+# tests/conftest.py), a test file per worker, two workers of one torch thread each: under 3 minutes on 2 cores.
 test-fast: install lint
-	$(PY) -m pytest -m "not browser and not ray and not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not browser and not ray and not slow" -n 2 --dist loadfile
 
 # Each benchmark runs as a module from the checkout's root, so it measures this checkout's code.
 bench: install browser

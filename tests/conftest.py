@@ -1,7 +1,7 @@
 """Shared fixtures, and the marks that keep the fast lane fast.
 
-`make test-fast` runs ``pytest -m "not browser and not ray and not slow"``: the unit and AppTest layer, in under
-3 minutes on a 2-core machine; `make test` runs everything. A whole module gets its marks from
+`make test-fast` runs ``pytest -m "not browser and not ray and not slow"`` on two workers: the unit and AppTest
+layer, in under 3 minutes on a 2-core machine; `make test` runs everything. A whole module gets its marks from
 ``MODULE_MARKS`` below; a single test elsewhere carries its own (``@pytest.mark.slow``). The marks:
 
 - ``browser``: drives Debian's chromium through Playwright (skipped where it is missing: `make browser`);
