@@ -8,7 +8,7 @@ PORT ?= 8501
 # Every target that starts the app runs `streamlit run app.py`: app.py's st.App imports torch and builds the
 # default model in the server process as it starts (ui/startup.py), before the first visitor arrives.
 
-.PHONY: install browser run serve dev test lint bench gpu-check paper-table importance clean
+.PHONY: install browser run serve dev test test-fast lint bench gpu-check paper-table importance clean
 
 # Everything a fresh machine needs: the pinned requirements, then this project itself (editable,
 # which also installs the `cprune` command). pip's output goes to $(LOG), shown only on failure.
@@ -44,20 +44,27 @@ dev: install
 lint: install
 	$(PY) -m ruff check .
 
+# Everything: ruff, then every test (the browser's, Ray's and the slow ones included). What CI runs.
 test: install browser lint
 	$(PY) -m pytest
 
+# The fast lane while working: ruff, then the unit and AppTest tests (no browser, no Ray, nothing slow: see
+# tests/conftest.py), a test file per worker, two workers of one torch thread each: under 3 minutes on 2 cores.
+test-fast: install lint
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not browser and not ray and not slow" -n 2 --dist loadfile
+
+# Each benchmark runs as a module from the checkout's root, so it measures this checkout's code.
 bench: install browser
-	$(PY) bench/bench_graph.py
-	$(PY) bench/bench_cost.py
-	$(PY) bench/bench_finetune.py
-	$(PY) bench/bench_ablation.py
-	$(PY) bench/bench_kept_geometry.py
-	$(PY) bench/bench_atlas.py --only sharing
-	$(PY) bench/bench_atlas.py --only quick --ray
-	$(PY) bench/bench_weights.py
-	$(PY) bench/bench_ray.py
-	$(PY) bench/bench_app.py
+	$(PY) -m bench.bench_graph
+	$(PY) -m bench.bench_cost
+	$(PY) -m bench.bench_finetune
+	$(PY) -m bench.bench_ablation
+	$(PY) -m bench.bench_kept_geometry
+	$(PY) -m bench.bench_atlas --only sharing
+	$(PY) -m bench.bench_atlas --only quick --ray
+	$(PY) -m bench.bench_weights
+	$(PY) -m bench.bench_ray
+	$(PY) -m bench.bench_app
 
 # The GPU path, on a machine with a CUDA GPU (README: "The GPU check"); exits non-zero if a check fails.
 gpu-check: install

@@ -7,7 +7,7 @@ the defaults; `--quick` (flowers-sample, 4 layers) under 3 minutes. Per layer, t
 (from the command's JSON). Then, side by side on the same images, the work the atlas shares: the block inputs
 carried once through the network (BlockInputs) against a fresh prefix pass for every layer.
 
-    .venv/bin/python bench/bench_atlas.py [--only quick|full|sharing] [--out DIR] [--ray]
+    .venv/bin/python -m bench.bench_atlas [--only quick|full|sharing] [--out DIR] [--ray]
 """
 from __future__ import annotations
 
@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cprune_core.atlas import AtlasSettings, BlockInputs, plan_layers, validation_subset
+from cprune_core.data import load_dataset
+from cprune_core.paths import SHARED_FLOWERS
+from cprune_core.registry import get_spec, load_backbone
 
-from cprune_core.atlas import AtlasSettings, BlockInputs, plan_layers, validation_subset  # noqa: E402
-from cprune_core.data import load_dataset  # noqa: E402
-from cprune_core.paths import SHARED_FLOWERS  # noqa: E402
-from cprune_core.registry import get_spec, load_backbone  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = {"quick": 3 * 60, "full": 45 * 60}
 
@@ -46,7 +45,7 @@ def _children_cpu_s() -> float:
 def timed_command(name: str, arguments: list[str]) -> dict:
     """The command in a fresh process with a fresh CPRUNE_HOME: wall seconds and its JSON."""
     with tempfile.TemporaryDirectory() as home:
-        environment = {**os.environ, "CPRUNE_HOME": home, "PYTHONPATH": str(ROOT)}
+        environment = {**os.environ, "CPRUNE_HOME": home}
         command = [sys.executable, "-m", "cprune_core", "experiment", "atlas", *arguments, "--json"]
         progress = Path(tempfile.gettempdir()) / f"bench_atlas_{name}.log"
         print(f"{name}: {' '.join(command[1:])}  (load average before: {load()}; progress in {progress})", flush=True)

@@ -7,14 +7,13 @@ Side by side, in one run, for the 7 criteria and random's 8 seeds (15 kept sets)
 Then the Prune page itself (AppTest, in this process): the script run after the keep slider moves, and after
 tau moves, median of several moves (the page's other work included: costs, histogram, overlaps, graph).
 
-    .venv/bin/python bench/bench_kept_geometry.py [--repeats 5]
+    .venv/bin/python -m bench.bench_kept_geometry [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -23,14 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cprune_core import CRITERIA, keep_count, load_backbone  # noqa: E402
-from cprune_core.ablation import scores_by_criterion  # noqa: E402
-from cprune_core.geometry import group_curves, group_similarities, kept_set_geometry  # noqa: E402
-from cprune_core.kept_sets import GEOMETRY_SEEDS  # noqa: E402
-from cprune_core.pruning import PruningGraph, kept_indices  # noqa: E402
+from cprune_core import CRITERIA, keep_count, load_backbone
+from cprune_core.ablation import scores_by_criterion
+from cprune_core.geometry import group_curves, group_similarities, kept_set_geometry
+from cprune_core.kept_sets import GEOMETRY_SEEDS
+from cprune_core.pruning import PruningGraph, kept_indices
 
 LAYER, TAU = "head.1", 0.1
 KEEPS = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -84,7 +80,7 @@ def page(repeats: int) -> None:
     from streamlit.testing.v1 import AppTest
 
     os.environ["CPRUNE_HOME"] = tempfile.mkdtemp()
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=600)
     app.query_params.update(layer=LAYER)
     app.run()
     app.switch_page("pages/prune.py").run()

@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_app import assert_clean, errors, launches, open_app, shown
+from app_pages import assert_clean, errors, launches, open_app, shown
 from tiny_data import make_tiny_folder
 
 from cprune_core import CRITERIA, FinetuneConfig, PruningGraph, keep_count, kept_indices

@@ -417,6 +417,7 @@ def test_a_local_map_starts_no_task_once_stop_is_set():
 # ----------------------------------------------------------------------------- Ray
 
 
+@pytest.mark.ray
 def test_ray_gives_the_numbers_of_this_process_at_equal_threads(folder, tmp_path, monkeypatch):
     """Each layer a Ray task on a local Ray (1 CPU per task, 2 at once), against this process on 1 thread."""
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))

@@ -11,19 +11,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from app_server import running_app
+from app_server import launch_chromium, outside_requests, running_app, wait_idle
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "screenshots"
-LOCAL_HOSTS = {"localhost", "127.0.0.1"}
-LOCAL_SCHEMES = {"data", "blob", "about"}
 GRACE_S = 3  # CPRUNE_VISITOR_GRACE_S of the test's server: how long a gone visitor's launches wait
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +32,6 @@ DRAWN_CANVAS = """() => {
     for (let i = 3; i < pixels.length; i += 4 * 7) if (pixels[i] > 0) return true;
     return false;
 }"""
-
-
-def is_local(url: str) -> bool:
-    parsed = urlparse(url)
-    return parsed.scheme in LOCAL_SCHEMES or parsed.hostname in LOCAL_HOSTS
-
-
-def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current script run. Only where something on the page (a
-    heading, the URL) shows that the run in question has begun: after an input, use ``after_rerun``."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
 
 
 # Watches the app's script state from now on: window.cpruneRerun.left is set once it leaves "notRunning".
@@ -112,10 +93,6 @@ def open_page(page, title: str) -> None:
     wait_idle(page)
 
 
-def launch(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-
 def test_navigation_lists_the_pages_in_order_and_each_url_opens_its_page(server):
     """Runs first, on the fresh server: its very first request goes straight to a page other than the
     default (Streamlit's legacy pages/ mode would run that page without app.py; ui/frame.py handles it)."""
@@ -124,7 +101,7 @@ def test_navigation_lists_the_pages_in_order_and_each_url_opens_its_page(server)
     from ui.navigation import PAGES
 
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             for entry in sorted(PAGES, key=lambda e: e.url_path != "prune"):  # /prune first
@@ -145,7 +122,7 @@ def test_every_page_offline(server):
     requests: list[str] = []
     timings = {}
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1250})
         page.on("request", lambda request: requests.append(request.url))
         try:
@@ -257,7 +234,7 @@ def test_every_page_offline(server):
         finally:
             browser.close()
     print("timings (s):", {k: round(v, 2) for k, v in timings.items()})
-    outside = sorted({url for url in requests if not is_local(url)})
+    outside = outside_requests(requests)
     assert not outside, f"requests to outside addresses: {outside}"
 
 
@@ -275,7 +252,7 @@ def test_a_browser_is_one_visitor_across_reloads_and_tabs_and_its_launches_stop_
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = launch_chromium(p)
         size = {"width": 1400, "height": 1000}
         a, b = browser.new_context(viewport=size), browser.new_context(viewport=size)  # two browsers: two cookie jars
         try:

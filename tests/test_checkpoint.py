@@ -163,6 +163,7 @@ def test_a_plain_state_dict_in_place_of_model_pt_is_refused(copy):
         load_model(copy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, field", [
     (lambda i: i.update(image_size="big"), "field 'image_size'"),
     (lambda i: i.update(classes=i["classes"][::-1]), "field 'classes'"),  # evaluate would report the wrong accuracy

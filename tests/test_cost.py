@@ -6,7 +6,8 @@ from cprune_core.pruning import PruningGraph, keep_plan, prune_model
 from cprune_core.registry import BACKBONES, load_backbone
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "vgg16" else name
+                                  for name in sorted(BACKBONES)])  # VGG16: 138 M parameters
 def test_live_estimate_equals_the_exact_count(name):
     backbone = load_backbone(name, "random")
     model, spec = backbone.model, backbone.spec

@@ -8,7 +8,6 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from tiny_data import make_tiny_folder
 
 from cprune_core.checkpoint import export_onnx, export_torchscript, load_model, save_model
 from cprune_core.data import build_transform, load_dataset
@@ -19,11 +18,6 @@ from cprune_core.evaluation import accuracy, evaluate_model
 from cprune_core.features import FeatureCache, _contents_digest
 from cprune_core.pruning import PruningGraph
 from cprune_core.schema import FinetuneConfig, MetricEvent
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> Path:
-    return make_tiny_folder(tmp_path_factory.mktemp("tiny") / "colours")
 
 
 @pytest.fixture
@@ -337,6 +331,7 @@ def test_onnx_and_torchscript_exports_load_and_agree(tiny_config, tmp_path):
 # ----------------------------------------------------------------------------- real accuracy
 
 
+@pytest.mark.slow
 def test_pretrained_baseline_on_the_flowers_sample_is_well_above_chance():
     # The offline default backbone and data; 160 px and no validation split halve the feature pass,
     # and head epochs on cached features are nearly free.

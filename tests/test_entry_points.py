@@ -146,6 +146,7 @@ def last_line(stderr: str) -> str:
     return stderr.replace("\r", "\n").strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_grid_with_its_partial_report_and_exit_130(tmp_path):
     out = tmp_path / "out"
     code, stderr = interrupted(["experiment", "paper-table", "--quick", "--seeds", "1", "--epochs", "1",
@@ -157,6 +158,7 @@ def test_ctrl_c_stops_a_grid_with_its_partial_report_and_exit_130(tmp_path):
     assert "**Stopped with Ctrl-C:**" in report and not list(out.glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_importance_analysis_in_one_line_with_exit_130(tmp_path):
     code, stderr = interrupted(["experiment", "importance", "--quick", "--image-size", "32", "--out",
                                 str(tmp_path / "out")], "Training the new head", tmp_path)

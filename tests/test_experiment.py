@@ -11,6 +11,7 @@ from cprune_core.schema import FinetuneConfig
 CHANCE = 1 / 5  # five flower classes
 
 
+@pytest.mark.slow
 def test_quick_paper_table_runs_for_real_and_writes_the_report(tmp_path, monkeypatch):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
     assert main(["experiment", "paper-table", "--quick", "--out", str(tmp_path)]) == 0
@@ -94,6 +95,7 @@ def test_keep_ratio_is_chosen_on_validation_not_test():
     assert "keep ratio 0.5 chosen on validation" in experiment.verdict(experiment.summarise(rows), "r", "b")
 
 
+@pytest.mark.slow
 def test_gpu_grid_code_path_on_tiny_flowers102_with_a_torchvision_backbone(tmp_path, monkeypatch):
     """The path the CUDA run takes (a torchvision backbone, Flowers102's official splits), on data
     made here; weights are random because nothing can be downloaded in tests. A pretrained run

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["check 1 graph pipeline:", "check 1 centrality:", "check 1 same top-k as the CPU:",
            "check 2 resnet50 throughput:", "check 2 efficientnet_lite0 throughput:",
@@ -23,6 +25,7 @@ def run_gpu_check(home: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_every_check_passes_on_the_cpu_at_tiny_sizes(tmp_path):
     result = run_gpu_check(tmp_path, "--tiny")
 
@@ -34,6 +37,7 @@ def test_every_check_passes_on_the_cpu_at_tiny_sizes(tmp_path):
     assert lines[-1].startswith("gpu_check: every check passed")
 
 
+@pytest.mark.slow
 def test_a_failing_check_fails_the_script(tmp_path):
     result = run_gpu_check(tmp_path, "--checks", "3", "--flowers", str(tmp_path / "missing"))
 

@@ -45,7 +45,8 @@ def test_one_layer_keeps_exactly_the_most_central_neurons(lite0):
         assert result.model(torch.randn(2, 3, 224, 224)).shape == (2, 1000)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "vgg16" else name
+                                  for name in sorted(BACKBONES)])  # VGG16: 138 M parameters
 def test_all_layers_prune_and_still_run(name):
     backbone = load_backbone(name, "pretrained" if name == "efficientnet_lite0" else "random")
     before = sum(p.numel() for p in backbone.model.parameters())

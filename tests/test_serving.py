@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from app_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,13 +29,12 @@ def outward_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+@pytest.mark.slow
 def test_streamlit_run_app_py_listens_on_loopback_only(tmp_path):
     address = outward_address()
     if address is None:
         pytest.skip("this machine has no address but loopback")
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "CPRUNE_HOME": str(tmp_path)})
@@ -71,10 +71,9 @@ def test_make_serve_and_the_docker_image_download_nothing_for_visitors_unless_to
     assert any("CPRUNE_DOWNLOADS=off" in line.split() for line in env)
 
 
+@pytest.mark.slow
 def test_a_setting_that_cannot_be_used_stops_start_up_with_one_sentence(tmp_path):
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     completed = subprocess.run([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
                                cwd=ROOT, capture_output=True, text=True, timeout=120,
                                env={**os.environ, "CPRUNE_HOME": str(tmp_path), "CPRUNE_INDEX_MAX_ENTRIES": "lots"})

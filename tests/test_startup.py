@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from streamlit.web.server.app_discovery import discover_asgi_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,7 @@ def test_streamlit_run_app_py_starts_the_app_with_its_warm_up():
     assert isinstance(module.app, App) and module.app._user_lifespan is lifespan
 
 
+@pytest.mark.slow
 def test_the_warm_up_builds_the_first_page_without_torchvision():
     """In a fresh process: after warm_up, the default model, its head layer's graph and the canvas payload are
     cached (a second call returns the same objects), and torchvision was never imported."""

@@ -98,6 +98,7 @@ def test_a_consumer_that_stops_early_leaves_the_run_interrupted(store):
     assert run.status == "interrupted" and len(run.history) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_process_leaves_a_running_row_that_becomes_interrupted(tmp_path):
     path = tmp_path / "runs.sqlite"
     script = textwrap.dedent(f"""

@@ -276,7 +276,7 @@ def test_a_model_in_the_servers_model_folders_is_explored_without_an_upload(tmp_
 # ----------------------------------------------------------------------------------------- in a real browser
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `make browser` installs it")
+@pytest.mark.browser
 def test_in_a_browser_an_uploaded_file_is_drawn_with_the_cores_numbers_and_a_neuron_clicked(tmp_path, stack_file):
     from playwright.sync_api import sync_playwright
 
