@@ -25,34 +25,9 @@ from cprune_core import (CRITERIA, CostModel, FinetuneConfig, PruningGraph, adja
 from cprune_core.schema import EventKind
 from cprune_server import LaunchState
 from ui.services import run_queue, uploads
+from app_pages import APP, ROOT, TIMEOUT, assert_clean, errors, launches, open_app, shown
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-TIMEOUT = 180
 pytestmark = pytest.mark.usefixtures("app_home")  # a fresh CPRUNE_HOME (conftest.py)
-
-
-def open_app(page: str | None = None, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    if page:
-        at.switch_page(f"pages/{page}.py").run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def shown(markdown: str) -> str:
-    """What a visitor reads: the Markdown source with ui.text.plain's backslash escapes removed."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
-def errors(at: AppTest) -> str:
-    return "\n".join(shown(e.value) for e in at.error)
 
 
 def plotly_charts(at: AppTest) -> list:
@@ -269,10 +244,6 @@ def _finetune_page(**settings) -> AppTest:
         widget = at.number_input(key=key) if key in ("ft_epochs", "ft_per_class") else at.radio(key=key)
         widget.set_value(value)
     return at
-
-
-def launches(at: AppTest) -> list:
-    return run_queue().view(at.session_state["_visitor"]).launches
 
 
 def _wait_for_runs(at: AppTest, timeout: float) -> None:

@@ -18,11 +18,6 @@ from cprune_core.paths import DOCS_DIR, quick_reports_dir
 from cprune_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> Path:
-    return make_tiny_folder(tmp_path_factory.mktemp("cli") / "colours")
-
-
 @pytest.fixture(autouse=True)
 def private_store(monkeypatch, tmp_path):
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
@@ -97,6 +92,7 @@ def test_saved_model_evaluates_per_class_on_any_folder(tiny_folder, tmp_path, ca
     assert "classes the model was not trained on: cat" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["finetune", "--backbone", "alexnet"], "invalid choice: 'alexnet'"),
     (["finetune", "--keep", "0"], "error: keep must be in (0, 1]"),
@@ -110,6 +106,7 @@ def test_bad_inputs_give_one_clear_error_and_a_nonzero_exit(args, message):
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, code, message", [
     (["finetune", "--lr", "nan"], 2, "lr must be in (0, 10], got nan"),
     (["finetune", "--keep", "inf"], 2, "keep must be in (0, 1]"),
@@ -137,6 +134,7 @@ def test_a_damaged_store_is_set_aside_with_one_warning_and_the_run_goes_on(tiny_
     assert len(RunStore(store).list_runs()) == 1 and list(tmp_path.glob("runs.sqlite.damaged-*"))
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_on_its_data_exits_with_the_input_code(tmp_path):
     (tmp_path / "empty").mkdir()
     completed = run_cli("finetune", "--dataset", "folder", "--root", str(tmp_path / "empty"), "--quiet")

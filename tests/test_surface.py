@@ -345,14 +345,12 @@ def test_a_malformed_ray_address_from_the_environment_is_refused_the_same_way(ca
 
 def test_ray_use_tls_is_on_only_for_1_or_true(monkeypatch):
     """Any other value leaves the probe as it is: a closed port is still refused in one sentence."""
-    import socket
+    from app_server import free_port
 
     from cprune_core.errors import ClusterError
     from cprune_core.experiment.ray_connect import probe_address
 
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
+    port = free_port()
     for value in ["yes", "\x1b[31m", "١", ""]:
         monkeypatch.setenv("RAY_USE_TLS", value)
         with pytest.raises(ClusterError, match="Cannot reach the Ray cluster"):
