@@ -57,7 +57,7 @@ class Spectrum:
     matrices: int  # kh*kw for a convolution, else 1
     shape: tuple[int, int]  # each matrix's (rows, columns)
     frobenius: float  # ||W||_F over every matrix: exact whatever the method
-    tolerance: float  # singular values at or below it count as 0 (numerical rank)
+    tolerance: float  # singular values at or below it count as 0 (numerical rank, at the stored precision)
 
     @property
     def eigenvalues(self) -> np.ndarray:
@@ -102,25 +102,35 @@ def layer_matrices(weight: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values.reshape(out, inputs, -1).transpose(2, 0, 1))
 
 
-def singular_values(matrices: np.ndarray) -> tuple[np.ndarray, str, float]:
+def singular_values(matrices: np.ndarray, eps: float = _EPS) -> tuple[np.ndarray, str, float]:
     """(singular values of every matrix of the stack, descending; the method; the rank tolerance), by the
-    rule of the module docstring."""
+    rule of the module docstring. ``eps``: the machine epsilon of the weights as stored (float32's for a
+    model's): a singular value below max(n, m) eps times the largest is rounding, not rank (numpy's
+    ``matrix_rank`` rule), and below sqrt(m eps64) times it the Gram method cannot tell it from 0."""
     count, rows, columns = matrices.shape
     long, short = max(rows, columns), min(rows, columns)
+    relative = long * max(eps, _EPS)
     if count * long * short * short <= EXACT_COST:
         values, method = np.linalg.svd(matrices, compute_uv=False).ravel(), "svd"
-        relative = long * _EPS
     elif short <= GRAM_SIDE:
         grams = matrices.transpose(0, 2, 1) @ matrices if rows >= columns else matrices @ matrices.transpose(0, 2, 1)
         values, method = np.sqrt(np.clip(np.linalg.eigvalsh(grams), 0, None)).ravel(), "gram"
-        relative = math.sqrt(short * _EPS)
+        relative = max(relative, math.sqrt(short * _EPS))
     else:
         k = min(TOP_K, short - 1)
         values = np.concatenate([svds(matrix, k=k, return_singular_vectors=False, random_state=0)
                                  for matrix in matrices])
-        method, relative = "top-k", long * _EPS
+        method = "top-k"
     values = np.sort(values)[::-1]
     return values, method, float(values[0] * relative) if len(values) else 0.0
+
+
+def _epsilon(weight: torch.Tensor | np.ndarray) -> float:
+    """The machine epsilon of the weights' stored precision (float64's for anything not a float)."""
+    if isinstance(weight, torch.Tensor):
+        return torch.finfo(weight.dtype).eps if weight.dtype.is_floating_point else _EPS
+    dtype = np.asarray(weight).dtype
+    return float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else _EPS
 
 
 def spectrum(weight: torch.Tensor | np.ndarray) -> Spectrum:
@@ -128,7 +138,7 @@ def spectrum(weight: torch.Tensor | np.ndarray) -> Spectrum:
 
     Example: a 32 x 3 x 3 x 3 convolution is 9 matrices of 32 x 3, 27 singular values."""
     matrices = layer_matrices(weight)
-    values, method, tolerance = singular_values(matrices)
+    values, method, tolerance = singular_values(matrices, _epsilon(weight))
     return Spectrum(values, method, len(matrices), tuple(matrices.shape[1:]), float(np.linalg.norm(matrices)),
                     tolerance)
 
