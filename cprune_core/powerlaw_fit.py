@@ -52,11 +52,6 @@ class PowerLawFit:
     def fitted(self) -> bool:
         return not math.isnan(self.alpha)
 
-    def density(self, x: np.ndarray) -> np.ndarray:
-        """The fitted density at ``x`` (x >= xmin), scaled to the tail's share of ``total`` eigenvalues by the
-        caller: ((alpha - 1) / xmin) (x / xmin)^-alpha."""
-        return (self.alpha - 1) / self.xmin * (np.asarray(x, dtype=float) / self.xmin) ** -self.alpha
-
 
 def _ks_distances(log_x: np.ndarray, starts: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     """The two-sided KS distance of each candidate tail (from index ``starts[k]`` on, sorted ``log_x``) to its

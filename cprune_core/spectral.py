@@ -65,6 +65,12 @@ class Spectrum:
         return np.sort(self.singular_values**2)
 
     @property
+    def nonzero_eigenvalues(self) -> np.ndarray:
+        """The eigenvalues above the numerical rank's tolerance, ascending: what the power law is fitted to."""
+        values = self.singular_values[self.singular_values > self.tolerance]
+        return np.sort(values**2)
+
+    @property
     def rank(self) -> int:
         """Singular values above ``tolerance`` (of every matrix together)."""
         return int((self.singular_values > self.tolerance).sum())
@@ -81,10 +87,8 @@ class Spectrum:
         return self.frobenius**2 / norm**2 if norm > 0 else math.nan
 
     def fit(self, xmin: str = "ks") -> PowerLawFit:
-        """The power-law fit of the ESD's tail (``fit_power_law``), on the eigenvalues above the numerical rank's
-        tolerance."""
-        values = self.singular_values[self.singular_values > self.tolerance]
-        return fit_power_law(values**2, xmin=xmin)
+        """The power-law fit of the ESD's tail (``fit_power_law``) on ``nonzero_eigenvalues``."""
+        return fit_power_law(self.nonzero_eigenvalues, xmin=xmin)
 
 
 def layer_matrices(weight: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from cprune_core import spectral
 from cprune_core.cli import main
@@ -19,6 +21,7 @@ from cprune_core.model_source import FileSource
 from cprune_core.powerlaw_fit import MIN_TAIL, fit_power_law
 from cprune_core.spectral import (SPECTRAL_COLUMNS, layer_matrices, layer_spectrum, shuffled, spectral_row, spectrum,
                                   weight_spectrum)
+from ui import charts
 from weights_files import save_safetensors
 
 
@@ -160,3 +163,34 @@ def test_the_layerwise_table_writes_the_spectral_columns(tmp_path, capsys):
         for column in ("alpha", "alpha_xmin", "alpha_ks", "alpha_shuffled", "stable_rank", "spectral_norm"):
             assert table.loc[layer, column] == pytest.approx(expected[column], rel=1e-6)
     assert table.loc["b", "eigenvalues"] == 72 and table.loc["a", "spectral_method"] == "svd"
+
+
+def test_the_charts_draw_the_fit_over_the_tail():
+    figures = weight_spectrum(torch.from_numpy(planted_matrix(3.0, 300, 200, seed=5)))
+    fit = figures.fit
+    drawn = charts.esd_loglog({"trained": figures.spectrum.nonzero_eigenvalues}, {"trained": (fit.alpha, fit.xmin,
+                                                                                               fit.tail)})
+    points, line = drawn.data
+    assert line.x[0] == pytest.approx(fit.xmin) and line.x[-1] == pytest.approx(figures.spectrum.eigenvalues[-1])
+    slope = np.diff(np.log(line.y)) / np.diff(np.log(line.x))
+    assert np.allclose(slope, -fit.alpha), "a straight line of slope -alpha on log-log axes"
+    summary = pd.DataFrame([{"layer": "a", **spectral_row(figures)}, {"layer": "b", **spectral_row(figures)}])
+    assert [trace.name for trace in charts.spectral_depth(summary).data] == [
+        "alpha (trained)", "alpha (entries shuffled)", "alpha_mid (xmin at the median)", "stable rank"]
+
+
+@pytest.mark.usefixtures("app_home")
+def test_the_layerwise_page_and_the_explorer_show_the_spectral_figures(lite0):
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/layerwise.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value.set_index("layer")
+    figures = weight_spectrum(lite0.model.get_submodule("head.1").weight.detach(), "head.1")
+    assert table.loc["head.1", "alpha"] == pytest.approx(figures.fit.alpha)
+    assert table.loc["head.1", "alpha_shuffled"] == pytest.approx(figures.shuffled_fit.alpha)
+    at.selectbox(key="spectral_layer").set_value("head.1").run()
+    assert any(f"alpha {figures.fit.alpha:.2f}" in caption.value.replace("\\", "") for caption in at.caption)
+    at.switch_page("pages/explorer.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Spectral tail alpha" in caption.value.replace("\\", "") for caption in at.caption)
