@@ -238,4 +238,4 @@ def alpha_sentence(figures: LayerSpectrum) -> str:
     shuffled_text = f"{baseline.alpha:.2f}" if baseline.fitted else "no fit"
     return (f"Spectral tail alpha {fit.alpha:.2f} ± {fit.sigma:.2f} (xmin {fit.xmin:.3g}, {fit.tail} of "
             f"{len(figures.spectrum.singular_values)} eigenvalues, KS {fit.ks:.3f}); the same weights shuffled: "
-            f"{shuffled_text}. A smaller alpha is a heavier tail: more structure from training.")
+            f"{shuffled_text} (smaller: a heavier tail).")

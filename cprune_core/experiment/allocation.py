@@ -9,7 +9,8 @@ total MACs by three rules, then fine-tuned end to end (``train_scope="all"``), o
   ``prune_*_ww``): each layer's metric s mapped linearly onto [1 - eps, 1 + eps], ((s - min) / (max - min)) 2 eps
   + 1 - eps, and every layer's pruning ratio that value times one common scale. The metric is their image
   classifiers' default, alpha_mid (xmin at the median eigenvalue; ``spectral``), eps their image classifiers'
-  0.2; a residual stream's groups average their layers' alphas (their ``block_wise`` mapping);
+  0.2; a residual stream's coupled layers, which keep the same neurons, get the mean of their alphas (as
+  AlphaPruning's ``block_wise`` mapping gives a block's layers their mean);
 - ``tolerance``: the same map of each group's measured tolerance (the atlas's accuracy with half the group's
   neurons removed at random, minus the unpruned model's: ``tolerance.tolerance_rows``), so that the layers that
   lose least are pruned most.
