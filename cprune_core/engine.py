@@ -108,6 +108,8 @@ class Finetuner:
     feature_cache : where frozen prefix features are looked up and kept; None: ``FEATURE_CACHE``.
     access : whom the run works for (``access.Access``): the folders its dataset may be read from and whether
         weights and datasets may be downloaded; the command line's by default.
+    keep_counts : in mode "pruned", neurons kept per layer (``pruning.prune_model``'s dict), in place of
+        ``config.keep``'s one ratio: a per-layer allocation (experiment allocation). None: ``config.keep``.
 
     The run's own problems never raise from ``events()``: a stop ends it "stopped", a ``CPruneError``
     or running out of memory "failed", each with a message (see the module's docstring). Latency is
@@ -117,10 +119,11 @@ class Finetuner:
     """
 
     def __init__(self, config: FinetuneConfig, feature_cache: FeatureCache | None = None,
-                 access: Access = COMMAND_LINE):
+                 access: Access = COMMAND_LINE, keep_counts: dict[str, int] | None = None):
         config.validate()
         self.access = access
         self.config = config
+        self.keep_counts = keep_counts
         self.cache = feature_cache if feature_cache is not None else FEATURE_CACHE
         self.spec = get_spec(config.backbone)
         self.model: nn.Module | None = None
@@ -204,9 +207,11 @@ class Finetuner:
         yield self._prepare(f"Building {config.backbone} ({config.weights})")
         model = load_backbone(config.backbone, config.weights, config.checkpoint, download=self.access.downloads).model
         if config.mode == "pruned":
-            yield self._prepare(f"Pruning with {config.criterion} (keep {config.keep:g})")
+            keep = config.keep if self.keep_counts is None else self.keep_counts
+            yield self._prepare(f"Pruning with {config.criterion} (keep " + (
+                f"{keep:g})" if self.keep_counts is None else f"a count per layer, {len(keep)} layers)"))
             layers = layers_to_prune(model, spec, config.layers, frozen_prefix=config.train_scope == "suffix")
-            pruned = prune_model(model, spec, make_criterion(config.criterion, config.tau, config.seed), config.keep,
+            pruned = prune_model(model, spec, make_criterion(config.criterion, config.tau, config.seed), keep,
                                  layers, inplace=True)
             self.kept, self.channels = pruned.kept, pruned.channels
         torch.manual_seed(config.seed)  # head init, dropout, augmentation: repeatable per seed

@@ -3,7 +3,7 @@
 What ``cprune graph`` writes and the app's Layer-wise page shows, from any ``ModelSource`` (a backbone
 or a weights file), with the core's own functions: layer_view.py for the scores (graph criteria share
 one adjacency) and a graph's figures, graph.py for similarity, adjacency and layout,
-centrality.concentration for the table.
+centrality.concentration for the table, spectral.py for its data-free spectral columns.
 """
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ from .layer_view import GraphFigures, graph_figures, layer_scores
 from .model_source import ModelSource
 from .pruning import LayerInfo
 from .ranges import TAU, choose
+from .spectral import SPECTRAL_COLUMNS, LayerSpectrum, layer_spectrum, spectral_row
 
 __all__ = ["MAX_GRAPH_NEURONS", "LayerReport", "check_graph_settings", "layer_report", "LAYERWISE_COLUMNS",
            "layerwise_row", "layerwise_rows"]
 
 MAX_GRAPH_NEURONS = 16_384  # a 16,384-neuron similarity matrix is 1 GiB of float32
 LAYERWISE_COLUMNS = ("layer", "kind", "neurons", "vector_length", "edges", "density", "components", "isolated",
-                     "largest_component", "gini", "top10_share", "note")
+                     "largest_component", "gini", "top10_share", "note", *SPECTRAL_COLUMNS)
 
 
 def _check_size(neurons: int, layer: str) -> None:
@@ -88,12 +89,15 @@ def _figures_of(source: ModelSource, tau: float, layer: str) -> GraphFigures:
     return graph_figures(adjacency_of(source.weight_vectors(layer), tau))
 
 
-def layerwise_row(info: LayerInfo, figures: GraphFigures | None) -> dict:
+def layerwise_row(info: LayerInfo, figures: GraphFigures | None, spectral: LayerSpectrum | None = None) -> dict:
     """The row of the layer-wise table (LAYERWISE_COLUMNS) of the layer ``info`` describes, from its graph's
-    ``figures`` at the table's tau; ``figures`` None: a layer over MAX_GRAPH_NEURONS neurons, whose row has
-    its name, kind and sizes, no figures (None) and a note saying why."""
+    ``figures`` at the table's tau and its ``spectral`` figures (None: those columns None); ``figures`` None: a
+    layer over MAX_GRAPH_NEURONS neurons, whose row has its name, kind, sizes and spectral figures, no graph
+    figures (None) and a note saying why."""
     row = {column: None for column in LAYERWISE_COLUMNS}
     row.update(layer=info.name, kind=info.kind, neurons=info.neurons, vector_length=info.vector_length, note="")
+    if spectral is not None:
+        row.update(spectral_row(spectral))
     if figures is None:
         row["note"] = f"no graph: over {MAX_GRAPH_NEURONS:,} neurons"
         return row
@@ -105,11 +109,13 @@ def layerwise_row(info: LayerInfo, figures: GraphFigures | None) -> dict:
     return row
 
 
-def layerwise_rows(source: ModelSource, tau: float,
-                   figures: Callable[[str], GraphFigures] | None = None) -> list[dict]:
+def layerwise_rows(source: ModelSource, tau: float, figures: Callable[[str], GraphFigures] | None = None,
+                   spectra: Callable[[str], LayerSpectrum] | None = None) -> list[dict]:
     """The layer-wise table at ``tau``: one row per layer of ``source.graph_layers`` (``layerwise_row``), with
-    the graph's edges, density, components, isolated neurons, largest component, and how concentrated
-    eigenvector centrality is (Gini coefficient, share of the top 10% of neurons).
+    the graph's edges, density, components, isolated neurons, largest component, how concentrated
+    eigenvector centrality is (Gini coefficient, share of the top 10% of neurons), and the data-free spectral
+    figures (``spectral.SPECTRAL_COLUMNS``: the ESD's tail exponent alpha with its fit, alpha of the shuffled
+    weights, stable rank, spectral norm).
 
     Parameters
     ----------
@@ -117,11 +123,14 @@ def layerwise_rows(source: ModelSource, tau: float,
     tau : the threshold of every layer's graph.
     figures : ``figures(layer)`` gives a layer's ``GraphFigures`` at ``tau`` (the app passes its cached
         ``LayerGraph``); None: ``graph_figures(adjacency_of(source.weight_vectors(layer), tau))``.
+    spectra : ``spectra(layer)`` gives a layer's ``LayerSpectrum`` (the app passes its cached one); None:
+        ``spectral.layer_spectrum(source, layer)``.
 
     Returns
     -------
-    The rows, in the source's layer order. A layer over MAX_GRAPH_NEURONS neurons gets a note and no figures
-    (its weights are not read); a power iteration stopped at its budget, a note and the last iterate's figures.
+    The rows, in the source's layer order. A layer over MAX_GRAPH_NEURONS neurons gets a note and no graph
+    figures (its spectral figures are computed); a power iteration stopped at its budget, a note and the last
+    iterate's figures; an undefined spectral figure is NaN, and ``spectral_note`` says why.
 
     Raises
     ------
@@ -130,6 +139,8 @@ def layerwise_rows(source: ModelSource, tau: float,
     """
     check_graph_settings(tau)
     figures = figures or partial(_figures_of, source, tau)
+    spectra = spectra or partial(layer_spectrum, source)
     infos = {info.name: info for info in source.layers}
-    return [layerwise_row(infos[layer], figures(layer) if infos[layer].neurons <= MAX_GRAPH_NEURONS else None)
+    return [layerwise_row(infos[layer], figures(layer) if infos[layer].neurons <= MAX_GRAPH_NEURONS else None,
+                          spectra(layer))
             for layer in source.graph_layers]

@@ -9,6 +9,7 @@ from cprune_core.graph_view import EDGE_CAP
 from cprune_core.kept_sets import kept_mask
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.layer_view import LAYOUTS
+from cprune_core.spectral import alpha_sentence
 from ui import cache, charts, frame, pyvis_view, sidebar, state
 from ui.graph_canvas import Colouring, graph_canvas, send_payload
 from ui.text import plain
@@ -206,6 +207,7 @@ def _layer_table() -> None:
 
 
 layer, layout_name, kind = _controls()
+st.caption(plain(alpha_sentence(cache.layer_spectrum(key, layer))))  # data-free: docs/science.md, the Layer-wise page
 if kind == VIEWS[0]:
     cache.prefetch(cache.layer_graph, key, layer, st.session_state["tau"])  # beside the layout, on the other core
     with st.spinner("Preparing the graph for the browser …"):

@@ -3,6 +3,7 @@ neurons matter there (the atlas, for a registry backbone), and how concentrated 
 import streamlit as st
 
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
+from cprune_core.spectral import alpha_sentence
 from ui import atlas_view, cache, charts, frame, launches, sidebar, state
 from ui.cache import ModelKey
 from ui.text import plain
@@ -46,6 +47,28 @@ def atlas_section(key: ModelKey, bundle: cache.ModelBundle) -> None:
         st.switch_page(page)
 
 
+def spectral_section(key: cache.SourceKey, summary) -> None:
+    """The layer-wise table's spectral columns across depth, and one layer's eigenvalue distribution with its
+    power-law fit beside the same weights shuffled."""
+    st.caption("From the weights alone, no data (WeightWatcher's figures): the eigenvalues of WᵀW of each layer (a "
+               "convolution's kernel positions pooled), the power-law exponent alpha of their upper tail (smaller: a "
+               "heavier tail), the same for the layer's entries shuffled at random (what training did not put "
+               "there), and the stable rank ‖W‖²_F / ‖W‖²₂. AlphaPruning prunes layers with a larger alpha more; "
+               "docs/science.md tests whether any of these predicts what a layer can lose.")
+    st.plotly_chart(charts.spectral_depth(summary), key="spectral_depth", config=state.chart_config("spectral_depth"))
+    layers = summary["layer"].tolist()
+    shown = st.session_state.get(state.layer_key())
+    layer = st.selectbox("Eigenvalue distribution of layer", layers, index=layers.index(shown) if shown in layers else 0,
+                         key="spectral_layer")
+    figures = cache.layer_spectrum(key, layer)
+    st.caption(plain(alpha_sentence(figures)))
+    fits = {name: (fit.alpha, fit.xmin, fit.tail) for name, fit in (("trained", figures.fit),
+                                                                     ("shuffled", figures.shuffled_fit)) if fit.fitted}
+    st.plotly_chart(charts.esd_loglog({"trained": figures.spectrum.nonzero_eigenvalues,
+                                       "shuffled": figures.shuffled.nonzero_eigenvalues}, fits),
+                    key="spectral_esd", config=state.chart_config("spectral_esd"))
+
+
 key, bundle = sidebar.require_model()
 
 st.header("Does centrality predict importance, layer by layer?")
@@ -76,13 +99,23 @@ st.markdown("**Select a layer to open it in the graph explorer.**")
 # whole numbers (a layer with no graph makes its column's values floats).
 COUNTS = {"neurons": "neurons", "vector_length": "weight-vector length", "edges": "edges", "components": "components",
           "isolated": "isolated", "largest_component": "largest component"}
+SPECTRAL_FORMATS = {"alpha_tail": st.column_config.NumberColumn("alpha tail", format="%d"),
+                    "eigenvalues": st.column_config.NumberColumn(format="%d"),
+                    "alpha_vs_exponential_p": st.column_config.NumberColumn(format="%.2g"),
+                    **{column: st.column_config.NumberColumn(format="%.3g")
+                       for column in ("alpha", "alpha_xmin", "alpha_ks", "alpha_vs_exponential", "alpha_mid",
+                                      "alpha_shuffled", "stable_rank", "spectral_norm")}}
 event = st.dataframe(summary, key="layerwise_table", on_select="rerun", selection_mode="single-row",
                      hide_index=True, width="stretch",
                      column_config={**{column: st.column_config.NumberColumn(label, format="%d")
                                        for column, label in COUNTS.items()},
                                     "density": st.column_config.NumberColumn(format="%.4f"),
                                     "gini": st.column_config.NumberColumn(format="%.3f"),
-                                    "top10_share": st.column_config.NumberColumn("top 10% share", format="%.3f")})
+                                    "top10_share": st.column_config.NumberColumn("top 10% share", format="%.3f"),
+                                    **SPECTRAL_FORMATS})
 if event.selection.rows:
     state.set_value(state.layer_key(), summary["layer"].iloc[event.selection.rows[0]])
     st.switch_page("pages/explorer.py")
+
+st.header("How much can each layer lose? Its weights' spectrum")
+spectral_section(key, summary)

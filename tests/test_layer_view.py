@@ -19,6 +19,7 @@ from cprune_core.layer_view import (SUGGESTED_DEGREE, criterion_scores, graph_fi
                                     layout_for, suggested_tau, walkthrough)
 from cprune_core.graph import MAX_FORCE_LAYOUT_NODES
 from cprune_core.pruning import kept_indices
+from cprune_core.spectral import layer_spectrum
 from weights_files import save_safetensors
 
 
@@ -118,7 +119,7 @@ def test_the_layerwise_table_is_the_same_from_cached_graphs_and_notes_a_layer_to
         wide_file, layer))
     by_the_command_line = layerwise_rows(wide_file, 0.2)
     drawn = [layer for layer in wide_file.graph_layers if layer != "wide"]
-    assert asked == read == drawn and len(drawn) == 2, "a layer too large is never read"
+    assert asked == read == drawn and len(drawn) == 2, "a layer too large has no graph (its spectrum is computed)"
     assert pd.DataFrame(by_the_app).equals(pd.DataFrame(by_the_command_line))
     table = pd.DataFrame(by_the_command_line, columns=LAYERWISE_COLUMNS).set_index("layer")
     assert list(table.index) == wide_file.graph_layers  # in the file's order
@@ -134,7 +135,8 @@ def test_the_layerwise_table_is_the_same_from_cached_graphs_and_notes_a_layer_to
 def test_a_layerwise_row_has_every_column(wide_file):
     info = wide_file.layers[0]
     assert list(layerwise_row(info, None)) == list(LAYERWISE_COLUMNS)
-    row = layerwise_row(info, graph_figures(adjacency_of(wide_file.weight_vectors(info.name), 0.1)))
+    row = layerwise_row(info, graph_figures(adjacency_of(wide_file.weight_vectors(info.name), 0.1)),
+                        layer_spectrum(wide_file, info.name))
     assert list(row) == list(LAYERWISE_COLUMNS) and None not in row.values()
 
 

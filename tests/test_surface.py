@@ -30,7 +30,8 @@ COMMAND = r"(?:finetune|evaluate|experiment [a-z-]+|graph)"
 # What each command does once its settings are checked: a refused value must never get there.
 WORK = ("cprune_core.cli.finetune.run_and_record", "cprune_core.experiment.run_plan",
         "cprune_core.cli.experiment_importance.analyse_importance", "cprune_core.cli.experiment_atlas.run_atlas",
-        "cprune_core.cli.graph.open_source", "cprune_core.cli.evaluate.load_model")
+        "cprune_core.cli.graph.open_source", "cprune_core.cli.evaluate.load_model",
+        "cprune_core.cli.experiment_allocation.choose_atlas", "cprune_core.cli.experiment_allocation.plan_allocations")
 
 
 # --- the table against the code ------------------------------------------------------------------------------
@@ -148,6 +149,8 @@ BASE = {  # each command's arguments besides the one under test: the run store i
     "experiment paper-table": ["experiment", "paper-table", "--quick", "--out", "out"],
     "experiment importance": ["experiment", "importance", "--quick", "--out", "out"],
     "experiment atlas": ["experiment", "atlas", "--quick", "--out", "out"],
+    "experiment tolerance": ["experiment", "tolerance", "--quick", "--out", "out"],
+    "experiment allocation": ["experiment", "allocation", "--quick", "--out", "out"],
     "graph": ["graph", "--backbone", "efficientnet_lite0"],
 }
 
@@ -267,6 +270,7 @@ def tiny_weights(tmp_path) -> Path:
 @pytest.mark.parametrize("arguments", [
     ["finetune", "--quiet", "--save"], ["experiment", "paper-table", "--quick", "--out"],
     ["experiment", "importance", "--quick", "--out"], ["experiment", "atlas", "--quick", "--out"],
+    ["experiment", "tolerance", "--quick", "--out"], ["experiment", "allocation", "--quick", "--out"],
     ["graph", "--layer", "fc", "--weights", "WEIGHTS", "--out"]])
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(arguments, capsys, home, tiny_weights,
                                                                            monkeypatch):
@@ -279,7 +283,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(argu
 
 
 def test_a_quick_run_never_writes_into_docs(capsys, no_work):
-    for command in ["paper-table", "importance", "atlas"]:
+    for command in ["paper-table", "importance", "atlas", "tolerance", "allocation"]:
         assert "--quick" in refused(["experiment", command, "--quick", "--out", str(ROOT / "docs")], capsys, no_work, 2)
 
 

@@ -30,6 +30,7 @@ from cprune_core.layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, layer
 from cprune_core.layer_view import LayerGraph, Walkthrough
 from cprune_core.model_source import BackboneSource, FileSource
 from cprune_core.registry import MAX_CHECKPOINT_BYTES
+from cprune_core.spectral import LayerSpectrum, weight_spectrum
 from cprune_core.weights import LOCAL_BUDGET, WeightsBudget
 from cprune_server import downloads_allowed
 
@@ -39,7 +40,7 @@ __all__ = ["FILE_BUDGET", "ModelKey", "FileKey", "SourceKey", "ModelBundle", "Fi
            "file_bundle", "bundle_of", "layer_weight", "layer_vectors", "similarity", "layout", "force_layout",
            "layout_for", "positions", "TAU_STEPS", "graph_payload", "communities", "suggested_tau", "graph_file",
            "walkthrough", "layer_graph", "prefetch", "neuron_scores", "kept_overlap", "kept_curves", "kept_geometry",
-           "layerwise", "measured_cost", "pruned_cost"]
+           "layerwise", "measured_cost", "pruned_cost", "layer_spectrum"]
 
 FILE_BUDGET = WeightsBudget(max_file_bytes=MAX_CHECKPOINT_BYTES)  # a weights file: an upload's size at most
 
@@ -306,7 +307,8 @@ def layerwise(key: SourceKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         graphs[layer] = layer_graph(key, layer, tau)
         return graphs[layer]
 
-    table = pd.DataFrame(layerwise_rows(bundle_of(key), tau, figures), columns=LAYERWISE_COLUMNS)
+    table = pd.DataFrame(layerwise_rows(bundle_of(key), tau, figures, lambda layer: layer_spectrum(key, layer)),
+                         columns=LAYERWISE_COLUMNS)
     values = pd.DataFrame({"layer": np.repeat(list(graphs), [len(view.centrality) for view in graphs.values()]),
                            "centrality": np.concatenate([view.centrality for view in graphs.values()] or [[]])})
     return table, values
@@ -332,3 +334,10 @@ def pruned_cost(key: ModelKey, criterion: str, tau: float, keep: float | dict[st
     result = prune_model(loaded.model, loaded.spec, make_criterion(criterion, tau), keep, layers)
     cost = exact_cost(result.model, loaded.spec.input_size)
     return cost.params, cost.macs, measure_latency_ms(result.model, loaded.spec.input_size)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def layer_spectrum(key: SourceKey, layer: str) -> LayerSpectrum:
+    """A layer's spectral figures (``cprune_core.spectral``): they depend on its weights only, so once per layer,
+    whatever tau; the layer-wise table reads them here too."""
+    return weight_spectrum(layer_weight(key, layer), layer)

@@ -249,3 +249,55 @@ def atlas_heatmap(labels: list[str], layers: list[str], criteria: list[str], val
     figure.update_xaxes(side="top", showgrid=False)
     figure.update_yaxes(autorange="reversed", showgrid=False, tickfont=dict(size=11))
     return figure
+
+
+def spectral_depth(summary: pd.DataFrame) -> go.Figure:
+    """The spectral columns of the layer-wise table across depth (network order): alpha of the trained weights
+    and of the same weights shuffled (above), stable rank (below); a layer with no fit is a gap."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.6, 0.4])
+    hover = summary[["layer"]]
+    for column, name, color, dash in (("alpha", "alpha (trained)", "#2a6f97", None),
+                                      ("alpha_shuffled", "alpha (entries shuffled)", "#8a939c", "dot"),
+                                      ("alpha_mid", "alpha_mid (xmin at the median)", "#e07a5f", "dash")):
+        figure.add_trace(go.Scatter(x=summary["layer"], y=summary[column], mode="lines+markers", name=name,
+                                    line=dict(color=color, dash=dash), customdata=hover,
+                                    hovertemplate="%{customdata[0]}<br>" + name + " %{y:.2f}<extra></extra>"),
+                         row=1, col=1)
+    figure.add_trace(go.Scatter(x=summary["layer"], y=summary["stable_rank"], mode="lines+markers", name="stable rank",
+                                line=dict(color="#81b29a"), customdata=hover,
+                                hovertemplate="%{customdata[0]}<br>stable rank %{y:.1f}<extra></extra>"), row=2, col=1)
+    figure.update_yaxes(title_text="tail exponent alpha", row=1, col=1)
+    figure.update_yaxes(title_text="stable rank", row=2, col=1)
+    figure.update_xaxes(tickangle=-60, row=2, col=1)
+    figure.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.06))
+    return figure
+
+
+def esd_loglog(esds: dict[str, np.ndarray], fits: dict[str, tuple[float, float, int]], bins: int = 40) -> go.Figure:
+    """Empirical spectral densities on log-log axes: each of ``esds`` (name -> eigenvalues) as a density over
+    log-spaced bins, and each of ``fits`` (name -> (alpha, xmin, tail size)) as its power law over the tail,
+    scaled to the tail's share of that ESD's eigenvalues. Zero eigenvalues are left out (no place on a log axis)."""
+    figure = go.Figure()
+    colours = {name: colour for name, colour in zip(esds, ("#2a6f97", "#8a939c", "#e07a5f"))}
+    for name, values in esds.items():
+        positive = values[values > 0]
+        if len(positive) == 0:
+            continue
+        edges = np.geomspace(positive.min(), positive.max() * (1 + 1e-9), bins + 1)
+        counts, _ = np.histogram(positive, edges)
+        density = counts / (len(values) * np.diff(edges))
+        centres = np.sqrt(edges[:-1] * edges[1:])
+        shown = counts > 0
+        figure.add_trace(go.Scatter(x=centres[shown], y=density[shown], mode="markers", name=f"ESD, {name}",
+                                    marker=dict(color=colours[name], size=7)))
+        if name in fits:
+            alpha, xmin, tail = fits[name]
+            x = np.geomspace(xmin, positive.max(), 50)
+            line = tail / len(values) * (alpha - 1) / xmin * (x / xmin) ** -alpha
+            figure.add_trace(go.Scatter(x=x, y=line, mode="lines", name=f"power law, {name}: alpha {alpha:.2f}",
+                                        line=dict(color=colours[name], dash="dash" if name != next(iter(esds)) else None)))
+            figure.add_vline(x=xmin, line=dict(color=colours[name], width=1, dash="dot"))
+    figure.update_xaxes(type="log", title_text="eigenvalue of WᵀW (squared singular value)")
+    figure.update_yaxes(type="log", title_text="density")
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), legend=dict(font_size=11))
+    return figure

@@ -16,6 +16,7 @@ from .. import experiment
 from ..paths import writable_dir
 from ..ranges import DEFAULT_SEEDS
 from ..registry import BACKBONES
+from .experiment_allocation import add_allocation_commands
 from .experiment_atlas import add_atlas_command
 from .experiment_importance import add_importance_command
 from .interrupt import stop_on_ctrl_c
@@ -66,6 +67,7 @@ def add_experiment_command(subparsers) -> None:
     parser.set_defaults(handler=run_experiment_command)
     add_importance_command(names)
     add_atlas_command(names)
+    add_allocation_commands(names)
 
 
 def run_experiment_command(args) -> int:

@@ -1,0 +1,169 @@
+"""The allocation experiment's report: allocation.md (generated), allocation.csv (every run) and allocation.png.
+
+``summarise`` gives each setting's test accuracy over seeds; ``comparisons`` the paired differences over seeds
+(each rule against uniform at the same MACs and criterion; eigenvector against random within layers at the same
+rule), each a mean with a 95% t-interval over seeds (``paper_table_report.paired_interval``).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import atomic_write
+from .allocation import EPSILON
+from .paper_table_report import paired_interval
+
+__all__ = ["summarise", "comparisons", "allocation_sentence", "plot_allocations", "write_allocation_report"]
+
+SETTING = ["backbone", "regime", "removed", "criterion", "rule"]
+
+
+def _finished(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    return frame[frame["status"] == "finished"].copy() if len(frame) else frame
+
+
+def summarise(rows: list[dict]) -> pd.DataFrame:
+    """One line per setting: seeds, test accuracy mean and std, the target, planned and measured MACs."""
+    frame = _finished(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=[*SETTING, "seeds", "test_acc_mean", "test_acc_std", "target_macs", "macs"])
+    return (frame.groupby(SETTING, sort=False)
+            .agg(seeds=("seed", "nunique"), test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
+                 target_macs=("target_macs", "first"), planned_macs=("planned_macs", "first"), macs=("macs", "mean"))
+            .reset_index())
+
+
+def _paired(first: pd.DataFrame, second: pd.DataFrame) -> tuple[int, float, float, float]:
+    """(seeds, mean, low, high) of ``first``'s test accuracy minus ``second``'s on the seeds both have."""
+    a, b = first.set_index("seed")["test_acc"], second.set_index("seed")["test_acc"]
+    differences = (a - b.reindex(a.index)).dropna()
+    mean, low, high = paired_interval(differences)
+    return len(differences), mean, low, high
+
+
+def comparisons(rows: list[dict]) -> pd.DataFrame:
+    """The paired differences in test accuracy over seeds: every rule minus uniform (same MACs share, same
+    criterion within layers), and eigenvector minus random (same rule and share)."""
+    frame, found = _finished(rows), []
+    if frame.empty:
+        return pd.DataFrame(columns=["comparison", "backbone", "regime", "removed", "held", "seeds", "difference",
+                                     "low", "high"])
+    pruned = frame[frame["rule"] != "unpruned"]
+    for (backbone, regime, removed), block in pruned.groupby(["backbone", "regime", "removed"], sort=False):
+        for criterion, runs in block.groupby("criterion", sort=False):
+            uniform = runs[runs["rule"] == "uniform"]
+            for rule in (rule for rule in runs["rule"].unique() if rule != "uniform"):
+                found.append(("rule", backbone, regime, removed, f"{rule} - uniform", criterion,
+                              *_paired(runs[runs["rule"] == rule], uniform)))
+        for rule, runs in block.groupby("rule", sort=False):
+            found.append(("within", backbone, regime, removed, "eigenvector - random", rule,
+                          *_paired(runs[runs["criterion"] == "eigenvector"], runs[runs["criterion"] == "random"])))
+    return pd.DataFrame(found, columns=["kind", "backbone", "regime", "removed", "comparison", "held", "seeds",
+                                        "difference", "low", "high"])
+
+
+def _difference(line) -> str:
+    """"+1.2 points [-0.5, +2.9]", and for a rule against uniform which side of 0 the interval lies."""
+    text = f"{100 * line.difference:+.1f} points"
+    if math.isnan(line.low):
+        return f"{text} ({line.seeds} seed{'s' * (line.seeds != 1)}: no interval)"
+    text += f" [{100 * line.low:+.1f}, {100 * line.high:+.1f}]"
+    if line.kind != "rule":
+        return text
+    return text + (": above uniform" if line.low > 0 else ": below uniform" if line.high < 0 else
+                   ": the interval includes 0")
+
+
+def allocation_sentence(compared: pd.DataFrame) -> str:
+    """What the rules did against uniform at the same MACs, with eigenvector centrality within layers (the paper's
+    criterion), whichever way it went."""
+    lines = compared[(compared["kind"] == "rule") & (compared["held"] == "eigenvector")]
+    if lines.empty:
+        return "No rule could be compared with uniform (no pair of finished runs)."
+    said = [f"at {line.removed:.0%} of the MACs removed on {line.backbone}, {line.regime}, "
+            f"{line.comparison.split(' - ')[0]}'s ratios gave {_difference(line)}" for line in lines.itertuples()]
+    return ("Test accuracy after fine-tuning, each rule minus uniform on the same seeds (mean and 95% t-interval over "
+            "seeds), eigenvector centrality ranking the neurons within each layer: " + "; ".join(said) + ".")
+
+
+def plot_allocations(summary: pd.DataFrame, path: Path) -> None:
+    """Test accuracy against the share of MACs removed, a line per rule and criterion, a panel per backbone and
+    regime; the unpruned network as a dotted line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(summary.groupby(["backbone", "regime"], sort=False))
+    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
+    for axis, ((backbone, regime), frame) in zip(axes[0], panels):
+        for (rule, criterion), lines in frame[frame["rule"] != "unpruned"].groupby(["rule", "criterion"], sort=False):
+            lines = lines.sort_values("removed")
+            axis.errorbar(100 * lines["removed"], 100 * lines["test_acc_mean"],
+                          yerr=100 * lines["test_acc_std"].fillna(0), marker="o", capsize=3,
+                          linestyle="-" if criterion == "eigenvector" else "--", label=f"{rule}, {criterion}")
+        unpruned = frame[frame["rule"] == "unpruned"]["test_acc_mean"]
+        if len(unpruned):
+            axis.axhline(100 * unpruned.iloc[0], color="#444", linestyle=":", label="unpruned")
+        axis.set_xlabel("MACs removed (% of the prunable MACs)")
+        axis.set_ylabel("test accuracy (%) after fine-tuning")
+        axis.set_title(f"{backbone} - {regime}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110))
+    plt.close(figure)
+
+
+def _tables(summary: pd.DataFrame, compared: pd.DataFrame) -> list[str]:
+    lines = ["| backbone | regime | MACs removed | within layers | rule | seeds | test acc % (mean +- std) | "
+             "target MACs (M) | MACs (M) |", "|---|---|---|---|---|---|---|---|---|"]
+    for line in summary.itertuples():
+        lines.append(f"| {line.backbone} | {line.regime} | {line.removed:.0%} | {line.criterion} | {line.rule} | "
+                     f"{line.seeds} | {100 * line.test_acc_mean:.1f} +- {100 * (line.test_acc_std or 0):.1f} | "
+                     f"{line.target_macs / 1e6:.2f} | {line.macs / 1e6:.2f} |")
+    lines += ["", "Paired differences over seeds (points of test accuracy, 95% t-interval):", "",
+              "| backbone | regime | MACs removed | comparison | held | seeds | difference [95% CI] |",
+              "|---|---|---|---|---|---|---|"]
+    for line in compared.itertuples():
+        lines.append(f"| {line.backbone} | {line.regime} | {line.removed:.0%} | {line.comparison} | {line.held} | "
+                     f"{line.seeds} | {_difference(line)} |")
+    return lines
+
+
+def write_allocation_report(rows: list[dict], out_dir: Path, *, command: str, elapsed_s: float, device: str,
+                            epochs: int, stopped: int = 0, stem: str = "allocation") -> dict[str, Path]:
+    """<stem>.md (generated), <stem>.csv (every run) and <stem>.png in ``out_dir``; ``stopped``: planned runs an
+    interruption left undone (said in the report)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv", "png": out_dir / f"{stem}.png"}
+    frame = pd.DataFrame(rows)
+    atomic_write(paths["csv"], lambda temporary: frame.to_csv(temporary, index=False, float_format="%.6g"))
+    summary, compared = summarise(rows), comparisons(rows)
+    plot_allocations(summary, paths["png"])
+    finished = _finished(rows)
+    pruned = finished[finished["rule"] != "unpruned"]
+    exact = int((pruned["macs"] == pruned["planned_macs"]).sum())
+    text = ["# How much to prune each layer: ratios by alpha, by measured tolerance, or uniform, at the same MACs", "",
+            f"Generated by `{command}` in {elapsed_s / 60:.1f} minutes on {device}. Do not edit by hand. "
+            f"{len(finished)} of {len(rows)} runs finished" + (f"; {stopped} planned runs were stopped before they "
+                                                               "ran" if stopped else "") + ".", "",
+            f"**Finding:** {allocation_sentence(compared)}", "",
+            "How it is run: the whole network is pruned (every prunable group) to the same total MACs per image (the "
+            "full network's minus the stated share of the MACs of every layer pruning changes; for EfficientNet-Lite "
+            "that is every Conv2d and Linear) by three rules: the same ratio in every layer; AlphaPruning's "
+            f"allocation (Lu et al., NeurIPS 2024: each layer's alpha_mid mapped linearly onto [1 - {EPSILON:g}, "
+            f"1 + {EPSILON:g}], a larger alpha pruned more, one common scale); the same map of each layer's "
+            "measured tolerance (the atlas's accuracy with a random half of the layer removed), the more tolerant "
+            "pruned more. The neurons kept within each layer are ranked by eigenvector centrality or at random. Then "
+            f"the whole network is fine-tuned ({epochs} epoch{'s' * (epochs != 1)}, augmented images) on the same split per seed. "
+            f"Measured MACs equal the planned ones in {exact} of {len(pruned)} pruned runs; each allocation lands at "
+            "or below its target, close enough that no layer could keep one more neuron without passing it "
+            "(docs/science.md).", "",
+            f"![accuracy against MACs removed]({paths['png'].name})", "", *_tables(summary, compared), "",
+            f"Every run: [{paths['csv'].name}]({paths['csv'].name})."]
+    atomic_write(paths["md"], lambda temporary: Path(temporary).write_text("\n".join(text) + "\n"))
+    return paths

@@ -1,0 +1,112 @@
+"""The tolerance report: tolerance.md (generated), tolerance.csv (every layer) and tolerance.png."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..atlas import AtlasResult
+from ..paths import atomic_write
+from .tolerance import ALPHA, PREDICTORS, RESAMPLES, Association, detectable_rho
+
+__all__ = ["tolerance_sentence", "plot_tolerance", "write_tolerance_report"]
+
+TOLERANCE_WORDS = {"random": "keeping random neurons", "best": "keeping the best criterion's"}
+
+
+def _tolerance_label(column: str) -> str:
+    """"random_keep0.5" -> "keeping random neurons, half removed"."""
+    kind, keep = column.split("_keep")
+    return f"{TOLERANCE_WORDS[kind]}, {1 - float(keep):.0%} removed"
+
+
+def _test(a: Association) -> str:
+    return (f"{PREDICTORS.get(a.predictor, a.predictor)} with the accuracy change {_tolerance_label(a.tolerance)}: "
+            f"rho {a.rho:+.2f} [{a.low:+.2f}, {a.high:+.2f}], Holm p {a.adjusted:.2g}, {a.n} layers")
+
+
+def tolerance_sentence(found: list[Association], backbones: list[str]) -> str:
+    """What the family of tests shows, in one paragraph, whichever way it goes."""
+    n = max(a.n for a in found)
+    power = (f"With {n} layers, the family's first test detects |rho| >= {detectable_rho(n, len(found)):.2f} with "
+             f"80% power.")
+    where = f"Across the {n} layers of {', '.join(backbones)} (the atlas's measurements, no retraining)"
+    passed = [a for a in found if a.significant]
+    if not passed:
+        strongest = max((a for a in found if not math.isnan(a.rho)), key=lambda a: abs(a.rho))
+        return (f"{where}, no per-layer figure's rank correlation with what a layer loses survives Holm's correction "
+                f"over the {len(found)} tests at {ALPHA:.0%}; the strongest: {_test(strongest)}. {power}")
+    said = "; ".join(f"{_test(a)} (layers with a larger {PREDICTORS[a.predictor].split(' (')[0]} lose "
+                     f"{'less' if a.rho > 0 else 'more'})" for a in passed)
+    return f"{where}, {len(passed)} of the {len(found)} tests survive Holm's correction at {ALPHA:.0%}: {said}. {power}"
+
+
+def plot_tolerance(table: pd.DataFrame, found: list[Association], tolerance: str, path: Path) -> None:
+    """One panel per predictor: each layer's accuracy change at ``tolerance`` against the predictor, a colour per
+    backbone, the test's rho and Holm p in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(PREDICTORS), figsize=(4.2 * len(PREDICTORS), 3.8), squeeze=False)
+    tests = {(a.predictor, a.tolerance): a for a in found}
+    for axis, predictor in zip(axes[0], PREDICTORS):
+        for backbone, rows in table.groupby("backbone", sort=False):
+            axis.scatter(rows[predictor], 100 * rows[tolerance], s=18, label=backbone, alpha=0.8)
+        test = tests[(predictor, tolerance)]
+        axis.set_title(f"rho {test.rho:+.2f}, Holm p {test.adjusted:.2g}", fontsize=10)
+        axis.set_xlabel(PREDICTORS[predictor])
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"accuracy change (points)\n{_tolerance_label(tolerance)}")
+    axes[0][-1].legend(fontsize=8)
+    figure.tight_layout()
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110))
+    plt.close(figure)
+
+
+def _rows(found: list[Association]) -> list[str]:
+    lines = ["| predictor | accuracy change | layers | Spearman rho [95% CI] | p | Holm p |", "|---|---|---|---|---|---|"]
+    for a in found:
+        lines.append(f"| {PREDICTORS.get(a.predictor, a.predictor)} | {_tolerance_label(a.tolerance)} | {a.n} | "
+                     f"{a.rho:+.2f} [{a.low:+.2f}, {a.high:+.2f}] | {a.p:.2g} | "
+                     + ("reference" if math.isnan(a.adjusted) else f"{a.adjusted:.2g}{'*' if a.significant else ''}")
+                     + " |")
+    return lines
+
+
+def write_tolerance_report(table: pd.DataFrame, found: list[Association], reference: list[Association],
+                           atlases: list[AtlasResult], out_dir: Path, *, command: str, elapsed_s: float,
+                           stem: str = "tolerance") -> dict[str, Path]:
+    """<stem>.md, <stem>.csv (one row per layer: its tolerances and predictors) and <stem>.png in ``out_dir``.
+    ``reference``: tests outside the family (the layer's width), shown with their own p-values."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv", "png": out_dir / f"{stem}.png"}
+    atomic_write(paths["csv"], lambda temporary: table.to_csv(temporary, index=False, float_format="%.6g"))
+    primary = found[0].tolerance if found else "random_keep0.5"
+    plot_tolerance(table, found, primary, paths["png"])
+    backbones = list(dict.fromkeys(table["backbone"]))
+    runs = [f"{a.backbone}: {len(a.layers)} of its {a.prunable_layers} prunable groups, {a.config.dataset} "
+            f"(validation accuracy {a.baseline.val_acc:.1%}), keep ratios {', '.join(f'{k:g}' for k in a.settings.keep_ratios)}, "
+            f"{a.settings.seeds} random kept sets at most" for a in atlases]
+    text = ["# Does a per-layer figure predict how much a layer can lose?", "",
+            f"Generated by `{command}` in {elapsed_s / 60:.1f} minutes. Do not edit by hand. The atlases read: "
+            + "; ".join(runs) + ".", "", f"**Finding:** {tolerance_sentence(found, backbones)}", "",
+            "How it is measured: a layer's tolerance is the validation accuracy of the trained model with part of the "
+            "layer removed as structural pruning removes it (a residual stream's coupled layers together), no "
+            "retraining, minus the unpruned model's, keeping random neurons (the mean over the atlas's random kept "
+            "sets) or the best criterion's (the criterion with the highest accuracy in that layer, chosen after the "
+            "fact). The predictors come from the weights alone: alpha, the power-law exponent of the tail of the "
+            "eigenvalues of WᵀW (Clauset-Shalizi-Newman fit, WeightWatcher's conventions; docs/science.md), the "
+            "stable rank, and eigenvector centrality's Gini coefficient and top-10% share at the atlas's tau; a "
+            "group's value is its layers' mean. Each test is Spearman's rho over every layer of every backbone "
+            f"together, a 95% percentile bootstrap interval over layers ({RESAMPLES:,} resamples), a two-sided "
+            f"permutation p-value, and Holm's correction over the family of {len(found)} tests (family-wise error "
+            f"{ALPHA:.0%}; * marks a test that survives it). The layer's width (its neurons) is shown as a reference, "
+            "outside the family: a figure that predicts no better than width adds nothing.", "",
+            f"![tolerance against each predictor]({paths['png'].name})", "", "## The family of tests", "",
+            *_rows(found), "", "## Reference: the layer's width", "", *_rows(reference), "",
+            f"Every layer, its tolerances and predictors: [{paths['csv'].name}]({paths['csv'].name})."]
+    atomic_write(paths["md"], lambda temporary: Path(temporary).write_text("\n".join(text) + "\n"))
+    return paths
