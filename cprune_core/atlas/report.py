@@ -167,7 +167,7 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
                     f"layer? Rows: depth, layer (kind, neurons), r = the effects' reliability. * Holm-adjusted p < "
                     f"{ALPHA:g} over layers; † ties decided > {TIED_FLAG:.0%} of the kept set", fontsize=9)
     figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=90))
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=90, bbox_inches="tight"))
     plt.close(figure)
 
 
@@ -186,7 +186,7 @@ def pooled_rows(pooled: PooledTests, scope: str) -> list[str]:
     meta = pooled.rho
     rows = [f"| {scope} | {pooled.criterion}: rho with single neurons' effect (random-effects meta-analysis, "
             f"{meta.k} layers) | {_number(meta.rho)} [{_number(meta.ci_low)}, {_number(meta.ci_high)}] | "
-            f"{_p(meta.p)} | {_p(pooled.adjusted[0])} | |rho| >= {_number(meta.mde, sign=False)}; I2 "
+            f"{_p(meta.p)} | {_p(pooled.adjusted[0])} | \\|rho\\| >= {_number(meta.mde, sign=False)}; I2 "
             f"{100 * meta.i2:.0f}% |"]
     for index, (keep, paired) in enumerate(zip(pooled.keep_ratios, pooled.group), start=1):
         rows.append(f"| {scope} | {pooled.criterion}: keep {keep:g}, accuracy minus random kept sets' mean, points "
@@ -228,11 +228,12 @@ def _layer_rows(result: AtlasResult, criterion: str = "eigenvector") -> list[str
 
 
 def _criteria_rows(results: list[AtlasResult]) -> list[str]:
-    """Per criterion: its primary family over every layer, and the layers better / worse / not detected."""
+    """Per criterion: the same family as the primary one (Holm over its own tests), over every layer."""
     lines = POOLED_HEADER.copy()
+    scope = ", ".join(r.backbone for r in results)
     for name in results[0].criteria:
         if name != "random":
-            lines += pooled_rows(pooled_tests(results, name), "all")
+            lines += pooled_rows(pooled_tests(results, name), scope)
     return lines
 
 
@@ -300,17 +301,20 @@ def write_atlas_report(results: list[AtlasResult] | AtlasResult, out_dir: Path, 
     finding, layers, why = atlas_sentences(results)
     text = ["# Does centrality predict importance, layer by layer?", "", *_setup(results, command, elapsed_s, device),
             "", "## The primary tests", "", f"**Finding:** {finding}", "", *POOLED_HEADER,
-            *pooled_rows(pooled_tests(results), "every backbone")]
+            *pooled_rows(pooled_tests(results), ", ".join(r.backbone for r in results))]
     if len(results) > 1:
         text += ["", "The same family within each backbone (secondary):", "", *POOLED_HEADER]
         for result in results:
             text += pooled_rows(pooled_tests([result]), result.backbone)
-    text += ["", "## What each layer could detect, and found", "", f"**Layer by layer:** {layers}", "",
+    text += ["", "## What each layer could detect, and found", "", layers, "",
              f"**{why.split(':', 1)[0]}:**{why.split(':', 1)[1]}" if why else "", "", METHOD]
     for result in results:
         text += ["", f"### {result.backbone}: eigenvector centrality against random, layer by layer", "",
                  f"![atlas heatmap of {result.backbone}]({paths[result.backbone].name})", "", *_layer_rows(result)]
-    text += ["", "## Every criterion, pooled over every layer (secondary)", "", *_criteria_rows(results), "",
+    text += ["", "## Every criterion, pooled over every layer (secondary)", "",
+             "Each criterion's rho and paired accuracy tests, Holm-corrected within the criterion (a family of its own, "
+             "as the primary one): descriptive beside the primary tests, which were stated for eigenvector centrality.",
+             "", *_criteria_rows(results), "",
              f"Every backbone, layer and criterion, with p-values before and after correction: "
              f"[{paths['csv'].name}]({paths['csv'].name})."]
     atomic_write(paths["md"], lambda temporary: Path(temporary).write_text("\n".join(text) + "\n"))
