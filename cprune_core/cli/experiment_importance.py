@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import sys
 import threading
@@ -52,9 +53,10 @@ def add_importance_command(experiments) -> None:
 
 def importance_command(args: argparse.Namespace) -> int:
     out = writable_dir(report_folder(args.out, args.quick), "--out")  # before hours of work whose report could not be written
-    config = importance_report.importance_config(quick=args.quick, backbone=args.backbone, dataset=args.dataset,
-                                                 root=args.dataset_root, image_size=args.image_size,
-                                                 device=args.device)
+    config = replace(importance_report.importance_config(quick=args.quick, backbone=args.backbone,
+                                                         dataset=args.dataset, root=args.dataset_root,
+                                                         image_size=args.image_size, device=args.device),
+                     disk_cache=True)  # a re-run (or the atlas's) frozen features are read back, not recomputed
     settings = settings_from_args(args, AnalysisConfig, importance_report.QUICK_ANALYSIS if args.quick else None)
     command = " ".join(part for part in [
         "python -m cprune_core experiment importance", "--quick" if args.quick else "",
