@@ -28,8 +28,8 @@ session = st.session_state
 with st.container(border=True):
     top = st.columns([3, 1, 1, 1])
     layers = bundle.prunable
-    layer = top[0].selectbox("Layer", layers, index=layers.index(spec.head_layer) if spec.head_layer in layers else 0,
-                             key="imp_layer",
+    session.setdefault("imp_layer", spec.head_layer if spec.head_layer in layers else layers[0])  # or the atlas's
+    layer = top[0].selectbox("Layer", layers, key="imp_layer",
                              help=f"{spec.head_layer}, which reaches the classifier through pooling, is measured "
                                   "exactly for every neuron in one operation on cached features; any other layer by a "
                                   "forward pass of the rest of the network per neuron, so on a sample of neurons.")

@@ -16,6 +16,7 @@ import torch
 from app_server import CHROMIUM
 from tiny_data import make_tiny_folder
 
+from cprune_core.atlas import records
 from cprune_core.registry import load_backbone
 
 MODULE_MARKS = {
@@ -44,6 +45,13 @@ def lite0():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_reference_atlas(tmp_path_factory, monkeypatch):
+    """Tests read only the atlases they record: the committed reference runs (docs/atlas-*.json.gz) are out of
+    sight unless a test points ``REFERENCE_DIR`` at its own."""
+    monkeypatch.setattr(records, "REFERENCE_DIR", tmp_path_factory.getbasetemp() / "no-reference-atlas")
 
 
 @pytest.fixture(scope="module")

@@ -149,9 +149,8 @@ def test_the_atlas_is_read_as_tolerances(cost):
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A fresh CPRUNE_HOME, and no reference atlas (docs/atlas-*.json.gz): only what the test records is read."""
+    """A fresh CPRUNE_HOME (conftest hides the reference atlas): only what the test records is read."""
     monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("cprune_core.atlas.records.REFERENCE_DIR", tmp_path / "no-reference")
     return tmp_path
 
 

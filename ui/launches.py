@@ -135,5 +135,5 @@ def image_size_select(column, spec, key: str) -> int:
     (``importance_config``'s) chosen, else the largest."""
     sizes = [size for size in range(32, spec.input_size + 1, 32) if size in spec.input_sizes]
     default = importance_config().image_size
-    return int(column.selectbox("Image size", sizes, index=sizes.index(default) if default in sizes else len(sizes) - 1,
-                                key=key, help="The flower photos are 128 px; smaller is faster."))
+    st.session_state.setdefault(key, default if default in sizes else sizes[-1])  # unless a link chose one
+    return int(column.selectbox("Image size", sizes, key=key, help="The flower photos are 128 px; smaller is faster."))
