@@ -16,16 +16,24 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .blockwise import GraphBudget
+from .graph import force_layout
+from .graph_view import EDGE_CAP, EdgeList
+from .layer_view import LayerScan, scan_layer
 from .model_source import ModelSource
 from .paths import atomic_write, cache_home
+from .progress import ProgressCallback
 from .settings import setting
+from .sparse_graph import SparseGraph
 
-__all__ = ["GRAPH_CACHE_VERSION", "layer_identity", "entry_key", "GraphCache"]
+__all__ = ["GRAPH_CACHE_VERSION", "layer_identity", "entry_key", "GraphCache", "cached_scan", "cached_force_layout"]
 
 GRAPH_CACHE_VERSION = 1  # part of every key: a change to what an entry holds or means changes it
 _CHECKSUM = "checksum"
@@ -149,3 +157,55 @@ class GraphCache:
 def _save(path: str, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as file:
         np.savez(file, **arrays)
+
+
+def cached_scan(source: ModelSource, layer: str, taus: Sequence[float], *, cache: GraphCache | None = None,
+                edge_cap: int = EDGE_CAP, budget: GraphBudget | None = None, progress: ProgressCallback | None = None,
+                stop: threading.Event | None = None) -> LayerScan:
+    """``layer_view.scan_layer(source, layer, taus=taus, layout=True)`` (the strongest edges above ``taus[0]``, at
+    most ``edge_cap``, each step's edge count, the norms, the row-wise scores and the weight-PCA layout: what the
+    canvas is sent), from ``cache`` (default: ``GraphCache()``) when any process computed it for the same layer
+    values and parameters, else computed and kept there. A stored entry that does not hold what it should is
+    computed again."""
+    cache = cache or GraphCache()
+    key = entry_key(layer_identity(source, layer), "scan", taus=[float(tau) for tau in taus], cap=edge_cap)
+    stored = cache.get(key)
+    found = _scan_from(stored) if stored is not None else None
+    if found is not None:
+        return found
+    scan = scan_layer(source, layer, taus=taus, edge_cap=edge_cap, layout=True, budget=budget, progress=progress,
+                      stop=stop)
+    cache.put(key, {"norms": scan.norms, "rows": scan.strongest.rows.astype(np.int32),
+                    "cols": scan.strongest.cols.astype(np.int32), "weights": scan.strongest.weights,
+                    "counts": scan.counts, "positions": scan.positions,
+                    **{f"score_{name}": values for name, values in scan.row_scores.items()}})
+    return scan
+
+
+def _scan_from(stored: dict[str, np.ndarray]) -> LayerScan | None:
+    """The LayerScan an entry holds, or None when its arrays are not what ``cached_scan`` stores."""
+    try:
+        norms, rows, cols, weights = stored["norms"], stored["rows"], stored["cols"], stored["weights"]
+        n = len(norms)
+        if not (stored["positions"].shape == (n, 2) and rows.shape == cols.shape == weights.shape
+                and (len(rows) == 0 or (rows.min() >= 0 and cols.max() < n))):
+            return None
+        scores = {name.removeprefix("score_"): values for name, values in stored.items() if name.startswith("score_")}
+        return LayerScan(n, norms, scores, None, EdgeList(n, rows.astype(np.int64), cols.astype(np.int64), weights),
+                         stored["counts"], None, stored["positions"])
+    except (KeyError, AttributeError, ValueError):
+        return None
+
+
+def cached_force_layout(source: ModelSource, layer: str, tau: float, graph: SparseGraph, *,
+                        cache: GraphCache | None = None) -> np.ndarray:
+    """``graph.force_layout(graph)`` of ``layer``'s graph at ``tau``, kept in ``cache`` (default ``GraphCache()``) as
+    ``cached_scan`` keeps a scan."""
+    cache = cache or GraphCache()
+    key = entry_key(layer_identity(source, layer), "force-layout", tau=float(tau))
+    stored = cache.get(key)
+    if stored is not None and stored.get("positions", np.zeros(0)).shape == (graph.n, 2):
+        return stored["positions"]
+    positions = force_layout(graph)
+    cache.put(key, {"positions": positions})
+    return positions

@@ -32,7 +32,8 @@ from .progress import ProgressCallback
 from .ranges import TAU
 from .sparse_graph import SparseGraph
 
-__all__ = ["EDGE_LIMIT", "SUGGESTED_DEGREE", "LAYOUTS", "LayerScan", "scan_layer", "scan_scores", "criterion_scores",
+__all__ = ["EDGE_LIMIT", "SUGGESTED_DEGREE", "LAYOUTS", "LayerScan", "scan_layer", "scan_scores", "graph_above",
+           "similarities_to", "criterion_scores",
            "layer_scores", "GraphFigures", "graph_figures", "LayerGraph", "layer_graph", "suggested_tau", "layout_for",
            "Walkthrough", "walkthrough"]
 
@@ -129,6 +130,29 @@ def scan_scores(scan: LayerScan, criteria: Sequence[str], tau: float) -> tuple[d
     return scores, {name: note for name, note in notes.items() if note}
 
 
+def graph_above(scan: LayerScan, taus: Sequence[float], source: ModelSource, layer: str, tau: float,
+                budget: GraphBudget | None = None, progress: ProgressCallback | None = None,
+                stop: threading.Event | None = None) -> SparseGraph:
+    """Every edge above ``tau`` of the layer ``scan`` scanned at the tau steps ``taus`` (its ``strongest`` and
+    ``counts``): those of its strongest edges when they hold every edge above a step at or below ``tau``, else a
+    scan of the layer at ``tau`` (``scan_layer``).
+
+    Raises ConfigError (before any work, from the counts) when the graph at ``tau`` has more edges than
+    ``budget.max_edges``: the sentence names the lowest step at which it has few enough.
+    """
+    budget = budget or GraphBudget.from_settings()
+    below = [step for step, value in enumerate(taus) if value <= tau + 1e-9]
+    step = below[-1] if below else 0
+    if below and scan.counts[step] <= len(scan.strongest.weights):
+        return SparseGraph.from_edges(scan.strongest).above(tau)
+    if scan.counts[step] > budget.max_edges:
+        fits = next((f"{value:.2f}" for value, count in zip(taus, scan.counts) if count <= budget.max_edges), "")
+        raise ConfigError(f"At tau = {tau:.2f} this layer's graph has about {int(scan.counts[step]):,} edges, more "
+                          f"than the {budget.max_edges:,} a graph is built with here (CPRUNE_GRAPH_MEMORY_MB)"
+                          + (f": raise tau to {fits} or more." if fits else "."))
+    return scan_layer(source, layer, tau=tau, budget=budget, progress=progress, stop=stop).graph
+
+
 def criterion_scores(vectors: torch.Tensor, criterion: str, tau: float, adjacency: torch.Tensor | None = None,
                      seed: int = 0) -> tuple[np.ndarray, str]:
     """One criterion's score per neuron, and a note when they are not exact.
@@ -195,6 +219,18 @@ def layer_scores(vectors: torch.Tensor, criteria: Sequence[str], tau: float,
         except (CPruneError, MemoryError) as error:
             notes[name] = f"{name} could not be computed ({error})"
     return scores, {name: note for name, note in notes.items() if note}
+
+
+def similarities_to(source: ModelSource, layer: str, neuron: int, budget: GraphBudget | None = None) -> np.ndarray:
+    """The cosine similarity of ``neuron`` with each neuron of ``layer`` (itself included: 1), its rows read a block
+    at a time: a neuron's row of S without S. ConfigError for a neuron outside the layer."""
+    info = source.info(layer)
+    if not 0 <= neuron < info.neurons:
+        raise ConfigError(f"Layer {layer} has no neuron {neuron}: its neurons are 0 to {info.neurons - 1}.")
+    target = normalise_rows(_rows(source, layer, info.neurons, neuron, neuron + 1))
+    step = (budget or GraphBudget.from_settings()).rows_per_block(info.neurons, 8 * info.vector_length)
+    return torch.cat([normalise_rows(_rows(source, layer, info.neurons, start, min(info.neurons, start + step)))
+                      @ target.squeeze(0) for start in range(0, info.neurons, step)]).numpy()
 
 
 @dataclass(frozen=True)
