@@ -52,23 +52,24 @@ NO_PAIR = -2.0  # what a block holds on and below its diagonal: below every cosi
 
 @dataclass(frozen=True)
 class GraphBudget:
-    """The memory one layer's graph may take while it is built: ``memory_bytes`` in all, of which an eighth (at
-    most 256 MiB) for a block of pairs and an eighth for the edges kept; the rest holds the normalised weights.
-    ``GraphBudget.from_settings()`` reads CPRUNE_GRAPH_MEMORY_MB (default 2048)."""
+    """The memory one layer's graph may take while it is built: ``block_bytes`` for a block of pairs, ``max_edges``
+    edges kept (BYTES_PER_EDGE each) and ``weights_bytes`` for the normalised weights (n x d float32).
+    ``GraphBudget.from_settings()`` splits CPRUNE_GRAPH_MEMORY_MB (default 2048): an eighth (at most 256 MiB) for a
+    block, an eighth for the edges, the rest for the weights; the defaults are that split of 2048 MiB."""
 
-    memory_bytes: int = 2048 * MiB
+    block_bytes: int = 256 * MiB
+    max_edges: int = 256 * MiB // BYTES_PER_EDGE
+    weights_bytes: int = 1536 * MiB
 
     @classmethod
     def from_settings(cls) -> GraphBudget:
-        return cls(int(setting("CPRUNE_GRAPH_MEMORY_MB")) * MiB)
+        memory = int(setting("CPRUNE_GRAPH_MEMORY_MB")) * MiB
+        block, edges = min(256 * MiB, memory // 8), memory // 8
+        return cls(block, edges // BYTES_PER_EDGE, memory - block - edges)
 
     @property
-    def block_bytes(self) -> int:
-        return min(256 * MiB, self.memory_bytes // 8)
-
-    @property
-    def max_edges(self) -> int:
-        return self.memory_bytes // 8 // BYTES_PER_EDGE
+    def memory_bytes(self) -> int:
+        return self.block_bytes + self.max_edges * BYTES_PER_EDGE + self.weights_bytes
 
     def rows_per_block(self, n: int, bytes_per_row: int | None = None) -> int:
         """Rows of a block: as many as ``block_bytes`` holds at ``bytes_per_row`` each (default: a row of n pairs),
@@ -109,7 +110,7 @@ def check_graph_cost(neurons: int, vector_length: int, layer: str, budget: Graph
     if neurons > MAX_GRAPH_NEURONS:
         raise ConfigError(f"Layer {layer} has {neurons:,} neurons; graphs are built for up to {MAX_GRAPH_NEURONS:,} "
                           "(the canvas's limit). Choose another layer.")
-    if cost.total > budget.memory_bytes:
+    if cost.weights > budget.weights_bytes:
         raise ConfigError(f"Layer {layer}'s graph would take {cost.sentence()}, more than the "
                           f"{budget.memory_bytes / MiB:,.0f} MiB a graph may take here (CPRUNE_GRAPH_MEMORY_MB).")
     return cost
