@@ -1,6 +1,8 @@
-"""Graph centralities on dense weighted adjacency tensors (CPU or GPU).
+"""Graph centralities on weighted adjacency tensors (CPU or GPU), dense or sparse.
 
-Plain functions in the style of networkx, with tensor operations instead of Python loops.
+Plain functions in the style of networkx, with tensor operations instead of Python loops. An adjacency is a
+dense n x n tensor or a torch sparse CSR tensor (``SparseGraph.adjacency()``: a large layer's graph, whose
+products cost its edges, not n^2); both give the same scores to rounding (tests/test_blockwise.py: 1e-6).
 
 Behaviour on awkward graphs (tested in tests/test_centrality.py):
 - no edges at all: every node gets the same centrality 1/sqrt(n);
@@ -54,12 +56,31 @@ class Centrality:
                 f"change {self.change:.2g}, tolerance {self.tolerance:.2g}); its last iterate is used")
 
 
+def _is_sparse(adjacency: torch.Tensor) -> bool:
+    return adjacency.layout == torch.sparse_csr
+
+
 def _check_square(adjacency: torch.Tensor) -> int:
     if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
         raise ConfigError(f"adjacency must be a square matrix, got shape {tuple(adjacency.shape)}")
-    if (adjacency < 0).any():
+    if ((adjacency.values() if _is_sparse(adjacency) else adjacency) < 0).any():
         raise ConfigError("adjacency must be non-negative for a Perron (eigenvector) centrality")
     return adjacency.shape[0]
+
+
+def _vector(adjacency: torch.Tensor, n: int, value: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A vector of n ``value``s on the adjacency's device, in its dtype (or ``dtype``)."""
+    return torch.full((n,), value, dtype=dtype or adjacency.dtype, device=adjacency.device)
+
+
+def _row_sums(adjacency: torch.Tensor) -> torch.Tensor:
+    """Each row's sum, dense or sparse (a product with ones: CSR tensors have no sum over a dimension)."""
+    return adjacency @ _vector(adjacency, adjacency.shape[0], 1.0) if _is_sparse(adjacency) else adjacency.sum(1)
+
+
+def _transposed(adjacency: torch.Tensor) -> torch.Tensor:
+    """A^T, as a CSR tensor of its own when sparse (CSR tensors cannot be transposed in place)."""
+    return adjacency.to_sparse_coo().t().to_sparse_csr() if _is_sparse(adjacency) else adjacency.T
 
 
 @dataclass(frozen=True)
@@ -92,7 +113,7 @@ def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 
 
     Parameters
     ----------
-    adjacency : tensor, n x n, non-negative (symmetric for a centrality), on any device.
+    adjacency : tensor, n x n, dense or sparse CSR, non-negative (symmetric for a centrality), on any device.
     max_iter : the most steps yielded.
     tol : a step converges when its L1 change is below n * tol; it is the last one yielded.
 
@@ -109,7 +130,7 @@ def power_iteration(adjacency: torch.Tensor, max_iter: int = 1000, tol: float = 
     ``[step.change for step in power_iteration(A)]`` is the convergence curve the app draws.
     """
     n = _check_square(adjacency)
-    x = adjacency.new_full((n,), 1.0 / n)
+    x = _vector(adjacency, n, 1.0 / n)
     tiny = torch.finfo(x.dtype).tiny
     for k in range(1, max_iter + 1):
         previous = x
@@ -128,7 +149,8 @@ def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: f
 
     Parameters
     ----------
-    adjacency : tensor, n x n, symmetric and non-negative (e.g. ``graph.threshold_adjacency``).
+    adjacency : tensor, n x n, dense or sparse CSR, symmetric and non-negative (``graph.threshold_adjacency``,
+        ``SparseGraph.adjacency()``).
     max_iter, tol : as ``power_iteration``.
 
     Returns
@@ -147,19 +169,19 @@ def eigenvector_centrality(adjacency: torch.Tensor, max_iter: int = 1000, tol: f
     """
     n = _check_square(adjacency)
     if n == 0:
-        return Centrality(adjacency.new_zeros(0), True, 0, 0.0, 0.0)
+        return Centrality(_vector(adjacency, 0, 0.0), True, 0, 0.0, 0.0)
     last = deque(power_iteration(adjacency, max_iter, tol), maxlen=1)  # the last step only
     if not last:  # max_iter < 1: the start is all there is
-        return Centrality(adjacency.new_full((n,), 1.0 / n ** 0.5), False, 0, float("inf"), n * tol)
+        return Centrality(_vector(adjacency, n, 1.0 / n ** 0.5), False, 0, float("inf"), n * tol)
     step = last[0]
     return Centrality(step.x, step.converged, step.k, step.change, n * tol)
 
 
 def weighted_degree(adjacency: torch.Tensor) -> torch.Tensor:
-    """Sum of edge weights at each node (its strength; 0 for an isolated node). ConfigError for a
-    matrix that is not square, or has a negative entry."""
+    """Sum of edge weights at each node (its strength; 0 for an isolated node), of a dense or sparse CSR
+    adjacency. ConfigError for a matrix that is not square, or has a negative entry."""
     _check_square(adjacency)
-    return adjacency.sum(1)
+    return _row_sums(adjacency)
 
 
 def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 1000,
@@ -168,7 +190,7 @@ def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 1000,
 
     Parameters
     ----------
-    adjacency : tensor, n x n, non-negative; entry (i, j) is the weight of the link i -> j.
+    adjacency : tensor, n x n, dense or sparse CSR, non-negative; entry (i, j) is the weight of the link i -> j.
     alpha : the damping factor: the probability of following a link rather than teleporting.
     max_iter, tol : stop when the L1 change of a step is below n * tol (networkx's rule and default tol).
 
@@ -189,15 +211,16 @@ def pagerank(adjacency: torch.Tensor, alpha: float = 0.85, max_iter: int = 1000,
     """
     n = _check_square(adjacency)
     if n == 0:
-        return Centrality(adjacency.new_zeros(0, dtype=torch.float64), True, 0, 0.0, 0.0)
-    out_weight = adjacency.sum(1).double()
+        return Centrality(_vector(adjacency, 0, 0.0, torch.float64), True, 0, 0.0, 0.0)
+    out_weight = _row_sums(adjacency).double()
     dangling = out_weight == 0
     inverse = torch.where(dangling, torch.zeros_like(out_weight), 1.0 / out_weight.clamp_min(1e-300))
     x = out_weight.new_full((n,), 1.0 / n)
     change = float("inf")
+    incoming = _transposed(adjacency)
     for k in range(1, max_iter + 1):
         previous = x
-        spread = (adjacency.T @ (previous * inverse).to(adjacency.dtype)).double()
+        spread = (incoming @ (previous * inverse).to(adjacency.dtype)).double()
         x = alpha * (spread + previous[dangling].sum() / n) + (1 - alpha) / n
         change = float((x - previous).abs().sum())
         if change < n * tol:

@@ -2,8 +2,11 @@
 
 ``criterion(vectors)`` takes a layer's weight vectors (n neurons x d inputs, see
 graph.weight_vectors) and returns one score per neuron; higher means keep. Graph criteria
-build the tau-thresholded similarity graph themselves. ``GroupImportance`` plugs any of them
-into torch-pruning, so coupled layers (residual adds, depthwise convs) are scored together.
+build the tau-thresholded similarity graph themselves: the dense n x n matrix where it fits one block of
+the graph budget (``blockwise.GraphBudget``), else a ``SparseGraph`` built a block at a time, and FPGM
+sums its distances a block of rows at a time, so any layer's scores take bounded memory.
+``GroupImportance`` plugs any of them into torch-pruning, so coupled layers (residual adds, depthwise
+convs) are scored together.
 """
 from __future__ import annotations
 
@@ -13,13 +16,15 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from .blockwise import GraphBudget, similarity_graph
 from .centrality import Centrality, eigenvector_centrality, pagerank, weighted_degree
 from .graph import adjacency_of
+from .sparse_graph import SparseGraph
 from .layers import has_neurons, is_depthwise, weight_vectors
 from .ranges import TAU, choose
 
 __all__ = ["CRITERIA", "DEFAULT_TAU", "RANKING_MAX_ITER", "Criterion", "GraphCriterion", "GroupImportance",
-           "make_criterion", "scores_for"]
+           "make_criterion", "scores_for", "graph_of", "distance_sums"]
 
 DEFAULT_TAU = 0.1
 # torch-pruning's handlers that remove a layer's own neurons (not its inputs), as its own importances test them.
@@ -45,6 +50,8 @@ class Criterion:
 
     name: str = ""
     uses_graph: bool = False  # scores come from the tau-thresholded similarity graph
+    row_wise: bool = False  # a neuron's score depends on its own weight vector alone (computed as rows are read)
+    uses_distances: bool = False  # scores are summed distances to every other neuron (blockwise.DistanceSums)
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -53,12 +60,23 @@ class Criterion:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
+def graph_of(vectors: torch.Tensor, tau: float, budget: GraphBudget | None = None) -> torch.Tensor | SparseGraph:
+    """The tau-thresholded similarity graph of ``vectors`` (n x d): the dense matrix (``graph.adjacency_of``, on the
+    vectors' device) when its n x n float32 values fit ``budget.block_bytes`` (default: CPRUNE_GRAPH_MEMORY_MB's),
+    else a ``SparseGraph`` computed a block at a time (``blockwise.similarity_graph``; ConfigError beyond its edge
+    budget: raise tau). Both give the same edges, and centralities equal to 1e-6."""
+    budget = budget or GraphBudget.from_settings()
+    n = vectors.shape[0]
+    return adjacency_of(vectors, tau) if 4 * n * n <= budget.block_bytes else similarity_graph(vectors, tau, budget)
+
+
 class GraphCriterion(Criterion):
     """A centrality of the neuron graph: cosine similarities of the weight vectors above ``tau``
     (``graph.threshold_adjacency``), self-loops removed. ConfigError for ``tau`` outside [0, 1).
 
     ``from_adjacency(adjacency)`` gives the ``centrality.Centrality`` (scores, and whether a power
-    iteration converged) of an adjacency already thresholded; calling the criterion gives its scores.
+    iteration converged) of a graph already thresholded; calling the criterion gives its scores (``graph_of``:
+    dense for a layer that fits one block, sparse beyond).
     """
 
     uses_graph = True
@@ -67,10 +85,17 @@ class GraphCriterion(Criterion):
         self.tau = TAU.check(tau, "tau")
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
-        return self.from_adjacency(adjacency_of(vectors, self.tau)).scores
+        adjacency = graph_of(vectors, self.tau)
+        return self.from_adjacency(adjacency, vectors.device).scores
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
-        """The scores from an adjacency matrix already thresholded (n x n, symmetric, non-negative)."""
+    def from_adjacency(self, adjacency: torch.Tensor | SparseGraph, device: torch.device | str = "cpu") -> Centrality:
+        """The scores from a graph already thresholded: an n x n matrix (dense or sparse CSR; symmetric,
+        non-negative), or a ``SparseGraph`` (made a sparse CSR tensor on ``device``)."""
+        if isinstance(adjacency, SparseGraph):
+            adjacency = adjacency.adjacency(device)
+        return self._centrality(adjacency)
+
+    def _centrality(self, adjacency: torch.Tensor) -> Centrality:
         raise NotImplementedError
 
 
@@ -88,7 +113,7 @@ class EigenvectorCentrality(GraphCriterion):
 
     name = "eigenvector"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+    def _centrality(self, adjacency: torch.Tensor) -> Centrality:
         return eigenvector_centrality(adjacency, max_iter=RANKING_MAX_ITER)
 
 
@@ -97,7 +122,7 @@ class InverseEigenvector(GraphCriterion):
 
     name = "inverse-eigenvector"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+    def _centrality(self, adjacency: torch.Tensor) -> Centrality:
         centrality = eigenvector_centrality(adjacency, max_iter=RANKING_MAX_ITER)
         return replace(centrality, scores=-centrality.scores)
 
@@ -108,7 +133,7 @@ class Degree(GraphCriterion):
 
     name = "degree"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+    def _centrality(self, adjacency: torch.Tensor) -> Centrality:
         return Centrality(weighted_degree(adjacency), True, 0, 0.0, 0.0)
 
 
@@ -120,7 +145,7 @@ class PageRank(GraphCriterion):
 
     name = "pagerank"
 
-    def from_adjacency(self, adjacency: torch.Tensor) -> Centrality:
+    def _centrality(self, adjacency: torch.Tensor) -> Centrality:
         result = pagerank(adjacency, max_iter=RANKING_MAX_ITER)
         return replace(result, scores=result.scores.float())
 
@@ -130,6 +155,7 @@ class L1Norm(Criterion):
     which prunes the filters of smallest absolute weight sum. A magnitude baseline without any graph."""
 
     name = "l1"
+    row_wise = True
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
         return vectors.float().abs().sum(1)
@@ -140,6 +166,7 @@ class L2Norm(Criterion):
     ConvNets") that ranks filters by their Euclidean norm."""
 
     name = "l2"
+    row_wise = True
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
         return vectors.float().norm(dim=1)
@@ -148,14 +175,26 @@ class L2Norm(Criterion):
 class FPGM(Criterion):
     """Filter pruning via geometric median (He et al. 2019, "Filter Pruning via Geometric Median for Deep
     Convolutional Neural Networks Acceleration", CVPR): neurons closest to the others are the most
-    replaceable, so the score is the summed Euclidean distance to all other neurons. Duplicate
-    neurons score alike; n = 1 scores 0."""
+    replaceable, so the score is the summed Euclidean distance to all other neurons (``distance_sums``: a
+    block of rows at a time, bounded memory). Duplicate neurons score alike; n = 1 scores 0."""
 
     name = "fpgm"
+    uses_distances = True
 
     def __call__(self, vectors: torch.Tensor) -> torch.Tensor:
-        vectors = vectors.float()
-        return torch.cdist(vectors, vectors).sum(1)
+        return distance_sums(vectors)
+
+
+def distance_sums(vectors: torch.Tensor, budget: GraphBudget | None = None) -> torch.Tensor:
+    """Each row's summed Euclidean distance to every row (``torch.cdist(v, v).sum(1)``, float32, on the vectors'
+    device), a block of rows at a time: at most ``budget.block_bytes`` of distances at once (default: from
+    CPRUNE_GRAPH_MEMORY_MB), whatever n. The same numbers as the whole matrix's: each block is cdist's own
+    product of those rows with every row."""
+    vectors = vectors.float()
+    n = vectors.shape[0]
+    step = (budget or GraphBudget.from_settings()).rows_per_block(n, 8 * n)  # a block's distances and cdist's work
+    return torch.cat([torch.cdist(vectors[start:start + step], vectors).sum(1) for start in range(0, n, step)]
+                     or [vectors.new_zeros(0)])
 
 
 class RandomScores(Criterion):

@@ -2,13 +2,17 @@
 
 Each neuron (a Linear output unit or a Conv2d output filter) is a node; the weight on edge
 (i, j) is the cosine similarity of the two neurons' incoming weight vectors where it exceeds
-the threshold tau. Everything here works on torch tensors, on whatever device they live.
+the threshold tau. Everything here works on torch tensors, on whatever device they live. A graph is a dense
+n x n adjacency (``threshold_adjacency``) or, for a layer too large for one, a ``sparse_graph.SparseGraph`` of
+its edges (``blockwise``): every function below that takes an ``adjacency`` takes either.
 """
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -21,7 +25,12 @@ from .errors import ConfigError
 from .layers import weight_vectors
 from .ranges import TAU
 
-__all__ = ["GraphSummary", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_of", "adjacency_for", "summarize",
+if TYPE_CHECKING:
+    from .sparse_graph import SparseGraph
+
+    Adjacency = torch.Tensor | SparseGraph
+
+__all__ = ["GraphSummary", "nodes_of", "normalise_rows", "cosine_similarity", "threshold_adjacency", "adjacency_of", "adjacency_for", "summarize",
            "to_scipy", "upper_edges", "to_networkx", "strongest_edges", "principal_components", "layout_2d",
            "force_layout", "FORCE_STEPS", "FORCE_STEP_BUDGET", "MAX_NETWORKX_EDGES", "MAX_FORCE_LAYOUT_NODES",
            "tau_for_mean_degree", "graph_file", "GRAPH_FORMATS"]
@@ -96,10 +105,16 @@ class GraphSummary:
     largest_component: int
 
 
-def summarize(adjacency: torch.Tensor) -> GraphSummary:
+def nodes_of(adjacency: Adjacency) -> int:
+    """The number of nodes of a dense adjacency or a SparseGraph."""
+    return adjacency.shape[0] if isinstance(adjacency, torch.Tensor) else adjacency.n
+
+
+def summarize(adjacency: Adjacency) -> GraphSummary:
     """Nodes, edges, density, connected components, isolated nodes and the largest component's size of a
-    symmetric adjacency matrix (each edge counted once). An empty graph (n = 0) has 0 of everything."""
-    n = adjacency.shape[0]
+    symmetric adjacency matrix or a SparseGraph (each edge counted once). An empty graph (n = 0) has 0 of
+    everything."""
+    n = nodes_of(adjacency)
     sparse = to_scipy(adjacency)
     edges = sparse.nnz // 2
     components, labels = scipy.sparse.csgraph.connected_components(sparse, directed=False)
@@ -111,17 +126,24 @@ def summarize(adjacency: torch.Tensor) -> GraphSummary:
     )
 
 
-def to_scipy(adjacency: torch.Tensor) -> scipy.sparse.csr_array:
-    """The nonzero entries of ``adjacency`` as a SciPy CSR array (float64, both triangles)."""
+def to_scipy(adjacency: Adjacency) -> scipy.sparse.csr_array:
+    """The nonzero entries of ``adjacency`` (or a SparseGraph's edges) as a SciPy CSR array (float64, both
+    triangles)."""
+    if not isinstance(adjacency, torch.Tensor):
+        return adjacency.scipy()
     rows, cols = torch.nonzero(adjacency, as_tuple=True)
     values = adjacency[rows, cols].double().cpu().numpy()
     n = adjacency.shape[0]
     return scipy.sparse.csr_array((values, (rows.cpu().numpy(), cols.cpu().numpy())), shape=(n, n))
 
 
-def upper_edges(adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def upper_edges(adjacency: Adjacency) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each edge once: the rows, columns and weights of the nonzero entries above the diagonal (i < j), in
-    row-major order, on the adjacency's device. An edgeless graph gives three empty tensors."""
+    row-major order, on the adjacency's device (a SparseGraph's: its edges, on the CPU). An edgeless graph
+    gives three empty tensors."""
+    if not isinstance(adjacency, torch.Tensor):
+        return (torch.from_numpy(adjacency.rows), torch.from_numpy(adjacency.cols),
+                torch.from_numpy(adjacency.weights))
     rows, cols = torch.nonzero(torch.triu(adjacency, diagonal=1), as_tuple=True)
     return rows, cols, adjacency[rows, cols]
 
@@ -129,12 +151,12 @@ def upper_edges(adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
 MAX_NETWORKX_EDGES = 2_000_000
 
 
-def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) -> nx.Graph:
+def to_networkx(adjacency: Adjacency, max_edges: int = MAX_NETWORKX_EDGES) -> nx.Graph:
     """Undirected weighted networkx Graph with nodes 0..n-1 (isolated nodes included).
 
     Parameters
     ----------
-    adjacency : tensor, n x n, symmetric; only the upper triangle is read (``upper_edges``).
+    adjacency : tensor, n x n, symmetric (only the upper triangle is read: ``upper_edges``), or a SparseGraph.
     max_edges : the most edges accepted.
 
     Returns
@@ -152,31 +174,29 @@ def to_networkx(adjacency: torch.Tensor, max_edges: int = MAX_NETWORKX_EDGES) ->
             f"The graph has {rows.numel():,} edges, more than {max_edges:,} for networkx; raise tau to thin it."
         )
     graph = nx.Graph()
-    graph.add_nodes_from(range(adjacency.shape[0]))
+    graph.add_nodes_from(range(nodes_of(adjacency)))
     graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), weights.tolist()))
     return graph
 
 
-def tau_for_mean_degree(similarity: torch.Tensor, mean_degree: float) -> float:
-    """The threshold (a multiple of 0.01, in [0, 0.99]) at which neurons have about ``mean_degree`` edges
-    on average: the similarity quantile that leaves that many pairs above it. Useful where no pair
-    clears the current tau, as in random-init layers (cosine similarities of random d-dimensional
-    vectors are about +-1/sqrt(d)). A graph of fewer than two neurons gives 0."""
-    n = similarity.shape[0]
-    wanted = round(mean_degree * n / 2)  # edges
-    if n < 2 or wanted < 1:
-        return 0.0
-    pairs = similarity.float().cpu()[torch.ones(n, n, dtype=torch.bool).triu_(1)]  # a mask: no index pairs
-    if wanted >= len(pairs):
-        return 0.0
-    tau = float(torch.kthvalue(pairs, len(pairs) - wanted).values)  # `wanted` pairs lie above it
-    return float(np.clip(np.floor(tau * 100) / 100, 0.0, 0.99))
+def tau_for_mean_degree(taus: Sequence[float], counts: Sequence[int], neurons: int, mean_degree: float) -> float:
+    """The largest tau of ``taus`` (ascending) at which neurons still have ``mean_degree`` edges on average, from the
+    graph's edge ``counts`` at those taus (``graph_view.edge_counts``, or a large layer's, counted a block at a
+    time: ``blockwise.StrongestEdges``): where a random-init layer, whose cosine similarities are all about
+    +-1/sqrt(d), still draws a graph. The first tau when no step has that many edges, or for fewer than two
+    neurons.
+
+    Example: ``tau_for_mean_degree([0.0, 0.1, 0.2], [90, 40, 5], 10, 5)`` is ``0.1`` (25 edges wanted).
+    """
+    wanted = mean_degree * neurons / 2
+    enough = [tau for tau, count in zip(taus, counts) if count >= wanted]
+    return float(enough[-1]) if neurons >= 2 and enough and wanted >= 1 else float(taus[0])
 
 
 GRAPH_FORMATS = ("graphml", "gexf")  # read by Gephi, Cytoscape and networkx
 
 
-def graph_file(adjacency: torch.Tensor, node_values: dict[str, np.ndarray], file_format: str,
+def graph_file(adjacency: Adjacency, node_values: dict[str, np.ndarray], file_format: str,
                max_edges: int = MAX_NETWORKX_EDGES) -> bytes:
     """The thresholded graph as a GraphML or GEXF file: nodes 0..n-1 with ``node_values`` as
     attributes (e.g. centrality, degree, x, y), edges with their cosine similarity as weight."""
@@ -193,7 +213,7 @@ def graph_file(adjacency: torch.Tensor, node_values: dict[str, np.ndarray], file
     return buffer.getvalue()
 
 
-def strongest_edges(adjacency: torch.Tensor, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def strongest_edges(adjacency: Adjacency, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The ``limit`` heaviest edges (i < j), strongest first, and the total edge count."""
     rows, cols, weights = upper_edges(adjacency)
     total = int(weights.numel())
@@ -245,16 +265,17 @@ def principal_components(matrix: torch.Tensor | scipy.sparse.sparray, k: int = 2
     return torch.from_numpy(np.ascontiguousarray(centred(axes[:, :k]), np.float32))
 
 
-def layout_2d(vectors: torch.Tensor, seed: int = 0) -> np.ndarray:
+def layout_2d(vectors: torch.Tensor, seed: int = 0, normalised: bool = False) -> np.ndarray:
     """Node positions (n x 2, float32, within about [-1, 1]) that depend on the weights only, never on tau.
 
-    The two principal components of the normalised weight vectors (``principal_components``) place
-    similar neurons close together (cosine distance is monotone in the Euclidean distance of unit
-    vectors); a small jitter drawn with ``seed`` separates exact duplicates. The same weights and
-    seed give the same positions. Fewer than 3 neurons: the jitter alone around the origin.
-    Cache it per (backbone, layer).
+    The two principal components of the normalised weight vectors (``principal_components``: a few products
+    with n x 2 and d x 2 matrices, never an n x n one) place similar neurons close together (cosine distance is
+    monotone in the Euclidean distance of unit vectors); a small jitter drawn with ``seed`` separates exact
+    duplicates. The same weights and seed give the same positions. Fewer than 3 neurons: the jitter alone
+    around the origin. ``normalised``: ``vectors`` are already W-hat (``normalise_rows``), as a large layer's
+    blockwise graph holds them (``blockwise.scan_layer``): no second copy. Cache it per (backbone, layer).
     """
-    normalised = normalise_rows(vectors)
+    normalised = vectors if normalised else normalise_rows(vectors)
     n = normalised.shape[0]
     generator = torch.Generator().manual_seed(seed)
     if n < 3:
@@ -275,7 +296,7 @@ FORCE_STEPS = 150  # a force layout's steps up to FORCE_STEP_BUDGET / FORCE_STEP
 FORCE_STEP_BUDGET = 150 * 2048  # node-steps: a larger graph takes fewer steps (3,072 nodes: 100; 4,096: 75)
 
 
-def force_layout(adjacency: torch.Tensor, iterations: int | None = None, seed: int = 0) -> np.ndarray:
+def force_layout(adjacency: Adjacency, iterations: int | None = None, seed: int = 0) -> np.ndarray:
     """Node positions (n x 2, within [-1, 1]) of the thresholded graph itself: Fruchterman-Reingold.
 
     Edges pull their ends together in proportion to their weight; nodes push each other apart
@@ -293,13 +314,14 @@ def force_layout(adjacency: torch.Tensor, iterations: int | None = None, seed: i
     nodes evenly around the centre. More than MAX_FORCE_LAYOUT_NODES nodes: ConfigError (use
     layout_2d).
     """
-    n = adjacency.shape[0]
+    n = nodes_of(adjacency)
     if n > MAX_FORCE_LAYOUT_NODES:
         raise ConfigError(f"A force-directed layout of {n:,} neurons is offered up to {MAX_FORCE_LAYOUT_NODES:,} "
                           "neurons; use the weight-PCA layout.")
     if n < 2:
         return np.zeros((n, 2), dtype=np.float32)
-    rows, cols, pulls = (part.numpy() for part in upper_edges(adjacency.detach().float().cpu()))
+    dense = isinstance(adjacency, torch.Tensor)
+    rows, cols, pulls = (part.numpy() for part in upper_edges(adjacency.detach().float().cpu() if dense else adjacency))
     pulls = pulls / pulls.mean() if len(pulls) else pulls  # relative weights: the pull balances the push at tau
     rng = np.random.default_rng(seed)
     position = 0.1 * rng.standard_normal((n, 2), np.float32)

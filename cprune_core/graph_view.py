@@ -31,8 +31,9 @@ from .centrality import POWER_TOLERANCE
 from .errors import ConfigError
 from .graph import to_networkx
 
-__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "EdgeList", "GraphPayload", "edges_above", "edge_counts", "payload_from_edges",
-           "build_payload", "decode_payload", "louvain_labels"]
+__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "EdgeList", "GraphPayload", "edges_above", "edge_counts", "counts_above",
+           "strongest",
+           "payload_from_edges", "build_payload", "decode_payload", "payload_from_encoded", "louvain_labels"]
 
 # Edges a browser is sent at most, the strongest: 8 bytes each (16 MB), held as typed arrays. A power-iteration
 # step over 1.5 million edges took chromium 4-17 ms (bench/bench_app.py's 14,336-neuron layer).
@@ -65,7 +66,7 @@ def edge_counts(similarity: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
     [1, 0]
     """
     weights = edges_above(similarity, taus[0]).weights if len(taus) else np.zeros(0, np.float32)
-    return _counts_above(weights, taus)
+    return counts_above(weights, taus)
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,9 @@ def _pairs_above(similarity: torch.Tensor, tau: float) -> tuple[torch.Tensor, to
     return flat, similarity.reshape(-1)[flat]
 
 
-def _counts_above(weights: np.ndarray, taus: Sequence[float]) -> np.ndarray:
-    """How many of ``weights`` (float32) are > each tau of ``taus`` (ascending; ConfigError otherwise)."""
+def counts_above(weights: np.ndarray, taus: Sequence[float]) -> np.ndarray:
+    """How many of ``weights`` (float32) are > each tau of ``taus`` (ascending; ConfigError otherwise), compared
+    in float32: int64, one count per tau. Counts of parts of a graph add up to the whole graph's."""
     values = torch.from_numpy(np.ascontiguousarray(weights, np.float32))
     boundaries = torch.tensor(list(taus), dtype=values.dtype)
     if len(boundaries) > 1 and bool((boundaries[1:] <= boundaries[:-1]).any()):
@@ -143,8 +145,29 @@ class GraphPayload:
         return bool(self.counts[step] <= len(self.weights))
 
 
+def strongest(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int, cap: int) -> np.ndarray:
+    """The positions of the ``cap`` heaviest of these edges, ascending: every edge heavier than the cap-th
+    weight, and of the edges of exactly that weight the first in (row, col) order. Which edges a cap keeps is
+    so the same for the same edges in any order, whether they come at once or a block at a time (a running
+    selection that keeps this many after each block keeps the same edges).
+
+    Example: ``strongest(np.array([0, 0, 1]), np.array([2, 1, 2]), np.array([.5, .5, .9], np.float32), 3, 2)`` is
+    ``array([1, 2])``: (0, 1) is before (0, 2).
+    """
+    if len(weights) <= cap:
+        return np.arange(len(weights))
+    if cap <= 0:
+        return np.zeros(0, np.int64)
+    cutoff = np.partition(weights, len(weights) - cap)[len(weights) - cap]
+    heavier = np.nonzero(weights > cutoff)[0]
+    tied = np.nonzero(weights == cutoff)[0]
+    order = np.argsort(np.asarray(rows[tied], np.int64) * n + np.asarray(cols[tied], np.int64), kind="stable")
+    return np.sort(np.concatenate([heavier, tied[order[:cap - len(heavier)]]]))
+
+
 def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray, taus: Sequence[float], *,
-                       max_iter: int, tol: float = POWER_TOLERANCE, edge_cap: int = EDGE_CAP) -> GraphPayload:
+                       max_iter: int, tol: float = POWER_TOLERANCE, edge_cap: int = EDGE_CAP,
+                       counts: np.ndarray | None = None) -> GraphPayload:
     """The canvas payload of one layer, from its edges.
 
     Parameters
@@ -155,8 +178,11 @@ def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray
     norms : n L2 norms of the weight vectors.
     taus : the slider's tau steps, ascending; edges are kept down to ``taus[0]``.
     max_iter, tol : the power iteration the browser runs (those of the ranking, ``criteria.ranking_centrality``).
-    edge_cap : at most this many edges, the strongest. Edges of equal weight are listed by (row, col), and
-        the ones a cap keeps among them are the same for the same graph in any order: so is the payload.
+    edge_cap : at most this many edges, the strongest (``strongest``: of the edges of the cap-th weight, the first
+        in (row, col) order). Edges of equal weight are listed by (row, col): the payload is the same for the same
+        graph in any order.
+    counts : the whole graph's edge count at each tau step, when ``edges`` holds only its strongest (a large
+        layer's, kept a block at a time: ``blockwise.StrongestEdges``); None: counted from ``edges``.
 
     Returns
     -------
@@ -167,7 +193,8 @@ def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray
     Raises
     ------
     ConfigError for positions or norms that do not match ``edges.n``, an empty ``taus``, edge arrays of
-    different lengths, an edge that is not a pair i < j of 0..n-1, or a pair given twice.
+    different lengths, an edge that is not a pair i < j of 0..n-1, a pair given twice, or ``counts`` of another
+    length than ``taus``.
 
     Example
     -------
@@ -182,10 +209,14 @@ def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray
     if not len(taus):
         raise ConfigError("A graph payload needs at least one tau step.")
     rows, cols, weights = _canonical(edges, float(taus[0]))
-    counts = _counts_above(weights, taus)
+    if counts is None:
+        counts = counts_above(weights, taus)
+    elif len(counts) != len(taus):
+        raise ConfigError(f"A graph payload needs one edge count per tau step: {len(counts)} for {len(taus)} steps.")
+    counts = np.asarray(counts, np.int64)
     if len(weights) > edge_cap:
-        strongest = np.sort(np.argpartition(-weights, edge_cap - 1)[:edge_cap])  # kept in (row, col) order
-        rows, cols, weights = rows[strongest], cols[strongest], weights[strongest]
+        kept = strongest(rows, cols, weights, n, edge_cap)  # kept in (row, col) order
+        rows, cols, weights = rows[kept], cols[kept], weights[kept]
     order = np.argsort(-weights, kind="stable")
     index = np.uint16 if n <= 65_535 else np.uint32
     arrays = {"positions": np.ascontiguousarray(positions, np.float32).ravel(),
@@ -253,25 +284,49 @@ def _encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def decode_payload(encoded: bytes) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, arrays) of an encoded payload, as the browser reads it; ConfigError when it is not one."""
+    """(header, arrays) of an encoded payload, as the browser reads it; ConfigError when it is not one (too short,
+    wrong magic bytes, a header that is not JSON or names arrays outside the bytes)."""
     if len(encoded) < _HEADER.size:
         raise ConfigError("Not a graph payload: too short.")
     magic, length = _HEADER.unpack_from(encoded)
     if magic != PAYLOAD_MAGIC:
         raise ConfigError("Not a graph payload: wrong magic bytes.")
-    header = json.loads(encoded[_HEADER.size:_HEADER.size + length])
-    base = _HEADER.size + length
-    arrays = {name: np.frombuffer(encoded, dtype=spec["dtype"], count=spec["length"], offset=base + spec["offset"])
-              for name, spec in header["arrays"].items()}
+    try:
+        header = json.loads(encoded[_HEADER.size:_HEADER.size + length])
+        base = _HEADER.size + length
+        arrays = {name: np.frombuffer(encoded, dtype=spec["dtype"], count=spec["length"], offset=base + spec["offset"])
+                  for name, spec in header["arrays"].items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # json's errors are ValueErrors
+        raise ConfigError(f"Not a graph payload: its header does not describe it ({error}).") from None
     return header, arrays
 
 
-def louvain_labels(adjacency: torch.Tensor, seed: int = 0) -> np.ndarray:
+def payload_from_encoded(encoded: bytes) -> GraphPayload:
+    """The ``GraphPayload`` whose ``encoded`` bytes these are (a payload kept on disk: ``graph_cache``), its arrays
+    views of the bytes. ConfigError when they are not a payload, or not one whole: its arrays must lie inside
+    it and hash to its key."""
+    header, arrays = decode_payload(encoded)
+    try:
+        n, counts = int(header["n"]), np.asarray(header["counts"], np.int64)
+        taus, max_iter, tol = np.asarray(header["taus"], float), int(header["maxIter"]), float(header["tol"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"Not a whole graph payload: its header lacks {error}.") from None
+    if set(arrays) != {"positions", "norms", "rows", "cols", "weights"} or len(arrays["positions"]) != 2 * n:
+        raise ConfigError("Not a whole graph payload: its arrays do not match its header.")
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values()) + counts.tobytes()).hexdigest()[:24]
+    if digest != header["key"]:
+        raise ConfigError("Not a whole graph payload: its contents do not match its key.")
+    return GraphPayload(positions=arrays["positions"].reshape(n, 2), norms=arrays["norms"], rows=arrays["rows"],
+                        cols=arrays["cols"], weights=arrays["weights"], taus=taus, counts=counts, max_iter=max_iter,
+                        tol=tol, encoded=encoded, key=digest)
+
+
+def louvain_labels(adjacency, seed: int = 0) -> np.ndarray:
     """Community of each node by networkx's Louvain method (weighted, seeded), numbered by size.
 
     Parameters
     ----------
-    adjacency : the thresholded graph (``graph.threshold_adjacency``), n x n.
+    adjacency : the thresholded graph (``graph.threshold_adjacency``, n x n, or a ``SparseGraph``).
     seed : Louvain's random seed: the same graph and seed give the same communities.
 
     Returns
@@ -291,7 +346,7 @@ def louvain_labels(adjacency: torch.Tensor, seed: int = 0) -> np.ndarray:
     """
     graph = to_networkx(adjacency)
     communities = nx.community.louvain_communities(graph, weight="weight", seed=seed)
-    labels = np.zeros(adjacency.shape[0], np.int32)
+    labels = np.zeros(graph.number_of_nodes(), np.int32)
     for label, members in enumerate(sorted(communities, key=lambda c: (-len(c), min(c)))):
         labels[list(members)] = label
     return labels

@@ -4,6 +4,7 @@ Everything that looks at layers (the explorer, How it works, the layer-wise view
 needs three things of a model, and both sources give them the same way (``ModelSource``):
 
 - ``layers``: one ``LayerInfo`` row per layer with neurons (name, kind, neurons, vector length, ...);
+  ``info(layer)`` the row of one (ConfigError naming a few layers for a name the model lacks);
 - ``weight(layer)``: its weights as float32, neurons first ((out, in) or (out, in, kh, kw): a
   neuron's filter image is ``weight(layer)[neuron]``);
 - ``weight_vectors(layer, rows=None)``: one row per neuron, what ``graph.cosine_similarity`` and the criteria
@@ -21,6 +22,7 @@ from typing import Protocol
 
 import torch
 
+from .errors import ConfigError
 from .layers import weight_vectors
 from .pruning import LayerInfo, PruningGraph, list_layers
 from .registry import Backbone, backbones_fitting, get_submodule, load_backbone
@@ -34,6 +36,8 @@ class ModelSource(Protocol):
     layers: list[LayerInfo]
     graph_layers: list[str]
     fits: list[str]
+
+    def info(self, layer: str) -> LayerInfo: ...
 
     def weight(self, layer: str) -> torch.Tensor: ...
 
@@ -54,6 +58,14 @@ class BackboneSource:
     @classmethod
     def load(cls, name: str, weights: str = "pretrained", checkpoint: str | Path | None = None) -> BackboneSource:
         return cls(load_backbone(name, weights, checkpoint))
+
+    def info(self, layer: str) -> LayerInfo:
+        found = next((info for info in self.layers if info.name == layer), None)
+        if found is None:
+            some = ", ".join(info.name for info in self.layers[:5])
+            raise ConfigError(f"{self.backbone.spec.title} has no layer {layer!r} with neurons; its layers include "
+                              f"{some}.")
+        return found
 
     def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf.
@@ -87,6 +99,12 @@ class FileSource:
     def open(cls, path: str | Path, budget: WeightsBudget = DEFAULT_BUDGET) -> FileSource:
         """WeightsFileError (one sentence) for a model that cannot be read: see weights.open_weights_file."""
         return cls(open_weights_file(path, budget))
+
+    def info(self, layer: str) -> LayerInfo:
+        """The row of ``layer`` (its name as listed, as the file writes it, or its tensor's name: see
+        ``WeightsFile.layer``, whose errors it raises)."""
+        name = self.weights.layer(layer).name
+        return next(info for info in self.layers if info.name == name)
 
     def weight(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """See ``WeightsFile.weight``: only the bytes of the rows asked for are read (a layer stored neurons

@@ -85,6 +85,13 @@ SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
     Setting("CPRUNE_INDEX_MAX_ENTRIES", 2_000_000, "files and folders indexing a dataset may look at",
             Range(1, 10**10, integer=True)),
     Setting("CPRUNE_INDEX_MAX_SECONDS", 600, "seconds indexing a dataset may take", Range(0, 10**6, low_open=True)),
+    Setting("CPRUNE_GRAPH_MEMORY_MB", 2048, "memory one layer's graph may take while it is built: its normalised "
+            "weights, a block of similarities (an eighth, at most 256 MiB) and its edges (an eighth)",
+            Range(64, 10**6, integer=True)),
+    Setting("CPRUNE_GRAPHS_AT_ONCE", 2, "layers' graphs built at once in one process (the app's server: every "
+            "visitor's together); the others wait and are told so", Range(1, 64, integer=True)),
+    Setting("CPRUNE_GRAPH_CACHE_MB", 1024, "disk space for layers' graphs, layouts and layer-wise rows kept between "
+            "runs and visitors, the least recently used deleted first (0: none kept)", Range(0, 10**9, integer=True)),
     Setting("CPRUNE_APP_LIMITS_PERCENT", 100, "the share of each of the app's size limits (neurons measured, "
             "validation images, heads, random kept sets, seeds) a visitor may ask for", Range(1, 100, integer=True)),
 )}

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cprune_core import ConfigError, keep_count
+from cprune_core import ConfigError, CPruneError, keep_count
 from cprune_core.graph import GRAPH_FORMATS, MAX_FORCE_LAYOUT_NODES
 from cprune_core.graph_view import EDGE_CAP
 from cprune_core.kept_sets import kept_mask
@@ -84,17 +84,28 @@ def _canvas(layer: str, layout_name: str, view, tau: float, kept, neuron: int) -
                  on_neuron=_pick)
 
 
+def _scan_or_stop(layer: str) -> None:
+    """Build the layer's graph (a block at a time, or from the disk cache), saying what it is doing meanwhile; a
+    layer beyond the server's budget gets one sentence and the page stops there."""
+    try:
+        cache.with_progress(cache.layer_scan, key, layer)
+    except CPruneError as exc:  # over the graph budget, NaN weights
+        st.warning(plain(exc))
+        _layer_table()
+        st.stop()
+
+
 def _controls() -> tuple[str, str, str]:
     """Layer, layout, colouring and view: (layer, layout drawn, view)."""
     controls = st.columns([3, 2.6, 2.2, 2.2])  # the layout control's two choices fit side by side
     layer = state.bound(controls[0].selectbox, LAYER, "Layer", options=bundle.layer_names, format_func=_layer_label)
     neurons = bundle.info(layer).neurons
     if neurons > MAX_GRAPH_NEURONS:
-        st.info(f"{plain(layer)} has {neurons:,} neurons: its similarity matrix alone would take "
-                f"{neurons * neurons * 4 / 2**30:,.1f} GiB, so graphs are drawn for layers of up to "
-                f"{MAX_GRAPH_NEURONS:,} neurons. Choose another layer.")
+        st.info(f"{plain(layer)} has {neurons:,} neurons: graphs are drawn for layers of up to "
+                f"{MAX_GRAPH_NEURONS:,} neurons (the canvas's limit). Choose another layer.")
         _layer_table()
         st.stop()
+    _scan_or_stop(layer)
     layout_name = controls[1].segmented_control(
         "Layout", list(LAYOUTS), format_func=LAYOUTS.get, key="graph_layout", default="force",
         disabled=neurons > MAX_FORCE_LAYOUT_NODES,
@@ -125,8 +136,11 @@ def graph_section(layer: str, layout_name: str, kind: str) -> None:
     show_kept = st.toggle("Show what pruning keeps", key="show_kept",
                           help=f"Kept neurons filled, pruned ones hollow: criterion {st.session_state['criterion']}, "
                                f"keep ratio {st.session_state['keep']:.2f} (set them on the Prune page).")
-    with st.spinner("Building the similarity graph …"):
-        view = cache.layer_graph(key, layer, tau)
+    try:
+        view = cache.with_progress(cache.layer_graph, key, layer, tau)
+    except ConfigError as exc:  # more edges at this tau than the server builds a graph with
+        st.warning(plain(exc))
+        return
     summary = view.summary
     if ("neuron" not in st.session_state or st.session_state.get("neuron_of") != (key, layer)
             or st.session_state["neuron"] >= summary.nodes):
@@ -164,7 +178,7 @@ def _downloads(layer: str, tau: float) -> None:
 
 def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
     """The selected neuron: its numbers at τ, its nearest neighbours and its filter or weights."""
-    similarities = cache.similarity(key, layer)[neuron].numpy()
+    similarities = cache.neuron_similarities(key, layer, neuron)
     neighbours = [int(j) for j in np.argsort(-similarities, kind="stable") if j != neuron][:8]
     st.subheader("Neuron")
     pick, details = st.columns([1, 2])
@@ -210,7 +224,6 @@ layer, layout_name, kind = _controls()
 st.caption(plain(alpha_sentence(cache.layer_spectrum(key, layer))))  # data-free: docs/science.md, the Layer-wise page
 if kind == VIEWS[0]:
     cache.prefetch(cache.layer_graph, key, layer, st.session_state["tau"])  # beside the layout, on the other core
-    with st.spinner("Preparing the graph for the browser …"):
-        send_payload(cache.graph_payload(key, layer, layout_name), key=CANVAS)
+    send_payload(cache.with_progress(cache.graph_payload, key, layer, layout_name), key=CANVAS)
 graph_section(layer, layout_name, kind)
 _layer_table()

@@ -11,6 +11,15 @@ from ui.text import plain
 
 MAX_NEURONS = 64  # small enough to see every neuron, weight and pair
 
+
+def _columns_note(data, inputs: int) -> None:
+    """Say so when W and Ŵ are drawn as column means: a layer wider than the heatmaps' columns
+    (layer_view.WALKTHROUGH_COLUMNS), whose cost the walkthrough bounds by its shape."""
+    if data.inputs_per_column > 1:
+        st.caption(f"W has {inputs:,} inputs, more than a heatmap shows: each of its {data.weights.shape[1]} columns "
+                   f"drawn is the mean of about {data.inputs_per_column:,.0f} adjacent inputs (W and Ŵ alike). S and "
+                   "every step after it use every input.")
+
 frame.start("How it works",
             "Eigenvector-centrality pruning in four steps, on a real layer of the loaded model, computed by the same "
             "functions that prune. Move τ and the keep ratio and watch every step change.")
@@ -55,6 +64,7 @@ row[1].plotly_chart(charts.matrix_heatmap(data.normalised, "Ŵ (rows of length 1
                     key="hiw_w_hat", config=state.chart_config(f"{layer}-W-hat"))
 row[2].plotly_chart(charts.matrix_heatmap(data.similarity, f"S = Ŵ Ŵᵀ ({n} × {n})", "neuron", "neuron"),
                     key="hiw_s", config=state.chart_config(f"{layer}-S"))
+_columns_note(data, d)
 
 st.header("2 · The graph: keep the similarities above τ")
 st.latex(r"A_{ij} = \begin{cases} S_{ij} & \text{if } S_{ij} > \tau \text{ and } i \neq j \\ 0 & \text{otherwise}"

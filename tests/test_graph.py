@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cprune_core.errors import ConfigError, NonFiniteWeightsError
+from cprune_core.graph_view import edge_counts
 from cprune_core.graph import (MAX_FORCE_LAYOUT_NODES, adjacency_for, cosine_similarity, force_layout, graph_file,
                                layout_2d, principal_components, strongest_edges, summarize, tau_for_mean_degree,
                                threshold_adjacency, to_networkx, upper_edges)
@@ -167,12 +168,15 @@ def test_force_layout_refuses_very_large_graphs():
 def test_tau_for_mean_degree_gives_about_that_many_edges_and_handles_tiny_graphs():
     torch.manual_seed(0)
     similarity = cosine_similarity(torch.randn(300, 500))  # random vectors: similarities near 0
-    tau = tau_for_mean_degree(similarity, 10)
+    taus = [round(0.01 * k, 2) for k in range(100)]
+    tau = tau_for_mean_degree(taus, edge_counts(similarity, taus), 300, 10)
     assert 0.0 < tau < 0.2 and tau == round(tau, 2)
     degree = 2 * summarize(threshold_adjacency(similarity, tau)).edges / 300
-    assert 10 <= degree <= 40  # tau is rounded down to 0.01, so at least as many
-    assert tau_for_mean_degree(similarity[:1, :1], 10) == 0.0
-    assert tau_for_mean_degree(cosine_similarity(torch.randn(3, 4)), 10) == 0.0  # wants more pairs than exist
+    assert 10 <= degree <= 40  # the largest step with at least as many
+    assert 2 * summarize(threshold_adjacency(similarity, tau + 0.01)).edges / 300 < 10
+    assert tau_for_mean_degree(taus, edge_counts(similarity[:1, :1], taus), 1, 10) == 0.0
+    small = cosine_similarity(torch.randn(3, 4))
+    assert tau_for_mean_degree(taus, edge_counts(small, taus), 3, 10) == 0.0  # wants more pairs than exist
 
 
 @pytest.mark.parametrize("file_format, marker", [("graphml", b"<graphml"), ("gexf", b"<gexf")])

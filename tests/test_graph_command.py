@@ -2,6 +2,7 @@
 layer-wise table; the same one-line errors and exit codes as the other commands."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import networkx as nx
@@ -17,6 +18,13 @@ from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.registry import load_backbone
 from cprune_core.weights import open_weights_file
 from weights_files import hugging_face_checkpoint, llama_like, resnet18_safetensors, save_safetensors
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """A CPRUNE_HOME of the test's own: --layer all records its rows there (graph_cache)."""
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +115,31 @@ def test_layer_all_writes_the_layerwise_table(stack_file, tmp_path, capsys):
     assert 0 <= row["gini"] <= 1 and 0.1 <= row["top10_share"] <= 1
 
 
+def test_layer_all_resumes_from_the_rows_it_recorded_and_reports_each_layer(stack_file, tmp_path, capsys,
+                                                                           monkeypatch):
+    layer_report = importlib.import_module("cprune_core.layer_report")  # the module, not the function of that name
+    path, _ = stack_file
+    real, made = layer_report.layer_row, []
+
+    def interrupted_at_the_third(*job):
+        if len(made) == 2:
+            raise KeyboardInterrupt  # the command is stopped with two rows made
+        made.append(job[1])
+        return real(*job)
+
+    monkeypatch.setattr(layer_report, "layer_row", interrupted_at_the_third)
+    assert run(capsys, "--weights", path, "--layer", "all", "--tau", 0.05, "--out", tmp_path / "a")[0] == 130
+    monkeypatch.setattr(layer_report, "layer_row", lambda *job: made.append(job[1]) or real(*job))
+    code, out, err = run(capsys, "--weights", path, "--layer", "all", "--tau", 0.05, "--out", tmp_path / "a")
+    assert code == 0 and made == ["h.0.mlp.fc", "h.0.mlp.proj", "h.1.mlp.fc", "h.1.mlp.proj"], "resumed at the third"
+    again = tmp_path / "b"
+    assert run(capsys, "--weights", path, "--layer", "all", "--tau", 0.05, "--out", again)[0] == 0
+    assert len(made) == 4, "every row was recorded: none is made again"
+    assert pd.read_csv(tmp_path / "a" / "layerwise.csv").equals(pd.read_csv(again / "layerwise.csv"))
+    assert run(capsys, "--weights", path, "--layer", "all", "--tau", 0.06, "--out", tmp_path / "c")[0] == 0
+    assert len(made) == 8, "another tau is another table"
+
+
 def test_a_backbone_layer_is_scored_as_its_module(tmp_path, capsys):
     code, _, _ = run(capsys, "--backbone", "efficientnet_lite0", "--layer", "stem.1", "--criteria", "eigenvector",
                      "--out", tmp_path)
@@ -177,4 +210,4 @@ def test_out_as_the_current_folder_or_the_root_writes_inside_it(resnet_file, tmp
     monkeypatch.setattr("cprune_core.cli.graph.atomic_write", lambda path, write: written.append(path) or path)
     for layer, name in (("fc", "fc.graphml"), ("all", "layerwise.csv")):
         code, _, err = run(capsys, "--weights", resnet_file, "--layer", layer, "--out", "/", "--criteria", "l2")
-        assert code == 0 and err == "" and written[-1] == Path("/") / name  # inside /, never beside it
+        assert code == 0 and "error" not in err and written[-1] == Path("/") / name  # inside /, never beside it

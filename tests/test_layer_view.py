@@ -12,11 +12,12 @@ from cprune_core.geometry import group_curves
 from cprune_core.centrality import POWER_TOLERANCE
 from cprune_core.errors import ConfigError
 from cprune_core.graph import adjacency_of
+from cprune_core.graph_view import edge_counts
 from cprune_core.kept_sets import (GEOMETRY_SEEDS, group_similarity, kept_curves, kept_geometry, kept_mask, kept_overlap,
                                    kept_set, pruning_scores, prunes_alone)
 from cprune_core.layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, layerwise_row, layerwise_rows
 from cprune_core.layer_view import (SUGGESTED_DEGREE, criterion_scores, graph_figures, layer_graph, layer_scores,
-                                    layout_for, suggested_tau, walkthrough)
+                                    layout_for, scan_layer, suggested_tau, walkthrough)
 from cprune_core.graph import MAX_FORCE_LAYOUT_NODES
 from cprune_core.pruning import kept_indices
 from cprune_core.spectral import layer_spectrum
@@ -76,21 +77,24 @@ def test_an_edgeless_graph_scores_every_neuron_alike():
 
 def test_suggested_tau_gives_about_that_many_edges_and_layouts_switch_at_the_force_limit(vectors):
     similarity = cosine_similarity(torch.randn(200, 30, generator=torch.Generator().manual_seed(1)))
-    tau = suggested_tau(similarity)
+    taus = [round(0.01 * k, 2) for k in range(100)]
+    tau = suggested_tau(taus, edge_counts(similarity, taus), 200)
     edges = summarize(threshold_adjacency(similarity, tau)).edges
-    assert SUGGESTED_DEGREE * 200 / 2 <= edges <= 1.6 * SUGGESTED_DEGREE * 200 / 2  # tau is rounded down to 0.01
-    assert suggested_tau(cosine_similarity(torch.randn(1, 3))) == 0.0
+    assert SUGGESTED_DEGREE * 200 / 2 <= edges <= 1.6 * SUGGESTED_DEGREE * 200 / 2  # the largest such step of 0.01
+    assert suggested_tau(taus, [0] * 100, 1) == 0.0
     assert layout_for(MAX_FORCE_LAYOUT_NODES, "force") == "force"
     assert layout_for(MAX_FORCE_LAYOUT_NODES + 1, "force") == "pca" and layout_for(10, "pca") == "pca"
 
 
-def test_the_walkthrough_ends_at_the_centrality_pruning_uses(vectors):
-    steps = walkthrough(vectors, cosine_similarity(vectors), 0.1)
+def test_the_walkthrough_ends_at_the_centrality_pruning_uses(vectors, tmp_path):
+    source = FileSource.open(save_safetensors({"w.weight": vectors}, tmp_path / "w.safetensors"))
+    steps = walkthrough(source, "w", 0.1)
     assert steps.converged and steps.tolerance == 40 * POWER_TOLERANCE
     assert steps.changes[-1] < steps.tolerance and len(steps.iterates) == len(steps.changes) == len(steps.eigenvalues)
     assert np.abs(steps.iterates[-1] - steps.centrality).max() < 1e-5
     assert np.array_equal(steps.adjacency, threshold_adjacency(cosine_similarity(vectors), 0.1).numpy())
-    assert np.allclose(np.linalg.norm(steps.normalised, axis=1), 1, atol=1e-6)
+    assert np.allclose(np.linalg.norm(steps.normalised, axis=1), 1, atol=1e-6) and steps.inputs_per_column == 1
+    assert np.array_equal(steps.weights, vectors.numpy())
 
 
 # The layer-wise table: one for the command line and the app ---------------------------------------------------
@@ -108,15 +112,15 @@ def wide_file(tmp_path_factory) -> FileSource:
 def test_the_layerwise_table_is_the_same_from_cached_graphs_and_notes_a_layer_too_large(wide_file, monkeypatch):
     asked = []
 
-    def cached(layer: str):
+    def cached(layer: str):  # as the app's cache makes it: from the layer's blockwise scan
         asked.append(layer)
-        vectors = wide_file.weight_vectors(layer)
-        return layer_graph(threshold_adjacency(cosine_similarity(vectors), 0.2), vectors.norm(dim=1).numpy())
+        scan = scan_layer(wide_file, layer, tau=0.2)
+        return layer_graph(scan.graph, scan.norms)
 
     by_the_app = layerwise_rows(wide_file, 0.2, cached)
     read = []
-    monkeypatch.setattr(wide_file, "weight_vectors", lambda layer: read.append(layer) or FileSource.weight_vectors(
-        wide_file, layer))
+    monkeypatch.setattr(wide_file, "weight_vectors", lambda layer, rows=None: read.append(layer) or
+                        FileSource.weight_vectors(wide_file, layer, rows))
     by_the_command_line = layerwise_rows(wide_file, 0.2)
     drawn = [layer for layer in wide_file.graph_layers if layer != "wide"]
     assert asked == read == drawn and len(drawn) == 2, "a layer too large has no graph (its spectrum is computed)"

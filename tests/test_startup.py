@@ -1,6 +1,7 @@
 """The server's start-up (app.py's st.App, ui/startup.py): `streamlit run app.py` finds it, and its warm-up
 fills the caches the first page reads, in the server process, with torch and not torchvision."""
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def test_streamlit_run_app_py_starts_the_app_with_its_warm_up():
 
 
 @pytest.mark.slow
-def test_the_warm_up_builds_the_first_page_without_torchvision():
+def test_the_warm_up_builds_the_first_page_without_torchvision(tmp_path):
     """In a fresh process: after warm_up, the default model, its head layer's graph and the canvas payload are
     cached (a second call returns the same objects), and torchvision was never imported."""
     script = """
@@ -32,8 +33,8 @@ import logging, sys
 logging.disable(logging.WARNING)
 from ui import cache, startup
 calls = []
-original = cache.build_payload
-cache.build_payload = lambda *a, **k: calls.append(1) or original(*a, **k)
+original = cache.payload_from_edges
+cache.payload_from_edges = lambda *a, **k: calls.append(1) or original(*a, **k)
 startup.warm_up()
 assert len(calls) == 1, 'the warm-up did not build the payload'
 from cprune_core import DEFAULT_BACKBONE
@@ -44,5 +45,6 @@ assert payload is cache.graph_payload(key, layer, "force") and len(calls) == 1, 
 assert "torch" in sys.modules and not any(m.startswith("torchvision") for m in sys.modules)
 print("ok", payload.encoded[:4], len(payload.weights))
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CPRUNE_HOME": str(tmp_path)})
     assert done.returncode == 0 and done.stdout.startswith("ok b'CPG1'"), done.stderr[-2000:]

@@ -20,14 +20,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from cprune_core import (CRITERIA, Backbone, CostModel, LayerInfo, cosine_similarity, exact_cost, layout_2d,
-                         load_backbone, make_criterion, measure_latency_ms, prune_model, threshold_adjacency)
-from cprune_core import graph, kept_sets, layer_view
+from cprune_core import (CRITERIA, Backbone, CostModel, LayerInfo, cosine_similarity, exact_cost, load_backbone,
+                         make_criterion, measure_latency_ms, prune_model)
+from cprune_core import graph, graph_cache, kept_sets, layer_view
 from cprune_core.geometry import KeptSetCurves
 from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
-from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
+from cprune_core.graph_view import GraphPayload, louvain_labels, payload_from_edges
 from cprune_core.layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, layerwise_rows
-from cprune_core.layer_view import LayerGraph, Walkthrough
+from cprune_core.layer_view import LayerGraph, LayerScan, Walkthrough
+from cprune_core.sparse_graph import SparseGraph
 from cprune_core.model_source import BackboneSource, FileSource
 from cprune_core.registry import MAX_CHECKPOINT_BYTES
 from cprune_core.spectral import LayerSpectrum, weight_spectrum
@@ -37,9 +38,10 @@ from cprune_server import downloads_allowed
 from .state import TAU_RANGE, TAU_STEP
 
 __all__ = ["FILE_BUDGET", "ModelKey", "FileKey", "SourceKey", "ModelBundle", "FileBundle", "backbone", "model_bundle",
-           "file_bundle", "bundle_of", "layer_weight", "layer_vectors", "similarity", "layout", "force_layout",
-           "layout_for", "positions", "TAU_STEPS", "graph_payload", "communities", "suggested_tau", "graph_file",
-           "walkthrough", "layer_graph", "prefetch", "neuron_scores", "kept_overlap", "kept_curves", "kept_geometry",
+           "file_bundle", "bundle_of", "layer_weight", "layer_vectors", "similarity", "with_progress", "layer_scan",
+           "graph_at", "layout", "force_layout", "layout_for", "positions", "TAU_STEPS", "graph_payload", "communities",
+           "suggested_tau", "graph_file", "walkthrough", "layer_graph", "neuron_similarities", "prefetch",
+           "neuron_scores", "kept_overlap", "kept_curves", "kept_geometry",
            "layerwise", "measured_cost", "pruned_cost", "layer_spectrum"]
 
 FILE_BUDGET = WeightsBudget(max_file_bytes=MAX_CHECKPOINT_BYTES)  # a weights file: an upload's size at most
@@ -76,9 +78,6 @@ class _Layers:
     @property
     def layer_names(self) -> list[str]:
         return [info.name for info in self.layers]
-
-    def info(self, layer: str) -> LayerInfo:
-        return next(info for info in self.layers if info.name == layer)
 
 
 class ModelBundle(_Layers, BackboneSource):
@@ -166,27 +165,84 @@ def layer_vectors(key: SourceKey, layer: str) -> torch.Tensor:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def similarity(key: SourceKey, layer: str) -> torch.Tensor:
-    """Cosine similarity of a layer's neurons (n x n, read-only: copy before changing)."""
+def similarity(key: ModelKey, layer: str) -> torch.Tensor:
+    """Cosine similarity of a backbone layer's neurons (n x n, read-only: copy before changing): what the kept
+    sets' group figures read (``group_similarity``). The graph pages never hold one: their graphs are built a
+    block at a time (``layer_scan``)."""
     return cosine_similarity(layer_vectors(key, layer))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+_progress: dict[tuple[SourceKey, str], str] = {}  # what the build of a layer's graph under way last reported
+
+
+def _reporter(key: SourceKey, layer: str):
+    """The core's ``progress(done, total, message)`` for a layer's build, kept for ``with_progress`` to show (no
+    Streamlit call here: the build may run in a cached function or another thread)."""
+    def report(done: int, total: int, message: str) -> None:
+        _progress[(key, layer)] = message
+
+    return report
+
+
+def with_progress(cached, key: SourceKey, layer: str, *args):
+    """``cached(key, layer, *args)`` (a cached function of this module) in a thread, while the page shows what the
+    layer's build last reported under a spinner (reading, comparing, waiting for other graphs); its result, or its
+    exception raised here."""
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = cached(key, layer, *args)
+        except BaseException as error:  # noqa: BLE001  (raised again in the page's own thread)
+            outcome["error"] = error
+
+    _progress.pop((key, layer), None)  # an earlier build's last words
+    thread = threading.Thread(target=work, name="cprune-graph", daemon=True)
+    thread.start()
+    thread.join(0.3)
+    if thread.is_alive():
+        slot = st.empty()
+        while thread.is_alive():
+            slot.caption(_progress.get((key, layer), "Preparing the graph …"))
+            thread.join(0.3)
+        slot.empty()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def layer_scan(key: SourceKey, layer: str) -> LayerScan:
+    """One blockwise pass over the layer at the slider's tau steps (``graph_cache.cached_scan``): its strongest edges
+    and every step's edge count, the norms, the row-wise scores, the weight-PCA layout; in the memory budget of
+    CPRUNE_GRAPH_MEMORY_MB, CPRUNE_GRAPHS_AT_ONCE at once server-wide, and read from the disk cache when this or an
+    earlier server built it. ConfigError (one sentence) for a layer over the budget, before any value is read."""
+    return graph_cache.cached_scan(bundle_of(key), layer, TAU_STEPS, progress=_reporter(key, layer))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def graph_at(key: SourceKey, layer: str, tau: float) -> SparseGraph:
+    """Every edge above ``tau`` (``layer_view.graph_above``: the scan's strongest edges where they hold them all,
+    else a scan at tau; ConfigError, from the counts, for more edges than the budget holds)."""
+    return layer_view.graph_above(layer_scan(key, layer), TAU_STEPS, bundle_of(key), layer, tau,
+                                  progress=_reporter(key, layer))
+
+
 def layout(key: SourceKey, layer: str) -> np.ndarray:
     """Node positions: depend on the weights only, so moving tau never moves a node."""
-    return layout_2d(layer_vectors(key, layer))
+    return layer_scan(key, layer).positions
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def force_layout(key: SourceKey, layer: str, tau: float) -> np.ndarray:
-    """Force-directed positions of the thresholded graph: computed once per layer and tau."""
-    return graph.force_layout(threshold_adjacency(similarity(key, layer), tau))
+    """Force-directed positions of the thresholded graph: computed once per layer and tau, kept on disk."""
+    return graph_cache.cached_force_layout(bundle_of(key), layer, tau, graph_at(key, layer, tau))
 
 
 def layout_for(key: SourceKey, layer: str, layout_name: str) -> str:
     """The layout a layer is drawn in (``layer_view.layout_for``): force-directed when asked for and the layer is
     small enough, else weight PCA."""
-    return layer_view.layout_for(layer_vectors(key, layer).shape[0], layout_name)
+    return layer_view.layout_for(bundle_of(key).info(layer).neurons, layout_name)
 
 
 def positions(key: SourceKey, layer: str, layout_name: str) -> np.ndarray:
@@ -204,40 +260,51 @@ TAU_STEPS = tuple(float(t) for t in np.round(np.arange(TAU_RANGE[0], TAU_RANGE[1
 @st.cache_resource(max_entries=6, show_spinner=False)
 def graph_payload(key: SourceKey, layer: str, layout_name: str) -> GraphPayload:
     """What the graph canvas is sent once per layer and layout (cprune_core.graph_view): positions, norms and
-    the edges strongest first down to the slider's lowest tau, at most EDGE_CAP. A resource: the same
-    object (and bytes) at every run, so Streamlit sends it to a browser once."""
-    return build_payload(similarity(key, layer), positions(key, layer, layout_name),
-                         layer_vectors(key, layer).norm(dim=1).numpy(), TAU_STEPS, max_iter=RANKING_MAX_ITER)
+    the edges strongest first down to the slider's lowest tau, at most EDGE_CAP, with every step's exact count
+    (``layer_scan``). A resource: the same object (and bytes) at every run, so Streamlit sends it to a browser
+    once."""
+    scan = layer_scan(key, layer)
+    return payload_from_edges(scan.strongest, positions(key, layer, layout_name), scan.norms, TAU_STEPS,
+                              max_iter=RANKING_MAX_ITER, counts=scan.counts)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def communities(key: SourceKey, layer: str) -> tuple[np.ndarray, float]:
     """Louvain communities (seeded) of the layer's graph at its suggested tau, the force layout's, and that tau."""
     tau = suggested_tau(key, layer)
-    return louvain_labels(threshold_adjacency(similarity(key, layer), tau)), tau
+    return louvain_labels(graph_at(key, layer, tau)), tau
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def suggested_tau(key: SourceKey, layer: str) -> float:
-    return layer_view.suggested_tau(similarity(key, layer))
+    scan = layer_scan(key, layer)
+    return layer_view.suggested_tau(TAU_STEPS, scan.counts, scan.neurons)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def graph_file(key: SourceKey, layer: str, tau: float, file_format: str) -> bytes:
     """The thresholded graph with each neuron's centrality, degree, L2 norm and weight-PCA position."""
     values = layer_graph(key, layer, tau).node_values(layout(key, layer))
-    return graph.graph_file(threshold_adjacency(similarity(key, layer), tau), values, file_format)
+    return graph.graph_file(graph_at(key, layer, tau), values, file_format)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def walkthrough(key: SourceKey, layer: str, tau: float) -> Walkthrough:
-    return layer_view.walkthrough(layer_vectors(key, layer), similarity(key, layer), tau)
+    """``layer_view.walkthrough``: its rows read a block at a time, W and W-hat kept as at most WALKTHROUGH_COLUMNS
+    column means, whatever the layer's width."""
+    return layer_view.walkthrough(bundle_of(key), layer, tau)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def layer_graph(key: SourceKey, layer: str, tau: float) -> LayerGraph:
-    return layer_view.layer_graph(threshold_adjacency(similarity(key, layer), tau),
-                                  layer_vectors(key, layer).norm(dim=1).numpy())
+    return layer_view.layer_graph(graph_at(key, layer, tau), layer_scan(key, layer).norms)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def neuron_similarities(key: SourceKey, layer: str, neuron: int) -> np.ndarray:
+    """The cosine similarity of ``neuron`` with each neuron of the layer (``layer_view.similarities_to``: a row of S
+    without S)."""
+    return layer_view.similarities_to(bundle_of(key), layer, neuron)
 
 
 def prefetch(cached, *args) -> None:
@@ -255,9 +322,10 @@ def prefetch(cached, *args) -> None:
 @st.cache_data(max_entries=64, show_spinner=False)
 def neuron_scores(key: SourceKey, layer: str, criterion: str, tau: float, seed: int = 0) -> np.ndarray:
     """One score per neuron of ``layer`` (higher = keep), on the unpruned weights (``seed``: random's); a graph
-    criterion thresholds the cached similarity (no second n x n matrix product per tau)."""
-    adjacency = threshold_adjacency(similarity(key, layer), tau) if CRITERIA[criterion].uses_graph else None
-    return layer_view.criterion_scores(layer_vectors(key, layer), criterion, tau, adjacency, seed)[0]
+    criterion from the cached graph at tau (``graph_at``: no second similarity computed per tau)."""
+    if CRITERIA[criterion].uses_graph:
+        return make_criterion(criterion, tau).from_adjacency(graph_at(key, layer, tau)).scores.cpu().numpy()
+    return layer_view.criterion_scores(layer_vectors(key, layer), criterion, tau, seed=seed)[0]
 
 
 def kept_overlap(key: SourceKey, layer: str, criterion: str, tau: float, count: int) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 
 import networkx as nx
@@ -12,13 +13,15 @@ import pandas as pd
 
 from ..criteria import CRITERIA
 from ..graph import GRAPH_FORMATS, graph_file, to_networkx
-from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, check_graph_settings, layer_report,
-                             layerwise_rows)
-from ..model_source import BackboneSource, FileSource, ModelSource
+from ..graph_cache import GraphCache
+from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, SourceOpener, check_graph_settings,
+                            layer_report, layerwise_rows)
+from ..model_source import FileSource, ModelSource
 from ..paths import atomic_write, writable_dir
 from ..errors import ConfigError
 from ..weights import LOCAL_BUDGET, printable
-from .options import add_config_argument, comma_list, name_text, path_text
+from .options import add_config_argument, add_executor_options, comma_list, make_executor, name_text, path_text
+from .progress_bars import StepProgressBar
 
 __all__ = ["add_graph_command"]
 
@@ -39,7 +42,10 @@ def add_graph_command(subparsers) -> None:
                     "a model's weights every float tensor of rank 2 to 5 with two neurons or more is a layer; "
                     f"files of any size are listed from their headers, layers of up to "
                     f"{LOCAL_BUDGET.max_tensor_elements:,} elements read (only their own bytes), graphs built for "
-                    f"layers of up to {MAX_GRAPH_NEURONS:,} neurons.",
+                    f"layers of up to {MAX_GRAPH_NEURONS:,} neurons, a block of rows at a time within "
+                    "CPRUNE_GRAPH_MEMORY_MB, with a progress bar on stderr. --layer all runs one task per layer, "
+                    "here or on a Ray cluster (--executor ray), and keeps each layer's row as it ends "
+                    "($CPRUNE_HOME/graphs): a table stopped midway resumes with the layers left.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", metavar="PATH", type=path_text,
@@ -57,7 +63,9 @@ def add_graph_command(subparsers) -> None:
     parser.add_argument("--out", default=".", metavar="DIR", type=path_text, help="Folder for the files written.")
     parser.add_argument("--format", choices=FORMATS, default="graphml",
                         help="File format of one layer's graph (the layer-wise table is always CSV).")
-    parser.set_defaults(handler=graph_command)
+    add_executor_options(parser, "layer", "--layer all's layers one after another in this process",
+                         "--layer all's layers each one Ray task")
+    parser.set_defaults(handler=graph_command, device="cpu")
 
 
 def file_stem(layer: str) -> str:
@@ -107,27 +115,32 @@ def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
     return [nodes, edges]
 
 
-def open_source(args: argparse.Namespace) -> ModelSource:
+def opener(args: argparse.Namespace) -> SourceOpener:
+    """How this command's model is opened, here and in a Ray worker."""
     if args.weights is not None:
-        return FileSource.open(args.weights, LOCAL_BUDGET)
-    return BackboneSource.load(args.backbone, args.backbone_weights)
+        return SourceOpener(weights=args.weights)
+    return SourceOpener(backbone=args.backbone, backbone_weights=args.backbone_weights)
+
+
+def open_source(args: argparse.Namespace) -> ModelSource:
+    return opener(args)()
 
 
 def graph_command(args: argparse.Namespace) -> int:
     check_graph_settings(args.tau, args.criteria)  # before a model is opened
+    executor = make_executor(args)  # its resources checked before any work; a cluster joined only for --layer all
     source = open_source(args)
     if args.layer is None:
         print_layers(source)
         return 0
     out = writable_dir(args.out, "--out")
-    if args.layer == "all":
-        path = out / "layerwise.csv"
-        table = pd.DataFrame(layerwise_rows(source, args.tau), columns=LAYERWISE_COLUMNS)
-        atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
-        print(f"{printable(source.title)}: {len(source.graph_layers)} layers at tau {args.tau:g} -> "
-              f"{printable(str(path))}")
-        return 0
-    report = layer_report(source, args.layer, args.tau, args.criteria)
+    bar = LaterBar()
+    try:
+        if args.layer == "all":
+            return write_table(source, args, executor, out, bar)
+        report = layer_report(source, args.layer, args.tau, args.criteria, progress=bar)
+    finally:
+        bar.close()
     paths = write_layer(report, out, args.format)
     summary = report.summary
     print(f"{printable(source.title)}, layer {printable(args.layer)} at tau {args.tau:g}: {summary.nodes} neurons, "
@@ -137,4 +150,34 @@ def graph_command(args: argparse.Namespace) -> int:
     for criterion, note in report.notes.items():
         others = [name for name in args.criteria if name != criterion]
         print(f"warning: {note}; --criteria {','.join(others)} leaves it out", file=sys.stderr)
+    return 0
+
+
+class LaterBar:
+    """The step progress bar (``progress(done, total, message)``), shown once the work has taken a second: a small
+    layer's graph prints its result alone."""
+
+    def __init__(self, after_s: float = 1.0):
+        self.shown_from = time.monotonic() + after_s
+        self.bar = StepProgressBar()
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if time.monotonic() >= self.shown_from:
+            self.bar(done, total, printable(message))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def write_table(source: ModelSource, args: argparse.Namespace, executor, out: Path, bar: LaterBar) -> int:
+    """The layer-wise table, one task per layer on ``executor``, each row recorded as it ends (resumable)."""
+    path = out / "layerwise.csv"
+    with executor:
+        rows = layerwise_rows(source, args.tau, executor=executor, reopen=opener(args), records=GraphCache(),
+                              progress=bar)
+    table = pd.DataFrame(rows, columns=LAYERWISE_COLUMNS)
+    atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
+    bar.close()
+    print(f"{printable(source.title)}: {len(source.graph_layers)} layers at tau {args.tau:g} ({executor.describe()}) "
+          f"-> {printable(str(path))}")
     return 0
