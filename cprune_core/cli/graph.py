@@ -11,7 +11,8 @@ import networkx as nx
 import pandas as pd
 
 from ..criteria import CRITERIA
-from ..graph import GRAPH_FORMATS, graph_file, to_networkx
+from ..graph import GRAPH_FORMATS, cosine_similarity, graph_file, to_networkx
+from ..layer_view import suggested_tau
 from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, check_graph_settings, layer_report,
                              layerwise_rows)
 from ..model_source import BackboneSource, FileSource, ModelSource
@@ -107,6 +108,14 @@ def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
     return [nodes, edges]
 
 
+def no_edge_hint(source: ModelSource, layer: str, tau: float) -> str:
+    """Why a layer's graph has no edge at ``tau``, and the tau at which its neurons have about ten edges each
+    (``layer_view.suggested_tau``): what the app's explorer says, for the command line."""
+    suggested = suggested_tau(cosine_similarity(source.weight_vectors(layer)))
+    return (f"hint: no two neurons of {printable(layer)} have a cosine similarity above tau {tau:g} (random-init "
+            f"weights have similarities near 0); at --tau {suggested:.2f} each neuron has about ten edges.")
+
+
 def open_source(args: argparse.Namespace) -> ModelSource:
     if args.weights is not None:
         return FileSource.open(args.weights, LOCAL_BUDGET)
@@ -134,6 +143,8 @@ def graph_command(args: argparse.Namespace) -> int:
           f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
           f"component{'s' if summary.components != 1 else ''}; "
           f"scores: {', '.join(report.scores)} -> {', '.join(printable(str(path)) for path in paths)}")
+    if summary.edges == 0 and summary.nodes > 1:
+        print(no_edge_hint(source, args.layer, args.tau), file=sys.stderr)
     for criterion, note in report.notes.items():
         others = [name for name in args.criteria if name != criterion]
         print(f"warning: {note}; --criteria {','.join(others)} leaves it out", file=sys.stderr)
