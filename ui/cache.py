@@ -21,8 +21,9 @@ import streamlit as st
 import torch
 
 from cprune_core import (CRITERIA, Backbone, CostModel, LayerInfo, cosine_similarity, exact_cost, layout_2d,
-                         load_backbone, make_criterion, measure_latency_ms, prune_model, threshold_adjacency)
+                         load_backbone, make_criterion, prune_model, threshold_adjacency)
 from cprune_core import graph, kept_sets, layer_view
+from cprune_core.cost import Latency, compare_latency
 from cprune_core.geometry import KeptSetCurves
 from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
 from cprune_core.graph_view import GraphPayload, build_payload, louvain_labels
@@ -315,25 +316,26 @@ def layerwise(key: SourceKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def measured_cost(key: ModelKey) -> tuple[int, int, float]:
-    """Exact params, MACs and median latency (ms) of the unpruned model."""
+def measured_cost(key: ModelKey) -> tuple[int, int]:
+    """Exact params and MACs (per image at the backbone's input size) of the unpruned model."""
     bundle = model_bundle(key)
-    size = bundle.loaded.spec.input_size
-    cost = exact_cost(bundle.loaded.model, size)
-    return cost.params, cost.macs, measure_latency_ms(bundle.loaded.model, size)
+    cost = exact_cost(bundle.loaded.model, bundle.loaded.spec.input_size)
+    return cost.params, cost.macs
 
 
 @st.cache_data(max_entries=16, show_spinner="Pruning and measuring …")
 def pruned_cost(key: ModelKey, criterion: str, tau: float, keep: float | dict[str, int],
-                layers: list[str] | None) -> tuple[int, int, float]:
+                layers: list[str] | None) -> tuple[int, int, Latency, Latency]:
     """The model pruned for real (smaller weight tensors, torch-pruning) with these settings (as ``prune_model``
-    takes them), measured as ``measured_cost`` measures the unpruned one. Built and timed once per settings
-    and server, in the script run that first asks: a few seconds, which the run queue would put behind
-    visitors' fine-tuning runs."""
+    takes them): its exact params and MACs, as ``measured_cost`` counts the unpruned one's, and the latency of the
+    unpruned and the pruned model timed in turns (``compare_latency``). Built and timed once per settings and
+    server, in the script run that first asks: a few seconds, which the run queue would put behind visitors'
+    fine-tuning runs."""
     loaded = model_bundle(key).loaded
     result = prune_model(loaded.model, loaded.spec, make_criterion(criterion, tau), keep, layers)
     cost = exact_cost(result.model, loaded.spec.input_size)
-    return cost.params, cost.macs, measure_latency_ms(result.model, loaded.spec.input_size)
+    before, after = compare_latency([loaded.model, result.model], loaded.spec.input_size)
+    return cost.params, cost.macs, before, after
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
