@@ -181,7 +181,9 @@ def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
         st.dataframe(pd.DataFrame({"neighbour": neighbours, "cosine similarity": similarities[neighbours],
                                    "edge at τ": similarities[neighbours] > tau,
                                    "centrality": view.centrality[neighbours]}),
-                     hide_index=True, width="stretch")
+                     hide_index=True, width="stretch",
+                     column_config={"cosine similarity": st.column_config.NumberColumn(format="%.3f"),
+                                    "centrality": st.column_config.NumberColumn(format="%.4f")})
     with details:
         weights = cache.layer_weight(key, layer)[neuron].numpy()
         what = "filter" if weights.ndim == 3 else "weights"

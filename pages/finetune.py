@@ -48,10 +48,9 @@ with st.container(border=True):
     preset[0].button("Lecture: about a minute on a laptop", key="ft_lecture", on_click=_lecture,
                      disabled=LECTURE.image_size not in sizes)
     preset[1].caption(f"Sets {LECTURE.image_size} px images, {LECTURE.train_per_class} training images per class and "
-                      f"{LECTURE.epochs} epochs of the suffix. A baseline and a pruned run of EfficientNet-Lite0 on "
-                      "the flower sample took 8 s together on one thread of a busy 2-core machine (16 s on 3,660 "
-                      "flower photos; docs/benchmarks.md): well within a minute on a laptop. Accuracy is lower "
-                      "than at the backbone's full size.")
+                      f"{LECTURE.epochs} epochs of the suffix: a baseline and a pruned run of EfficientNet-Lite0 took "
+                      "8 s together on one thread of a busy 2-core machine (docs/benchmarks.md). Accuracy is lower "
+                      "than at full size.")
     cells = st.columns(6)
     epochs = forms.number_input_for(cells[0], "Epochs", DEFAULTS, "epochs", key="ft_epochs")
     batch_sizes = forms.choices_within(FinetuneConfig, "batch_size", [2 ** k for k in range(13)])
@@ -67,7 +66,7 @@ with st.container(border=True):
     train_scope = cells[4].radio("Train", TRAIN_SCOPES, key="ft_train_scope",
                                  **forms.unless_set("ft_train_scope", index=TRAIN_SCOPES.index(DEFAULTS.train_scope)),
                                  help=forms.help_for(FinetuneConfig, "train_scope"))
-    per_class = forms.number_input_for(cells[5], "Train images per class (0: all)", DEFAULTS, "train_per_class",
+    per_class = forms.number_input_for(cells[5], "Images per class (0: all)", DEFAULTS, "train_per_class",
                                        key="ft_per_class")
     dataset = session["dataset"]
     root = launches.dataset_folder_input(dataset, key="ft_root")

@@ -39,18 +39,26 @@ runs["setting"] = [f"{row.criterion}, keep {row.keep:g}, τ {row.tau:g}" if row.
                    for row in runs.itertuples()]
 runs["image_size"] = [int(size) if pd.notna(size) else BACKBONES[backbone].input_size if backbone in BACKBONES
                       else None for size, backbone in zip(runs["image_size"], runs["backbone"])]
-table = runs[COLUMNS].rename(columns={"test_acc": "test_acc_pct"}).assign(
-    test_acc_pct=100 * runs["test_acc"].astype(float))
+table = runs[COLUMNS].assign(test_acc=100 * runs["test_acc"].astype(float)).rename(
+    columns={"test_acc": "test_acc_pct"})
 
-event = st.dataframe(table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
-                     width="stretch", column_config={
-                         "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+# Whole on a laptop's screen: no time, counts in millions, and what every run shares said once above it (the CSV
+# has every column, every figure as it was recorded).
+shown = table.drop(columns="created").assign(params=table["params"] / 1e6, macs=table["macs"] / 1e6)
+shared = [column for column in ("status", "dataset", "backbone") if shown[column].nunique() == 1]
+if shared:
+    st.caption("Every run: " + ", ".join(f"{column} **{plain(shown[column].iloc[0])}**" for column in shared) + ".")
+event = st.dataframe(shown.drop(columns=shared), key="runs_table", on_select="rerun", selection_mode="multi-row",
+                     hide_index=True, width="stretch", column_config={
+                         "id": st.column_config.NumberColumn("run", format="#%d"),
                          "setting": st.column_config.TextColumn("pruned with"),
-                         "test_acc_pct": st.column_config.NumberColumn("test accuracy (%)", format="%.1f"),
-                         "params": st.column_config.NumberColumn(format="localized"),
-                         "macs": st.column_config.NumberColumn("MACs per image", format="localized"),
-                         "image_size": st.column_config.NumberColumn("image size (px)", format="%d"),
-                         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
+                         "test_acc_pct": st.column_config.NumberColumn("test acc. (%)", format="%.1f"),
+                         "params": st.column_config.NumberColumn("params (M)", format="%.2f"),
+                         "macs": st.column_config.NumberColumn("MACs (M)", format="%.1f",
+                                                               help="Per image, at the image size (px) of the run."),
+                         "image_size": st.column_config.NumberColumn("px", format="%d",
+                                                                     help="The image size the run trained at."),
+                         "duration_s": st.column_config.NumberColumn("time (s)", format="%.0f")})
 st.download_button("Download the table (CSV)", table.to_csv(index=False), file_name="cprune-runs.csv",
                    mime="text/csv", key="runs_csv", on_click="ignore")
 

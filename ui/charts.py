@@ -145,7 +145,7 @@ def training_curves(curves: pd.DataFrame, modes: dict[str, str]) -> go.Figure:
     "train acc" or "val acc") and value; ``modes`` maps each run to its mode, which picks its colour
     (``run_colours``: the same on every page). A run has one colour; a metric one dash style.
     """
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"), horizontal_spacing=0.08)
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"), horizontal_spacing=0.14)
     dashes = {"train loss": "solid", "train acc": "dot", "val acc": "solid"}
     runs = list(dict.fromkeys(curves["run"]))
     colours = dict(zip(runs, run_colours([modes.get(run, "") for run in runs])))
@@ -176,8 +176,8 @@ def accuracy_vs_macs(runs: pd.DataFrame) -> go.Figure:
     figure.update_traces(marker=dict(size=11), hovertemplate=(
         "run #%{customdata[0]}: %{customdata[1]}<br>%{customdata[2]}, %{customdata[3]} px<br>"
         "%{y:.1f} % at %{x:,.1f} M MACs<extra></extra>"))
-    figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
-                         xaxis=dict(title="MACs per image (millions, at the run's image size)", tickformat=",.0f"),
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+                         xaxis=dict(title="MACs per image (millions, at the run's image size)"),
                          yaxis=dict(title="test accuracy (%)", range=[0, 101], ticksuffix=" %"))
     return figure
 
