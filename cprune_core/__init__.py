@@ -4,54 +4,63 @@ Data flows one way: registry -> model -> layer -> graph -> scores -> pruned mode
 training -> store. No Streamlit in here, and no visitors: whom a call works for (which folders it
 reads, whether it downloads, whose records it writes and lists) is the ``Access`` its caller passes.
 """
-from .access import COMMAND_LINE, Access
-from .centrality import Centrality, concentration, eigenvector_centrality, pagerank, power_iteration, weighted_degree
-from .checkpoint import SavedModel, export_onnx, export_torchscript, load_model, save_model
-from .cost import Cost, CostModel, count_macs, count_params, exact_cost, measure_latency_ms
-from .data import DATASETS, load_dataset
-from .device import describe_device, resolve_device
-from .engine import Finetuner, finetune, run
-from .errors import (CheckpointError, ConfigError, CPruneError, DatasetError, NonFiniteWeightsError,
-                     PathNotAllowedError, StopRequested, StoreError,
-                     UnreadableImageError, WeightsFileError, WeightsUnavailableError)
-from .evaluation import Evaluation, evaluate_model
-from .features import FEATURE_CACHE, FeatureCache
-from .graph import (GraphSummary, adjacency_for, cosine_similarity, layout_2d, normalise_rows, summarize,
-                    threshold_adjacency, to_networkx)
-from .criteria import CRITERIA, DEFAULT_TAU, Criterion, GroupImportance, make_criterion
-from .layer_report import LayerReport, layer_report, layerwise_rows
-from .layer_view import LayerGraph, criterion_scores, layer_graph, layer_scores
-from .layers import weight_vectors
-from .model_source import BackboneSource, FileSource, ModelSource
-from .paths import cache_home
-from .pruning import (LayerInfo, PruneResult, PruningGraph, apply_kept, keep_count, keep_plan, kept_indices,
-                      list_layers, prune_model)
-from .ranges import KEEP, TAU, Range
-from .registry import BACKBONES, DEFAULT_BACKBONE, Backbone, BackboneSpec, backbones_fitting, get_spec, load_backbone
-from .runs import run_and_record
-from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
-from .cut import cut_model
-from .store import RunRecord, RunStore
-from .weights import WeightLayer, WeightsBudget, WeightsFile, open_weights_file
+# Names are imported when first used (PEP 562): `import cprune_core` and the command line's `--help` stay free of
+# torch, which takes seconds to import. ``from cprune_core import X`` works as before.
+from __future__ import annotations
 
-__all__ = [
-    "Access", "COMMAND_LINE",
-    "Centrality", "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree",
-    "SavedModel", "export_onnx", "export_torchscript", "load_model", "save_model",
-    "Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms",
-    "DATASETS", "load_dataset", "describe_device", "resolve_device", "Finetuner", "finetune", "run",
-    "CheckpointError", "ConfigError", "CPruneError", "DatasetError", "NonFiniteWeightsError", "PathNotAllowedError",
-    "StopRequested", "StoreError", "UnreadableImageError", "WeightsFileError",
-    "WeightsUnavailableError",
-    "Evaluation", "evaluate_model", "FEATURE_CACHE", "FeatureCache",
-    "GraphSummary", "adjacency_for", "cosine_similarity", "layout_2d", "normalise_rows", "summarize",
-    "threshold_adjacency", "to_networkx",
-    "CRITERIA", "DEFAULT_TAU", "Criterion", "GroupImportance", "make_criterion",
-    "LayerInfo", "list_layers", "weight_vectors", "cache_home",
-    "LayerReport", "layer_report", "layerwise_rows", "LayerGraph", "criterion_scores", "layer_graph", "layer_scores", "BackboneSource", "FileSource", "ModelSource",
-    "backbones_fitting", "WeightLayer", "WeightsBudget", "WeightsFile", "open_weights_file",
-    "PruneResult", "PruningGraph", "apply_kept", "keep_count", "keep_plan", "kept_indices", "prune_model",
-    "KEEP", "TAU", "Range", "BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneSpec", "get_spec", "load_backbone",
-    "run_and_record", "EventKind", "FinetuneConfig", "MetricEvent", "RunResult", "RunStatus", "RunSummary",
-    "cut_model", "RunRecord", "RunStore",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "access": ("COMMAND_LINE", "Access"),
+    "centrality": ("Centrality", "concentration", "eigenvector_centrality", "pagerank", "power_iteration", "weighted_degree"),
+    "checkpoint": ("SavedModel", "export_onnx", "export_torchscript", "load_model", "save_model"),
+    "cost": ("Cost", "CostModel", "count_macs", "count_params", "exact_cost", "measure_latency_ms"),
+    "data": ("DATASETS", "load_dataset"),
+    "device": ("describe_device", "resolve_device"),
+    "engine": ("Finetuner", "finetune", "run"),
+    "errors": ("CheckpointError", "ConfigError", "CPruneError", "DatasetError", "NonFiniteWeightsError",
+        "PathNotAllowedError", "StopRequested", "StoreError", "UnreadableImageError", "WeightsFileError",
+        "WeightsUnavailableError"),
+    "evaluation": ("Evaluation", "evaluate_model"),
+    "features": ("FEATURE_CACHE", "FeatureCache"),
+    "graph": ("GraphSummary", "adjacency_for", "cosine_similarity", "layout_2d", "normalise_rows", "summarize",
+        "threshold_adjacency", "to_networkx"),
+    "criteria": ("CRITERIA", "DEFAULT_TAU", "Criterion", "GroupImportance", "make_criterion"),
+    "layer_report": ("LayerReport", "layer_report", "layerwise_rows"),
+    "layer_view": ("LayerGraph", "criterion_scores", "layer_graph", "layer_scores"),
+    "layers": ("weight_vectors",),
+    "model_source": ("BackboneSource", "FileSource", "ModelSource"),
+    "paths": ("cache_home",),
+    "pruning": ("LayerInfo", "PruneResult", "PruningGraph", "apply_kept", "keep_count", "keep_plan", "kept_indices",
+        "list_layers", "prune_model"),
+    "ranges": ("KEEP", "TAU", "Range"),
+    "registry": ("BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneSpec", "backbones_fitting", "get_spec",
+        "load_backbone"),
+    "runs": ("run_and_record",),
+    "schema": ("EventKind", "FinetuneConfig", "MetricEvent", "RunResult", "RunStatus", "RunSummary"),
+    "cut": ("cut_model",),
+    "store": ("RunRecord", "RunStore"),
+    "weights": ("WeightLayer", "WeightsBudget", "WeightsFile", "open_weights_file"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """An exported name from its module, or a submodule (``cprune_core.graph``), imported on first use."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as missing:
+            if missing.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

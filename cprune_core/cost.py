@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -17,7 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .layers import is_depthwise
 from .pruning import PruningGraph, example_input
 
-__all__ = ["Cost", "CostModel", "count_params", "count_macs", "exact_cost", "measure_latency_ms"]
+__all__ = ["Cost", "CostModel", "Latency", "count_params", "count_macs", "exact_cost", "compare_latency",
+           "measure_latency_ms"]
 
 
 @dataclass(frozen=True)
@@ -52,28 +54,68 @@ def exact_cost(model: nn.Module, input_size: int) -> Cost:
     return Cost(count_params(model), count_macs(model, input_size))
 
 
+@dataclass(frozen=True)
+class Latency:
+    """Wall time of one forward pass over ``repeats`` passes: the median and the middle half (25th to 75th
+    percentile) of the passes, in milliseconds. A timing varies with the machine's other load: two latencies
+    differ only where their middle halves do not overlap (``differs_from``)."""
+
+    median_ms: float
+    low_ms: float
+    high_ms: float
+    repeats: int
+
+    def differs_from(self, other: Latency) -> bool:
+        """Whether the middle halves of the two timings do not overlap."""
+        return self.high_ms < other.low_ms or other.high_ms < self.low_ms
+
+    def __str__(self) -> str:
+        return f"{self.median_ms:,.1f} ms (middle half {self.low_ms:,.1f}–{self.high_ms:,.1f})"
+
+
 @torch.no_grad()
+def compare_latency(models: list[nn.Module], input_size: int, batch_size: int = 1, repeats: int = 20,
+                    warmup: int = 3) -> list[Latency]:
+    """The latency of a forward pass of ``batch_size`` random images through each of ``models``, on its own
+    device, over ``repeats`` passes after ``warmup``, the models taking turns pass by pass, so that a change in
+    the machine's load falls on all of them alike (a GPU is synchronised around each pass). Each model is left
+    in the mode it came in.
+
+    Example: ``before, after = compare_latency([model, pruned], 224)``; ``after.differs_from(before)`` says
+    whether the pruned model's timing is told apart from the original's at all."""
+    timings: list[list[float]] = [[] for _ in models]
+    modes = [model.training for model in models]
+    inputs = []
+    for model in models:
+        model.eval()
+        inputs.append(torch.randn(batch_size, 3, input_size, input_size, device=next(model.parameters()).device))
+    try:
+        for i in range(warmup + repeats):
+            for model, x, times in zip(models, inputs, timings):
+                elapsed = _timed_pass(model, x)
+                if i >= warmup:
+                    times.append(1000 * elapsed)
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
+    return [Latency(*(float(v) for v in np.percentile(times, [50, 25, 75])), repeats) for times in timings]
+
+
+def _timed_pass(model: nn.Module, x: torch.Tensor) -> float:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    start = time.perf_counter()
+    model(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - start
+
+
 def measure_latency_ms(model: nn.Module, input_size: int, batch_size: int = 1, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time of one forward pass of ``batch_size`` random images, in milliseconds, on the model's
-    device, over ``repeats`` passes after ``warmup`` (a GPU is synchronised around each). A timing: it
-    varies with the machine's other load, and is never compared exactly."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
-    timings = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            timings.append(time.perf_counter() - start)
-    model.train(was_training)
-    timings.sort()
-    return 1000 * timings[len(timings) // 2]
+    """Median wall time of one forward pass of ``batch_size`` random images, in milliseconds
+    (``compare_latency`` of this one model). A timing: it varies with the machine's other load, and is never
+    compared exactly."""
+    return compare_latency([model], input_size, batch_size, repeats, warmup)[0].median_ms
 
 
 @dataclass

@@ -236,8 +236,8 @@ class Finetuner:
             for split in SPLITS:
                 steps = Steps(prefix_features(prefix, self._datasets[split], config, spec, split=split,
                                               precision=self.precision, stop=self._stop, cache=self.cache))
-                for batch, batches in steps:
-                    yield self._prepare(f"Computing {split} features: batch {batch}/{batches}")
+                for done, images in steps:
+                    yield self._prepare(f"Computing {split} features: {done:,} of {images:,} images")
                 cached[split] = steps.result
             trainable = suffix
             if config.mode == "baseline":

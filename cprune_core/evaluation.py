@@ -10,7 +10,7 @@ from torch import nn
 
 from .data import ImageListDataset, make_loader
 from .device import Precision, to_device
-from .progress import check_stop
+from .progress import ProgressCallback, check_stop, report
 
 __all__ = ["Evaluation", "accuracy_counts", "accuracy", "evaluate_model"]
 
@@ -60,7 +60,7 @@ def accuracy(model: nn.Module, batches: Iterable, device: torch.device, precisio
 
 def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, batch_size: int = 64,
                    device: str | torch.device = "cpu", label_map: list[int] | None = None,
-                   class_names: list[str] | None = None) -> Evaluation:
+                   class_names: list[str] | None = None, progress: ProgressCallback | None = None) -> Evaluation:
     """Accuracy of ``model`` on ``dataset`` read with ``transform``, overall and per class.
 
     Parameters
@@ -72,6 +72,7 @@ def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, ba
     label_map : ``label_map[dataset_label]`` is the model's output index for each dataset class
         (classes matched by name by the caller); None: the same indices.
     class_names : names for the per-class figures; None: the dataset's classes.
+    progress : ``progress(images done, images, "Evaluating")`` before the first batch and after each.
 
     Returns
     -------
@@ -82,10 +83,19 @@ def evaluate_model(model: nn.Module, dataset: ImageListDataset, transform, *, ba
     model = model.to(device)
     loader = make_loader(dataset, transform, batch_size, device)
     mapping = torch.tensor(label_map if label_map is not None else range(len(dataset.classes)))
-    batches = ((x, mapping[y]) for x, y in filter(None, loader))
+    batches = _reported(loader, mapping, len(dataset), progress)
     num_outputs = int(mapping.max()) + 1
     correct, total = accuracy_counts(model, batches, device, Precision(device), num_outputs)
     names = class_names or dataset.classes
     per_class = {name: (int(correct[mapping[i]]), int(total[mapping[i]])) for i, name in enumerate(names)}
     n_correct, n_total = int(correct.sum()), int(total.sum())
     return Evaluation(n_correct / n_total if n_total else None, n_correct, n_total, per_class)
+
+
+def _reported(loader, mapping: torch.Tensor, images: int, progress: ProgressCallback | None):
+    """The loader's readable batches with their labels mapped, reporting the images done after each batch."""
+    report(progress, 0, images, "Evaluating")
+    for index, batch in enumerate(loader):
+        if batch is not None:
+            yield batch[0], mapping[batch[1]]
+        report(progress, min((index + 1) * loader.batch_size, images), images, "Evaluating")

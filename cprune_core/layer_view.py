@@ -32,7 +32,7 @@ from .progress import ProgressCallback
 from .ranges import TAU
 from .sparse_graph import SparseGraph
 
-__all__ = ["EDGE_LIMIT", "SUGGESTED_DEGREE", "LAYOUTS", "LayerScan", "scan_layer", "scan_scores", "graph_above",
+__all__ = ["EDGE_LIMIT", "SUGGESTED_DEGREE", "TAU_STEP", "TAU_STEPS", "LAYOUTS", "LayerScan", "scan_layer", "scan_scores", "graph_above",
            "similarities_to", "criterion_scores",
            "layer_scores", "GraphFigures", "graph_figures", "LayerGraph", "layer_graph", "suggested_tau", "layout_for",
            "Walkthrough", "walkthrough"]
@@ -275,6 +275,18 @@ def layer_graph(adjacency: torch.Tensor | SparseGraph, norms: np.ndarray, edge_l
     rows, cols, weights, _ = strongest_edges(adjacency, edge_limit)
     degree = adjacency.degree() if isinstance(adjacency, SparseGraph) else (adjacency > 0).sum(1).cpu().numpy()
     return LayerGraph(figures.summary, figures.centrality, figures.centrality_note, degree, norms, rows, cols, weights)
+
+
+TAU_STEP = 0.01  # the app's tau slider moves by it; a layer's edges are counted at every step
+
+
+def _tau_steps(step: float) -> tuple[float, ...]:
+    low = TAU.low + step if TAU.low_open else TAU.low
+    high = TAU.high - step if TAU.high_open else TAU.high
+    return tuple(float(t) for t in np.round(np.arange(low, high + step / 2, step), 2))
+
+
+TAU_STEPS = _tau_steps(TAU_STEP)  # the slider's positions, lowest first: where edges are counted
 
 
 def suggested_tau(taus: Sequence[float], counts: Sequence[int], neurons: int) -> float:

@@ -62,7 +62,7 @@ ADDED_COLUMNS = (("owner", "TEXT"), ("run_key", "TEXT"))  # added to stores of e
 # page opens the store at every rerun; any write or replacement of the file brings it back.
 _CHECKED: set[tuple] = set()
 # Columns of list_runs(): flattened from config and final figures.
-CONFIG_COLUMNS = ("dataset", "backbone", "mode", "criterion", "keep", "tau", "epochs", "seed")
+CONFIG_COLUMNS = ("dataset", "backbone", "mode", "criterion", "keep", "tau", "epochs", "seed", "image_size")
 FINAL_COLUMNS = ("test_acc", "val_acc", "params", "macs", "latency_ms", "duration_s")
 
 

@@ -11,6 +11,7 @@ from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.layer_view import LAYOUTS
 from cprune_core.spectral import alpha_sentence
 from ui import cache, charts, frame, pyvis_view, sidebar, state
+from ui.glossary import terms_here
 from ui.graph_canvas import Colouring, graph_canvas, send_payload
 from ui.text import plain
 
@@ -20,6 +21,8 @@ frame.start("Graph explorer",
 
 key, bundle = sidebar.require_model()
 sidebar.require_layer(bundle)
+terms_here("layer, neuron", "cosine similarity", "τ (tau)", "eigenvector centrality", "degree (criterion)", "density",
+           "components", "Louvain communities", "alpha (power-law exponent)")
 LAYER = state.layer_key()  # a backbone's layer, or a weights file's (never in the URL)
 VIEWS = ["canvas", "pyvis physics"]
 COLOURINGS = ["centrality", "community"]
@@ -97,7 +100,9 @@ def _scan_or_stop(layer: str) -> None:
 
 def _controls() -> tuple[str, str, str]:
     """Layer, layout, colouring and view: (layer, layout drawn, view)."""
-    controls = st.columns([3, 2.6, 2.2, 2.2])  # the layout control's two choices fit side by side
+    # Two rows: the layer's name and the layout's choices whole, then the colouring and the view, on a laptop too.
+    top, bottom = st.columns([3, 2]), st.columns([2, 2, 1])
+    controls = [top[0], top[1], bottom[0], bottom[1]]
     layer = state.bound(controls[0].selectbox, LAYER, "Layer", options=bundle.layer_names, format_func=_layer_label)
     neurons = bundle.info(layer).neurons
     if neurons > MAX_GRAPH_NEURONS:
@@ -181,7 +186,7 @@ def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
     similarities = cache.neuron_similarities(key, layer, neuron)
     neighbours = [int(j) for j in np.argsort(-similarities, kind="stable") if j != neuron][:8]
     st.subheader("Neuron")
-    pick, details = st.columns([1, 2])
+    pick, details = st.columns([3, 2])  # the neighbour table's four columns whole at 1366 px
     with pick:
         st.number_input("Neuron index", min_value=0, max_value=view.summary.nodes - 1, key="neuron",
                         help="Or click a neuron in the graph, or find it by its index there.")
@@ -190,7 +195,9 @@ def _neuron_panel(layer: str, view, tau: float, neuron: int) -> None:
         st.dataframe(pd.DataFrame({"neighbour": neighbours, "cosine similarity": similarities[neighbours],
                                    "edge at τ": similarities[neighbours] > tau,
                                    "centrality": view.centrality[neighbours]}),
-                     hide_index=True, width="stretch")
+                     hide_index=True, width="stretch",
+                     column_config={"cosine similarity": st.column_config.NumberColumn(format="%.3f"),
+                                    "centrality": st.column_config.NumberColumn(format="%.4f")})
     with details:
         weights = cache.layer_weight(key, layer)[neuron].numpy()
         what = "filter" if weights.ndim == 3 else "weights"

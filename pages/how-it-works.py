@@ -6,10 +6,13 @@ import streamlit as st
 from cprune_core import keep_count
 from cprune_core.kept_sets import kept_mask
 from ui import cache, charts, frame, sidebar, state
+from ui.glossary import terms_here
 from ui.graph_canvas import graph_canvas, send_payload
 from ui.text import plain
 
 MAX_NEURONS = 64  # small enough to see every neuron, weight and pair
+SHOWN_NEURONS = 8  # the fewest neurons of a layer opened by default
+SEARCHED_LAYERS = 24  # small layers whose graphs are built to find one that shows the method
 
 
 def _columns_note(data, inputs: int) -> None:
@@ -25,6 +28,8 @@ frame.start("How it works",
             "functions that prune. Move τ and the keep ratio and watch every step change.")
 
 key, bundle = sidebar.require_model()
+terms_here("cosine similarity", "τ (tau)", "eigenvector centrality", "power iteration", "keep ratio", "params",
+           "MACs")
 is_backbone = isinstance(key, cache.ModelKey)  # a weights file has no architecture: no cost, no pruning
 small = [name for name in bundle.graph_layers if 1 < bundle.info(name).neurons <= MAX_NEURONS]
 if not small:
@@ -35,9 +40,20 @@ order = {name: position for position, name in enumerate(bundle.layer_names)}
 shared = st.session_state.get(state.layer_key(), "")
 if shared == bundle.default_layer:  # the app's default layer, not a choice: start at the first small one
     shared = ""
-# The first small layer of the network by default; a chosen layer when it is small enough, else the small
-# layer nearest to it.
-nearest = min(small, key=lambda name: abs(order[name] - order.get(shared, 0)))
+
+
+def _shows_the_method(name: str) -> bool:
+    """Enough neurons, and an edge at the shared tau, for every step to show something (a weights file's first
+    small layer may be a 2-neuron one with no edge)."""
+    return (bundle.info(name).neurons >= SHOWN_NEURONS
+            and cache.layer_graph(key, name, st.session_state["tau"]).summary.edges > 0)
+
+
+# A chosen layer when it is small enough; else the small layer nearest to it (to the network's start by default)
+# that shows the method, among the nearest few; else the nearest small layer with the most neurons.
+by_distance = sorted(small, key=lambda name: abs(order[name] - order.get(shared, 0)))
+nearest = next((name for name in by_distance[:SEARCHED_LAYERS] if _shows_the_method(name)),
+               max(by_distance, key=lambda name: bundle.info(name).neurons))
 if st.session_state.get("hiw_layer") not in small:
     st.session_state["hiw_layer"] = nearest
 layer = st.selectbox("Layer", small, key="hiw_layer",
@@ -45,7 +61,8 @@ layer = st.selectbox("Layer", small, key="hiw_layer",
                                               f"{bundle.info(name).vector_length} inputs")
 if shared and shared not in small and shared in order and layer == nearest:
     st.caption(f"{plain(shared)} has {bundle.info(shared).neurons:,} neurons, too many to show step by step; this is "
-               f"{plain(nearest)}, the nearest layer with at most {MAX_NEURONS}.")
+               f"{plain(nearest)}, the nearest layer with at most {MAX_NEURONS} (and, where one is near, at least "
+               f"{SHOWN_NEURONS} and an edge at τ).")
 info = bundle.info(layer)
 n, d = info.neurons, info.vector_length
 
@@ -130,14 +147,24 @@ kept_count = keep_count(n, keep)
 kept = kept_mask(data.centrality, kept_count)
 st.latex(rf"\text{{keep the }} \operatorname{{round}}(n \cdot r) = \operatorname{{round}}({n} \cdot {keep:g}) = "
          rf"{kept_count} \text{{ neurons of highest }} x_i")
+
+
+def shrunk(before: int, after: int) -> dict:
+    """A metric's delta for a count pruning lowers: "from N", with a down arrow only when it went down."""
+    return dict(delta=f"from {before:,}", delta_color="off", delta_arrow="down" if after < before else "off")
+
+
 cells = st.columns(4)
-cells[0].metric("Weight matrix", f"{kept_count} × {d}", f"from {n} × {d}", delta_color="off")
+cells[0].metric("Weight matrix", f"{kept_count} × {d}", delta=f"from {n} × {d}", delta_color="off",
+                delta_arrow="down" if kept_count < n else "off")
 if is_backbone:
     before, after = bundle.cost.layer_estimate(layer, n), bundle.cost.layer_estimate(layer, kept_count)
-    cells[1].metric("Layer params", f"{after.params:,}", f"from {before.params:,}", delta_color="off")
-    cells[2].metric("Layer MACs", f"{after.macs:,}", f"from {before.macs:,}", delta_color="off")
+    cells[1].metric("Layer params", f"{after.params:,}", **shrunk(before.params, after.params))
+    cells[2].metric("Layer MACs", f"{after.macs:,}", **shrunk(before.macs, after.macs),
+                    help=f"Multiply-accumulate operations of this layer for one image at "
+                         f"{bundle.loaded.spec.input_size} px.")
 else:  # a tensor alone: its weights are all there is to count
-    cells[1].metric("Weights", f"{kept_count * d:,}", f"from {n * d:,}", delta_color="off")
+    cells[1].metric("Weights", f"{kept_count * d:,}", **shrunk(n * d, kept_count * d))
     cells[2].metric("Layer MACs", "—", help="A weights file holds no network around its tensors: no input size, "
                                            "so no MACs.")
 cells[3].metric("Neurons kept", f"{kept_count} of {n}")

@@ -9,6 +9,7 @@ from cprune_core.ablation import AnalysisConfig, analyse_importance
 from cprune_core.experiment.importance_report import importance_config
 from cprune_server import VisitorView
 from ui import charts, forms, frame, launches, sidebar, state
+from ui.glossary import terms_here
 from ui.services import run_queue
 from ui.text import plain
 
@@ -21,6 +22,8 @@ frame.start("Does centrality predict importance?",
             "retraining) and the change in validation loss measured: does any criterion predict that change?")
 
 key, bundle = sidebar.require_backbone()
+terms_here("ablation", "Spearman's ρ", "bootstrap interval", "zero-shot pruning", "random (criterion)", "keep ratio",
+           "inverse-eigenvector", "FPGM", "PageRank")
 queue, me = run_queue(), state.visitor()
 spec = bundle.loaded.spec
 session = st.session_state

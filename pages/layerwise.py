@@ -5,6 +5,7 @@ import streamlit as st
 from cprune_core.layer_report import MAX_GRAPH_NEURONS
 from cprune_core.spectral import alpha_sentence
 from ui import atlas_view, cache, charts, frame, launches, sidebar, state
+from ui.glossary import terms_here
 from ui.cache import ModelKey
 from ui.text import plain
 
@@ -70,6 +71,8 @@ def spectral_section(key: cache.SourceKey, summary) -> None:
 
 
 key, bundle = sidebar.require_model()
+terms_here("ablation", "Spearman's ρ", "random (criterion)", "Holm correction", "redundancy", "eigenvector centrality",
+           "Gini coefficient", "density", "components", "alpha (power-law exponent)", "stable rank")
 
 st.header("Does centrality predict importance, layer by layer?")
 if isinstance(key, ModelKey):

@@ -6,6 +6,7 @@ import streamlit as st
 from cprune_core import CRITERIA, keep_count, keep_plan
 from cprune_core.kept_sets import kept_mask, kept_set
 from ui import cache, charts, frame, sidebar, state
+from ui.glossary import terms_here
 from ui.graph_canvas import graph_canvas, send_payload
 
 frame.start("Prune",
@@ -14,6 +15,8 @@ frame.start("Prune",
 
 key, bundle = sidebar.require_backbone()
 sidebar.require_layer(bundle, prunable_only=True)
+terms_here("keep ratio", "τ (tau)", "eigenvector centrality", "params", "MACs", "Jaccard index", "redundancy",
+           "coverage", "latency")
 
 controls = st.columns([2, 2, 2, 3])
 layer = state.bound(controls[0].selectbox, "layer", "Layer", options=bundle.prunable)
@@ -48,24 +51,28 @@ layer_before = bundle.cost.layer_estimate(layer, info.neurons)
 layer_after = bundle.cost.layer_estimate(layer, kept_here)
 
 
-def removed(base: int, now: int) -> str:
-    return f"-{100 * (base - now) / base:.1f} %" if base else "0 %"
+def removed(base: int, now: int) -> dict:
+    """A metric's delta for what pruning removed: "-12.5 %" with a down arrow, or "0 %" with none."""
+    if not base or now == base:
+        return dict(delta="0 %", delta_color="off", delta_arrow="off")
+    return dict(delta=f"{100 * (now - base) / base:+.1f} %", delta_color="off",
+                delta_arrow="down" if now < base else "up")
 
 
+size = bundle.loaded.spec.input_size
 st.subheader("Cost, live")
-st.caption(f"Layer figures are for {layer}; model figures for the whole network, against the unpruned model.")
-cells = st.columns(6)
-cells[0].metric("Layer neurons kept", f"{kept_here:,} / {info.neurons:,}", removed(info.neurons, kept_here),
-                delta_color="off")
-cells[1].metric("Layer params", f"{layer_after.params:,}", removed(layer_before.params, layer_after.params),
-                delta_color="off")
-cells[2].metric("Layer MACs", f"{layer_after.macs / 1e6:,.2f} M", removed(layer_before.macs, layer_after.macs),
-                delta_color="off")
-cells[3].metric("Model params", f"{after.params / 1e6:,.3f} M", removed(before.params, after.params), delta_color="off",
-                help=f"before: {before.params:,}")
-cells[4].metric("Model MACs", f"{after.macs / 1e6:,.1f} M", removed(before.macs, after.macs), delta_color="off",
-                help=f"before: {before.macs:,}")
-cells[5].metric("Layers pruned", f"{len(plan)}")
+st.caption(f"Layer figures are for {layer}; model figures for the whole network, against the unpruned model. MACs: "
+           f"multiply-accumulates for one image at {size} px.")
+layer_cells, model_cells = st.columns(3), st.columns(3)  # two rows: each figure whole on a laptop's screen
+layer_cells[0].metric("Layer neurons kept", f"{kept_here:,} / {info.neurons:,}", **removed(info.neurons, kept_here))
+layer_cells[1].metric("Layer params", f"{layer_after.params:,}", **removed(layer_before.params, layer_after.params))
+layer_cells[2].metric("Layer MACs", f"{layer_after.macs / 1e6:,.2f} M",
+                      **removed(layer_before.macs, layer_after.macs), help=f"before: {layer_before.macs:,}")
+model_cells[0].metric("Model params", f"{after.params / 1e6:,.3f} M", **removed(before.params, after.params),
+                      help=f"before: {before.params:,}")
+model_cells[1].metric("Model MACs", f"{after.macs / 1e6:,.1f} M", **removed(before.macs, after.macs),
+                      help=f"before: {before.macs:,}")
+model_cells[2].metric("Layers pruned", f"{len(plan)}")
 if info.note:
     st.caption(f"{layer}: {info.note}. Coupled layers are pruned together; the real pruning ranks them by the "
                "criterion averaged over the coupled layers, so its kept set can differ from the one shown here.")
@@ -101,20 +108,26 @@ st.caption("Redundancy: the mean cosine similarity between two kept neurons (hig
 
 st.subheader("Build the pruned model")
 st.caption("Removes the neurons for real (smaller weight tensors) with torch-pruning, then counts parameters and "
-           "MACs with a forward pass and measures latency on this machine.")
+           "MACs with a forward pass, and times the unpruned and the pruned model on this machine in turns.")
 settings = (key, criterion, tau, keep, layers)
 if st.button("Build pruned model", type="primary", key="build"):
     st.session_state["built"] = settings
 if st.session_state.get("built") == settings:
-    params, macs, latency = cache.pruned_cost(*settings)
-    base_params, base_macs, base_latency = cache.measured_cost(key)
+    params, macs, base_latency, latency = cache.pruned_cost(*settings)
+    base_params, base_macs = cache.measured_cost(key)
+    change = (f"{100 * (latency.median_ms - base_latency.median_ms) / base_latency.median_ms:+.0f} %"
+              if latency.differs_from(base_latency) else "within the spread")
     st.dataframe(pd.DataFrame({
-        "": ["params", "MACs", "latency (ms, batch 1)"],
-        "original": [f"{base_params:,}", f"{base_macs:,}", f"{base_latency:.1f}"],
-        "pruned": [f"{params:,}", f"{macs:,}", f"{latency:.1f}"],
-        "change": [removed(base_params, params), removed(base_macs, macs),
-                   f"{100 * (latency - base_latency) / base_latency:+.1f} %"],
+        "": ["params", f"MACs (per image at {size} px)", "latency (ms, one image, median)",
+             "latency's middle half (ms)"],
+        "original": [f"{base_params:,}", f"{base_macs:,}", f"{base_latency.median_ms:,.1f}",
+                     f"{base_latency.low_ms:,.1f}–{base_latency.high_ms:,.1f}"],
+        "pruned": [f"{params:,}", f"{macs:,}", f"{latency.median_ms:,.1f}", f"{latency.low_ms:,.1f}–{latency.high_ms:,.1f}"],
+        "change": [removed(base_params, params)["delta"], removed(base_macs, macs)["delta"], change, ""],
     }), hide_index=True)
+    st.caption(f"Latency: {latency.repeats} passes of each model, taking turns; the middle half is the 25th to 75th "
+               "percentile of the passes. A change is given only where the two middle halves do not overlap: the "
+               "machine's other work moves a timing more than a small pruning does.")
     if (params, macs) != (after.params, after.macs):
         st.warning("The live estimate and the built model disagree; please report this.")
 elif "built" in st.session_state:

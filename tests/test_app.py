@@ -24,9 +24,11 @@ from cprune_core import (CRITERIA, CostModel, FinetuneConfig, PruningGraph, adja
                          kept_indices, load_backbone, power_iteration)
 from cprune_core.schema import EventKind
 from cprune_server import LaunchState
+from streamlit.proto.Metric_pb2 import Metric
 from ui.services import run_queue, uploads
 from app_pages import APP, ROOT, TIMEOUT, assert_clean, errors, launches, open_app, shown
 
+MetricDirection = Metric.MetricDirection
 pytestmark = pytest.mark.usefixtures("app_home")  # a fresh CPRUNE_HOME (conftest.py)
 
 
@@ -111,7 +113,7 @@ def test_prune_page_live_metrics_and_build():
     at = open_app("prune")
     assert at.title[0].value == "Prune"
     model_params = next(m for m in at.metric if m.label == "Model params")
-    assert "-" in model_params.delta
+    assert model_params.delta.startswith("-") and model_params.proto.direction == MetricDirection.DOWN
     before = model_params.value
 
     at.slider(key="widget_keep").set_value(0.25).run()
@@ -134,6 +136,11 @@ def test_prune_page_live_metrics_and_build():
     assert_clean(at)
     built = at.dataframe[-1].value
     assert list(built["pruned"])[0] != list(built["original"])[0]
+    latency = built.set_index("")
+    low, high = (float(v) for v in latency.loc["latency's middle half (ms)", "original"].split("–"))
+    assert low <= float(latency.loc["latency (ms, one image, median)", "original"]) <= high  # a median in its spread
+    change = latency.loc["latency (ms, one image, median)", "change"]
+    assert change == "within the spread" or change.endswith(" %")
     assert not any("disagree" in w.value for w in at.warning)
     at.slider(key="widget_keep").set_value(0.5).run()
     assert any("Settings changed since the last build" in c.value for c in at.caption)
@@ -263,12 +270,17 @@ def test_finetune_baseline_and_pruned_to_the_end():
     assert list(table["run"]) == ["baseline", "pruned"]
     assert set(table["status"]) == {"finished"}
     assert table["params"][1] < table["params"][0]
+    assert "latency_ms" not in table and table["test_acc"].between(0, 100).all()  # one unit per quantity: %
     assert at.main.get("plotly_chart"), "loss and accuracy curves"
 
     at.switch_page("pages/results.py").run()
     assert_clean(at)
     runs = at.dataframe[0].value
-    assert set(runs["mode"]) >= {"baseline", "pruned"} and set(runs["status"]) == {"finished"}
+    assert set(runs["mode"]) >= {"baseline", "pruned"} and "status" not in runs  # every run's: said once, above
+    assert any(shown(c.value).startswith("Every run: status **finished**") for c in at.caption)
+    assert "latency_ms" not in runs and runs["test_acc_pct"].between(0, 100).all()
+    assert list(runs.loc[runs["mode"] == "baseline", "setting"]) == ["—"]  # not "None"
+    assert set(runs["image_size"]) == {64}  # the size its MACs are counted at
     assert len(at.main.get("plotly_chart")) == 2  # curves and accuracy against MACs
     assert at.get("download_button"), "CSV and model downloads"
     at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
@@ -373,6 +385,27 @@ def test_a_visitor_may_queue_only_so_many_launches():
         assert run_queue().wait(launch.id, 300)
 
 
+def test_the_lecture_preset_sets_a_small_image_size_and_few_images_per_class_and_says_so():
+    at = _finetune_page()
+    at.button(key="ft_lecture").click().run()
+    assert_clean(at)
+    assert at.selectbox(key="ft_image_size").value == 128 and at.number_input(key="ft_per_class").value == 30
+    assert at.number_input(key="ft_epochs").value == 5 and at.radio(key="ft_train_scope").value == "suffix"
+    assert any("128 px images, 30 training images per class and 5 epochs" in c.value for c in at.caption)
+
+
+def test_the_glossary_explains_every_term_a_page_names():
+    from ui.glossary import TERMS
+
+    at = open_app("glossary")
+    assert at.title[0].value == "Glossary"
+    assert len(at.markdown) >= len(TERMS) and any(m.value.startswith("**MACs**") for m in at.markdown)
+    for page in ("prune", "how-it-works", "finetune", "results"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert_clean(at)
+        assert at.expander[0].label == "Terms on this page", page
+
+
 def test_finetune_invalid_dataset_folder_is_an_error(tmp_path):
     at = open_app()
     at.selectbox(key="dataset").set_value("folder").run()
@@ -436,6 +469,9 @@ def test_how_it_works_shows_the_cores_numbers_for_the_layer(lite0):
     assert metrics["Weight matrix"] == "8 × 27" and metrics["Neurons kept"] == "8 of 32"
     assert metrics["Layer params"] == f"{cost.layer_estimate('stem.1', 8).params:,}"
     assert metrics["Layer MACs"] == f"{cost.layer_estimate('stem.1', 8).macs:,}"
+    halved = next(m for m in at.metric if m.label == "Layer params")
+    assert halved.delta == f"from {cost.layer_estimate('stem.1', 32).params:,}"
+    assert halved.proto.direction == MetricDirection.DOWN  # the arrow says what happened: fewer (issue 28)
     assert any("from the core's `eigenvector_centrality` is **0.0e+00**" in m.value for m in at.markdown)
 
     at.button(key="hiw_open_prune").click().run()

@@ -87,6 +87,63 @@ def shoot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
+# A laptop or a classroom projector, and a full-HD screen (issue 28: pages cut off at 1366 x 768).
+SCREENS = ((1366, 768), (1920, 1080))
+# What a visitor could not read whole, in the sidebar and the main area: text cut with an ellipsis (a metric's value,
+# a select box's choice, a control's label or option), a table whose columns run out of its box (but the layer
+# tables, one column per figure, made to scroll), and a chart's text outside its chart (a colour bar's title, a tick
+# label). Each as "what: its text".
+CLIPPED = r"""() => {
+    const found = [];
+    const text = (el) => (el.innerText || el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 60);
+    const areas = document.querySelectorAll('[data-testid="stMain"], [data-testid="stSidebar"]');
+    for (const area of areas) for (const el of area.querySelectorAll('*')) {
+        if (!el.clientWidth || el.closest('.js-plotly-plot') || el.closest('[data-testid="stDataFrame"]')) continue;
+        if (getComputedStyle(el).textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1 && text(el))
+            found.push('cut text: ' + text(el));
+    }
+    const main = document.querySelector('[data-testid="stMain"]');
+    for (const table of main.querySelectorAll('[data-testid="stDataFrame"]')) {
+        if (table.closest('.st-key-layerwise_table, .st-key-layer_table')) continue;
+        const scroller = table.querySelector('.dvn-scroller');
+        if (scroller && scroller.scrollWidth > scroller.clientWidth + 1)
+            found.push('table wider than its box: ' + Array.from(table.querySelectorAll('[role="columnheader"]'))
+                .map(text).join(' | '));
+    }
+    for (const plot of main.querySelectorAll('.js-plotly-plot')) {
+        const box = plot.getBoundingClientRect();
+        for (const el of plot.querySelectorAll('.main-svg text')) {
+            const r = el.getBoundingClientRect();
+            if (!r.width || !text(el)) continue;
+            if (r.left < box.left - 2 || r.right > box.right + 2 || r.top < box.top - 2 || r.bottom > box.bottom + 2)
+                found.push('chart text outside its chart: ' + text(el));
+        }
+    }
+    return found;
+}"""
+PAGE_HEIGHT = """() => Math.max(document.documentElement.scrollHeight,
+                              ...Array.from(document.querySelectorAll(
+                                  '[data-testid="stMain"], [data-testid="stSidebarContent"]'), el => el.scrollHeight))"""
+
+
+def shoot_screens(page, name: str, clipped: dict[str, list[str]]) -> None:
+    """``name`` at each of SCREENS: what the visitor sees first (screenshots/NAME-WxH.png) and the whole page
+    (NAME-WxH-full.png), and what is cut off there (into ``clipped``); then the page's own size again."""
+    before = page.viewport_size
+    for width, height in SCREENS:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(1500)  # the charts and the canvas lay themselves out again
+        shoot(page, f"{name}-{width}x{height}")
+        page.set_viewport_size({"width": width, "height": min(page.evaluate(PAGE_HEIGHT), 8000)})
+        page.wait_for_timeout(1500)
+        shoot(page, f"{name}-{width}x{height}-full")
+        problems = page.evaluate(CLIPPED)
+        if problems:
+            clipped[f"{name} at {width} x {height}"] = problems
+    page.set_viewport_size(before)
+    page.wait_for_timeout(500)
+
+
 def open_page(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
@@ -117,10 +174,12 @@ def test_navigation_lists_the_pages_in_order_and_each_url_opens_its_page(server)
 
 
 def test_every_page_offline(server):
+    """Every page, as a visitor uses it, offline; each readable at SCREENS (screenshots of each, nothing cut off)."""
     from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
     timings = {}
+    clipped: dict[str, list[str]] = {}
     with sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1250})
@@ -154,6 +213,7 @@ def test_every_page_offline(server):
             timings["tau slider on head.1: run complete (median of 3)"] = sorted(complete)[1]
             assert canvas_stat(page, "edges") != edges
             shoot(page, "explorer")
+            shoot_screens(page, "explorer", clipped)
 
             # A shared link cannot put markup on the page: the rejected values are shown as text.
             page.goto(f"{server}/?backbone=![pixel](https://example.com/p.png)&layer=[x](https://example.com)")
@@ -180,6 +240,7 @@ def test_every_page_offline(server):
             open_page(page, "How it works")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             shoot(page, "how-it-works")
+            shoot_screens(page, "how-it-works", clipped)
 
             open_page(page, "Does centrality predict importance?")
             choose(page, "Image size", "64")
@@ -188,6 +249,7 @@ def test_every_page_offline(server):
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             wait_idle(page)
             shoot(page, "importance")
+            shoot_screens(page, "importance", clipped)
 
             open_page(page, "Prune")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -204,16 +266,18 @@ def test_every_page_offline(server):
             built.scroll_into_view_if_needed()
             assert not page.get_by_text("disagree").count()
             shoot(page, "prune-built")
+            shoot_screens(page, "prune", clipped)
 
             open_page(page, "Layer-wise centrality")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             shoot(page, "layerwise")
+            shoot_screens(page, "layerwise", clipped)
 
             page.goto(f"{server}/finetune?layer=head.1")  # a link: prune the head layer, as by default
             page.get_by_role("heading", name="Fine-tune").first.wait_for(timeout=60_000)
             wait_idle(page)
             choose(page, "Image size", "64")
-            for label, value in (("Epochs", "2"), ("Train images per class (0: all)", "10")):
+            for label, value in (("Epochs", "2"), ("Images per class (0: all)", "10")):
                 field = page.get_by_label(label, exact=True)
                 field.fill(value)
                 after_rerun(page, lambda field=field: field.press("Enter"))
@@ -225,15 +289,21 @@ def test_every_page_offline(server):
             wait_idle(page)
             page.locator(".js-plotly-plot").first.wait_for()
             shoot(page, "finetune")
+            shoot_screens(page, "finetune", clipped)
 
             open_page(page, "Results")
             page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
             shoot(page, "results")
+            shoot_screens(page, "results", clipped)
+
+            open_page(page, "Glossary")
+            shoot_screens(page, "glossary", clipped)
 
             assert not page.locator('[data-testid="stException"]').count()
         finally:
             browser.close()
     print("timings (s):", {k: round(v, 2) for k, v in timings.items()})
+    assert not clipped, f"cut off at a screen size: {clipped}"
     outside = outside_requests(requests)
     assert not outside, f"requests to outside addresses: {outside}"
 

@@ -77,14 +77,18 @@ def test_saved_model_evaluates_per_class_on_any_folder(tiny_folder, tmp_path, ca
     assert {p.name for p in model_dir.iterdir()} == {"model.pt", "model.json", "model.onnx", "model.ts"}
 
     subset = make_tiny_folder(tmp_path / "subset", {"red": CLASSES["red"], "blue": CLASSES["blue"]}, per_class=3)
-    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(subset)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(subset), "--batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert "Evaluating" in captured.err and "6/6" in captured.err  # the bar of images, on stderr
     assert lines[0].split() == ["class", "correct", "total", "accuracy"]
     assert [line.split()[0] for line in lines[1:]] == ["blue", "red", "overall"]
     assert [line.split()[2] for line in lines[1:]] == ["3", "3", "6"]
 
-    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(subset), "--json"]) == 0
-    evaluation = json.loads(capsys.readouterr().out)
+    assert cli.main(["evaluate", "--model", str(model_dir), "--root", str(subset), "--json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    evaluation = json.loads(captured.out)
+    assert "Evaluating" not in captured.err
     assert evaluation["total"] == 6 and set(evaluation["per_class"]) == {"blue", "red"}
 
     other = make_tiny_folder(tmp_path / "other", {"cat": (1, 2, 3), "red": (200, 0, 0)}, per_class=2)

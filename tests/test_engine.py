@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from torch import nn
 
 from cprune_core.checkpoint import export_onnx, export_torchscript, load_model, save_model
 from cprune_core.data import build_transform, load_dataset
@@ -15,7 +16,8 @@ from cprune_core.device import Precision, is_out_of_memory
 from cprune_core.engine import finetune, run
 from cprune_core.errors import CheckpointError, ConfigError, StopRequested
 from cprune_core.evaluation import accuracy, evaluate_model
-from cprune_core.features import FeatureCache, _contents_digest
+from cprune_core.features import FeatureCache, _contents_digest, extract_features
+from cprune_core.progress import Steps
 from cprune_core.pruning import PruningGraph
 from cprune_core.schema import FinetuneConfig, MetricEvent
 
@@ -132,6 +134,14 @@ def test_a_stop_while_computing_features_ends_the_run_before_training(tiny_confi
     assert "start" not in kinds(history) and final.test_acc is None and final.params is None
 
 
+def test_feature_extraction_counts_images_before_every_batch_and_at_the_end():
+    data = torch.utils.data.TensorDataset(torch.randn(40, 3, 8, 8), torch.arange(40) % 2)
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    steps = Steps(extract_features(nn.Conv2d(3, 4, 3), loader, Precision(torch.device("cpu")), None, "train"))
+    assert list(steps) == [(0, 40), (16, 40), (32, 40), (40, 40)]
+    assert steps.result[0].shape == (40, 4, 6, 6)
+
+
 def test_accuracy_raises_stop_requested_and_leaves_the_model_in_its_mode():
     model = torch.nn.Linear(2, 2).train()
     batches = [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))]
@@ -160,7 +170,7 @@ def test_frozen_features_are_computed_once_and_shared_by_baseline_and_pruned(tin
     first = list(finetune(replace(tiny_config, mode="baseline"), feature_cache=cache))
     second = list(finetune(tiny_config, feature_cache=cache))
 
-    assert any(e.message.startswith("Computing train features") for e in first)
+    assert "Computing train features: 0 of 12 images" in [e.message for e in first]  # a counter of images
     assert not any(e.message.startswith("Computing") for e in second)
     assert len(cache) == 3  # train, val and test prefix features
 
@@ -303,7 +313,10 @@ def test_saved_model_reloads_with_the_same_test_accuracy(tiny_config, tmp_path):
     assert saved.info["kept"] == result.kept and saved.classes == ["blue", "green", "red"]
     splits = load_dataset("folder", tiny_config.dataset_root, val_fraction=0.25, test_fraction=0.25)
     transform = build_transform(64, saved.info["mean"], saved.info["std"], train=False)
-    evaluation = evaluate_model(saved.model, splits.test, transform)
+    reports = []
+    evaluation = evaluate_model(saved.model, splits.test, transform, batch_size=4,
+                                progress=lambda done, total, message: reports.append((done, total)))
+    assert reports == [(0, 6), (4, 6), (6, 6)]  # before the first batch, then after each
     assert evaluation.accuracy == pytest.approx(result.summary.test_acc) == pytest.approx(saved.info["test_acc"])
     assert sum(total for _, total in evaluation.per_class.values()) == 6
     x = torch.randn(2, 3, 64, 64)

@@ -211,3 +211,19 @@ def test_out_as_the_current_folder_or_the_root_writes_inside_it(resnet_file, tmp
     for layer, name in (("fc", "fc.graphml"), ("all", "layerwise.csv")):
         code, _, err = run(capsys, "--weights", resnet_file, "--layer", layer, "--out", "/", "--criteria", "l2")
         assert code == 0 and "error" not in err and written[-1] == Path("/") / name  # inside /, never beside it
+
+
+def test_a_layer_with_no_edge_gets_the_tau_that_draws_one(tmp_path, capsys):
+    """Random 64-dimensional vectors have cosine similarities of about +-0.125: none clears tau 0.9, and the
+    command says at which tau each neuron has about ten edges (layer_view.suggested_tau), as the app does."""
+    torch.manual_seed(0)
+    vectors = torch.randn(40, 64)
+    path = save_safetensors({"w": vectors}, tmp_path / "random.safetensors")
+    code, out, err = run(capsys, "--weights", path, "--layer", "w", "--tau", 0.9, "--out", tmp_path)
+    assert code == 0 and ", 0 edges" in out
+    suggested = float(err.split("at --tau ")[1].split()[0])
+    assert 0 < suggested < 0.9
+    edges = int(np.count_nonzero(np.triu(layer_adjacency(vectors, suggested).numpy(), 1)))
+    assert 40 * 10 / 2 <= edges <= 40 * 10 / 2 + 40  # about ten per neuron (tau rounded down to 0.01)
+    code, _, err = run(capsys, "--weights", path, "--layer", "w", "--tau", suggested, "--out", tmp_path)
+    assert code == 0 and "hint:" not in err

@@ -30,7 +30,7 @@ from cprune_core.layer_report import layerwise_rows
 from cprune_core.model_source import FileSource
 from canvas_page import canvas_centre, find, status, tooltip, wait_shown
 from ui.services import uploads
-from weights_files import hugging_face_checkpoint, llama_like, transformer_stack
+from weights_files import clustered, hugging_face_checkpoint, llama_like, transformer_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -356,3 +356,39 @@ def _click_a_neuron(page) -> None:
     page.mouse.click(*canvas_centre(page))
     page.get_by_text("of neuron 9 (").wait_for(timeout=60_000)
     _idle(page)
+
+
+HOSTILE_NAME = '<a href="https://example.com">x</a><b>bold</b><br><span style="color:red">red</span>.weight'
+
+
+def test_a_tensor_named_in_html_is_text_in_every_chart_of_the_layer_wise_page():
+    """Issue 29.10: the Layer-wise page's Plotly charts (tick labels, hover text) show a tensor's name as written:
+    escaped for Plotly, so no link, bold, line break or styled span forms."""
+    generator = torch.Generator().manual_seed(0)
+    state = {HOSTILE_NAME: torch.randn(24, 16, generator=generator), "plain.weight": torch.randn(24, 16,
+                                                                                              generator=generator)}
+    at = upload("hostile.safetensors", save(state), "layerwise")
+    specs = [json.loads(el.proto.spec) for el in at.main.get("plotly_chart")]  # "<" is \u003c in the JSON
+
+    def texts(value) -> list[str]:
+        if isinstance(value, dict):
+            return [text for item in value.values() for text in texts(item)]
+        if isinstance(value, list):
+            return [text for item in value for text in texts(item)]
+        return [value] if isinstance(value, str) else []
+
+    shown = [texts(spec["data"]) + texts(spec["layout"]) for spec in specs]
+    named = [chart for chart in shown if any(text.startswith("&lt;a href") for text in chart)]  # escaped
+    assert len(named) >= 3, "the boxes, the concentration and the spectral figures name every layer"
+    assert not any(tag in text for chart in shown for text in chart for tag in ("<a href", "<b>bold", "<span style"))
+
+
+def test_how_it_works_on_a_file_opens_a_layer_that_shows_the_method():
+    """Issue 28: a file whose first small layer has 2 neurons and no edge opens on a layer with enough neurons and
+    an edge at tau, not on that one."""
+    generator = torch.Generator().manual_seed(0)
+    state = {"a.weight": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "b.weight": torch.randn(4, 8, generator=generator),
+             "c.weight": clustered(32, 48, 4, generator)}
+    at = upload("small.safetensors", save(state), "how-it-works")
+    assert at.session_state["hiw_layer"] == "c"
+    assert any(m.value.startswith("At τ") and "**0**" not in m.value for m in at.markdown)

@@ -113,8 +113,9 @@ def _hover(result: AtlasResult, panel: HeatmapPanel, criteria: list[str]) -> np.
     def text(row: int, column: int) -> str:
         layer, value = result.layers[row], panel.values[row, column]
         reliability = layer.reliability
-        lines = [f"<b>{layer.label}</b>", f"{criteria[column]}: {value:+.{panel.digits}f}" if not math.isnan(value)
-                 else f"{criteria[column]}: undefined"]
+        name = charts.plotly_text(criteria[column])  # hover text is Plotly markup: names escaped
+        lines = [f"<b>{charts.plotly_text(layer.label)}</b>",
+                 f"{name}: {value:+.{panel.digits}f}" if not math.isnan(value) else f"{name}: undefined"]
         if not math.isnan(panel.p[row, column]):
             lines.append(f"p {panel.p[row, column]:.3g}, Holm-adjusted {panel.adjusted[row, column]:.3g}: "
                          f"{panel.verdicts[row][column]}")

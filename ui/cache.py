@@ -21,13 +21,14 @@ import streamlit as st
 import torch
 
 from cprune_core import (CRITERIA, Backbone, CostModel, LayerInfo, cosine_similarity, exact_cost, load_backbone,
-                         make_criterion, measure_latency_ms, prune_model)
+                         make_criterion, prune_model)
 from cprune_core import graph, graph_cache, kept_sets, layer_view
+from cprune_core.cost import Latency, compare_latency
 from cprune_core.geometry import KeptSetCurves
 from cprune_core.criteria import DEFAULT_TAU, RANKING_MAX_ITER
 from cprune_core.graph_view import GraphPayload, louvain_labels, payload_from_edges
 from cprune_core.layer_report import LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, layerwise_rows
-from cprune_core.layer_view import LayerGraph, LayerScan, Walkthrough
+from cprune_core.layer_view import TAU_STEPS, LayerGraph, LayerScan, Walkthrough
 from cprune_core.sparse_graph import SparseGraph
 from cprune_core.model_source import BackboneSource, FileSource
 from cprune_core.registry import MAX_CHECKPOINT_BYTES
@@ -35,7 +36,6 @@ from cprune_core.spectral import LayerSpectrum, weight_spectrum
 from cprune_core.weights import LOCAL_BUDGET, WeightsBudget
 from cprune_server import downloads_allowed
 
-from .state import TAU_RANGE, TAU_STEP
 
 __all__ = ["FILE_BUDGET", "ModelKey", "FileKey", "SourceKey", "ModelBundle", "FileBundle", "backbone", "model_bundle",
            "file_bundle", "bundle_of", "layer_weight", "layer_vectors", "similarity", "with_progress", "layer_scan",
@@ -254,9 +254,6 @@ def positions(key: SourceKey, layer: str, layout_name: str) -> np.ndarray:
     return layout(key, layer)
 
 
-TAU_STEPS = tuple(float(t) for t in np.round(np.arange(TAU_RANGE[0], TAU_RANGE[1] + TAU_STEP / 2, TAU_STEP), 2))
-
-
 @st.cache_resource(max_entries=6, show_spinner=False)
 def graph_payload(key: SourceKey, layer: str, layout_name: str) -> GraphPayload:
     """What the graph canvas is sent once per layer and layout (cprune_core.graph_view): positions, norms and
@@ -383,25 +380,26 @@ def layerwise(key: SourceKey, tau: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def measured_cost(key: ModelKey) -> tuple[int, int, float]:
-    """Exact params, MACs and median latency (ms) of the unpruned model."""
+def measured_cost(key: ModelKey) -> tuple[int, int]:
+    """Exact params and MACs (per image at the backbone's input size) of the unpruned model."""
     bundle = model_bundle(key)
-    size = bundle.loaded.spec.input_size
-    cost = exact_cost(bundle.loaded.model, size)
-    return cost.params, cost.macs, measure_latency_ms(bundle.loaded.model, size)
+    cost = exact_cost(bundle.loaded.model, bundle.loaded.spec.input_size)
+    return cost.params, cost.macs
 
 
 @st.cache_data(max_entries=16, show_spinner="Pruning and measuring …")
 def pruned_cost(key: ModelKey, criterion: str, tau: float, keep: float | dict[str, int],
-                layers: list[str] | None) -> tuple[int, int, float]:
+                layers: list[str] | None) -> tuple[int, int, Latency, Latency]:
     """The model pruned for real (smaller weight tensors, torch-pruning) with these settings (as ``prune_model``
-    takes them), measured as ``measured_cost`` measures the unpruned one. Built and timed once per settings
-    and server, in the script run that first asks: a few seconds, which the run queue would put behind
-    visitors' fine-tuning runs."""
+    takes them): its exact params and MACs, as ``measured_cost`` counts the unpruned one's, and the latency of the
+    unpruned and the pruned model timed in turns (``compare_latency``). Built and timed once per settings and
+    server, in the script run that first asks: a few seconds, which the run queue would put behind visitors'
+    fine-tuning runs."""
     loaded = model_bundle(key).loaded
     result = prune_model(loaded.model, loaded.spec, make_criterion(criterion, tau), keep, layers)
     cost = exact_cost(result.model, loaded.spec.input_size)
-    return cost.params, cost.macs, measure_latency_ms(result.model, loaded.spec.input_size)
+    before, after = compare_latency([loaded.model, result.model], loaded.spec.input_size)
+    return cost.params, cost.macs, before, after
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

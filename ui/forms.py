@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import streamlit as st
+
 from cprune_core.options import Settings, app_range
 
-__all__ = ["help_for", "number_limits", "number_input_for", "choices_within"]
+__all__ = ["help_for", "number_limits", "number_input_for", "unless_set", "choices_within"]
 
 
 def help_for(settings_class: type[Settings], name: str) -> str:
@@ -55,8 +57,15 @@ def number_input_for(container: Any, label: str, settings: Settings, name: str, 
     further keywords, e.g. ``disabled``). Returns the whole number chosen, or None for the 0 that stands for
     None."""
     limits = number_limits(settings, name)
+    limits.update(unless_set(key, value=limits.pop("value")))
     chosen = int(container.number_input(label, key=key, **limits, **widget))
     return None if chosen == 0 and limits["min_value"] == 0 and 0 not in app_range(type(settings), name) else chosen
+
+
+def unless_set(key: str, **default: Any) -> dict[str, Any]:
+    """``default`` (a widget's ``index=`` or ``value=``) while the widget ``key`` has no state, else nothing: its
+    state, or a preset's, decides (Streamlit logs a clash when a widget gets both)."""
+    return {} if key in st.session_state else default
 
 
 def choices_within(settings_class: type[Settings], name: str, candidates: Iterable[Any]) -> list[Any]:

@@ -25,6 +25,7 @@ PAGES = (
     PageEntry("pages/importance.py", "Does centrality predict importance?", "importance"),
     PageEntry("pages/finetune.py", "Fine-tune", "finetune"),
     PageEntry("pages/results.py", "Results", "results"),
+    PageEntry("pages/glossary.py", "Glossary", "glossary"),
 )
 # Not listed in the navigation: the server's operator opens /operator and gives CPRUNE_ADMIN_TOKEN there.
 OPERATOR_PAGE = PageEntry("pages/operator.py", "Operator", "operator")

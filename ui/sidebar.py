@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from cprune_core import (BACKBONES, DATASETS, CheckpointError, CPruneError, WeightsUnavailableError, describe_device,
+from cprune_core import (BACKBONES, DATASETS, DEFAULT_BACKBONE, CheckpointError, CPruneError, WeightsUnavailableError, describe_device,
                          get_spec, resolve_device)
 from cprune_core.access import NO_DOWNLOADS
 from cprune_core.data import get_source, is_cached
@@ -90,8 +90,11 @@ def render() -> None:
 
 
 def _choose_backbone() -> ModelKey | None:
+    # Titles without their note ("EfficientNet-Lite0 (offline default)" is cut off in the sidebar's width).
     backbone = state.bound(st.selectbox, "backbone", "Backbone", options=list(BACKBONES),
-                           format_func=lambda name: BACKBONES[name].title)
+                           format_func=lambda name: BACKBONES[name].title.split(" (")[0],
+                           help=f"{BACKBONES[DEFAULT_BACKBONE].title.split(' (')[0]} is the offline default: its "
+                                "ImageNet weights come with CPrune; the others' are downloaded on first use.")
     weights = st.radio("Weights", _weight_sources(backbone), format_func=WEIGHT_LABELS.get, key="weights",
                        horizontal=True)
     if weights != "checkpoint":

@@ -15,6 +15,7 @@ import streamlit as st
 
 from cprune_core import FinetuneConfig, Range
 from cprune_core.access import Access
+from cprune_core.layer_view import TAU_STEP
 from cprune_core.ranges import number_from_text
 from cprune_server import VISITOR_COOKIE, anonymous_visitor, signed_visitor, visitor_access, visitor_key
 
@@ -31,7 +32,7 @@ def slider_bounds(valid: Range, step: float) -> tuple[float, float]:
 
 
 OPTIONS, CONFIG_DEFAULTS = FinetuneConfig.options(), FinetuneConfig()  # the shared values' one source
-TAU_STEP, KEEP_STEP = 0.01, 0.05
+KEEP_STEP = 0.05
 TAU_RANGE = slider_bounds(OPTIONS["tau"].range, TAU_STEP)
 KEEP_RANGE = slider_bounds(OPTIONS["keep"].range, KEEP_STEP)
 DEFAULTS: dict[str, Any] = {

@@ -296,8 +296,8 @@ def layer_ablator(trained: TrainedBaseline, graph: PruningGraph, group: Prunable
     prefix = cut_model(model, replace(spec, suffix_start=cut))[0]
     steps = Steps(prefix_features(prefix, trained.datasets["val"], config, spec, split="val", precision=Precision(device),
                                   stop=stop, cut=cut, cache=feature_cache))
-    for batch, batches in steps:
-        report(progress, batch, batches, f"Computing the inputs of {cut} on the validation split")
+    for done, images in steps:
+        report(progress, done, images, f"Computing the inputs of {cut} on the validation split (images)")
     inputs, labels = steps.result
     return ForwardAblator(layer, group, rest_features(model, spec, cut), inputs, labels,
                           [(model.get_submodule(e.module), e.per_channel) for e in readers], heads, device)

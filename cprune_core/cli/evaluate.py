@@ -12,6 +12,7 @@ from ..evaluation import evaluate_model
 from ..schema import FinetuneConfig
 from .finetune import percent
 from .options import add_config_argument, path_text
+from .progress_bars import StepProgressBar
 
 __all__ = ["add_evaluate_command"]
 
@@ -33,6 +34,7 @@ def add_evaluate_command(subparsers) -> None:
     add_config_argument(parser, "batch_size", default=64, help="Evaluation batch size.")
     add_config_argument(parser, "device")
     parser.add_argument("--json", action="store_true", help="Print the accuracies as JSON on stdout.")
+    parser.add_argument("--quiet", action="store_true", help="No progress bar (on stderr: images evaluated).")
     parser.set_defaults(handler=evaluate_command)
 
 
@@ -54,8 +56,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"Model classes: {', '.join(saved.classes)}. Use a folder whose sub-folders are named like those.")
     label_map = [saved.classes.index(name) for name in splits.classes]
     transform = build_transform(saved.image_size, saved.info["mean"], saved.info["std"], train=False)
-    evaluation = evaluate_model(saved.model, dataset, transform, batch_size=args.batch_size,
-                                device=resolve_device(args.device), label_map=label_map)
+    bar = StepProgressBar(unit="image", quiet=args.quiet)
+    try:
+        evaluation = evaluate_model(saved.model, dataset, transform, batch_size=args.batch_size,
+                                    device=resolve_device(args.device), label_map=label_map, progress=bar)
+    finally:
+        bar.close()
     per_class = {name: {"correct": c, "total": t, "accuracy": c / t if t else None}
                  for name, (c, t) in evaluation.per_class.items()}
     report = {"model": str(args.model), "dataset": args.dataset, "root": str(splits.root), "split": args.split,

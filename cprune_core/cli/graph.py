@@ -14,6 +14,7 @@ import pandas as pd
 from ..criteria import CRITERIA
 from ..graph import GRAPH_FORMATS, graph_file, to_networkx
 from ..graph_cache import GraphCache
+from ..layer_view import TAU_STEPS, scan_layer, suggested_tau
 from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, SourceOpener, check_graph_settings,
                             layer_report, layerwise_rows)
 from ..model_source import FileSource, ModelSource
@@ -115,6 +116,15 @@ def write_layer(report: LayerReport, out: Path, file_format: str) -> list[Path]:
     return [nodes, edges]
 
 
+def no_edge_hint(source: ModelSource, layer: str, tau: float) -> str:
+    """Why a layer's graph has no edge at ``tau``, and the tau at which its neurons have about ten edges each
+    (``layer_view.suggested_tau``): what the app's explorer says, for the command line."""
+    scan = scan_layer(source, layer, taus=TAU_STEPS, edge_cap=1)  # the counts, in the graph budget
+    suggested = suggested_tau(TAU_STEPS, scan.counts, scan.neurons)
+    return (f"hint: no two neurons of {printable(layer)} have a cosine similarity above tau {tau:g} (random-init "
+            f"weights have similarities near 0); at --tau {suggested:.2f} each neuron has about ten edges.")
+
+
 def opener(args: argparse.Namespace) -> SourceOpener:
     """How this command's model is opened, here and in a Ray worker."""
     if args.weights is not None:
@@ -147,6 +157,8 @@ def graph_command(args: argparse.Namespace) -> int:
           f"{summary.edges} edges (density {summary.density:.4f}), {summary.components} "
           f"component{'s' if summary.components != 1 else ''}; "
           f"scores: {', '.join(report.scores)} -> {', '.join(printable(str(path)) for path in paths)}")
+    if summary.edges == 0 and summary.nodes > 1:
+        print(no_edge_hint(source, args.layer, args.tau), file=sys.stderr)
     for criterion, note in report.notes.items():
         others = [name for name in args.criteria if name != criterion]
         print(f"warning: {note}; --criteria {','.join(others)} leaves it out", file=sys.stderr)

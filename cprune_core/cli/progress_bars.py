@@ -40,12 +40,14 @@ class StepProgressBar:
     """The analysis's progress on stderr: one bar whose description names the step. It appears at the
     first report, so an input error (raised before any work) is the only line printed."""
 
-    def __init__(self):
+    def __init__(self, unit: str = "it", quiet: bool = False):
         self.bar: tqdm | None = None
+        self.unit, self.quiet = unit, quiet
 
     def __call__(self, done: int, total: int, message: str) -> None:
         if self.bar is None:
-            self.bar = tqdm(total=total or None, file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total or None, file=sys.stderr, dynamic_ncols=True, unit=self.unit,
+                            disable=self.quiet)
         elif (total or None) != self.bar.total:
             self.bar.reset(total=total or None)
         self.bar.set_description_str(message, refresh=False)

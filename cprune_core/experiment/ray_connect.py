@@ -204,6 +204,6 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--executor ray needs Ray, which is not installed: run `make install` "
-                          "(or `pip install -r requirements.txt`).") from None
+        raise ConfigError("--executor ray needs Ray, which is not installed: run `pip install -e '.[cluster]'` "
+                          "(`make test` installs it too).") from None
     return ray

@@ -1,7 +1,7 @@
 // Colours (legend.js): a node's colour is its centrality's place between the lowest and the highest.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { colourBins, communitySizes } from "../../ui/components/graph_canvas/legend.js";
+import { colourBins, communitySizes, rangeLabel } from "../../ui/components/graph_canvas/legend.js";
 
 test("centrality colours span the scale from the lowest value to the highest", () => {
   const { of, colours, range } = colourBins(3, new Float64Array([0.1, 0.4, 0.7]), null);
@@ -17,4 +17,11 @@ test("no centrality yet: one colour and no range; communities: their own colours
   const communities = colourBins(3, null, new Uint16Array([0, 12, 3]));
   assert.deepEqual(Array.from(communities.of), [0, 10, 3]);
   assert.deepEqual(communitySizes(new Uint16Array([0, 12, 3, 11, 0])), [[0, 2], [3, 1], [10, 2]]);
+});
+
+test("the legend's range reads 0 for a centrality that is 0 but for rounding, else 3 significant digits", () => {
+  assert.equal(rangeLabel(1.11e-49, [1.11e-49, 0.312]), "0");
+  assert.equal(rangeLabel(0.312, [1.11e-49, 0.312]), "0.312");
+  assert.equal(rangeLabel(0.00123, [0.00123, 0.5]), "0.00123");
+  assert.equal(rangeLabel(0, [0, 0]), "0");
 });

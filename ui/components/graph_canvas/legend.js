@@ -59,6 +59,13 @@ export function format(value, digits = 0) {
   return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+// An end of the centrality's range as the legend writes it: 3 significant digits, and 0 for a value that is 0 but
+// for rounding (an isolated neuron's centrality is 1e-49 beside a largest of 0.3).
+export function rangeLabel(value, range) {
+  const largest = Math.max(Math.abs(range[0]), Math.abs(range[1]));
+  return Math.abs(value) <= 1e-6 * largest ? "0" : value.toPrecision(3);
+}
+
 export function circle(context, x, y, r) {
   context.moveTo(x + r, y);
   context.arc(x, y, r, 0, 2 * Math.PI);
@@ -109,9 +116,9 @@ function centralityRows(context, x, range, pending) {
   context.fillRect(x + 8, 34, LEGEND_WIDTH - 16, 12);
   context.fillStyle = INK;
   context.font = "11px sans-serif";
-  context.fillText(range ? range[0].toPrecision(3) : "…", x + 8, 60);
+  context.fillText(range ? rangeLabel(range[0], range) : "…", x + 8, 60);
   context.textAlign = "right";
-  context.fillText(range ? range[1].toPrecision(3) : "…", x + LEGEND_WIDTH - 8, 60);
+  context.fillText(range ? rangeLabel(range[1], range) : "…", x + LEGEND_WIDTH - 8, 60);
   context.textAlign = "left";
   let row = 74;
   if (pending) {
