@@ -1,6 +1,6 @@
 # CPU image of the app: docker build -t cprune . && docker run -p 8501:8501 cprune
 # Inside a container the app must listen on 0.0.0.0 to be reachable through the published port: the
-# image serves it to whatever network the port is published on (README, "Serving to a network").
+# image serves it to whatever network the port is published on (docs/serving.md, "Serving to a network").
 FROM python:3.11-slim
 WORKDIR /app
 # A visitor's link never makes the server download weights or datasets (`docker run -e CPRUNE_DOWNLOADS=on` to allow it).

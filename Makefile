@@ -65,7 +65,7 @@ browser:
 run: install
 	@$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
 
-# The app for a classroom: every interface of this machine. Read "Serving to a network" in the README.
+# The app for a classroom: every interface of this machine. Read docs/serving.md, "Serving to a network".
 serve: install
 	@echo "Serving CPrune on every network interface, port $(PORT): anyone who can reach this machine can use it."
 	@CPRUNE_DOWNLOADS=$${CPRUNE_DOWNLOADS:-off} $(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 --client.showErrorDetails none
@@ -100,7 +100,7 @@ bench: install-dev browser
 	$(PY) -m bench.bench_ray
 	$(PY) -m bench.bench_app
 
-# The GPU path, on a machine with a CUDA GPU (README: "The GPU check"); exits non-zero if a check fails.
+# The GPU path, on a machine with a CUDA GPU (docs/gpu.md); exits non-zero if a check fails.
 gpu-check: install
 	$(PY) bench/gpu_check.py
 

@@ -34,7 +34,7 @@ MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'  # 
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: its default, valid values and meaning (for the README and errors). A number
+    """One environment variable: its default, valid values and meaning (for docs/serving.md and errors). A number
     has a ``range``; a word has ``choices``; a ``secret`` is a text hard to guess (the rule above; "" when
     unset: the feature it guards is off); ``folders`` are absolute paths separated by os.pathsep (a tuple of
     Paths, empty when unset)."""

@@ -10,7 +10,7 @@ from cprune_core.ranges import Range
 from cprune_core.settings import SETTINGS as CORE_SETTINGS
 from cprune_core.settings import Setting, check_settings
 
-__all__ = ["SERVER_SETTINGS", "ALL_SETTINGS", "setting", "check_server_settings"]
+__all__ = ["SERVER_SETTINGS", "ALL_SETTINGS", "setting", "check_server_settings", "settings_table"]
 
 
 SERVER_SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
@@ -40,6 +40,24 @@ SERVER_SETTINGS: dict[str, Setting] = {entry.name: entry for entry in (
             "without uploading them; unset: none", folders=True),
 )}
 ALL_SETTINGS: dict[str, Setting] = {**CORE_SETTINGS, **SERVER_SETTINGS}  # every variable the app reads
+
+
+def settings_table() -> str:
+    """Every variable of ALL_SETTINGS as the Markdown table docs/serving.md shows (its test keeps the two equal):
+    name, default (unset: a secret or folders), valid values, meaning."""
+    def valid(entry: Setting) -> str:
+        if entry.choices:
+            return " or ".join(entry.choices)
+        if entry.secret:
+            return "a hard-to-guess text"
+        if entry.folders:
+            return "absolute folders separated by `:`"
+        return str(entry.range)
+
+    rows = ["| Variable | Default | Valid | What it bounds |", "|---|---|---|---|"]
+    rows += [f"| `{entry.name}` | {entry.default if entry.default != '' else 'unset'} | {valid(entry)} | "
+             f"{entry.help} |" for entry in sorted(ALL_SETTINGS.values(), key=lambda entry: entry.name)]
+    return "\n".join(rows)
 
 
 def setting(name: str) -> int | float | str | tuple[Path, ...]:

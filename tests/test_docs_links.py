@@ -82,3 +82,10 @@ def test_the_readme_is_a_short_guide_and_no_line_of_a_guide_is_a_wall():
     for page in [PAGES[0], *GUIDES]:
         long = [number for number, line in enumerate(page.read_text().splitlines(), 1) if len(line) > 500]
         assert not long, f"{page.name}: lines over 500 characters: {long}"
+
+
+def test_the_serving_guide_lists_every_setting_as_the_code_defines_it():
+    from cprune_server.settings import settings_table
+
+    assert settings_table() in (ROOT / "docs" / "serving.md").read_text(), (
+        "docs/serving.md's Settings table differs from cprune_server.settings.settings_table(): paste its output")

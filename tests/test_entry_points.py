@@ -1,4 +1,4 @@
-"""Every way in takes a hostile value with one sentence and the README's exit code, never a traceback."""
+"""Every way in takes a hostile value with one sentence and its exit code (docs/cli.md), never a traceback."""
 from __future__ import annotations
 
 import pytest

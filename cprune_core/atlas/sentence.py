@@ -134,7 +134,7 @@ def why_sentence(results: list[AtlasResult]) -> str:
 
 
 def atlas_sentences(results: list[AtlasResult] | AtlasResult) -> tuple[str, str, str]:
-    """(the primary finding, what the layers could detect, why) for the report, the README and the app: for one
+    """(the primary finding, what the layers could detect, why) for the report, the guides and the app: for one
     atlas, or pooled over several (one per backbone)."""
     results = [results] if isinstance(results, AtlasResult) else list(results)
     if not any(result.layers for result in results):
