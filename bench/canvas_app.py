@@ -18,7 +18,8 @@ import torch
 
 from cprune_core.criteria import RANKING_MAX_ITER
 from cprune_core.graph import layout_2d
-from cprune_core.graph_view import EdgeList, GraphPayload, payload_from_edges
+from cprune_core.graph_view import GraphPayload, payload_from_edges
+from cprune_core.sparse_graph import EdgeList
 from ui.graph_canvas import graph_canvas, send_payload
 
 TAUS = [round(0.01 * k, 2) for k in range(100)]  # the app's tau steps

@@ -75,7 +75,7 @@ from cprune_core.features import TensorBatches
 from cprune_core.graph import adjacency_for
 from cprune_core.criteria import make_criterion
 from cprune_core.paths import SHARED_FLOWERS
-from cprune_core.progress import Progress
+from cprune_core.schema import Progress
 from cprune_core.pruning import keep_count, kept_indices, prune_model
 from cprune_core.registry import get_spec, get_submodule, load_backbone, replace_classifier
 from cprune_core.schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary

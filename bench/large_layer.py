@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cprune_core.graph import normalise_rows
-from cprune_core.graph_view import EdgeList
+from cprune_core.sparse_graph import EdgeList
 
 NEURONS = 14_336
 CLUSTERS = 70

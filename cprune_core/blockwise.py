@@ -24,19 +24,16 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, StopRequested
+from .errors import ConfigError
 from .graph import EPS, normalise_rows
-from .graph_view import EdgeList, counts_above, strongest
+from .graph_view import counts_above, strongest
+from .progress import ProgressCallback, check_stop, report
 from .settings import setting
-from .sparse_graph import BYTES_PER_EDGE, SparseGraph
-
-if TYPE_CHECKING:
-    from .progress import ProgressCallback
+from .sparse_graph import BYTES_PER_EDGE, EdgeList, SparseGraph
 
 __all__ = ["MAX_GRAPH_NEURONS", "BYTES_PER_PAIR", "GraphBudget", "GraphCost", "graph_cost", "check_graph_cost",
            "NormalisedRows", "read_normalised", "scan_pairs", "EdgesAbove", "StrongestEdges", "StrongestPerNeuron",
@@ -343,15 +340,3 @@ class GraphSlots:
 
 
 GRAPH_SLOTS = GraphSlots()
-
-
-# progress.report and progress.check_stop, which this module cannot import: progress imports the run schema, which
-# imports the criteria, which use this module.
-def report(progress: ProgressCallback | None, done: int, total: int, message: str) -> None:
-    if progress is not None:
-        progress(done, total, message)
-
-
-def check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise StopRequested("Stopped.")

@@ -38,10 +38,10 @@ from .errors import CPruneError, DatasetError, StopRequested
 from .evaluation import accuracy
 from .features import FEATURE_CACHE, FeatureCache, Features, TensorBatches, pooled_features, prefix_features
 from .criteria import make_criterion
-from .progress import Progress, Steps, check_stop
+from .progress import Steps, check_stop
 from .pruning import layers_to_prune, prune_model
 from .registry import get_spec, get_submodule, load_backbone, replace_classifier
-from .schema import EventKind, FinetuneConfig, MetricEvent, RunResult, RunStatus, RunSummary
+from .schema import EventKind, FinetuneConfig, MetricEvent, Progress, RunResult, RunStatus, RunSummary
 from .cut import cut_model
 
 __all__ = ["Finetuner", "finetune", "run", "make_optimizer", "train_epochs"]

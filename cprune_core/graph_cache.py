@@ -25,13 +25,13 @@ import torch
 
 from .blockwise import GraphBudget
 from .graph import force_layout
-from .graph_view import EDGE_CAP, EdgeList
+from .graph_view import EDGE_CAP
 from .layer_view import LayerScan, scan_layer
 from .model_source import ModelSource
 from .paths import atomic_write, cache_home
 from .progress import ProgressCallback
 from .settings import setting
-from .sparse_graph import SparseGraph
+from .sparse_graph import EdgeList, SparseGraph
 
 __all__ = ["GRAPH_CACHE_VERSION", "layer_identity", "entry_key", "GraphCache", "cached_scan", "cached_force_layout"]
 

@@ -30,8 +30,9 @@ import torch
 from .centrality import POWER_TOLERANCE
 from .errors import ConfigError
 from .graph import to_networkx
+from .sparse_graph import EdgeList
 
-__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "EdgeList", "GraphPayload", "edges_above", "edge_counts", "counts_above",
+__all__ = ["EDGE_CAP", "PAYLOAD_MAGIC", "GraphPayload", "edges_above", "edge_counts", "counts_above",
            "strongest",
            "payload_from_edges", "build_payload", "decode_payload", "payload_from_encoded", "louvain_labels"]
 
@@ -67,17 +68,6 @@ def edge_counts(similarity: torch.Tensor, taus: Sequence[float]) -> np.ndarray:
     """
     weights = edges_above(similarity, taus[0]).weights if len(taus) else np.zeros(0, np.float32)
     return counts_above(weights, taus)
-
-
-@dataclass(frozen=True)
-class EdgeList:
-    """The edges of a graph of ``n`` nodes above some tau: pairs ``rows[k] < cols[k]`` and their float32
-    similarity ``weights[k]``, in any order."""
-
-    n: int
-    rows: np.ndarray
-    cols: np.ndarray
-    weights: np.ndarray
 
 
 def edges_above(similarity: torch.Tensor, tau: float) -> EdgeList:

@@ -26,11 +26,11 @@ from .criteria import CRITERIA, RANKING_MAX_ITER, graph_of, make_criterion
 from .errors import ConfigError, CPruneError
 from .graph import (MAX_FORCE_LAYOUT_NODES, GraphSummary, layout_2d, normalise_rows, strongest_edges, summarize,
                     tau_for_mean_degree, threshold_adjacency)
-from .graph_view import EDGE_CAP, EdgeList
+from .graph_view import EDGE_CAP
 from .model_source import ModelSource
 from .progress import ProgressCallback
 from .ranges import TAU
-from .sparse_graph import SparseGraph
+from .sparse_graph import EdgeList, SparseGraph
 
 __all__ = ["EDGE_LIMIT", "SUGGESTED_DEGREE", "TAU_STEP", "TAU_STEPS", "LAYOUTS", "LayerScan", "scan_layer", "scan_scores", "graph_above",
            "similarities_to", "criterion_scores",

@@ -15,13 +15,23 @@ import scipy.sparse
 import torch
 
 from .errors import ConfigError
-from .graph_view import EdgeList
 
-__all__ = ["SparseGraph", "BYTES_PER_EDGE"]
+__all__ = ["EdgeList", "SparseGraph", "BYTES_PER_EDGE"]
 
 # What an edge costs while a graph is built and used: its row, column and weight (12 bytes), the sort that orders
 # them, and the symmetric CSR matrix of the centralities (each edge twice: an int64 column and a float32 value).
 BYTES_PER_EDGE = 48
+
+
+@dataclass(frozen=True)
+class EdgeList:
+    """The edges of a graph of ``n`` nodes above some tau: pairs ``rows[k] < cols[k]`` and their float32
+    similarity ``weights[k]``, in any order."""
+
+    n: int
+    rows: np.ndarray
+    cols: np.ndarray
+    weights: np.ndarray
 
 @dataclass(frozen=True)
 class SparseGraph:

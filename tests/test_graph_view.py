@@ -6,7 +6,8 @@ import torch
 from cprune_core.errors import ConfigError
 from cprune_core.graph import cosine_similarity, summarize, threshold_adjacency
 from cprune_core.centrality import POWER_TOLERANCE
-from cprune_core.graph_view import (PAYLOAD_MAGIC, EdgeList, build_payload, decode_payload, edge_counts,
+from cprune_core.sparse_graph import EdgeList
+from cprune_core.graph_view import (PAYLOAD_MAGIC, build_payload, decode_payload, edge_counts,
                                     edges_above, louvain_labels, payload_from_edges)
 
 TAUS = [round(0.01 * k, 2) for k in range(100)]

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from cprune_core.errors import CPruneError, StopRequested
-from cprune_core.progress import Progress, Steps, check_stop, report
+from cprune_core.progress import Steps, check_stop, report
+from cprune_core.schema import Progress
 from cprune_core.schema import EventKind, RunStatus
 
 

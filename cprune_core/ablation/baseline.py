@@ -14,10 +14,10 @@ from ..engine import Finetuner, train_epochs
 from ..errors import ConfigError, StopRequested, error_from
 from ..features import FeatureCache, Features, TensorBatches
 from ..layers import has_neurons, is_depthwise
-from ..progress import Progress, ProgressCallback, report
+from ..progress import ProgressCallback, report
 from ..pruning import PrunableGroup, PruningGraph
 from ..registry import BackboneSpec, get_submodule
-from ..schema import EventKind, FinetuneConfig, MetricEvent, RunStatus, RunSummary
+from ..schema import EventKind, FinetuneConfig, MetricEvent, Progress, RunStatus, RunSummary
 
 __all__ = ["TrainedBaseline", "train_baseline", "train_heads", "prunable_group"]
 
