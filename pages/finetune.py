@@ -45,7 +45,7 @@ with st.container(border=True):
     st.caption(f"Pruning: criterion **{session['criterion']}**, keep ratio **{session['keep']:.2f}**, "
                f"τ **{session['tau']:.2f}** (change them on the Prune page).")
     preset = st.columns([2, 5], vertical_alignment="center")
-    preset[0].button("Lecture: about a minute on a laptop", key="ft_lecture", on_click=_lecture,
+    preset[0].button("Lecture: under a minute on a laptop", key="ft_lecture", on_click=_lecture,
                      disabled=LECTURE.image_size not in sizes)
     preset[1].caption(f"Sets {LECTURE.image_size} px images, {LECTURE.train_per_class} training images per class and "
                       f"{LECTURE.epochs} epochs of the suffix: a baseline and a pruned run of EfficientNet-Lite0 took "
