@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.bench_weights_scale import write_checkpoint
+from bench.bench_weights_scale import add_shape_arguments, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,10 +67,7 @@ def both_alive(address: str, timeout_s: float = 60) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blocks", type=int, default=16)
-    parser.add_argument("--hidden", type=int, default=2048)
-    parser.add_argument("--mlp", type=int, default=8192)
-    parser.add_argument("--vocab", type=int, default=32000)
+    add_shape_arguments(parser)
     parser.add_argument("--tau", type=float, default=0.2)
     parser.add_argument("--modes", default="local,ray,cluster")
     args = parser.parse_args()

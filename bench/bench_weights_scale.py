@@ -130,12 +130,17 @@ def probe(folder: Path, step: str, layer: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint's shape: --blocks, --hidden, --mlp, --vocab (a 1B-shaped Llama by default)."""
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--mlp", type=int, default=8192)
     parser.add_argument("--vocab", type=int, default=32000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_shape_arguments(parser)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="Keep the checkpoint (its folder is printed).")
