@@ -262,7 +262,7 @@ def test_every_page_offline(server):
             assert metric(page, "Layer neurons kept") != before
             shoot(page, "prune")
             after_rerun(page, page.get_by_role("button", name="Build pruned model").click, timeout=180_000)
-            built = page.locator('[data-testid="stDataFrame"]').filter(has_text="latency (ms, batch 1)")
+            built = page.locator('[data-testid="stDataFrame"]').filter(has_text="latency (ms, one image, median)")
             built.scroll_into_view_if_needed()
             assert not page.get_by_text("disagree").count()
             shoot(page, "prune-built")

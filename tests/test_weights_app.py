@@ -326,7 +326,7 @@ def _upload_and_draw(page, url: str, path: Path) -> None:
     _idle(page)
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first.click()
     page.get_by_role("option", name=re.compile(r"^h\.0\.mlp\.fc ·")).click()
-    page.get_by_text("of neuron").first.wait_for(timeout=120_000)
+    page.get_by_text("of neuron").locator("visible=true").first.wait_for(timeout=120_000)  # the glossary's are hidden
     page.locator('.cg-stat[data-stat="neurons"][data-value="256"]').wait_for(timeout=120_000)
     _idle(page)
     tau = float(status(page)["tau"])
