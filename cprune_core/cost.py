@@ -7,16 +7,22 @@ a slider can update it in well under a millisecond. Tests check both agree exact
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .layers import is_depthwise
 from .pruning import PruningGraph, example_input
+
+# PyPI's torch is a CUDA build; installed without triton (the Makefile's choice on a machine with no GPU), its flop
+# counter warns on import that triton kernels will not be counted. Nothing here runs one, and the warning would be
+# a stray line in every command's one-sentence error.
+logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402  (after the line above)
 
 __all__ = ["Cost", "CostModel", "Latency", "count_params", "count_macs", "exact_cost", "compare_latency",
            "measure_latency_ms"]

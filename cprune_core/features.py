@@ -220,7 +220,8 @@ def prefix_features(prefix: nn.Module, dataset: ImageListDataset, config: Finetu
     dataset : the split's images, read with the evaluation transform at ``config.image_size`` (or the
         backbone's own size).
     config, spec : the run and its backbone: they name the features in the cache (backbone, starting weights,
-        cut, image size and the split's exact files); ``config.disk_cache`` also keeps them on disk.
+        cut, image size and the split's exact files, with what decides their rounding: the device, its mixed
+        precision and, on the CPU, torch's thread count); ``config.disk_cache`` also keeps them on disk.
     split : the split's name, for messages.
     precision : the device and mixed precision to compute with.
     stop : checked before every batch.
@@ -242,8 +243,12 @@ def prefix_features(prefix: nn.Module, dataset: ImageListDataset, config: Finetu
     cache = cache if cache is not None else FEATURE_CACHE
     cut = cut or spec.suffix_start
     image_size = config.image_size or spec.input_size
+    # The same run on 1 and 2 CPU threads, or under bf16, computes features that differ in their last bits: one
+    # run's features reused by another would make its numbers depend on what ran before it in this process.
+    rounding = (precision.device.type, str(precision.dtype),
+                torch.get_num_threads() if precision.device.type == "cpu" else None)
     key = cache.key("prefix", config.backbone, weights_id(config.weights, config.checkpoint), cut, image_size,
-                    samples_digest(dataset))
+                    samples_digest(dataset), rounding)
     value = cache.get(key, disk=config.disk_cache,
                       accept=lambda found: _fits(prefix, found, image_size, dataset, precision.device))
     if value is None:

@@ -209,10 +209,9 @@ def test_local_and_ray_executors_give_identical_numbers(executor, tiny_regime, t
                       for run in map(store.get_run, [r["id"] for r in store.list_runs()]))
 
     ours, theirs = losses(local_store), losses(ray_store)
-    assert [(key, acc) for key, _, acc in theirs] == [(key, acc) for key, _, acc in ours]
-    # The training loss to 1e-6: seen once 2.6e-7 apart in the full suite (not in the Ray lane alone), a rounding
-    # difference between the two processes' kernels that is not yet explained.
-    assert [loss for _, loss, _ in theirs] == pytest.approx([loss for _, loss, _ in ours], rel=1e-6)
+    # Exactly: the features cached by this module's earlier runs (on torch's default threads) are not reused by a
+    # run on one thread, which would round differently (seen in the full suite before the cache key had threads).
+    assert theirs == ours
 
 
 def _ray_workers_running_a_run() -> set[int]:
