@@ -50,6 +50,20 @@ def test_help_explains_every_option(command, capsys):
         assert action.help, f"{action.option_strings} has no help"
 
 
+def test_the_list_of_commands_answers_without_importing_any_command_or_torch():
+    """`cprune --help` lists every command with the help its own parser has, from the table alone."""
+    probe = ("import sys; from cprune_core.cli import main\n"
+             "try: main(['--help'])\nexcept SystemExit: pass\n"
+             "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('cprune_core.cli.')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.splitlines()[-1] == "['cprune_core.cli.interrupt']"
+    for command in cli.COMMANDS:
+        assert f"{command.name} " in done.stdout or f"{command.name}\n" in done.stdout
+    full = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert {choice.dest: choice.help for choice in full._choices_actions} == {
+        command.name: command.help for command in cli.COMMANDS}
+
+
 def test_finetune_json_reports_parseable_final_figures_and_records_the_run(tiny_folder, capsys):
     assert cli.main(tiny_args(tiny_folder, "--json", "--keep", "0.25")) == 0
 

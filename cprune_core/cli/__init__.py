@@ -1,7 +1,8 @@
 """Command line: ``cprune COMMAND`` (or ``python -m cprune_core COMMAND``).
 
-Each subcommand is registered by one ``add_*_command(subparsers)`` function listed in
-``COMMANDS``; it sets ``handler`` (args -> exit code). A CPruneError prints one ``error:``
+Each subcommand is one ``Command`` of ``COMMANDS``: its name, its one-line help, and the module whose
+``add_command(subparsers, command)`` adds its options and sets ``handler`` (args -> exit code). Only the
+chosen command's module is imported (the others bring torch in), so ``cprune --help`` answers at once. A CPruneError prints one ``error:``
 line and exits with the code of its kind (EXIT_CODES), as does an OSError (a file the user
 named cannot be read or written); anything else is a bug and shows its traceback.
 """
@@ -10,16 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
 
 from ..errors import CPruneError, StopRequested, StoreError, one_line
-from .evaluate import add_evaluate_command
-from .experiment import add_experiment_command
-from .finetune import add_finetune_command
 from .interrupt import INTERRUPTED
-from .graph import add_graph_command
 
-__all__ = ["main", "build_parser", "COMMANDS", "EXIT_CODES"]
+__all__ = ["main", "build_parser", "Command", "COMMANDS", "EXIT_CODES"]
 
 EXIT_CODES = {
     0: "success",
@@ -29,24 +27,62 @@ EXIT_CODES = {
     130: "stopped with Ctrl-C (the partial run is reported)",
 }
 
-COMMANDS: list[Callable] = [add_finetune_command, add_evaluate_command, add_experiment_command, add_graph_command]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: ``name``, its line in ``cprune --help``, and ``module`` (in this package), whose
+    ``add_command(subparsers, command)`` adds its parser."""
+
+    name: str
+    help: str
+    module: str
+
+    def add(self, subparsers) -> None:
+        import_module(f".{self.module}", __package__).add_command(subparsers, self)
+
+    def add_summary(self, subparsers) -> None:
+        """Its name and help only, for the list of commands (its options are not needed there)."""
+        subparsers.add_parser(self.name, help=self.help)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("finetune", "Prune and fine-tune a backbone on a dataset (or train the baseline).", "finetune"),
+    Command("evaluate", "Accuracy of a saved model on a dataset, per class and overall.", "evaluate"),
+    Command("experiment", "Generated reports: the paper's comparison (paper-table); does centrality predict "
+                          "importance (importance), in every layer (atlas).", "experiment"),
+    Command("graph", "A layer's neuron graph and every criterion's score per neuron, from a backbone or any "
+                     "weights file (.safetensors, .onnx, .pt).", "graph"),
+)
 # After a StoreError, which names the problem only: what the command line's user can do about it.
 STORE_ADVICE = ("Name another store file with `finetune --store FILE`, set CPRUNE_HOME to a writable folder, "
                 "or run with --no-record.")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = "") -> argparse.ArgumentParser:
+    """The parser of every command (``only=""``), or of the command named ``only`` with the others listed by name
+    and help (``None``: every command listed so; what ``cprune --help`` needs)."""
     epilog = "exit status: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
     parser = argparse.ArgumentParser(prog="cprune", epilog=epilog,
                                      description="CPrune: eigenvector-centrality pruning and fine-tuning.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_command in COMMANDS:
-        add_command(subparsers)
+    for command in COMMANDS:
+        if only in ("", command.name):
+            command.add(subparsers)
+        else:
+            command.add_summary(subparsers)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The command ``argv`` names (its first word not an option), None when it names none of ``COMMANDS``."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in {command.name for command in COMMANDS} else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     # The core's warnings (skipped images, dropped classes) as "warning:" lines, not a logging format.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:

@@ -14,12 +14,12 @@ from .finetune import percent
 from .options import add_config_argument, path_text
 from .progress_bars import StepProgressBar
 
-__all__ = ["add_evaluate_command"]
+__all__ = ["add_command"]
 
 
-def add_evaluate_command(subparsers) -> None:
+def add_command(subparsers, command) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="Accuracy of a saved model on a dataset, per class and overall.",
+        command.name, help=command.help,
         description="Load a model directory written by `finetune --save` and measure its accuracy on a "
                     "dataset. Classes are matched by name; every class of the data must be a class of the model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -23,13 +23,12 @@ from .interrupt import stop_on_ctrl_c
 from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
                       path_text, report_folder, whole_number)
 
-__all__ = ["add_experiment_command"]
+__all__ = ["add_command"]
 
 
-def add_experiment_command(subparsers) -> None:
+def add_command(subparsers, command) -> None:
     experiments = subparsers.add_parser(
-        "experiment", help="Generated reports: the paper's comparison (paper-table); does centrality predict "
-                           "importance (importance), in every layer (atlas).",
+        command.name, help=command.help,
         description="Each experiment writes a generated report (Markdown, CSV and PNG) in --out; "
                     "`experiment NAME --help` lists its options.")
     names = experiments.add_subparsers(dest="name", required=True, metavar="NAME")

@@ -16,14 +16,14 @@ from .interrupt import stop_on_ctrl_c
 from .options import add_settings_options, open_store, path_text, settings_from_args
 from .progress_bars import RunProgressBar
 
-__all__ = ["add_finetune_command", "summary_table"]
+__all__ = ["add_command", "summary_table"]
 
 EXPORTERS = {"onnx": (export_onnx, ONNX_FILE), "torchscript": (export_torchscript, TORCHSCRIPT_FILE)}
 
 
-def add_finetune_command(subparsers) -> None:
+def add_command(subparsers, command) -> None:
     parser = subparsers.add_parser(
-        "finetune", help="Prune and fine-tune a backbone on a dataset (or train the baseline).",
+        command.name, help=command.help,
         description="Fine-tune a backbone on an image-classification dataset: the conventional baseline "
                     "(frozen backbone + new head), prune-then-fine-tune, or fine-tune without pruning. "
                     "Prints progress, then a summary (or JSON with --json).",

@@ -24,15 +24,14 @@ from ..weights import LOCAL_BUDGET, printable
 from .options import add_config_argument, add_executor_options, comma_list, make_executor, name_text, path_text
 from .progress_bars import StepProgressBar
 
-__all__ = ["add_graph_command"]
+__all__ = ["add_command"]
 
 FORMATS = (*GRAPH_FORMATS, "csv")
 
 
-def add_graph_command(subparsers) -> None:
+def add_command(subparsers, command) -> None:
     parser = subparsers.add_parser(
-        "graph", help="A layer's neuron graph and every criterion's score per neuron, from a backbone or any "
-                      "weights file (.safetensors, .onnx, .pt).",
+        command.name, help=command.help,
         description="Build the neuron-similarity graph of one layer at tau and score its neurons by every "
                     "criterion; write it as GraphML or GEXF (scores as node attributes, for Gephi, Cytoscape or "
                     "networkx) or as CSV (LAYER.nodes.csv and LAYER.edges.csv). With --layer all, write the "
