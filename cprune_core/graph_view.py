@@ -212,13 +212,18 @@ def payload_from_edges(edges: EdgeList, positions: np.ndarray, norms: np.ndarray
     arrays = {"positions": np.ascontiguousarray(positions, np.float32).ravel(),
               "norms": np.ascontiguousarray(norms, np.float32), "rows": rows[order].astype(index),
               "cols": cols[order].astype(index), "weights": weights[order]}
+    return _packed(arrays, n, taus, counts, max_iter, tol)
+
+
+def _packed(arrays: dict[str, np.ndarray], n: int, taus: Sequence[float], counts: np.ndarray, max_iter: int,
+            tol: float) -> GraphPayload:
+    """The payload of these ready arrays (strongest edge first), named by a digest of its contents."""
     digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays.values()) + counts.tobytes()).hexdigest()[:24]
-    header = {"version": 1, "key": digest, "n": n, "m": len(weights), "taus": [float(t) for t in taus],
+    header = {"version": 1, "key": digest, "n": n, "m": len(arrays["weights"]), "taus": [float(t) for t in taus],
               "counts": counts.tolist(), "maxIter": max_iter, "tol": tol, "arrays": {}}
-    encoded = _encode(header, arrays)
     return GraphPayload(positions=arrays["positions"].reshape(n, 2), norms=arrays["norms"], rows=arrays["rows"],
                         cols=arrays["cols"], weights=arrays["weights"], taus=np.asarray(taus, float),
-                        counts=counts, max_iter=max_iter, tol=tol, encoded=encoded, key=digest)
+                        counts=counts, max_iter=max_iter, tol=tol, encoded=_encode(header, arrays), key=digest)
 
 
 def _canonical(edges: EdgeList, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ from ..progress import ProgressCallback
 from ..registry import get_spec, load_backbone
 from ..schema import FinetuneConfig, RunSummary
 from ..stats import Reliability, minimum_detectable_rho, split_half_reliability
-from .ablators import Heads, layer_ablator
-from .baseline import prunable_group, train_baseline, train_heads
+from ..pruning import PrunableGroup, PruningGraph
+from .ablators import Heads, LayerAblator, layer_ablator
+from .baseline import TrainedBaseline, prunable_group, train_baseline, train_heads
 from .config import AnalysisConfig
 from .sentence import summary_sentence
 from .statistics import (AblationResult, Correlation, ZeroShotCurve, ablation_effects, criterion_correlations,
@@ -93,11 +94,8 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
 
     trained = train_baseline(config, progress=progress, stop=stop, feature_cache=feature_cache, access=access)
     graph, group = prunable_group(trained.model, spec, layer)
-    trained_heads = Heads.of(train_heads(trained, heads, progress=progress, stop=stop))
-    ablator = layer_ablator(trained, graph, group, layer, heads=trained_heads, progress=progress, stop=stop,
-                            feature_cache=feature_cache)
-    neurons = None if ablator.exhaustive else sample_neurons(ablator.n_neurons, sample_size, config.seed)
-    result = ablation_effects(ablator, neurons, progress=progress, stop=stop)
+    ablator, result = _measured(trained, graph, group, layer, heads, sample_size, config.seed, progress, stop,
+                                feature_cache)
     reliability = split_half_reliability(result.image_values(), seed=config.seed)
     detectable = minimum_detectable_rho(len(result.neurons), 0.05)
     scores = scores_by_criterion(graph, group, criteria, tau=tau, seeds=seeds)
@@ -106,3 +104,15 @@ def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfi
     sentence = summary_sentence(result, correlations, curve, reliability, detectable)
     return ImportanceAnalysis(trained.config, layer, trained.summary, result, reliability, detectable, scores,
                               correlations, curve, sentence, tau, seeds, resamples)
+
+
+def _measured(trained: TrainedBaseline, graph: PruningGraph, group: PrunableGroup, layer: str, heads: int,
+              sample_size: int, seed: int, progress: ProgressCallback | None, stop: threading.Event | None,
+              feature_cache: FeatureCache | None) -> tuple[LayerAblator, AblationResult]:
+    """``layer``'s ablator over ``heads`` trained heads, and the effects of its neurons (all of them when that is
+    one operation, else ``sample_size`` drawn with ``seed``)."""
+    trained_heads = Heads.of(train_heads(trained, heads, progress=progress, stop=stop))
+    ablator = layer_ablator(trained, graph, group, layer, heads=trained_heads, progress=progress, stop=stop,
+                            feature_cache=feature_cache)
+    neurons = None if ablator.exhaustive else sample_neurons(ablator.n_neurons, sample_size, seed)
+    return ablator, ablation_effects(ablator, neurons, progress=progress, stop=stop)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.importance_report import dataset_label
+from ..figures import pyplot, save_figure
 from ..paths import atomic_write
 from .pooled import PooledTests, pooled_tests
 from .records import write_reference
@@ -151,10 +152,7 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
     by criteria (random, the reference, left out), one panel for rho, one per keep ratio for accuracy minus random
     kept sets' mean (points), and one for the kept sets' redundancy against random's; a star where the layer's test
     survives Holm's correction over layers, a dagger where ties decided more than a quarter of the kept set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names, panels = heatmap_criteria(result), heatmap_panels(result)
     rows = len(result.layers)
@@ -166,9 +164,7 @@ def plot_atlas(result: AtlasResult, path: Path) -> None:
     figure.suptitle(f"{result.backbone} on {dataset_label(result.config)}: does each criterion beat random, layer by "
                     f"layer? Rows: depth, layer (kind, neurons), r = the effects' reliability. * Holm-adjusted p < "
                     f"{ALPHA:g} over layers; † ties decided > {TIED_FLAG:.0%} of the kept set", fontsize=9)
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=90, bbox_inches="tight"))
-    plt.close(figure)
+    save_figure(figure, path, dpi=90, bbox_inches="tight")
 
 
 def _number(value: float, digits: int = 2, sign: bool = True) -> str:

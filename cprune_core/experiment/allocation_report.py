@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..figures import finish_panel, pyplot, save_figure
 from ..paths import atomic_write
 from .allocation import EPSILON
 from .paper_table_report import paired_interval
@@ -92,10 +93,7 @@ def allocation_sentence(compared: pd.DataFrame) -> str:
 def plot_allocations(summary: pd.DataFrame, path: Path) -> None:
     """Test accuracy against the share of MACs removed, a line per rule and criterion, a panel per backbone and
     regime; the unpruned network as a dotted line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = list(summary.groupby(["backbone", "regime"], sort=False))
     figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
@@ -108,14 +106,9 @@ def plot_allocations(summary: pd.DataFrame, path: Path) -> None:
         unpruned = frame[frame["rule"] == "unpruned"]["test_acc_mean"]
         if len(unpruned):
             axis.axhline(100 * unpruned.iloc[0], color="#444", linestyle=":", label="unpruned")
-        axis.set_xlabel("MACs removed (% of the prunable MACs)")
-        axis.set_ylabel("test accuracy (%) after fine-tuning")
-        axis.set_title(f"{backbone} - {regime}")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110))
-    plt.close(figure)
+        finish_panel(axis, "MACs removed (% of the prunable MACs)", "test accuracy (%) after fine-tuning",
+                     f"{backbone} - {regime}")
+    save_figure(figure, path)
 
 
 def _tables(summary: pd.DataFrame, compared: pd.DataFrame) -> list[str]:

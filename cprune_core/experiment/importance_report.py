@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..ablation import AnalysisConfig, ImportanceAnalysis
+from ..figures import finish_panel, pyplot, save_figure
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS, atomic_write
 from ..registry import DEFAULT_BACKBONE
 from ..schema import FinetuneConfig
@@ -101,10 +102,7 @@ def importance_json(analysis: ImportanceAnalysis, elapsed_s: float) -> dict:
 def plot_importance(analysis: ImportanceAnalysis, path: Path) -> None:
     """Score against ablation effect for each criterion (random: seed 0), then the zero-shot curve
     with random as a band (min to max over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     result, curve = analysis.result, analysis.curve
     names = list(analysis.scores)
@@ -134,16 +132,11 @@ def plot_importance(analysis: ImportanceAnalysis, path: Path) -> None:
         else:
             axis.plot(curve.keep_ratios, 100 * mean, marker="o", markersize=3, label=name)
     axis.axhline(100 * curve.full_acc, color="black", linewidth=0.6, linestyle=":", label="no neuron removed")
-    axis.set_xlabel("keep ratio")
-    axis.set_ylabel("val accuracy before fine-tuning (%)")
-    axis.set_title(f"Zero-shot pruning of {analysis.layer}")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, ncol=3)
+    finish_panel(axis, "keep ratio", "val accuracy before fine-tuning (%)", f"Zero-shot pruning of {analysis.layer}",
+                 legend_columns=3)
     sample = f", a sample of {len(result.neurons)} of {result.n_neurons} neurons" if result.sampled else ""
     figure.suptitle(f"{analysis.config.backbone} {analysis.layer} on {dataset_label(analysis.config)}{sample}")
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
 
 
 def _rho(value: float) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from ..criteria import DEFAULT_TAU
+from ..figures import finish_panel, pyplot, save_figure
 from ..paths import atomic_write
 from ..schema import FinetuneConfig
 
@@ -87,10 +88,7 @@ def verdict(summary: pd.DataFrame, regime: str, backbone: str) -> str:
 
 
 def plot_accuracy_vs_macs(summary: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = list(summary.groupby(["regime", "backbone"], sort=False))
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
@@ -100,14 +98,8 @@ def plot_accuracy_vs_macs(summary: pd.DataFrame, path: Path) -> None:
             style = dict(marker="o") if len(lines) > 1 else dict(marker="*", markersize=14, linestyle="none")
             axis.errorbar(lines["macs"] / 1e6, 100 * lines["test_acc_mean"], yerr=100 * lines["test_acc_std"].fillna(0),
                           label=criterion, capsize=3, **style)
-        axis.set_xlabel("MACs per image (millions)")
-        axis.set_ylabel("test accuracy (%)")
-        axis.set_title(f"{backbone} - {regime}")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110))
-    plt.close(figure)
+        finish_panel(axis, "MACs per image (millions)", "test accuracy (%)", f"{backbone} - {regime}")
+    save_figure(figure, path)
 
 
 def _pct(value: float) -> str:

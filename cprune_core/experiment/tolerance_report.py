@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atlas import AtlasResult
+from ..figures import finish_panel, pyplot, save_figure
 from ..paths import atomic_write
 from .tolerance import ALPHA, PREDICTORS, RESAMPLES, Association, detectable_rho
 
@@ -45,10 +46,7 @@ def tolerance_sentence(found: list[Association], backbones: list[str]) -> str:
 def plot_tolerance(table: pd.DataFrame, found: list[Association], tolerance: str, path: Path) -> None:
     """One panel per predictor: each layer's accuracy change at ``tolerance`` against the predictor, a colour per
     backbone, the test's rho and Holm p in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, len(PREDICTORS), figsize=(4.2 * len(PREDICTORS), 3.8), squeeze=False)
     tests = {(a.predictor, a.tolerance): a for a in found}
@@ -56,14 +54,11 @@ def plot_tolerance(table: pd.DataFrame, found: list[Association], tolerance: str
         for backbone, rows in table.groupby("backbone", sort=False):
             axis.scatter(rows[predictor], 100 * rows[tolerance], s=18, label=backbone, alpha=0.8)
         test = tests[(predictor, tolerance)]
-        axis.set_title(f"rho {test.rho:+.2f}, Holm p {test.adjusted:.2g}", fontsize=10)
-        axis.set_xlabel(PREDICTORS[predictor])
-        axis.grid(alpha=0.3)
+        finish_panel(axis, PREDICTORS[predictor], None, f"rho {test.rho:+.2f}, Holm p {test.adjusted:.2g}",
+                     legend=False, title_size=10)
     axes[0][0].set_ylabel(f"accuracy change (points)\n{_tolerance_label(tolerance)}")
     axes[0][-1].legend(fontsize=8)
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110))
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _rows(found: list[Association]) -> list[str]:
