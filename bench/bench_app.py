@@ -1,6 +1,6 @@
 """How fast the app answers in a real browser: Debian's chromium (headless, --disable-gpu) driven by Playwright.
 
-Run: .venv/bin/python bench/bench_app.py [--keys 20] [--no-vgg] [--only-weights-file] [--only-large]
+Run: .venv/bin/python -m bench.bench_app [--keys 20] [--no-vgg] [--only-weights-file] [--only-large]
 Figures, with issue 16's targets, on this 2-core machine:
 - start: from `make run` started to the first graph drawn in a fresh browser (< 6 s), and a second visitor's
   first page (< 2 s), in another fresh browser context opened 3 s after the first page went quiet;
@@ -35,8 +35,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from bench_weights import BLOCK_BYTES, write_file  # the same transformer-like stack, smaller
-from large_layer import NEURONS, cluster_edges, planted_layer
+from bench.bench_weights import BLOCK_BYTES, write_file  # the same transformer-like stack, smaller
+from bench.large_layer import NEURONS, cluster_edges, planted_layer
 from playwright.sync_api import sync_playwright
 
 from cprune_core.criteria import RANKING_MAX_ITER
