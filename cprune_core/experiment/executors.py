@@ -182,6 +182,20 @@ def _run_on_worker(config: FinetuneConfig, threads: int) -> tuple[RunSummary, li
     return summary, history, socket.gethostname(), ray.get_runtime_context().get_node_id()
 
 
+def _cancel_unfinished(references: Iterable) -> None:
+    """Force-cancel (the worker is killed) each of these tasks that has not finished. A finished one is left alone:
+    a cancel that crosses a task's completion can abort the driver inside Ray ("Check failed: it !=
+    submissible_tasks_.end() Tried to complete task that was not pending", seen with Ray 2.60; ray-project/ray
+    PR 54527 fixed a sibling of this race)."""
+    import ray
+
+    references = list(references)
+    if references:
+        _, unfinished = ray.wait(references, num_returns=len(references), timeout=0, fetch_local=False)
+        for reference in unfinished:
+            ray.cancel(reference, force=True)
+
+
 def _call_on_worker(function: Callable[..., T], threads: int, args: tuple, kwargs: dict) -> T:
     """The Ray task of ``RayExecutor.call``."""
     return with_threads(threads, function, *args, **kwargs)
@@ -272,7 +286,7 @@ class RayExecutor:
         reference = self._task().remote(function, self.threads, args, kwargs)
         while not ray.wait([reference], timeout=STOP_POLL_S)[0]:
             if stop is not None and stop.is_set():
-                ray.cancel(reference, force=True)
+                _cancel_unfinished([reference])
                 raise StopRequested(f"Stopped: the {self.unit} on the Ray cluster was cancelled.")
         return _task_result(reference)
 
@@ -293,8 +307,7 @@ class RayExecutor:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=STOP_POLL_S)
             if stop is not None and stop.is_set():
-                for reference in pending:
-                    ray.cancel(reference, force=True)
+                _cancel_unfinished(pending)
                 raise StopRequested(f"Stopped: the {self.unit}s on the Ray cluster were cancelled.")
             if not done:
                 continue
@@ -314,8 +327,7 @@ class RayExecutor:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=STOP_POLL_S)
             if stop is not None and stop.is_set():  # the runs in flight are cancelled; nothing was recorded of them
-                for reference in pending:
-                    ray.cancel(reference, force=True)
+                _cancel_unfinished(pending)
                 return
             if not done:
                 continue
