@@ -140,6 +140,22 @@ def test_layer_all_resumes_from_the_rows_it_recorded_and_reports_each_layer(stac
     assert len(made) == 8, "another tau is another table"
 
 
+@pytest.mark.ray
+def test_layer_all_on_a_local_ray_writes_the_table_of_this_process(tmp_path, capsys, monkeypatch):
+    """One task per layer on a Ray the command starts and shuts down: the same table, and its summary line says
+    where the layers ran."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    torch.manual_seed(0)
+    path = save_safetensors({"a.weight": torch.randn(96, 32), "b.weight": torch.randn(64, 96)},
+                            tmp_path / "small.safetensors")
+    assert run(capsys, "--weights", path, "--layer", "all", "--tau", 0.1, "--out", tmp_path / "here")[0] == 0
+    monkeypatch.setenv("CPRUNE_HOME", str(tmp_path / "another home"))  # no row read back: every layer a task
+    code, out, _ = run(capsys, "--weights", path, "--layer", "all", "--tau", 0.1, "--out", tmp_path / "ray",
+                       "--executor", "ray", "--cpus-per-layer", 1)
+    assert code == 0 and "(a Ray cluster of 1 node" in out
+    assert pd.read_csv(tmp_path / "ray" / "layerwise.csv").equals(pd.read_csv(tmp_path / "here" / "layerwise.csv"))
+
+
 def test_a_backbone_layer_is_scored_as_its_module(tmp_path, capsys):
     code, _, _ = run(capsys, "--backbone", "efficientnet_lite0", "--layer", "stem.1", "--criteria", "eigenvector",
                      "--out", tmp_path)

@@ -184,11 +184,12 @@ def write_table(source: ModelSource, args: argparse.Namespace, executor, out: Pa
     """The layer-wise table, one task per layer on ``executor``, each row recorded as it ends (resumable)."""
     path = out / "layerwise.csv"
     with executor:
+        where = executor.describe()  # while connected: a Ray started here is shut down as the block ends
         rows = layerwise_rows(source, args.tau, executor=executor, reopen=opener(args), records=GraphCache(),
                               progress=bar)
     table = pd.DataFrame(rows, columns=LAYERWISE_COLUMNS)
     atomic_write(path, lambda temporary: table.to_csv(temporary, index=False))
     bar.close()
-    print(f"{printable(source.title)}: {len(source.graph_layers)} layers at tau {args.tau:g} ({executor.describe()}) "
+    print(f"{printable(source.title)}: {len(source.graph_layers)} layers at tau {args.tau:g} ({where}) "
           f"-> {printable(str(path))}")
     return 0
