@@ -228,9 +228,12 @@ def _layer_table() -> None:
 
 
 layer, layout_name, kind = _controls()
-st.caption(plain(alpha_sentence(cache.layer_spectrum(key, layer))))  # data-free: docs/science.md, the Layer-wise page
+# The layer's spectral tail (data-free: docs/science.md, the Layer-wise page) heads the graph but is filled last: on a
+# large layer its two spectra take longer than the graph itself (20 s of VGG16 classifier.0's first view).
+spectral_tail = st.empty()
 if kind == VIEWS[0]:
     cache.prefetch(cache.layer_graph, key, layer, st.session_state["tau"])  # beside the layout, on the other core
     send_payload(cache.with_progress(cache.graph_payload, key, layer, layout_name), key=CANVAS)
 graph_section(layer, layout_name, kind)
 _layer_table()
+spectral_tail.caption(plain(alpha_sentence(cache.layer_spectrum(key, layer))))
