@@ -2,9 +2,9 @@
 
 Each subcommand is one ``Command`` of ``COMMANDS``: its name, its one-line help, and the module whose
 ``add_command(subparsers, command)`` adds its options and sets ``handler`` (args -> exit code). Only the
-chosen command's module is imported (the others bring torch in), so ``cprune --help`` answers at once. A CPruneError prints one ``error:``
-line and exits with the code of its kind (EXIT_CODES), as does an OSError (a file the user
-named cannot be read or written); anything else is a bug and shows its traceback.
+chosen command's module is imported (the others bring torch in), so ``cprune --help`` answers at once.
+A CPruneError prints one ``error:`` line and exits with the code of its kind (EXIT_CODES), as does an OSError
+(a file the user named cannot be read or written); anything else is a bug and shows its traceback.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ EXIT_CODES = {
 }
 
 
-
 @dataclass(frozen=True)
 class Command:
     """One subcommand: ``name``, its line in ``cprune --help``, and ``module`` (in this package), whose
@@ -50,7 +49,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("finetune", "Prune and fine-tune a backbone on a dataset (or train the baseline).", "finetune"),
     Command("evaluate", "Accuracy of a saved model on a dataset, per class and overall.", "evaluate"),
     Command("experiment", "Generated reports: the paper's comparison (paper-table); does centrality predict "
-                          "importance (importance), in every layer (atlas).", "experiment"),
+                          "importance (importance), in every layer (atlas); what a layer can lose (tolerance); "
+                          "per-layer ratios at the same MACs (allocation).", "experiment"),
     Command("graph", "A layer's neuron graph and every criterion's score per neuron, from a backbone or any "
                      "weights file (.safetensors, .onnx, .pt).", "graph"),
 )
