@@ -231,6 +231,7 @@ layer, layout_name, kind = _controls()
 # The layer's spectral tail (data-free: docs/science.md, the Layer-wise page) heads the graph but is filled last: on a
 # large layer its two spectra take longer than the graph itself (20 s of VGG16 classifier.0's first view).
 spectral_tail = st.empty()
+spectral_tail.caption("Spectral tail: computed once the graph is drawn.")  # holds the line: nothing below moves
 if kind == VIEWS[0]:
     cache.prefetch(cache.layer_graph, key, layer, st.session_state["tau"])  # beside the layout, on the other core
     send_payload(cache.with_progress(cache.graph_payload, key, layer, layout_name), key=CANVAS)
