@@ -46,12 +46,10 @@ class ImportanceAnalysis:
 def analyse_importance(config: FinetuneConfig, layer: str | None = AnalysisConfig.layer, *,
                        criteria: Iterable[str] = AnalysisConfig.criteria, tau: float = AnalysisConfig.tau,
                        seeds: int = AnalysisConfig.seeds, heads: int = AnalysisConfig.heads,
-                       sample_size: int = AnalysisConfig.sample_size,
-                       resamples: int = AnalysisConfig.resamples,
+                       sample_size: int = AnalysisConfig.sample_size, resamples: int = AnalysisConfig.resamples,
                        keep_ratios: Sequence[float] = AnalysisConfig.keep_ratios,
                        progress: ProgressCallback | None = None, stop: threading.Event | None = None,
-                       feature_cache: FeatureCache | None = None,
-                       access: Access = COMMAND_LINE) -> ImportanceAnalysis:
+                       feature_cache: FeatureCache | None = None, access: Access = COMMAND_LINE) -> ImportanceAnalysis:
     """Does centrality predict importance? Train the head once, then measure ``layer``'s neurons.
 
     Parameters
