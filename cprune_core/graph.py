@@ -290,6 +290,7 @@ def layout_2d(vectors: torch.Tensor, seed: int = 0, normalised: bool = False) ->
 
 MAX_FORCE_LAYOUT_NODES = 4096
 REPULSION_SAMPLE = 256  # nodes each node is pushed away from per step (all of them in smaller graphs)
+FORCE_EDGE_SAMPLE = 65_536  # edges that pull per step, drawn anew each step (all of them in sparser graphs)
 
 
 FORCE_STEPS = 150  # a force layout's steps up to FORCE_STEP_BUDGET / FORCE_STEPS nodes
@@ -299,9 +300,10 @@ FORCE_STEP_BUDGET = 150 * 2048  # node-steps: a larger graph takes fewer steps (
 def force_layout(adjacency: Adjacency, iterations: int | None = None, seed: int = 0) -> np.ndarray:
     """Node positions (n x 2, within [-1, 1]) of the thresholded graph itself: Fruchterman-Reingold.
 
-    Edges pull their ends together in proportion to their weight; nodes push each other apart
-    (each step against a seeded sample of REPULSION_SAMPLE nodes, scaled up, so a step costs
-    n x 256 rather than n x n); a weak pull to the centre keeps isolated nodes and small
+    Edges pull their ends together in proportion to their weight (in a denser graph, each step a seeded
+    sample of FORCE_EDGE_SAMPLE edges, scaled up); nodes push each other apart (each step against a
+    seeded sample of REPULSION_SAMPLE nodes, scaled up, so a step costs n x 256 rather than n x n);
+    a weak pull to the centre keeps isolated nodes and small
     components in view; the step size cools linearly. The start is the principal components of
     the adjacency rows (computed on the edges alone, ``principal_components`` of a sparse array)
     plus a seeded jitter, so the same graph always looks the same. NumPy in float32, on one thread:
@@ -310,6 +312,9 @@ def force_layout(adjacency: Adjacency, iterations: int | None = None, seed: int 
     most FORCE_STEP_BUDGET node-steps (the step size still cools to 0). Fewer steps were measured to lay
     out as well: a random 3,072 x 768 layer's mean edge length against a random pair's distance is 0.733
     after 150 steps, 0.738 after 100, 0.737 after 50; EfficientNet-Lite0's head.1, 0.659 and 0.659.
+    Sampling the edges, the same figure at tau 0.06 (226,614 edges) is 0.915 with every edge and with
+    65,536 a step (3.1 s and 1.7 s); random 4,096 x 25,088 at tau 0.01 (474,104 edges), 0.949 and 0.968
+    (4.4 s and 1.5 s).
     Awkward cases: n = 0 gives an empty array, n = 1 the origin; a graph with no edge spreads its
     nodes evenly around the centre. More than MAX_FORCE_LAYOUT_NODES nodes: ConfigError (use
     layout_2d).
@@ -332,12 +337,15 @@ def force_layout(adjacency: Adjacency, iterations: int | None = None, seed: int 
         position += start / max(float(np.abs(start).max()), EPS)
     ideal = 1.0 / math.sqrt(n)  # the distance at which a pull and a push balance, in a unit area
     iterations = iterations or min(FORCE_STEPS, FORCE_STEP_BUDGET // n)
+    pull_scale = np.float32(max(1.0, len(rows) / FORCE_EDGE_SAMPLE))
     for step in range(iterations):
         move = _repulsion(position, rng, ideal)
-        along = position[cols] - position[rows]
-        pull = (pulls * np.sqrt((along * along).sum(1)) / ideal)[:, None] * along
+        pulled = rng.integers(0, len(rows), FORCE_EDGE_SAMPLE) if len(rows) > FORCE_EDGE_SAMPLE else slice(None)
+        ends, others, weights = rows[pulled], cols[pulled], pulls[pulled] * pull_scale
+        along = position[others] - position[ends]
+        pull = (weights * np.sqrt((along * along).sum(1)) / ideal)[:, None] * along
         for axis in range(2):
-            move[:, axis] += np.bincount(rows, pull[:, axis], n) - np.bincount(cols, pull[:, axis], n)
+            move[:, axis] += np.bincount(ends, pull[:, axis], n) - np.bincount(others, pull[:, axis], n)
         move -= (0.05 * n * ideal) * position  # gravity: a weak pull to the centre
         length = np.maximum(np.sqrt((move * move).sum(1, keepdims=True)), EPS)
         position += move / length * np.minimum(length, 0.1 * (1 - step / iterations))

@@ -24,9 +24,10 @@ def is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
 
 
-def weight_vectors(module: nn.Module, layer_name: str = "layer") -> torch.Tensor:
+def weight_vectors(module: nn.Module, layer_name: str = "layer", rows: tuple[int, int] | None = None) -> torch.Tensor:
     """One row per neuron (n x d): a Linear's weight rows, or each Conv2d filter flattened (detached,
-    on the module's device, in its dtype).
+    on the module's device, in its dtype); ``rows``: only neurons ``start:stop`` (a view, and only they are
+    checked).
 
     Raises
     ------
@@ -37,14 +38,18 @@ def weight_vectors(module: nn.Module, layer_name: str = "layer") -> torch.Tensor
     """
     if not has_neurons(module):
         raise ConfigError(f"{layer_name} is a {type(module).__name__}; only Linear and Conv2d layers have neurons.")
-    return finite_rows(module.weight.detach().flatten(1), layer_name)
+    vectors = module.weight.detach().flatten(1)
+    first = 0 if rows is None else rows[0]
+    return finite_rows(vectors if rows is None else vectors[rows[0]:rows[1]], layer_name, first)
 
 
-def finite_rows(vectors: torch.Tensor, layer_name: str = "layer") -> torch.Tensor:
-    """``vectors`` (one row per neuron) unchanged; NonFiniteWeightsError naming the layer and the first
-    neurons when any value is NaN or Inf."""
-    if not torch.isfinite(vectors).all():
-        bad = (~torch.isfinite(vectors)).any(1).nonzero().flatten().tolist()
+def finite_rows(vectors: torch.Tensor, layer_name: str = "layer", first: int = 0) -> torch.Tensor:
+    """``vectors`` (one row per neuron, the first of them neuron ``first``) unchanged; NonFiniteWeightsError naming
+    the layer and the first bad neurons when any value is NaN or Inf."""
+    # A finite sum settles it in one pass with no copy; only a sum that is not (a NaN, an Inf, or an overflow of
+    # large finite values) costs the element-wise check.
+    if not torch.isfinite(vectors.sum()) and not torch.isfinite(vectors).all():
+        bad = [first + row for row in (~torch.isfinite(vectors)).any(1).nonzero().flatten().tolist()]
         raise NonFiniteWeightsError(
             f"Layer {layer_name} has NaN or Inf weights in {len(bad)} neuron(s) (first: {bad[:5]}); "
             "similarities are undefined. Load a healthy checkpoint or re-initialise the layer."

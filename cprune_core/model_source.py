@@ -70,8 +70,7 @@ class BackboneSource:
     def weight_vectors(self, layer: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """ConfigError for a layer the model lacks or that has no neurons; NonFiniteWeightsError for NaN or Inf.
         ``rows``: only neurons ``start:stop`` (the model is in memory: a slice)."""
-        vectors = weight_vectors(get_submodule(self.backbone.model, layer), layer).float()
-        return vectors[rows[0]:rows[1]] if rows is not None else vectors
+        return weight_vectors(get_submodule(self.backbone.model, layer), layer, rows).float()
 
     def weight(self, layer: str) -> torch.Tensor:
         return self.weight_vectors(layer).view(get_submodule(self.backbone.model, layer).weight.shape)

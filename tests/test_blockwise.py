@@ -62,6 +62,23 @@ def test_the_budget_splits_a_layer_into_blocks_and_bounds_them():
     assert small.block_bytes == 64 * 2**20 and small.memory_bytes <= 512 * 2**20
 
 
+class BlockHeights:
+    def __init__(self):
+        self.starts, self.heights = [], []
+
+    def add(self, start: int, block: torch.Tensor) -> None:
+        self.starts.append(start)
+        self.heights.append(len(block))
+
+
+@pytest.mark.parametrize("neurons, most_rows", [(700, 256), (8192, 512)])
+def test_blocks_are_short_enough_to_skip_most_of_the_triangle_below_the_diagonal(neurons, most_rows):
+    heights = BlockHeights()
+    scan_pairs(torch.zeros(neurons, 1), [heights])  # the default budget would hold far taller blocks
+    assert max(heights.heights) == most_rows and sum(heights.heights) == neurons
+    assert heights.starts == list(np.cumsum([0, *heights.heights[:-1]]))
+
+
 def test_blockwise_edges_are_exactly_the_dense_ones(vectors):
     similarity = cosine_similarity(vectors)
     for tau in (0.0, 0.2, 0.45):

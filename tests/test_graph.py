@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from cprune_core import graph as graph_module
 from cprune_core.errors import ConfigError, NonFiniteWeightsError
 from cprune_core.graph_view import edge_counts
 from cprune_core.graph import (MAX_FORCE_LAYOUT_NODES, adjacency_for, cosine_similarity, force_layout, graph_file,
                                layout_2d, principal_components, strongest_edges, summarize, tau_for_mean_degree,
                                threshold_adjacency, to_networkx, upper_edges)
-from cprune_core.layers import weight_vectors
+from cprune_core.layers import finite_rows, weight_vectors
 
 
 def test_weight_vectors_linear_rows_and_flattened_filters():
@@ -121,6 +122,20 @@ def test_non_finite_weights_name_the_layer():
         adjacency_for(layer, 0.1, "classifier.0")
 
 
+def test_a_block_of_rows_is_checked_alone_and_names_its_bad_neurons_by_their_number_in_the_layer():
+    layer = nn.Linear(4, 6)
+    with torch.no_grad():
+        layer.weight[4, 1] = float("inf")
+    assert weight_vectors(layer, "fc", rows=(0, 3)).shape == (3, 4)  # the bad row is not among these
+    with pytest.raises(NonFiniteWeightsError, match=r"Layer fc has NaN or Inf weights in 1 neuron\(s\) \(first: \[4\]\)"):
+        weight_vectors(layer, "fc", rows=(3, 6))
+
+
+def test_large_finite_weights_whose_sum_overflows_are_not_called_infinite():
+    vectors = torch.full((3, 4), 3e38)  # finite, but their float32 sum is not
+    assert finite_rows(vectors, "big") is vectors
+
+
 def test_real_layer_graph_is_symmetric_with_no_self_loops(lite0):
     a = adjacency_for(lite0.model.get_submodule("head.1"), 0.1, "head.1")
     assert a.shape == (1280, 1280)
@@ -140,7 +155,10 @@ def two_cliques(n: int = 10) -> torch.Tensor:
     return adjacency
 
 
-def test_force_layout_puts_linked_neurons_together_and_is_repeatable():
+@pytest.mark.parametrize("edge_sample", [None, 16])  # every edge pulls each step; 16 of the 90 drawn each step
+def test_force_layout_puts_linked_neurons_together_and_is_repeatable(edge_sample, monkeypatch):
+    if edge_sample is not None:
+        monkeypatch.setattr(graph_module, "FORCE_EDGE_SAMPLE", edge_sample)
     adjacency = two_cliques()
     xy = force_layout(adjacency)
     assert xy.shape == (20, 2) and np.isfinite(xy).all() and np.abs(xy).max() <= 1.0 + 1e-6

@@ -122,6 +122,9 @@ def test_a_nan_layer_is_listed_and_refused_when_read_naming_it(tmp_path):
     assert weights.weight_vectors("ok").shape == (4, 3)
     with pytest.raises(NonFiniteWeightsError, match=r"Layer bad has NaN or Inf weights in 1 neuron\(s\) \(first: \[2\]\)"):
         weights.weight_vectors("bad")
+    with pytest.raises(NonFiniteWeightsError, match=r"\(first: \[2\]\)"):  # counted in the layer, not the block
+        weights.weight_vectors("bad", rows=(1, 4))
+    assert weights.weight_vectors("bad", rows=(0, 2)).shape == (2, 3)
 
 
 def test_integer_and_complex_tensors_are_no_layers_and_an_integer_only_file_is_refused(tmp_path):

@@ -181,8 +181,7 @@ class WeightsFile:
         direct = rows if layer.role.arrangement == "rows" else None
         values = arrange(self._where[layer.tensor].read(layer.tensor, direct), layer.role)
         values = values[rows[0]:rows[1]] if rows is not None and direct is None else values
-        if not torch.isfinite(values.sum()):  # one pass, no copy; a sum that overflows only costs the full check
-            finite_rows(values.flatten(1), layer.name if rows is None else f"{layer.name} (neurons {rows[0]}:{rows[1]})")
+        finite_rows(values.flatten(1), layer.name, 0 if rows is None else rows[0])
         return values
 
     def weight_vectors(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
