@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
 from cprune_core.ablation import AblationResult, ZeroShotCurve
 from cprune_core.atlas import AtlasRecords, AtlasResult, AtlasSettings, LayerAtlas
@@ -18,11 +19,12 @@ from cprune_core.criteria import make_criterion
 from cprune_core.errors import ConfigError
 from cprune_core.experiment.allocation import (alphapruning_ratios, allocate, network_cost, prunable_macs,
                                                tolerance_scores)
+from cprune_core.experiment.allocation_report import allocation_sentence, comparisons
 from cprune_core.experiment.tolerance import (associations, spearman_interval, tolerance_columns, tolerance_rows)
 from cprune_core.pruning import prune_model
 from cprune_core.registry import get_spec, load_backbone, replace_classifier
 from cprune_core.schema import FinetuneConfig, RunStatus, RunSummary
-from cprune_core.stats import Reliability
+from cprune_core.stats import Reliability, holm, minimum_detectable_difference
 
 BACKBONE = "efficientnet_lite0"
 
@@ -186,3 +188,44 @@ def test_experiment_allocation_quick_runs_for_real_and_measures_the_planned_macs
                  str(home / "report")]) == 0
     assert pd.read_csv(home / "report" / "allocation.csv")["from_store"].all(), "a second command resumes"
     torch.manual_seed(0)
+
+
+def planted_runs(seeds: int = 5) -> list[dict]:
+    """Finished runs of one backbone at half the MACs removed: alpha's ratios 5 points above uniform's on every
+    seed (give or take 1), tolerance's the same as uniform's (give or take 1), eigenvector equal to random."""
+    rng = np.random.default_rng(0)
+    shift = {"uniform": 0.0, "alpha": 0.05, "tolerance": 0.0}
+    rows = []
+    for seed in range(seeds):
+        base = 0.6 + 0.05 * rng.standard_normal()
+        rows.append(dict(backbone="b", regime="r", removed=0.0, criterion="none", rule="unpruned", seed=seed,
+                         status="finished", test_acc=base + 0.1, target_macs=2e6, planned_macs=2e6, macs=2e6))
+        for rule, criterion in ((rule, criterion) for rule in shift for criterion in ("eigenvector", "random")):
+            rows.append(dict(backbone="b", regime="r", removed=0.5, criterion=criterion, rule=rule, seed=seed,
+                             status="finished", test_acc=base + shift[rule] + 0.01 * rng.standard_normal(),
+                             target_macs=1e6, planned_macs=1e6, macs=1e6))
+    return rows
+
+
+def test_each_comparison_has_its_paired_t_test_holm_within_its_family_and_what_it_could_detect():
+    rows = planted_runs()
+    compared = comparisons(rows)
+    assert sorted(compared.groupby("kind").size().items()) == [("rule", 4), ("within", 3)]
+    frame = pd.DataFrame(rows).set_index(["rule", "criterion", "seed"]).sort_index()["test_acc"]
+    line = compared[(compared["comparison"] == "alpha - uniform") & (compared["held"] == "eigenvector")].iloc[0]
+    differences = (frame.loc["alpha", "eigenvector"] - frame.loc["uniform", "eigenvector"]).to_numpy()
+    assert line.difference == pytest.approx(differences.mean())
+    assert line.p == pytest.approx(scipy_stats.ttest_1samp(differences, 0.0).pvalue)
+    rules = compared[compared["kind"] == "rule"]
+    assert np.allclose(rules["p_holm"], holm(rules["p"].to_numpy()))
+    assert line.detectable == pytest.approx(minimum_detectable_difference(differences.std(ddof=1), 5, 0.05 / 4))
+    sentence = allocation_sentence(compared)
+    assert "alpha's ratios gave +5." in sentence and "alpha above uniform" in sentence
+    tolerance = sentence.split("tolerance's ratios gave")[1]
+    assert "could not tell" in tolerance and "points with 80% power" in tolerance
+
+
+def test_one_seed_gives_no_test_and_says_so():
+    compared = comparisons(planted_runs(seeds=1))
+    assert compared["p"].isna().all() and compared["detectable"].isna().all()
+    assert "1 seed: no interval" in allocation_sentence(compared)

@@ -7,6 +7,7 @@ import pytest
 from cprune_core import experiment
 from cprune_core.cli import main
 from cprune_core.schema import FinetuneConfig
+from cprune_core.stats import minimum_detectable_difference
 
 CHANCE = 1 / 5  # five flower classes
 
@@ -76,6 +77,17 @@ def test_a_worse_result_is_reported_as_such():
         rows.append(fake_row(seed, "conventional", base))
         rows.append(fake_row(seed, "eigenvector", eig, keep=0.25, tau=0.1))
     assert "did NOT beat" in experiment.verdict(experiment.summarise(rows), "r", "b")
+
+
+def test_an_interval_holding_zero_says_what_the_seeds_could_have_detected():
+    rows = []
+    for seed, (base, eig) in enumerate([(0.50, 0.52), (0.52, 0.51), (0.48, 0.50)]):
+        rows.append(fake_row(seed, "conventional", base))
+        rows.append(fake_row(seed, "eigenvector", eig, keep=0.25, tau=0.1))
+    text = experiment.verdict(experiment.summarise(rows), "r", "b")
+    detectable = minimum_detectable_difference(pd.Series([0.02, -0.01, 0.02]).std(), 3, 0.05)
+    assert "could not be told apart from the conventional baseline" in text
+    assert f"detects {100 * detectable:.1f} points with 80% power" in text
 
 
 def test_failed_runs_are_listed_not_averaged(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from cprune_core.errors import ConfigError
-from cprune_core.stats import (correlation_ceiling, holm, minimum_detectable_rho, monte_carlo_p, paired_differences,
+from cprune_core.stats import (correlation_ceiling, holm, minimum_detectable_difference, minimum_detectable_rho, monte_carlo_p, paired_differences,
                                random_effects_meta, rank_correlation_p, sequential_rank_p, split_half_reliability,
                                two_way_interval)
 from cprune_core.stats.pvalues import needs_more_draws
@@ -80,6 +80,26 @@ def test_the_minimum_detectable_rho_is_detected_about_80_percent_of_the_time():
         y = r * x + math.sqrt(1 - r * r) * rng.standard_normal(n)
         hits += scipy_stats.spearmanr(x, y).pvalue < alpha
     assert 0.72 <= hits / 400 <= 0.88
+
+
+def test_the_minimum_detectable_difference_of_a_paired_t_test_is_detected_80_percent_of_the_time():
+    # G*Power's one-sample t-test, two-sided at 0.05 with 80% power: d = 0.996 for 10 pairs.
+    assert minimum_detectable_difference(1.0, 10, 0.05) == pytest.approx(0.996, abs=0.001)
+    n, sd, alpha = 5, 2.0, 0.05 / 4  # five seeds, Holm's first step over four comparisons
+    mde = minimum_detectable_difference(sd, n, alpha)
+    differences = mde + sd * np.random.default_rng(4).standard_normal((4000, n))
+    detected = scipy_stats.ttest_1samp(differences, 0.0, axis=1).pvalue < alpha
+    assert 0.78 <= detected.mean() <= 0.82
+    assert minimum_detectable_difference(sd, 10, alpha) < mde  # more seeds see smaller differences
+
+
+@pytest.mark.parametrize("sd, n, alpha", [(1.0, 1, 0.05), (math.nan, 5, 0.05), (-1.0, 5, 0.05), (1.0, 5, 0.0)])
+def test_no_minimum_detectable_difference_without_a_test(sd, n, alpha):
+    assert math.isnan(minimum_detectable_difference(sd, n, alpha))
+
+
+def test_identical_pairs_detect_any_difference():
+    assert minimum_detectable_difference(0.0, 5, 0.05) == 0.0
 
 
 def test_monte_carlo_p_carries_its_error():

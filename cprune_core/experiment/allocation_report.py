@@ -2,7 +2,10 @@
 
 ``summarise`` gives each setting's test accuracy over seeds; ``comparisons`` the paired differences over seeds
 (each rule against uniform at the same MACs and criterion; eigenvector against random within layers at the same
-rule), each a mean with a 95% t-interval over seeds (``paper_table_report.paired_interval``).
+rule), each a mean with a 95% t-interval over seeds (``paper_table_report.paired_interval``), its paired t-test
+with Holm's correction over the comparisons of its kind (the two families), and the smallest difference that
+test could detect (80% power at Holm's first step, from the differences' own spread): an interval that holds 0 is
+"could not tell", with the size the seeds could have seen.
 """
 from __future__ import annotations
 
@@ -10,15 +13,20 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from ..figures import finish_panel, pyplot, save_figure
 from ..paths import atomic_write
+from ..stats import holm, minimum_detectable_difference
 from .allocation import EPSILON
 from .paper_table_report import paired_interval
 
 __all__ = ["summarise", "comparisons", "allocation_sentence", "plot_allocations", "write_allocation_report"]
 
 SETTING = ["backbone", "regime", "removed", "criterion", "rule"]
+ALPHA, POWER = 0.05, 0.8  # each family's error rate (Holm), and the power the detectable difference is stated at
+COMPARED = ["kind", "backbone", "regime", "removed", "comparison", "held", "seeds", "difference", "low", "high", "sd",
+            "p", "p_holm", "detectable"]
 
 
 def _finished(rows: list[dict]) -> pd.DataFrame:
@@ -37,21 +45,25 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
             .reset_index())
 
 
-def _paired(first: pd.DataFrame, second: pd.DataFrame) -> tuple[int, float, float, float]:
-    """(seeds, mean, low, high) of ``first``'s test accuracy minus ``second``'s on the seeds both have."""
+def _paired(first: pd.DataFrame, second: pd.DataFrame) -> tuple[int, float, float, float, float, float]:
+    """(seeds, mean, low, high, sd, p) of ``first``'s test accuracy minus ``second``'s on the seeds both have: the
+    95% t-interval and the two-sided paired t-test's p (NaN with fewer than two seeds, or differences all equal)."""
     a, b = first.set_index("seed")["test_acc"], second.set_index("seed")["test_acc"]
     differences = (a - b.reindex(a.index)).dropna()
     mean, low, high = paired_interval(differences)
-    return len(differences), mean, low, high
+    sd = float(differences.std(ddof=1)) if len(differences) > 1 else math.nan
+    p = float(stats.ttest_1samp(differences, 0.0).pvalue) if len(differences) > 1 and sd > 0 else math.nan
+    return len(differences), mean, low, high, sd, p
 
 
 def comparisons(rows: list[dict]) -> pd.DataFrame:
     """The paired differences in test accuracy over seeds: every rule minus uniform (same MACs share, same
-    criterion within layers), and eigenvector minus random (same rule and share)."""
+    criterion within layers: kind "rule"), and eigenvector minus random (same rule and share: kind "within").
+    Each kind is one Holm family (``p_holm``); ``detectable`` is the smallest mean difference its t-test detects
+    with 80% power at Holm's first step (0.05 / the family's tested comparisons), given the differences' sd."""
     frame, found = _finished(rows), []
     if frame.empty:
-        return pd.DataFrame(columns=["comparison", "backbone", "regime", "removed", "held", "seeds", "difference",
-                                     "low", "high"])
+        return pd.DataFrame(columns=COMPARED)
     pruned = frame[frame["rule"] != "unpruned"]
     for (backbone, regime, removed), block in pruned.groupby(["backbone", "regime", "removed"], sort=False):
         for criterion, runs in block.groupby("criterion", sort=False):
@@ -62,32 +74,43 @@ def comparisons(rows: list[dict]) -> pd.DataFrame:
         for rule, runs in block.groupby("rule", sort=False):
             found.append(("within", backbone, regime, removed, "eigenvector - random", rule,
                           *_paired(runs[runs["criterion"] == "eigenvector"], runs[runs["criterion"] == "random"])))
-    return pd.DataFrame(found, columns=["kind", "backbone", "regime", "removed", "comparison", "held", "seeds",
-                                        "difference", "low", "high"])
+    compared = pd.DataFrame(found, columns=COMPARED[:-2])
+    compared["p_holm"], compared["detectable"] = math.nan, math.nan
+    for _, family in compared.groupby("kind", sort=False):
+        compared.loc[family.index, "p_holm"] = holm(family["p"].to_numpy())
+        level = ALPHA / max(int(family["p"].notna().sum()), 1)
+        compared.loc[family.index, "detectable"] = [minimum_detectable_difference(line.sd, line.seeds, level, POWER)
+                                                    for line in family.itertuples()]
+    return compared
 
 
 def _difference(line) -> str:
-    """"+1.2 points [-0.5, +2.9]", and for a rule against uniform which side of 0 the interval lies."""
+    """"+1.2 points [-0.5, +2.9], Holm p 0.41: could not tell (it could detect 3.1 points)", or the side of 0 a
+    difference lies on where Holm's p is below 0.05."""
     text = f"{100 * line.difference:+.1f} points"
     if math.isnan(line.low):
         return f"{text} ({line.seeds} seed{'s' * (line.seeds != 1)}: no interval)"
     text += f" [{100 * line.low:+.1f}, {100 * line.high:+.1f}]"
-    if line.kind != "rule":
-        return text
-    return text + (": above uniform" if line.low > 0 else ": below uniform" if line.high < 0 else
-                   ": the interval includes 0")
+    if math.isnan(line.p_holm):
+        return f"{text}: every seed gave the same difference"
+    first, second = line.comparison.split(" - ")
+    if line.p_holm < ALPHA:
+        return f"{text}, Holm p {line.p_holm:.2g}: {first} {'above' if line.difference > 0 else 'below'} {second}"
+    return (f"{text}, Holm p {line.p_holm:.2g}: could not tell (these seeds detect a difference of "
+            f"{100 * line.detectable:.1f} points with {POWER:.0%} power)")
 
 
 def allocation_sentence(compared: pd.DataFrame) -> str:
     """What the rules did against uniform at the same MACs, with eigenvector centrality within layers (the paper's
-    criterion), whichever way it went."""
+    criterion), whichever way it went, with what the seeds could detect."""
     lines = compared[(compared["kind"] == "rule") & (compared["held"] == "eigenvector")]
     if lines.empty:
         return "No rule could be compared with uniform (no pair of finished runs)."
     said = [f"at {line.removed:.0%} of the MACs removed on {line.backbone}, {line.regime}, "
             f"{line.comparison.split(' - ')[0]}'s ratios gave {_difference(line)}" for line in lines.itertuples()]
-    return ("Test accuracy after fine-tuning, each rule minus uniform on the same seeds (mean and 95% t-interval over "
-            "seeds), eigenvector centrality ranking the neurons within each layer: " + "; ".join(said) + ".")
+    return ("Test accuracy after fine-tuning, each rule minus uniform on the same seeds (mean, 95% t-interval over "
+            "seeds, and the paired t-test with Holm's correction over every rule-against-uniform comparison), "
+            "eigenvector centrality ranking the neurons within each layer: " + "; ".join(said) + ".")
 
 
 def plot_allocations(summary: pd.DataFrame, path: Path) -> None:
@@ -118,8 +141,11 @@ def _tables(summary: pd.DataFrame, compared: pd.DataFrame) -> list[str]:
         lines.append(f"| {line.backbone} | {line.regime} | {line.removed:.0%} | {line.criterion} | {line.rule} | "
                      f"{line.seeds} | {100 * line.test_acc_mean:.1f} +- {100 * (line.test_acc_std or 0):.1f} | "
                      f"{line.target_macs / 1e6:.2f} | {line.macs / 1e6:.2f} |")
-    lines += ["", "Paired differences over seeds (points of test accuracy, 95% t-interval):", "",
-              "| backbone | regime | MACs removed | comparison | held | seeds | difference [95% CI] |",
+    lines += ["", "Paired differences over seeds (points of test accuracy, 95% t-interval; a two-sided paired t-test, "
+                  "Holm-corrected within each family: every rule against uniform is one family, every eigenvector "
+                  "against random the other; \"detect\" is the smallest difference the test finds with 80% power at "
+                  "Holm's first step, given the differences' spread):", "",
+              "| backbone | regime | MACs removed | comparison | held | seeds | difference [95% CI], verdict |",
               "|---|---|---|---|---|---|---|"]
     for line in compared.itertuples():
         lines.append(f"| {line.backbone} | {line.regime} | {line.removed:.0%} | {line.comparison} | {line.held} | "

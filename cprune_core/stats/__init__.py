@@ -5,7 +5,8 @@ Plain functions on arrays, each a contract (networkx style), used by the importa
 - ``reliability``: how repeatable a measured quantity is (split-half reliability over images with the
   Spearman-Brown correction), the ceiling that puts on any correlation with it, and intervals that resample
   the images as well as the units (``two_way_interval``);
-- ``power``: the smallest correlation a test could detect (``minimum_detectable_rho``);
+- ``power``: the smallest correlation, or paired mean difference, a test could detect (``minimum_detectable_rho``,
+  ``minimum_detectable_difference``);
 - ``pvalues``: Monte Carlo p-values that carry their Monte Carlo error (``PValue``), the permutation test of
   a rank correlation with more permutations where p lies near its corrected threshold, the sequential rank
   test against random draws (Besag and Clifford 1991), Holm's correction;
@@ -13,10 +14,10 @@ Plain functions on arrays, each a contract (networkx style), used by the importa
   (DerSimonian and Laird 1986) and a paired test of differences (Wilcoxon signed-rank).
 """
 from .pooled import Meta, Paired, paired_differences, random_effects_meta
-from .power import SPEARMAN_VARIANCE, minimum_detectable_rho
+from .power import SPEARMAN_VARIANCE, minimum_detectable_difference, minimum_detectable_rho
 from .pvalues import PValue, holm, monte_carlo_p, rank_correlation_p, sequential_rank_p
 from .reliability import Reliability, correlation_ceiling, spearman, split_half_reliability, two_way_interval
 
 __all__ = ["Reliability", "split_half_reliability", "correlation_ceiling", "spearman", "two_way_interval",
-           "SPEARMAN_VARIANCE", "minimum_detectable_rho", "PValue", "monte_carlo_p", "rank_correlation_p",
+           "SPEARMAN_VARIANCE", "minimum_detectable_rho", "minimum_detectable_difference", "PValue", "monte_carlo_p", "rank_correlation_p",
            "sequential_rank_p", "holm", "Meta", "random_effects_meta", "Paired", "paired_differences"]
