@@ -6,7 +6,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from cprune_core.errors import ConfigError
-from cprune_core.stats import (correlation_ceiling, holm, minimum_detectable_difference, minimum_detectable_rho, monte_carlo_p, paired_differences,
+from cprune_core.stats import (correlation_ceiling, holm, minimum_detectable_difference, minimum_detectable_rho,
+                               partial_spearman, partial_spearman_interval, partial_spearman_p, monte_carlo_p, paired_differences,
                                random_effects_meta, rank_correlation_p, sequential_rank_p, split_half_reliability,
                                two_way_interval)
 from cprune_core.stats.pvalues import needs_more_draws
@@ -186,3 +187,59 @@ def test_paired_differences():
     assert result.above == 20 and result.below == 4 and result.p < 0.001 and result.ci_low > 0
     assert math.isnan(paired_differences([0.0, 0.0, 0.0]).p)
     assert math.isnan(paired_differences([1.0]).p)
+
+
+def test_partial_spearman_is_the_textbook_partial_correlation_of_the_ranks():
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal(50)
+    x, y = z + rng.standard_normal(50), 0.5 * z + rng.standard_normal(50)
+    r = {pair: scipy_stats.spearmanr(*pair_values).statistic
+         for pair, pair_values in {"xy": (x, y), "xz": (x, z), "yz": (y, z)}.items()}
+    textbook = (r["xy"] - r["xz"] * r["yz"]) / math.sqrt((1 - r["xz"] ** 2) * (1 - r["yz"] ** 2))
+    assert partial_spearman(x, y, z) == pytest.approx(textbook, abs=1e-12)
+
+
+def test_a_correlation_that_runs_through_the_covariate_vanishes_and_one_beside_it_stays():
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal(80)
+    through = (z + 0.3 * rng.standard_normal(80), z + 0.3 * rng.standard_normal(80))
+    assert scipy_stats.spearmanr(*through).statistic > 0.8
+    assert abs(partial_spearman(*through, z)) < 0.25 and partial_spearman_p(*through, z, permutations=999).p > 0.01
+    shared = rng.standard_normal(80)
+    beside = (shared + 0.5 * rng.standard_normal(80), shared + 0.5 * rng.standard_normal(80))
+    rho = partial_spearman(*beside, z)
+    low, high = partial_spearman_interval(*beside, z, resamples=2000)
+    assert rho > 0.6 and low < rho < high and low > 0.4
+    assert partial_spearman_p(*beside, z, permutations=999).p == pytest.approx(1 / 1000)
+
+
+def test_partial_spearman_p_values_hold_their_size_under_the_null():
+    rng = np.random.default_rng(7)
+    p = []
+    for _ in range(200):
+        z = rng.standard_normal(40)
+        p.append(partial_spearman_p(z + rng.standard_normal(40), z + rng.standard_normal(40), z,
+                                    permutations=499, seed=int(rng.integers(1 << 30))).p)
+    assert 0.02 <= np.mean(np.array(p) < 0.05) <= 0.09
+
+
+def test_a_partial_p_near_a_threshold_is_drawn_again_with_more_permutations():
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal(30)
+    x, y = rng.standard_normal(30), rng.standard_normal(30)
+    first = partial_spearman_p(x, y, z, permutations=99)
+    refined = partial_spearman_p(x, y, z, permutations=99, refine=(0.0, 1.0), max_permutations=20_000)
+    assert first.draws == 99 and refined.draws == 20_000
+
+
+@pytest.mark.parametrize("x, y, z", [([1, 2, 3], [1, 2, 3], [3, 1, 2]),  # too few units
+                                     ([1, 1, 1, 1], [1, 2, 3, 4], [4, 1, 3, 2]),  # a constant side
+                                     ([1, 2, 3, 4], [2, 1, 4, 3], [10, 20, 30, 40])])  # x is z's ranks
+def test_no_partial_spearman_where_nothing_is_left_to_correlate(x, y, z):
+    assert math.isnan(partial_spearman(x, y, z)) and math.isnan(partial_spearman_p(x, y, z).p)
+    assert all(math.isnan(bound) for bound in partial_spearman_interval(x, y, z, resamples=50))
+
+
+def test_partial_spearman_refuses_unequal_lengths():
+    with pytest.raises(ConfigError, match="one length"):
+        partial_spearman([1, 2, 3, 4], [1, 2, 3], [1, 2, 3, 4])

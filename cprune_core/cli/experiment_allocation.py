@@ -102,11 +102,13 @@ def tolerance_command(args: argparse.Namespace) -> int:
     tolerances = tolerance_columns(keeps.pop())
     found = associations(table, list(PREDICTORS), tolerances)
     reference = [replace(a, adjusted=float("nan")) for a in associations(table, ["neurons"], tolerances)]
+    beyond_width = associations(table, list(PREDICTORS), tolerances, given="neurons")
     command = "python -m cprune_core experiment tolerance" + (" --quick" if args.quick else "") + (
         f" --backbones {' '.join(backbones)}" if args.backbones else "")
-    paths = tolerance_report.write_tolerance_report(table, found, reference, atlases, out, command=command,
-                                                    elapsed_s=time.perf_counter() - start)
+    paths = tolerance_report.write_tolerance_report(table, found, reference, beyond_width, atlases, out,
+                                                    command=command, elapsed_s=time.perf_counter() - start)
     print(tolerance_report.tolerance_sentence(found, backbones))
+    print(tolerance_report.beyond_width_sentence(beyond_width))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

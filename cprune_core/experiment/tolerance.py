@@ -11,7 +11,9 @@ The candidate predictors, all from the weights alone: the ESD's tail exponent al
 prunes layers with a larger alpha more), the stable rank, and how concentrated eigenvector centrality is (Gini,
 top-10% share: the layer-wise table at the atlas's tau). The family of tests: every predictor against every
 tolerance (4 x 4), each Spearman's rho over every layer of every backbone together, a 95% percentile bootstrap
-interval resampling layers, a two-sided permutation p-value, Holm-corrected over the 16.
+interval resampling layers, a two-sided permutation p-value, Holm-corrected over the 16. A second family asks the
+same 16 questions with the layer's width held fixed (partial Spearman rho given its neurons): a wider layer loses
+less, and a figure that tracks width would otherwise seem to predict tolerance.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from ..atlas import AtlasRecords, AtlasResult
 from ..errors import ConfigError
 from ..layer_report import layerwise_rows
 from ..model_source import BackboneSource
-from ..stats import holm, minimum_detectable_rho, rank_correlation_p, spearman
+from ..stats import (holm, minimum_detectable_rho, partial_spearman, partial_spearman_interval, partial_spearman_p,
+                     rank_correlation_p, spearman)
 
 __all__ = ["PREDICTORS", "RESAMPLES", "PERMUTATIONS", "ALPHA", "Association", "tolerance_columns", "tolerance_rows",
            "predictor_rows", "tolerance_table", "choose_atlas", "spearman_interval", "associations",
@@ -105,8 +108,9 @@ def tolerance_table(results: list[AtlasResult]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Association:
-    """One test of the family: Spearman's rho of a predictor with a tolerance over ``n`` layers, its bootstrap
-    interval, its permutation p-value and Holm's adjusted p-value."""
+    """One test of the family: Spearman's rho of a predictor with a tolerance over ``n`` layers (with ``given``, a
+    column held fixed: the partial rho), its bootstrap interval, its permutation p-value and Holm's adjusted
+    p-value."""
 
     predictor: str
     tolerance: str
@@ -116,6 +120,7 @@ class Association:
     high: float
     p: float
     adjusted: float
+    given: str | None = None
 
     @property
     def significant(self) -> bool:
@@ -141,22 +146,24 @@ def spearman_interval(x: np.ndarray, y: np.ndarray, *, resamples: int = RESAMPLE
     return float(low), float(high)
 
 
-def associations(table: pd.DataFrame, predictors, tolerances, *, resamples: int = RESAMPLES,
-                 permutations: int = PERMUTATIONS, seed: int = 0) -> list[Association]:
+def associations(table: pd.DataFrame, predictors, tolerances, *, given: str | None = None,
+                 resamples: int = RESAMPLES, permutations: int = PERMUTATIONS, seed: int = 0) -> list[Association]:
     """The family of tests: each predictor column of ``table`` against each tolerance column.
 
     Parameters
     ----------
     table : one row per layer (NaN: the layer is left out of the tests that need that value).
     predictors, tolerances : column names.
+    given : a column held fixed (e.g. "neurons"): each test is then the partial Spearman rho given it
+        (``stats.partial_spearman``): what a predictor says about a tolerance beyond what that column says.
     resamples, permutations, seed : of the bootstrap intervals and the permutation tests.
 
     Returns
     -------
-    One ``Association`` per pair, predictors outer: rho over the layers where both values are defined, its
-    percentile interval, the two-sided permutation p-value (``stats.rank_correlation_p``, refined where it lies
-    near a Holm threshold) and Holm's adjusted p-value over the whole family (an undefined p: fewer than 3 layers
-    or a constant column, is not counted).
+    One ``Association`` per pair, predictors outer: rho over the layers where its values are defined, its
+    percentile interval, the two-sided permutation p-value (``stats.rank_correlation_p`` or
+    ``stats.partial_spearman_p``, refined where it lies near a Holm threshold) and Holm's adjusted p-value over the
+    whole family (an undefined p: too few layers or a constant column, is not counted).
 
     Example: a tolerance equal to a predictor plus small noise over 40 layers gives rho near 1 and an adjusted p
     near 1 / (permutations + 1) times the family's size.
@@ -164,12 +171,21 @@ def associations(table: pd.DataFrame, predictors, tolerances, *, resamples: int 
     found, family = [], len(predictors) * len(tolerances)
     for predictor in predictors:
         for tolerance in tolerances:
-            pair = table[[predictor, tolerance]].astype(float).dropna()
+            columns = [predictor, tolerance, *([given] if given else [])]
+            pair = table[columns].astype(float).dropna()
             x, y = pair[predictor].to_numpy(), pair[tolerance].to_numpy()
-            low, high = spearman_interval(x, y, resamples=resamples, seed=seed)
             # A p-value whose Monte Carlo interval straddles a Holm threshold is drawn again with more permutations.
-            p = rank_correlation_p(x, y, permutations=permutations, seed=seed, refine=(ALPHA / family, ALPHA))[0].p
-            found.append(Association(predictor, tolerance, len(x), spearman(x, y), low, high, p, math.nan))
+            refine = (ALPHA / family, ALPHA)
+            if given is None:
+                rho = spearman(x, y)
+                low, high = spearman_interval(x, y, resamples=resamples, seed=seed)
+                p = rank_correlation_p(x, y, permutations=permutations, seed=seed, refine=refine)[0].p
+            else:
+                z = pair[given].to_numpy()
+                rho = partial_spearman(x, y, z)
+                low, high = partial_spearman_interval(x, y, z, resamples=resamples, seed=seed)
+                p = partial_spearman_p(x, y, z, permutations=permutations, seed=seed, refine=refine).p
+            found.append(Association(predictor, tolerance, len(x), rho, low, high, p, math.nan, given))
     adjusted = holm([association.p for association in found])
     return [Association(**{**a.__dict__, "adjusted": float(value)}) for a, value in zip(found, adjusted)]
 

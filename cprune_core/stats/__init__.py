@@ -10,14 +10,18 @@ Plain functions on arrays, each a contract (networkx style), used by the importa
 - ``pvalues``: Monte Carlo p-values that carry their Monte Carlo error (``PValue``), the permutation test of
   a rank correlation with more permutations where p lies near its corrected threshold, the sequential rank
   test against random draws (Besag and Clifford 1991), Holm's correction;
+- ``partial``: a rank correlation with a third variable held fixed (``partial_spearman``, its permutation test
+  and bootstrap interval): whether a figure predicts beyond, say, a layer's width;
 - ``pooled``: the tests across layers: a random-effects meta-analysis of rank correlations
   (DerSimonian and Laird 1986) and a paired test of differences (Wilcoxon signed-rank).
 """
+from .partial import partial_spearman, partial_spearman_interval, partial_spearman_p
 from .pooled import Meta, Paired, paired_differences, random_effects_meta
 from .power import SPEARMAN_VARIANCE, minimum_detectable_difference, minimum_detectable_rho
 from .pvalues import PValue, holm, monte_carlo_p, rank_correlation_p, sequential_rank_p
 from .reliability import Reliability, correlation_ceiling, spearman, split_half_reliability, two_way_interval
 
 __all__ = ["Reliability", "split_half_reliability", "correlation_ceiling", "spearman", "two_way_interval",
-           "SPEARMAN_VARIANCE", "minimum_detectable_rho", "minimum_detectable_difference", "PValue", "monte_carlo_p", "rank_correlation_p",
-           "sequential_rank_p", "holm", "Meta", "random_effects_meta", "Paired", "paired_differences"]
+           "SPEARMAN_VARIANCE", "minimum_detectable_rho", "minimum_detectable_difference", "PValue", "monte_carlo_p",
+           "rank_correlation_p", "sequential_rank_p", "holm", "partial_spearman", "partial_spearman_p",
+           "partial_spearman_interval", "Meta", "random_effects_meta", "Paired", "paired_differences"]
