@@ -25,9 +25,9 @@ def test_streamlit_run_app_py_starts_the_app_with_its_warm_up():
 
 
 @pytest.mark.slow
-def test_the_warm_up_builds_the_first_page_without_torchvision(tmp_path):
+def test_the_warm_up_builds_the_first_page_without_torchvision_or_onnx(tmp_path):
     """In a fresh process: after warm_up, the default model, its head layer's graph and the canvas payload are
-    cached (a second call returns the same objects), and torchvision was never imported."""
+    cached (a second call returns the same objects), and neither torchvision nor onnx (seconds to import) was."""
     script = """
 import logging, sys
 logging.disable(logging.WARNING)
@@ -42,7 +42,7 @@ key = cache.ModelKey(DEFAULT_BACKBONE, "pretrained")
 layer = cache.model_bundle(key).loaded.spec.head_layer
 payload = cache.graph_payload(key, layer, "force")
 assert payload is cache.graph_payload(key, layer, "force") and len(calls) == 1, calls
-assert "torch" in sys.modules and not any(m.startswith("torchvision") for m in sys.modules)
+assert "torch" in sys.modules and not any(m.startswith(("torchvision", "onnx")) for m in sys.modules)
 print("ok", payload.encoded[:4], len(payload.weights))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,

@@ -8,12 +8,15 @@ a state dict's come from names), tensors listed but never read (``unread``), tex
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import WeightsFileError
 from .budget import WeightsBudget
-from .onnx_format import OnnxFile
 from .safetensors_format import SafetensorsFile, looks_like_safetensors
 from .torch_format import ZIP_MAGIC, TorchFile, is_legacy_torch
+
+if TYPE_CHECKING:
+    from .onnx_format import OnnxFile
 
 __all__ = ["FORMATS", "EXTENSIONS", "detect_format", "open_file"]
 
@@ -64,5 +67,10 @@ def _check_file(path: Path, budget: WeightsBudget) -> tuple[str, int]:
 def open_file(path: Path, budget: WeightsBudget) -> tuple[str, SafetensorsFile | TorchFile | OnnxFile]:
     """(the format, the tensor source) of one weights file, its metadata read and checked once."""
     file_format, size = _check_file(path, budget)
-    kind = {"safetensors": SafetensorsFile, "torch": TorchFile, "onnx": OnnxFile}[file_format]
+    if file_format == "onnx":
+        # Only for an ONNX model: the onnx package takes about a second to import (ml_dtypes' extension), which
+        # the app's start and every command would otherwise pay.
+        from .onnx_format import OnnxFile
+        return file_format, OnnxFile(path, size, budget)
+    kind = {"safetensors": SafetensorsFile, "torch": TorchFile}[file_format]
     return file_format, kind(path, size, budget)
