@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from cprune_core import pruning
 from cprune_core.centrality import eigenvector_centrality
 from cprune_core.errors import ConfigError
 from cprune_core.graph import adjacency_for
@@ -59,6 +60,16 @@ def test_all_layers_prune_and_still_run(name):
     with torch.no_grad():
         out = result.model(torch.randn(1, 3, backbone.spec.input_size, backbone.spec.input_size))
     assert out.shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "vgg16" else name
+                                  for name in sorted(BACKBONES)])
+def test_the_groups_traced_at_the_small_trace_size_are_those_at_the_input_size(name, monkeypatch):
+    backbone = load_backbone(name, "random")
+    small = PruningGraph(backbone.model, backbone.spec)
+    monkeypatch.setattr(pruning, "TRACE_SIZE", backbone.spec.input_size)
+    full = PruningGraph(backbone.model, backbone.spec)
+    assert pruning.TRACE_SIZE != 64 and [vars(g) for g in small.groups] == [vars(g) for g in full.groups]
 
 
 def test_residual_groups_keep_the_same_channels():
