@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ConfigError
-from .pvalues import PValue, _count_as_large, monte_carlo_p
+from .pvalues import PValue, count_as_large, monte_carlo_p
 
 __all__ = ["partial_spearman", "partial_spearman_p", "partial_spearman_interval"]
 
@@ -102,7 +102,7 @@ def partial_spearman_p(x, y, z, *, permutations: int = 9999, seed: int = 0, refi
     observed = np.abs(rx @ ry)
 
     def drawn(count: int, rng_seed: int) -> PValue:
-        found = _count_as_large(observed, rx, ry, count, np.random.default_rng(rng_seed))
+        found = count_as_large(observed, rx, ry, count, np.random.default_rng(rng_seed))
         return monte_carlo_p(int(found[0]), count)
 
     p = drawn(permutations, seed)
