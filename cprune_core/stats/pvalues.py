@@ -70,7 +70,7 @@ def monte_carlo_p(exceedances: int, draws: int, method: str = "permutations") ->
 
 
 def count_as_large(observed: np.ndarray, ranks: np.ndarray, target: np.ndarray, permutations: int,
-                    rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator) -> np.ndarray:
     """How often |rho| of each score row with the permuted target is >= its observed |rho|: rows and target centred
     and of unit length (ranks, or the residual ranks of ``partial.partial_spearman_p``), so a product is a rho."""
     n = len(target)
@@ -130,7 +130,7 @@ def rank_correlation_p(scores: np.ndarray, effects: np.ndarray, *, permutations:
     again = [i for i, p in enumerate(results) if not math.isnan(p.p) and p.low <= high and p.high >= low]
     if again:
         more = count_as_large(observed[again], ranks[again], target, max_permutations,
-                               np.random.default_rng([seed, 1]))
+                              np.random.default_rng([seed, 1]))
         for index, count in zip(again, more):
             results[index] = monte_carlo_p(int(count), max_permutations, method)
     return results
