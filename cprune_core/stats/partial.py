@@ -101,13 +101,12 @@ def partial_spearman_p(x, y, z, *, permutations: int = 9999, seed: int = 0, refi
     rx, ry = _residual_ranks(x[None], z[None]), _residual_ranks(y[None], z[None])[0]
     observed = np.abs(rx @ ry)
 
-    def drawn(count: int, rng_seed: int) -> PValue:
-        found = count_as_large(observed, rx, ry, count, np.random.default_rng(rng_seed))
-        return monte_carlo_p(int(found[0]), count)
+    def drawn(count: int, rng: np.random.Generator) -> PValue:
+        return monte_carlo_p(int(count_as_large(observed, rx, ry, count, rng)[0]), count)
 
-    p = drawn(permutations, seed)
+    p = drawn(permutations, np.random.default_rng(seed))
     if refine is not None and p.low <= refine[1] and p.high >= refine[0]:
-        p = drawn(max_permutations, seed + 1)
+        p = drawn(max_permutations, np.random.default_rng([seed, 1]))  # a fresh stream, as rank_correlation_p's
     return p
 
 
