@@ -90,6 +90,7 @@ test-fast: install-dev lint
 # Each benchmark runs as a module from the checkout's root, so it measures this checkout's code.
 bench: install-dev browser
 	$(PY) -m bench.bench_graph
+	$(PY) -m bench.bench_first_view
 	$(PY) -m bench.bench_cost
 	$(PY) -m bench.bench_finetune
 	$(PY) -m bench.bench_ablation
