@@ -35,7 +35,8 @@ from .sparse_graph import EdgeList, SparseGraph
 
 __all__ = ["GRAPH_CACHE_VERSION", "layer_identity", "entry_key", "GraphCache", "cached_scan", "cached_force_layout"]
 
-GRAPH_CACHE_VERSION = 1  # part of every key: a change to what an entry holds or means changes it
+GRAPH_CACHE_VERSION = 2  # part of every key: a change to what an entry holds or means changes it (2: force layouts
+# of graphs with more than graph.FORCE_EDGE_SAMPLE edges are drawn with sampled pulls)
 _CHECKSUM = "checksum"
 _HASH_CHUNK = 2**24  # bytes of a layer's values hashed at a time
 

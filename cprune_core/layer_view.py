@@ -90,7 +90,7 @@ def scan_layer(source: ModelSource, layer: str, *, tau: float | None = None, tau
     check_graph_cost(info.neurons, info.vector_length, layer, budget)
     row_wise = {name: make_criterion(name) for name, kind in CRITERIA.items() if kind.row_wise}
     with slots.held(progress, stop):
-        rows = read_normalised(partial(_rows, source, layer, info.neurons), info.neurons, info.vector_length, budget, row_wise,
+        rows = read_normalised(partial(_rows, source, layer), info.neurons, info.vector_length, budget, row_wise,
                                progress, stop)
         parts = {"graph": EdgesAbove(info.neurons, tau, budget.max_edges) if tau is not None else None,
                  "strongest": StrongestEdges(info.neurons, taus, edge_cap) if taus is not None else None,
@@ -103,9 +103,9 @@ def scan_layer(source: ModelSource, layer: str, *, tau: float | None = None, tau
                      distance.sums.float().numpy() if distance else None, positions)
 
 
-def _rows(source: ModelSource, layer: str, neurons: int, start: int, stop: int) -> torch.Tensor:
-    """Rows start:stop of the layer (all of it read as one when that is what is asked: its errors name no rows)."""
-    return source.weight_vectors(layer, None if (start, stop) == (0, neurons) else (start, stop))
+def _rows(source: ModelSource, layer: str, start: int, stop: int) -> torch.Tensor:
+    """Rows start:stop of the layer (a NaN or Inf among them is named by its neuron's number in the layer)."""
+    return source.weight_vectors(layer, (start, stop))
 
 
 def scan_scores(scan: LayerScan, criteria: Sequence[str], tau: float) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -227,9 +227,9 @@ def similarities_to(source: ModelSource, layer: str, neuron: int, budget: GraphB
     info = source.info(layer)
     if not 0 <= neuron < info.neurons:
         raise ConfigError(f"Layer {layer} has no neuron {neuron}: its neurons are 0 to {info.neurons - 1}.")
-    target = normalise_rows(_rows(source, layer, info.neurons, neuron, neuron + 1))
+    target = normalise_rows(_rows(source, layer, neuron, neuron + 1))
     step = (budget or GraphBudget.from_settings()).rows_per_block(info.neurons, 8 * info.vector_length)
-    return torch.cat([normalise_rows(_rows(source, layer, info.neurons, start, min(info.neurons, start + step)))
+    return torch.cat([normalise_rows(_rows(source, layer, start, min(info.neurons, start + step)))
                       @ target.squeeze(0) for start in range(0, info.neurons, step)]).numpy()
 
 
@@ -344,12 +344,12 @@ def walkthrough(source: ModelSource, layer: str, tau: float, columns: int = WALK
     weights, normalised = np.empty((n, len(groups) - 1), np.float32), np.empty((n, len(groups) - 1), np.float32)
     similarity = torch.empty(n, n)
     for start in range(0, n, step):
-        block = _rows(source, layer, n, start, min(n, start + step))
+        block = _rows(source, layer, start, min(n, start + step))
         rows = normalise_rows(block)
         weights[start:start + len(block)] = _column_means(block.numpy(), groups)
         normalised[start:start + len(block)] = _column_means(rows.numpy(), groups)
         for other in range(start, n, step):
-            others = rows if other == start else normalise_rows(_rows(source, layer, n, other, min(n, other + step)))
+            others = rows if other == start else normalise_rows(_rows(source, layer, other, min(n, other + step)))
             similarity[start:start + len(rows), other:other + len(others)] = rows @ others.T
             similarity[other:other + len(others), start:start + len(rows)] = others @ rows.T
     adjacency = threshold_adjacency(similarity, tau)

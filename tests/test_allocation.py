@@ -19,6 +19,7 @@ from cprune_core.criteria import make_criterion
 from cprune_core.errors import ConfigError
 from cprune_core.experiment.allocation import (alphapruning_ratios, allocate, network_cost, prunable_macs,
                                                tolerance_scores)
+from cprune_core.experiment import tolerance_report
 from cprune_core.experiment.allocation_report import allocation_sentence, comparisons
 from cprune_core.experiment.tolerance import (associations, spearman_interval, tolerance_columns, tolerance_rows)
 from cprune_core.pruning import prune_model
@@ -120,6 +121,13 @@ def test_a_predictor_that_only_tracks_width_is_found_plainly_and_not_beyond_widt
     assert abs(beyond[("gini", "random_keep0.5")].rho) < 0.3 and not beyond[("gini", "random_keep0.5")].significant
     assert beyond[("alpha", "extra")].rho > 0.5 and beyond[("alpha", "extra")].significant
     assert {a.given for a in beyond.values()} == {"neurons"}
+
+
+def test_the_sentences_say_so_where_too_few_layers_give_no_rho():
+    table = pd.DataFrame({"neurons": [16.0, 32.0, 64.0], "gini": [0.3, 0.2, 0.1], "random_keep0.5": [-0.3, -0.2, -0.1]})
+    partial = associations(table, ["gini"], ["random_keep0.5"], given="neurons", resamples=100, permutations=99)
+    assert math.isnan(partial[0].rho)  # three layers: nothing left once width is held fixed
+    assert "no rho is defined" in tolerance_report.beyond_width_sentence(partial)
 
 
 def test_the_bootstrap_interval_covers_a_known_rho_and_needs_three_layers():

@@ -88,6 +88,9 @@ def test_an_interval_holding_zero_says_what_the_seeds_could_have_detected():
     detectable = minimum_detectable_difference(pd.Series([0.02, -0.01, 0.02]).std(), 3, 0.05)
     assert "could not be told apart from the conventional baseline" in text
     assert f"detects {100 * detectable:.1f} points with 80% power" in text
+    rows.append(fake_row(3, "eigenvector", 0.60, keep=0.25, tau=0.1))  # a seed without its conventional run
+    summary = experiment.summarise(rows)
+    assert summary.loc[summary["criterion"] == "eigenvector", "diff_seeds"].item() == 3, "only paired seeds count"
 
 
 def test_failed_runs_are_listed_not_averaged(tmp_path):

@@ -94,7 +94,8 @@ def test_the_minimum_detectable_difference_of_a_paired_t_test_is_detected_80_per
     assert minimum_detectable_difference(sd, 10, alpha) < mde  # more seeds see smaller differences
 
 
-@pytest.mark.parametrize("sd, n, alpha", [(1.0, 1, 0.05), (math.nan, 5, 0.05), (-1.0, 5, 0.05), (1.0, 5, 0.0)])
+@pytest.mark.parametrize("sd, n, alpha", [(1.0, 1, 0.05), (math.nan, 5, 0.05), (-1.0, 5, 0.05), (1.0, 5, 0.0),
+                                         (1.0, 5, 0.9)])  # the last: a level above the power asked for
 def test_no_minimum_detectable_difference_without_a_test(sd, n, alpha):
     assert math.isnan(minimum_detectable_difference(sd, n, alpha))
 
@@ -213,14 +214,17 @@ def test_a_correlation_that_runs_through_the_covariate_vanishes_and_one_beside_i
     assert partial_spearman_p(*beside, z, permutations=999).p == pytest.approx(1 / 1000)
 
 
-def test_partial_spearman_p_values_hold_their_size_under_the_null():
+@pytest.mark.slow
+def test_partial_spearman_p_values_hold_their_size_under_the_null_in_a_small_sample():
+    # At 10 units, 2,000 true nulls (a standard error of 0.5 points): Freedman and Lane's test rejects 6.0% at 0.05;
+    # permuting the residuals alone (Kennedy's test) rejected 7.8% of the same nulls.
     rng = np.random.default_rng(7)
     p = []
-    for _ in range(200):
-        z = rng.standard_normal(40)
-        p.append(partial_spearman_p(z + rng.standard_normal(40), z + rng.standard_normal(40), z,
+    for _ in range(2000):
+        z = rng.standard_normal(10)
+        p.append(partial_spearman_p(z + rng.standard_normal(10), z + rng.standard_normal(10), z,
                                     permutations=499, seed=int(rng.integers(1 << 30))).p)
-    assert 0.02 <= np.mean(np.array(p) < 0.05) <= 0.09
+    assert 0.04 <= np.mean(np.array(p) < 0.05) <= 0.07
 
 
 def test_a_partial_p_near_a_threshold_is_drawn_again_with_more_permutations():

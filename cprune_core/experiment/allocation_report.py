@@ -85,8 +85,10 @@ def comparisons(rows: list[dict]) -> pd.DataFrame:
 
 
 def _difference(line) -> str:
-    """"+1.2 points [-0.5, +2.9], Holm p 0.41: could not tell (it could detect 3.1 points)", or the side of 0 a
-    difference lies on where Holm's p is below 0.05."""
+    """"+1.2 points [-0.5, +2.9], Holm p 0.41: could not tell (at their observed spread, these seeds detect a
+    difference of 3.1 points with 80% power)", or the side of 0 a difference lies on where Holm's p is below 0.05.
+    The interval is the unadjusted 95% t-interval: the verdict is Holm's, so an interval that excludes 0 can still
+    read "could not tell"."""
     text = f"{100 * line.difference:+.1f} points"
     if math.isnan(line.low):
         return f"{text} ({line.seeds} seed{'s' * (line.seeds != 1)}: no interval)"
@@ -96,8 +98,8 @@ def _difference(line) -> str:
     first, second = line.comparison.split(" - ")
     if line.p_holm < ALPHA:
         return f"{text}, Holm p {line.p_holm:.2g}: {first} {'above' if line.difference > 0 else 'below'} {second}"
-    return (f"{text}, Holm p {line.p_holm:.2g}: could not tell (these seeds detect a difference of "
-            f"{100 * line.detectable:.1f} points with {POWER:.0%} power)")
+    return (f"{text}, Holm p {line.p_holm:.2g}: could not tell (at their observed spread, these seeds detect a "
+            f"difference of {100 * line.detectable:.1f} points with {POWER:.0%} power)")
 
 
 def allocation_sentence(compared: pd.DataFrame) -> str:
@@ -108,8 +110,9 @@ def allocation_sentence(compared: pd.DataFrame) -> str:
         return "No rule could be compared with uniform (no pair of finished runs)."
     said = [f"at {line.removed:.0%} of the MACs removed on {line.backbone}, {line.regime}, "
             f"{line.comparison.split(' - ')[0]}'s ratios gave {_difference(line)}" for line in lines.itertuples()]
-    return ("Test accuracy after fine-tuning, each rule minus uniform on the same seeds (mean, 95% t-interval over "
-            "seeds, and the paired t-test with Holm's correction over every rule-against-uniform comparison), "
+    return ("Test accuracy after fine-tuning, each rule minus uniform on the same seeds (mean, unadjusted 95% "
+            "t-interval over seeds, and the paired t-test with Holm's correction over every rule-against-uniform "
+            "comparison, which gives the verdict), "
             "eigenvector centrality ranking the neurons within each layer: " + "; ".join(said) + ".")
 
 
@@ -141,8 +144,8 @@ def _tables(summary: pd.DataFrame, compared: pd.DataFrame) -> list[str]:
         lines.append(f"| {line.backbone} | {line.regime} | {line.removed:.0%} | {line.criterion} | {line.rule} | "
                      f"{line.seeds} | {100 * line.test_acc_mean:.1f} +- {100 * (line.test_acc_std or 0):.1f} | "
                      f"{line.target_macs / 1e6:.2f} | {line.macs / 1e6:.2f} |")
-    lines += ["", "Paired differences over seeds (points of test accuracy, 95% t-interval; a two-sided paired t-test, "
-                  "Holm-corrected within each family: every rule against uniform is one family, every eigenvector "
+    lines += ["", "Paired differences over seeds (points of test accuracy, unadjusted 95% t-interval; the verdict is "
+                  "a two-sided paired t-test's, Holm-corrected within each family: every rule against uniform is one family, every eigenvector "
                   "against random the other; \"detect\" is the smallest difference the test finds with 80% power at "
                   "Holm's first step, given the differences' spread):", "",
               "| backbone | regime | MACs removed | comparison | held | seeds | difference [95% CI], verdict |",

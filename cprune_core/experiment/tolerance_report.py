@@ -27,6 +27,14 @@ def _test(a: Association) -> str:
             f"rho {a.rho:+.2f} [{a.low:+.2f}, {a.high:+.2f}], Holm p {a.adjusted:.2g}, {a.n} layers")
 
 
+def _strongest(found: list[Association]) -> str:
+    """The test with the largest |rho|, as words; what to say where no rho is defined (too few layers)."""
+    defined = [a for a in found if not math.isnan(a.rho)]
+    if not defined:
+        return "no rho is defined (too few layers, or a constant column)"
+    return _test(max(defined, key=lambda a: abs(a.rho)))
+
+
 def tolerance_sentence(found: list[Association], backbones: list[str]) -> str:
     """What the family of tests shows, in one paragraph, whichever way it goes."""
     n = max(a.n for a in found)
@@ -35,9 +43,8 @@ def tolerance_sentence(found: list[Association], backbones: list[str]) -> str:
     where = f"Across the {n} layers of {', '.join(backbones)} (the atlas's measurements, no retraining)"
     passed = [a for a in found if a.significant]
     if not passed:
-        strongest = max((a for a in found if not math.isnan(a.rho)), key=lambda a: abs(a.rho))
         return (f"{where}, no per-layer figure's rank correlation with what a layer loses survives Holm's correction "
-                f"over the {len(found)} tests at {ALPHA:.0%}; the strongest: {_test(strongest)}. {power}")
+                f"over the {len(found)} tests at {ALPHA:.0%}; the strongest: {_strongest(found)}. {power}")
     said = "; ".join(f"{_test(a)} (layers with a larger {PREDICTORS[a.predictor].split(' (')[0]} lose "
                      f"{'less' if a.rho > 0 else 'more'})" for a in passed)
     return f"{where}, {len(passed)} of the {len(found)} tests survive Holm's correction at {ALPHA:.0%}: {said}. {power}"
@@ -45,15 +52,15 @@ def tolerance_sentence(found: list[Association], backbones: list[str]) -> str:
 
 def beyond_width_sentence(found: list[Association]) -> str:
     """What the second family shows: each predictor with a tolerance, the layer's width held fixed (partial
-    Spearman rho), whichever way it goes."""
+    Spearman rho), whichever way it goes. Its detectable rho counts one layer fewer: the width held fixed costs a
+    degree of freedom."""
     n = max(a.n for a in found)
-    power = f"with {n} layers its first test detects |rho| >= {detectable_rho(n, len(found)):.2f} with 80% power"
+    power = f"with {n} layers its first test detects |rho| >= {detectable_rho(n - 1, len(found)):.2f} with 80% power"
     passed = [a for a in found if a.significant]
     where = (f"With each layer's width held fixed (partial Spearman rho given its neurons; a second family of "
              f"{len(found)} tests, Holm-corrected at {ALPHA:.0%}; {power})")
     if not passed:
-        strongest = max((a for a in found if not math.isnan(a.rho)), key=lambda a: abs(a.rho))
-        return f"{where}, no figure predicts what a layer loses beyond its width; the strongest: {_test(strongest)}."
+        return f"{where}, no figure predicts what a layer loses beyond its width; the strongest: {_strongest(found)}."
     said = "; ".join(_test(a) for a in passed)
     return f"{where}, {len(passed)} of the {len(found)} tests survive: {said}."
 
@@ -77,7 +84,8 @@ def plot_tolerance(table: pd.DataFrame, found: list[Association], tolerance: str
 
 
 def _rows(found: list[Association]) -> list[str]:
-    lines = ["| predictor | accuracy change | layers | Spearman rho [95% CI] | p | Holm p |", "|---|---|---|---|---|---|"]
+    rho = "partial Spearman rho" if any(a.given for a in found) else "Spearman rho"
+    lines = [f"| predictor | accuracy change | layers | {rho} [95% CI] | p | Holm p |", "|---|---|---|---|---|---|"]
     for a in found:
         lines.append(f"| {PREDICTORS.get(a.predictor, a.predictor)} | {_tolerance_label(a.tolerance)} | {a.n} | "
                      f"{a.rho:+.2f} [{a.low:+.2f}, {a.high:+.2f}] | {a.p:.2g} | "

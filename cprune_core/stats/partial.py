@@ -2,10 +2,11 @@
 
 A layer's width, say, predicts what the layer can lose; a figure that predicts it only through width adds nothing.
 The partial Spearman rho of x and y given z is the Pearson correlation of x's and y's ranks once each has been
-regressed (least squares, with an intercept) on z's ranks (Conover 1999, §5.4). Its permutation test permutes y's
-residuals against x's, the residuals being what z leaves unexplained (Kennedy 1995; with one covariate and these
-sample sizes its size is close to nominal, Anderson and Legendre 1999), and its interval is the percentile
-bootstrap over units.
+regressed (least squares, with an intercept) on z's ranks (Conover 1999, §5.4). Its permutation test is Freedman
+and Lane's (1983): y's residuals are permuted, regressed on z's ranks again and correlated with x's residuals. It
+holds its size better than permuting the residuals alone (Kennedy 1995), which rejects too often in small samples
+(Anderson and Legendre 1999): at 10 units, 6.0% of 2,000 true nulls at 0.05 against Kennedy's 7.8%
+(tests/test_stats.py). Its interval is the percentile bootstrap over units.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ConfigError
-from .pvalues import PValue, count_as_large, monte_carlo_p
+from .pvalues import PValue, monte_carlo_p
 
 __all__ = ["partial_spearman", "partial_spearman_p", "partial_spearman_interval"]
+
+_CHUNK = 2000  # permutations at once
 
 
 def _residual_ranks(values: np.ndarray, given: np.ndarray) -> np.ndarray:
@@ -35,6 +38,31 @@ def _residual_ranks(values: np.ndarray, given: np.ndarray) -> np.ndarray:
     scale = np.maximum(np.abs(ranks).max(-1, keepdims=True), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norms > 1e-9 * scale, left / norms, 0.0)
+
+
+def _centred_unit(values: np.ndarray) -> np.ndarray:
+    """``values``' ranks, centred and of unit length (all zeros for constant values)."""
+    ranks = stats.rankdata(values)
+    ranks -= ranks.mean()
+    norm = np.sqrt(ranks @ ranks)
+    return ranks / norm if norm > 0 else ranks
+
+
+def _as_large_after_permuting(observed: float, rx: np.ndarray, ry: np.ndarray, rz: np.ndarray, permutations: int,
+                              rng: np.random.Generator) -> int:
+    """Freedman and Lane's count: how often |rho| of ``rx`` with ``ry`` permuted, then regressed on ``rz`` again (the
+    centred unit ranks of z) and scaled to unit length, is >= ``observed``."""
+    n, count = len(ry), 0
+    tolerance = 1e-9 * max(observed, 1e-12)
+    for start in range(0, permutations, _CHUNK):
+        size = min(_CHUNK, permutations - start)
+        permuted = ry[rng.permuted(np.tile(np.arange(n), (size, 1)), axis=1)]  # size x n, each row centred
+        permuted -= np.outer(permuted @ rz, rz)  # what z explains of a permuted row is taken out again
+        norms = np.sqrt((permuted * permuted).sum(1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.where(norms > 0, (permuted @ rx) / norms, 0.0)
+        count += int((np.abs(rho) >= observed - tolerance).sum())
+    return count
 
 
 def _checked(x, y, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,8 +103,9 @@ def partial_spearman(x, y, z) -> float:
 
 def partial_spearman_p(x, y, z, *, permutations: int = 9999, seed: int = 0, refine: tuple[float, float] | None = None,
                        max_permutations: int = 999_999) -> PValue:
-    """The two-sided permutation p-value of ``partial_spearman(x, y, z)`` against 0: y's residual ranks permuted
-    against x's (Kennedy 1995), (1 + #{|rho*| >= |rho|}) / (1 + permutations), with its Monte Carlo interval.
+    """The two-sided permutation p-value of ``partial_spearman(x, y, z)`` against 0 (Freedman and Lane 1983: y's
+    residual ranks permuted, regressed on z's ranks again, correlated with x's), (1 + #{|rho*| >= |rho|}) /
+    (1 + permutations), with its Monte Carlo interval.
 
     Parameters
     ----------
@@ -98,11 +127,11 @@ def partial_spearman_p(x, y, z, *, permutations: int = 9999, seed: int = 0, refi
         raise ConfigError("A permutation test needs at least one permutation.")
     if math.isnan(partial_spearman(x, y, z)):
         return PValue.undefined("permutations")
-    rx, ry = _residual_ranks(x[None], z[None]), _residual_ranks(y[None], z[None])[0]
-    observed = np.abs(rx @ ry)
+    rx, ry, rz = _residual_ranks(x[None], z[None])[0], _residual_ranks(y[None], z[None])[0], _centred_unit(z)
+    observed = float(abs(rx @ ry))
 
     def drawn(count: int, rng: np.random.Generator) -> PValue:
-        return monte_carlo_p(int(count_as_large(observed, rx, ry, count, rng)[0]), count)
+        return monte_carlo_p(_as_large_after_permuting(observed, rx, ry, rz, count, rng), count)
 
     p = drawn(permutations, np.random.default_rng(seed))
     if refine is not None and p.low <= refine[1] and p.high >= refine[0]:

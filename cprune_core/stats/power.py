@@ -51,12 +51,13 @@ def minimum_detectable_difference(sd: float, n: int, alpha: float, power: float 
     Returns
     -------
     The minimum detectable difference, in the units of ``sd``; NaN for n < 2 (no test), a non-finite or
-    negative ``sd``, or alpha or power outside (0, 1); 0 for ``sd`` 0.
+    negative ``sd``, alpha or power outside (0, 1), or power <= alpha (no difference is needed for that: the
+    test rejects that often with none); 0 for ``sd`` 0.
 
     Example: ``minimum_detectable_difference(1.0, 5, 0.05)`` is about 1.68 (five seeds detect a mean difference of
     about 1.7 standard deviations of the differences).
     """
-    if n < 2 or not math.isfinite(sd) or sd < 0 or not 0 < alpha < 1 or not 0 < power < 1:
+    if n < 2 or not math.isfinite(sd) or sd < 0 or not 0 < alpha < power < 1:
         return math.nan
     if sd == 0:
         return 0.0

@@ -69,10 +69,10 @@ def monte_carlo_p(exceedances: int, draws: int, method: str = "permutations") ->
     return PValue((1 + exceedances) / (1 + draws), draws, exceedances, low, high, method)
 
 
-def count_as_large(observed: np.ndarray, ranks: np.ndarray, target: np.ndarray, permutations: int,
-                   rng: np.random.Generator) -> np.ndarray:
-    """How often |rho| of each score row with the permuted target is >= its observed |rho|: rows and target centred
-    and of unit length (ranks, or the residual ranks of ``partial.partial_spearman_p``), so a product is a rho."""
+def _count_as_large(observed: np.ndarray, ranks: np.ndarray, target: np.ndarray, permutations: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """How often |rho| of each score row with the permuted target is >= its observed |rho| (rows and target: centred
+    ranks of unit length, so a product is a rho)."""
     n = len(target)
     tolerance = 1e-9 * np.maximum(observed, 1e-12)
     count = np.zeros(len(ranks), dtype=np.int64)
@@ -121,7 +121,7 @@ def rank_correlation_p(scores: np.ndarray, effects: np.ndarray, *, permutations:
     ranks = _rank_rows(scores)
     defined = (np.abs(ranks).sum(1) > 0) & (np.abs(target).sum() > 0)
     observed = np.abs(ranks @ target)
-    counts = count_as_large(observed, ranks, target, permutations, np.random.default_rng(seed))
+    counts = _count_as_large(observed, ranks, target, permutations, np.random.default_rng(seed))
     results = [monte_carlo_p(int(c), permutations, method) if ok else PValue.undefined(method)
                for c, ok in zip(counts, defined)]
     if refine is None:
@@ -129,8 +129,8 @@ def rank_correlation_p(scores: np.ndarray, effects: np.ndarray, *, permutations:
     low, high = refine
     again = [i for i, p in enumerate(results) if not math.isnan(p.p) and p.low <= high and p.high >= low]
     if again:
-        more = count_as_large(observed[again], ranks[again], target, max_permutations,
-                              np.random.default_rng([seed, 1]))
+        more = _count_as_large(observed[again], ranks[again], target, max_permutations,
+                               np.random.default_rng([seed, 1]))
         for index, count in zip(again, more):
             results[index] = monte_carlo_p(int(count), max_permutations, method)
     return results
