@@ -130,7 +130,8 @@ def write_tolerance_report(table: pd.DataFrame, found: list[Association], refere
             "## Beyond width: the same tests with the layer's width held fixed", "",
             "Each test is the partial Spearman rho of a predictor with a tolerance given the layer's neurons (both "
             "ranked, each regressed on the width's ranks, the residuals correlated), its 95% percentile bootstrap "
-            "interval over layers, a permutation p-value that permutes the residuals (Kennedy 1995), and Holm's "
+            "interval over layers, a permutation p-value (Freedman and Lane 1983: the tolerance's residuals "
+            "permuted, regressed on the width again, correlated with the predictor's), and Holm's "
             f"correction over these {len(beyond_width)} tests, a family of their own.", "",
             *_rows(beyond_width), "",
             f"Every layer, its tolerances and predictors: [{paths['csv'].name}]({paths['csv'].name})."]
