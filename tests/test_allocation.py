@@ -20,7 +20,7 @@ from cprune_core.errors import ConfigError
 from cprune_core.experiment.allocation import (alphapruning_ratios, allocate, network_cost, prunable_macs,
                                                tolerance_scores)
 from cprune_core.experiment import tolerance_report
-from cprune_core.experiment.allocation_report import allocation_sentence, comparisons
+from cprune_core.experiment.allocation_report import allocation_sentence, chance_sentence, comparisons, summarise
 from cprune_core.experiment.tolerance import (associations, spearman_interval, tolerance_columns, tolerance_rows)
 from cprune_core.pruning import prune_model
 from cprune_core.registry import get_spec, load_backbone, replace_classifier
@@ -227,11 +227,12 @@ def planted_runs(seeds: int = 5) -> list[dict]:
     for seed in range(seeds):
         base = 0.6 + 0.05 * rng.standard_normal()
         rows.append(dict(backbone="b", regime="r", removed=0.0, criterion="none", rule="unpruned", seed=seed,
-                         status="finished", test_acc=base + 0.1, target_macs=2e6, planned_macs=2e6, macs=2e6))
+                         status="finished", test_acc=base + 0.1, target_macs=2e6, planned_macs=2e6, macs=2e6,
+                         classes=5))
         for rule, criterion in ((rule, criterion) for rule in shift for criterion in ("eigenvector", "random")):
             rows.append(dict(backbone="b", regime="r", removed=0.5, criterion=criterion, rule=rule, seed=seed,
                              status="finished", test_acc=base + shift[rule] + 0.01 * rng.standard_normal(),
-                             target_macs=1e6, planned_macs=1e6, macs=1e6))
+                             target_macs=1e6, planned_macs=1e6, macs=1e6, classes=5))
     return rows
 
 
@@ -251,6 +252,17 @@ def test_each_comparison_has_its_paired_t_test_holm_within_its_family_and_what_i
     assert "alpha's ratios gave +5." in sentence and "alpha above uniform" in sentence
     tolerance = sentence.split("tolerance's ratios gave")[1]
     assert "could not tell" in tolerance and "points with 80% power" in tolerance
+
+
+def test_pruned_settings_not_shown_above_chance_are_said_first():
+    rows = planted_runs()
+    assert chance_sentence(summarise(rows)) == "", "0.6 on 5 classes: every setting above chance's 20%"
+    for row in rows:
+        if row["rule"] == "alpha":
+            row["test_acc"] = 0.2 + (0.02 if row["seed"] % 2 else -0.02)  # chance, give or take a seed
+    summary = summarise(rows)
+    assert list(summary.loc[summary["rule"] == "alpha", "above_chance"]) == [False, False]
+    assert chance_sentence(summary).startswith("2 of the 6 pruned settings are not shown above chance (20%")
 
 
 def test_one_seed_gives_no_test_and_says_so():

@@ -183,7 +183,9 @@ def allocation_command(args: argparse.Namespace) -> int:
         paths = allocation_report.write_allocation_report(rows, out, command=_command(args), device=where,
                                                           elapsed_s=time.perf_counter() - start, epochs=base.epochs,
                                                           stopped=not_run)
-        print(next(line for line in paths["md"].read_text().splitlines() if line.startswith("**Finding:**")))
+        for line in paths["md"].read_text().splitlines():
+            if line.startswith(("**At chance:**", "**Finding:**")):
+                print(line)
         for kind, path in paths.items():
             print(f"{kind}: {path}")
     if stop.is_set():

@@ -202,6 +202,7 @@ class PlannedAllocation:
     counts: tuple[tuple[str, int], ...]  # group (its first layer) -> neurons kept; empty when unpruned
     planned_macs: int
     target_macs: int
+    classes: int  # of the regime's dataset: 1 / classes is chance
 
 
 def plan_allocations(backbones: Sequence[str], regimes: Sequence[Regime], seeds: Sequence[int],
@@ -223,13 +224,13 @@ def plan_allocations(backbones: Sequence[str], regimes: Sequence[Regime], seeds:
                 common = replace(base, backbone=backbone, dataset=regime.dataset, dataset_root=regime.root,
                                  train_per_class=regime.train_per_class, seed=seed, train_scope="all", tau=DEFAULT_TAU)
                 plan.append(PlannedAllocation(regime, "unpruned", 0.0, replace(common, mode="finetune"), (),
-                                              cost.base.macs, cost.base.macs))
+                                              cost.base.macs, cost.base.macs, classes))
                 for (share, rule), allocation in allocations.items():
                     counts = tuple((cost.graph.groups[index].root, count) for index, count in allocation.counts.items())
                     for criterion in within:
                         config = replace(common, mode="pruned", layers=["all"], criterion=criterion)
                         plan.append(PlannedAllocation(regime, rule, share, config.validate(), counts, allocation.macs,
-                                                      allocation.target))
+                                                      allocation.target, classes))
     return plan
 
 
@@ -260,7 +261,7 @@ def allocation_row(planned: PlannedAllocation, summary: RunSummary, key: str, *,
             "target_macs": planned.target_macs, "planned_macs": planned.planned_macs, "macs": summary.macs,
             "params": summary.params, "test_acc": summary.test_acc, "val_acc": summary.val_acc,
             "duration_s": summary.duration_s, "status": str(summary.status), "message": summary.message,
-            "run_key": key, "from_store": from_store}
+            "classes": planned.classes, "run_key": key, "from_store": from_store}
 
 
 def run_allocations(plan: list[PlannedAllocation], store: RunStore | None = None, executor: Executor | None = None,
