@@ -16,11 +16,10 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ConfigError
-from .pvalues import PValue, monte_carlo_p
+from .pvalues import PValue, _count_as_large, monte_carlo_p
+from .reliability import _rank_rows
 
 __all__ = ["partial_spearman", "partial_spearman_p", "partial_spearman_interval"]
-
-_CHUNK = 2000  # permutations at once
 
 
 def _residual_ranks(values: np.ndarray, given: np.ndarray) -> np.ndarray:
@@ -38,31 +37,6 @@ def _residual_ranks(values: np.ndarray, given: np.ndarray) -> np.ndarray:
     scale = np.maximum(np.abs(ranks).max(-1, keepdims=True), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norms > 1e-9 * scale, left / norms, 0.0)
-
-
-def _centred_unit(values: np.ndarray) -> np.ndarray:
-    """``values``' ranks, centred and of unit length (all zeros for constant values)."""
-    ranks = stats.rankdata(values)
-    ranks -= ranks.mean()
-    norm = np.sqrt(ranks @ ranks)
-    return ranks / norm if norm > 0 else ranks
-
-
-def _as_large_after_permuting(observed: float, rx: np.ndarray, ry: np.ndarray, rz: np.ndarray, permutations: int,
-                              rng: np.random.Generator) -> int:
-    """Freedman and Lane's count: how often |rho| of ``rx`` with ``ry`` permuted, then regressed on ``rz`` again (the
-    centred unit ranks of z) and scaled to unit length, is >= ``observed``."""
-    n, count = len(ry), 0
-    tolerance = 1e-9 * max(observed, 1e-12)
-    for start in range(0, permutations, _CHUNK):
-        size = min(_CHUNK, permutations - start)
-        permuted = ry[rng.permuted(np.tile(np.arange(n), (size, 1)), axis=1)]  # size x n, each row centred
-        permuted -= np.outer(permuted @ rz, rz)  # what z explains of a permuted row is taken out again
-        norms = np.sqrt((permuted * permuted).sum(1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rho = np.where(norms > 0, (permuted @ rx) / norms, 0.0)
-        count += int((np.abs(rho) >= observed - tolerance).sum())
-    return count
 
 
 def _checked(x, y, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,11 +101,11 @@ def partial_spearman_p(x, y, z, *, permutations: int = 9999, seed: int = 0, refi
         raise ConfigError("A permutation test needs at least one permutation.")
     if math.isnan(partial_spearman(x, y, z)):
         return PValue.undefined("permutations")
-    rx, ry, rz = _residual_ranks(x[None], z[None])[0], _residual_ranks(y[None], z[None])[0], _centred_unit(z)
-    observed = float(abs(rx @ ry))
+    rx, ry, rz = _residual_ranks(x[None], z[None]), _residual_ranks(y[None], z[None])[0], _rank_rows(z[None])[0]
+    observed = np.abs(rx @ ry)
 
     def drawn(count: int, rng: np.random.Generator) -> PValue:
-        return monte_carlo_p(_as_large_after_permuting(observed, rx, ry, rz, count, rng), count)
+        return monte_carlo_p(int(_count_as_large(observed, rx, ry, count, rng, remove=rz)[0]), count)
 
     p = drawn(permutations, np.random.default_rng(seed))
     if refine is not None and p.low <= refine[1] and p.high >= refine[0]:

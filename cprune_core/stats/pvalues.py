@@ -70,15 +70,21 @@ def monte_carlo_p(exceedances: int, draws: int, method: str = "permutations") ->
 
 
 def _count_as_large(observed: np.ndarray, ranks: np.ndarray, target: np.ndarray, permutations: int,
-                    rng: np.random.Generator) -> np.ndarray:
+                    rng: np.random.Generator, remove: np.ndarray | None = None) -> np.ndarray:
     """How often |rho| of each score row with the permuted target is >= its observed |rho| (rows and target: centred
-    ranks of unit length, so a product is a rho)."""
+    ranks of unit length, so a product is a rho). ``remove`` (a centred unit vector, e.g. a covariate's ranks): taken
+    out of each permuted target, which is then scaled to unit length again (Freedman and Lane's partial test)."""
     n = len(target)
     tolerance = 1e-9 * np.maximum(observed, 1e-12)
     count = np.zeros(len(ranks), dtype=np.int64)
     for start in range(0, permutations, _CHUNK):
         size = min(_CHUNK, permutations - start)
         permuted = target[rng.permuted(np.tile(np.arange(n), (size, 1)), axis=1)]  # size x n
+        if remove is not None:
+            permuted -= np.outer(permuted @ remove, remove)
+            norms = np.sqrt((permuted * permuted).sum(1, keepdims=True))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                permuted = np.where(norms > 0, permuted / norms, 0.0)
         count += (np.abs(permuted @ ranks.T) >= observed - tolerance).sum(0)
     return count
 
