@@ -8,8 +8,7 @@ reads, whether it downloads, whose records it writes and lists) is the ``Access`
 # torch, which takes seconds to import. ``from cprune_core import X`` works as before.
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import attach
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "access": ("COMMAND_LINE", "Access"),
@@ -43,24 +42,4 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "store": ("RunRecord", "RunStore"),
     "weights": ("WeightLayer", "WeightsBudget", "WeightsFile", "open_weights_file"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = list(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    """An exported name from its module, or a submodule (``cprune_core.graph``), imported on first use."""
-    module = _MODULE_OF.get(name)
-    if module is None:
-        try:
-            return importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as missing:
-            if missing.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .ranges import MAX_GRAPH_NEURONS
 from .graph import EPS, normalise_rows
 from .graph_view import counts_above, strongest
 from .progress import ProgressCallback, check_stop, report
@@ -40,7 +41,6 @@ __all__ = ["MAX_GRAPH_NEURONS", "BYTES_PER_PAIR", "GraphBudget", "GraphCost", "g
            "DistanceSums", "similarity_graph", "GraphSlots", "GRAPH_SLOTS"]
 
 MiB = 2**20
-MAX_GRAPH_NEURONS = 65_536  # the canvas's and the budget's limit: beyond, a layer is listed, never drawn
 # A pair in a block: its similarity (4 bytes), its comparison with tau (1), an edge taken from it (a flat index and
 # a value: 12), FPGM's distance and mask (5), rounded up.
 BYTES_PER_PAIR = 24

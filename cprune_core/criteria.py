@@ -21,12 +21,11 @@ from .centrality import Centrality, eigenvector_centrality, pagerank, weighted_d
 from .graph import adjacency_of
 from .sparse_graph import SparseGraph
 from .layers import has_neurons, is_depthwise, weight_vectors
-from .ranges import TAU, choose
+from .ranges import DEFAULT_TAU, TAU, choose
 
 __all__ = ["CRITERIA", "DEFAULT_TAU", "RANKING_MAX_ITER", "Criterion", "GraphCriterion", "GroupImportance",
            "make_criterion", "scores_for", "graph_of", "distance_sums"]
 
-DEFAULT_TAU = 0.1
 # torch-pruning's handlers that remove a layer's own neurons (not its inputs), as its own importances test them.
 _OUT_CHANNEL_PRUNING = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
 RANKING_MAX_ITER = 20_000  # power iteration steps a graph criterion may take before it settles for its last iterate

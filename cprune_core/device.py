@@ -6,11 +6,10 @@ from contextlib import nullcontext
 import torch
 
 from .errors import ConfigError
-from .ranges import choose
+from .ranges import DEVICES, choose
 
 __all__ = ["DEVICES", "resolve_device", "describe_device", "Precision", "is_out_of_memory", "to_device"]
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

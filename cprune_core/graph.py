@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .layers import weight_vectors
-from .ranges import TAU
+from .ranges import GRAPH_FORMATS, TAU
 
 if TYPE_CHECKING:
     from .sparse_graph import SparseGraph
@@ -191,9 +191,6 @@ def tau_for_mean_degree(taus: Sequence[float], counts: Sequence[int], neurons: i
     wanted = mean_degree * neurons / 2
     enough = [tau for tau, count in zip(taus, counts) if count >= wanted]
     return float(enough[-1]) if neurons >= 2 and enough and wanted >= 1 else float(taus[0])
-
-
-GRAPH_FORMATS = ("graphml", "gexf")  # read by Gephi, Cytoscape and networkx
 
 
 def graph_file(adjacency: Adjacency, node_values: dict[str, np.ndarray], file_format: str,

@@ -1,8 +1,11 @@
-"""Valid values, each rule written once: ranges of the method's numbers, and choosing by name.
+"""Valid values, each rule written once: ranges of the method's numbers, the names to choose among, and choosing
+by name.
 
 The core checks its inputs against these, ``FinetuneConfig`` carries them on its fields, and
 the CLI and the app derive their options and widget limits from them. A check rejects NaN,
-infinities and booleans, and raises ``ConfigError`` with the name, the value and the range.
+infinities and booleans, and raises ``ConfigError`` with the name, the value and the range. The names of the
+criteria, devices and executors live here, not in the modules that implement them (which import torch), so the
+settings classes and the command line's ``--help`` read them without importing torch.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Range", "number_from_text", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "CPUS_PER_TASK", "GPUS_PER_TASK", "choose"]
+__all__ = ["Range", "number_from_text", "TAU", "KEEP", "FRACTION", "SEEDS", "DEFAULT_SEEDS", "CPUS_PER_TASK",
+           "GPUS_PER_TASK", "DEFAULT_TAU", "CRITERION_NAMES", "DEVICES", "EXECUTORS", "GRAPH_FORMATS",
+           "MAX_GRAPH_NEURONS", "choose"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,13 @@ SEEDS = Range(1, 1000, integer=True)  # how many seeds (0..N-1): of a grid, or o
 CPUS_PER_TASK = Range(0, 4096, low_open=True)  # CPUs a run or task asks of an executor (also its torch threads)
 GPUS_PER_TASK = Range(0, 1024)  # GPUs a run or task asks of an executor: a fraction shares one
 DEFAULT_SEEDS = 5  # the paper's: of the paper table's grid, and of the random criterion in the importance analysis
+DEFAULT_TAU = 0.1
+# criteria.CRITERIA's keys, in its order: the graph's criterion (arXiv 2512.12543) first.
+CRITERION_NAMES = ("eigenvector", "inverse-eigenvector", "l1", "l2", "fpgm", "degree", "pagerank", "random")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # device.resolve_device's
+EXECUTORS = ("local", "ray")  # experiment.executors': this process, or a Ray cluster
+GRAPH_FORMATS = ("graphml", "gexf")  # graph.graph_file's: read by Gephi, Cytoscape and networkx
+MAX_GRAPH_NEURONS = 65_536  # the canvas's and the budget's limit: beyond, a layer is listed, never drawn
 
 
 def choose(value: Any, options: Collection, what: str) -> Any:

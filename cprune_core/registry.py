@@ -2,6 +2,9 @@
 
 Nothing else in the project hard-codes a backbone's builder, weights, preprocessing, input
 size, classifier or feature split; every other module reads it from here.
+
+The facts cost no import of torch (it is imported where a model is built or a file read): the settings
+classes and the command line's ``--help`` read the names and sizes, and answer at once.
 """
 from __future__ import annotations
 
@@ -11,14 +14,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, ConfigError, WeightsUnavailableError
-from .models.efficientnet_lite import efficientnet_lite
 from .paths import user_path
 from .ranges import Range, choose
-from .weights import WeightsBudget, WeightsFile, read_weights_file
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .weights import WeightsFile
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "WEIGHT_SOURCES", "BackboneSpec", "Backbone", "get_spec", "load_backbone",
            "get_submodule", "replace_classifier", "read_state_dict", "state_dict_of", "load_checkpoint_into", "weights_cache_path",
@@ -79,6 +85,8 @@ def _torchvision_builder(arch: str, weights_name: str) -> Callable[[bool], nn.Mo
 
 def _hub_file(url: str) -> Path:
     """Where torch.hub (and so torchvision) caches a download: $TORCH_HOME/hub/checkpoints/<file>."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
@@ -100,6 +108,8 @@ def _offline_message(arch: str, url: str, exc: Exception) -> str:
 
 def _lite_builder(variant: int) -> Callable[[bool], nn.Module]:
     def build(pretrained: bool) -> nn.Module:
+        from .models.efficientnet_lite import efficientnet_lite
+
         try:
             return efficientnet_lite(variant, pretrained=pretrained)
         except (ImportError, FileNotFoundError) as exc:
@@ -188,6 +198,8 @@ def load_backbone(name: str, weights: str = "pretrained", checkpoint: str | Path
                                           "cache, and downloads are off.")
         model, status = spec.build(True), "pretrained"
     elif weights == "random":
+        import torch
+
         torch.manual_seed(0)
         model, status = spec.build(False), "random init"
     elif weights == "checkpoint":
@@ -211,6 +223,8 @@ def get_submodule(model: nn.Module, path: str) -> nn.Module:
 def replace_classifier(model: nn.Module, spec: BackboneSpec, num_classes: int) -> nn.Linear:
     """Put a new, freshly initialised Linear head with ``num_classes`` outputs in place (1 to MAX_CLASSES:
     ConfigError otherwise, before anything is allocated)."""
+    from torch import nn
+
     CLASS_COUNTS.check(num_classes, "number of classes")
     old = get_submodule(model, spec.classifier)
     new = nn.Linear(old.in_features, num_classes)
@@ -237,6 +251,8 @@ class ExpectedState:
 def checkpoint_shapes(name: str) -> dict[str, tuple[int | None, ...]]:
     """Backbone ``name``'s state-dict names and shapes, the classifier's number of classes as None.
     Built on the meta device: no memory, no download, a few milliseconds."""
+    import torch
+
     spec = get_spec(name)
     with torch.device("meta"):
         state = spec.build(False).state_dict()
@@ -291,12 +307,16 @@ def read_state_dict(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES,
     ``max_bytes``, not what its extension says, holds tensors that cannot be read safely (sparse, meta,
     expanded views: see weights.check_stored_tensors), does not fit ``expected``, or holds NaN or Inf.
     Every check but the last reads no value."""
+    from .weights import WeightsBudget, read_weights_file
+
     return state_dict_of(read_weights_file(user_path(path), WeightsBudget(max_file_bytes=max_bytes)), expected)
 
 
 def state_dict_of(weights: WeightsFile, expected: ExpectedState | None = None) -> dict[str, torch.Tensor]:
     """The tensors of an opened weights file as a state dict, once its names and shapes fit ``expected`` (no
     value read before that) and its values are finite; CheckpointError saying what is wrong otherwise."""
+    import torch
+
     name = weights.path.name
     if expected is not None:
         problems = shape_mismatch(weights.shapes, expected.shapes)

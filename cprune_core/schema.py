@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .data import DATASETS, DEFAULT_DATASET
 from .data.splits import check_split_arguments
-from .device import DEVICES
 from .errors import ConfigError, exit_code_for
-from .criteria import CRITERIA, DEFAULT_TAU
 from .options import Settings, option
-from .ranges import FRACTION, KEEP, TAU, Range
+from .ranges import CRITERION_NAMES, DEFAULT_TAU, DEVICES, FRACTION, KEEP, TAU, Range
 from .registry import BACKBONES, DEFAULT_BACKBONE, MAX_INPUT_SIZE, WEIGHT_SOURCES, get_spec
 
 if TYPE_CHECKING:
@@ -81,7 +79,7 @@ class FinetuneConfig(Settings):
                                  "and the pruned layers' scope; finetune: as pruned, without pruning.", "method",
                        choices=MODES)
     criterion: str = option("eigenvector", "Neuron importance criterion for pruning.", "method",
-                            choices=CRITERIA)
+                            choices=CRITERION_NAMES)
     keep: float = option(0.5, "Fraction of neurons kept in each pruned layer.", "method", range=KEEP)
     tau: float = option(DEFAULT_TAU, "Cosine-similarity threshold of the neuron graph.", "method", range=TAU)
     layers: list[str] | None = option(None, "Comma-separated layers to prune, or 'all' for every prunable layer "

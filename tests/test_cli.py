@@ -64,6 +64,48 @@ def test_the_list_of_commands_answers_without_importing_any_command_or_torch():
         command.name: command.help for command in cli.COMMANDS}
 
 
+# Each command's words, as `cprune WORDS --help` takes them: every parser the command line has.
+HELP_COMMANDS = [["finetune"], ["evaluate"], ["graph"], ["experiment"], ["experiment", "paper-table"],
+                 ["experiment", "importance"], ["experiment", "atlas"], ["experiment", "tolerance"],
+                 ["experiment", "allocation"]]
+# What made a command's --help take seconds while its parser imported the command's work (bench/bench_cli.py).
+HEAVY = ("torch", "pandas", "scipy", "networkx", "ray")
+
+
+@pytest.mark.parametrize("words", HELP_COMMANDS, ids=" ".join)
+def test_every_commands_help_answers_without_importing_torch_or_the_commands_work(words):
+    """A command's --help builds its parser only (cli.parsers): none of torch, pandas, scipy, networkx, Ray, and
+    no command's own module, is imported; the help still names the options' choices and defaults."""
+    probe = ("import sys, json\nfrom cprune_core.cli import main\ntry: main(sys.argv[1:] + ['--help'])\n"
+             "except SystemExit: pass\n"
+             f"print(json.dumps(sorted(name for name in sys.modules if name.split('.')[0] in {HEAVY!r} or "
+             "(name.startswith('cprune_core.cli.') and name not in ('cprune_core.cli.interrupt', "
+             "'cprune_core.cli.options', 'cprune_core.cli.parsers')))))")
+    done = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert "usage: cprune " + " ".join(words) in done.stdout and "--help" in done.stdout
+
+
+def test_a_commands_handler_runs_its_work_modules_function(monkeypatch):
+    """The parser names the command's function by module and name; calling it runs that function with the args
+    and returns its exit code."""
+    args = cli.build_parser("graph").parse_args(["graph", "--backbone", "efficientnet_lite0"])
+    assert args.handler == cli.parsers.Handler("graph", "graph_command")
+    ran = []
+    monkeypatch.setattr("cprune_core.cli.graph.graph_command", lambda parsed: ran.append(parsed) or 7)
+    assert args.handler(args) == 7 and ran == [args]
+
+
+def test_finetunes_export_formats_are_the_parsers_choices():
+    from cprune_core.cli import finetune, parsers
+
+    assert tuple(finetune.EXPORTERS) == parsers.EXPORT_FORMATS
+    export = next(a for a in cli.build_parser("finetune")._subparsers._group_actions[0].choices["finetune"]._actions
+                  if a.dest == "export")
+    assert tuple(export.choices) == parsers.EXPORT_FORMATS
+
+
 def test_finetune_json_reports_parseable_final_figures_and_records_the_run(tiny_folder, capsys):
     assert cli.main(tiny_args(tiny_folder, "--json", "--keep", "0.25")) == 0
 

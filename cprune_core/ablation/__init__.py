@@ -33,17 +33,16 @@ Validation split only: the test split is never looked at here. Long steps take a
 callback ``progress(done, total, message)`` (total 0: not known yet) and a ``stop`` event; a set
 ``stop`` raises ``StopRequested`` (``progress.report`` and ``progress.check_stop``).
 """
-from .ablators import (ForwardAblator, Heads, LayerAblator, Outcome, PooledAblator, consumers, inference_copy,
-                       layer_ablator, rest_cut, rest_features)
-from .analysis import ImportanceAnalysis, analyse_importance
-from .baseline import TrainedBaseline, prunable_group, train_baseline, train_heads
-from .config import RESAMPLES, SAMPLE_SIZES, AnalysisConfig
-from .sentence import summary_sentence
-from .statistics import (TIE_DRAWS, AblationResult, Correlation, ZeroShotCurve, ablation_effects,
-                         criterion_correlations, kept_outcome, sample_neurons, scores_by_criterion, zero_shot_curve)
+from ..lazy import attach
 
-__all__ = ["AnalysisConfig", "TrainedBaseline", "train_baseline", "train_heads", "prunable_group", "Heads", "Outcome",
-           "LayerAblator", "PooledAblator", "ForwardAblator", "layer_ablator", "consumers", "rest_cut", "rest_features", "inference_copy",
-           "sample_neurons", "AblationResult", "ablation_effects", "scores_by_criterion", "Correlation",
-           "criterion_correlations", "ZeroShotCurve", "zero_shot_curve", "kept_outcome", "TIE_DRAWS", "summary_sentence",
-           "ImportanceAnalysis", "analyse_importance", "SAMPLE_SIZES", "RESAMPLES"]
+# Imported when first used (cprune_core.lazy): a light module of the package (its settings) costs no torch.
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "ablators": ("ForwardAblator", "Heads", "LayerAblator", "Outcome", "PooledAblator", "consumers",
+        "inference_copy", "layer_ablator", "rest_cut", "rest_features"),
+    "analysis": ("ImportanceAnalysis", "analyse_importance"),
+    "baseline": ("TrainedBaseline", "prunable_group", "train_baseline", "train_heads"),
+    "config": ("RESAMPLES", "SAMPLE_SIZES", "AnalysisConfig"),
+    "sentence": ("summary_sentence",),
+    "statistics": ("TIE_DRAWS", "AblationResult", "Correlation", "ZeroShotCurve", "ablation_effects",
+        "criterion_correlations", "kept_outcome", "sample_neurons", "scores_by_criterion", "zero_shot_curve"),
+})

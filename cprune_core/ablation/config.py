@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..criteria import CRITERIA, DEFAULT_TAU
 from ..options import Settings, option
-from ..ranges import DEFAULT_SEEDS, KEEP, SEEDS, TAU, Range
+from ..ranges import CRITERION_NAMES, DEFAULT_SEEDS, DEFAULT_TAU, KEEP, SEEDS, TAU, Range
 
 __all__ = ["AnalysisConfig", "SAMPLE_SIZES", "RESAMPLES"]
 
@@ -29,8 +28,8 @@ class AnalysisConfig(Settings):
 
     layer: str | None = option(None, "Layer to analyse; none: the backbone's head layer.", "analysis",
                                none="the backbone's head layer")
-    criteria: tuple[str, ...] = option(tuple(CRITERIA), "Criteria whose scores are compared with the ablation effect "
-                                                        "(comma-separated).", "analysis", choices=CRITERIA,
+    criteria: tuple[str, ...] = option(CRITERION_NAMES, "Criteria whose scores are compared with the ablation effect "
+                                                        "(comma-separated).", "analysis", choices=CRITERION_NAMES,
                                        label="criterion")
     tau: float = option(DEFAULT_TAU, "Cosine-similarity threshold of the graph criteria.", "analysis", range=TAU)
     seeds: int = option(DEFAULT_SEEDS, "Seeds of the random criterion (0..N-1): its band in the zero-shot curve.",

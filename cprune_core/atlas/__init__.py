@@ -17,19 +17,18 @@ matplotlib).
 Validation split only. Long steps take ``progress(done, total, message)`` (done, total: layers) and a
 ``stop`` event; a set ``stop`` raises ``StopRequested``.
 """
-from .blocks import BlockInputs, chain_steps
-from .layer import LayerAtlas, LayerTask
-from .measure import measure_layer
-from .pooled import PooledTests, pooled_tests
-from .records import AtlasRecords, RecordedAtlas, configuration_key, layer_key
-from .result import TESTS, TIED_FLAG, AtlasResult, Family
-from .run import PlannedLayer, head_fingerprint, plan_layers, run_atlas, validation_subset
-from .sentence import atlas_sentences, geometry_gaps, layers_sentence, pooled_sentence, why_sentence
-from .settings import DEFAULT_SAMPLE, QUICK_LAYERS, SEQUENTIAL_HITS, AtlasSettings
-from .significance import ALPHA, PERMUTATIONS, VERDICTS, verdict
+from ..lazy import attach
 
-__all__ = ["BlockInputs", "chain_steps", "LayerAtlas", "LayerTask", "measure_layer", "PooledTests",
-           "pooled_tests", "AtlasRecords", "RecordedAtlas", "configuration_key", "layer_key", "TESTS", "TIED_FLAG",
-           "AtlasResult", "Family", "PlannedLayer", "head_fingerprint", "plan_layers", "run_atlas", "validation_subset",
-           "atlas_sentences", "pooled_sentence", "layers_sentence", "geometry_gaps", "why_sentence", "DEFAULT_SAMPLE",
-           "QUICK_LAYERS", "SEQUENTIAL_HITS", "AtlasSettings", "ALPHA", "PERMUTATIONS", "VERDICTS", "verdict"]
+# Imported when first used (cprune_core.lazy): a light module of the package (its settings) costs no torch.
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "blocks": ("BlockInputs", "chain_steps"),
+    "layer": ("LayerAtlas", "LayerTask"),
+    "measure": ("measure_layer",),
+    "pooled": ("PooledTests", "pooled_tests"),
+    "records": ("AtlasRecords", "RecordedAtlas", "configuration_key", "layer_key"),
+    "result": ("TESTS", "TIED_FLAG", "AtlasResult", "Family"),
+    "run": ("PlannedLayer", "head_fingerprint", "plan_layers", "run_atlas", "validation_subset"),
+    "sentence": ("atlas_sentences", "geometry_gaps", "layers_sentence", "pooled_sentence", "why_sentence"),
+    "settings": ("DEFAULT_SAMPLE", "QUICK_LAYERS", "SEQUENTIAL_HITS", "AtlasSettings"),
+    "significance": ("ALPHA", "PERMUTATIONS", "VERDICTS", "verdict"),
+})

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..ablation import RESAMPLES, SAMPLE_SIZES
-from ..criteria import CRITERIA, DEFAULT_TAU
+from ..ablation.config import RESAMPLES, SAMPLE_SIZES
 from ..errors import ConfigError
 from ..options import Settings, option
-from ..ranges import KEEP, SEEDS, TAU, Range
+from ..ranges import CRITERION_NAMES, DEFAULT_TAU, KEEP, SEEDS, TAU, Range
 from .significance import PERMUTATIONS
 
 __all__ = ["AtlasSettings", "DEFAULT_SAMPLE", "VAL_IMAGES", "QUICK_LAYERS", "SEQUENTIAL_HITS", "POOLED_DRAWS",
@@ -74,8 +73,8 @@ class AtlasSettings(Settings):
                                      "interval overlaps the corrected thresholds).", "atlas", range=PERMUTATIONS)
     splits: int = option(200, "Random half-splits of the images for each layer's reliability.", "atlas",
                          range=Range(1, 10_000, integer=True), label="reliability splits")
-    criteria: tuple[str, ...] = option(tuple(CRITERIA), "Criteria measured (comma-separated); eigenvector and random "
-                                                        "are always among them.", "atlas", choices=CRITERIA,
+    criteria: tuple[str, ...] = option(CRITERION_NAMES, "Criteria measured (comma-separated); eigenvector and random "
+                                                        "are always among them.", "atlas", choices=CRITERION_NAMES,
                                        label="criterion")
     layers: tuple[str, ...] | None = option(None, "Layers to measure (comma-separated), or all of the prunable ones.",
                                             "atlas", label="layer", none="every prunable layer", cli_none="all")

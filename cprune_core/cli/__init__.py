@@ -1,8 +1,9 @@
 """Command line: ``cprune COMMAND`` (or ``python -m cprune_core COMMAND``).
 
-Each subcommand is one ``Command`` of ``COMMANDS``: its name, its one-line help, and the module whose
-``add_command(subparsers, command)`` adds its options and sets ``handler`` (args -> exit code). Only the
-chosen command's module is imported (the others bring torch in), so ``cprune --help`` answers at once.
+Each subcommand is one ``Command`` of ``COMMANDS``: its name, its one-line help, and the function of ``parsers``
+that adds its options and sets ``handler`` (args -> exit code; the command's own module, which brings torch in, is
+imported when it runs). Only the chosen command's parser is built, and no parser imports torch, so ``cprune --help``
+and ``cprune COMMAND --help`` answer at once.
 A CPruneError prints one ``error:`` line and exits with the code of its kind (EXIT_CODES), as does an OSError
 (a file the user named cannot be read or written); anything else is a bug and shows its traceback.
 """
@@ -12,7 +13,6 @@ import argparse
 import logging
 import sys
 from dataclasses import dataclass
-from importlib import import_module
 
 from ..errors import CPruneError, StopRequested, StoreError, one_line
 from .interrupt import INTERRUPTED
@@ -30,15 +30,17 @@ EXIT_CODES = {
 
 @dataclass(frozen=True)
 class Command:
-    """One subcommand: ``name``, its line in ``cprune --help``, and ``module`` (in this package), whose
-    ``add_command(subparsers, command)`` adds its parser."""
+    """One subcommand: ``name``, its line in ``cprune --help``, and ``parser``, the name of the function of
+    ``parsers`` that adds its parser: ``parser(subparsers, command)``."""
 
     name: str
     help: str
-    module: str
+    parser: str
 
     def add(self, subparsers) -> None:
-        import_module(f".{self.module}", __package__).add_command(subparsers, self)
+        from . import parsers  # the settings classes and registries: only for the commands whose options are shown
+
+        getattr(parsers, self.parser)(subparsers, self)
 
     def add_summary(self, subparsers) -> None:
         """Its name and help only, for the list of commands (its options are not needed there)."""
@@ -46,13 +48,13 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("finetune", "Prune and fine-tune a backbone on a dataset (or train the baseline).", "finetune"),
-    Command("evaluate", "Accuracy of a saved model on a dataset, per class and overall.", "evaluate"),
+    Command("finetune", "Prune and fine-tune a backbone on a dataset (or train the baseline).", "add_finetune"),
+    Command("evaluate", "Accuracy of a saved model on a dataset, per class and overall.", "add_evaluate"),
     Command("experiment", "Generated reports: the paper's comparison (paper-table); does centrality predict "
                           "importance (importance), in every layer (atlas); what a layer can lose (tolerance); "
-                          "per-layer ratios at the same MACs (allocation).", "experiment"),
+                          "per-layer ratios at the same MACs (allocation).", "add_experiment"),
     Command("graph", "A layer's neuron graph and every criterion's score per neuron, from a backbone or any "
-                     "weights file (.safetensors, .onnx, .pt).", "graph"),
+                     "weights file (.safetensors, .onnx, .pt).", "add_graph"),
 )
 # After a StoreError, which names the problem only: what the command line's user can do about it.
 STORE_ADVICE = ("Name another store file with `finetune --store FILE`, set CPRUNE_HOME to a writable folder, "

@@ -11,31 +11,9 @@ from ..errors import DatasetError
 from ..evaluation import evaluate_model
 from ..schema import FinetuneConfig
 from .finetune import percent
-from .options import add_config_argument, path_text
 from .progress_bars import StepProgressBar
 
-__all__ = ["add_command"]
-
-
-def add_command(subparsers, command) -> None:
-    parser = subparsers.add_parser(
-        command.name, help=command.help,
-        description="Load a model directory written by `finetune --save` and measure its accuracy on a "
-                    "dataset. Classes are matched by name; every class of the data must be a class of the model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True, metavar="DIR", type=path_text,
-                        help="Saved model directory (model.json + model.pt).")
-    add_config_argument(parser, "dataset", default="folder",
-                        help="Dataset; 'folder' is any folder with one sub-folder of images per class.")
-    add_config_argument(parser, "dataset_root", help="Dataset folder (required for 'folder').")
-    parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
-                        help="Which images: all, or one split made with --seed and the default fractions.")
-    add_config_argument(parser, "seed", help="Seed of the split (with --split train/val/test).")
-    add_config_argument(parser, "batch_size", default=64, help="Evaluation batch size.")
-    add_config_argument(parser, "device")
-    parser.add_argument("--json", action="store_true", help="Print the accuracies as JSON on stdout.")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar (on stderr: images evaluated).")
-    parser.set_defaults(handler=evaluate_command)
+__all__ = ["evaluate_command"]
 
 
 def evaluate_command(args: argparse.Namespace) -> int:

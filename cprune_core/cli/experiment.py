@@ -4,7 +4,6 @@ centrality predict importance (experiment_importance.py); ``atlas``: the same qu
 layer (experiment_atlas.py)."""
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -14,59 +13,10 @@ from tqdm import tqdm
 
 from .. import experiment
 from ..paths import writable_dir
-from ..ranges import DEFAULT_SEEDS
-from ..registry import BACKBONES
-from .experiment_allocation import add_allocation_commands
-from .experiment_atlas import add_atlas_command
-from .experiment_importance import add_importance_command
 from .interrupt import stop_on_ctrl_c
-from .options import (add_config_argument, add_executor_options, executor_flags, make_executor, open_store, out_help,
-                      path_text, report_folder, whole_number)
+from .options import executor_flags, make_executor, open_store, report_folder
 
-__all__ = ["add_command"]
-
-
-def add_command(subparsers, command) -> None:
-    experiments = subparsers.add_parser(
-        command.name, help=command.help,
-        description="Each experiment writes a generated report (Markdown, CSV and PNG) in --out; "
-                    "`experiment NAME --help` lists its options.")
-    names = experiments.add_subparsers(dest="name", required=True, metavar="NAME")
-    parser = names.add_parser(
-        "paper-table", help="Reproduce the paper's comparison as a table.",
-        description="paper-table: for each backbone x dataset regime x seed, on the same split, run the conventional "
-                    "baseline, fine-tuning without pruning, and prune-then-fine-tune with each criterion and keep "
-                    "ratio; record every run in the store and write results.md, results.csv and results.png in --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="Backbones; default efficientnet_lite0.")
-    parser.add_argument("--datasets", nargs="+", choices=list(experiment.REGIMES),
-                        help="Dataset regimes; default the offline pair flowers128 and flowers128-10shot "
-                             "(--quick: flowers-sample).")
-    parser.add_argument("--seeds", type=whole_number, help=f"Number of seeds (0..N-1); default {DEFAULT_SEEDS} "
-                                                  f"(--quick: {experiment.QUICK_SEEDS}).")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"A reduced grid (eigenvector and random at keep 0.25 and 0.5, no tau sweep, "
-                             f"{experiment.QUICK_EPOCHS} epochs) that runs in minutes on a CPU, its report not in "
-                             "docs/ (see --out): for tests and for checking the set-up.")
-    add_config_argument(parser, "epochs", default=None, help=f"Epochs per run; default {experiment.DEFAULT_EPOCHS} "
-                                                             f"(--quick: {experiment.QUICK_EPOCHS}).")
-    add_config_argument(parser, "image_size", default=experiment.DEFAULT_IMAGE_SIZE,
-                        help="Input size; the flowers photos are 128 px, so larger sizes only upsample "
-                             "(use 224 for the downloaded datasets).")
-    add_config_argument(parser, "train_scope")
-    add_config_argument(parser, "device")
-    parser.add_argument("--out", type=path_text, help=out_help())
-    parser.add_argument("--no-record", action="store_true",
-                        help="Do not record the runs in the local run store (and so do not resume from it).")
-    parser.add_argument("--rerun", action="store_true",
-                        help="Run again the planned runs that already finished in the run store (by default they "
-                             "are skipped and their recorded results reported, so a killed grid resumes).")
-    add_executor_options(parser, "run", local="one run after another in this process",
-                         ray="each run is a Ray task (as many at once as the cluster holds)")
-    parser.set_defaults(handler=run_experiment_command)
-    add_importance_command(names)
-    add_atlas_command(names)
-    add_allocation_commands(names)
+__all__ = ["run_experiment_command"]
 
 
 def run_experiment_command(args) -> int:

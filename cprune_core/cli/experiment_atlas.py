@@ -11,52 +11,17 @@ from ..atlas import AtlasRecords, AtlasSettings, atlas_sentences, run_atlas
 from ..errors import StopRequested
 from ..atlas import report as atlas_report
 from ..experiment import importance_report
-from ..experiment.grid import DEFAULT_IMAGE_SIZE
+from ..experiment.settings import DEFAULT_IMAGE_SIZE
 from ..paths import writable_dir
 from ..registry import DEFAULT_BACKBONE
 from .interrupt import stop_on_ctrl_c
-from .options import (add_analysis_data_options, add_config_argument, add_executor_options, add_settings_options,
-                      executor_flags, make_executor, out_help, path_text, report_folder, settings_flags,
-                      settings_from_args)
+from .options import executor_flags, make_executor, report_folder, settings_flags, settings_from_args
 from .progress_bars import StepProgressBar
 
-__all__ = ["add_atlas_command"]
+__all__ = ["atlas_command"]
 
 DEFAULTS = AtlasSettings()
 QUICK = AtlasSettings.quick()
-
-
-def add_atlas_command(experiments) -> None:
-    """The ``atlas`` parser under ``experiment``'s names."""
-    parser = experiments.add_parser(
-        "atlas", help="Does centrality predict importance, layer by layer? Single-neuron and group ablation in "
-                      "every prunable layer, against random pruning.",
-        description="For each backbone: train heads on the frozen backbone (one per seed), then in every chosen layer, "
-                    "with no retraining: remove each of a seeded sample of neurons alone on every validation image "
-                    "(the effects' split-half reliability; Spearman rho of every criterion with them, an interval "
-                    "resampling images and neurons, a permutation test), keep a fraction of the neurons by each "
-                    "criterion (ranked among random kept sets) and measure the kept sets' redundancy and coverage. "
-                    "The primary tests pool every layer of every backbone; per-layer tests are Holm-corrected over "
-                    "each backbone's layers. Each layer is recorded as it ends, so the same command resumes. Writes "
-                    "atlas.md, atlas.csv and atlas-BACKBONE.png in --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_analysis_data_options(parser, backbones=True)
-    add_settings_options(parser, AtlasSettings, quick=QUICK)
-    add_config_argument(parser, "image_size", default=DEFAULT_IMAGE_SIZE, help="Input size; the flowers photos are 128 px.")
-    add_config_argument(parser, "device")
-    parser.add_argument("--quick", action="store_true",
-                        help="flowers-sample, a few layers, small samples: minutes on a CPU, for tests and for "
-                             "checking the set-up; the report is not written in docs/ (see --out).")
-    parser.add_argument("--json", action="store_true", help="Print the atlas as JSON on stdout (and nothing else).")
-    parser.add_argument("--out", type=path_text, help=out_help())
-    parser.add_argument("--rerun", action="store_true",
-                        help="Measure again the layers already recorded with the same settings (by default they are "
-                             "read back, so a killed run resumes).")
-    parser.add_argument("--no-record", action="store_true",
-                        help="Do not record the layers (and so do not resume from earlier records).")
-    add_executor_options(parser, "task", local="the layers one after another in this process",
-                         ray="each layer is a Ray task (as many at once as the cluster holds)")
-    parser.set_defaults(handler=atlas_command)
 
 
 def _settings(args: argparse.Namespace) -> AtlasSettings:

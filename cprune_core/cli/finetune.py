@@ -13,35 +13,14 @@ from ..paths import writable_dir
 from ..runs import run_and_record
 from ..schema import FinetuneConfig, RunResult, RunStatus
 from .interrupt import stop_on_ctrl_c
-from .options import add_settings_options, open_store, path_text, settings_from_args
+from .options import open_store, settings_from_args
+from .parsers import EXPORT_FORMATS
 from .progress_bars import RunProgressBar
 
-__all__ = ["add_command", "summary_table"]
+__all__ = ["summary_table", "finetune_command"]
 
-EXPORTERS = {"onnx": (export_onnx, ONNX_FILE), "torchscript": (export_torchscript, TORCHSCRIPT_FILE)}
-
-
-def add_command(subparsers, command) -> None:
-    parser = subparsers.add_parser(
-        command.name, help=command.help,
-        description="Fine-tune a backbone on an image-classification dataset: the conventional baseline "
-                    "(frozen backbone + new head), prune-then-fine-tune, or fine-tune without pruning. "
-                    "Prints progress, then a summary (or JSON with --json).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_settings_options(parser, FinetuneConfig)
-    parser.add_argument("--baseline", action="store_true", help="Shorthand for --mode baseline.")
-    output = parser.add_argument_group("output")
-    output.add_argument("--save", metavar="DIR", type=path_text,
-                        help="Save the fine-tuned model (model.pt + model.json) in DIR.")
-    output.add_argument("--export", action="append", choices=tuple(EXPORTERS), default=[],
-                        help="Also export the saved model to DIR/model.onnx or DIR/model.ts "
-                             "(repeatable; needs --save).")
-    output.add_argument("--no-record", action="store_true", help="Do not record the run in the run store.")
-    output.add_argument("--store", metavar="FILE", type=path_text,
-                        help="Run store file; none: $CPRUNE_HOME/runs.sqlite, else ~/.cache/cprune/runs.sqlite.")
-    output.add_argument("--json", action="store_true", help="Print the final figures as JSON on stdout.")
-    output.add_argument("--quiet", action="store_true", help="No progress bar.")
-    parser.set_defaults(handler=finetune_command)
+# --export's formats (parsers.EXPORT_FORMATS): what writes each, and the file it writes in --save's folder.
+EXPORTERS = dict(zip(EXPORT_FORMATS, ((export_onnx, ONNX_FILE), (export_torchscript, TORCHSCRIPT_FILE)), strict=True))
 
 
 def finetune_command(args: argparse.Namespace) -> int:

@@ -11,61 +11,19 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
-from ..criteria import CRITERIA
 from ..graph import GRAPH_FORMATS, graph_file, to_networkx
 from ..graph_cache import GraphCache
 from ..layer_view import TAU_STEPS, scan_layer, suggested_tau
-from ..layer_report import (LAYERWISE_COLUMNS, MAX_GRAPH_NEURONS, LayerReport, SourceOpener, check_graph_settings,
+from ..layer_report import (LAYERWISE_COLUMNS, LayerReport, SourceOpener, check_graph_settings,
                             layer_report, layerwise_rows)
 from ..model_source import FileSource, ModelSource
 from ..paths import atomic_write, writable_dir
 from ..errors import ConfigError
-from ..weights import LOCAL_BUDGET, printable
-from .options import add_config_argument, add_executor_options, comma_list, make_executor, name_text, path_text
+from ..weights import printable
+from .options import make_executor
 from .progress_bars import StepProgressBar
 
-__all__ = ["add_command"]
-
-FORMATS = (*GRAPH_FORMATS, "csv")
-
-
-def add_command(subparsers, command) -> None:
-    parser = subparsers.add_parser(
-        command.name, help=command.help,
-        description="Build the neuron-similarity graph of one layer at tau and score its neurons by every "
-                    "criterion; write it as GraphML or GEXF (scores as node attributes, for Gephi, Cytoscape or "
-                    "networkx) or as CSV (LAYER.nodes.csv and LAYER.edges.csv). With --layer all, write the "
-                    "layer-wise table (edges, density, components, centrality concentration, and the data-free "
-                    "spectral figures: the power-law exponent alpha of the weights' eigenvalue tail with its fit, "
-                    "alpha of the same weights shuffled, stable rank, spectral norm, per layer) as "
-                    "layerwise.csv. Without --layer, list the layers and the tensors that are none, with why. In "
-                    "a model's weights every float tensor of rank 2 to 5 with two neurons or more is a layer; "
-                    f"files of any size are listed from their headers, layers of up to "
-                    f"{LOCAL_BUDGET.max_tensor_elements:,} elements read (only their own bytes), graphs built for "
-                    f"layers of up to {MAX_GRAPH_NEURONS:,} neurons, a block of rows at a time within "
-                    "CPRUNE_GRAPH_MEMORY_MB, with a progress bar on stderr. --layer all runs one task per layer, "
-                    "here or on a Ray cluster (--executor ray), and keeps each layer's row as it ends "
-                    "($CPRUNE_HOME/graphs): a table stopped midway resumes with the layers left.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", metavar="PATH", type=path_text,
-                        help="A .safetensors file, an .onnx model, a PyTorch state dict (.pt, .pth, .bin; read with "
-                             "weights_only=True), a checkpoint's index (model.safetensors.index.json, its shards "
-                             "beside it) or a folder holding one of these.")
-    add_config_argument(source, "backbone", default=None)
-    parser.add_argument("--backbone-weights", choices=("pretrained", "random"), default="pretrained",
-                        help="With --backbone: ImageNet-pretrained or random-init weights.")
-    parser.add_argument("--layer", metavar="NAME", type=name_text, help="The layer (as listed without --layer), or 'all' for the "
-                                                        "layer-wise table.")
-    add_config_argument(parser, "tau")
-    parser.add_argument("--criteria", type=comma_list, default=list(CRITERIA), metavar="NAMES",
-                        help=f"Comma-separated criteria to score neurons by; choose from {', '.join(CRITERIA)}.")
-    parser.add_argument("--out", default=".", metavar="DIR", type=path_text, help="Folder for the files written.")
-    parser.add_argument("--format", choices=FORMATS, default="graphml",
-                        help="File format of one layer's graph (the layer-wise table is always CSV).")
-    add_executor_options(parser, "layer", "--layer all's layers one after another in this process",
-                         "--layer all's layers each one Ray task")
-    parser.set_defaults(handler=graph_command, device="cpu")
+__all__ = ["graph_command"]
 
 
 def file_stem(layer: str) -> str:

@@ -1,23 +1,26 @@
 """What the commands share: options derived from a settings class's fields (``FinetuneConfig``,
 ``AnalysisConfig``, ``AtlasSettings``: one source for names, types, defaults, choices, ranges and help,
 the idea of transformers' HfArgumentParser), where an experiment's work executes (this process or a Ray
-cluster), and opening the run store."""
+cluster), and opening the run store. What builds the parsers imports no torch (``cprune COMMAND --help`` answers at
+once): the executors and the store are imported when a command makes or opens them."""
 from __future__ import annotations
 
 import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..experiment.executors import EXECUTORS, LocalExecutor, RayExecutor, threads_for
 from ..paths import DOCS_DIR, quick_reports_dir, user_path
 from ..registry import BACKBONES, DEFAULT_BACKBONE
-from ..ranges import CPUS_PER_TASK, GPUS_PER_TASK, number_from_text
+from ..ranges import CPUS_PER_TASK, EXECUTORS, GPUS_PER_TASK, number_from_text
 from ..options import Option, Settings
 from ..schema import FinetuneConfig
-from ..store import RunStore
+
+if TYPE_CHECKING:
+    from ..experiment.executors import LocalExecutor, RayExecutor
+    from ..store import RunStore
 
 __all__ = ["whole_number", "real_number", "path_text", "name_text", "VALUE_TYPES", "shown_value", "flag_of",
            "add_config_argument", "add_settings_options", "settings_from_args", "settings_flags",
@@ -232,6 +235,8 @@ def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
     """The executor add_executor_options' options name, not yet entered (entering a RayExecutor connects).
     ConfigError for a CPU or GPU count out of its range, whichever the executor (a local one uses no GPU
     count, but a wrong one is still a mistake to point out)."""
+    from ..experiment.executors import LocalExecutor, RayExecutor, threads_for
+
     unit = args.executor_unit
     if args.cpus_per_run is not None:
         CPUS_PER_TASK.check(args.cpus_per_run, f"--cpus-per-{unit}")
@@ -254,6 +259,8 @@ def executor_flags(args: argparse.Namespace) -> list[str]:
 
 def open_store(path: str | None) -> RunStore:
     """The run store (StoreError when unusable); one warning line on stderr when a damaged store was set aside."""
+    from ..store import RunStore
+
     store = RunStore(path)
     if store.recovery_note:
         print(f"warning: {store.recovery_note} ({store.recovered_from})", file=sys.stderr)

@@ -7,14 +7,14 @@ cannot be decoded are found while indexing and reported in ``DatasetSplits.skipp
 that break later are dropped at load time by ``collate_skip_bad`` and counted in
 ``ImageListDataset.n_failed``. One module per source, as torchvision's datasets.
 """
-from ..errors import DatasetError, UnreadableImageError
-from .dataset import SPLITS, DatasetSplits, ImageListDataset, collate_skip_bad
-from .images import IMAGE_EXTENSIONS, MAX_IMAGE_SIDE, build_transform, open_rgb
-from .loader import loader_workers, make_loader
-from .registry import DATASETS, DEFAULT_DATASET, DatasetSource, get_source, is_cached, load_dataset
-from .roots import confine
+from ..lazy import attach
 
-__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetSource", "DatasetSplits", "ImageListDataset", "SPLITS",
-           "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "DatasetError", "UnreadableImageError", "build_transform",
-           "collate_skip_bad", "confine", "get_source", "is_cached", "load_dataset", "loader_workers", "make_loader",
-           "open_rgb"]
+# Imported when first used: the dataset classes bring torch in, the names and splits do not (``schema``'s choices).
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "registry": ("DATASETS", "DEFAULT_DATASET", "DatasetSource", "get_source", "is_cached", "load_dataset"),
+    "dataset": ("DatasetSplits", "ImageListDataset", "collate_skip_bad"),
+    "splits": ("SPLITS",),
+    "images": ("IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "build_transform", "open_rgb"),
+    "loader": ("loader_workers", "make_loader"),
+    "roots": ("confine",),
+})

@@ -13,12 +13,11 @@ from torch.utils.data import Dataset, default_collate
 
 from ..errors import UnreadableImageError
 from .images import open_rgb
+from .splits import SPLITS
 
-__all__ = ["SPLITS", "ImageListDataset", "collate_skip_bad", "DatasetSplits"]
+__all__ = ["ImageListDataset", "collate_skip_bad", "DatasetSplits"]
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 class ImageListDataset(Dataset):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError, PathNotAllowedError
-from .dataset import SPLITS
+from .splits import SPLITS
 from .download import download_errors
 from .indexing import Index, finish_index, scan_images
 from .roots import NOT_ALLOWED, is_inside

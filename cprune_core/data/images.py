@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from ..errors import UnreadableImageError
@@ -128,6 +127,7 @@ def build_transform(
     train: RandomResizedCrop(scale 0.6-1) + horizontal flip. Evaluation: resize the shorter
     side to resize_size (default input_size * 1.14) and centre-crop.
     """
+    import torch
     from torchvision.transforms import v2
 
     if train:

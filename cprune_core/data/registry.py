@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..access import COMMAND_LINE, NO_DOWNLOADS, Access
 from ..errors import DatasetError
@@ -18,10 +19,12 @@ from ..ranges import choose
 from ..paths import SAMPLE_FLOWERS, datasets_dir, user_path
 from . import caltech101, flowers102, folder, tf_flowers
 from .download import download_lock
-from .dataset import SPLITS, DatasetSplits, ImageListDataset
 from .indexing import Index, existing_dir, index_image_folder
 from .roots import confine
-from .splits import check_split_arguments, keep_per_class, stratified_split
+from .splits import SPLITS, check_split_arguments, keep_per_class, stratified_split
+
+if TYPE_CHECKING:
+    from .dataset import DatasetSplits
 
 __all__ = ["DatasetSource", "DATASETS", "DEFAULT_DATASET", "get_source", "load_dataset", "is_cached"]
 
@@ -110,6 +113,8 @@ def load_dataset(
     whatever ``download`` says. stop: ends indexing early with StopRequested.
     Raises ConfigError for impossible arguments and DatasetError for data that cannot be used.
     """
+    from .dataset import DatasetSplits, ImageListDataset  # torch: only when a dataset is loaded
+
     source = get_source(name)
     check_split_arguments(val_fraction, test_fraction, train_per_class)
     started = time.perf_counter()

@@ -6,10 +6,11 @@ import random
 
 from ..errors import ConfigError
 from ..ranges import FRACTION
-from .dataset import SPLITS
 from .indexing import Index
 
-__all__ = ["check_split_arguments", "stratified_split", "keep_per_class"]
+__all__ = ["SPLITS", "check_split_arguments", "stratified_split", "keep_per_class"]
+
+SPLITS = ("train", "val", "test")
 
 
 def check_split_arguments(val_fraction: float, test_fraction: float, train_per_class: int | None) -> None:

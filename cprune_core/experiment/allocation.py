@@ -45,24 +45,19 @@ from ..engine import Finetuner
 from ..errors import ConfigError, StopRequested
 from ..model_source import BackboneSource
 from ..pruning import PruningGraph
-from ..ranges import Range
 from ..registry import get_spec, load_backbone, replace_classifier
 from ..schema import FinetuneConfig, MetricEvent, RunSummary
 from ..spectral import layer_spectrum
 from ..store import RunStore
 from .executors import Executor, LocalExecutor
-from .grid import Regime
+from .settings import REMOVED_RANGE, RULES, WITHIN, Regime
 from .tolerance import tolerance_rows
 
-__all__ = ["RULES", "WITHIN", "REMOVED", "EPSILON", "REMOVED_RANGE", "Allocation", "network_cost", "prunable_macs",
+__all__ = ["EPSILON", "Allocation", "network_cost", "prunable_macs",
            "alphapruning_ratios", "allocate", "alpha_scores", "tolerance_scores", "PlannedAllocation",
            "plan_allocations", "allocation_key", "run_planned", "allocation_row", "run_allocations"]
 
-RULES = ("uniform", "alpha", "tolerance")
-WITHIN = ("eigenvector", "random")
-REMOVED = (0.5, 0.7)  # of the prunable MACs
 EPSILON = 0.2  # AlphaPruning's image classifiers' default
-REMOVED_RANGE = Range(0.0, 1.0, low_open=True, high_open=True)
 TOLERANCE_KEEP = 0.5  # the atlas's keep ratio whose random accuracy is a group's tolerance
 _BISECTIONS = 60
 

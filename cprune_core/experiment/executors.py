@@ -35,6 +35,7 @@ import torch
 
 from ..device import describe_device, resolve_device
 from ..errors import ClusterError, ConfigError, CPruneError, StopRequested
+from ..ranges import EXECUTORS
 from ..features import FeatureCache
 from ..progress import check_stop
 from ..runs import run_and_record
@@ -44,7 +45,6 @@ from .ray_connect import START_ADVICE, first_line, import_ray, init_within, pars
 __all__ = ["Executor", "Outcome", "LocalExecutor", "RayExecutor", "NodeFeatureCache", "EXECUTORS", "run_config",
            "threads_for", "with_threads"]
 
-EXECUTORS = ("local", "ray")
 T = TypeVar("T")
 Job = tuple[int, FinetuneConfig]  # (index in the plan, its configuration)
 STOP_POLL_S = 0.5  # how often the driver looks at the stop Event while it waits for Ray

@@ -25,56 +25,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
 from ..criteria import DEFAULT_TAU
-from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS
 from ..ranges import DEFAULT_SEEDS, SEEDS
 from ..schema import FinetuneConfig, RunStatus, RunSummary
 from ..store import RunStore
 from .executors import Executor, LocalExecutor
+from .settings import (COMPARED_CRITERIA, DEFAULT_BACKBONES, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, KEEP_RATIOS,
+                       QUICK_EPOCHS, QUICK_SEEDS, REGIMES, TAU_SWEEP, TAU_SWEEP_KEEP, Regime, offline_regimes,
+                       quick_regimes)
 
-__all__ = ["Regime", "REGIMES", "PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_key", "GridProgress",
-           "leaders_first", "run_plan", "row_for", "COMPARED_CRITERIA", "KEEP_RATIOS", "TAU_SWEEP", "DEFAULT_IMAGE_SIZE",
-           "DEFAULT_EPOCHS", "QUICK_SEEDS", "QUICK_EPOCHS"]
+__all__ = ["PlannedRun", "Grid", "plan_runs", "paper_table_grid", "run_key", "GridProgress", "leaders_first",
+           "run_plan", "row_for"]
 
-COMPARED_CRITERIA = ("eigenvector", "inverse-eigenvector", "l1", "fpgm", "random")
-KEEP_RATIOS = (0.1, 0.25, 0.5, 0.75)
-TAU_SWEEP = (0.05, 0.2, 0.3)  # eigenvector only, at TAU_SWEEP_KEEP; DEFAULT_TAU is in the main grid
-TAU_SWEEP_KEEP = 0.25
-FEW_SHOT = 10  # images per class: the regime of Flowers102's official training split
-
-
-@dataclass(frozen=True)
-class Regime:
-    """A dataset and how much of its training split is used."""
-
-    label: str
-    dataset: str
-    root: str | None = None
-    train_per_class: int | None = None
-
-
-def offline_regimes() -> list[Regime]:
-    """../shared/data/flowers128 (TF Flowers, 128 px) in full and with 10 images per class."""
-    root = str(SHARED_FLOWERS)
-    return [Regime("flowers128-full", "tf-flowers", root), Regime(f"flowers128-{FEW_SHOT}shot", "tf-flowers", root, FEW_SHOT)]
-
-
-def quick_regimes() -> list[Regime]:
-    return [Regime("flowers-sample", "flowers-sample", str(SAMPLE_FLOWERS))]
-
-
-def download_regimes() -> list[Regime]:
-    """The paper's datasets, downloaded where the network allows."""
-    return [Regime("tf-flowers", "tf-flowers"), Regime("caltech101", "caltech101"),
-            Regime("oxford-flowers102", "oxford-flowers102")]
-
-
-REGIMES: dict[str, Regime] = {regime.label: regime for regime in
-                               offline_regimes() + quick_regimes() + download_regimes()}
-DEFAULT_BACKBONES = ("efficientnet_lite0",)
-DEFAULT_EPOCHS = 8
-DEFAULT_IMAGE_SIZE = 128
-QUICK_SEEDS = 2  # --quick: of the grid, and of the importance analysis's random criterion
-QUICK_EPOCHS = 3
 
 
 @dataclass

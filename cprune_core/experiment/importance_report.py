@@ -14,17 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..ablation import AnalysisConfig, ImportanceAnalysis
+from ..ablation import ImportanceAnalysis
 from ..figures import finish_panel, pyplot, save_figure
 from ..paths import SAMPLE_FLOWERS, SHARED_FLOWERS, atomic_write
 from ..registry import DEFAULT_BACKBONE
 from ..schema import FinetuneConfig
-from .grid import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, QUICK_SEEDS
+from .settings import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, QUICK_ANALYSIS
 
 __all__ = ["QUICK_ANALYSIS", "importance_config", "dataset_label", "neuron_table", "importance_json",
            "plot_importance", "write_importance_report"]
-
-QUICK_ANALYSIS = AnalysisConfig(seeds=QUICK_SEEDS, resamples=200)  # --quick's analysis
 
 
 def importance_config(*, quick: bool = False, backbone: str = DEFAULT_BACKBONE, dataset: str | None = None,

@@ -26,17 +26,16 @@ from scipy import stats as scipy_stats
 
 from ..atlas import AtlasRecords, AtlasResult
 from ..errors import ConfigError
+from .settings import PREDICTORS
 from ..layer_report import layerwise_rows
 from ..model_source import BackboneSource
 from ..stats import (holm, minimum_detectable_rho, partial_spearman, partial_spearman_interval, partial_spearman_p,
                      rank_correlation_p, spearman)
 
-__all__ = ["PREDICTORS", "RESAMPLES", "PERMUTATIONS", "ALPHA", "Association", "tolerance_columns", "tolerance_rows",
+__all__ = ["RESAMPLES", "PERMUTATIONS", "ALPHA", "Association", "tolerance_columns", "tolerance_rows",
            "predictor_rows", "tolerance_table", "choose_atlas", "spearman_interval", "associations",
            "detectable_rho"]
 
-PREDICTORS = {"alpha": "alpha (ESD tail exponent)", "stable_rank": "stable rank", "gini": "centrality Gini",
-              "top10_share": "centrality top-10% share"}
 RESAMPLES = 10_000
 PERMUTATIONS = 9_999
 ALPHA = 0.05  # family-wise error rate of the Holm-corrected family

@@ -9,7 +9,8 @@ import pandas as pd
 from ..atlas import AtlasResult
 from ..figures import finish_panel, pyplot, save_figure
 from ..paths import atomic_write
-from .tolerance import ALPHA, PREDICTORS, RESAMPLES, Association, detectable_rho
+from .settings import PREDICTORS
+from .tolerance import ALPHA, RESAMPLES, Association, detectable_rho
 
 __all__ = ["tolerance_sentence", "beyond_width_sentence", "plot_tolerance", "write_tolerance_report"]
 

@@ -7,13 +7,14 @@ before any value is read, that every reader of a file (this package, ``registry.
 ``checkpoint.load_model``) applies to its tensors: dense, with values, within budget, no more elements than
 stored bytes. ``find_models`` lists the models under a server's model folders.
 """
-from .budget import (DEFAULT_BUDGET, FLOAT_DTYPES, LOCAL_BUDGET, MAX_IN_MEMORY_BYTES, StoredTensor, WeightsBudget,
-                     check_stored_tensors, describe_tensor)
-from .file import WeightLayer, WeightsFile, open_weights_file, read_weights_file
-from .folders import find_models
-from .formats import EXTENSIONS, FORMATS, detect_format
-from .names import natural_key, printable
+from ..lazy import attach
 
-__all__ = ["DEFAULT_BUDGET", "LOCAL_BUDGET", "MAX_IN_MEMORY_BYTES", "FLOAT_DTYPES", "StoredTensor", "WeightsBudget",
-           "check_stored_tensors", "describe_tensor", "EXTENSIONS", "FORMATS", "WeightLayer", "WeightsFile",
-           "detect_format", "open_weights_file", "read_weights_file", "find_models", "natural_key", "printable"]
+# Imported when first used (cprune_core.lazy): a light module of the package (its budget) costs no torch.
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "budget": ("DEFAULT_BUDGET", "FLOAT_DTYPES", "LOCAL_BUDGET", "MAX_IN_MEMORY_BYTES", "StoredTensor",
+        "WeightsBudget", "check_stored_tensors", "describe_tensor"),
+    "file": ("WeightLayer", "WeightsFile", "open_weights_file", "read_weights_file"),
+    "folders": ("find_models",),
+    "formats": ("EXTENSIONS", "FORMATS", "detect_format"),
+    "names": ("natural_key", "printable"),
+})

@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import WeightsFileError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["WeightsBudget", "DEFAULT_BUDGET", "LOCAL_BUDGET", "MAX_IN_MEMORY_BYTES", "StoredTensor", "FLOAT_DTYPES",
            "check_stored_tensors", "oversized", "describe_tensor"]
@@ -74,6 +76,8 @@ class StoredTensor:
 
 def describe_tensor(name: str, tensor: torch.Tensor) -> StoredTensor:
     """A loaded tensor's ``StoredTensor``, from its metadata only (never its values)."""
+    import torch  # here: the budget's limits are read by the command line's --help, which imports no torch
+
     layout = str(tensor.layout).removeprefix("torch.")
     dense = tensor.layout == torch.strided and tensor.device.type != "meta"
     stored = None
@@ -137,6 +141,7 @@ def check_stored_tensors(tensors: Iterable[StoredTensor], file_name: str, budget
 
     Example
     -------
+    >>> import torch
     >>> view = torch.zeros(1).expand(10**6, 10**6)  # 4 bytes shown as 4 TB
     >>> check_stored_tensors([describe_tensor("w", view)], "x.pt", WeightsBudget())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
