@@ -91,6 +91,7 @@ test-fast: install-dev lint
 bench: install-dev browser
 	$(PY) -m bench.bench_graph
 	$(PY) -m bench.bench_first_view
+	$(PY) -m bench.bench_cli
 	$(PY) -m bench.bench_cost
 	$(PY) -m bench.bench_finetune
 	$(PY) -m bench.bench_ablation

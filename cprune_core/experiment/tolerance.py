@@ -18,6 +18,7 @@ less, and a figure that tracks width would otherwise seem to predict tolerance.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,13 +27,14 @@ from scipy import stats as scipy_stats
 
 from ..atlas import AtlasRecords, AtlasResult
 from ..errors import ConfigError
-from .settings import PREDICTORS
 from ..layer_report import layerwise_rows
 from ..model_source import BackboneSource
 from ..stats import (holm, minimum_detectable_rho, partial_spearman, partial_spearman_interval, partial_spearman_p,
                      rank_correlation_p, spearman)
+from .settings import PREDICTORS
 
 __all__ = ["RESAMPLES", "PERMUTATIONS", "ALPHA", "Association", "tolerance_columns", "tolerance_rows",
+           "tolerance_reliability",
            "predictor_rows", "tolerance_table", "choose_atlas", "spearman_interval", "associations",
            "detectable_rho"]
 
@@ -49,7 +51,8 @@ def tolerance_columns(keep_ratios) -> list[str]:
 def tolerance_rows(result: AtlasResult) -> list[dict]:
     """One row per layer of the atlas ``result``: backbone, layer, the group's layers, depth, neurons, the unpruned
     validation accuracy, and for each keep ratio the accuracy minus it keeping random neurons (mean over the random
-    kept sets) and keeping the best criterion's (with that criterion's name)."""
+    kept sets, with that mean's standard error over them: NaN from a single set) and keeping the best criterion's
+    (with that criterion's name)."""
     rows = []
     for layer in result.layers:
         curve = layer.curve
@@ -59,11 +62,48 @@ def tolerance_rows(result: AtlasResult) -> list[dict]:
             others = {name: float(np.mean(rows_[:, column])) for name, rows_ in curve.accuracy.items()
                       if name != "random"}
             best = max(others, key=others.get)
-            row[f"random_keep{keep:g}"] = float(curve.accuracy["random"][:, column].mean()) - curve.full_acc
+            draws = curve.accuracy["random"][:, column]
+            row[f"random_keep{keep:g}"] = float(draws.mean()) - curve.full_acc
+            row[f"random_se_keep{keep:g}"] = float(draws.std(ddof=1) / math.sqrt(len(draws))) if len(draws) > 1 else math.nan
             row[f"best_keep{keep:g}"] = others[best] - curve.full_acc
             row[f"best_criterion_keep{keep:g}"] = best
         rows.append(row)
     return rows
+
+
+def tolerance_reliability(means: Sequence[float], standard_errors: Sequence[float]) -> float:
+    """How much of the spread of the layers' random tolerances is the layers' and not their random kept sets':
+    1 - mean(SE^2) / var(means), the reliability of a mean measured with known sampling error (classical test
+    theory: true variance over observed variance; Spearman's attenuation ceiling on any correlation with it is its
+    square root).
+
+    Parameters
+    ----------
+    means : each layer's tolerance, the mean over its random kept sets (``tolerance_rows``' ``random_keep*``).
+    standard_errors : each layer's standard error of that mean over its sets (``random_se_keep*``).
+
+    Returns
+    -------
+    float in (-inf, 1]: 1 when the draws add no noise; at or below 0 when the layers' differences are no larger than
+    the draws' noise. NaN with fewer than 3 layers, any standard error undefined (one set), or no spread at all.
+    What it leaves out: every set is measured on the same validation images, so their sampling is not in it.
+
+    Raises
+    ------
+    ConfigError : the two sequences differ in length.
+
+    Example
+    -------
+    >>> round(tolerance_reliability([-0.1, -0.2, -0.3, -0.4], [0.01, 0.01, 0.01, 0.01]), 4)
+    0.9994
+    """
+    means, errors = np.asarray(means, dtype=float), np.asarray(standard_errors, dtype=float)
+    if means.shape != errors.shape:
+        raise ConfigError(f"tolerance_reliability needs one standard error per layer; got {means.size} tolerances and "
+                          f"{errors.size} standard errors.")
+    if means.size < 3 or np.isnan(errors).any() or np.isnan(means).any() or np.ptp(means) == 0:
+        return math.nan
+    return 1.0 - float(np.mean(errors ** 2)) / float(means.var(ddof=1))
 
 
 def predictor_rows(source: BackboneSource, groups: list[list[str]], tau: float) -> list[dict]:

@@ -9,8 +9,9 @@ import pandas as pd
 from ..atlas import AtlasResult
 from ..figures import finish_panel, pyplot, save_figure
 from ..paths import atomic_write
+from ..stats import correlation_ceiling
 from .settings import PREDICTORS
-from .tolerance import ALPHA, RESAMPLES, Association, detectable_rho
+from .tolerance import ALPHA, RESAMPLES, Association, detectable_rho, tolerance_reliability
 
 __all__ = ["tolerance_sentence", "beyond_width_sentence", "plot_tolerance", "write_tolerance_report"]
 
@@ -64,6 +65,22 @@ def beyond_width_sentence(found: list[Association]) -> str:
         return f"{where}, no figure predicts what a layer loses beyond its width; the strongest: {_strongest(found)}."
     said = "; ".join(_test(a) for a in passed)
     return f"{where}, {len(passed)} of the {len(found)} tests survive: {said}."
+
+
+def reliability_sentence(table: pd.DataFrame, keep_ratios) -> str:
+    """How repeatable the layers' random tolerances are over their random kept sets, at each keep ratio
+    (``tolerance.tolerance_reliability``), and what that leaves out."""
+    parts = []
+    for keep in keep_ratios:
+        value = tolerance_reliability(table[f"random_keep{keep:g}"], table[f"random_se_keep{keep:g}"])
+        parts.append(f"not measurable keeping {keep:g} (fewer than 3 layers, a layer with one set, or no spread)"
+                     if math.isnan(value) else
+                     f"{value:.3f} keeping {keep:g} (a ceiling of {correlation_ceiling(value):.2f} on any rho with it)")
+    return (f"A layer's random tolerance is the mean over its random kept sets; over the {len(table)} layers, the share "
+            "of its spread that is the layers' and not their sets' (1 - mean squared standard error / variance across "
+            f"layers) is {' and '.join(parts)}. Not in it: every set is measured on the same validation images, so what "
+            "another validation set would give is not measured. The best criterion's tolerance is one kept set per "
+            "criterion, chosen after the fact: there is no second draw to measure its repeatability.")
 
 
 def plot_tolerance(table: pd.DataFrame, found: list[Association], tolerance: str, path: Path) -> None:
@@ -126,6 +143,7 @@ def write_tolerance_report(table: pd.DataFrame, found: list[Association], refere
             f"permutation p-value, and Holm's correction over the family of {len(found)} tests (family-wise error "
             f"{ALPHA:.0%}; * marks a test that survives it). The layer's width (its neurons) is shown as a reference, "
             "outside the family: a figure that predicts no better than width adds nothing.", "",
+            f"**How repeatable:** {reliability_sentence(table, atlases[0].settings.keep_ratios)}", "",
             f"![tolerance against each predictor]({paths['png'].name})", "", "## The family of tests", "",
             *_rows(found), "", "## Reference: the layer's width", "", *_rows(reference), "",
             "## Beyond width: the same tests with the layer's width held fixed", "",
