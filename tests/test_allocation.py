@@ -221,6 +221,8 @@ def test_experiment_tolerance_reads_the_recorded_atlas_and_writes_its_report(hom
     assert "With each layer's width held fixed" in out and "**Beyond width:** With each layer's width" in report
     assert "**How repeatable:** A layer's random tolerance is the mean over its random kept sets; over the 4 layers" in report
     assert "is 1.000 keeping 0.5 (a ceiling of 1.00 on any rho with it) and 1.000 keeping 0.25" in report
+    # 32 images: at most 0.25 / 32 of error variance per layer, against the tolerances' variance of 0.0292 (keep 0.5)
+    assert f"still at least {1 - (0.25 / 32) / np.var([-0.5, -0.4, -0.3, -0.1], ddof=1):.3f} keeping 0.5" in report
 
 
 @pytest.mark.slow

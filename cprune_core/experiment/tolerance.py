@@ -50,14 +50,15 @@ def tolerance_columns(keep_ratios) -> list[str]:
 
 def tolerance_rows(result: AtlasResult) -> list[dict]:
     """One row per layer of the atlas ``result``: backbone, layer, the group's layers, depth, neurons, the unpruned
-    validation accuracy, and for each keep ratio the accuracy minus it keeping random neurons (mean over the random
+    validation accuracy and its number of validation images, and for each keep ratio the accuracy minus it keeping random neurons (mean over the random
     kept sets, with that mean's standard error over them: NaN from a single set) and keeping the best criterion's
     (with that criterion's name)."""
     rows = []
     for layer in result.layers:
         curve = layer.curve
         row = {"backbone": result.backbone, "layer": layer.layer, "group": " ".join([layer.layer, *layer.coupled]),
-               "depth": layer.depth, "neurons": layer.neurons, "full_acc": curve.full_acc}
+               "depth": layer.depth, "neurons": layer.neurons, "full_acc": curve.full_acc,
+               "images": layer.result.n_images}
         for column, keep in enumerate(curve.keep_ratios):
             others = {name: float(np.mean(rows_[:, column])) for name, rows_ in curve.accuracy.items()
                       if name != "random"}
