@@ -90,7 +90,7 @@ def _command(args: argparse.Namespace) -> str:
         f"--seeds {args.seeds}" if args.seeds is not None else "",
         f"--removed {','.join(f'{r:g}' for r in args.removed)}" if args.removed else "",
         f"--epochs {args.epochs}" if args.epochs else "", f"--image-size {args.image_size}" if args.image_size else "",
-        *executor_flags(args)] if part)
+        f"--out {args.out}" if args.out else "", *executor_flags(args)] if part)
 
 
 def allocation_command(args: argparse.Namespace) -> int:
