@@ -10,11 +10,14 @@ PORT ?= 8501
 # Every target that starts the app runs `streamlit run app.py`: app.py's st.App imports torch and builds the
 # default model in the server process as it starts (ui/startup.py), before the first visitor arrives.
 
-# Is there a GPU? Where nvidia-smi lists none (or with `make install GPU=no`), torch goes in without triton, the
-# 0.9 GB compiler of torch.compile's GPU kernels (nothing here calls torch.compile; torch 2.14.1 imports and runs
-# without it). PyPI's torch for Linux is the CUDA build whatever the machine: its CUDA libraries stay (torch links
-# to them). A CPU-only wheel comes from PyTorch's own index (docs/benchmarks.md, "Installing").
+# Is there a GPU? Where nvidia-smi lists none (or with `make install GPU=no`), torch and torchvision are looked for
+# on PyTorch's CPU index too: its CPU-only build (2.14.1+cpu, which pip ranks above PyPI's 2.14.1) has no CUDA
+# libraries (3.2 GB). Where that index cannot be reached, pip warns and takes PyPI's, the CUDA build whatever the
+# machine: its CUDA libraries stay (torch links to them). Either way torch goes in without triton, the 0.9 GB
+# compiler of torch.compile's GPU kernels (nothing here calls torch.compile; torch 2.14.1 imports and runs without
+# it). docs/benchmarks.md, "Installing".
 GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes || echo no)
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 # The lines of requirements.txt that bring torch in.
 TORCH_LINES := ^(torch|torchvision|torch-pruning)==
 # torch's, torchvision's and torch-pruning's own requirements for this machine, less triton and torch itself.
@@ -40,7 +43,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing the app's requirements into $(VENV) (GPU: $(GPU); about 2 minutes from a wheel cache, longer to download; log: $(LOG))"
 	@{ $(PIP) install --upgrade pip packaging && $(if $(filter yes,$(GPU)),$(PIP) install -r requirements.txt, \
-	     $(PIP) install --no-deps $$(grep -E '$(TORCH_LINES)' requirements.txt) \
+	     $(PIP) install --no-deps --extra-index-url $(TORCH_CPU_INDEX) $$(grep -E '$(TORCH_LINES)' requirements.txt) \
 	     && $(PY) -c "$$TORCH_DEPENDENCIES" > $(VENV)/torch-dependencies.txt \
 	     && grep -vE '$(TORCH_LINES)' requirements.txt > $(VENV)/requirements-without-torch.txt \
 	     && $(PIP) install -r $(VENV)/torch-dependencies.txt -r $(VENV)/requirements-without-torch.txt) \
