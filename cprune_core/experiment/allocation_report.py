@@ -28,6 +28,7 @@ SETTING = ["backbone", "regime", "removed", "criterion", "rule"]
 ALPHA, POWER = 0.05, 0.8  # each family's error rate (Holm), and the power the detectable difference is stated at
 COMPARED = ["kind", "backbone", "regime", "removed", "comparison", "held", "seeds", "difference", "low", "high", "sd",
             "p", "p_holm", "detectable"]
+DODGE_POINTS = 0.6  # percentage points of MACs removed between two settings' points in the plot
 
 
 def _finished(rows: list[dict]) -> pd.DataFrame:
@@ -142,22 +143,27 @@ def allocation_sentence(compared: pd.DataFrame) -> str:
 
 def plot_allocations(summary: pd.DataFrame, path: Path) -> None:
     """Test accuracy against the share of MACs removed, a line per rule and criterion, a panel per backbone and
-    regime; the unpruned network as a dotted line."""
+    regime; the unpruned network as a dotted line. The series stand DODGE_POINTS apart sideways around each share
+    removed, so that no error bar hides another (with one share they would all stand on one vertical line)."""
     plt = pyplot()
 
     panels = list(summary.groupby(["backbone", "regime"], sort=False))
     figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
     for axis, ((backbone, regime), frame) in zip(axes[0], panels):
-        for (rule, criterion), lines in frame[frame["rule"] != "unpruned"].groupby(["rule", "criterion"], sort=False):
+        pruned = frame[frame["rule"] != "unpruned"]
+        series = list(pruned.groupby(["rule", "criterion"], sort=False))
+        for index, ((rule, criterion), lines) in enumerate(series):
             lines = lines.sort_values("removed")
-            axis.errorbar(100 * lines["removed"], 100 * lines["test_acc_mean"],
+            dodge = (index - (len(series) - 1) / 2) * DODGE_POINTS
+            axis.errorbar(100 * lines["removed"] + dodge, 100 * lines["test_acc_mean"],
                           yerr=100 * lines["test_acc_std"].fillna(0), marker="o", capsize=3,
                           linestyle="-" if criterion == "eigenvector" else "--", label=f"{rule}, {criterion}")
         unpruned = frame[frame["rule"] == "unpruned"]["test_acc_mean"]
         if len(unpruned):
             axis.axhline(100 * unpruned.iloc[0], color="#444", linestyle=":", label="unpruned")
-        finish_panel(axis, "MACs removed (% of the prunable MACs)", "test accuracy (%) after fine-tuning",
-                     f"{backbone} - {regime}")
+        axis.set_xticks(sorted(100 * pruned["removed"].unique()))
+        finish_panel(axis, "MACs removed (% of the prunable MACs; the settings set apart sideways)",
+                     "test accuracy (%) after fine-tuning", f"{backbone} - {regime}")
     save_figure(figure, path)
 
 
