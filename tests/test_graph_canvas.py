@@ -318,8 +318,11 @@ def test_a_click_and_a_search_select_a_neuron_for_the_panel(page, server):
     number = page.get_by_label("Neuron index", exact=True)
 
     def panel_shows(neuron: int) -> None:
-        page.wait_for_function("([el, v]) => el.value === v", arg=[number.element_handle(), str(neuron)],
-                               timeout=60_000)  # a rerun of the page: 30 s was once too little in the full suite
+        # Looked up afresh at each poll: while the page reruns, Streamlit keeps the old input beside the new one, and
+        # a handle taken then can be the old one, replaced and never updated (a timeout, or two inputs found).
+        page.wait_for_function("v => { const inputs = document.querySelectorAll('input[aria-label=\"Neuron index\"]');"
+                               " return inputs.length === 1 && inputs[0].value === v; }", arg=str(neuron),
+                               timeout=60_000)
         wait_idle(page)
 
     find(page, 40)  # searched: selected, drawn at the centre, and the panel below follows
