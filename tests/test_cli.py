@@ -97,15 +97,6 @@ def test_a_commands_handler_runs_its_work_modules_function(monkeypatch):
     assert args.handler(args) == 7 and ran == [args]
 
 
-def test_finetunes_export_formats_are_the_parsers_choices():
-    from cprune_core.cli import finetune, parsers
-
-    assert tuple(finetune.EXPORTERS) == parsers.EXPORT_FORMATS
-    export = next(a for a in cli.build_parser("finetune")._subparsers._group_actions[0].choices["finetune"]._actions
-                  if a.dest == "export")
-    assert tuple(export.choices) == parsers.EXPORT_FORMATS
-
-
 def test_finetune_json_reports_parseable_final_figures_and_records_the_run(tiny_folder, capsys):
     assert cli.main(tiny_args(tiny_folder, "--json", "--keep", "0.25")) == 0
 
